@@ -1,0 +1,133 @@
+//! Reading a tag from git: resolve it, read files at its commit, export its
+//! tree (never the working tree) with `git archive`, which honours
+//! `export-ignore` from the tag's own `.gitattributes`.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::error::{Error, Result};
+
+/// What a tag points at.
+#[derive(Debug, Clone)]
+pub struct TagInfo {
+    pub tag: String,
+    /// The annotated tag object id (`None` for a lightweight tag).
+    pub tag_object: Option<String>,
+    pub commit: String,
+    /// Committer time of the commit (seconds since the epoch).
+    pub commit_time: i64,
+}
+
+fn git(repo: &Path, args: &[&str]) -> Result<std::process::Output> {
+    Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| {
+            Error::other(format!(
+                "cannot run `git`: {}; is git installed?",
+                crate::error::describe_io(&e)
+            ))
+        })
+}
+
+fn git_line(repo: &Path, args: &[&str]) -> Result<Option<String>> {
+    let out = git(repo, args)?;
+    if !out.status.success() {
+        return Ok(None);
+    }
+    Ok(Some(String::from_utf8_lossy(&out.stdout).trim().to_string()))
+}
+
+/// Resolve `tag` (annotated or lightweight) in the repository at `repo`.
+///
+/// # Errors
+/// When `repo` is not a git repository or the tag does not exist.
+pub fn resolve_tag(repo: &Path, tag: &str) -> Result<TagInfo> {
+    if git_line(repo, &["rev-parse", "--git-dir"])?.is_none() {
+        return Err(Error::usage(format!(
+            "`{}` is not inside a git repository; run `slipway build` in your project, or use `--dir DIR --name NAME`",
+            repo.display()
+        )));
+    }
+    let reference = format!("refs/tags/{tag}");
+    let Some(object) = git_line(repo, &["rev-parse", "--verify", "--quiet", &reference])? else {
+        return Err(Error::usage(format!(
+            "unknown tag `{tag}` in `{}`; list tags with `git tag`",
+            repo.display()
+        )));
+    };
+    let kind = git_line(repo, &["cat-file", "-t", &object])?.unwrap_or_default();
+    let commit = git_line(
+        repo,
+        &["rev-parse", "--verify", "--quiet", &format!("{object}^{{commit}}")],
+    )?
+    .ok_or_else(|| Error::usage(format!("tag `{tag}` does not point at a commit")))?;
+    let time = git_line(repo, &["show", "-s", "--format=%ct", &commit])?
+        .and_then(|t| t.parse::<i64>().ok())
+        .ok_or_else(|| Error::other(format!("cannot read the commit time of `{commit}`")))?;
+    Ok(TagInfo {
+        tag: tag.to_string(),
+        tag_object: (kind == "tag").then_some(object),
+        commit,
+        commit_time: time,
+    })
+}
+
+/// The contents of `path` at `commit`, or `None` when it is not there.
+///
+/// # Errors
+/// When git cannot be run.
+pub fn read_at(repo: &Path, commit: &str, path: &str) -> Result<Option<Vec<u8>>> {
+    let out = git(repo, &["cat-file", "blob", &format!("{commit}:{path}")])?;
+    Ok(out.status.success().then_some(out.stdout))
+}
+
+/// Export the tree of `commit` into the empty directory `dest`.
+///
+/// # Errors
+/// When `git archive` or the unpacking fails.
+pub fn export_tree(repo: &Path, commit: &str, dest: &Path) -> Result<()> {
+    let mut archive = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["archive", "--format=tar", commit])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::other(format!("cannot run `git archive`: {}", crate::error::describe_io(&e))))?;
+    let stdout = archive
+        .stdout
+        .take()
+        .ok_or_else(|| Error::other("git archive has no output"))?;
+    let unpack = Command::new("tar")
+        .arg("-xf")
+        .arg("-")
+        .arg("-C")
+        .arg(dest)
+        .arg("--no-same-owner")
+        .stdin(stdout)
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| Error::other(format!("cannot run `tar`: {}", crate::error::describe_io(&e))))?;
+    let archived = archive
+        .wait_with_output()
+        .map_err(|e| Error::other(format!("git archive: {e}")))?;
+    if !archived.status.success() {
+        return Err(Error::other(format!(
+            "`git archive {commit}` failed: {}",
+            String::from_utf8_lossy(&archived.stderr).trim()
+        )));
+    }
+    if !unpack.status.success() {
+        return Err(Error::other(format!(
+            "cannot unpack the tree of `{commit}` into `{}`: {}",
+            dest.display(),
+            String::from_utf8_lossy(&unpack.stderr).trim()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! The command line, as plain data (clap derive). No I/O here: `lib.rs`
+//! resolves these values into a configuration and calls the commands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Reproducible release bundles, pushed over SSH, activated atomically, rolled back in one rename.
+#[derive(Debug, Parser)]
+#[command(name = "slipway", version, about, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags accepted before or after the subcommand.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// Local store directory [default: $XDG_DATA_HOME/slipway]
+    #[arg(long, global = true, env = "SLIPWAY_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Configuration file with targets [default: ./slipway.toml]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Machine-readable output on stdout (see docs/json.md)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress bars or notes on stderr
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// More detail on stderr
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a git tag (or a directory) into a bundle and print its id
+    ///
+    /// Exports the tag's tree (never the working tree), runs `[build] command`
+    /// from the tag's own slipway.toml with SOURCE_DATE_EPOCH set to the
+    /// commit time, and stores `[build] output` as a bundle. The same tag
+    /// always gives the same id.
+    ///
+    /// Examples:
+    ///   slipway build v1.4.2
+    ///   slipway build --dir dist --name ci-4711
+    #[command(verbatim_doc_comment)]
+    Build(BuildArgs),
+    /// List the releases in the local store
+    List,
+    /// Show a release's id, size, entries and provenance
+    Inspect(RelArgs),
+    /// Re-hash a stored bundle against its manifest (exit 5 on any mismatch)
+    Verify(VerifyArgs),
+    /// Write a bundle to a .tar.zst file (plus a FILE.meta.json sidecar)
+    Export(ExportArgs),
+    /// Verify a .tar.zst bundle and add it to the store
+    Import(ImportArgs),
+    /// Remove bundles that no release name refers to, and temporary leftovers
+    Gc(GcArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The git tag to build (annotated or lightweight)
+    #[arg(required_unless_present = "dir", conflicts_with = "dir")]
+    pub tag: Option<String>,
+    /// Snapshot this directory instead of building a tag (needs --name)
+    #[arg(long, value_name = "DIR", requires = "name")]
+    pub dir: Option<PathBuf>,
+    /// Release name [default: the tag]
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RelArgs {
+    /// Release name or (a unique prefix of) a bundle id
+    pub rel: String,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Release name or (a unique prefix of) a bundle id
+    pub rel: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Release name or (a unique prefix of) a bundle id
+    pub rel: String,
+    /// Output file (conventionally NAME.tar.zst)
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A .tar.zst bundle; FILE.meta.json beside it is read when present
+    pub file: PathBuf,
+    /// Release name [default: from the sidecar]
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Only list what would be removed
+    #[arg(long)]
+    pub dry_run: bool,
+}

@@ -1,0 +1,192 @@
+//! `slipway.toml`, flags and environment, resolved once into validated values.
+//!
+//! The `[build]` section is read from the tag being built (never the working
+//! tree); `[targets.*]` come from the operator's `--config` or `./slipway.toml`.
+//! Unknown keys and wrong types are refused with the file, line and key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// The whole `slipway.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    #[serde(default)]
+    pub build: BuildConfig,
+    #[serde(default)]
+    pub targets: BTreeMap<String, TargetConfig>,
+}
+
+/// `[build]`: how a tag becomes a tree.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildConfig {
+    /// Run with `sh -c` in the exported tree.
+    pub command: Option<String>,
+    /// The directory (relative to the tree) that becomes the bundle; default: the whole tree.
+    pub output: Option<String>,
+    /// Symlinks (bundle paths) allowed to point outside the release.
+    #[serde(default)]
+    pub allow_links: Vec<String>,
+}
+
+/// `[targets.NAME]`: a set of hosts and how to deploy to them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub hosts: Vec<String>,
+    pub root: Option<String>,
+    pub keep: Option<usize>,
+    #[serde(default)]
+    pub shared: Vec<String>,
+    #[serde(default)]
+    pub shared_files: Vec<String>,
+    #[serde(default)]
+    pub pinned: Vec<String>,
+    pub parallel: Option<usize>,
+    pub link_mode: Option<LinkMode>,
+    pub remote_bin: Option<String>,
+    pub ssh_config: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub require_healthy_on: Option<String>,
+    #[serde(default)]
+    pub hooks: HooksConfig,
+}
+
+/// How release files are made from objects on a host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkMode {
+    /// Hardlink objects (fall back to copies across file systems).
+    #[default]
+    Hardlink,
+    /// Always copy.
+    Copy,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HooksConfig {
+    pub before_activate: Option<String>,
+    pub after_activate: Option<String>,
+    pub health: Option<String>,
+    pub health_timeout: Option<String>,
+    pub hook_timeout: Option<String>,
+}
+
+/// Parse `slipway.toml` text; `origin` names it in errors (a path, or `v1.2:slipway.toml`).
+///
+/// # Errors
+/// Usage error with origin, line and the offending key.
+pub fn parse_project(text: &str, origin: &str) -> Result<ProjectConfig> {
+    toml::from_str(text).map_err(|e| toml_error(&e, text, origin))
+}
+
+/// Read `path` when it exists; `None` when it does not.
+///
+/// # Errors
+/// When it exists but cannot be read or parsed.
+pub fn load_project(path: &Path) -> Result<Option<ProjectConfig>> {
+    match crate::fs::read_optional(path)? {
+        None => Ok(None),
+        Some(bytes) => {
+            let text = String::from_utf8(bytes)
+                .map_err(|_| Error::usage(format!("`{}` is not valid UTF-8", path.display())))?;
+            parse_project(&text, &path.display().to_string()).map(Some)
+        }
+    }
+}
+
+fn toml_error(e: &toml::de::Error, text: &str, origin: &str) -> Error {
+    let msg = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            let key = text
+                .lines()
+                .nth(line - 1)
+                .and_then(|l| l.split('=').next())
+                .map(|k| k.trim().trim_matches(['[', ']']))
+                .unwrap_or_default();
+            Error::usage(format!("`{origin}` line {line} (`{key}`): {msg}"))
+        }
+        None => Error::usage(format!("`{origin}`: {msg}")),
+    }
+}
+
+/// Parse a duration like `30s`, `2m`, `500ms` or a bare number of seconds.
+///
+/// # Errors
+/// Usage error naming the value and `what` it was for.
+pub fn parse_duration(value: &str, what: &str) -> Result<std::time::Duration> {
+    let v = value.trim();
+    let (num, unit) = match v.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => (&v[..i], &v[i..]),
+        None => (v, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| Error::usage(format!("`{value}` is not a duration for `{what}` (try `30s`, `2m`)")))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => {
+            return Err(Error::usage(format!(
+                "`{value}` is not a duration for `{what}` (try `30s`, `2m`)"
+            )));
+        }
+    };
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// Where the local store lives: `--store`, `$SLIPWAY_STORE` (both handled by
+/// clap), else `$XDG_DATA_HOME/slipway`, else `~/.local/share/slipway`.
+///
+/// # Errors
+/// When no location can be derived.
+pub fn default_store_dir() -> Result<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(x).join("slipway"));
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h).join(".local/share/slipway")),
+        None => Err(Error::usage("cannot find a store: set --store or SLIPWAY_STORE")),
+    }
+}
+
+/// `user@host` of whoever runs this process, for provenance and history.
+pub fn actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid{}", rustix::process::getuid().as_raw()));
+    let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
+    format!("{user}@{host}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_name_file_line_and_key() {
+        let err = parse_project("[build]\ncomand = \"make\"\n", "slipway.toml").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("`slipway.toml` line 2 (`comand`):"), "{text}");
+        assert!(text.contains("unknown field"), "{text}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s", "x").unwrap().as_secs(), 30);
+        assert_eq!(parse_duration("2m", "x").unwrap().as_secs(), 120);
+        assert_eq!(parse_duration("5", "x").unwrap().as_secs(), 5);
+        assert_eq!(parse_duration("250ms", "x").unwrap().as_millis(), 250);
+        assert!(parse_duration("soon", "x").is_err());
+    }
+}

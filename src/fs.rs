@@ -1,0 +1,231 @@
+//! File-system helpers that name the path in every error and own durability:
+//! write-to-temp + fsync + rename + fsync of the directory, fsynced appends,
+//! `syncfs(2)`, and removal of read-only trees.
+//!
+//! Nothing else in slipway calls `std::fs` for a persistent write.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::error::{Error, Result};
+
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).map_err(|e| Error::io("read", path, e))
+}
+
+pub fn read_to_string(path: &Path) -> Result<String> {
+    fs::read_to_string(path).map_err(|e| Error::io("read", path, e))
+}
+
+/// Read a file that may not exist: `Ok(None)` when it does not.
+pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("read", path, e)),
+    }
+}
+
+pub fn open(path: &Path) -> Result<File> {
+    File::open(path).map_err(|e| Error::io("open", path, e))
+}
+
+pub fn create_dir_all(path: &Path) -> Result<()> {
+    fs::create_dir_all(path).map_err(|e| Error::io("create directory", path, e))
+}
+
+pub fn metadata(path: &Path) -> Result<fs::Metadata> {
+    fs::metadata(path).map_err(|e| Error::io("stat", path, e))
+}
+
+pub fn symlink_metadata(path: &Path) -> Result<fs::Metadata> {
+    fs::symlink_metadata(path).map_err(|e| Error::io("stat", path, e))
+}
+
+/// `lstat` that maps "not found" to `None`.
+pub fn symlink_metadata_optional(path: &Path) -> Result<Option<fs::Metadata>> {
+    match fs::symlink_metadata(path) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("stat", path, e)),
+    }
+}
+
+pub fn read_link(path: &Path) -> Result<PathBuf> {
+    fs::read_link(path).map_err(|e| Error::io("read link", path, e))
+}
+
+/// Directory entries as (file name, path), sorted by name.
+pub fn read_dir_sorted(path: &Path) -> Result<Vec<(std::ffi::OsString, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(path).map_err(|e| Error::io("list", path, e))? {
+        let entry = entry.map_err(|e| Error::io("list", path, e))?;
+        out.push((entry.file_name(), entry.path()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+pub fn rename(from: &Path, to: &Path) -> Result<()> {
+    fs::rename(from, to).map_err(|e| Error::io("rename", from, e))
+}
+
+pub fn hard_link(src: &Path, dst: &Path) -> Result<()> {
+    fs::hard_link(src, dst).map_err(|e| Error::io("link", dst, e))
+}
+
+pub fn symlink(target: &Path, link: &Path) -> Result<()> {
+    std::os::unix::fs::symlink(target, link).map_err(|e| Error::io("create symlink", link, e))
+}
+
+pub fn remove_file(path: &Path) -> Result<()> {
+    fs::remove_file(path).map_err(|e| Error::io("remove", path, e))
+}
+
+/// Remove a file if it exists.
+pub fn remove_file_optional(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("remove", path, e)),
+        _ => Ok(()),
+    }
+}
+
+pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| Error::io("chmod", path, e))
+}
+
+/// Set a file's modification time to `epoch` seconds.
+pub fn set_mtime(file: &File, path: &Path, epoch: i64) -> Result<()> {
+    let t = if epoch >= 0 {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(epoch as u64)
+    } else {
+        SystemTime::UNIX_EPOCH
+    };
+    file.set_times(fs::FileTimes::new().set_modified(t).set_accessed(t))
+        .map_err(|e| Error::io("set the time of", path, e))
+}
+
+/// fsync a directory so that renames and creations inside it are durable.
+pub fn fsync_dir(path: &Path) -> Result<()> {
+    let dir = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    dir.sync_all().map_err(|e| Error::io("fsync", path, e))
+}
+
+/// Flush every dirty page of the file system holding `path` (one call instead
+/// of thousands of per-file fsyncs, as OSTree does).
+pub fn syncfs(path: &Path) -> Result<()> {
+    let dir = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    rustix::fs::syncfs(&dir).map_err(|e| Error::io("sync the file system of", path, e.into()))
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// A temporary file in `dir` that is removed unless persisted.
+pub fn temp_file_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("create a temporary file in", dir, e))
+}
+
+/// Write `bytes` to `path` atomically: temp file, fsync, rename, fsync the directory.
+///
+/// # Errors
+/// On any I/O failure; `path` is then unchanged.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = parent_of(path);
+    let mut tmp = temp_file_in(dir)?;
+    tmp.write_all(bytes).map_err(|e| Error::io("write", path, e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io("fsync", path, e))?;
+    tmp.persist(path).map_err(|e| Error::io("rename into", path, e.error))?;
+    fsync_dir(dir)
+}
+
+/// Persist a temp file at `path` only if nothing is there yet (link + unlink),
+/// then fsync the directory. Returns `false` when `path` already existed.
+///
+/// # Errors
+/// On I/O failures other than "already exists".
+pub fn persist_new(tmp: tempfile::NamedTempFile, path: &Path) -> Result<bool> {
+    tmp.as_file().sync_all().map_err(|e| Error::io("fsync", path, e))?;
+    match tmp.persist_noclobber(path) {
+        Ok(_) => {
+            fsync_dir(parent_of(path))?;
+            Ok(true)
+        }
+        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(Error::io("create", path, e.error)),
+    }
+}
+
+/// Create `path` with `bytes` only if it does not exist (atomically, durably).
+/// Returns `false` when it already existed.
+///
+/// # Errors
+/// On I/O failures other than "already exists".
+pub fn write_new(path: &Path, bytes: &[u8]) -> Result<bool> {
+    let mut tmp = temp_file_in(parent_of(path))?;
+    tmp.write_all(bytes).map_err(|e| Error::io("write", path, e))?;
+    persist_new(tmp, path)
+}
+
+/// Append one line to a log and fsync it (appends, never rewrites).
+///
+/// # Errors
+/// On I/O failure.
+pub fn append_line(path: &Path, line: &str) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o644)
+        .open(path)
+        .map_err(|e| Error::io("open", path, e))?;
+    let mut buf = Vec::with_capacity(line.len() + 1);
+    buf.extend_from_slice(line.as_bytes());
+    buf.push(b'\n');
+    f.write_all(&buf).map_err(|e| Error::io("append to", path, e))?;
+    f.sync_data().map_err(|e| Error::io("fsync", path, e))
+}
+
+/// Remove a tree that may contain read-only directories (releases are 0555).
+///
+/// # Errors
+/// On I/O failure other than the tree being absent.
+pub fn remove_tree(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("stat", path, e)),
+        Ok(m) if !m.is_dir() => return remove_file(path),
+        Ok(_) => {}
+    }
+    make_writable(path)?;
+    fs::remove_dir_all(path).map_err(|e| Error::io("remove", path, e))
+}
+
+fn make_writable(dir: &Path) -> Result<()> {
+    let m = symlink_metadata(dir)?;
+    if m.permissions().mode() & 0o700 != 0o700 {
+        set_mode(dir, 0o755)?;
+    }
+    for entry in fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
+        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+        let ft = entry.file_type().map_err(|e| Error::io("stat", &entry.path(), e))?;
+        if ft.is_dir() {
+            make_writable(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Copy everything from `r` into a new file at `path` (no fsync).
+pub fn copy_into(r: &mut impl Read, w: &mut impl Write, path: &Path) -> Result<u64> {
+    io::copy(r, w).map_err(|e| Error::io("write", path, e))
+}

@@ -1,0 +1,108 @@
+//! slipway: a release artifact store with SSH push.
+//!
+//! ```text
+//!  git tag ──build──▶ bundle (.tar.zst, id = sha256 of manifest) ──▶ local store
+//!                                         │ push: offer manifest, send only missing objects
+//!                                         ▼
+//!  host: <root>/.slipway/objects ──hardlinks──▶ releases/<name> ◀── current (atomic rename)
+//! ```
+//!
+//! - [`cli`] parses, [`config`] resolves, [`commands`] orchestrate one verb each;
+//! - [`manifest`] and [`digest`] define ids and the rules every tree keeps;
+//! - [`bundle`] packs and unpacks archives, [`store`] keeps them locally;
+//! - [`output`] is the only writer to stdout/stderr; [`fs`] owns durable writes;
+//! - [`error`] maps every failure to a documented exit code.
+
+pub mod bundle;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod digest;
+pub mod error;
+pub mod fs;
+pub mod manifest;
+pub mod output;
+pub mod provenance;
+pub mod store;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::error::Result;
+use crate::output::Output;
+
+/// Everything a command needs, resolved once from flags and environment.
+pub struct Context {
+    pub out: Output,
+    pub store_dir: PathBuf,
+    /// `--config`, or `./slipway.toml`.
+    pub config_path: PathBuf,
+    /// True when `--config` was given (then the file must exist).
+    pub config_explicit: bool,
+}
+
+impl Context {
+    /// Open the local store.
+    ///
+    /// # Errors
+    /// When it cannot be created.
+    pub fn store(&self) -> Result<store::Store> {
+        store::Store::open(&self.store_dir)
+    }
+}
+
+/// Parse `args`, run the command, and return the process exit code.
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let out = Output::new(cli.global.json, cli.global.quiet, cli.global.verbose);
+    match resolve(&cli, out.clone()).and_then(|ctx| run(&cli.command, &ctx)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            out.error(&e);
+            ExitCode::from(e.exit().code())
+        }
+    }
+}
+
+fn resolve(cli: &Cli, out: Output) -> Result<Context> {
+    let store_dir = match &cli.global.store {
+        Some(s) => s.clone(),
+        None => config::default_store_dir()?,
+    };
+    Ok(Context {
+        out,
+        store_dir,
+        config_path: cli
+            .global
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("slipway.toml")),
+        config_explicit: cli.global.config.is_some(),
+    })
+}
+
+/// Run one command.
+///
+/// # Errors
+/// Whatever the command reports; its exit code comes from [`error::Error::exit`].
+pub fn run(command: &Command, ctx: &Context) -> Result<()> {
+    match command {
+        Command::Build(a) => commands::build::run(a, ctx),
+        Command::List => commands::list::run(ctx),
+        Command::Inspect(a) => commands::inspect::run(a, ctx),
+        Command::Verify(a) => commands::verify::run(a, ctx),
+        Command::Export(a) => commands::export::run(a, ctx),
+        Command::Import(a) => commands::import::run(a, ctx),
+        Command::Gc(a) => commands::gc::run(a, ctx),
+    }
+}

@@ -1,0 +1,120 @@
+//! The one place that writes to stdout and stderr.
+//!
+//! stdout carries data (ids, tables, `--json`); stderr carries progress,
+//! notes and errors. Progress bars appear only when stderr is a terminal and
+//! `-q` is not given; colour only on a terminal and without `NO_COLOR`.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::error::Error;
+
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub json: bool,
+    pub quiet: bool,
+    pub verbose: u8,
+    stderr_tty: bool,
+    color: bool,
+    multi: MultiProgress,
+}
+
+impl Output {
+    pub fn new(json: bool, quiet: bool, verbose: u8) -> Output {
+        let stderr_tty = std::io::stderr().is_terminal();
+        let color = stderr_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let multi = if stderr_tty && !quiet {
+            MultiProgress::with_draw_target(ProgressDrawTarget::stderr())
+        } else {
+            MultiProgress::with_draw_target(ProgressDrawTarget::hidden())
+        };
+        Output {
+            json,
+            quiet,
+            verbose,
+            stderr_tty,
+            color,
+            multi,
+        }
+    }
+
+    /// A line of data on stdout.
+    pub fn data(&self, line: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+    }
+
+    /// A JSON document on stdout (pretty, one trailing newline).
+    pub fn json_value<T: Serialize>(&self, value: &T) {
+        let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".to_string());
+        self.data(&text);
+    }
+
+    /// A note on stderr, silenced by `-q`.
+    pub fn info(&self, msg: &str) {
+        if !self.quiet {
+            self.eprint(msg);
+        }
+    }
+
+    /// Extra detail on stderr, shown with `-v`.
+    pub fn detail(&self, msg: &str) {
+        if self.verbose > 0 && !self.quiet {
+            self.eprint(msg);
+        }
+    }
+
+    /// A warning on stderr, always shown.
+    pub fn warn(&self, msg: &str) {
+        let label = self.paint("warning:", "33");
+        self.eprint(&format!("{label} {msg}"));
+    }
+
+    /// The final error line on stderr.
+    pub fn error(&self, err: &Error) {
+        let label = self.paint("error:", "31");
+        self.eprint(&format!("{label} {err}"));
+    }
+
+    /// Raw text on stderr (a build command's output is passed through elsewhere).
+    pub fn eprint(&self, msg: &str) {
+        let _ = self.multi.println(msg);
+        if self.multi.is_hidden() {
+            let _ = writeln!(std::io::stderr().lock(), "{msg}");
+        }
+    }
+
+    fn paint(&self, text: &str, code: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    /// True when progress bars are drawn.
+    pub fn progress_enabled(&self) -> bool {
+        self.stderr_tty && !self.quiet
+    }
+
+    /// A byte-count progress bar on stderr (hidden when not a terminal).
+    pub fn bytes_bar(&self, total: u64, prefix: &str) -> ProgressBar {
+        if !self.progress_enabled() {
+            return ProgressBar::hidden();
+        }
+        let bar = self.multi.add(ProgressBar::new(total));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(prefix.to_string());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    }
+}

@@ -1,0 +1,477 @@
+//! Issue 2: reproducible, content-addressed bundles in the local store.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::support::{Env, Repo, snapshot, write_file};
+
+fn sample(env: &Env) -> Repo {
+    let repo = env.repo("app");
+    repo.write("src/index.html", "<h1>v1</h1>\n")
+        .exec("bin/start", "#!/bin/sh\necho start\n")
+        .symlink("public", "src")
+        .write(
+            "slipway.toml",
+            "[build]\ncommand = \"mkdir -p dist && cp -R src bin public dist/ && echo built-by-command\"\noutput = \"dist\"\n",
+        )
+        .commit("v1")
+        .tag("v1");
+    repo
+}
+
+#[test]
+fn build_prints_only_the_id_and_the_same_tag_gives_the_same_id_and_bytes() {
+    let env = Env::new();
+    let repo = sample(&env);
+    let out = env.slipway().args(["build", "v1"]).current_dir(&repo.path).ok();
+    let id = out.line();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{out}");
+    assert!(
+        out.stderr().contains("built-by-command"),
+        "build output goes to stderr: {out}"
+    );
+
+    // A dirty working tree and another store change nothing.
+    repo.write("src/index.html", "dirty working tree\n");
+    repo.write("slipway.toml", "[build]\ncommand = \"exit 7\"\n");
+    let other = env
+        .slipway()
+        .env("SLIPWAY_STORE", env.path("store2"))
+        .args(["build", "v1"])
+        .current_dir(&repo.path)
+        .ok();
+    assert_eq!(other.line(), id);
+
+    env.slipway()
+        .args(["export", "v1", "-o"])
+        .arg(env.path("a.tar.zst"))
+        .ok();
+    env.slipway()
+        .env("SLIPWAY_STORE", env.path("store2"))
+        .args(["export", &id, "-o"])
+        .arg(env.path("b.tar.zst"))
+        .ok();
+    assert_eq!(
+        std::fs::read(env.path("a.tar.zst")).unwrap(),
+        std::fs::read(env.path("b.tar.zst")).unwrap()
+    );
+}
+
+#[test]
+fn export_unpacks_with_plain_tar_into_the_tree_and_the_manifest() {
+    let env = Env::new();
+    let repo = sample(&env);
+    env.slipway().args(["build", "v1"]).current_dir(&repo.path).ok();
+    let file = env.path("v1.tar.zst");
+    env.slipway().args(["export", "v1", "-o"]).arg(&file).ok();
+    let dest = env.path("unpacked");
+    std::fs::create_dir_all(&dest).unwrap();
+    let st = std::process::Command::new("tar")
+        .arg("--zstd")
+        .arg("-xf")
+        .arg(&file)
+        .arg("-C")
+        .arg(&dest)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let tree = snapshot(&dest);
+    assert_eq!(
+        tree.get("bin/start").map(String::as_str),
+        Some("x:#!/bin/sh\necho start\n")
+    );
+    assert_eq!(tree.get("public").map(String::as_str), Some("-> src"));
+    assert_eq!(tree.get("src/index.html").map(String::as_str), Some("<h1>v1</h1>\n"));
+    assert!(tree.contains_key(".slipway/manifest.json"));
+    assert_eq!(tree.len(), 7, "{tree:?}");
+    // The sidecar carries provenance, not the archive.
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.path("v1.tar.zst.meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["provenance"]["tag"], "v1");
+}
+
+#[test]
+fn annotated_and_lightweight_tags_and_provenance() {
+    let env = Env::new();
+    let repo = sample(&env);
+    repo.tag_annotated("v1-annotated");
+    let a = env.slipway().args(["build", "v1"]).current_dir(&repo.path).ok().line();
+    let b = env
+        .slipway()
+        .args(["build", "v1-annotated"])
+        .current_dir(&repo.path)
+        .ok()
+        .line();
+    assert_eq!(a, b, "same commit, same id");
+    let info = env.slipway().args(["inspect", "v1-annotated", "--json"]).ok().json();
+    let commit = repo.git(&["rev-parse", "v1^{commit}"]);
+    assert_eq!(info["provenance"]["commit"], commit.as_str());
+    assert_eq!(
+        info["provenance"]["tag_object"],
+        repo.git(&["rev-parse", "v1-annotated"]).as_str()
+    );
+    assert_eq!(
+        info["provenance"]["builder"].as_str().unwrap().split('@').next(),
+        Some("tester")
+    );
+    assert!(
+        info["provenance"]["build_command"]
+            .as_str()
+            .unwrap()
+            .contains("mkdir -p dist")
+    );
+    assert_eq!(info["files"], 2);
+    assert_eq!(info["entries"], 5);
+    let text = env.slipway().args(["inspect", "v1"]).ok().stdout();
+    assert!(text.contains("lightweight") && text.contains(&commit), "{text}");
+}
+
+#[test]
+fn no_config_means_the_tag_tree_is_the_bundle_and_export_ignore_is_honoured() {
+    let env = Env::new();
+    let repo = env.repo("plain");
+    repo.write("a.txt", "a")
+        .write("secret/notes", "x")
+        .write(".gitattributes", "secret export-ignore\n")
+        .commit("c")
+        .tag("r1");
+    let id = env
+        .slipway()
+        .args(["build", "r1", "--name", "plain-1"])
+        .current_dir(&repo.path)
+        .ok()
+        .line();
+    let info = env.slipway().args(["inspect", "plain-1", "--json"]).ok().json();
+    assert_eq!(info["id"], id.as_str());
+    assert_eq!(info["files"], 2, "a.txt and .gitattributes only: {info}");
+}
+
+#[test]
+fn build_refuses_bad_tags_names_and_failing_commands() {
+    let env = Env::new();
+    let repo = sample(&env);
+    env.slipway()
+        .args(["build", "v9"])
+        .current_dir(&repo.path)
+        .fails(2)
+        .one_line_error()
+        .stderr_has("unknown tag `v9`");
+    repo.git(&["tag", "feature/x"]);
+    env.slipway()
+        .args(["build", "feature/x"])
+        .current_dir(&repo.path)
+        .fails(2)
+        .stderr_has("not a valid release name; give one with `--name`");
+    env.slipway()
+        .args(["build", "feature/x", "--name", "feature-x"])
+        .current_dir(&repo.path)
+        .ok();
+
+    repo.write("slipway.toml", "[build]\ncommand = \"echo failing; exit 3\"\n")
+        .commit("broken")
+        .tag("v2");
+    let out = env.slipway().args(["build", "v2"]).current_dir(&repo.path).fails(1);
+    out.stderr_has("build command `echo failing; exit 3` failed with exit status 3");
+    env.slipway()
+        .args(["inspect", "v2"])
+        .fails(1)
+        .stderr_has("no release or bundle `v2`");
+
+    repo.write("slipway.toml", "[build]\ncomand = \"make\"\n")
+        .commit("typo")
+        .tag("v3");
+    env.slipway()
+        .args(["build", "v3"])
+        .current_dir(&repo.path)
+        .fails(2)
+        .stderr_has("`v3:slipway.toml` line 2 (`comand`)");
+
+    env.slipway()
+        .args(["build", "v1"])
+        .current_dir(env.path(""))
+        .fails(2)
+        .stderr_has("not inside a git repository");
+}
+
+#[test]
+fn a_name_is_never_rebound_to_another_id() {
+    let env = Env::new();
+    env.write("d/a", "one");
+    let first = env
+        .slipway()
+        .args(["build", "--dir", "d", "--name", "ci-1"])
+        .ok()
+        .line();
+    env.slipway().args(["build", "--dir", "d", "--name", "ci-1"]).ok();
+    env.write("d/a", "two");
+    env.slipway()
+        .args(["build", "--dir", "d", "--name", "ci-1"])
+        .fails(1)
+        .one_line_error()
+        .stderr_has("release `ci-1` is already bound to");
+    assert_eq!(
+        env.slipway().args(["inspect", "ci-1", "--json"]).ok().json()["id"],
+        first.as_str()
+    );
+}
+
+#[test]
+fn build_dir_refuses_unsafe_trees_before_storing_anything() {
+    let env = Env::new();
+    type Make = Box<dyn Fn(&std::path::Path)>;
+    let cases: Vec<(&str, Make, &str)> = vec![
+        (
+            "abs-link",
+            Box::new(|d| std::os::unix::fs::symlink("/etc/passwd", d.join("l")).unwrap()),
+            "leaves the release tree",
+        ),
+        (
+            "up-link",
+            Box::new(|d| std::os::unix::fs::symlink("../../x", d.join("l")).unwrap()),
+            "leaves the release tree",
+        ),
+        (
+            "fifo",
+            Box::new(|d| {
+                assert!(
+                    std::process::Command::new("mkfifo")
+                        .arg(d.join("f"))
+                        .status()
+                        .unwrap()
+                        .success()
+                );
+            }),
+            "is a special file",
+        ),
+        (
+            "non-utf8",
+            Box::new(|d| {
+                use std::os::unix::ffi::OsStrExt;
+                std::fs::write(d.join(std::ffi::OsStr::from_bytes(b"bad\xff")), "x").unwrap();
+            }),
+            "not valid UTF-8",
+        ),
+        (
+            "reserved",
+            Box::new(|d| write_file(&d.join(".slipway/x"), b"x")),
+            "`.slipway` is reserved",
+        ),
+    ];
+    for (name, make, msg) in cases {
+        let dir = env.path(name);
+        write_file(&dir.join("ok.txt"), b"fine");
+        make(&dir);
+        let out = env
+            .slipway()
+            .args(["build", "--dir"])
+            .arg(&dir)
+            .args(["--name", name])
+            .run();
+        assert_ne!(out.out.status.code(), Some(0), "{out}");
+        out.one_line_error().stderr_has(msg);
+    }
+    let names = std::fs::read_dir(env.store.join("names")).unwrap().count();
+    let bundles = std::fs::read_dir(env.store.join("bundles")).unwrap().count();
+    assert_eq!((names, bundles), (0, 0), "nothing stored");
+}
+
+#[test]
+fn verify_detects_a_corrupt_bundle_with_exit_5() {
+    let env = Env::new();
+    env.write(
+        "d/big.bin",
+        (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect::<Vec<u8>>(),
+    );
+    let id = env.slipway().args(["build", "--dir", "d", "--name", "r"]).ok().line();
+    env.slipway().args(["verify", "r"]).ok();
+    let path = env.store.join("bundles").join(format!("{}.tar.zst", &id[7..]));
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x55;
+    std::fs::write(&path, &bytes).unwrap();
+    env.slipway().args(["verify", "r"]).fails(5).one_line_error();
+    std::fs::write(&path, &bytes[..n / 2]).unwrap();
+    env.slipway()
+        .args(["verify", "r"])
+        .fails(5)
+        .one_line_error()
+        .stderr_has("corrupt or truncated");
+}
+
+#[test]
+fn import_verifies_before_binding_and_refuses_lies() {
+    let env = Env::new();
+    env.write("d/a.txt", "alpha");
+    env.write("d/b.txt", "bravo");
+    let id = env.slipway().args(["build", "--dir", "d", "--name", "r1"]).ok().line();
+    let file = env.path("r1.tar.zst");
+    env.slipway().args(["export", "r1", "-o"]).arg(&file).ok();
+
+    // A clean import into another store, with the sidecar's name.
+    let other = env.path("other");
+    let imported = env
+        .slipway()
+        .env("SLIPWAY_STORE", &other)
+        .arg("import")
+        .arg(&file)
+        .ok()
+        .line();
+    assert_eq!(imported, id);
+    env.slipway().env("SLIPWAY_STORE", &other).args(["verify", "r1"]).ok();
+
+    // A manifest that disagrees with the contents: rewrite one file's bytes, same length.
+    let lie = env.path("lie");
+    std::fs::create_dir_all(&lie).unwrap();
+    assert!(
+        std::process::Command::new("tar")
+            .arg("--zstd")
+            .arg("-xf")
+            .arg(&file)
+            .arg("-C")
+            .arg(&lie)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::write(lie.join("a.txt"), "ALPHA").unwrap();
+    let crafted = env.path("crafted.tar.zst");
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd {} && tar --format=gnu -cf - .slipway/manifest.json a.txt b.txt | zstd -q -o {}",
+            lie.display(),
+            crafted.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let third = env.path("third");
+    env.slipway()
+        .env("SLIPWAY_STORE", &third)
+        .arg("import")
+        .arg(&crafted)
+        .args(["--name", "evil"])
+        .fails(5)
+        .one_line_error()
+        .stderr_has("content of `a.txt` does not match its sha256");
+    assert_eq!(std::fs::read_dir(third.join("names")).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(third.join("bundles")).unwrap().count(), 0);
+
+    // Without a sidecar a name is required.
+    let bare = env.path("bare.tar.zst");
+    std::fs::copy(&file, &bare).unwrap();
+    env.slipway()
+        .arg("import")
+        .arg(&bare)
+        .fails(2)
+        .stderr_has("pass `--name NAME`");
+}
+
+#[test]
+fn ids_resolve_by_unique_prefix_and_ambiguity_lists_candidates() {
+    let env = Env::new();
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        env.write(&format!("d{i}/f"), format!("{i}"));
+        ids.push(
+            env.slipway()
+                .args(["build", "--dir", &format!("d{i}"), "--name", &format!("r{i}")])
+                .ok()
+                .line(),
+        );
+    }
+    // find two ids sharing a first hex digit
+    let (a, b) = ids
+        .iter()
+        .enumerate()
+        .find_map(|(i, a)| {
+            ids[i + 1..]
+                .iter()
+                .find(|b| b[7..8] == a[7..8])
+                .map(|b| (a.clone(), b.clone()))
+        })
+        .unwrap();
+    let out = env.slipway().args(["inspect", &a[7..8]]).fails(2);
+    out.stderr_has("is ambiguous").stderr_has(&a).stderr_has(&b);
+    let full = env.slipway().args(["inspect", &a[..20], "--json"]).ok().json();
+    assert_eq!(full["id"], a.as_str());
+    let bare = env.slipway().args(["--json", "inspect", &a[7..30]]).ok().json();
+    assert_eq!(bare["id"], a.as_str());
+}
+
+#[test]
+fn global_flags_go_before_or_after_and_list_gc_work() {
+    let env = Env::new();
+    env.write("d/f", "x");
+    let store = env.path("elsewhere");
+    env.slipway()
+        .args(["build", "--dir", "d", "--name", "r1", "--store"])
+        .arg(&store)
+        .ok();
+    let list = env
+        .slipway()
+        .arg("--store")
+        .arg(&store)
+        .args(["list", "--json"])
+        .ok()
+        .json();
+    assert_eq!(list[0]["name"], "r1");
+    let json = env
+        .slipway()
+        .args(["--json", "build", "--dir", "d", "--name", "r2"])
+        .ok()
+        .json();
+    assert_eq!(json["name"], "r2");
+    assert_eq!(json["new"], true);
+
+    // an unnamed bundle (name file removed) is collected by gc
+    std::fs::remove_file(env.store.join("names/r2.json")).unwrap();
+    let gc = env.slipway().args(["gc", "--json"]).ok().json();
+    assert_eq!(gc["bundles"].as_array().unwrap().len(), 1);
+    env.slipway().args(["inspect", json["id"].as_str().unwrap()]).fails(1);
+}
+
+#[test]
+fn a_killed_build_leaves_the_store_as_it_was() {
+    let env = Env::new();
+    // ~64 MiB of poorly compressible data, so the build takes a moment.
+    let mut state = 0x9e3779b97f4a7c15u64;
+    let chunk: Vec<u8> = (0..(1 << 20))
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    for i in 0..64 {
+        let mut c = chunk.clone();
+        c[0] = i as u8;
+        write_file(&env.path(&format!("big/f{i:02}")), &c);
+    }
+    for delay_ms in [50u64, 150, 400] {
+        let mut child = env
+            .slipway()
+            .args(["build", "--dir", "big", "--name", "big"])
+            .cmd
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let names: Vec<_> = std::fs::read_dir(env.store.join("names"))
+            .map(|d| d.count())
+            .into_iter()
+            .collect();
+        if names == [1] {
+            // It finished before the kill: the bundle must be complete.
+            env.slipway().args(["verify", "big"]).ok();
+        } else {
+            env.slipway().args(["inspect", "big"]).fails(1);
+        }
+    }
+    env.slipway().args(["build", "--dir", "big", "--name", "big"]).ok();
+    env.slipway().args(["verify", "big"]).ok();
+    env.slipway().arg("gc").ok();
+    assert_eq!(std::fs::read_dir(env.store.join("tmp")).unwrap().count(), 0);
+}

@@ -1,0 +1,6 @@
+//! The one integration-test binary: every test drives the real `slipway`
+//! binary, the way a user's session would.
+
+mod support;
+
+mod bundles;

@@ -1,0 +1,280 @@
+//! The test harness: temp directories, git repositories with tags, and the
+//! real `slipway` binary, driven the way a user drives it.
+//!
+//! ```ignore
+//! let env = Env::new();
+//! let repo = env.repo("app");
+//! repo.write("index.html", "hi").commit("first").tag("v1");
+//! let id = env.slipway().args(["build", "v1"]).current_dir(&repo.path).ok().stdout_line();
+//! ```
+
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One test's world: a temp directory with a local store.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub store: PathBuf,
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("slipway-test-")
+            .tempdir()
+            .expect("tempdir");
+        let store = dir.path().join("store");
+        Env { dir, store }
+    }
+
+    /// A path inside the test's directory.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// The binary, with `--store` set through the environment and a clean environment.
+    pub fn slipway(&self) -> Cmd {
+        let mut cmd = Command::new(bin());
+        cmd.current_dir(self.dir.path())
+            .env("SLIPWAY_STORE", &self.store)
+            .env("NO_COLOR", "1")
+            .env("USER", "tester")
+            .env_remove("SLIPWAY_SSH_CONFIG")
+            .env_remove("SLIPWAY_REMOTE_BIN")
+            .env_remove("SOURCE_DATE_EPOCH");
+        Cmd { cmd }
+    }
+
+    /// A new git repository under the test directory.
+    pub fn repo(&self, name: &str) -> Repo {
+        let path = self.path(name);
+        std::fs::create_dir_all(&path).unwrap();
+        let repo = Repo {
+            path,
+            clock: AtomicU64::new(0),
+        };
+        repo.git(&["init", "-q", "-b", "main"]);
+        repo
+    }
+
+    /// Write a file (creating parents) under the test directory.
+    pub fn write(&self, rel: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(rel);
+        write_file(&p, content.as_ref());
+        p
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_slipway")
+}
+
+pub fn write_file(p: &Path, content: &[u8]) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, content).unwrap();
+}
+
+/// A git repository whose commits have fixed, increasing dates (stable ids).
+pub struct Repo {
+    pub path: PathBuf,
+    clock: AtomicU64,
+}
+
+impl Repo {
+    pub fn git(&self, args: &[&str]) -> String {
+        let n = self.clock.load(Ordering::SeqCst);
+        let date = format!("{} +0000", 1_700_000_000 + n * 60);
+        let out = Command::new("git")
+            .current_dir(&self.path)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "Test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.com")
+            .env("GIT_COMMITTER_NAME", "Test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.com")
+            .env("GIT_AUTHOR_DATE", &date)
+            .env("GIT_COMMITTER_DATE", &date)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", &self.path)
+            .output()
+            .expect("git");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn write(&self, rel: &str, content: impl AsRef<[u8]>) -> &Self {
+        write_file(&self.path.join(rel), content.as_ref());
+        self
+    }
+
+    pub fn exec(&self, rel: &str, content: impl AsRef<[u8]>) -> &Self {
+        let p = self.path.join(rel);
+        write_file(&p, content.as_ref());
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        self
+    }
+
+    pub fn symlink(&self, rel: &str, target: &str) -> &Self {
+        let p = self.path.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(target, p).unwrap();
+        self
+    }
+
+    pub fn remove(&self, rel: &str) -> &Self {
+        std::fs::remove_file(self.path.join(rel)).unwrap();
+        self
+    }
+
+    pub fn commit(&self, msg: &str) -> &Self {
+        self.clock.fetch_add(1, Ordering::SeqCst);
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", msg]);
+        self
+    }
+
+    /// A lightweight tag.
+    pub fn tag(&self, name: &str) -> &Self {
+        self.git(&["tag", name]);
+        self
+    }
+
+    /// An annotated tag.
+    pub fn tag_annotated(&self, name: &str) -> &Self {
+        self.git(&["tag", "-a", name, "-m", name]);
+        self
+    }
+}
+
+/// A command to run; `ok()`/`fails(code)` run it and assert the outcome.
+pub struct Cmd {
+    pub cmd: Command,
+}
+
+impl Cmd {
+    pub fn arg(mut self, a: impl AsRef<OsStr>) -> Self {
+        self.cmd.arg(a);
+        self
+    }
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.cmd.args(args);
+        self
+    }
+    pub fn current_dir(mut self, d: impl AsRef<Path>) -> Self {
+        self.cmd.current_dir(d);
+        self
+    }
+    pub fn env(mut self, k: &str, v: impl AsRef<OsStr>) -> Self {
+        self.cmd.env(k, v);
+        self
+    }
+    pub fn run(mut self) -> Outcome {
+        let out = self.cmd.output().expect("run slipway");
+        Outcome {
+            desc: format!("{:?}", self.cmd),
+            out,
+        }
+    }
+    /// Run and assert exit 0.
+    pub fn ok(self) -> Outcome {
+        let o = self.run();
+        assert!(o.out.status.success(), "expected success: {o}");
+        o
+    }
+    /// Run and assert the exit code.
+    pub fn fails(self, code: i32) -> Outcome {
+        let o = self.run();
+        assert_eq!(o.out.status.code(), Some(code), "expected exit {code}: {o}");
+        o
+    }
+}
+
+pub struct Outcome {
+    pub desc: String,
+    pub out: Output,
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}\nstatus: {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.desc,
+            self.out.status.code(),
+            String::from_utf8_lossy(&self.out.stdout),
+            String::from_utf8_lossy(&self.out.stderr)
+        )
+    }
+}
+
+impl Outcome {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+    /// stdout, trimmed (e.g. the id printed by `build`).
+    pub fn line(&self) -> String {
+        self.stdout().trim().to_string()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.out.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self}"))
+    }
+    /// Assert that stderr contains `needle`.
+    pub fn stderr_has(&self, needle: &str) -> &Self {
+        assert!(self.stderr().contains(needle), "stderr lacks {needle:?}: {self}");
+        self
+    }
+    /// Assert stderr is exactly one line (an error line).
+    pub fn one_line_error(&self) -> &Self {
+        let e = self.stderr();
+        let lines: Vec<&str> = e.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "expected a one-line error: {self}");
+        assert!(lines[0].starts_with("error: "), "{self}");
+        self
+    }
+}
+
+/// Every file under `root` (relative path -> contents or link target), for comparing trees.
+pub fn snapshot(root: &Path) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, String>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        entries.sort();
+        for p in entries {
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.file_type().is_symlink() {
+                out.insert(rel, format!("-> {}", std::fs::read_link(&p).unwrap().display()));
+            } else if m.is_dir() {
+                out.insert(rel.clone(), "dir".into());
+                walk(root, &p, out);
+            } else {
+                let exec = m.permissions().mode() & 0o111 != 0;
+                let body = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
+                out.insert(rel, format!("{}{body}", if exec { "x:" } else { "" }));
+            }
+        }
+    }
+    walk(root, root, &mut out);
+    out
+}
