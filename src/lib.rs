@@ -20,9 +20,11 @@ pub mod config;
 pub mod digest;
 pub mod error;
 pub mod fs;
+pub mod host;
 pub mod manifest;
 pub mod output;
 pub mod provenance;
+pub mod remote;
 pub mod store;
 
 use std::ffi::OsString;

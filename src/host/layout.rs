@@ -1,0 +1,212 @@
+//! The host layout of DESIGN.md and the per-release metadata file.
+//!
+//! ```text
+//! <root>/current -> releases/<name>       relative symlink; only activation changes it
+//! <root>/releases/<name>/                 read-only trees of hardlinked objects
+//! <root>/shared/<path>                    persistent data, never touched
+//! <root>/.slipway/objects/ab/cdef…[.x]    content by sha256 (.x: executable)
+//! <root>/.slipway/releases/<name>.json    [`HostRelease`]
+//! <root>/.slipway/history.jsonl           append-only activation log
+//! <root>/.slipway/lock, lock.info         exclusive flock for activate/rollback/prune, and its holder
+//! <root>/.slipway/stage.lock              shared flock held by pushes, exclusive for prune
+//! <root>/.slipway/tmp/                    staging area
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::fs;
+use crate::manifest::{Manifest, ObjectKey};
+use crate::provenance::Provenance;
+
+/// Paths of one host root. `root` is canonical (no symlinks, absolute).
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub root: PathBuf,
+}
+
+impl Layout {
+    /// Create the root and layout when missing, and canonicalise the root.
+    ///
+    /// # Errors
+    /// When the root cannot be created or is not a directory.
+    pub fn create(root: &Path) -> Result<Layout> {
+        if !root.is_absolute() {
+            return Err(Error::usage(format!(
+                "root `{}` must be an absolute path",
+                root.display()
+            )));
+        }
+        fs::create_dir_all(root)?;
+        let root = std::fs::canonicalize(root).map_err(|e| Error::io("resolve", root, e))?;
+        let l = Layout { root };
+        for d in [
+            l.releases_dir(),
+            l.shared_dir(),
+            l.meta_dir(),
+            l.objects_dir(),
+            l.release_meta_dir(),
+            l.tmp_dir(),
+        ] {
+            fs::create_dir_all(&d)?;
+        }
+        Ok(l)
+    }
+
+    pub fn current(&self) -> PathBuf {
+        self.root.join("current")
+    }
+    pub fn releases_dir(&self) -> PathBuf {
+        self.root.join("releases")
+    }
+    pub fn release_dir(&self, name: &str) -> PathBuf {
+        self.releases_dir().join(name)
+    }
+    pub fn shared_dir(&self) -> PathBuf {
+        self.root.join("shared")
+    }
+    pub fn meta_dir(&self) -> PathBuf {
+        self.root.join(".slipway")
+    }
+    pub fn objects_dir(&self) -> PathBuf {
+        self.meta_dir().join("objects")
+    }
+    pub fn object_path(&self, key: &ObjectKey) -> PathBuf {
+        self.objects_dir().join(key.rel_path())
+    }
+    pub fn release_meta_dir(&self) -> PathBuf {
+        self.meta_dir().join("releases")
+    }
+    pub fn release_meta_path(&self, name: &str) -> PathBuf {
+        self.release_meta_dir().join(format!("{name}.json"))
+    }
+    pub fn history_path(&self) -> PathBuf {
+        self.meta_dir().join("history.jsonl")
+    }
+    pub fn lock_path(&self) -> PathBuf {
+        self.meta_dir().join("lock")
+    }
+    pub fn lock_info_path(&self) -> PathBuf {
+        self.meta_dir().join("lock.info")
+    }
+    pub fn stage_lock_path(&self) -> PathBuf {
+        self.meta_dir().join("stage.lock")
+    }
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.meta_dir().join("tmp")
+    }
+
+    /// The release `current` points at, if any (`releases/<name>` → `<name>`).
+    ///
+    /// # Errors
+    /// When `current` exists but is not a link into `releases/`.
+    pub fn current_name(&self) -> Result<Option<String>> {
+        let path = self.current();
+        match fs::symlink_metadata_optional(&path)? {
+            None => Ok(None),
+            Some(m) if m.file_type().is_symlink() => {
+                let target = fs::read_link(&path)?;
+                let t = target.to_string_lossy();
+                match t.strip_prefix("releases/") {
+                    Some(name) if crate::manifest::validate_name(name).is_ok() => Ok(Some(name.to_string())),
+                    _ => Err(Error::other(format!(
+                        "`{}` points at `{t}`, not at a release under `releases/`",
+                        path.display()
+                    ))),
+                }
+            }
+            Some(_) => Err(Error::other(format!(
+                "`{}` exists but is not a symlink; move it away so slipway can manage it",
+                path.display()
+            ))),
+        }
+    }
+
+    /// The metadata of a release on this host, if it was pushed.
+    ///
+    /// # Errors
+    /// When the file exists but cannot be read or parsed.
+    pub fn release_meta(&self, name: &str) -> Result<Option<HostRelease>> {
+        let path = self.release_meta_path(name);
+        match fs::read_optional(&path)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::other(format!("cannot parse `{}`: {e}", path.display()))),
+        }
+    }
+
+    /// Atomically (re)write a release's metadata.
+    ///
+    /// # Errors
+    /// On I/O failure.
+    pub fn write_release_meta(&self, meta: &HostRelease) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(meta).map_err(|e| Error::other(e.to_string()))?;
+        fs::write_atomic(&self.release_meta_path(&meta.name), &bytes)
+    }
+
+    /// Names of every release with metadata, sorted.
+    ///
+    /// # Errors
+    /// On I/O failure.
+    pub fn release_names(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for (name, _) in fs::read_dir_sorted(&self.release_meta_dir())? {
+            if let Some(n) = name.to_str().and_then(|n| n.strip_suffix(".json"))
+                && crate::manifest::validate_name(n).is_ok()
+            {
+                out.push(n.to_string());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `.slipway/releases/<name>.json`: what a release on this host is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostRelease {
+    pub name: String,
+    pub id: Digest,
+    pub manifest: Manifest,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<serde_json::Value>,
+    /// RFC 3339 UTC time the release tree became complete (`None` while staging).
+    #[serde(default)]
+    pub pushed_at: Option<String>,
+    /// `user@host` of the operator who pushed it.
+    #[serde(default)]
+    pub pushed_by: Option<String>,
+    /// Shared directories linked into the tree (relative paths).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared: Vec<String>,
+    /// Shared files linked into the tree (relative paths).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_files: Vec<String>,
+    /// Set when a health check failed on it or a rollback left it.
+    #[serde(default)]
+    pub bad: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bad_reason: Option<String>,
+}
+
+impl HostRelease {
+    /// The id the metadata claims, checked against its manifest.
+    ///
+    /// # Errors
+    /// Integrity error when they disagree.
+    pub fn checked_id(&self) -> Result<Digest> {
+        let id = self.manifest.id();
+        if id != self.id {
+            return Err(Error::integrity(format!(
+                "metadata of release `{}` claims {} but its manifest hashes to {id}",
+                self.name, self.id
+            )));
+        }
+        Ok(id)
+    }
+}

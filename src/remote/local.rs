@@ -1,0 +1,96 @@
+//! The local transport: `slipway serve --root ROOT` as a child process of this
+//! very binary. Same protocol, same host code, no SSH.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use super::{Connection, RemoteProcess};
+use crate::error::{Error, Result};
+
+struct LocalChild {
+    child: Child,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Keep the last 16 KiB of a child's stderr.
+pub fn collect_stderr(mut r: impl Read + Send + 'static, buf: Arc<Mutex<Vec<u8>>>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = r.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut b) = buf.lock() {
+                b.extend_from_slice(&chunk[..n]);
+                let len = b.len();
+                if len > 16384 {
+                    b.drain(..len - 16384);
+                }
+            }
+        }
+    })
+}
+
+impl RemoteProcess for LocalChild {
+    fn finish(&mut self) -> Result<()> {
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| Error::other(format!("cannot wait for `slipway serve`: {e}")))?;
+        if let Some(h) = self.reader.take() {
+            let _ = h.join();
+        }
+        if status.success() {
+            Ok(())
+        } else {
+            Err(Error::other(format!(
+                "`slipway serve` exited with {status}: {}",
+                self.stderr_text()
+            )))
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn stderr_text(&mut self) -> String {
+        let b = self.stderr.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&b).trim().to_string()
+    }
+}
+
+/// Spawn `serve` for a local root.
+///
+/// # Errors
+/// When this executable cannot be found or started.
+pub fn connect(root: &Path) -> Result<Connection> {
+    let exe = std::env::current_exe().map_err(|e| Error::other(format!("cannot find the slipway executable: {e}")))?;
+    let mut child = Command::new(&exe)
+        .arg("serve")
+        .arg("--root")
+        .arg(root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::io("run", &exe, e))?;
+    let stdin = child.stdin.take().ok_or_else(|| Error::other("serve has no stdin"))?;
+    let stdout = child.stdout.take().ok_or_else(|| Error::other("serve has no stdout"))?;
+    let stderr = child.stderr.take().ok_or_else(|| Error::other("serve has no stderr"))?;
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let reader = collect_stderr(stderr, buf.clone());
+    Ok(Connection {
+        reader: Box::new(stdout),
+        writer: Box::new(stdin),
+        process: Box::new(LocalChild {
+            child,
+            stderr: buf,
+            reader: Some(reader),
+        }),
+    })
+}
