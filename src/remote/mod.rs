@@ -6,6 +6,7 @@
 //! plus the process. The protocol on top is the same for both.
 
 pub mod local;
+pub mod ssh;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -254,7 +255,7 @@ pub struct Connection {
 pub fn connect(spec: &HostSpec) -> Result<Connection> {
     match &spec.location {
         Location::Local { root } => local::connect(root).map_err(|e| e.on_host(&spec.label)),
-        Location::Ssh { .. } => Err(Error::other("the SSH transport is not built yet").on_host(&spec.label)),
+        Location::Ssh { .. } => ssh::connect(spec),
     }
 }
 

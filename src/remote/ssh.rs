@@ -1,0 +1,436 @@
+//! The SSH transport: `<remote_bin> serve --root ROOT` on a host, reached
+//! through the system `ssh` (the `openssh` crate, native multiplexing).
+//!
+//! Everything about *how* to reach a host comes from the operator's ssh
+//! configuration — `~/.ssh/config`, or the file named by `SLIPWAY_SSH_CONFIG` /
+//! a target's `ssh_config` — so aliases, agents, `ProxyJump`, ciphers and
+//! known_hosts apply unchanged. slipway adds only what the URL says (user,
+//! port), the connect timeout, `BatchMode` (never prompt) and a private control
+//! directory.
+//!
+//! One [`Connection`] owns one ssh master connection, one remote `serve`
+//! process and a small single-threaded tokio runtime used only to set them up
+//! and to collect the exit status. The byte streams themselves are the plain
+//! blocking pipes that the master reads and writes, so a transfer costs no
+//! async bridging. Invariant: the runtime, the [`Session`] and the control
+//! directory live exactly as long as the connection's process handle, and
+//! dropping the connection closes the master.
+
+use std::fs::File;
+use std::io;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::process::Stdio as StdStdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
+use tokio::runtime::Runtime;
+
+use super::local::collect_stderr;
+use super::{Connection, HostSpec, Location, RemoteProcess};
+use crate::error::{Error, Result, describe_io};
+
+/// How long the master stays up without a session: long enough to never race
+/// our own first command, short enough that a killed client leaves nothing
+/// running for long.
+const MASTER_IDLE_SECS: NonZeroUsize = NonZeroUsize::new(30).expect("non-zero");
+
+/// Extra time allowed on top of ssh's own `ConnectTimeout` (which bounds the
+/// TCP connect and the banner exchange) before slipway gives up on key
+/// exchange or authentication that hangs.
+const CONNECT_SLACK: Duration = Duration::from_secs(2);
+
+/// Start `serve` on the host of `spec` over SSH.
+///
+/// The remote command is `<remote_bin> serve --root <root>`: `remote_bin` is
+/// operator-written shell text passed verbatim (like rsync's `--rsync-path`,
+/// so `sudo -u deploy slipway` works), the arguments are quoted for the
+/// remote shell.
+///
+/// # Errors
+/// One line naming the host (`spec.label`) when `ssh` cannot be run, the host
+/// cannot be reached or refuses authentication (with ssh's own reason), the
+/// connect timeout passes, or the remote command cannot be started. A missing
+/// remote `slipway` shows up in [`RemoteProcess::finish`] (exit 127), since
+/// the remote shell reports it only after the command has started.
+pub fn connect(spec: &HostSpec) -> Result<Connection> {
+    connect_inner(spec).map_err(|e| e.on_host(&spec.label))
+}
+
+fn connect_inner(spec: &HostSpec) -> Result<Connection> {
+    let Location::Ssh { user, host, port, root } = &spec.location else {
+        return Err(Error::other("not an ssh:// location (this is a bug in slipway)"));
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::other(format!("cannot start the ssh runtime: {}", describe_io(&e))))?;
+    let parent = control_parent();
+    let control_dir = tempfile::Builder::new()
+        .prefix("slipway-ssh-")
+        .tempdir_in(&parent)
+        .map_err(|e| Error::io("create a control directory in", &parent, e))?;
+
+    let timeout = spec.connect_timeout.max(Duration::from_secs(1));
+    let session = runtime.block_on(async {
+        let setup = async {
+            let known_hosts = host_key_policy(spec.ssh_config.as_deref(), user.as_deref(), *port, host).await?;
+            let mut builder = SessionBuilder::default();
+            builder
+                .known_hosts_check(known_hosts)
+                .connect_timeout(round_up_secs(timeout))
+                .control_directory(control_dir.path())
+                .control_persist(ControlPersist::IdleFor(MASTER_IDLE_SECS));
+            if let Some(config) = &spec.ssh_config {
+                builder.config_file(config);
+            }
+            if let Some(user) = user {
+                builder.user(user.clone());
+            }
+            if let Some(port) = port {
+                builder.port(*port);
+            }
+            builder.connect_mux(host).await.map_err(connect_error)
+        };
+        match tokio::time::timeout(timeout + CONNECT_SLACK, setup).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::other(format!(
+                "cannot connect: no answer within {}s; check that the host is up, or raise the target's `connect_timeout`",
+                timeout.as_secs()
+            ))),
+        }
+    })?;
+    let session = Arc::new(session);
+
+    let started = runtime.block_on(async {
+        let mut cmd = session.clone().arc_raw_command(&spec.remote_bin);
+        cmd.arg("serve")
+            .arg("--root")
+            .arg(root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().await?;
+        // Plain blocking pipes from here on: the ssh master is at their other end.
+        let stdin = child.stdin().take().map(|s| s.into_owned_fd()).transpose();
+        let stdout = child.stdout().take().map(|s| s.into_owned_fd()).transpose();
+        let stderr = child.stderr().take().map(|s| s.into_owned_fd()).transpose();
+        Ok::<_, openssh::Error>((child, stdin, stdout, stderr))
+    });
+    let (child, stdin, stdout, stderr) = started.map_err(|e| {
+        Error::other(format!(
+            "cannot start `{} serve` over ssh: {}",
+            spec.remote_bin,
+            describe_openssh(&e)
+        ))
+    })?;
+    let pipe = |fd: io::Result<Option<std::os::fd::OwnedFd>>, which: &str| match fd {
+        Ok(Some(fd)) => Ok(File::from(fd)),
+        Ok(None) => Err(Error::other(format!("the ssh session has no {which}"))),
+        Err(e) => Err(Error::other(format!(
+            "cannot use the ssh session's {which}: {}",
+            describe_io(&e)
+        ))),
+    };
+    let writer = pipe(stdin, "stdin")?;
+    let reader = pipe(stdout, "stdout")?;
+    let stderr = pipe(stderr, "stderr")?;
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let stderr_reader = collect_stderr(stderr, buf.clone());
+
+    Ok(Connection {
+        reader: Box::new(reader),
+        writer: Box::new(writer),
+        process: Box::new(SshProcess {
+            child: Some(child),
+            session,
+            label: spec.label.clone(),
+            remote_bin: spec.remote_bin.clone(),
+            stderr: buf,
+            stderr_reader: Some(stderr_reader),
+            killed: false,
+            runtime,
+            _control_dir: control_dir,
+        }),
+    })
+}
+
+/// The known-hosts policy to hand to `openssh`.
+///
+/// `SessionBuilder` always passes `-o StrictHostKeyChecking=...` on the
+/// command line, which beats anything in the ssh config, and its default is
+/// `accept-new` (trust any host seen for the first time). Neither is the
+/// operator's choice, so we ask ssh what the operator configured for this
+/// very destination (`ssh -G`, which evaluates `Host`/`Match` blocks without
+/// connecting) and pass that on: `yes` stays strict, `accept-new` and `no`
+/// stay as lenient as the operator made them, and ssh's default `ask` — which
+/// cannot ask under `BatchMode` — becomes strict, exactly what plain `ssh`
+/// does in a script. `UserKnownHostsFile` is never set here, so the
+/// operator's known_hosts files are the ones consulted.
+async fn host_key_policy(
+    config: Option<&Path>,
+    user: Option<&str>,
+    port: Option<u16>,
+    host: &str,
+) -> Result<KnownHosts> {
+    let mut cmd = tokio::process::Command::new("ssh");
+    cmd.arg("-G");
+    if let Some(config) = config {
+        cmd.arg("-F").arg(config);
+    }
+    if let Some(user) = user {
+        cmd.arg("-l").arg(user);
+    }
+    if let Some(port) = port {
+        cmd.arg("-p").arg(port.to_string());
+    }
+    cmd.arg(host)
+        .stdin(StdStdio::null())
+        .stdout(StdStdio::piped())
+        .stderr(StdStdio::piped())
+        .kill_on_drop(true);
+    let out = cmd.output().await.map_err(ssh_not_runnable)?;
+    if !out.status.success() {
+        return Err(Error::other(format!(
+            "cannot connect: ssh: {}",
+            ssh_reason(&String::from_utf8_lossy(&out.stderr))
+        )));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let value = text
+        .lines()
+        .find_map(|l| l.strip_prefix("stricthostkeychecking "))
+        .unwrap_or("ask");
+    Ok(known_hosts_for(value))
+}
+
+/// Map `ssh -G`'s `stricthostkeychecking` value to openssh's option.
+fn known_hosts_for(value: &str) -> KnownHosts {
+    match value.trim() {
+        "accept-new" => KnownHosts::Add,
+        "false" | "no" | "off" => KnownHosts::Accept,
+        // "true", "yes", "ask" (cannot ask in batch mode) and anything unknown.
+        _ => KnownHosts::Strict,
+    }
+}
+
+fn ssh_not_runnable(e: io::Error) -> Error {
+    Error::other(format!(
+        "cannot run `ssh`: {}; install the OpenSSH client (e.g. apt-get install openssh-client)",
+        describe_io(&e)
+    ))
+}
+
+fn connect_error(e: openssh::Error) -> Error {
+    match e {
+        // Spawning `ssh` itself failed (a real OS error, not ssh's log).
+        openssh::Error::Connect(io) if io.raw_os_error().is_some() => ssh_not_runnable(io),
+        openssh::Error::Connect(io) => Error::other(format!("cannot connect: ssh: {}", ssh_reason(&io.to_string()))),
+        openssh::Error::Master(io) => {
+            Error::other(format!("cannot create the ssh control directory: {}", describe_io(&io)))
+        }
+        other => Error::other(format!("cannot connect: {}", describe_openssh(&other))),
+    }
+}
+
+/// ssh's own reason for a failure, on one line: the last two meaningful
+/// lines of its log (e.g. "No ED25519 host key is known for … Host key
+/// verification failed."), without warnings, `@@@` banners or the `ssh: `
+/// prefix.
+fn ssh_reason(log: &str) -> String {
+    let lines: Vec<&str> = log
+        .lines()
+        .map(|l| l.trim())
+        .map(|l| l.strip_prefix("ssh: ").unwrap_or(l))
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with('@')
+                && !l.starts_with("Warning: Permanently added")
+                && !l.starts_with("Pseudo-terminal will not be allocated")
+        })
+        .collect();
+    let mut text = String::new();
+    for line in &lines[lines.len().saturating_sub(2)..] {
+        if !text.is_empty() {
+            // Sentences stay sentences; fragments are chained like ssh chains causes.
+            text.push_str(if text.ends_with('.') { " " } else { ": " });
+        }
+        text.push_str(line);
+    }
+    if text.is_empty() {
+        "failed without saying why (run `ssh -v` to the same host to see more)".into()
+    } else {
+        text
+    }
+}
+
+/// openssh's error plus its source, lowercase, on one line.
+fn describe_openssh(e: &openssh::Error) -> String {
+    use std::error::Error as _;
+    let mut text = e.to_string();
+    if let Some(source) = e.source() {
+        text = format!("{text}: {source}");
+    }
+    text.replace('\n', " ")
+}
+
+/// Where the per-connection control directory goes: the system temp dir,
+/// unless its path is so long that the socket path would not fit in
+/// `sun_path` (108 bytes, of which ours adds ~66).
+fn control_parent() -> PathBuf {
+    let tmp = std::env::temp_dir();
+    if tmp.as_os_str().len() > 40 {
+        PathBuf::from("/tmp")
+    } else {
+        tmp
+    }
+}
+
+fn round_up_secs(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0))
+}
+
+/// The remote `serve` and everything that must outlive it. Fields drop in
+/// order: the session handle, the master, then the runtime and the directory
+/// holding the control socket.
+struct SshProcess {
+    child: Option<openssh::Child<Arc<Session>>>,
+    session: Arc<Session>,
+    label: String,
+    remote_bin: String,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
+    killed: bool,
+    runtime: Runtime,
+    _control_dir: tempfile::TempDir,
+}
+
+impl SshProcess {
+    /// The last meaningful line of the remote stderr, for one-line errors.
+    fn stderr_tail(&mut self) -> String {
+        self.stderr_text()
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .map(|l| l.strip_prefix("error: ").unwrap_or(l).to_string())
+            .unwrap_or_default()
+    }
+
+    fn exit_error(&mut self, status: std::result::Result<std::process::ExitStatus, openssh::Error>) -> Result<()> {
+        let bin = self.remote_bin.clone();
+        let tail = self.stderr_tail();
+        let with_tail = |s: String| if tail.is_empty() { s } else { format!("{s}: {tail}") };
+        let err = match status {
+            Ok(s) if s.success() => return Ok(()),
+            _ if self.killed => Error::other(format!("`{bin} serve` was stopped")),
+            Ok(s) if s.code() == Some(126) => Error::other(with_tail(format!(
+                "`{bin}` cannot be run on the host (exit 126); make it executable, or point SLIPWAY_REMOTE_BIN or the target's `remote_bin` at slipway"
+            ))),
+            Ok(s) => Error::other(with_tail(format!(
+                "`{bin} serve` exited with status {}",
+                s.code().map_or_else(|| "unknown".into(), |c| c.to_string())
+            ))),
+            Err(openssh::Error::Remote(e)) if e.kind() == io::ErrorKind::NotFound => {
+                let why = if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({tail})")
+                };
+                Error::other(format!(
+                    "`{bin}` was not found on the host (exit 127){why}; install slipway there, or set SLIPWAY_REMOTE_BIN or the target's `remote_bin` to its path"
+                ))
+            }
+            Err(openssh::Error::RemoteProcessTerminated) => {
+                Error::other(with_tail(format!("`{bin} serve` was killed by a signal on the host")))
+            }
+            Err(e) => Error::other(with_tail(format!(
+                "the ssh connection was lost: {}",
+                describe_openssh(&e)
+            ))),
+        };
+        Err(err.on_host(&self.label))
+    }
+}
+
+impl RemoteProcess for SshProcess {
+    fn finish(&mut self) -> Result<()> {
+        let Some(child) = self.child.take() else {
+            return Err(Error::other(format!("`{} serve` has already finished", self.remote_bin)).on_host(&self.label));
+        };
+        let status = self.runtime.block_on(child.wait());
+        // The master closes stderr with the channel: the tail is complete.
+        if let Some(h) = self.stderr_reader.take() {
+            let _ = h.join();
+        }
+        self.exit_error(status)
+    }
+
+    /// Close the whole ssh connection (`ssh -O exit`): the local ends of the
+    /// pipes see EOF/EPIPE at once, and the remote `serve` sees its stdin
+    /// close. The mux protocol has no way to signal the remote process itself.
+    fn kill(&mut self) {
+        self.killed = true;
+        let _ = std::process::Command::new("ssh")
+            .arg("-F")
+            .arg("/dev/null")
+            .arg("-S")
+            .arg(self.session.control_socket())
+            .args(["-O", "exit", "slipway-control"])
+            .stdin(StdStdio::null())
+            .stdout(StdStdio::null())
+            .stderr(StdStdio::null())
+            .status();
+    }
+
+    fn stderr_text(&mut self) -> String {
+        let b = self.stderr.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&b).trim().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_reasons_are_one_line() {
+        assert_eq!(
+            ssh_reason("ssh: connect to host 127.0.0.1 port 2299: Connection refused\r\n"),
+            "connect to host 127.0.0.1 port 2299: Connection refused"
+        );
+        assert_eq!(
+            ssh_reason(
+                "No ED25519 host key is known for [127.0.0.1]:2 and you have requested strict checking.\nHost key verification failed.\n"
+            ),
+            "No ED25519 host key is known for [127.0.0.1]:2 and you have requested strict checking. Host key verification failed."
+        );
+        assert_eq!(
+            ssh_reason(
+                "Warning: Permanently added 'x' (ED25519) to the list of known hosts.\nroot@x: Permission denied (publickey).\n"
+            ),
+            "root@x: Permission denied (publickey)."
+        );
+        assert_eq!(
+            ssh_reason("Connection timed out during banner exchange\nConnection to 127.0.0.1 port 9 timed out\n"),
+            "Connection timed out during banner exchange: Connection to 127.0.0.1 port 9 timed out"
+        );
+        assert!(ssh_reason("").contains("ssh -v"));
+    }
+
+    #[test]
+    fn the_operators_host_key_policy_is_kept() {
+        assert!(matches!(known_hosts_for("true"), KnownHosts::Strict));
+        assert!(matches!(known_hosts_for("ask"), KnownHosts::Strict));
+        assert!(matches!(known_hosts_for("accept-new"), KnownHosts::Add));
+        assert!(matches!(known_hosts_for("false"), KnownHosts::Accept));
+        assert!(matches!(known_hosts_for("???"), KnownHosts::Strict));
+    }
+
+    #[test]
+    fn timeouts_round_up_to_whole_seconds() {
+        assert_eq!(round_up_secs(Duration::from_millis(1500)), Duration::from_secs(2));
+        assert_eq!(round_up_secs(Duration::from_secs(10)), Duration::from_secs(10));
+    }
+}
