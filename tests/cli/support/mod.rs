@@ -10,6 +10,8 @@
 
 #![allow(dead_code)]
 
+pub mod sshd;
+
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -185,6 +187,12 @@ impl Cmd {
     pub fn env(mut self, k: &str, v: impl AsRef<OsStr>) -> Self {
         self.cmd.env(k, v);
         self
+    }
+    /// Reach hosts through the ssh config at `config` (e.g.
+    /// [`sshd::Sshd::ssh_config_path`]), running this very binary on the host.
+    pub fn via_ssh(self, config: impl AsRef<Path>) -> Self {
+        self.env("SLIPWAY_SSH_CONFIG", config.as_ref())
+            .env("SLIPWAY_REMOTE_BIN", bin())
     }
     pub fn run(mut self) -> Outcome {
         let out = self.cmd.output().expect("run slipway");
