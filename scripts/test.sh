@@ -25,12 +25,22 @@ if [ ${#missing[@]} -gt 0 ]; then
   missing=($(printf '%s\n' "${missing[@]}" | sort -u))
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing: ${missing[*]}" >&2
+    # Never prompt: no debconf questions, keep existing config files.
+    export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+    apt-get install -y -qq -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+      "${missing[@]}" >&2
   else
     echo "missing: ${missing[*]}; install them (e.g. sudo apt-get install ${missing[*]})" >&2
     exit 1
   fi
+fi
+
+# sshd running as root refuses to start without its privilege separation
+# directory, which only the (absent) init system creates in containers. The
+# harness creates it too; doing it here keeps that out of the test results.
+if [ "$(id -u)" = 0 ] && [ ! -d /run/sshd ]; then
+  mkdir -p -m 0755 /run/sshd
 fi
 
 cargo test --locked --all-targets "$@"
