@@ -23,6 +23,7 @@ pub mod fs;
 pub mod host;
 pub mod manifest;
 pub mod output;
+pub mod protocol;
 pub mod provenance;
 pub mod remote;
 pub mod store;
