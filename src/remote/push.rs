@@ -2,7 +2,7 @@
 //! the contents the host lacks.
 //!
 //! Two ways to send contents (`docs/protocol.md`):
-//! - when the host lacks at least half the bytes, the stored bundle itself,
+//! - when the host lacks (nearly) all the bytes, the stored bundle itself,
 //!   verbatim (nothing is recompressed; the host keeps what it needs);
 //! - otherwise batches: the needed objects, read from the local bundle, each
 //!   batch one zstd frame announced by the list of its manifest entries. A
@@ -30,6 +30,11 @@ use crate::protocol::{DATA_CHUNK, Message, PushOffer, decode_indices};
 use crate::provenance::Provenance;
 use crate::store::Store;
 
+/// Send the stored bundle verbatim when the host lacks at least this share
+/// of the release's bytes (in percent). High on purpose: a re-run of an
+/// interrupted push must send only what is still missing, and the host
+/// would otherwise decode and hash the whole bundle for a part of it.
+pub const BUNDLE_PERCENT: u8 = 95;
 /// A batch closes when its contents reach this many bytes…
 pub const BATCH_BYTES: u64 = 8 * 1024 * 1024;
 /// …or this many objects.
@@ -134,7 +139,7 @@ fn push_on(ch: &mut HostChannel, job: &PushJob<'_>, link_mode: LinkMode, bar: &P
     let total: u64 = job.manifest.objects().iter().map(|(_, size)| size).sum();
     if indices.is_empty() {
         // Everything is there already: only the tree needs building.
-    } else if needed_bytes.saturating_mul(2) >= total {
+    } else if u128::from(needed_bytes) * 100 >= u128::from(total) * u128::from(BUNDLE_PERCENT) {
         send_bundle(ch, job, bar)?;
     } else {
         bar.set_length(needed_bytes);
