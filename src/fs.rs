@@ -337,7 +337,11 @@ pub fn available_bytes(path: &Path) -> Result<u64> {
 #[derive(Debug)]
 pub struct FileLock(#[allow(dead_code)] File);
 
-fn open_lock_file(path: &Path) -> Result<File> {
+/// Open (creating when missing, never truncating) the lock file at `path`.
+///
+/// # Errors
+/// On I/O failure.
+pub fn lock_file(path: &Path) -> Result<File> {
     OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -352,7 +356,7 @@ fn open_lock_file(path: &Path) -> Result<File> {
 /// # Errors
 /// On I/O failure.
 pub fn lock_shared(path: &Path) -> Result<FileLock> {
-    let f = open_lock_file(path)?;
+    let f = lock_file(path)?;
     f.lock_shared().map_err(|e| Error::io("lock", path, e))?;
     Ok(FileLock(f))
 }
@@ -362,7 +366,7 @@ pub fn lock_shared(path: &Path) -> Result<FileLock> {
 /// # Errors
 /// On I/O failure.
 pub fn lock_exclusive(path: &Path) -> Result<FileLock> {
-    let f = open_lock_file(path)?;
+    let f = lock_file(path)?;
     f.lock().map_err(|e| Error::io("lock", path, e))?;
     Ok(FileLock(f))
 }

@@ -56,6 +56,8 @@ impl Layout {
         ] {
             fs::create_dir_all(&d)?;
         }
+        // Lock files are part of the layout: created once, never replaced or deleted.
+        drop(fs::lock_file(&l.stage_lock_path())?);
         Ok(l)
     }
 
