@@ -4,3 +4,5 @@
 mod support;
 
 mod bundles;
+mod push;
+mod serve;
