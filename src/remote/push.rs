@@ -39,8 +39,6 @@ pub const BUNDLE_PERCENT: u8 = 95;
 pub const BATCH_BYTES: u64 = 8 * 1024 * 1024;
 /// …or this many objects.
 pub const BATCH_OBJECTS: usize = 1000;
-/// Batches larger than this are compressed with several threads.
-const MULTITHREAD_BYTES: u64 = 4 * 1024 * 1024;
 
 /// What to push: one release of the local store.
 pub struct PushJob<'a> {
@@ -212,6 +210,9 @@ pub fn compress_manifest(manifest: &[u8], base: Option<&[u8]>) -> Result<Vec<u8>
                 let span = (prefix.len() + manifest.len()).max(1) as u64;
                 let log = (64 - span.leading_zeros()).clamp(10, 27);
                 enc.window_log(log).map_err(fail)?;
+                // Level 3's hash tables do not reach far into a megabytes-long
+                // prefix; long-distance matching does (like `zstd --patch-from`).
+                enc.long_distance_matching(true).map_err(fail)?;
                 enc
             }
             None => zstd::stream::write::Encoder::new(&mut out, ZSTD_LEVEL).map_err(fail)?,
@@ -328,6 +329,14 @@ fn zstd_error(e: std::io::Error) -> Error {
 }
 
 impl<F: FnMut(Piece<'_>) -> Result<()>> Visitor for BatchEncoder<'_, F> {
+    /// Only the contents of planned entries are read (and hashed, by the host).
+    fn wants_content(&mut self, _entry: &Entry) -> bool {
+        self.batches
+            .get(self.batch)
+            .and_then(|b| b.entries.get(self.pos))
+            .is_some_and(|&i| i == self.index)
+    }
+
     fn entry(&mut self, entry: &Entry, content: Option<&mut dyn Read>) -> Result<()> {
         let index = self.index;
         self.index += 1;
@@ -342,11 +351,11 @@ impl<F: FnMut(Piece<'_>) -> Result<()>> Visitor for BatchEncoder<'_, F> {
         };
         if self.pos == 0 {
             (self.emit)(Piece::Start(&batch.entries))?;
-            let mut enc =
+            // One thread on purpose: multithreaded zstd buffers whole jobs
+            // (over 100 MiB for one large file), and with the host decoding
+            // on the same cores it was slower on loopback.
+            let enc =
                 zstd::stream::write::Encoder::new(Vec::with_capacity(DATA_CHUNK), ZSTD_LEVEL).map_err(zstd_error)?;
-            if batch.bytes >= MULTITHREAD_BYTES {
-                enc.multithread(crate::bundle::zstd_workers()).map_err(zstd_error)?;
-            }
             self.enc = Some(enc);
         }
         let Some(enc) = self.enc.as_mut() else {
@@ -383,5 +392,52 @@ impl<F: FnMut(Piece<'_>) -> Result<()>> Visitor for BatchEncoder<'_, F> {
             (self.emit)(Piece::End)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Entry;
+
+    fn manifest(sizes: &[u64]) -> Manifest {
+        Manifest {
+            version: 1,
+            source_date_epoch: 0,
+            entries: sizes
+                .iter()
+                .enumerate()
+                .map(|(i, s)| Entry::file(format!("f{i:03}"), false, *s, Digest::of(&i.to_le_bytes())))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn batches_close_on_size_and_count_and_big_files_go_alone() {
+        let m = manifest(&[10, BATCH_BYTES, 10, 10]);
+        let b = plan_batches(&m, &[0, 1, 2, 3]);
+        let entries: Vec<Vec<u32>> = b.iter().map(|b| b.entries.clone()).collect();
+        assert_eq!(entries, vec![vec![0], vec![1], vec![2, 3]]);
+        assert_eq!(b[2].bytes, 20);
+        let many = manifest(&vec![1; BATCH_OBJECTS + 1]);
+        let all: Vec<u32> = (0..=BATCH_OBJECTS as u32).collect();
+        assert_eq!(plan_batches(&many, &all).len(), 2);
+        assert!(plan_batches(&many, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_manifest_compressed_against_its_predecessor_is_small_and_round_trips() {
+        let old = manifest(&vec![100; 20000]).canonical_bytes();
+        let mut next = manifest(&vec![100; 20000]);
+        next.entries[42].size = 7;
+        let new = next.canonical_bytes();
+        let plain = compress_manifest(&new, None).unwrap();
+        let delta = compress_manifest(&new, Some(&old)).unwrap();
+        assert!(delta.len() * 20 < plain.len(), "{} vs {}", delta.len(), plain.len());
+        let mut dec =
+            zstd::stream::read::Decoder::with_ref_prefix(std::io::BufReader::new(delta.as_slice()), &old).unwrap();
+        let mut back = Vec::new();
+        dec.read_to_end(&mut back).unwrap();
+        assert_eq!(back, new);
     }
 }
