@@ -370,3 +370,34 @@ pub fn lock_exclusive(path: &Path) -> Result<FileLock> {
     f.lock().map_err(|e| Error::io("lock", path, e))?;
     Ok(FileLock(f))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rename_noreplace_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, "a").unwrap();
+        std::fs::write(&b, "b").unwrap();
+        assert!(!rename_noreplace(&a, &b).unwrap());
+        assert_eq!(std::fs::read_to_string(&b).unwrap(), "b");
+        std::fs::remove_file(&b).unwrap();
+        assert!(rename_noreplace(&a, &b).unwrap());
+        assert!(!a.exists());
+    }
+
+    #[test]
+    fn creators_do_not_follow_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(create_new(&link, 0o444).is_err());
+        assert!(create_dir(&link, 0o755).is_err());
+        std::fs::write(dir.path().join("src"), "x").unwrap();
+        assert!(link_or_copy(&dir.path().join("src"), &link, true).is_err());
+        assert!(!target.exists());
+    }
+}

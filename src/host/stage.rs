@@ -63,10 +63,10 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     ch.send(&Message::SendManifest {
         bases: bases.keys().copied().collect(),
     })?;
-    let manifest = receive_manifest(ch, &layout, &bases, &offer)?;
+    let (manifest, manifest_size) = receive_manifest(ch, &layout, &bases, &offer)?;
 
     let plan = Plan::new(&layout, &manifest)?;
-    check_space(&layout, name, &plan, &manifest, offer.link_mode)?;
+    check_space(&layout, name, &plan, &manifest, manifest_size, offer.link_mode)?;
     ch.send(&Message::Need(Need {
         objects: plan.missing.len() as u64,
         bytes: plan.bytes_needed,
@@ -234,7 +234,7 @@ fn receive_manifest<R: Read, W: Write>(
     layout: &Layout,
     bases: &HashMap<Digest, String>,
     offer: &PushOffer,
-) -> Result<Manifest> {
+) -> Result<(Manifest, u64)> {
     let name = &offer.name;
     let (size, base) = match ch.recv()? {
         Message::Manifest { size, base } => (size, base),
@@ -295,7 +295,9 @@ fn receive_manifest<R: Read, W: Write>(
             offer.id
         )));
     }
-    Manifest::parse(&bytes).map_err(|e| Error::integrity(format!("release `{name}` ({}): {e}", offer.id)))
+    let manifest =
+        Manifest::parse(&bytes).map_err(|e| Error::integrity(format!("release `{name}` ({}): {e}", offer.id)))?;
+    Ok((manifest, size))
 }
 
 /// What the host lacks, from `objects/` alone.
@@ -340,9 +342,17 @@ impl Plan {
 }
 
 /// Refuse early, in one line, when the file system cannot hold the push.
-fn check_space(layout: &Layout, name: &str, plan: &Plan, manifest: &Manifest, mode: LinkMode) -> Result<()> {
+fn check_space(
+    layout: &Layout,
+    name: &str,
+    plan: &Plan,
+    manifest: &Manifest,
+    manifest_size: u64,
+    mode: LinkMode,
+) -> Result<()> {
+    // Contents, a block per directory, and the metadata file (the manifest, pretty-printed).
     let dirs = manifest.entries.iter().filter(|e| e.kind == Kind::Dir).count() as u64 + 1;
-    let mut needed = plan.bytes_needed + dirs * 4096 + 2 * manifest.canonical_bytes().len() as u64;
+    let mut needed = plan.bytes_needed + dirs * 4096 + 2 * manifest_size;
     if mode == LinkMode::Copy {
         needed += manifest.total_size();
     }
@@ -377,6 +387,11 @@ impl Visitor for BundleKeeper<'_, '_> {
             )));
         }
         Ok(())
+    }
+
+    /// Objects the host has (or already took from this bundle) are skipped unhashed.
+    fn wants_content(&mut self, entry: &Entry) -> bool {
+        entry.object().is_some_and(|key| self.wanted.contains_key(&key))
     }
 
     fn entry(&mut self, entry: &Entry, content: Option<&mut dyn Read>) -> Result<()> {
