@@ -248,12 +248,12 @@ fn bad_targets_and_releases_are_usage_errors() {
 }
 
 #[test]
-fn a_push_killed_mid_transfer_leaves_no_release_and_a_rerun_sends_only_the_rest() {
+fn a_push_killed_mid_transfer_on_either_side_leaves_no_release_and_a_rerun_sends_only_the_rest() {
     let env = Env::new();
     // 6000 incompressible files: the host moves objects in groups of 2000.
     let dir = env.path("many");
     for i in 0..6000u64 {
-        write_file(&dir.join(format!("d{}/f{i}", i % 50)), &noise(8 * 1024, i + 10));
+        write_file(&dir.join(format!("d{}/f{i}", i % 50)), &noise(4 * 1024, i + 10));
     }
     env.slipway().args(["build", "--dir", "many", "--name", "big"]).ok();
     let bundle_size: u64 = std::fs::read_dir(env.store.join("bundles"))
@@ -306,6 +306,47 @@ fn a_push_killed_mid_transfer_leaves_no_release_and_a_rerun_sends_only_the_rest(
     let kept = count();
     assert!((1..6000).contains(&kept), "{kept} objects kept");
 
+    // Now the host side dies mid-transfer: one line naming the host, exit 1.
+    let mut child = env
+        .slipway()
+        .args(["push", "big", "-t"])
+        .arg(&root)
+        .cmd
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while count() <= kept {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the push finished before its host could be killed"
+        );
+        assert!(std::time::Instant::now() < deadline, "no object arrived");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let children = format!("/proc/{0}/task/{0}/children", child.id());
+    let serve = std::fs::read_to_string(children).unwrap();
+    let serve = serve.split_whitespace().next().expect("serve runs as a child of push");
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", serve])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "error: {}: connection lost during the push of `big`",
+            root.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!root.join("releases/big").exists());
+    let kept = count();
+
     let out = env.slipway().args(["push", "big", "--json", "-t"]).arg(&root).ok();
     let report = host_json(&out);
     assert_eq!(report["objects_reused"].as_u64(), Some(kept as u64), "{out}");
@@ -317,6 +358,7 @@ fn a_push_killed_mid_transfer_leaves_no_release_and_a_rerun_sends_only_the_rest(
         6000 - kept
     );
     assert_eq!(snapshot(&root.join("releases/big")), snapshot(&dir));
+    assert!(!root.join(".slipway/tmp/big.incoming").exists(), "leftovers of the killed host are gone");
 }
 
 #[test]
