@@ -45,7 +45,7 @@ pub fn run(args: &PushArgs, ctx: &Context) -> Result<()> {
             args.rel
         ))
     })?;
-    if ctx.config_explicit && !ctx.config_path.exists() {
+    if ctx.config_explicit && crate::fs::symlink_metadata_optional(&ctx.config_path)?.is_none() {
         return Err(Error::usage(format!(
             "config file `{}` does not exist",
             ctx.config_path.display()

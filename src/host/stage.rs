@@ -216,7 +216,7 @@ fn base_candidates(layout: &Layout) -> Result<HashMap<Digest, String>> {
         if out.len() >= MAX_BASES {
             break;
         }
-        if !layout.release_dir(&name).is_dir() {
+        if !fs::symlink_metadata_optional(&layout.release_dir(&name))?.is_some_and(|m| m.is_dir()) {
             continue;
         }
         let Some(bytes) = fs::read_optional(&layout.release_meta_path(&name))? else {

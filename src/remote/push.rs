@@ -91,6 +91,10 @@ fn unexpected(msg: &Message, wanted: &str) -> Error {
 }
 
 fn push_on(ch: &mut HostChannel, job: &PushJob<'_>, link_mode: LinkMode, bar: &ProgressBar) -> Result<PushOutcome> {
+    // Until the host says what it lacks, the whole bundle is the estimate.
+    if let Ok(m) = fs::metadata(&job.store.bundle_path(&job.id)) {
+        bar.set_length(m.len());
+    }
     ch.send(&Message::Push(Box::new(PushOffer {
         name: job.name.to_string(),
         id: job.id,

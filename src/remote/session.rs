@@ -41,11 +41,14 @@ impl HostSession {
             host_version: String::new(),
             finished: false,
         };
-        let hello = session
-            .ch
-            .send(&Message::hello())
-            .and_then(|()| session.ch.recv())
-            .and_then(|m| check_hello(m, Peer::Host));
+        let greeting = session.ch.send(&Message::hello()).and_then(|()| session.ch.recv());
+        let hello = match greeting {
+            Ok(msg) => check_hello(msg, Peer::Host),
+            Err(e) if e.is_connection() || session.ch.peer_failed() => Err(e),
+            Err(e) => Err(Error::other(format!(
+                "the host did not answer with a slipway hello ({e}); is something else writing to the stdout of `slipway serve`, such as the login shell?"
+            ))),
+        };
         match hello {
             Ok(v) => {
                 session.host_version = v;

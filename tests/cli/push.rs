@@ -358,7 +358,10 @@ fn a_push_killed_mid_transfer_on_either_side_leaves_no_release_and_a_rerun_sends
         6000 - kept
     );
     assert_eq!(snapshot(&root.join("releases/big")), snapshot(&dir));
-    assert!(!root.join(".slipway/tmp/big.incoming").exists(), "leftovers of the killed host are gone");
+    assert!(
+        !root.join(".slipway/tmp/big.incoming").exists(),
+        "leftovers of the killed host are gone"
+    );
 }
 
 #[test]
