@@ -382,3 +382,42 @@ fn link_mode_copy_gives_independent_files() {
     assert_eq!(f.permissions().mode() & 0o777, 0o444);
     assert_eq!(f.mtime(), 315_532_800);
 }
+
+#[test]
+fn concurrent_pushes_of_one_release_and_of_releases_sharing_objects_all_succeed() {
+    let env = Env::new();
+    let src = tree(&env, "site");
+    env.slipway().args(["build", "--dir", "site", "--name", "v1"]).ok();
+    env.write("site/extra.txt", "more");
+    env.slipway().args(["build", "--dir", "site", "--name", "v2"]).ok();
+    let root = env.path("host");
+    let children: Vec<_> = ["v1", "v1", "v2", "v2"]
+        .iter()
+        .map(|rel| {
+            env.slipway()
+                .args(["push", rel, "--json", "-t"])
+                .arg(&root)
+                .cmd
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut sent = 0;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        sent += json[0]["bytes_sent"].as_u64().unwrap();
+    }
+    // The second push of each release waits for the first, then sends nothing:
+    // at most one bundle per release crossed.
+    let bundle = env.slipway().args(["inspect", "v2", "--json"]).ok().json()["compressed_size"]
+        .as_u64()
+        .unwrap();
+    assert!(sent <= 2 * bundle + 64 * 1024, "{sent} bytes for bundles of {bundle}");
+    assert_eq!(snapshot(&root.join("releases/v2")), snapshot(&src));
+    std::fs::remove_file(src.join("extra.txt")).unwrap();
+    assert_eq!(snapshot(&root.join("releases/v1")), snapshot(&src));
+}
