@@ -9,14 +9,15 @@ use crate::support::{Env, snapshot, write_file};
 /// Bytes that do not compress (xorshift), so sizes on the wire are meaningful.
 fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
 }
 
 /// A release tree with every kind of entry.
@@ -252,9 +253,15 @@ fn a_push_killed_mid_transfer_on_either_side_leaves_no_release_and_a_rerun_sends
     let env = Env::new();
     // 6000 incompressible files: the host moves objects in groups of 2000.
     let dir = env.path("many");
+    let mut files = Vec::new();
     for i in 0..6000u64 {
-        write_file(&dir.join(format!("d{}/f{i}", i % 50)), &noise(4 * 1024, i + 10));
+        let rel = format!("d{}/f{i}", i % 50);
+        let content = noise(4 * 1024, i + 10);
+        write_file(&dir.join(&rel), &content);
+        files.push((rel, slipway::digest::Digest::of(&content).hex()));
     }
+    // Objects arrive in manifest (path) order, so the n-th object shows how far a push got.
+    files.sort();
     env.slipway().args(["build", "--dir", "many", "--name", "big"]).ok();
     let bundle_size: u64 = std::fs::read_dir(env.store.join("bundles"))
         .unwrap()
@@ -264,6 +271,7 @@ fn a_push_killed_mid_transfer_on_either_side_leaves_no_release_and_a_rerun_sends
         .sum();
     let root = env.path("host");
     let objects = root.join(".slipway/objects");
+    let nth_object = |n: usize| objects.join(&files[n].1[..2]).join(&files[n].1[2..]);
     let count = || -> usize {
         std::fs::read_dir(&objects)
             .map(|d| {
@@ -281,7 +289,7 @@ fn a_push_killed_mid_transfer_on_either_side_leaves_no_release_and_a_rerun_sends
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while count() == 0 {
+    while !nth_object(0).exists() {
         assert!(
             child.try_wait().unwrap().is_none(),
             "the push finished before it could be killed"
@@ -315,7 +323,7 @@ fn a_push_killed_mid_transfer_on_either_side_leaves_no_release_and_a_rerun_sends
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    while count() <= kept {
+    while !nth_object(kept).exists() {
         assert!(
             child.try_wait().unwrap().is_none(),
             "the push finished before its host could be killed"
