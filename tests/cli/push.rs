@@ -429,3 +429,22 @@ fn concurrent_pushes_of_one_release_and_of_releases_sharing_objects_all_succeed(
     std::fs::remove_file(src.join("extra.txt")).unwrap();
     assert_eq!(snapshot(&root.join("releases/v1")), snapshot(&src));
 }
+
+#[test]
+fn leftovers_of_a_killed_push_are_removed_when_the_release_is_pushed_again() {
+    let env = Env::new();
+    env.write("a/f", "one");
+    env.slipway().args(["build", "--dir", "a", "--name", "r"]).ok();
+    let root = env.path("host");
+    // What a push killed while building the tree leaves: read-only directories.
+    let partial = root.join(".slipway/tmp/r.partial");
+    write_file(&partial.join("d/stale"), b"x");
+    write_file(&root.join(".slipway/tmp/r.incoming/1"), b"half an object");
+    for d in [partial.join("d"), partial.clone()] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o555)).unwrap();
+    }
+    env.slipway().args(["push", "r", "-t"]).arg(&root).ok();
+    assert!(!partial.exists());
+    assert!(!root.join(".slipway/tmp/r.incoming").exists());
+    assert_eq!(std::fs::read_to_string(root.join("releases/r/f")).unwrap(), "one");
+}
