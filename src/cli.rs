@@ -61,6 +61,46 @@ pub enum Command {
     Import(ImportArgs),
     /// Remove bundles that no release name refers to, and temporary leftovers
     Gc(GcArgs),
+    /// Stage a release on every host of a target; nothing live changes
+    ///
+    /// Sends only the file contents a host lacks, verifies every byte there,
+    /// and makes the release appear under `releases/<name>` only when it is
+    /// complete and durable. Pushing a release that is already staged is a
+    /// no-op; a push that was interrupted resumes where it stopped.
+    ///
+    /// Examples:
+    ///   slipway push v1.4.2 -t prod
+    ///   slipway push v1.4.2 -t ssh://deploy@app1/srv/shop
+    ///   slipway push v1.4.2 -t /srv/shop --json
+    #[command(verbatim_doc_comment)]
+    Push(PushArgs),
+    /// The host side: speak slipway's protocol on stdin/stdout for one root
+    ///
+    /// Started by the client over SSH (or as a child process for a local
+    /// path); creates the root and its layout when missing and never touches
+    /// anything outside it. Suitable for a forced command in authorized_keys:
+    ///   command="slipway serve --root /srv/app",restrict ssh-ed25519 AAAA…
+    #[command(verbatim_doc_comment)]
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Release name or (a unique prefix of) a bundle id
+    pub rel: String,
+    /// A target from slipway.toml, ssh://[user@]host[:port]/abs/root, or a local path
+    #[arg(short = 't', long, value_name = "TARGET")]
+    pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The deploy root (absolute); created with its layout when missing
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+    /// Refuse prune and every deletion of releases or objects
+    #[arg(long)]
+    pub append_only: bool,
 }
 
 #[derive(Debug, Args)]

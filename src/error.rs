@@ -54,6 +54,10 @@ pub enum Error {
     /// Anything else (exit 1).
     #[error("{0}")]
     Other(String),
+    /// The connection to the other side of the protocol broke or was closed
+    /// (exit 1); the client replaces it with the host's own error when there is one.
+    #[error("{0}")]
+    Connection(String),
     /// An error that happened on (or while talking to) a host.
     #[error("{host}: {source}")]
     Host {
@@ -86,6 +90,19 @@ impl Error {
         Error::Integrity(msg.into())
     }
 
+    pub fn connection(msg: impl Into<String>) -> Error {
+        Error::Connection(msg.into())
+    }
+
+    /// True when the error is the connection itself failing (not a refusal).
+    pub fn is_connection(&self) -> bool {
+        match self {
+            Error::Connection(_) => true,
+            Error::Host { source, .. } => source.is_connection(),
+            _ => false,
+        }
+    }
+
     /// Attach the host this error happened on.
     pub fn on_host(self, host: &str) -> Error {
         match self {
@@ -100,7 +117,7 @@ impl Error {
     /// The process exit status for this error.
     pub fn exit(&self) -> Exit {
         match self {
-            Error::Io { .. } | Error::Other(_) => Exit::Error,
+            Error::Io { .. } | Error::Other(_) | Error::Connection(_) => Exit::Error,
             Error::Usage(_) => Exit::Usage,
             Error::Integrity(_) => Exit::Integrity,
             Error::Locked(_) => Exit::Locked,

@@ -229,3 +229,175 @@ fn make_writable(dir: &Path) -> Result<()> {
 pub fn copy_into(r: &mut impl Read, w: &mut impl Write, path: &Path) -> Result<u64> {
     io::copy(r, w).map_err(|e| Error::io("write", path, e))
 }
+
+/// Create a new file at `path` with exactly `mode` (under the process umask),
+/// failing if anything — even a dangling symlink — is already there.
+///
+/// # Errors
+/// When `path` exists or cannot be created.
+pub fn create_new(path: &Path, mode: u32) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| Error::io("create", path, e))
+}
+
+/// Create one directory with `mode` (under the umask); its parent must exist
+/// and `path` must not (a symlink there is not followed).
+///
+/// # Errors
+/// When `path` exists or cannot be created.
+pub fn create_dir(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .mode(mode)
+        .create(path)
+        .map_err(|e| Error::io("create directory", path, e))
+}
+
+/// Rename `from` to `to` only if nothing is at `to` (`renameat2(NOREPLACE)`,
+/// or link + unlink for files where the file system lacks it). Returns
+/// `false`, leaving `from` in place, when `to` already exists.
+///
+/// # Errors
+/// On I/O failures other than "already exists".
+pub fn rename_noreplace(from: &Path, to: &Path) -> Result<bool> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    use rustix::io::Errno;
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => return Ok(true),
+        Err(Errno::EXIST) => return Ok(false),
+        Err(Errno::INVAL | Errno::NOSYS | Errno::NOTSUP) => {}
+        Err(e) => return Err(Error::io("rename", from, e.into())),
+    }
+    let is_dir = symlink_metadata(from)?.is_dir();
+    if is_dir {
+        // No atomic no-replace for directories here: callers hold a lock on the name.
+        if symlink_metadata_optional(to)?.is_some() {
+            return Ok(false);
+        }
+        rename(from, to)?;
+        return Ok(true);
+    }
+    match fs::hard_link(from, to) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(Error::io("link", to, e)),
+    }
+    remove_file(from)?;
+    Ok(true)
+}
+
+/// How [`link_or_copy`] placed a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    Linked,
+    Copied,
+}
+
+/// Make `dst` (which must not exist) a hardlink of `src`, or — when `copy` is
+/// set, the two are on different file systems (`EXDEV`) or `src` has too many
+/// links (`EMLINK`) — a copy with `src`'s mode and modification time.
+///
+/// # Errors
+/// When `dst` exists or neither a link nor a copy can be made.
+pub fn link_or_copy(src: &Path, dst: &Path, copy: bool) -> Result<Placed> {
+    use std::os::unix::fs::MetadataExt;
+    if !copy {
+        match fs::hard_link(src, dst) {
+            Ok(()) => return Ok(Placed::Linked),
+            Err(e)
+                if matches!(
+                    rustix::io::Errno::from_io_error(&e),
+                    Some(rustix::io::Errno::XDEV | rustix::io::Errno::MLINK)
+                ) => {}
+            Err(e) => return Err(Error::io("link", dst, e)),
+        }
+    }
+    let mut input = open(src)?;
+    let meta = input.metadata().map_err(|e| Error::io("stat", src, e))?;
+    let mut out = create_new(dst, meta.mode() & 0o7777)?;
+    io::copy(&mut input, &mut out).map_err(|e| Error::io("write", dst, e))?;
+    set_mtime(&out, dst, meta.mtime())?;
+    Ok(Placed::Copied)
+}
+
+/// Bytes available to an unprivileged user on the file system holding `path`.
+///
+/// # Errors
+/// When `statvfs(2)` fails.
+pub fn available_bytes(path: &Path) -> Result<u64> {
+    let s = rustix::fs::statvfs(path).map_err(|e| Error::io("measure free space of", path, e.into()))?;
+    Ok(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+/// A held `flock(2)` lock, released when dropped or when the process dies.
+#[derive(Debug)]
+pub struct FileLock(#[allow(dead_code)] File);
+
+/// Open (creating when missing, never truncating) the lock file at `path`.
+///
+/// # Errors
+/// On I/O failure.
+pub fn lock_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o644)
+        .open(path)
+        .map_err(|e| Error::io("open", path, e))
+}
+
+/// Take a shared lock on `path` (created when missing, never replaced), waiting for it.
+///
+/// # Errors
+/// On I/O failure.
+pub fn lock_shared(path: &Path) -> Result<FileLock> {
+    let f = lock_file(path)?;
+    f.lock_shared().map_err(|e| Error::io("lock", path, e))?;
+    Ok(FileLock(f))
+}
+
+/// Take an exclusive lock on `path` (created when missing, never replaced), waiting for it.
+///
+/// # Errors
+/// On I/O failure.
+pub fn lock_exclusive(path: &Path) -> Result<FileLock> {
+    let f = lock_file(path)?;
+    f.lock().map_err(|e| Error::io("lock", path, e))?;
+    Ok(FileLock(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rename_noreplace_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, "a").unwrap();
+        std::fs::write(&b, "b").unwrap();
+        assert!(!rename_noreplace(&a, &b).unwrap());
+        assert_eq!(std::fs::read_to_string(&b).unwrap(), "b");
+        std::fs::remove_file(&b).unwrap();
+        assert!(rename_noreplace(&a, &b).unwrap());
+        assert!(!a.exists());
+    }
+
+    #[test]
+    fn creators_do_not_follow_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(create_new(&link, 0o444).is_err());
+        assert!(create_dir(&link, 0o755).is_err());
+        std::fs::write(dir.path().join("src"), "x").unwrap();
+        assert!(link_or_copy(&dir.path().join("src"), &link, true).is_err());
+        assert!(!target.exists());
+    }
+}

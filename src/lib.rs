@@ -10,6 +10,8 @@
 //! - [`cli`] parses, [`config`] resolves, [`commands`] orchestrate one verb each;
 //! - [`manifest`] and [`digest`] define ids and the rules every tree keeps;
 //! - [`bundle`] packs and unpacks archives, [`store`] keeps them locally;
+//! - [`protocol`] is the framed wire format; [`remote`] is its client end
+//!   (targets, transports, sessions), [`host`] its server end (`serve`, staging);
 //! - [`output`] is the only writer to stdout/stderr; [`fs`] owns durable writes;
 //! - [`error`] maps every failure to a documented exit code.
 
@@ -23,6 +25,7 @@ pub mod fs;
 pub mod host;
 pub mod manifest;
 pub mod output;
+pub mod protocol;
 pub mod provenance;
 pub mod remote;
 pub mod store;
@@ -79,6 +82,8 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 fn resolve(cli: &Cli, out: Output) -> Result<Context> {
     let store_dir = match &cli.global.store {
         Some(s) => s.clone(),
+        // `serve` never opens a local store: a host need not have a home directory.
+        None if matches!(cli.command, Command::Serve(_)) => PathBuf::new(),
         None => config::default_store_dir()?,
     };
     Ok(Context {
@@ -106,5 +111,7 @@ pub fn run(command: &Command, ctx: &Context) -> Result<()> {
         Command::Export(a) => commands::export::run(a, ctx),
         Command::Import(a) => commands::import::run(a, ctx),
         Command::Gc(a) => commands::gc::run(a, ctx),
+        Command::Push(a) => commands::push::run(a, ctx),
+        Command::Serve(a) => commands::serve::run(a, ctx),
     }
 }

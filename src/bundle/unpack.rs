@@ -1,6 +1,7 @@
 //! Reading bundles: every entry is checked against the manifest while it is
 //! read, so a consumer never sees a byte that the manifest does not vouch for
-//! once [`read_bundle`] returns `Ok`.
+//! once [`read_bundle`] returns `Ok` (contents a visitor declines are skipped
+//! unhashed: it never sees them).
 //!
 //! Refused (integrity error, exit 5): a missing or non-canonical manifest,
 //! entries out of order or not in the manifest, hardlinks, devices, fifos,
@@ -24,8 +25,14 @@ pub trait Visitor {
     fn manifest(&mut self, _manifest: &Manifest, _id: Digest) -> Result<()> {
         Ok(())
     }
-    /// One entry; `content` is `Some` for files.
+    /// One entry; `content` is `Some` for files, unless [`Visitor::wants_content`] declined it.
     fn entry(&mut self, entry: &Entry, content: Option<&mut dyn Read>) -> Result<()>;
+    /// Whether the visitor reads this file's content. Content it declines is
+    /// skipped without being hashed (a push picking a few files out of a
+    /// bundle); everything else is verified as always.
+    fn wants_content(&mut self, _entry: &Entry) -> bool {
+        true
+    }
 }
 
 fn corrupt(origin: &str, e: impl std::fmt::Display) -> Error {
@@ -87,7 +94,14 @@ pub fn read_bundle(input: impl Read, origin: &str, visitor: &mut dyn Visitor) ->
                 return Err(corrupt(origin, format!("archive ends before `{}`", expected.path)));
             };
             check_entry(&entry, expected, origin)?;
-            if expected.kind == Kind::File {
+            if expected.kind == Kind::File && !visitor.wants_content(expected) {
+                let skipped =
+                    io::copy(&mut (&mut entry).take(expected.size), &mut io::sink()).map_err(|e| corrupt(origin, e))?;
+                if skipped != expected.size {
+                    return Err(corrupt(origin, format!("`{}` is truncated", expected.path)));
+                }
+                visitor.entry(expected, None)?;
+            } else if expected.kind == Kind::File {
                 let mut reader = HashingReader::new((&mut entry).take(expected.size));
                 visitor.entry(expected, Some(&mut reader))?;
                 io::copy(&mut reader, &mut io::sink()).map_err(|e| corrupt(origin, e))?;

@@ -6,6 +6,8 @@ pub mod gc;
 pub mod import;
 pub mod inspect;
 pub mod list;
+pub mod push;
+pub mod serve;
 pub mod verify;
 
 /// `1.2 MiB`-style sizes for people.

@@ -9,7 +9,10 @@
 //! <root>/.slipway/history.jsonl           append-only activation log
 //! <root>/.slipway/lock, lock.info         exclusive flock for activate/rollback/prune, and its holder
 //! <root>/.slipway/stage.lock              shared flock held by pushes, exclusive for prune
-//! <root>/.slipway/tmp/                    staging area
+//! <root>/.slipway/tmp/                    staging area:
+//!     <name>.lock                         flock held by the push of <name> (two pushes take turns)
+//!     <name>.incoming/                    objects being received, not yet verified and moved
+//!     <name>.partial/                     the release tree being built
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -53,6 +56,8 @@ impl Layout {
         ] {
             fs::create_dir_all(&d)?;
         }
+        // Lock files are part of the layout: created once, never replaced or deleted.
+        drop(fs::lock_file(&l.stage_lock_path())?);
         Ok(l)
     }
 
@@ -97,6 +102,18 @@ impl Layout {
     }
     pub fn tmp_dir(&self) -> PathBuf {
         self.meta_dir().join("tmp")
+    }
+    /// `tmp/<name>.lock`: held by the push of `name` for its whole duration.
+    pub fn name_lock_path(&self, name: &str) -> PathBuf {
+        self.tmp_dir().join(format!("{name}.lock"))
+    }
+    /// `tmp/<name>.incoming/`: objects of the push of `name` not yet in `objects/`.
+    pub fn incoming_dir(&self, name: &str) -> PathBuf {
+        self.tmp_dir().join(format!("{name}.incoming"))
+    }
+    /// `tmp/<name>.partial/`: the tree of `name` until it is renamed into `releases/`.
+    pub fn partial_dir(&self, name: &str) -> PathBuf {
+        self.tmp_dir().join(format!("{name}.partial"))
     }
 
     /// The release `current` points at, if any (`releases/<name>` → `<name>`).

@@ -5,3 +5,6 @@
 //! without SSH. Nothing here ever touches a path outside the root.
 
 pub mod layout;
+pub mod objects;
+pub mod serve;
+pub mod stage;

@@ -44,13 +44,15 @@ impl RemoteProcess for LocalChild {
             let _ = h.join();
         }
         if status.success() {
-            Ok(())
-        } else {
-            Err(Error::other(format!(
-                "`slipway serve` exited with {status}: {}",
-                self.stderr_text()
-            )))
+            return Ok(());
         }
+        let stderr = self.stderr_text();
+        let said = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+        Err(Error::other(if said.is_empty() {
+            format!("`slipway serve` exited with {status}")
+        } else {
+            format!("`slipway serve` exited with {status}: {}", said.trim())
+        }))
     }
 
     fn kill(&mut self) {

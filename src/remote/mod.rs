@@ -3,9 +3,12 @@
 //! A [`HostSpec`] says where one host root is; [`connect`] starts `slipway
 //! serve --root ROOT` there — as a child process for a local path, over SSH
 //! otherwise — and returns a [`Connection`]: a byte stream in each direction
-//! plus the process. The protocol on top is the same for both.
+//! plus the process. The protocol on top is the same for both:
+//! [`session::HostSession`] speaks it, one method per request.
 
 pub mod local;
+pub mod push;
+pub mod session;
 pub mod ssh;
 
 use std::io::{Read, Write};

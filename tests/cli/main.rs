@@ -4,4 +4,6 @@
 mod support;
 
 mod bundles;
+mod push;
+mod serve;
 mod ssh;

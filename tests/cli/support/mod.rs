@@ -78,6 +78,24 @@ impl Env {
     }
 }
 
+impl Drop for Env {
+    /// Host trees are read-only (0555 directories): make them removable
+    /// before the temp directory goes, or a non-root run leaves them behind.
+    fn drop(&mut self) {
+        fn writable(dir: &Path) {
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for e in entries.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        writable(&e.path());
+                    }
+                }
+            }
+        }
+        writable(self.dir.path());
+    }
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_slipway")
 }

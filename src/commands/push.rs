@@ -1,0 +1,121 @@
+//! `slipway push REL -t TARGET`: stage a release of the local store on every
+//! host of a target, one host after the other. Nothing live changes.
+//!
+//! Output: one line per host on stdout (as each host finishes), or with
+//! `--json` an array with one object per host (`docs/json.md`) once every
+//! host succeeded. The first host that fails stops the command with its
+//! error, named after the host, and its exit code.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::human_bytes;
+use crate::Context;
+use crate::cli::PushArgs;
+use crate::config;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::remote::push::{PushJob, PushOutcome};
+use crate::remote::session::HostSession;
+use crate::remote::{HostSpec, resolve_target};
+
+/// One element of `push --json` (a stable schema: field order is key order).
+#[derive(Debug, Serialize)]
+struct HostReport<'a> {
+    host: &'a str,
+    release: &'a str,
+    id: Digest,
+    files: u64,
+    bytes_needed: u64,
+    bytes_sent: u64,
+    objects_reused: u64,
+    seconds: f64,
+}
+
+/// # Errors
+/// When REL or the target do not resolve, or a host refuses or fails (named).
+pub fn run(args: &PushArgs, ctx: &Context) -> Result<()> {
+    let store = ctx.store()?;
+    let _lock = store.lock_shared()?;
+    let (id, record) = store.resolve(&args.rel)?;
+    let record = record.ok_or_else(|| {
+        Error::usage(format!(
+            "`{}` is bundle {id}, which has no single release name; push it by name (`slipway list` shows them)",
+            args.rel
+        ))
+    })?;
+    if ctx.config_explicit && crate::fs::symlink_metadata_optional(&ctx.config_path)?.is_none() {
+        return Err(Error::usage(format!(
+            "config file `{}` does not exist",
+            ctx.config_path.display()
+        )));
+    }
+    let project = config::load_project(&ctx.config_path)?;
+    let target = resolve_target(&args.target, project.as_ref(), &ctx.config_path.display().to_string())?;
+    let manifest = store.manifest(&id)?;
+    if !store.has_bundle(&id) {
+        return Err(Error::other(format!(
+            "the bundle of `{}` ({id}) is missing from the store `{}`; build or import it again",
+            record.name,
+            store.root().display()
+        )));
+    }
+    let job = PushJob {
+        store: &store,
+        name: &record.name,
+        id,
+        manifest: &manifest,
+        provenance: record.provenance.clone(),
+        signatures: record.signatures.clone(),
+        pushed_by: config::actor(),
+    };
+
+    let mut reports = Vec::new();
+    for host in &target.hosts {
+        let clock = Instant::now();
+        let outcome = push_one(host, &job, ctx)?;
+        let seconds = (clock.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+        if !ctx.out.json {
+            ctx.out.data(&describe(&record.name, &host.label, &outcome, seconds));
+        }
+        reports.push(HostReport {
+            host: &host.label,
+            release: &record.name,
+            id,
+            files: outcome.files,
+            bytes_needed: outcome.bytes_needed,
+            bytes_sent: outcome.bytes_sent,
+            objects_reused: outcome.objects_reused,
+            seconds,
+        });
+    }
+    if ctx.out.json {
+        ctx.out.json_value(&reports);
+    }
+    Ok(())
+}
+
+fn push_one(host: &HostSpec, job: &PushJob<'_>, ctx: &Context) -> Result<PushOutcome> {
+    let bar = ctx.out.bytes_bar(0, &host.label);
+    let result = HostSession::open(host).and_then(|mut session| {
+        let outcome = session.push(job, host.link_mode, &bar)?;
+        session.close()?;
+        Ok(outcome)
+    });
+    bar.finish_and_clear();
+    result
+}
+
+fn describe(name: &str, host: &str, o: &PushOutcome, seconds: f64) -> String {
+    if o.already {
+        return format!("{name} is already staged on {host}; nothing sent");
+    }
+    format!(
+        "staged {name} on {host}: {} files, {} needed, {} sent, {} objects reused, {seconds:.1}s",
+        o.files,
+        human_bytes(o.bytes_needed),
+        human_bytes(o.bytes_sent),
+        o.objects_reused
+    )
+}

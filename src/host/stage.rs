@@ -1,0 +1,567 @@
+//! Staging a release on a host: the host half of `push`.
+//!
+//! ```text
+//! push offer ─▶ name checks, locks ─▶ send_manifest ─▶ manifest (parsed, id checked)
+//!   ─▶ need (objects missing from objects/) ─▶ bundle | batch… ─▶ done
+//!   ─▶ tmp/<name>.partial (hardlinks, dirs, symlinks; dirs 0555) ─▶ syncfs
+//!   ─▶ .slipway/releases/<name>.json ─▶ rename to releases/<name> ─▶ fsync releases/
+//! ```
+//!
+//! Invariants: a name is never rebound to another id; nothing outside
+//! `.slipway/tmp/` changes until every byte has been verified (and
+//! `objects/` only ever gains verified objects, see [`super::objects`]);
+//! `releases/<name>` appears by one rename, complete and durable, after its
+//! metadata binds the name; `current` is never touched. A push holds the
+//! shared staging lock for its whole duration (prune takes it exclusively)
+//! and the release's own lock `tmp/<name>.lock` (two pushes of one release
+//! take turns; leftovers of killed pushes are removed under it).
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufReader, Read, Write};
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::layout::{HostRelease, Layout};
+use super::objects::ObjectSink;
+use super::serve::Session;
+use crate::bundle::unpack::{Visitor, read_bundle};
+use crate::commands::human_bytes;
+use crate::config::LinkMode;
+use crate::digest::{Digest, Hasher};
+use crate::error::{Error, Result, describe_io};
+use crate::fs;
+use crate::manifest::{Entry, Kind, MAX_MANIFEST_BYTES, Manifest, ObjectKey, validate_name};
+use crate::protocol::{Channel, Message, Need, PushOffer, Staged, encode_indices};
+
+/// How many manifests of earlier releases the host offers as compression bases.
+const MAX_BASES: usize = 4;
+/// Largest zstd window a client may make the host allocate (128 MiB).
+const MAX_WINDOW_LOG: u32 = 27;
+
+/// Handle a `push` request: the whole exchange, ending with `staged`.
+///
+/// # Errors
+/// Usage error for a bad name; error (exit 1) when the name is bound to
+/// another id or space is short; integrity error (exit 5) for a manifest or
+/// content that does not match; connection errors.
+pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) -> Result<Message> {
+    validate_name(&offer.name)?;
+    validate_actor(&offer.pushed_by)?;
+    let layout = session.layout.clone();
+    let ch = &mut session.ch;
+    let name = offer.name.as_str();
+    let _staging = fs::lock_shared(&layout.stage_lock_path())?;
+    let _release = fs::lock_exclusive(&layout.name_lock_path(name))?;
+
+    if let Some(staged) = already_staged(&layout, &offer)? {
+        return Ok(Message::Staged(staged));
+    }
+    let _leftovers = Leftovers::clear(&layout, name)?;
+
+    let bases = base_candidates(&layout)?;
+    ch.send(&Message::SendManifest {
+        bases: bases.keys().copied().collect(),
+    })?;
+    let (manifest, manifest_size) = receive_manifest(ch, &layout, &bases, &offer)?;
+
+    let plan = Plan::new(&layout, &manifest)?;
+    check_space(&layout, name, &plan, &manifest, manifest_size, offer.link_mode)?;
+    ch.send(&Message::Need(Need {
+        objects: plan.missing.len() as u64,
+        bytes: plan.bytes_needed,
+        reused: plan.reused,
+    }))?;
+    ch.send_blob(&encode_indices(&plan.missing))?;
+
+    let mut sink = ObjectSink::new(&layout, name, manifest.source_date_epoch)?;
+    let mut wanted = plan.wanted;
+    loop {
+        match ch.recv()? {
+            Message::Bundle { .. } => receive_bundle(ch, &offer, &mut wanted, &mut sink)?,
+            Message::Batch { entries } => receive_batch(ch, &manifest, &entries, &mut wanted, &mut sink)?,
+            Message::Done => break,
+            other => return Err(unexpected(&other, "`bundle`, `batch` or `done`")),
+        }
+    }
+    sink.commit()?;
+    if let Some(index) = wanted.values().min() {
+        let path = &manifest.entries[*index as usize].path;
+        return Err(Error::integrity(format!(
+            "the client said it was done but never sent the content of `{path}`; nothing was staged"
+        )));
+    }
+    let (objects_written, bytes_written) = (sink.objects_written, sink.bytes_written);
+    drop(sink);
+
+    build_tree(&layout, name, &manifest, offer.link_mode)?;
+    let files = manifest.file_count() as u64;
+    layout.write_release_meta(&HostRelease {
+        name: name.to_string(),
+        id: offer.id,
+        manifest,
+        provenance: offer.provenance,
+        signatures: offer.signatures,
+        pushed_at: Some(crate::provenance::now_rfc3339()),
+        pushed_by: Some(offer.pushed_by),
+        shared: Vec::new(),
+        shared_files: Vec::new(),
+        bad: false,
+        bad_reason: None,
+    })?;
+    publish(&layout, name)?;
+    Ok(Message::Staged(Staged {
+        already: false,
+        files,
+        objects_reused: plan.reused,
+        objects_written,
+        bytes_written,
+    }))
+}
+
+fn unexpected(msg: &Message, wanted: &str) -> Error {
+    Error::other(format!(
+        "the client sent `{}` where {wanted} was expected; is it a slipway of the same protocol?",
+        msg.name()
+    ))
+}
+
+fn validate_actor(actor: &str) -> Result<()> {
+    if actor.is_empty() || actor.len() > 256 || actor.chars().any(char::is_control) {
+        return Err(Error::usage(format!(
+            "`{}` is not a valid operator name (user@host, at most 256 characters)",
+            actor.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+/// The name binding: `Some` when the release is already complete here with
+/// the same id; an error when the name is bound to another id.
+fn already_staged(layout: &Layout, offer: &PushOffer) -> Result<Option<Staged>> {
+    let name = &offer.name;
+    let tree = fs::symlink_metadata_optional(&layout.release_dir(name))?;
+    match layout.release_meta(name)? {
+        Some(meta) if meta.id != offer.id => Err(Error::other(format!(
+            "release `{name}` on this host is {}, not {}; a name is never rebound to another bundle: push it under another name",
+            meta.id, offer.id
+        ))),
+        Some(meta) => match tree {
+            Some(t) if t.is_dir() => Ok(Some(Staged {
+                already: true,
+                files: meta.manifest.file_count() as u64,
+                objects_reused: meta.manifest.objects().len() as u64,
+                objects_written: 0,
+                bytes_written: 0,
+            })),
+            // Bound but its tree never appeared (killed before the rename): stage it again.
+            None => Ok(None),
+            Some(_) => Err(Error::other(format!(
+                "`{}` is not a directory; move it away and push again",
+                layout.release_dir(name).display()
+            ))),
+        },
+        None if tree.is_some() => Err(Error::other(format!(
+            "`{}` exists but `{}` does not; move the directory away and push again",
+            layout.release_dir(name).display(),
+            layout.release_meta_path(name).display()
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// Removes `tmp/<name>.partial` and `tmp/<name>.incoming` now (leftovers of
+/// a killed push) and again when dropped (this push's, if it failed).
+struct Leftovers<'a> {
+    layout: &'a Layout,
+    name: &'a str,
+}
+
+impl<'a> Leftovers<'a> {
+    fn clear(layout: &'a Layout, name: &'a str) -> Result<Leftovers<'a>> {
+        fs::remove_tree(&layout.partial_dir(name))?;
+        fs::remove_tree(&layout.incoming_dir(name))?;
+        Ok(Leftovers { layout, name })
+    }
+}
+
+impl Drop for Leftovers<'_> {
+    fn drop(&mut self) {
+        let _ = fs::remove_tree(&self.layout.partial_dir(self.name));
+        let _ = fs::remove_tree(&self.layout.incoming_dir(self.name));
+    }
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    id: Digest,
+}
+
+/// Manifests the client may compress against: the current release and the
+/// most recently pushed ones (by id, with the name that holds them).
+fn base_candidates(layout: &Layout) -> Result<HashMap<Digest, String>> {
+    let mut names = Vec::new();
+    if let Ok(Some(current)) = layout.current_name() {
+        names.push(current);
+    }
+    let mut recent = Vec::new();
+    for name in layout.release_names()? {
+        let modified = fs::metadata(&layout.release_meta_path(&name))?.modified().ok();
+        recent.push((modified, name));
+    }
+    recent.sort_by(|a, b| b.cmp(a));
+    names.extend(recent.into_iter().map(|(_, n)| n));
+    let mut out = HashMap::new();
+    for name in names {
+        if out.len() >= MAX_BASES {
+            break;
+        }
+        if !fs::symlink_metadata_optional(&layout.release_dir(&name))?.is_some_and(|m| m.is_dir()) {
+            continue;
+        }
+        let Some(bytes) = fs::read_optional(&layout.release_meta_path(&name))? else {
+            continue;
+        };
+        if let Ok(IdOnly { id }) = serde_json::from_slice(&bytes) {
+            out.entry(id).or_insert(name);
+        }
+    }
+    Ok(out)
+}
+
+fn receive_manifest<R: Read, W: Write>(
+    ch: &mut Channel<R, W>,
+    layout: &Layout,
+    bases: &HashMap<Digest, String>,
+    offer: &PushOffer,
+) -> Result<(Manifest, u64)> {
+    let name = &offer.name;
+    let (size, base) = match ch.recv()? {
+        Message::Manifest { size, base } => (size, base),
+        other => return Err(unexpected(&other, "`manifest`")),
+    };
+    if size > MAX_MANIFEST_BYTES {
+        return Err(Error::integrity(format!(
+            "the manifest of `{name}` is {size} bytes, more than the limit of {MAX_MANIFEST_BYTES}"
+        )));
+    }
+    let prefix = match base {
+        None => None,
+        Some(id) => {
+            let base_name = bases.get(&id).ok_or_else(|| {
+                Error::other(format!(
+                    "the client compressed the manifest of `{name}` against {id}, which this host did not offer"
+                ))
+            })?;
+            let meta = layout
+                .release_meta(base_name)?
+                .ok_or_else(|| Error::other(format!("release `{base_name}` vanished during the push; push again")))?;
+            meta.checked_id()?;
+            Some(meta.manifest.canonical_bytes())
+        }
+    };
+    let mut bytes = Vec::with_capacity(usize::try_from(size.min(64 << 20)).unwrap_or(0));
+    let mut reader = ch.data_reader();
+    let res = (|| -> std::io::Result<()> {
+        let input = BufReader::new(&mut reader);
+        let mut dec = match &prefix {
+            Some(p) => zstd::stream::read::Decoder::with_ref_prefix(input, p)?,
+            None => zstd::stream::read::Decoder::with_buffer(input)?,
+        };
+        dec.window_log_max(MAX_WINDOW_LOG)?;
+        (&mut dec).take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes)?;
+        Ok(())
+    })();
+    if let Some(e) = reader.take_error() {
+        return Err(e);
+    }
+    res.map_err(|e| {
+        Error::integrity(format!(
+            "the manifest of `{name}` sent by the client is corrupt: {}",
+            describe_io(&e)
+        ))
+    })?;
+    reader.finish()?;
+    if bytes.len() as u64 != size {
+        return Err(Error::integrity(format!(
+            "the manifest of `{name}` is {} bytes, not the {size} the client announced",
+            bytes.len()
+        )));
+    }
+    let got = Digest::of(&bytes);
+    if got != offer.id {
+        return Err(Error::integrity(format!(
+            "the manifest sent for `{name}` hashes to {got}, not to the offered id {}",
+            offer.id
+        )));
+    }
+    let manifest =
+        Manifest::parse(&bytes).map_err(|e| Error::integrity(format!("release `{name}` ({}): {e}", offer.id)))?;
+    Ok((manifest, size))
+}
+
+/// What the host lacks, from `objects/` alone.
+struct Plan {
+    /// Entry index of the first file of each missing object, ascending.
+    missing: Vec<u32>,
+    /// Missing objects still to receive, with that entry index.
+    wanted: HashMap<ObjectKey, u32>,
+    bytes_needed: u64,
+    reused: u64,
+}
+
+impl Plan {
+    fn new(layout: &Layout, manifest: &Manifest) -> Result<Plan> {
+        if u32::try_from(manifest.entries.len()).is_err() {
+            return Err(Error::integrity(
+                "the manifest has more entries than the protocol can address",
+            ));
+        }
+        let mut seen = HashSet::new();
+        let mut plan = Plan {
+            missing: Vec::new(),
+            wanted: HashMap::new(),
+            bytes_needed: 0,
+            reused: 0,
+        };
+        for (i, e) in manifest.entries.iter().enumerate() {
+            let Some(key) = e.object() else { continue };
+            if !seen.insert(key) {
+                continue;
+            }
+            if fs::symlink_metadata_optional(&layout.object_path(&key))?.is_some() {
+                plan.reused += 1;
+            } else {
+                plan.missing.push(i as u32);
+                plan.wanted.insert(key, i as u32);
+                plan.bytes_needed += e.size;
+            }
+        }
+        Ok(plan)
+    }
+}
+
+/// Refuse early, in one line, when the file system cannot hold the push.
+fn check_space(
+    layout: &Layout,
+    name: &str,
+    plan: &Plan,
+    manifest: &Manifest,
+    manifest_size: u64,
+    mode: LinkMode,
+) -> Result<()> {
+    // Contents, a block per directory, and the metadata file (the manifest, pretty-printed).
+    let dirs = manifest.entries.iter().filter(|e| e.kind == Kind::Dir).count() as u64 + 1;
+    let mut needed = plan.bytes_needed + dirs * 4096 + 2 * manifest_size;
+    if mode == LinkMode::Copy {
+        needed += manifest.total_size();
+    }
+    let available = fs::available_bytes(&layout.objects_dir())?;
+    if needed > available {
+        return Err(Error::other(format!(
+            "no space for release `{name}` in `{}`: it needs {} but {} are free; free some space (e.g. `slipway prune`) and push again",
+            layout.root.display(),
+            human_bytes(needed),
+            human_bytes(available)
+        )));
+    }
+    Ok(())
+}
+
+/// Keeps the objects it wants from a verbatim bundle; each is verified by
+/// [`read_bundle`] before the next entry arrives (its documented contract),
+/// so it is accepted then, or after `read_bundle` returns `Ok`.
+struct BundleKeeper<'s, 'l> {
+    id: Digest,
+    sink: &'s mut ObjectSink<'l>,
+    wanted: &'s mut HashMap<ObjectKey, u32>,
+    last: Option<super::objects::Unverified>,
+}
+
+impl Visitor for BundleKeeper<'_, '_> {
+    fn manifest(&mut self, _manifest: &Manifest, id: Digest) -> Result<()> {
+        if id != self.id {
+            return Err(Error::integrity(format!(
+                "the bundle sent by the client holds {id}, not the offered {}",
+                self.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Objects the host has (or already took from this bundle) are skipped unhashed.
+    fn wants_content(&mut self, entry: &Entry) -> bool {
+        entry.object().is_some_and(|key| self.wanted.contains_key(&key))
+    }
+
+    fn entry(&mut self, entry: &Entry, content: Option<&mut dyn Read>) -> Result<()> {
+        if let Some(previous) = self.last.take() {
+            self.sink.accept(previous)?;
+        }
+        if let (Some(key), Some(content)) = (entry.object(), content)
+            && self.wanted.remove(&key).is_some()
+        {
+            self.last = Some(self.sink.write_unverified(key, entry.size, content, &entry.path)?);
+        }
+        Ok(())
+    }
+}
+
+fn receive_bundle<R: Read, W: Write>(
+    ch: &mut Channel<R, W>,
+    offer: &PushOffer,
+    wanted: &mut HashMap<ObjectKey, u32>,
+    sink: &mut ObjectSink<'_>,
+) -> Result<()> {
+    let mut reader = ch.data_reader();
+    let mut keeper = BundleKeeper {
+        id: offer.id,
+        sink,
+        wanted,
+        last: None,
+    };
+    let origin = format!("sent for `{}`", offer.name);
+    let res = read_bundle(&mut reader, &origin, &mut keeper);
+    if let Some(e) = reader.take_error() {
+        return Err(e);
+    }
+    res?;
+    if let Some(last) = keeper.last.take() {
+        keeper.sink.accept(last)?;
+    }
+    reader.finish()
+}
+
+fn receive_batch<R: Read, W: Write>(
+    ch: &mut Channel<R, W>,
+    manifest: &Manifest,
+    entries: &[u32],
+    wanted: &mut HashMap<ObjectKey, u32>,
+    sink: &mut ObjectSink<'_>,
+) -> Result<()> {
+    let mut prev: Option<u32> = None;
+    for &i in entries {
+        let ok = prev.is_none_or(|p| p < i) && manifest.entries.get(i as usize).is_some_and(|e| e.kind == Kind::File);
+        if !ok {
+            return Err(Error::integrity(format!(
+                "the client sent a batch naming entry {i}, which is not a file of the manifest in order"
+            )));
+        }
+        prev = Some(i);
+    }
+    let mut reader = ch.data_reader();
+    let res = (|| -> Result<()> {
+        let mut dec = zstd::stream::read::Decoder::with_buffer(BufReader::new(&mut reader))
+            .map_err(|e| Error::integrity(format!("cannot decode a batch: {}", describe_io(&e))))?;
+        dec.window_log_max(MAX_WINDOW_LOG)
+            .map_err(|e| Error::other(describe_io(&e)))?;
+        for &i in entries {
+            let e = &manifest.entries[i as usize];
+            let Some(key) = e.object() else { continue };
+            if wanted.remove(&key).is_some() {
+                sink.write_verified(key, e.size, &mut dec, &e.path)?;
+            } else {
+                discard_verified(&mut dec, e)?;
+            }
+        }
+        let mut probe = [0u8; 1];
+        match dec.read(&mut probe) {
+            Ok(0) => Ok(()),
+            Ok(_) => Err(Error::integrity(
+                "a batch from the client holds more bytes than its entries",
+            )),
+            Err(e) => Err(Error::integrity(format!(
+                "a batch from the client is corrupt: {}",
+                describe_io(&e)
+            ))),
+        }
+    })();
+    if let Some(e) = reader.take_error() {
+        return Err(e);
+    }
+    res?;
+    reader.finish()
+}
+
+/// Read and check an object the host does not need (already there or sent twice).
+fn discard_verified(content: &mut dyn Read, e: &Entry) -> Result<()> {
+    let mut hasher = Hasher::new();
+    let mut left = e.size;
+    let mut buf = vec![0u8; 64 * 1024];
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = content.read(&mut buf[..want]).map_err(|err| {
+            Error::integrity(format!(
+                "cannot read the content of `{}`: {}",
+                e.path,
+                describe_io(&err)
+            ))
+        })?;
+        if n == 0 {
+            return Err(Error::integrity(format!("the content of `{}` is truncated", e.path)));
+        }
+        hasher.update(&buf[..n]);
+        left -= n as u64;
+    }
+    if Some(hasher.finish()) != e.sha256 {
+        return Err(Error::integrity(format!(
+            "the content sent for `{}` does not match its sha256; nothing was staged",
+            e.path
+        )));
+    }
+    Ok(())
+}
+
+/// Build `tmp/<name>.partial` from objects: directories, hardlinks (or
+/// copies), symlinks; then make its directories read-only and `syncfs`.
+///
+/// Safe by construction: the manifest was validated (relative paths without
+/// `..`, parents are directories created here, nothing goes through a
+/// symlink), and every creation fails rather than follow or replace
+/// whatever might already be at its path.
+fn build_tree(layout: &Layout, name: &str, manifest: &Manifest, mode: LinkMode) -> Result<()> {
+    let partial = layout.partial_dir(name);
+    fs::create_dir(&partial, 0o755)?;
+    let copy = mode == LinkMode::Copy;
+    let mut dirs = Vec::new();
+    for e in &manifest.entries {
+        let path = partial.join(&e.path);
+        match e.kind {
+            Kind::Dir => {
+                fs::create_dir(&path, 0o755)?;
+                dirs.push(path);
+            }
+            Kind::File => {
+                let key = e
+                    .object()
+                    .ok_or_else(|| Error::integrity(format!("file `{}` has no sha256", e.path)))?;
+                fs::link_or_copy(&layout.object_path(&key), &path, copy)?;
+            }
+            Kind::Symlink => {
+                let target = e.target.as_deref().unwrap_or_default();
+                fs::symlink(Path::new(target), &path)?;
+            }
+        }
+    }
+    for dir in dirs.iter().rev() {
+        fs::set_mode(dir, 0o555)?;
+    }
+    fs::syncfs(&partial)
+}
+
+/// Rename the finished tree into `releases/<name>`; make its top directory
+/// read-only (after the rename: moving a directory needs write access to it)
+/// and fsync it and `releases/`.
+fn publish(layout: &Layout, name: &str) -> Result<()> {
+    let partial = layout.partial_dir(name);
+    let dest = layout.release_dir(name);
+    if !fs::rename_noreplace(&partial, &dest)? {
+        return Err(Error::other(format!(
+            "`{}` appeared while `{name}` was being staged; move it away and push again",
+            dest.display()
+        )));
+    }
+    fs::set_mode(&dest, 0o555)?;
+    fs::fsync_dir(&dest)?;
+    fs::fsync_dir(&layout.releases_dir())
+}

@@ -1,0 +1,447 @@
+//! The client half of `push`: offer a release, send its manifest, then only
+//! the contents the host lacks.
+//!
+//! Two ways to send contents (`docs/protocol.md`):
+//! - when the host lacks (nearly) all the bytes, the stored bundle itself,
+//!   verbatim (nothing is recompressed; the host keeps what it needs);
+//! - otherwise batches: the needed objects, read from the local bundle, each
+//!   batch one zstd frame announced by the list of its manifest entries. A
+//!   batch is produced once by [`BatchEncoder`] as a stream of [`Piece`]s, so
+//!   it can be sent to several hosts without compressing it again.
+//!
+//! Invariants: memory is bounded by one frame and one compression window,
+//! whatever the file sizes; `bytes_sent` counts the data bytes that crossed
+//! the connection (manifest and contents, with their frame headers).
+
+use std::io::{Read, Write};
+
+use indicatif::ProgressBar;
+use serde_json::Value;
+
+use super::session::{HostChannel, HostSession};
+use crate::bundle::ZSTD_LEVEL;
+use crate::bundle::unpack::{Visitor, read_bundle};
+use crate::config::LinkMode;
+use crate::digest::Digest;
+use crate::error::{Error, Result, describe_io};
+use crate::fs;
+use crate::manifest::{Entry, Kind, Manifest};
+use crate::protocol::{DATA_CHUNK, Message, PushOffer, decode_indices};
+use crate::provenance::Provenance;
+use crate::store::Store;
+
+/// Send the stored bundle verbatim when the host lacks at least this share
+/// of the release's bytes (in percent). High on purpose: a re-run of an
+/// interrupted push must send only what is still missing, and the host
+/// would otherwise decode and hash the whole bundle for a part of it.
+pub const BUNDLE_PERCENT: u8 = 95;
+/// A batch closes when its contents reach this many bytes…
+pub const BATCH_BYTES: u64 = 8 * 1024 * 1024;
+/// …or this many objects.
+pub const BATCH_OBJECTS: usize = 1000;
+
+/// What to push: one release of the local store.
+pub struct PushJob<'a> {
+    pub store: &'a Store,
+    pub name: &'a str,
+    pub id: Digest,
+    pub manifest: &'a Manifest,
+    pub provenance: Option<Provenance>,
+    pub signatures: Vec<Value>,
+    /// `user@host` of the operator.
+    pub pushed_by: String,
+}
+
+/// What one push did on one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushOutcome {
+    /// The release was already staged there; nothing was sent.
+    pub already: bool,
+    pub files: u64,
+    /// Bytes of the objects the host lacked (uncompressed).
+    pub bytes_needed: u64,
+    /// Data bytes that crossed the connection.
+    pub bytes_sent: u64,
+    pub objects_reused: u64,
+}
+
+impl HostSession {
+    /// Stage `job` on this host (request `push`).
+    ///
+    /// # Errors
+    /// The host's refusal (with its exit code), local store damage, or a
+    /// broken connection; always naming the host.
+    pub fn push(&mut self, job: &PushJob<'_>, link_mode: LinkMode, bar: &ProgressBar) -> Result<PushOutcome> {
+        let before = self.ch.data_bytes_sent();
+        match push_on(&mut self.ch, job, link_mode, bar) {
+            Ok(mut outcome) => {
+                outcome.bytes_sent = self.ch.data_bytes_sent() - before;
+                Ok(outcome)
+            }
+            Err(e) => Err(self.fail(e, &format!("the push of `{}`", job.name))),
+        }
+    }
+}
+
+fn unexpected(msg: &Message, wanted: &str) -> Error {
+    Error::other(format!(
+        "the host answered `{}` where {wanted} was expected",
+        msg.name()
+    ))
+}
+
+fn push_on(ch: &mut HostChannel, job: &PushJob<'_>, link_mode: LinkMode, bar: &ProgressBar) -> Result<PushOutcome> {
+    // Until the host says what it lacks, the whole bundle is the estimate.
+    if let Ok(m) = fs::metadata(&job.store.bundle_path(&job.id)) {
+        bar.set_length(m.len());
+    }
+    ch.send(&Message::Push(Box::new(PushOffer {
+        name: job.name.to_string(),
+        id: job.id,
+        provenance: job.provenance.clone(),
+        signatures: job.signatures.clone(),
+        link_mode,
+        pushed_by: job.pushed_by.clone(),
+    })))?;
+    let bases = match ch.recv()? {
+        Message::Staged(s) if s.already => {
+            return Ok(PushOutcome {
+                already: true,
+                files: s.files,
+                bytes_needed: 0,
+                bytes_sent: 0,
+                objects_reused: s.objects_reused,
+            });
+        }
+        Message::SendManifest { bases } => bases,
+        other => return Err(unexpected(&other, "`send_manifest`")),
+    };
+    send_manifest(ch, job, &bases)?;
+
+    let need = match ch.recv()? {
+        Message::Need(n) => n,
+        other => return Err(unexpected(&other, "`need`")),
+    };
+    let entries = &job.manifest.entries;
+    if need.objects > entries.len() as u64 {
+        return Err(Error::other("the host asked for more objects than the release has"));
+    }
+    let indices = decode_indices(&ch.recv_blob(need.objects * 4, "the list of missing objects")?)?;
+    let mut needed_bytes = 0;
+    for &i in &indices {
+        match entries.get(i as usize) {
+            Some(e) if e.kind == Kind::File => needed_bytes += e.size,
+            _ => {
+                return Err(Error::other(format!(
+                    "the host asked for entry {i}, which is not a file"
+                )));
+            }
+        }
+    }
+    let total: u64 = job.manifest.objects().iter().map(|(_, size)| size).sum();
+    if indices.is_empty() {
+        // Everything is there already: only the tree needs building.
+    } else if u128::from(needed_bytes) * 100 >= u128::from(total) * u128::from(BUNDLE_PERCENT) {
+        send_bundle(ch, job, bar)?;
+    } else {
+        bar.set_length(needed_bytes);
+        let batches = plan_batches(job.manifest, &indices);
+        let path = job.store.bundle_path(&job.id);
+        let mut encoder = BatchEncoder::new(&batches, bar, |piece: Piece<'_>| match piece {
+            Piece::Start(entries) => ch.send(&Message::Batch {
+                entries: entries.to_vec(),
+            }),
+            Piece::Data(bytes) => ch.send_data(bytes),
+            Piece::End => ch.send_end(),
+        });
+        let (_, got) = read_bundle(fs::open(&path)?, &path.display().to_string(), &mut encoder)?;
+        if got != job.id || !encoder.complete() {
+            return Err(Error::integrity(format!(
+                "bundle `{}` does not hold {}; run `slipway verify {}`",
+                path.display(),
+                job.id,
+                job.name
+            )));
+        }
+    }
+    ch.send(&Message::Done)?;
+    let staged = match ch.recv()? {
+        Message::Staged(s) => s,
+        other => return Err(unexpected(&other, "`staged`")),
+    };
+    Ok(PushOutcome {
+        already: false,
+        files: staged.files,
+        bytes_needed: need.bytes,
+        bytes_sent: 0,
+        objects_reused: need.reused,
+    })
+}
+
+/// Send the canonical manifest, compressed against a manifest the host
+/// offered when the local store has it too (a new release differs little
+/// from the last one, so this is usually a few kilobytes).
+fn send_manifest(ch: &mut HostChannel, job: &PushJob<'_>, bases: &[Digest]) -> Result<()> {
+    let bytes = job.manifest.canonical_bytes();
+    let base = bases.iter().find_map(|id| {
+        if !job.store.has_bundle(id) {
+            return None;
+        }
+        job.store.manifest(id).ok().map(|m| (*id, m.canonical_bytes()))
+    });
+    ch.send(&Message::Manifest {
+        size: bytes.len() as u64,
+        base: base.as_ref().map(|(id, _)| *id),
+    })?;
+    let compressed = compress_manifest(&bytes, base.as_ref().map(|(_, b)| b.as_slice()))?;
+    ch.send_data(&compressed)?;
+    ch.send_end()
+}
+
+/// One zstd frame of `manifest`, with `base` as reference prefix when given.
+///
+/// # Errors
+/// When zstd refuses its parameters.
+pub fn compress_manifest(manifest: &[u8], base: Option<&[u8]>) -> Result<Vec<u8>> {
+    let fail = |e: std::io::Error| Error::other(format!("cannot compress the manifest: {}", describe_io(&e)));
+    let mut out = Vec::new();
+    {
+        let mut enc = match base {
+            Some(prefix) => {
+                let mut enc =
+                    zstd::stream::write::Encoder::with_ref_prefix(&mut out, ZSTD_LEVEL, prefix).map_err(fail)?;
+                // The window must reach back over the whole prefix.
+                let span = (prefix.len() + manifest.len()).max(1) as u64;
+                let log = (64 - span.leading_zeros()).clamp(10, 27);
+                enc.window_log(log).map_err(fail)?;
+                // Level 3's hash tables do not reach far into a megabytes-long
+                // prefix; long-distance matching does (like `zstd --patch-from`).
+                enc.long_distance_matching(true).map_err(fail)?;
+                enc
+            }
+            None => zstd::stream::write::Encoder::new(&mut out, ZSTD_LEVEL).map_err(fail)?,
+        };
+        enc.write_all(manifest).map_err(fail)?;
+        enc.finish().map_err(fail)?;
+    }
+    Ok(out)
+}
+
+fn send_bundle(ch: &mut HostChannel, job: &PushJob<'_>, bar: &ProgressBar) -> Result<()> {
+    let path = job.store.bundle_path(&job.id);
+    let mut file = fs::open(&path)?;
+    let size = file.metadata().map_err(|e| Error::io("stat", &path, e))?.len();
+    bar.set_length(size);
+    ch.send(&Message::Bundle { size })?;
+    let mut buf = vec![0u8; DATA_CHUNK];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("read", &path, e)),
+        };
+        ch.send_data(&buf[..n])?;
+        bar.inc(n as u64);
+    }
+    ch.send_end()
+}
+
+/// A planned batch: manifest entries (ascending) and their total size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub entries: Vec<u32>,
+    pub bytes: u64,
+}
+
+/// Group the needed entries (ascending) into batches by size and count; a
+/// file larger than [`BATCH_BYTES`] is a batch of its own (streamed, never
+/// held in memory).
+pub fn plan_batches(manifest: &Manifest, indices: &[u32]) -> Vec<Batch> {
+    let mut out = Vec::new();
+    let mut current = Batch {
+        entries: Vec::new(),
+        bytes: 0,
+    };
+    for &i in indices {
+        let size = manifest.entries.get(i as usize).map_or(0, |e| e.size);
+        if !current.entries.is_empty() && (current.bytes + size > BATCH_BYTES || current.entries.len() >= BATCH_OBJECTS)
+        {
+            out.push(std::mem::replace(
+                &mut current,
+                Batch {
+                    entries: Vec::new(),
+                    bytes: 0,
+                },
+            ));
+        }
+        current.entries.push(i);
+        current.bytes += size;
+    }
+    if !current.entries.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// A piece of the batch stream: sent as-is to every host that needs it.
+#[derive(Debug, Clone, Copy)]
+pub enum Piece<'a> {
+    /// A batch begins (the `batch` message with these entries).
+    Start(&'a [u32]),
+    /// Compressed bytes of the current batch (DATA frames).
+    Data(&'a [u8]),
+    /// The batch's zstd frame is complete (END).
+    End,
+}
+
+/// Reads a bundle (as a [`Visitor`]) and compresses the planned batches,
+/// each into one zstd frame, handing the pieces to `emit`.
+pub struct BatchEncoder<'a, F> {
+    batches: &'a [Batch],
+    emit: F,
+    bar: &'a ProgressBar,
+    batch: usize,
+    pos: usize,
+    index: u32,
+    enc: Option<zstd::stream::write::Encoder<'static, Vec<u8>>>,
+    buf: Vec<u8>,
+}
+
+impl<'a, F: FnMut(Piece<'_>) -> Result<()>> BatchEncoder<'a, F> {
+    pub fn new(batches: &'a [Batch], bar: &'a ProgressBar, emit: F) -> BatchEncoder<'a, F> {
+        BatchEncoder {
+            batches,
+            emit,
+            bar,
+            batch: 0,
+            pos: 0,
+            index: 0,
+            enc: None,
+            buf: vec![0; 256 * 1024],
+        }
+    }
+
+    /// True when every planned batch was emitted.
+    pub fn complete(&self) -> bool {
+        self.batch == self.batches.len()
+    }
+}
+
+fn zstd_error(e: std::io::Error) -> Error {
+    Error::other(format!("cannot compress a batch: {}", describe_io(&e)))
+}
+
+impl<F: FnMut(Piece<'_>) -> Result<()>> Visitor for BatchEncoder<'_, F> {
+    /// Only the contents of planned entries are read (and hashed, by the host).
+    fn wants_content(&mut self, _entry: &Entry) -> bool {
+        self.batches
+            .get(self.batch)
+            .and_then(|b| b.entries.get(self.pos))
+            .is_some_and(|&i| i == self.index)
+    }
+
+    fn entry(&mut self, entry: &Entry, content: Option<&mut dyn Read>) -> Result<()> {
+        let index = self.index;
+        self.index += 1;
+        let Some(batch) = self.batches.get(self.batch) else {
+            return Ok(());
+        };
+        if batch.entries.get(self.pos) != Some(&index) {
+            return Ok(());
+        }
+        let Some(content) = content else {
+            return Err(Error::integrity(format!("entry `{}` has no content", entry.path)));
+        };
+        if self.pos == 0 {
+            (self.emit)(Piece::Start(&batch.entries))?;
+            // One thread on purpose: multithreaded zstd buffers whole jobs
+            // (over 100 MiB for one large file), and with the host decoding
+            // on the same cores it was slower on loopback.
+            let enc =
+                zstd::stream::write::Encoder::new(Vec::with_capacity(DATA_CHUNK), ZSTD_LEVEL).map_err(zstd_error)?;
+            self.enc = Some(enc);
+        }
+        let Some(enc) = self.enc.as_mut() else {
+            return Err(Error::other("batch encoder lost its state"));
+        };
+        loop {
+            let n = match content.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(Error::integrity(format!(
+                        "cannot read `{}` from the local bundle: {}",
+                        entry.path,
+                        describe_io(&e)
+                    )));
+                }
+            };
+            enc.write_all(&self.buf[..n]).map_err(zstd_error)?;
+            self.bar.inc(n as u64);
+            if enc.get_ref().len() >= DATA_CHUNK {
+                (self.emit)(Piece::Data(enc.get_ref()))?;
+                enc.get_mut().clear();
+            }
+        }
+        self.pos += 1;
+        if self.pos == batch.entries.len() {
+            self.pos = 0;
+            self.batch += 1;
+            if let Some(enc) = self.enc.take() {
+                let out = enc.finish().map_err(zstd_error)?;
+                (self.emit)(Piece::Data(&out))?;
+            }
+            (self.emit)(Piece::End)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Entry;
+
+    fn manifest(sizes: &[u64]) -> Manifest {
+        Manifest {
+            version: 1,
+            source_date_epoch: 0,
+            entries: sizes
+                .iter()
+                .enumerate()
+                .map(|(i, s)| Entry::file(format!("f{i:03}"), false, *s, Digest::of(&i.to_le_bytes())))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn batches_close_on_size_and_count_and_big_files_go_alone() {
+        let m = manifest(&[10, BATCH_BYTES, 10, 10]);
+        let b = plan_batches(&m, &[0, 1, 2, 3]);
+        let entries: Vec<Vec<u32>> = b.iter().map(|b| b.entries.clone()).collect();
+        assert_eq!(entries, vec![vec![0], vec![1], vec![2, 3]]);
+        assert_eq!(b[2].bytes, 20);
+        let many = manifest(&vec![1; BATCH_OBJECTS + 1]);
+        let all: Vec<u32> = (0..=BATCH_OBJECTS as u32).collect();
+        assert_eq!(plan_batches(&many, &all).len(), 2);
+        assert!(plan_batches(&many, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_manifest_compressed_against_its_predecessor_is_small_and_round_trips() {
+        let old = manifest(&vec![100; 20000]).canonical_bytes();
+        let mut next = manifest(&vec![100; 20000]);
+        next.entries[42].size = 7;
+        let new = next.canonical_bytes();
+        let plain = compress_manifest(&new, None).unwrap();
+        let delta = compress_manifest(&new, Some(&old)).unwrap();
+        assert!(delta.len() * 20 < plain.len(), "{} vs {}", delta.len(), plain.len());
+        let mut dec =
+            zstd::stream::read::Decoder::with_ref_prefix(std::io::BufReader::new(delta.as_slice()), &old).unwrap();
+        let mut back = Vec::new();
+        dec.read_to_end(&mut back).unwrap();
+        assert_eq!(back, new);
+    }
+}

@@ -1,0 +1,450 @@
+//! Issue 3: `slipway push` to local-path targets (the same `serve` and
+//! protocol as over SSH, without SSH).
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::support::{Env, snapshot, write_file};
+
+/// Bytes that do not compress (xorshift), so sizes on the wire are meaningful.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A release tree with every kind of entry.
+fn tree(env: &Env, dir: &str) -> PathBuf {
+    let d = env.path(dir);
+    write_file(&d.join("index.html"), b"<h1>v1</h1>\n");
+    write_file(&d.join("empty"), b"");
+    write_file(&d.join("assets/big.bin"), &noise(4 << 20, 1));
+    write_file(&d.join("assets/copy.bin"), &noise(4 << 20, 1));
+    write_file(&d.join("bin/start"), b"#!/bin/sh\necho start\n");
+    std::fs::set_permissions(d.join("bin/start"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(d.join("deep/er/still")).unwrap();
+    std::os::unix::fs::symlink("assets/big.bin", d.join("current-asset")).unwrap();
+    std::os::unix::fs::symlink("../index.html", d.join("deep/up")).unwrap();
+    d
+}
+
+fn host_json(out: &crate::support::Outcome) -> serde_json::Value {
+    let json = out.json();
+    assert_eq!(json.as_array().map(Vec::len), Some(1), "{out}");
+    json[0].clone()
+}
+
+/// Every path under `root` with its mode bits (symlinks excluded).
+fn modes(root: &Path) -> Vec<(String, u32, bool)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                stack.push(p.clone());
+            }
+            if !m.file_type().is_symlink() {
+                let rel = p.strip_prefix(root).unwrap().display().to_string();
+                out.push((rel, m.permissions().mode() & 0o7777, m.is_dir()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn push_stages_a_tree_identical_to_the_bundle_read_only_and_without_going_live() {
+    let env = Env::new();
+    let src = tree(&env, "site");
+    let id = env
+        .slipway()
+        .args(["build", "--dir", "site", "--name", "v1"])
+        .ok()
+        .line();
+    let root = env.path("srv/app");
+    let out = env.slipway().args(["push", "v1", "-t"]).arg(&root).ok();
+    assert!(
+        out.line()
+            .starts_with(&format!("staged v1 on {}: 5 files", root.display())),
+        "{out}"
+    );
+
+    let release = root.join("releases/v1");
+    assert_eq!(snapshot(&release), snapshot(&src));
+    for (path, mode, is_dir) in modes(&release) {
+        let want = if is_dir || path == "bin/start" { 0o555 } else { 0o444 };
+        assert_eq!(mode, want, "{path} has mode {mode:o}");
+    }
+    // mtime is the bundle's source_date_epoch (1980-01-01 for --dir)
+    assert_eq!(
+        std::fs::metadata(release.join("index.html")).unwrap().mtime(),
+        315_532_800
+    );
+    // identical contents are one object, linked twice
+    let a = std::fs::metadata(release.join("assets/big.bin")).unwrap();
+    let b = std::fs::metadata(release.join("assets/copy.bin")).unwrap();
+    assert_eq!(a.ino(), b.ino());
+
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join(".slipway/releases/v1.json")).unwrap()).unwrap();
+    assert_eq!(meta["id"], id.as_str());
+    assert!(meta["pushed_by"].as_str().unwrap().starts_with("tester@"), "{meta}");
+    assert!(meta["pushed_at"].as_str().unwrap().ends_with('Z'), "{meta}");
+
+    assert!(
+        std::fs::symlink_metadata(root.join("current")).is_err(),
+        "push never activates"
+    );
+    let tmp: Vec<_> = std::fs::read_dir(root.join(".slipway/tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".lock"))
+        .collect();
+    assert!(tmp.is_empty(), "staging leftovers: {tmp:?}");
+    for (path, mode, is_dir) in modes(&root.join(".slipway/objects")) {
+        if !is_dir {
+            assert_eq!(mode & 0o222, 0, "object {path} is writable");
+        }
+    }
+}
+
+#[test]
+fn a_one_file_change_sends_kilobytes_and_shares_unchanged_files_by_inode() {
+    let env = Env::new();
+    tree(&env, "site");
+    env.slipway().args(["build", "--dir", "site", "--name", "v1"]).ok();
+    let root = env.path("host");
+    let first = env.slipway().args(["push", "v1", "--json", "-t"]).arg(&root).ok();
+    let first = host_json(&first);
+    assert!(first["bytes_sent"].as_u64().unwrap() > 4 << 20, "{first}");
+    assert_eq!(first["objects_reused"], 0);
+
+    env.write("site/index.html", "<h1>v2</h1>\n");
+    let id2 = env
+        .slipway()
+        .args(["build", "--dir", "site", "--name", "v2"])
+        .ok()
+        .line();
+    let out = env.slipway().args(["--json", "push", "v2", "-t"]).arg(&root).ok();
+    // The documented key order.
+    let text = out.stdout();
+    let keys = [
+        "host",
+        "release",
+        "id",
+        "files",
+        "bytes_needed",
+        "bytes_sent",
+        "objects_reused",
+        "seconds",
+    ];
+    let positions: Vec<usize> = keys
+        .iter()
+        .map(|k| {
+            text.find(&format!("\"{k}\":"))
+                .unwrap_or_else(|| panic!("no {k}: {out}"))
+        })
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{out}");
+    let second = host_json(&out);
+    assert_eq!(second["host"], root.display().to_string());
+    assert_eq!(second["release"], "v2");
+    assert_eq!(second["id"], id2.as_str());
+    assert_eq!(second["files"], 5);
+    assert_eq!(second["bytes_needed"], 12);
+    assert_eq!(second["objects_reused"], 3);
+    assert!(second["seconds"].is_f64(), "{second}");
+    let sent = second["bytes_sent"].as_u64().unwrap();
+    assert!(sent > 0 && sent < 16 * 1024, "a one-file change sent {sent} bytes");
+
+    let big1 = std::fs::metadata(root.join("releases/v1/assets/big.bin")).unwrap();
+    let big2 = std::fs::metadata(root.join("releases/v2/assets/big.bin")).unwrap();
+    assert_eq!(big1.ino(), big2.ino(), "an unchanged file is one inode");
+    assert_eq!(
+        std::fs::read_to_string(root.join("releases/v2/index.html")).unwrap(),
+        "<h1>v2</h1>\n"
+    );
+
+    // Pushing again is a successful no-op.
+    let again = env.slipway().args(["push", "v2", "--json", "-t"]).arg(&root).ok();
+    let again = host_json(&again);
+    assert_eq!(again["bytes_sent"], 0);
+    assert_eq!(again["bytes_needed"], 0);
+    env.slipway()
+        .args(["push", "v2", "-t"])
+        .arg(&root)
+        .ok()
+        .stdout()
+        .contains("already staged");
+    // by id prefix too
+    env.slipway().args(["push", &id2[..20], "-t"]).arg(&root).ok();
+    assert!(std::fs::symlink_metadata(root.join("current")).is_err());
+}
+
+#[test]
+fn a_name_bound_to_another_id_on_the_host_is_refused() {
+    let env = Env::new();
+    env.write("a/f", "one");
+    env.write("b/f", "two");
+    let first = env.slipway().args(["build", "--dir", "a", "--name", "r"]).ok().line();
+    let root = env.path("host");
+    env.slipway().args(["push", "r", "-t"]).arg(&root).ok();
+    let other_store = env.path("store2");
+    let second = env
+        .slipway()
+        .env("SLIPWAY_STORE", &other_store)
+        .args(["build", "--dir", "b", "--name", "r"])
+        .ok()
+        .line();
+    let out = env
+        .slipway()
+        .env("SLIPWAY_STORE", &other_store)
+        .args(["push", "r", "-t"])
+        .arg(&root)
+        .fails(1);
+    out.one_line_error()
+        .stderr_has(&format!(
+            "error: {}: release `r` on this host is {first}, not {second}",
+            root.display()
+        ))
+        .stderr_has("push it under another name");
+    assert_eq!(std::fs::read_to_string(root.join("releases/r/f")).unwrap(), "one");
+}
+
+#[test]
+fn bad_targets_and_releases_are_usage_errors() {
+    let env = Env::new();
+    env.write("a/f", "one");
+    env.slipway().args(["build", "--dir", "a", "--name", "r"]).ok();
+    env.slipway()
+        .args(["push", "r", "-t", "nowhere"])
+        .fails(2)
+        .one_line_error()
+        .stderr_has("unknown target `nowhere`");
+    env.slipway()
+        .args(["push", "r", "-t", "prod", "--config", "missing.toml"])
+        .fails(2)
+        .one_line_error()
+        .stderr_has("config file `missing.toml` does not exist");
+    env.slipway()
+        .args(["push", "nope", "-t", "./host"])
+        .fails(1)
+        .one_line_error()
+        .stderr_has("no release or bundle `nope`");
+    env.write(
+        "slipway.toml",
+        format!("[targets.prod]\nhosts = [\"{}\"]\n", env.path("h1").display()),
+    );
+    let out = env.slipway().args(["push", "r", "-t", "prod", "--json"]).ok().json();
+    assert_eq!(out[0]["host"], env.path("h1").display().to_string());
+}
+
+#[test]
+fn a_push_killed_mid_transfer_on_either_side_leaves_no_release_and_a_rerun_sends_only_the_rest() {
+    let env = Env::new();
+    // 6000 incompressible files: the host moves objects in groups of 2000.
+    let dir = env.path("many");
+    let mut files = Vec::new();
+    for i in 0..6000u64 {
+        let rel = format!("d{}/f{i}", i % 50);
+        let content = noise(4 * 1024, i + 10);
+        write_file(&dir.join(&rel), &content);
+        files.push((rel, slipway::digest::Digest::of(&content).hex()));
+    }
+    // Objects arrive in manifest (path) order, so the n-th object shows how far a push got.
+    files.sort();
+    env.slipway().args(["build", "--dir", "many", "--name", "big"]).ok();
+    let bundle_size: u64 = std::fs::read_dir(env.store.join("bundles"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".tar.zst"))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    let root = env.path("host");
+    let objects = root.join(".slipway/objects");
+    let nth_object = |n: usize| objects.join(&files[n].1[..2]).join(&files[n].1[2..]);
+    let count = || -> usize {
+        std::fs::read_dir(&objects)
+            .map(|d| {
+                d.map(|e| std::fs::read_dir(e.unwrap().path()).map_or(0, Iterator::count))
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+
+    let mut child = env
+        .slipway()
+        .args(["push", "big", "-t"])
+        .arg(&root)
+        .cmd
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !nth_object(0).exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the push finished before it could be killed"
+        );
+        assert!(std::time::Instant::now() < deadline, "no object arrived");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The host's `serve` notices the client is gone and stops; prune's lock waits for it.
+    let lock = std::fs::File::open(root.join(".slipway/stage.lock")).unwrap();
+    lock.lock().unwrap();
+    drop(lock);
+
+    assert!(!root.join("releases/big").exists(), "no partial release is visible");
+    assert!(
+        !root.join(".slipway/releases/big.json").exists(),
+        "the name is not bound"
+    );
+    assert!(!root.join(".slipway/tmp/big.partial").exists());
+    assert!(!root.join(".slipway/tmp/big.incoming").exists());
+    let kept = count();
+    assert!((1..6000).contains(&kept), "{kept} objects kept");
+
+    // Now the host side dies mid-transfer: one line naming the host, exit 1.
+    let mut child = env
+        .slipway()
+        .args(["push", "big", "-t"])
+        .arg(&root)
+        .cmd
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while !nth_object(kept).exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the push finished before its host could be killed"
+        );
+        assert!(std::time::Instant::now() < deadline, "no object arrived");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let children = format!("/proc/{0}/task/{0}/children", child.id());
+    let serve = std::fs::read_to_string(children).unwrap();
+    let serve = serve.split_whitespace().next().expect("serve runs as a child of push");
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", serve])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "error: {}: connection lost during the push of `big`",
+            root.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!root.join("releases/big").exists());
+    let kept = count();
+
+    let out = env.slipway().args(["push", "big", "--json", "-t"]).arg(&root).ok();
+    let report = host_json(&out);
+    assert_eq!(report["objects_reused"].as_u64(), Some(kept as u64), "{out}");
+    let sent = report["bytes_sent"].as_u64().unwrap();
+    let expected = bundle_size * (6000 - kept as u64) / 6000;
+    assert!(
+        sent < expected + bundle_size / 20,
+        "the re-run sent {sent} bytes for {} missing objects (bundle: {bundle_size})",
+        6000 - kept
+    );
+    assert_eq!(snapshot(&root.join("releases/big")), snapshot(&dir));
+    assert!(
+        !root.join(".slipway/tmp/big.incoming").exists(),
+        "leftovers of the killed host are gone"
+    );
+}
+
+#[test]
+fn link_mode_copy_gives_independent_files() {
+    let env = Env::new();
+    env.write("a/f", "one");
+    env.slipway().args(["build", "--dir", "a", "--name", "r"]).ok();
+    env.write(
+        "slipway.toml",
+        format!(
+            "[targets.copy]\nhosts = [\"{}\"]\nlink_mode = \"copy\"\n",
+            env.path("h").display()
+        ),
+    );
+    env.slipway().args(["push", "r", "-t", "copy"]).ok();
+    let f = std::fs::metadata(env.path("h/releases/r/f")).unwrap();
+    assert_eq!(f.nlink(), 1);
+    assert_eq!(f.permissions().mode() & 0o777, 0o444);
+    assert_eq!(f.mtime(), 315_532_800);
+}
+
+#[test]
+fn concurrent_pushes_of_one_release_and_of_releases_sharing_objects_all_succeed() {
+    let env = Env::new();
+    let src = tree(&env, "site");
+    env.slipway().args(["build", "--dir", "site", "--name", "v1"]).ok();
+    env.write("site/extra.txt", "more");
+    env.slipway().args(["build", "--dir", "site", "--name", "v2"]).ok();
+    let root = env.path("host");
+    let children: Vec<_> = ["v1", "v1", "v2", "v2"]
+        .iter()
+        .map(|rel| {
+            env.slipway()
+                .args(["push", rel, "--json", "-t"])
+                .arg(&root)
+                .cmd
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut sent = 0;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        sent += json[0]["bytes_sent"].as_u64().unwrap();
+    }
+    // The second push of each release waits for the first, then sends nothing:
+    // at most one bundle per release crossed.
+    let bundle = env.slipway().args(["inspect", "v2", "--json"]).ok().json()["compressed_size"]
+        .as_u64()
+        .unwrap();
+    assert!(sent <= 2 * bundle + 64 * 1024, "{sent} bytes for bundles of {bundle}");
+    assert_eq!(snapshot(&root.join("releases/v2")), snapshot(&src));
+    std::fs::remove_file(src.join("extra.txt")).unwrap();
+    assert_eq!(snapshot(&root.join("releases/v1")), snapshot(&src));
+}
+
+#[test]
+fn leftovers_of_a_killed_push_are_removed_when_the_release_is_pushed_again() {
+    let env = Env::new();
+    env.write("a/f", "one");
+    env.slipway().args(["build", "--dir", "a", "--name", "r"]).ok();
+    let root = env.path("host");
+    // What a push killed while building the tree leaves: read-only directories.
+    let partial = root.join(".slipway/tmp/r.partial");
+    write_file(&partial.join("d/stale"), b"x");
+    write_file(&root.join(".slipway/tmp/r.incoming/1"), b"half an object");
+    for d in [partial.join("d"), partial.clone()] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o555)).unwrap();
+    }
+    env.slipway().args(["push", "r", "-t"]).arg(&root).ok();
+    assert!(!partial.exists());
+    assert!(!root.join(".slipway/tmp/r.incoming").exists());
+    assert_eq!(std::fs::read_to_string(root.join("releases/r/f")).unwrap(), "one");
+}

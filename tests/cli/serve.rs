@@ -1,0 +1,332 @@
+//! Issue 3: `slipway serve` against a crafted client that speaks the protocol
+//! wrongly or maliciously. Everything is refused with nothing written
+//! outside `.slipway/tmp/` and no release bound.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use slipway::digest::Digest;
+use slipway::error::Error;
+use slipway::manifest::{Entry, Manifest};
+use slipway::protocol::{Channel, MAX_FRAME, Message, Peer, PushOffer, decode_indices};
+use slipway::remote::push::compress_manifest;
+
+use crate::support::{Env, bin};
+
+/// A `slipway serve` child driven frame by frame.
+struct Raw {
+    child: Child,
+    ch: Channel<ChildStdout, ChildStdin>,
+}
+
+impl Raw {
+    fn start(root: &Path) -> Raw {
+        let mut child = Command::new(bin())
+            .args(["serve", "--root"])
+            .arg(root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let ch = Channel::new(child.stdout.take().unwrap(), child.stdin.take().unwrap(), Peer::Host);
+        Raw { child, ch }
+    }
+
+    /// Start and exchange `hello`.
+    fn greeted(root: &Path) -> Raw {
+        let mut raw = Raw::start(root);
+        raw.ch.send(&Message::hello()).unwrap();
+        assert_eq!(raw.ch.recv().unwrap(), Message::hello());
+        raw
+    }
+
+    /// Wait for `serve` to exit; returns its stderr.
+    fn finish(mut self, success: bool) -> String {
+        self.ch.close_write();
+        drop(self.ch);
+        let out = self.child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.success(), success, "serve: {stderr}");
+        stderr
+    }
+
+    /// Offer `manifest` as release `name`, send it, and return the host's
+    /// answer: the missing entry indices, or its error.
+    fn offer(&mut self, name: &str, manifest: &[u8]) -> Result<Vec<u32>, Error> {
+        self.ch.send(&Message::Push(Box::new(PushOffer {
+            name: name.into(),
+            id: Digest::of(manifest),
+            provenance: None,
+            signatures: Vec::new(),
+            link_mode: Default::default(),
+            pushed_by: "mallory@evil".into(),
+        })))?;
+        match self.ch.recv()? {
+            Message::SendManifest { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        self.ch.send(&Message::Manifest {
+            size: manifest.len() as u64,
+            base: None,
+        })?;
+        self.ch.send_blob(&compress_manifest(manifest, None)?)?;
+        let Message::Need(need) = self.ch.recv()? else {
+            panic!("expected need")
+        };
+        decode_indices(&self.ch.recv_blob(need.objects * 4, "need")?)
+    }
+}
+
+fn manifest(entries: Vec<Entry>) -> Vec<u8> {
+    Manifest {
+        version: 1,
+        source_date_epoch: 0,
+        entries,
+    }
+    .canonical_bytes()
+}
+
+fn file(path: &str, content: &[u8]) -> Entry {
+    Entry::file(path.into(), false, content.len() as u64, Digest::of(content))
+}
+
+/// Every path under `root` except the staging area (and the lock files in it).
+fn outside_tmp(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p == root.join(".slipway/tmp") {
+                continue;
+            }
+            if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+                stack.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn assert_nothing_staged(root: &Path, before: &[PathBuf]) {
+    assert_eq!(outside_tmp(root), before, "something was written outside .slipway/tmp");
+    let tmp: Vec<String> = std::fs::read_dir(root.join(".slipway/tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".lock"))
+        .collect();
+    assert!(tmp.is_empty(), "staging leftovers: {tmp:?}");
+}
+
+/// A fresh host root with its layout, and its listing.
+fn host(env: &Env) -> (PathBuf, Vec<PathBuf>) {
+    let root = env.path("host");
+    Raw::greeted(&root).finish(true);
+    let before = outside_tmp(&root);
+    (root, before)
+}
+
+#[test]
+fn serve_refuses_wrong_object_bytes_with_exit_5_and_binds_nothing() {
+    let env = Env::new();
+    let (root, before) = host(&env);
+    let m = manifest(vec![file("a.txt", b"hello"), file("b.txt", b"world")]);
+    let mut raw = Raw::greeted(&root);
+    assert_eq!(raw.offer("evil", &m).unwrap(), vec![0, 1]);
+    raw.ch.send(&Message::Batch { entries: vec![0, 1] }).unwrap();
+    raw.ch
+        .send_blob(&zstd::bulk::compress(b"helloWORLD", 3).unwrap())
+        .unwrap();
+    raw.ch.send(&Message::Done).unwrap();
+    let e = raw.ch.recv().unwrap_err();
+    assert_eq!(e.exit().code(), 5, "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("the content sent for `b.txt` does not match its sha256"),
+        "{e}"
+    );
+    raw.finish(false);
+    // `a.txt` was right, but nothing is moved into objects/ before its group is complete.
+    assert_nothing_staged(&root, &before);
+}
+
+#[test]
+fn serve_refuses_a_wrong_bundle_and_truncated_content() {
+    let env = Env::new();
+    let (root, before) = host(&env);
+    let m = manifest(vec![file("a.txt", b"hello")]);
+
+    let mut raw = Raw::greeted(&root);
+    raw.offer("r", &m).unwrap();
+    raw.ch.send(&Message::Batch { entries: vec![0] }).unwrap();
+    raw.ch.send_blob(&zstd::bulk::compress(b"hel", 3).unwrap()).unwrap();
+    let e = raw.ch.recv().unwrap_err();
+    assert_eq!(e.exit().code(), 5, "{e}");
+    assert!(e.to_string().contains("ends after 3 of its 5 bytes"), "{e}");
+    raw.finish(false);
+
+    // A batch naming something that is not a file of the manifest.
+    let m2 = manifest(vec![Entry::dir("d".into()), file("d/a.txt", b"hello")]);
+    let mut raw = Raw::greeted(&root);
+    raw.offer("r", &m2).unwrap();
+    raw.ch.send(&Message::Batch { entries: vec![0] }).unwrap();
+    let e = raw.ch.recv().unwrap_err();
+    assert!(e.to_string().contains("naming entry 0"), "{e}");
+    raw.finish(false);
+
+    // A bundle that is not a bundle.
+    let mut raw = Raw::greeted(&root);
+    raw.offer("r", &m).unwrap();
+    raw.ch.send(&Message::Bundle { size: 5 }).unwrap();
+    raw.ch.send_blob(b"hello").unwrap();
+    let e = raw.ch.recv().unwrap_err();
+    assert_eq!(e.exit().code(), 5, "{e}");
+    raw.finish(false);
+
+    // `done` before the content.
+    let mut raw = Raw::greeted(&root);
+    raw.offer("r", &m).unwrap();
+    raw.ch.send(&Message::Done).unwrap();
+    let e = raw.ch.recv().unwrap_err();
+    assert!(e.to_string().contains("never sent the content of `a.txt`"), "{e}");
+    raw.finish(false);
+    assert_nothing_staged(&root, &before);
+}
+
+#[test]
+fn serve_refuses_manifests_that_leave_the_root() {
+    let env = Env::new();
+    let (root, before) = host(&env);
+    let outside = env.path("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let mut external = Entry::symlink("l".into(), outside.display().to_string());
+    external.external = true;
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (manifest(vec![file("../x", b"x")]), "bad entry `../x`"),
+        (manifest(vec![file("/etc/x", b"x")]), "absolute path"),
+        (
+            manifest(vec![Entry::symlink("l".into(), "..".into())]),
+            "leaves the release tree",
+        ),
+        (
+            // symlink, then a write through it
+            manifest(vec![Entry::symlink("l".into(), ".".into()), file("l/f", b"x")]),
+            "path goes through a file or symlink",
+        ),
+        (
+            manifest(vec![external, file("l/f", b"x")]),
+            "path goes through a file or symlink",
+        ),
+        (manifest(vec![file(".slipway/objects/x", b"x")]), "reserved"),
+    ];
+    for (m, why) in cases {
+        let mut raw = Raw::greeted(&root);
+        let e = raw.offer("evil", &m).unwrap_err();
+        assert_eq!(e.exit().code(), 5, "{e}");
+        assert!(e.to_string().contains(why), "{why}: {e}");
+        raw.finish(false);
+    }
+    // A manifest whose bytes do not hash to the offered id.
+    let mut raw = Raw::greeted(&root);
+    let m = manifest(vec![file("a", b"a")]);
+    raw.ch
+        .send(&Message::Push(Box::new(PushOffer {
+            name: "evil".into(),
+            id: Digest::of(b"something else"),
+            provenance: None,
+            signatures: Vec::new(),
+            link_mode: Default::default(),
+            pushed_by: "m@e".into(),
+        })))
+        .unwrap();
+    raw.ch.recv().unwrap();
+    raw.ch
+        .send(&Message::Manifest {
+            size: m.len() as u64,
+            base: None,
+        })
+        .unwrap();
+    raw.ch.send_blob(&compress_manifest(&m, None).unwrap()).unwrap();
+    let e = raw.ch.recv().unwrap_err();
+    assert_eq!(e.exit().code(), 5);
+    assert!(e.to_string().contains("not to the offered id"), "{e}");
+    raw.finish(false);
+
+    assert_nothing_staged(&root, &before);
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+}
+
+#[test]
+fn serve_refuses_names_that_are_not_release_names() {
+    let env = Env::new();
+    let (root, before) = host(&env);
+    for name in ["../x", "a/b", "..", "", "x\n", "a\0b", ".hidden"] {
+        let mut raw = Raw::greeted(&root);
+        let e = raw.offer(name, &manifest(vec![])).unwrap_err();
+        assert_eq!(e.exit().code(), 2, "{name:?}: {e}");
+        assert!(e.to_string().contains("is not a valid release name"), "{e}");
+        raw.finish(false);
+    }
+    assert_nothing_staged(&root, &before);
+}
+
+#[test]
+fn serve_refuses_bad_frames_and_other_protocols() {
+    let env = Env::new();
+    let (root, _) = host(&env);
+
+    // oversized and unknown frames: refused before anything is allocated or parsed
+    for (frame, why) in [
+        (
+            [((MAX_FRAME + 1) as u32).to_be_bytes().as_slice(), &[1]].concat(),
+            "oversized frame from the client: 16777217 bytes",
+        ),
+        (vec![0, 0, 0, 0, 9], "unknown frame type 9 from the client"),
+    ] {
+        let mut child = Command::new(bin())
+            .args(["serve", "--root"])
+            .arg(&root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&frame).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(why), "{stderr}");
+    }
+
+    // a message that is not a request: the error comes back as a message
+    let mut raw = Raw::greeted(&root);
+    raw.ch.send(&Message::hello()).unwrap();
+    let e = raw.ch.recv().unwrap_err();
+    assert!(e.to_string().contains("`hello` is not a request"), "{e}");
+    raw.finish(false);
+
+    // another protocol version: one line naming both versions and what to upgrade
+    let mut raw = Raw::start(&root);
+    raw.ch
+        .send(&Message::Hello {
+            protocol: 99,
+            version: "9.9.9".into(),
+        })
+        .unwrap();
+    assert_eq!(raw.ch.recv().unwrap(), Message::hello());
+    let e = raw.ch.recv().unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "the client runs slipway 9.9.9 (protocol 99) but this host runs slipway {} (protocol 1): upgrade slipway on this host to 9.9.9",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    raw.finish(false);
+}
