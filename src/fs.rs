@@ -371,6 +371,40 @@ pub fn lock_exclusive(path: &Path) -> Result<FileLock> {
     Ok(FileLock(f))
 }
 
+/// The last `n` bytes of a file, or `None` when it does not exist.
+///
+/// # Errors
+/// On I/O failure other than absence.
+pub fn read_optional_tail(path: &Path, n: u64) -> Result<Option<Vec<u8>>> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("open", path, e)),
+    };
+    let len = f.metadata().map_err(|e| Error::io("stat", path, e))?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(n)))
+        .map_err(|e| Error::io("read", path, e))?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).map_err(|e| Error::io("read", path, e))?;
+    Ok(Some(buf))
+}
+
+/// A name unique to this process and moment, for temporary siblings (`current.<unique>`).
+pub fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

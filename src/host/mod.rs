@@ -4,7 +4,17 @@
 //! either transport (a local child process or SSH), so most of it is tested
 //! without SSH. Nothing here ever touches a path outside the root.
 
+pub mod activate;
+pub mod history;
 pub mod layout;
+pub mod lock;
 pub mod objects;
+pub mod prune;
 pub mod serve;
+pub mod shared;
 pub mod stage;
+pub mod status;
+pub mod verify;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,237 @@
+//! Activation and rollback: point `current` at a release in one atomic
+//! rename, and record it.
+//!
+//! The sequence (DESIGN.md "Activation and durability"), always under the
+//! host lock: reconcile a crashed predecessor, check `--expect`, write the
+//! intent, create `current.<unique>` -> `releases/<name>`, rename it over
+//! `current`, fsync the root, append the history record, drop the intent.
+//! `ln -sfn` is never used: `current` is at the old or the new release at
+//! every instant, never missing, never at a partial tree.
+
+use super::history::{self, Record};
+use super::layout::{HostRelease, Layout};
+use crate::digest::looks_like_id;
+use crate::error::{Error, Result};
+use crate::fs;
+use crate::manifest::validate_name;
+use crate::provenance::now_rfc3339;
+
+/// What to switch to and how to record it.
+#[derive(Debug, Clone)]
+pub struct Switch {
+    pub name: String,
+    /// The release that must be current (compare-and-swap), by name or id.
+    pub expect: Option<String>,
+    pub actor: String,
+    /// `activate`, `rollback` or `revert`.
+    pub action: String,
+    pub reason: Option<String>,
+    /// Mark the release being left as bad (rollbacks).
+    pub mark_left_bad: bool,
+}
+
+/// Resolve REL among this host's releases: a name, or a unique id prefix.
+///
+/// # Errors
+/// When nothing (or more than one release) matches.
+pub fn resolve_release(layout: &Layout, rel: &str) -> Result<String> {
+    if validate_name(rel).is_ok() && layout.release_meta_path(rel).is_file() {
+        return Ok(rel.to_string());
+    }
+    let is_hex = !rel.is_empty() && rel.bytes().all(|c| c.is_ascii_hexdigit());
+    if looks_like_id(rel) || is_hex {
+        let mut found = Vec::new();
+        for name in layout.release_names()? {
+            if let Some(m) = layout.release_meta(&name)?
+                && m.id.matches_prefix(rel)
+            {
+                found.push(name);
+            }
+        }
+        match found.len() {
+            1 => return Ok(found.remove(0)),
+            0 => {}
+            _ => {
+                return Err(Error::usage(format!(
+                    "`{rel}` is ambiguous on `{}`: it matches {}",
+                    layout.root.display(),
+                    found.join(", ")
+                )));
+            }
+        }
+    }
+    validate_name(rel).map_err(|_| {
+        Error::usage(format!(
+            "`{}` is neither a release name nor a bundle id",
+            rel.escape_debug()
+        ))
+    })?;
+    Err(not_here(layout, rel))
+}
+
+fn not_here(layout: &Layout, name: &str) -> Error {
+    Error::other(format!(
+        "release `{name}` is not on `{}`; push it first with `slipway push {name} -t TARGET`",
+        layout.root.display()
+    ))
+}
+
+/// The metadata of a release whose tree is complete on this host.
+///
+/// # Errors
+/// When it was never pushed, or its push never finished.
+pub fn complete_release(layout: &Layout, name: &str) -> Result<HostRelease> {
+    match layout.release_meta(name)? {
+        Some(m) if m.pushed_at.is_some() && layout.release_dir(name).is_dir() => Ok(m),
+        _ => Err(not_here(layout, name)),
+    }
+}
+
+/// Point `current` at `releases/<name>` atomically and durably.
+///
+/// # Errors
+/// On I/O failure; `current` is then unchanged.
+pub fn point_current(layout: &Layout, name: &str) -> Result<()> {
+    let tmp = layout.root.join(format!("current.{}", fs::unique_suffix()));
+    fs::symlink(std::path::Path::new(&format!("releases/{name}")), &tmp)?;
+    if let Err(e) = fs::rename(&tmp, &layout.current()) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fs::fsync_dir(&layout.root)
+}
+
+/// Remove `current.*` leftovers of crashed activations.
+fn sweep_leftovers(layout: &Layout) -> Result<()> {
+    for (name, path) in fs::read_dir_sorted(&layout.root)? {
+        if name.to_string_lossy().starts_with("current.") {
+            fs::remove_file_optional(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Switch `current` (call with the host lock held). Returns the history record.
+///
+/// # Errors
+/// `ExpectMismatch` (exit 6) when `--expect` does not match; the release is
+/// missing; I/O failures. Nothing changes on error before the rename.
+pub fn switch(layout: &Layout, req: &Switch) -> Result<Record> {
+    history::reconcile(layout)?;
+    sweep_leftovers(layout)?;
+    let meta = complete_release(layout, &req.name)?;
+    meta.checked_id()?;
+    let current = layout.current_name()?;
+    if let Some(expect) = &req.expect {
+        let wanted = resolve_release(layout, expect).unwrap_or_else(|_| expect.clone());
+        if current.as_deref() != Some(wanted.as_str()) {
+            return Err(Error::ExpectMismatch(format!(
+                "`{}` is on `{}`, not `{expect}` (--expect); nothing changed",
+                layout.root.display(),
+                current.as_deref().unwrap_or("no release")
+            )));
+        }
+    }
+    let record = Record {
+        time: now_rfc3339(),
+        actor: req.actor.clone(),
+        action: req.action.clone(),
+        from: current.clone(),
+        to: req.name.clone(),
+        id: meta.id,
+        reason: req.reason.clone(),
+    };
+    history::write_intent(layout, &record)?;
+    point_current(layout, &req.name)?;
+    history::append(layout, &record)?;
+    history::clear_intent(layout)?;
+    if meta.bad {
+        let mut m = meta;
+        m.bad = false;
+        m.bad_reason = None;
+        layout.write_release_meta(&m)?;
+    }
+    if req.mark_left_bad
+        && let Some(left) = current.filter(|c| *c != req.name)
+    {
+        mark_bad(
+            layout,
+            &left,
+            &format!("left by {} at {} ({})", req.actor, record.time, req.action),
+        )?;
+    }
+    Ok(record)
+}
+
+/// Mark a release bad, so a plain rollback skips it.
+///
+/// # Errors
+/// On I/O failure.
+pub fn mark_bad(layout: &Layout, name: &str, reason: &str) -> Result<()> {
+    if let Some(mut m) = layout.release_meta(name)? {
+        m.bad = true;
+        m.bad_reason = Some(reason.to_string());
+        layout.write_release_meta(&m)?;
+    }
+    Ok(())
+}
+
+/// The rollback target: the newest release in the history, other than the
+/// current one, that is not marked bad and is still complete on the host.
+///
+/// # Errors
+/// On I/O failure.
+pub fn previous(layout: &Layout, records: &[Record], current: Option<&str>) -> Result<Option<String>> {
+    for r in records.iter().rev() {
+        for candidate in [Some(r.to.as_str()), r.from.as_deref()].into_iter().flatten() {
+            if Some(candidate) == current {
+                continue;
+            }
+            if let Ok(m) = complete_release(layout, candidate)
+                && !m.bad
+            {
+                return Ok(Some(candidate.to_string()));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Roll back (call with the lock held): to `to`, or to [`previous`].
+///
+/// # Errors
+/// When there is nothing to roll back to (exit 1), or as [`switch`].
+pub fn rollback(
+    layout: &Layout,
+    to: Option<&str>,
+    expect: Option<String>,
+    actor: &str,
+    reason: Option<String>,
+) -> Result<Record> {
+    history::reconcile(layout)?;
+    let current = layout.current_name()?;
+    let name = match to {
+        Some(rel) => resolve_release(layout, rel)?,
+        None => {
+            let (records, _) = history::read(layout)?;
+            previous(layout, &records, current.as_deref())?.ok_or_else(|| {
+                Error::other(format!(
+                    "nothing to roll back to on `{}`: no earlier good release in its history (current: {}); name one with `--to REL`",
+                    layout.root.display(),
+                    current.as_deref().unwrap_or("none")
+                ))
+            })?
+        }
+    };
+    switch(
+        layout,
+        &Switch {
+            name,
+            expect,
+            actor: actor.to_string(),
+            action: "rollback".into(),
+            reason,
+            mark_left_bad: true,
+        },
+    )
+}

@@ -1,0 +1,124 @@
+//! `.slipway/history.jsonl`: the append-only activation log, and the intent
+//! record that keeps it in step with `current` across crashes.
+//!
+//! Invariants: records are only ever appended, each with one fsynced write
+//! that starts on a fresh line (a torn last line from a crash is closed off
+//! first, and skipped with a warning when read). Before `current` is renamed,
+//! the record to be appended is written to `.slipway/intent.json`; whoever
+//! takes the lock next appends it if `current` moved and the log lacks it.
+
+use serde::{Deserialize, Serialize};
+
+use super::layout::Layout;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::fs;
+
+/// One activation (DESIGN: host, time, actor, action, from, to, id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// RFC 3339 UTC.
+    pub time: String,
+    /// `user@host` of the operator.
+    pub actor: String,
+    /// `activate`, `rollback`, or `revert` (a fleet switching a host back).
+    pub action: String,
+    /// The release that was current before (`None` on the first activation).
+    pub from: Option<String>,
+    pub to: String,
+    /// The bundle id of `to`.
+    pub id: Digest,
+    /// Why (rollback reason, gate override reason), when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+fn intent_path(layout: &Layout) -> std::path::PathBuf {
+    layout.meta_dir().join("intent.json")
+}
+
+/// Append one record, fsynced, on a line of its own.
+///
+/// # Errors
+/// On I/O failure.
+pub fn append(layout: &Layout, record: &Record) -> Result<()> {
+    let path = layout.history_path();
+    let line = serde_json::to_string(record).map_err(|e| Error::other(e.to_string()))?;
+    let torn = match fs::read_optional_tail(&path, 1)? {
+        Some(last) => last.first() != Some(&b'\n') && !last.is_empty(),
+        None => false,
+    };
+    let line = if torn { format!("\n{line}") } else { line };
+    fs::append_line(&path, &line)
+}
+
+/// Every record, oldest first, plus one warning per line that could not be read.
+///
+/// # Errors
+/// When the log cannot be read at all.
+pub fn read(layout: &Layout) -> Result<(Vec<Record>, Vec<String>)> {
+    let path = layout.history_path();
+    let Some(bytes) = fs::read_optional(&path)? else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let mut records = Vec::new();
+    let mut warnings = Vec::new();
+    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        match serde_json::from_slice::<Record>(line) {
+            Ok(r) => records.push(r),
+            Err(_) => warnings.push(format!(
+                "`{}` line {}: unreadable record skipped (torn write or damage)",
+                path.display(),
+                i + 1
+            )),
+        }
+    }
+    Ok((records, warnings))
+}
+
+/// Write the intent record before `current` changes.
+///
+/// # Errors
+/// On I/O failure.
+pub fn write_intent(layout: &Layout, record: &Record) -> Result<()> {
+    let bytes = serde_json::to_vec(record).map_err(|e| Error::other(e.to_string()))?;
+    fs::write_atomic(&intent_path(layout), &bytes)
+}
+
+/// Remove the intent once its record is in the log.
+///
+/// # Errors
+/// On I/O failure.
+pub fn clear_intent(layout: &Layout) -> Result<()> {
+    fs::remove_file_optional(&intent_path(layout))?;
+    fs::fsync_dir(&layout.meta_dir())
+}
+
+/// Finish what a crashed activation started (call under the lock): if an
+/// intent exists and `current` already points at its `to`, make sure the log
+/// has its record; then drop the intent. Returns the record it appended.
+///
+/// # Errors
+/// On I/O failure.
+pub fn reconcile(layout: &Layout) -> Result<Option<Record>> {
+    let path = intent_path(layout);
+    let Some(bytes) = fs::read_optional(&path)? else {
+        return Ok(None);
+    };
+    let intent: Option<Record> = serde_json::from_slice(&bytes).ok();
+    let mut appended = None;
+    if let Some(intent) = intent
+        && layout.current_name().ok().flatten().as_deref() == Some(intent.to.as_str())
+    {
+        let (records, _) = read(layout)?;
+        if records.last() != Some(&intent) {
+            append(layout, &intent)?;
+            appended = Some(intent);
+        }
+    }
+    clear_intent(layout)?;
+    Ok(appended)
+}

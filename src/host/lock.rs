@@ -1,0 +1,117 @@
+//! The host's operator lock: an exclusive `flock(2)` on `.slipway/lock` for
+//! activate, rollback and prune, with the holder's details in
+//! `.slipway/lock.info`.
+//!
+//! Invariants: the lock file is never replaced or deleted (so every process
+//! locks the same inode); a crashed holder never leaves a stale lock, because
+//! the kernel drops it with the process. `lock.info` may outlive its holder:
+//! it only counts while the lock is really held.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::layout::Layout;
+use crate::error::{Error, Result};
+use crate::fs;
+
+/// Who holds (or asks for) the lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// `user@host` of the operator.
+    pub actor: String,
+    /// The operator's command, e.g. `slipway activate v2`.
+    pub command: String,
+    /// pid of the process holding the lock on the host.
+    pub pid: u32,
+    /// RFC 3339 UTC.
+    pub since: String,
+}
+
+impl std::fmt::Display for LockInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (pid {}, `{}`, since {})",
+            self.actor, self.pid, self.command, self.since
+        )
+    }
+}
+
+/// A held exclusive lock; dropped, it is released.
+pub struct HostLock {
+    _file: File,
+}
+
+fn open_lock(path: &std::path::Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("open", path, e))
+}
+
+/// Take the exclusive lock, failing fast (exit 4, naming the holder) or
+/// waiting up to `wait`.
+///
+/// # Errors
+/// `Error::Locked` when another operator holds it; I/O errors.
+pub fn acquire(layout: &Layout, me: &LockInfo, wait: Option<Duration>) -> Result<HostLock> {
+    let path = layout.lock_path();
+    let file = open_lock(&path)?;
+    let deadline = wait.map(|w| Instant::now() + w);
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(TryLockError::WouldBlock) => {
+                if let Some(d) = deadline
+                    && Instant::now() < d
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+                let holder = read_info(layout)
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| "another operator".to_string());
+                let waited = match wait {
+                    Some(w) => format!(" after waiting {} s", w.as_secs()),
+                    None => String::new(),
+                };
+                return Err(Error::Locked(format!(
+                    "`{}` is locked by {holder}{waited}; retry when it is done, or pass `--wait SECS`",
+                    layout.root.display()
+                )));
+            }
+            Err(TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
+        }
+    }
+    let bytes = serde_json::to_vec(me).map_err(|e| Error::other(e.to_string()))?;
+    fs::write_atomic(&layout.lock_info_path(), &bytes)?;
+    Ok(HostLock { _file: file })
+}
+
+fn read_info(layout: &Layout) -> Option<LockInfo> {
+    let bytes = fs::read_optional(&layout.lock_info_path()).ok()??;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The current holder, if the lock is held right now.
+///
+/// # Errors
+/// On I/O failure.
+pub fn holder(layout: &Layout) -> Result<Option<LockInfo>> {
+    let path = layout.lock_path();
+    let file = open_lock(&path)?;
+    match file.try_lock_shared() {
+        Ok(()) => Ok(None),
+        Err(TryLockError::WouldBlock) => Ok(Some(read_info(layout).unwrap_or(LockInfo {
+            actor: "unknown".into(),
+            command: "unknown".into(),
+            pid: 0,
+            since: "unknown".into(),
+        }))),
+        Err(TryLockError::Error(e)) => Err(Error::io("lock", &path, e)),
+    }
+}

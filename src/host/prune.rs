@@ -1,0 +1,185 @@
+//! Pruning: remove old release trees, then objects no release needs, then
+//! stale staging leftovers.
+//!
+//! Never removed: the current release, the rollback target, pinned releases,
+//! releases pushed after the current one was activated (waiting to go live),
+//! and the `keep` most recently activated. Objects and `tmp/` are collected
+//! only while no push holds the staging lock. `shared/` is never touched.
+
+use std::collections::{BTreeSet, HashSet};
+use std::os::unix::fs::MetadataExt;
+
+use serde::{Deserialize, Serialize};
+
+use super::activate::previous;
+use super::history;
+use super::layout::Layout;
+use crate::error::{Error, Result};
+use crate::fs;
+use crate::manifest::ObjectKey;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PruneReport {
+    pub dry_run: bool,
+    /// Release names removed (or that would be).
+    pub releases: Vec<String>,
+    pub objects: usize,
+    pub object_bytes: u64,
+    pub tmp_entries: usize,
+    /// Why some things were kept (e.g. a push in progress).
+    pub notes: Vec<String>,
+}
+
+/// Which releases `prune --keep keep` removes (call under the host lock).
+///
+/// # Errors
+/// On I/O failure.
+pub fn plan(layout: &Layout, keep: usize, pinned: &[String]) -> Result<Vec<String>> {
+    let current = layout.current_name()?;
+    let (records, _) = history::read(layout)?;
+    let prev = previous(layout, &records, current.as_deref())?;
+    let current_since = current
+        .as_ref()
+        .and_then(|c| records.iter().rev().find(|r| &r.to == c).map(|r| r.time.clone()));
+    // Most recently activated first, each name once.
+    let mut recent: Vec<&str> = Vec::new();
+    for r in records.iter().rev() {
+        if !recent.contains(&r.to.as_str()) {
+            recent.push(&r.to);
+        }
+    }
+    let mut keep_set: HashSet<String> = recent.iter().take(keep).map(|s| s.to_string()).collect();
+    keep_set.extend(current.clone());
+    keep_set.extend(prev);
+    keep_set.extend(pinned.iter().cloned());
+    let mut out = Vec::new();
+    for name in layout.release_names()? {
+        if keep_set.contains(&name) {
+            continue;
+        }
+        let Some(meta) = layout.release_meta(&name)? else {
+            continue;
+        };
+        let Some(pushed_at) = &meta.pushed_at else {
+            continue; // still staging, or a killed push: the next push of it finishes it
+        };
+        // Waiting to go live: pushed after the current release was activated.
+        let waiting = match &current_since {
+            Some(since) => pushed_at.as_str() >= since.as_str() && !recent.contains(&name.as_str()),
+            None => !recent.contains(&name.as_str()),
+        };
+        if !waiting {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+/// Prune (call under the host lock). `append_only` hosts refuse.
+///
+/// # Errors
+/// When refused, or on I/O failure.
+pub fn prune(layout: &Layout, keep: usize, pinned: &[String], dry_run: bool, append_only: bool) -> Result<PruneReport> {
+    if append_only {
+        return Err(Error::other(format!(
+            "`{}` is served with `--append-only`: prune and every deletion are refused",
+            layout.root.display()
+        )));
+    }
+    history::reconcile(layout)?;
+    let mut report = PruneReport {
+        dry_run,
+        releases: plan(layout, keep, pinned)?,
+        ..PruneReport::default()
+    };
+    if !dry_run {
+        for name in &report.releases {
+            remove_release(layout, name)?;
+        }
+    }
+    // Objects and tmp only while no push is staging.
+    let stage = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(layout.stage_lock_path())
+        .map_err(|e| Error::io("open", &layout.stage_lock_path(), e))?;
+    if stage.try_lock().is_err() {
+        report
+            .notes
+            .push("a push is in progress: unreferenced objects and staging leftovers were kept".into());
+        return Ok(report);
+    }
+    let removed: BTreeSet<&String> = report.releases.iter().collect();
+    let mut referenced: HashSet<ObjectKey> = HashSet::new();
+    for name in layout.release_names()? {
+        if dry_run && removed.contains(&name) {
+            continue;
+        }
+        if let Some(m) = layout.release_meta(&name)? {
+            referenced.extend(m.manifest.entries.iter().filter_map(|e| e.object()));
+        }
+    }
+    for (_, fan) in fs::read_dir_sorted(&layout.objects_dir())? {
+        if !fs::symlink_metadata(&fan)?.is_dir() {
+            continue;
+        }
+        for (name, path) in fs::read_dir_sorted(&fan)? {
+            let prefix = fan
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let name = name.to_string_lossy();
+            let (hex, executable) = match name.strip_suffix(".x") {
+                Some(h) => (format!("{prefix}{h}"), true),
+                None => (format!("{prefix}{name}"), false),
+            };
+            let Some(digest) = crate::digest::Digest::from_hex(&hex) else {
+                continue;
+            };
+            if referenced.contains(&ObjectKey { digest, executable }) {
+                continue;
+            }
+            let meta = fs::symlink_metadata(&path)?;
+            if meta.nlink() > 1 {
+                continue; // still linked from somewhere: never collect
+            }
+            report.objects += 1;
+            report.object_bytes += meta.len();
+            if !dry_run {
+                fs::remove_file(&path)?;
+            }
+        }
+    }
+    for (_, path) in fs::read_dir_sorted(&layout.tmp_dir())? {
+        report.tmp_entries += 1;
+        if !dry_run {
+            fs::remove_tree(&path)?;
+        }
+    }
+    if !dry_run {
+        fs::fsync_dir(&layout.objects_dir())?;
+    }
+    Ok(report)
+}
+
+/// Remove one release: move the tree out of `releases/` in one rename, drop
+/// its metadata, then delete the tree.
+///
+/// # Errors
+/// On I/O failure.
+pub fn remove_release(layout: &Layout, name: &str) -> Result<()> {
+    let dir = layout.release_dir(name);
+    let doomed = layout
+        .tmp_dir()
+        .join(format!("{name}.removing-{}", fs::unique_suffix()));
+    if fs::symlink_metadata_optional(&dir)?.is_some() {
+        // A read-only directory cannot be moved to another parent (its `..` changes).
+        fs::set_mode(&dir, 0o755)?;
+        fs::rename(&dir, &doomed)?;
+        fs::fsync_dir(&layout.releases_dir())?;
+    }
+    fs::remove_file_optional(&layout.release_meta_path(name))?;
+    fs::fsync_dir(&layout.release_meta_dir())?;
+    fs::remove_tree(&doomed)
+}
