@@ -164,9 +164,27 @@ pub fn default_store_dir() -> Result<PathBuf> {
 pub fn actor() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| format!("uid{}", rustix::process::getuid().as_raw()));
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(user_from_passwd);
     let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
     format!("{user}@{host}")
+}
+
+/// The login name of this process's uid from `/etc/passwd`, else `uid<N>`.
+fn user_from_passwd() -> String {
+    let uid = rustix::process::getuid().as_raw();
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let mut f = line.split(':');
+                let name = f.next()?;
+                let id = f.nth(1)?.parse::<u32>().ok()?;
+                (id == uid).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid{uid}"))
 }
 
 #[cfg(test)]
