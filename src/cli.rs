@@ -53,7 +53,13 @@ pub enum Command {
     List,
     /// Show a release's id, size, entries and provenance
     Inspect(RelArgs),
-    /// Re-hash a stored bundle against its manifest (exit 5 on any mismatch)
+    /// Re-hash a stored bundle, or the release trees on a target's hosts (exit 5 on any mismatch)
+    ///
+    /// Examples:
+    ///   slipway verify v1.4.2                 # the bundle in the local store
+    ///   slipway verify -t production          # every release on every host
+    ///   slipway verify -t production v1.4.2
+    #[command(verbatim_doc_comment)]
     Verify(VerifyArgs),
     /// Write a bundle to a .tar.zst file (plus a FILE.meta.json sidecar)
     Export(ExportArgs),
@@ -74,6 +80,53 @@ pub enum Command {
     ///   slipway push v1.4.2 -t /srv/shop --json
     #[command(verbatim_doc_comment)]
     Push(PushArgs),
+    /// Point `current` at a staged release on every host (all or nothing)
+    ///
+    /// Under each host's lock: checks --expect, runs the hooks, switches
+    /// `current` with one atomic rename, checks health. If any host fails,
+    /// every host that switched is switched back.
+    ///
+    /// Examples:
+    ///   slipway activate v1.4.2 -t production
+    ///   slipway activate v1.4.2 -t production --expect v1.4.1
+    #[command(verbatim_doc_comment)]
+    Activate(ActivateArgs),
+    /// Push, then activate on every host with hooks and health checks; all or nothing
+    ///
+    /// Phase 1 pushes to every host in parallel (nothing live changes; any
+    /// failure stops here). Phase 2 takes every host's lock, runs
+    /// before_activate, switches, runs after_activate and health; any failure
+    /// switches every switched host back and marks the release bad there
+    /// (exit 3 for a failed health check). Then prunes beyond `keep`.
+    ///
+    /// Examples:
+    ///   slipway deploy v1.4.2 -t production
+    ///   slipway deploy v1.4.2 -t production --hosts app1      # canary
+    ///   slipway deploy v1.4.2 -t production --batch 2         # rolling
+    #[command(verbatim_doc_comment)]
+    Deploy(DeployArgs),
+    /// Return to the previous good release (or --to REL) on every host, in one rename each
+    ///
+    /// "Previous" comes from each host's history, skipping releases marked
+    /// bad; the release left behind is marked bad, so repeated rollbacks walk
+    /// back (v3 -> v2 -> v1). Data in shared/ is never touched.
+    ///
+    /// Examples:
+    ///   slipway rollback -t production
+    ///   slipway rollback -t production --to v1.4.0
+    #[command(verbatim_doc_comment)]
+    Rollback(RollbackArgs),
+    /// Show what each host runs, what it would roll back to, and its releases
+    Status(StatusArgs),
+    /// Show the activation log of a target's hosts, newest first
+    History(HistoryArgs),
+    /// Remove old releases and unreferenced content from a target's hosts
+    ///
+    /// Keeps the current release, the rollback target, pinned releases,
+    /// releases pushed but not yet activated, and the N most recently
+    /// activated (--keep, else the target's `keep`, else 5).
+    #[command(verbatim_doc_comment)]
+    Prune(PruneArgs),
     /// The host side: speak slipway's protocol on stdin/stdout for one root
     ///
     /// Started by the client over SSH (or as a child process for a local
@@ -91,6 +144,105 @@ pub struct PushArgs {
     /// A target from slipway.toml, ssh://[user@]host[:port]/abs/root, or a local path
     #[arg(short = 't', long, value_name = "TARGET")]
     pub target: String,
+}
+
+/// `-t TARGET` and `--hosts`.
+#[derive(Debug, Args, Clone)]
+pub struct TargetArgs {
+    /// A target from slipway.toml, ssh://[user@]host[:port]/abs/root, or a local path
+    #[arg(short = 't', long, value_name = "TARGET")]
+    pub target: String,
+    /// Only these hosts of the target (as written in slipway.toml), comma-separated
+    #[arg(long, value_name = "HOST,...", value_delimiter = ',')]
+    pub hosts: Vec<String>,
+}
+
+/// Options of every command that switches `current`.
+#[derive(Debug, Args, Clone)]
+pub struct SwitchArgs {
+    /// Wait up to SECS for a host's lock instead of failing at once (exit 4)
+    #[arg(long, value_name = "SECS")]
+    pub wait: Option<u64>,
+    /// Proceed on the reachable hosts when some cannot be reached, and report the others
+    #[arg(long)]
+    pub skip_unreachable: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ActivateArgs {
+    /// Release name or (a unique prefix of) a bundle id, as staged on the hosts
+    pub rel: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Only switch if this release is current (compare-and-swap; exit 6 otherwise)
+    #[arg(long, value_name = "REL")]
+    pub expect: Option<String>,
+    #[command(flatten)]
+    pub switch: SwitchArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Release name or (a unique prefix of) a bundle id in the local store
+    pub rel: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Activate N hosts at a time, with health checks between batches (rolling)
+    #[arg(long, value_name = "N")]
+    pub batch: Option<usize>,
+    /// Only switch if this release is current on every host (exit 6 otherwise)
+    #[arg(long, value_name = "REL")]
+    pub expect: Option<String>,
+    /// Wait up to SECS for a host's lock instead of failing at once (exit 4)
+    #[arg(long, value_name = "SECS")]
+    pub wait: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Roll back to this release (name or id prefix) instead of the previous one
+    #[arg(long, value_name = "REL")]
+    pub to: Option<String>,
+    /// Only switch if this release is current (exit 6 otherwise)
+    #[arg(long, value_name = "REL")]
+    pub expect: Option<String>,
+    /// Why, recorded in the history
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub switch: SwitchArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// At most N records per host
+    #[arg(short = 'n', long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Keep the N most recently activated releases [default: the target's `keep`, else 5]
+    #[arg(long, value_name = "N")]
+    pub keep: Option<usize>,
+    /// Only list what would be removed
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Wait up to SECS for a host's lock instead of failing at once (exit 4)
+    #[arg(long, value_name = "SECS")]
+    pub wait: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -124,8 +276,15 @@ pub struct RelArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// Release name or (a unique prefix of) a bundle id
-    pub rel: String,
+    /// Release name or (a unique prefix of) a bundle id [with -t: default every release]
+    #[arg(required_unless_present = "target")]
+    pub rel: Option<String>,
+    /// Verify the release trees on this target's hosts instead of the local store
+    #[arg(short = 't', long, value_name = "TARGET")]
+    pub target: Option<String>,
+    /// Only these hosts of the target, comma-separated
+    #[arg(long, value_name = "HOST,...", value_delimiter = ',', requires = "target")]
+    pub hosts: Vec<String>,
 }
 
 #[derive(Debug, Args)]

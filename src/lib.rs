@@ -21,6 +21,7 @@ pub mod commands;
 pub mod config;
 pub mod digest;
 pub mod error;
+pub mod fleet;
 pub mod fs;
 pub mod host;
 pub mod manifest;
@@ -112,6 +113,12 @@ pub fn run(command: &Command, ctx: &Context) -> Result<()> {
         Command::Import(a) => commands::import::run(a, ctx),
         Command::Gc(a) => commands::gc::run(a, ctx),
         Command::Push(a) => commands::push::run(a, ctx),
+        Command::Activate(a) => commands::activate::run(a, ctx),
+        Command::Deploy(a) => commands::deploy::run(a, ctx),
+        Command::Rollback(a) => commands::rollback::run(a, ctx),
+        Command::Status(a) => commands::status::run(a, ctx),
+        Command::History(a) => commands::history::run(a, ctx),
+        Command::Prune(a) => commands::prune::run(a, ctx),
         Command::Serve(a) => commands::serve::run(a, ctx),
     }
 }

@@ -25,6 +25,11 @@ use serde::{Deserialize, Serialize};
 use crate::config::LinkMode;
 use crate::digest::Digest;
 use crate::error::{Error, Result, describe_io};
+use crate::host::history::Record;
+use crate::host::lock::LockInfo;
+use crate::host::prune::PruneReport;
+use crate::host::status::HostStatus;
+use crate::host::verify::Drift;
 use crate::provenance::Provenance;
 
 /// The protocol version; bumped whenever a message or sequence changes incompatibly.
@@ -118,6 +123,63 @@ pub enum Message {
     Done,
     /// Host → client: the release is complete at `releases/<name>`.
     Staged(Staged),
+
+    /// Request: take the host's operator lock for this session (held until
+    /// `unlock` or the end of the session). Answer: `locked`.
+    Lock {
+        holder: LockInfo,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wait_ms: Option<u64>,
+    },
+    /// Host → client: the lock is held by this session.
+    Locked,
+    /// Request: release the lock. Answer: `unlocked`.
+    Unlock,
+    /// Host → client: the lock is released.
+    Unlocked,
+    /// Request: point `current` at a release (needs the lock). Answer: `switched`.
+    Activate(Box<ActivateRequest>),
+    /// Request: roll back to `to`, or to the previous good release (needs the lock). Answer: `switched`.
+    Rollback(Box<RollbackRequest>),
+    /// Host → client: `current` changed; the history record.
+    Switched(Box<Record>),
+    /// Request: mark a release bad (needs the lock). Answer: `marked`.
+    MarkBad { name: String, reason: String },
+    /// Host → client: done.
+    Marked,
+    /// Request: the host's state. Answer: `status_report`.
+    Status,
+    /// Host → client: the host's state.
+    StatusReport(Box<HostStatus>),
+    /// Request: the activation log, newest first, at most `limit` records. Answer: `history_report`.
+    History {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+    },
+    /// Host → client: history records (newest first) and warnings about unreadable lines.
+    HistoryReport {
+        records: Vec<Record>,
+        warnings: Vec<String>,
+    },
+    /// Request: remove old releases and unreferenced objects (needs the lock). Answer: `pruned`.
+    Prune {
+        keep: usize,
+        pinned: Vec<String>,
+        dry_run: bool,
+    },
+    /// Host → client: what prune removed (or would).
+    Pruned(Box<PruneReport>),
+    /// Request: re-hash release trees (`release`, or all). Answer: `verified`.
+    Verify {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        release: Option<String>,
+    },
+    /// Host → client: releases checked and every drifted path.
+    Verified { releases: Vec<String>, drift: Vec<Drift> },
+    /// Request: run a hook in a release directory. Answer: `hook_result`.
+    Hook(Box<HookRequest>),
+    /// Host → client: how the hook ended.
+    HookResult(Box<HookResult>),
 }
 
 impl Message {
@@ -134,6 +196,25 @@ impl Message {
             Message::Batch { .. } => "batch",
             Message::Done => "done",
             Message::Staged(_) => "staged",
+            Message::Lock { .. } => "lock",
+            Message::Locked => "locked",
+            Message::Unlock => "unlock",
+            Message::Unlocked => "unlocked",
+            Message::Activate(_) => "activate",
+            Message::Rollback(_) => "rollback",
+            Message::Switched(_) => "switched",
+            Message::MarkBad { .. } => "mark_bad",
+            Message::Marked => "marked",
+            Message::Status => "status",
+            Message::StatusReport(_) => "status_report",
+            Message::History { .. } => "history",
+            Message::HistoryReport { .. } => "history_report",
+            Message::Prune { .. } => "prune",
+            Message::Pruned(_) => "pruned",
+            Message::Verify { .. } => "verify",
+            Message::Verified { .. } => "verified",
+            Message::Hook(_) => "hook",
+            Message::HookResult(_) => "hook_result",
         }
     }
 
@@ -167,6 +248,72 @@ pub struct PushOffer {
     pub link_mode: LinkMode,
     /// `user@host` of the operator (recorded as `pushed_by`).
     pub pushed_by: String,
+    /// The target's `shared` directories, linked into the release.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared: Vec<String>,
+    /// The target's `shared_files`, linked into the release.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_files: Vec<String>,
+}
+
+/// `activate`: switch `current` to `release` (a name or id prefix on the host).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivateRequest {
+    pub release: String,
+    /// Compare-and-swap: the release that must be current.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<String>,
+    /// `user@host` of the operator.
+    pub actor: String,
+    /// `activate` or `revert` (a fleet switching a host back).
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Mark the release being left as bad (reverts).
+    #[serde(default)]
+    pub mark_left_bad: bool,
+}
+
+/// `rollback`: to `to`, or to the previous good release from the history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<String>,
+    pub actor: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `hook`: run `command` with `sh -c` in `releases/<release>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HookRequest {
+    /// `before_activate`, `after_activate` or `health` (names it in output and errors).
+    pub kind: String,
+    pub release: String,
+    pub command: String,
+    /// Extra environment (`SLIPWAY_HOST`, `SLIPWAY_PREVIOUS`, …).
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Each attempt is killed after this long.
+    pub timeout_ms: u64,
+    /// Retry failed attempts (one second apart) until this long has passed (health checks).
+    #[serde(default)]
+    pub retry_for_ms: u64,
+}
+
+/// `hook_result`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HookResult {
+    pub ok: bool,
+    /// Exit status of the last attempt (`None`: killed by a signal or the timeout).
+    pub exit_code: Option<i32>,
+    pub timed_out: bool,
+    pub attempts: u32,
+    pub seconds: f64,
+    /// The last few KiB of the last attempt's combined stdout and stderr.
+    pub output: String,
 }
 
 /// `need`: the host's answer to a manifest.

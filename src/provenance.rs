@@ -30,3 +30,8 @@ pub struct Provenance {
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
+
+/// Now, as RFC 3339 UTC with milliseconds (history records: orders events within a second).
+pub fn now_rfc3339_millis() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

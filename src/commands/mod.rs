@@ -1,14 +1,41 @@
 //! One file per verb: orchestration only, no byte-level logic.
 
+pub mod activate;
 pub mod build;
+pub mod deploy;
 pub mod export;
 pub mod gc;
+pub mod history;
 pub mod import;
 pub mod inspect;
 pub mod list;
+pub mod prune;
 pub mod push;
+pub mod rollback;
 pub mod serve;
+pub mod status;
 pub mod verify;
+
+/// Resolve `-t TARGET` against `--config` (or `./slipway.toml`).
+///
+/// # Errors
+/// Usage error when an explicit `--config` is missing or the target is unknown.
+pub fn load_target(ctx: &crate::Context, target: &str) -> crate::error::Result<crate::remote::Target> {
+    if ctx.config_explicit && crate::fs::symlink_metadata_optional(&ctx.config_path)?.is_none() {
+        return Err(crate::error::Error::usage(format!(
+            "config file `{}` does not exist",
+            ctx.config_path.display()
+        )));
+    }
+    let project = crate::config::load_project(&ctx.config_path)?;
+    crate::remote::resolve_target(target, project.as_ref(), &ctx.config_path.display().to_string())
+}
+
+/// `slipway VERB ARGS…` as typed, for the lock holder's details.
+pub fn command_line() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    format!("slipway {}", args.join(" "))
+}
 
 /// `1.2 MiB`-style sizes for people.
 pub fn human_bytes(n: u64) -> String {

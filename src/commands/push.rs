@@ -16,9 +16,9 @@ use crate::cli::PushArgs;
 use crate::config;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::remote::HostSpec;
 use crate::remote::push::{PushJob, PushOutcome};
 use crate::remote::session::HostSession;
-use crate::remote::{HostSpec, resolve_target};
 
 /// One element of `push --json` (a stable schema: field order is key order).
 #[derive(Debug, Serialize)]
@@ -45,14 +45,7 @@ pub fn run(args: &PushArgs, ctx: &Context) -> Result<()> {
             args.rel
         ))
     })?;
-    if ctx.config_explicit && crate::fs::symlink_metadata_optional(&ctx.config_path)?.is_none() {
-        return Err(Error::usage(format!(
-            "config file `{}` does not exist",
-            ctx.config_path.display()
-        )));
-    }
-    let project = config::load_project(&ctx.config_path)?;
-    let target = resolve_target(&args.target, project.as_ref(), &ctx.config_path.display().to_string())?;
+    let target = super::load_target(ctx, &args.target)?;
     let manifest = store.manifest(&id)?;
     if !store.has_bundle(&id) {
         return Err(Error::other(format!(
@@ -69,6 +62,8 @@ pub fn run(args: &PushArgs, ctx: &Context) -> Result<()> {
         provenance: record.provenance.clone(),
         signatures: record.signatures.clone(),
         pushed_by: config::actor(),
+        shared: &target.config.shared,
+        shared_files: &target.config.shared_files,
     };
 
     let mut reports = Vec::new();

@@ -8,8 +8,12 @@ use crate::error::{Error, Result};
 /// # Errors
 /// Integrity error naming the first bad path or the damage.
 pub fn run(args: &VerifyArgs, ctx: &Context) -> Result<()> {
+    if let Some(t) = &args.target {
+        return on_target(args, t, ctx);
+    }
+    let rel = args.rel.clone().unwrap_or_default();
     let store = ctx.store()?;
-    let (id, record) = store.resolve(&args.rel)?;
+    let (id, record) = store.resolve(&rel)?;
     let path = store.bundle_path(&id);
     let (m, got) = read_bundle(crate::fs::open(&path)?, &path.display().to_string(), &mut VerifyOnly)?;
     if got != id {
@@ -26,6 +30,84 @@ pub fn run(args: &VerifyArgs, ctx: &Context) -> Result<()> {
     } else {
         ctx.out
             .data(&format!("ok {name} {id} ({} entries verified)", m.entries.len()));
+    }
+    Ok(())
+}
+
+#[derive(serde::Serialize)]
+struct HostVerify {
+    host: String,
+    ok: bool,
+    releases: Vec<String>,
+    drift: Vec<crate::host::verify::Drift>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// `verify -t TARGET [REL]`: re-hash release trees on the hosts.
+fn on_target(args: &VerifyArgs, target: &str, ctx: &Context) -> Result<()> {
+    let target = super::load_target(ctx, target)?;
+    let mut fleet = crate::fleet::Fleet::new(ctx, &target, &args.hosts)?;
+    let rel = args.rel.clone();
+    let results = fleet.query(|s| s.verify(rel.as_deref()));
+    let mut rows = Vec::new();
+    let mut first_error = None;
+    let mut drifted = 0;
+    for (host, r) in results {
+        match r {
+            Ok((releases, drift)) => {
+                drifted += drift.len();
+                rows.push(HostVerify {
+                    host,
+                    ok: drift.is_empty(),
+                    releases,
+                    drift,
+                    error: None,
+                });
+            }
+            Err(e) => {
+                rows.push(HostVerify {
+                    host,
+                    ok: false,
+                    releases: vec![],
+                    drift: vec![],
+                    error: Some(e.to_string()),
+                });
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if ctx.out.json {
+        ctx.out.json_value(&rows);
+    } else {
+        for r in &rows {
+            if let Some(e) = &r.error {
+                ctx.out.data(&format!("{}: {e}", r.host));
+                continue;
+            }
+            if r.ok {
+                ctx.out.data(&format!(
+                    "{}: ok ({} release(s) verified: {})",
+                    r.host,
+                    r.releases.len(),
+                    r.releases.join(", ")
+                ));
+            }
+            for d in &r.drift {
+                ctx.out
+                    .data(&format!("{}: {} {}/{}", r.host, d.problem, d.release, d.path));
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if drifted > 0 {
+        let hosts: Vec<&str> = rows.iter().filter(|r| !r.ok).map(|r| r.host.as_str()).collect();
+        return Err(Error::integrity(format!(
+            "{drifted} drifted path(s) on {}; redeploy the release or investigate who changed it",
+            hosts.join(", ")
+        )));
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use crate::digest::looks_like_id;
 use crate::error::{Error, Result};
 use crate::fs;
 use crate::manifest::validate_name;
-use crate::provenance::now_rfc3339;
+use crate::provenance::now_rfc3339_millis;
 
 /// What to switch to and how to record it.
 #[derive(Debug, Clone)]
@@ -133,7 +133,7 @@ pub fn switch(layout: &Layout, req: &Switch) -> Result<Record> {
         }
     }
     let record = Record {
-        time: now_rfc3339(),
+        time: now_rfc3339_millis(),
         actor: req.actor.clone(),
         action: req.action.clone(),
         from: current.clone(),

@@ -6,10 +6,12 @@
 
 pub mod activate;
 pub mod history;
+pub mod hooks;
 pub mod layout;
 pub mod lock;
 pub mod objects;
 pub mod prune;
+pub mod requests;
 pub mod serve;
 pub mod shared;
 pub mod stage;

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::fs;
 use crate::manifest::ObjectKey;
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PruneReport {
     pub dry_run: bool,
     /// Release names removed (or that would be).

@@ -16,7 +16,7 @@ use std::os::fd::AsFd;
 use std::path::Path;
 
 use super::layout::Layout;
-use super::stage;
+use super::{requests, stage};
 use crate::error::{Error, Result};
 use crate::protocol::{Channel, Message, Peer, check_hello};
 
@@ -28,6 +28,8 @@ pub struct Session<R, W: Write> {
     pub append_only: bool,
     /// The client's slipway version, from its `hello`.
     pub client_version: String,
+    /// The host lock, while this session holds it (`lock` … `unlock`).
+    pub lock: Option<super::lock::HostLock>,
 }
 
 /// Serve the protocol on this process's stdin and stdout.
@@ -68,10 +70,21 @@ pub fn serve<R: Read, W: Write>(root: &Path, append_only: bool, reader: R, write
         layout,
         append_only,
         client_version,
+        lock: None,
     };
     while let Some(request) = session.ch.recv_optional()? {
         let reply = match request {
             Message::Push(offer) => stage::push(&mut session, *offer),
+            Message::Lock { holder, wait_ms } => requests::take_lock(&mut session, holder, wait_ms),
+            Message::Unlock => Ok(requests::release_lock(&mut session)),
+            Message::Activate(req) => requests::activate(&mut session, *req),
+            Message::Rollback(req) => requests::rollback(&mut session, *req),
+            Message::MarkBad { name, reason } => requests::mark_bad(&mut session, &name, &reason),
+            Message::Status => requests::status(&session),
+            Message::History { limit } => requests::history(&session, limit),
+            Message::Prune { keep, pinned, dry_run } => requests::prune(&mut session, keep, &pinned, dry_run),
+            Message::Verify { release } => requests::verify(&session, release.as_deref()),
+            Message::Hook(req) => requests::hook(&session, &req),
             other => Err(Error::other(format!(
                 "`{}` is not a request this host understands (slipway {})",
                 other.name(),

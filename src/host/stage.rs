@@ -64,6 +64,7 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
         bases: bases.keys().copied().collect(),
     })?;
     let (manifest, manifest_size) = receive_manifest(ch, &layout, &bases, &offer)?;
+    super::shared::check(&manifest, &offer.shared, &offer.shared_files)?;
 
     let plan = Plan::new(&layout, &manifest)?;
     check_space(&layout, name, &plan, &manifest, manifest_size, offer.link_mode)?;
@@ -94,7 +95,7 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     let (objects_written, bytes_written) = (sink.objects_written, sink.bytes_written);
     drop(sink);
 
-    build_tree(&layout, name, &manifest, offer.link_mode)?;
+    build_tree(&layout, name, &manifest, &offer)?;
     let files = manifest.file_count() as u64;
     layout.write_release_meta(&HostRelease {
         name: name.to_string(),
@@ -104,8 +105,8 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
         signatures: offer.signatures,
         pushed_at: Some(crate::provenance::now_rfc3339()),
         pushed_by: Some(offer.pushed_by),
-        shared: Vec::new(),
-        shared_files: Vec::new(),
+        shared: offer.shared,
+        shared_files: offer.shared_files,
         bad: false,
         bad_reason: None,
     })?;
@@ -519,10 +520,10 @@ fn discard_verified(content: &mut dyn Read, e: &Entry) -> Result<()> {
 /// `..`, parents are directories created here, nothing goes through a
 /// symlink), and every creation fails rather than follow or replace
 /// whatever might already be at its path.
-fn build_tree(layout: &Layout, name: &str, manifest: &Manifest, mode: LinkMode) -> Result<()> {
+fn build_tree(layout: &Layout, name: &str, manifest: &Manifest, offer: &PushOffer) -> Result<()> {
     let partial = layout.partial_dir(name);
     fs::create_dir(&partial, 0o755)?;
-    let copy = mode == LinkMode::Copy;
+    let copy = offer.link_mode == LinkMode::Copy;
     let mut dirs = Vec::new();
     for e in &manifest.entries {
         let path = partial.join(&e.path);
@@ -543,6 +544,7 @@ fn build_tree(layout: &Layout, name: &str, manifest: &Manifest, mode: LinkMode) 
             }
         }
     }
+    super::shared::link_into(layout, &partial, &offer.shared, &offer.shared_files)?;
     for dir in dirs.iter().rev() {
         fs::set_mode(dir, 0o555)?;
     }

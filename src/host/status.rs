@@ -10,7 +10,7 @@ use super::lock::{self, LockInfo};
 use crate::digest::Digest;
 use crate::error::Result;
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ReleaseStatus {
     pub name: String,
     pub id: Digest,
@@ -26,7 +26,7 @@ pub struct ReleaseStatus {
     pub last_activated: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct HostStatus {
     pub current: Option<String>,
     pub current_id: Option<Digest>,

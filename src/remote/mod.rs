@@ -7,6 +7,7 @@
 //! [`session::HostSession`] speaks it, one method per request.
 
 pub mod local;
+pub mod ops;
 pub mod push;
 pub mod session;
 pub mod ssh;

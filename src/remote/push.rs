@@ -50,6 +50,9 @@ pub struct PushJob<'a> {
     pub signatures: Vec<Value>,
     /// `user@host` of the operator.
     pub pushed_by: String,
+    /// The target's `shared` directories and `shared_files`, linked into the release.
+    pub shared: &'a [String],
+    pub shared_files: &'a [String],
 }
 
 /// What one push did on one host.
@@ -102,6 +105,8 @@ fn push_on(ch: &mut HostChannel, job: &PushJob<'_>, link_mode: LinkMode, bar: &P
         signatures: job.signatures.clone(),
         link_mode,
         pushed_by: job.pushed_by.clone(),
+        shared: job.shared.to_vec(),
+        shared_files: job.shared_files.to_vec(),
     })))?;
     let bases = match ch.recv()? {
         Message::Staged(s) if s.already => {

@@ -62,6 +62,8 @@ impl Raw {
             signatures: Vec::new(),
             link_mode: Default::default(),
             pushed_by: "mallory@evil".into(),
+            shared: vec![],
+            shared_files: vec![],
         })))?;
         match self.ch.recv()? {
             Message::SendManifest { .. } => {}
@@ -241,6 +243,8 @@ fn serve_refuses_manifests_that_leave_the_root() {
             signatures: Vec::new(),
             link_mode: Default::default(),
             pushed_by: "m@e".into(),
+            shared: vec![],
+            shared_files: vec![],
         })))
         .unwrap();
     raw.ch.recv().unwrap();

@@ -1,0 +1,68 @@
+//! `slipway deploy REL -t TARGET`: push to every host, then activate on every
+//! host with hooks and health checks; all or nothing; then prune.
+
+use std::time::Duration;
+
+use crate::Context;
+use crate::cli::DeployArgs;
+use crate::config;
+use crate::error::{Error, Result};
+use crate::fleet::{Fleet, Goal, SwitchOptions, print_reports};
+use crate::remote::push::PushJob;
+
+/// Default `keep`.
+pub const DEFAULT_KEEP: usize = 5;
+
+/// # Errors
+/// A failed push (nothing activated), a held lock (4), `--expect` (6), a
+/// failed health check with every host switched back (3), other failures (1).
+pub fn run(args: &DeployArgs, ctx: &Context) -> Result<()> {
+    if args.batch == Some(0) {
+        return Err(Error::usage("`--batch` must be at least 1"));
+    }
+    let store = ctx.store()?;
+    let _lock = store.lock_shared()?;
+    let (id, record) = store.resolve(&args.rel)?;
+    let record = record.ok_or_else(|| {
+        Error::usage(format!(
+            "`{}` is bundle {id}, which has no single release name; deploy it by name (`slipway list` shows them)",
+            args.rel
+        ))
+    })?;
+    let target = super::load_target(ctx, &args.target.target)?;
+    let manifest = store.manifest(&id)?;
+    let job = PushJob {
+        store: &store,
+        name: &record.name,
+        id,
+        manifest: &manifest,
+        provenance: record.provenance.clone(),
+        signatures: record.signatures.clone(),
+        pushed_by: config::actor(),
+        shared: &target.config.shared,
+        shared_files: &target.config.shared_files,
+    };
+    let mut fleet = Fleet::new(ctx, &target, &args.target.hosts)?;
+    if let Err(e) = fleet.push(&job) {
+        print_reports(ctx, &fleet.reports());
+        return Err(e);
+    }
+    let goal = Goal::Activate {
+        release: record.name.clone(),
+        expect: args.expect.clone(),
+    };
+    let opts = SwitchOptions {
+        wait: args.wait.map(Duration::from_secs),
+        skip_unreachable: false,
+        batch: args.batch,
+        prune_keep: Some(target.config.keep.unwrap_or(DEFAULT_KEEP)),
+        command: super::command_line(),
+    };
+    let result = fleet.switch(&goal, &opts);
+    print_reports(ctx, &fleet.reports());
+    if result.is_ok() {
+        ctx.out
+            .info(&format!("{} ({id}) is live on `{}`", record.name, target.name));
+    }
+    result
+}

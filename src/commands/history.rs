@@ -1,0 +1,87 @@
+//! `slipway history -t TARGET`: the activation log of every host, newest first.
+
+use serde::Serialize;
+
+use crate::Context;
+use crate::cli::HistoryArgs;
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::fleet::Fleet;
+
+/// One record of `history --json` (a stable schema: field order is key order).
+#[derive(Serialize)]
+struct Row {
+    host: String,
+    time: String,
+    actor: String,
+    action: String,
+    from: Option<String>,
+    to: String,
+    id: Digest,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+/// # Errors
+/// When a host cannot be reached.
+pub fn run(args: &HistoryArgs, ctx: &Context) -> Result<()> {
+    let target = super::load_target(ctx, &args.target.target)?;
+    let mut fleet = Fleet::new(ctx, &target, &args.target.hosts)?;
+    let limit = args.limit;
+    let results = fleet.query(|s| s.history(limit));
+    let mut rows = Vec::new();
+    let mut first_error = None;
+    for (host, r) in results {
+        match r {
+            Ok((records, warnings)) => {
+                for w in warnings {
+                    ctx.out.warn(&format!("{host}: {w}"));
+                }
+                rows.extend(records.into_iter().map(|r| Row {
+                    host: host.clone(),
+                    time: r.time,
+                    actor: r.actor,
+                    action: r.action,
+                    from: r.from,
+                    to: r.to,
+                    id: r.id,
+                    reason: r.reason,
+                }));
+            }
+            Err(e) => {
+                ctx.out.warn(&e.to_string());
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    // Newest first across hosts (RFC 3339 UTC sorts as text); stable for equal times.
+    rows.sort_by(|a, b| b.time.cmp(&a.time));
+    if ctx.out.json {
+        ctx.out.json_value(&rows);
+    } else if rows.is_empty() {
+        ctx.out.info("no activations yet");
+    } else {
+        let w = rows.iter().map(|r| r.host.len()).max().unwrap_or(4).max(4);
+        ctx.out.data(&format!(
+            "{:<20}  {:<w$}  {:<18}  {:<8}  {:<14}  TO",
+            "TIME", "HOST", "ACTOR", "ACTION", "FROM"
+        ));
+        for r in &rows {
+            let reason = r.reason.as_deref().map(|x| format!("  ({x})")).unwrap_or_default();
+            ctx.out.data(&format!(
+                "{:<20}  {:<w$}  {:<18}  {:<8}  {:<14}  {} {}{reason}",
+                r.time,
+                r.host,
+                r.actor,
+                r.action,
+                r.from.as_deref().unwrap_or("-"),
+                r.to,
+                super::short_id(&r.id)
+            ));
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,77 @@
+//! `slipway prune -t TARGET`: remove old releases and unreferenced content.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::Context;
+use crate::cli::PruneArgs;
+use crate::error::Result;
+use crate::fleet::Fleet;
+use crate::host::lock::LockInfo;
+use crate::host::prune::PruneReport;
+
+#[derive(Serialize)]
+struct Row {
+    host: String,
+    #[serde(flatten)]
+    report: PruneReport,
+}
+
+/// # Errors
+/// A held lock (exit 4), an `--append-only` host, an unreachable host.
+pub fn run(args: &PruneArgs, ctx: &Context) -> Result<()> {
+    let target = super::load_target(ctx, &args.target.target)?;
+    let keep = args.keep.or(target.config.keep).unwrap_or(super::deploy::DEFAULT_KEEP);
+    let pinned = target.config.pinned.clone();
+    let me = LockInfo {
+        actor: crate::config::actor(),
+        command: super::command_line(),
+        pid: 0,
+        since: crate::provenance::now_rfc3339(),
+    };
+    let wait = args.wait.map(Duration::from_secs);
+    let dry_run = args.dry_run;
+    let mut fleet = Fleet::new(ctx, &target, &args.target.hosts)?;
+    let results = fleet.query(|s| {
+        s.lock(&me, wait)?;
+        s.prune(keep, &pinned, dry_run)
+    });
+    let mut rows = Vec::new();
+    let mut first_error = None;
+    for (host, r) in results {
+        match r {
+            Ok(report) => rows.push(Row { host, report }),
+            Err(e) => {
+                ctx.out.warn(&e.to_string());
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if ctx.out.json {
+        ctx.out.json_value(&rows);
+    } else {
+        let verb = if dry_run { "would remove" } else { "removed" };
+        for r in &rows {
+            let rels = if r.report.releases.is_empty() {
+                "no releases".to_string()
+            } else {
+                r.report.releases.join(", ")
+            };
+            ctx.out.data(&format!(
+                "{}: {verb} {rels}; {} object(s), {}; {} staging leftover(s)",
+                r.host,
+                r.report.objects,
+                super::human_bytes(r.report.object_bytes),
+                r.report.tmp_entries
+            ));
+            for n in &r.report.notes {
+                ctx.out.data(&format!("{}: note: {n}", r.host));
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

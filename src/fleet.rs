@@ -1,0 +1,961 @@
+//! Many hosts at once: parallel push, then a two-phase, all-or-nothing
+//! switch of `current` with hooks and health checks.
+//!
+//! Every command that changes `current` on a target goes through
+//! [`Fleet::switch`], one host or many:
+//!
+//! 1. connect to every host (unreachable: stop, unless `--skip-unreachable`);
+//! 2. take every host's lock (one held by someone else: stop, exit 4);
+//! 3. read each host's state and decide what it switches to;
+//! 4. run `before_activate` everywhere (deploy/activate only);
+//! 5. per batch: switch, run `after_activate`, check `health`;
+//! 6. on any failure, switch every switched host back (marking the new
+//!    release bad there) and run `after_activate` again.
+//!
+//! Invariant: either every selected host ends on the new release, or every
+//! host that was switched is back where it was; the report says which for
+//! each host. Nothing is switched anywhere before every host is locked and
+//! ready.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::ProgressBar;
+use serde::Serialize;
+
+use crate::Context;
+use crate::config::{TargetConfig, parse_duration};
+use crate::error::{Error, Exit, Result};
+use crate::host::lock::LockInfo;
+use crate::host::status::HostStatus;
+use crate::protocol::{ActivateRequest, HookRequest, RollbackRequest};
+use crate::remote::push::{PushJob, PushOutcome};
+use crate::remote::session::HostSession;
+use crate::remote::{HostSpec, Target};
+
+/// Default `health_timeout`.
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `hook_timeout`.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default `parallel`.
+pub const DEFAULT_PARALLEL: usize = 16;
+
+/// The hooks of a target, resolved.
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    pub before_activate: Option<String>,
+    pub after_activate: Option<String>,
+    pub health: Option<String>,
+    pub health_timeout: Duration,
+    pub hook_timeout: Duration,
+}
+
+impl Hooks {
+    /// # Errors
+    /// Usage error for a malformed duration.
+    pub fn from_config(target: &str, c: &TargetConfig) -> Result<Hooks> {
+        let h = &c.hooks;
+        let dur = |v: &Option<String>, key: &str, default: Duration| match v {
+            Some(v) => parse_duration(v, &format!("targets.{target}.hooks.{key}")),
+            None => Ok(default),
+        };
+        Ok(Hooks {
+            before_activate: h.before_activate.clone().filter(|s| !s.trim().is_empty()),
+            after_activate: h.after_activate.clone().filter(|s| !s.trim().is_empty()),
+            health: h.health.clone().filter(|s| !s.trim().is_empty()),
+            health_timeout: dur(&h.health_timeout, "health_timeout", DEFAULT_HEALTH_TIMEOUT)?,
+            hook_timeout: dur(&h.hook_timeout, "hook_timeout", DEFAULT_HOOK_TIMEOUT)?,
+        })
+    }
+}
+
+/// One host's line of a fleet report (`--json`: one object per host).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct HostReport {
+    pub host: String,
+    /// The last phase the host reached: `connect`, `push`, `lock`,
+    /// `before_activate`, `activate`, `after_activate`, `health`, `revert`, `done`.
+    pub phase: String,
+    /// `ok`, `unchanged` (already on the release), `failed`, `reverted`,
+    /// `not_started` (stopped because another host failed), `unreachable`
+    /// (skipped with `--skip-unreachable`).
+    pub result: String,
+    /// The release current on the host when the command ended.
+    pub current: Option<String>,
+    /// The release current before the command.
+    pub previous: Option<String>,
+    /// What went wrong (failed hosts) or what happened (reverted hosts).
+    pub reason: Option<String>,
+    /// The tail of a failed hook's output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// Push figures (deploy only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_sent: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objects_reused: Option<u64>,
+}
+
+/// What a switch does on each host.
+#[derive(Debug, Clone)]
+pub enum Goal {
+    /// Activate this release (name or id prefix) everywhere.
+    Activate { release: String, expect: Option<String> },
+    /// Roll back to `to`, or each host's previous good release.
+    Rollback {
+        to: Option<String>,
+        expect: Option<String>,
+        reason: Option<String>,
+    },
+}
+
+/// Options of a switch.
+#[derive(Debug, Clone, Default)]
+pub struct SwitchOptions {
+    pub wait: Option<Duration>,
+    pub skip_unreachable: bool,
+    /// Hosts per batch (rolling); `None`: all at once.
+    pub batch: Option<usize>,
+    /// Prune beyond `keep` after a fully successful switch.
+    pub prune_keep: Option<usize>,
+    /// The command line, for the lock holder's details.
+    pub command: String,
+}
+
+struct Slot {
+    spec: HostSpec,
+    session: Option<HostSession>,
+    report: HostReport,
+    /// What this host switches to (`None`: nothing to do here).
+    goal: Option<String>,
+    /// The release it was on before (for reverts).
+    from: Option<String>,
+    switched: bool,
+    error: Option<Error>,
+    status: Option<HostStatus>,
+    /// In the batch being switched now.
+    in_batch: bool,
+}
+
+impl Slot {
+    fn new(spec: HostSpec) -> Slot {
+        let report = HostReport {
+            host: spec.label.clone(),
+            phase: "connect".into(),
+            result: "not_started".into(),
+            ..HostReport::default()
+        };
+        Slot {
+            spec,
+            session: None,
+            report,
+            goal: None,
+            from: None,
+            switched: false,
+            error: None,
+            status: None,
+            in_batch: false,
+        }
+    }
+
+    fn fail(&mut self, phase: &str, e: Error) {
+        self.report.phase = phase.into();
+        self.report.result = "failed".into();
+        let text = e.to_string();
+        let text = text.strip_prefix(&format!("{}: ", self.spec.label)).unwrap_or(&text);
+        self.report.reason = Some(one_line(text));
+        self.error = Some(e);
+    }
+
+    fn session(&mut self) -> Result<&mut HostSession> {
+        let label = self.spec.label.clone();
+        self.session
+            .as_mut()
+            .ok_or_else(|| Error::other("the connection was closed after an earlier failure").on_host(&label))
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// Run `f` on every slot, at most `parallel` at a time.
+fn each<F>(slots: &mut [Slot], parallel: usize, f: F)
+where
+    F: Fn(&mut Slot) + Sync,
+{
+    let workers = parallel.clamp(1, slots.len().max(1));
+    let queue = Mutex::new(slots.iter_mut());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let next = match queue.lock() {
+                        Ok(mut q) => q.next(),
+                        Err(_) => None,
+                    };
+                    match next {
+                        Some(slot) => f(slot),
+                        None => break,
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// A target's hosts, connected as needed.
+pub struct Fleet<'a> {
+    ctx: &'a Context,
+    target: &'a Target,
+    slots: Vec<Slot>,
+    parallel: usize,
+    hooks: Hooks,
+}
+
+/// Select `--hosts` from a target.
+///
+/// # Errors
+/// Usage error naming an unknown host and the target's hosts.
+pub fn select_hosts(target: &Target, only: &[String]) -> Result<Vec<HostSpec>> {
+    if only.is_empty() {
+        return Ok(target.hosts.clone());
+    }
+    let mut out = Vec::new();
+    for want in only {
+        match target.hosts.iter().find(|h| &h.label == want) {
+            Some(h) => out.push(h.clone()),
+            None => {
+                let known: Vec<&str> = target.hosts.iter().map(|h| h.label.as_str()).collect();
+                return Err(Error::usage(format!(
+                    "`{want}` is not a host of target `{}` (its hosts: {})",
+                    target.name,
+                    known.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl<'a> Fleet<'a> {
+    /// # Errors
+    /// Usage error for unknown `--hosts` or malformed hook settings.
+    pub fn new(ctx: &'a Context, target: &'a Target, only: &[String]) -> Result<Fleet<'a>> {
+        let hosts = select_hosts(target, only)?;
+        Ok(Fleet {
+            ctx,
+            target,
+            slots: hosts.into_iter().map(Slot::new).collect(),
+            parallel: target.config.parallel.unwrap_or(DEFAULT_PARALLEL).max(1),
+            hooks: Hooks::from_config(&target.name, &target.config)?,
+        })
+    }
+
+    /// Run `f` on every host's session in parallel (connecting first);
+    /// results in the target's host order.
+    pub fn query<T, F>(&mut self, f: F) -> Vec<(String, Result<T>)>
+    where
+        T: Send,
+        F: Fn(&mut HostSession) -> Result<T> + Sync,
+    {
+        self.connect_all();
+        let results: Mutex<Vec<(usize, Result<T>)>> = Mutex::new(Vec::new());
+        let labels: Vec<String> = self.slots.iter().map(|s| s.spec.label.clone()).collect();
+        let mut indexed: Vec<(usize, &mut Slot)> = self.slots.iter_mut().enumerate().collect();
+        let queue = Mutex::new(indexed.iter_mut());
+        let workers = self.parallel.clamp(1, labels.len().max(1));
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| {
+                    loop {
+                        let next = match queue.lock() {
+                            Ok(mut q) => q.next().map(|(i, s)| (*i, &mut **s)),
+                            Err(_) => None,
+                        };
+                        let Some((i, slot)) = next else { break };
+                        let r = match slot.error.take() {
+                            Some(e) => Err(e),
+                            None => slot.session().and_then(&f),
+                        };
+                        if let Ok(mut v) = results.lock() {
+                            v.push((i, r));
+                        }
+                    }
+                });
+            }
+        });
+        for slot in &mut self.slots {
+            if let Some(s) = slot.session.take() {
+                let _ = s.close();
+            }
+        }
+        let mut v = results.into_inner().unwrap_or_default();
+        v.sort_by_key(|(i, _)| *i);
+        v.into_iter().map(|(i, r)| (labels[i].clone(), r)).collect()
+    }
+
+    /// The per-host report.
+    pub fn reports(&self) -> Vec<HostReport> {
+        self.slots.iter().map(|s| s.report.clone()).collect()
+    }
+
+    fn connect_all(&mut self) {
+        each(&mut self.slots, self.parallel, |slot| {
+            if slot.session.is_some() || slot.error.is_some() {
+                return;
+            }
+            match HostSession::open(&slot.spec) {
+                Ok(s) => slot.session = Some(s),
+                Err(e) => slot.fail("connect", e),
+            }
+        });
+    }
+
+    /// Phase 1 of a deploy: push to every host in parallel.
+    ///
+    /// # Errors
+    /// The first host's failure (every host's outcome is in the report).
+    pub fn push(&mut self, job: &PushJob<'_>) -> Result<()> {
+        self.connect_all();
+        let out = &self.ctx.out;
+        each(&mut self.slots, self.parallel, |slot| {
+            if slot.error.is_some() {
+                return;
+            }
+            slot.report.phase = "push".into();
+            let bar: ProgressBar = out.bytes_bar(0, &slot.spec.label);
+            let link_mode = slot.spec.link_mode;
+            let result = slot.session().and_then(|s| s.push(job, link_mode, &bar));
+            bar.finish_and_clear();
+            match result {
+                Ok(o) => {
+                    record_push(&mut slot.report, &o);
+                    out.info(&format!("{}: {}", slot.spec.label, describe_push(job.name, &o)));
+                }
+                Err(e) => slot.fail("push", e),
+            }
+        });
+        self.first_error("push")
+    }
+
+    fn first_error(&mut self, what: &str) -> Result<()> {
+        let failed: Vec<&Slot> = self.slots.iter().filter(|s| s.error.is_some()).collect();
+        let Some(first) = failed.first() else {
+            return Ok(());
+        };
+        let exit = failed
+            .iter()
+            .filter_map(|s| s.error.as_ref())
+            .map(Error::exit)
+            .find(|e| *e == Exit::Locked || *e == Exit::Integrity || *e == Exit::ExpectMismatch)
+            .unwrap_or(Exit::Error);
+        let hosts: Vec<&str> = failed.iter().map(|s| s.spec.label.as_str()).collect();
+        let detail = first.report.reason.clone().unwrap_or_default();
+        let msg = format!(
+            "{what} failed on {} of {} host(s) ({}): {detail}; nothing changed",
+            failed.len(),
+            self.slots.len(),
+            hosts.join(", ")
+        );
+        for s in self.slots.iter_mut().filter(|s| s.error.is_none()) {
+            s.report.result = if s.report.result == "ok" {
+                "ok".into()
+            } else {
+                "not_started".into()
+            };
+        }
+        Err(with_exit(exit, msg))
+    }
+
+    /// Switch `current` on every host: all or nothing.
+    ///
+    /// # Errors
+    /// Exit 4 when a lock is held, 6 when `--expect` does not match, 3 when a
+    /// health check failed and the hosts were switched back, 1 otherwise.
+    pub fn switch(&mut self, goal: &Goal, opts: &SwitchOptions) -> Result<()> {
+        let result = self.switch_inner(goal, opts);
+        // Locks go with the sessions: close them all, whatever happened.
+        for slot in &mut self.slots {
+            if let Some(s) = slot.session.take() {
+                let _ = s.close();
+            }
+        }
+        result
+    }
+
+    fn switch_inner(&mut self, goal: &Goal, opts: &SwitchOptions) -> Result<()> {
+        let verb = match goal {
+            Goal::Activate { .. } => "activation",
+            Goal::Rollback { .. } => "rollback",
+        };
+        // 1. Reach every host.
+        self.connect_all();
+        if opts.skip_unreachable {
+            for s in self.slots.iter_mut().filter(|s| s.error.is_some()) {
+                s.report.result = "unreachable".into();
+                s.error = None;
+                s.goal = None;
+                self.ctx.out.warn(&format!(
+                    "skipping {}: {}",
+                    s.spec.label,
+                    s.report.reason.clone().unwrap_or_default()
+                ));
+            }
+            if self.slots.iter().all(|s| s.session.is_none()) {
+                return Err(Error::other(format!(
+                    "no host of `{}` could be reached; nothing changed",
+                    self.target.name
+                )));
+            }
+        }
+        self.first_error(&format!("{verb}: connecting"))?;
+
+        // 2. Lock every host.
+        let me = LockInfo {
+            actor: crate::config::actor(),
+            command: opts.command.clone(),
+            pid: 0,
+            since: crate::provenance::now_rfc3339(),
+        };
+        each(&mut self.slots, self.parallel, |slot| {
+            if slot.session.is_none() {
+                return;
+            }
+            slot.report.phase = "lock".into();
+            let r = slot.session().and_then(|s| {
+                s.lock(&me, opts.wait)?;
+                s.status()
+            });
+            match r {
+                Ok(st) => {
+                    slot.from = st.current.clone();
+                    slot.report.previous = st.current.clone();
+                    slot.report.current = st.current.clone();
+                    slot.status = Some(st);
+                }
+                Err(e) => slot.fail("lock", e),
+            }
+        });
+        self.first_error(&format!("{verb}: locking"))?;
+
+        // 3. Decide each host's goal.
+        self.plan(goal)?;
+        self.first_error(verb)?;
+
+        // 4. before_activate in the staged release, everywhere, before anything switches.
+        if matches!(goal, Goal::Activate { .. })
+            && let Some(cmd) = self.hooks.before_activate.clone()
+        {
+            self.run_hook_everywhere("before_activate", &cmd, self.hooks.hook_timeout);
+            self.first_error(&format!("{verb}: before_activate"))?;
+        }
+
+        // 5. Switch, batch by batch.
+        let active: Vec<usize> = (0..self.slots.len())
+            .filter(|i| self.slots[*i].goal.is_some())
+            .collect();
+        let batch = opts.batch.unwrap_or(active.len()).max(1);
+        let (expect, action_reason) = match goal {
+            Goal::Activate { expect, .. } => (expect.clone(), None),
+            Goal::Rollback { expect, reason, .. } => (expect.clone(), reason.clone()),
+        };
+        let mut failure: Option<(String, Exit)> = None;
+        for (n, chunk) in active.chunks(batch).enumerate() {
+            if opts.batch.is_some() {
+                self.ctx
+                    .out
+                    .info(&format!("batch {}: {}", n + 1, self.labels(chunk).join(", ")));
+            }
+            let actor = crate::config::actor();
+            let is_rollback = matches!(goal, Goal::Rollback { .. });
+            let hooks = self.hooks.clone();
+            let out = &self.ctx.out;
+            for (i, slot) in self.slots.iter_mut().enumerate() {
+                slot.in_batch = chunk.contains(&i);
+            }
+            each(&mut self.slots, self.parallel, |slot| {
+                if !slot.in_batch {
+                    return;
+                }
+                let Some(name) = slot.goal.clone() else { return };
+                slot.report.phase = "activate".into();
+                let res = slot.session().and_then(|s| {
+                    if is_rollback {
+                        s.rollback(RollbackRequest {
+                            to: Some(name.clone()),
+                            expect: expect.clone(),
+                            actor: actor.clone(),
+                            reason: action_reason.clone(),
+                        })
+                    } else {
+                        s.activate(ActivateRequest {
+                            release: name.clone(),
+                            expect: expect.clone(),
+                            actor: actor.clone(),
+                            action: "activate".into(),
+                            reason: None,
+                            mark_left_bad: false,
+                        })
+                    }
+                });
+                match res {
+                    Ok(record) => {
+                        slot.switched = true;
+                        slot.report.current = Some(record.to.clone());
+                        out.info(&format!(
+                            "{}: {} -> {}",
+                            slot.spec.label,
+                            record.from.as_deref().unwrap_or("(none)"),
+                            record.to
+                        ));
+                    }
+                    Err(e) => return slot.fail("activate", e),
+                }
+                if let Some(cmd) = &hooks.after_activate {
+                    slot.report.phase = "after_activate".into();
+                    if !run_hook(
+                        slot,
+                        "after_activate",
+                        cmd,
+                        &name,
+                        hooks.hook_timeout,
+                        Duration::ZERO,
+                        out,
+                    ) {
+                        return;
+                    }
+                }
+                if let Some(cmd) = &hooks.health {
+                    slot.report.phase = "health".into();
+                    let timeout = hooks.hook_timeout.min(hooks.health_timeout).max(Duration::from_secs(1));
+                    if !run_hook(slot, "health", cmd, &name, timeout, hooks.health_timeout, out) {
+                        return;
+                    }
+                }
+                slot.report.phase = "done".into();
+                slot.report.result = "ok".into();
+            });
+            if let Some(bad) = self.slots.iter().find(|s| s.error.is_some()) {
+                let exit = match bad.report.phase.as_str() {
+                    "health" => Exit::HealthRolledBack,
+                    _ => bad.error.as_ref().map(Error::exit).unwrap_or(Exit::Error),
+                };
+                failure = Some((bad.spec.label.clone(), exit));
+                break;
+            }
+        }
+
+        // 6. All or nothing.
+        if let Some((host, exit)) = failure {
+            let reverted = self.revert(goal);
+            let phase = self
+                .slots
+                .iter()
+                .find(|s| s.spec.label == host)
+                .map(|s| s.report.phase.clone())
+                .unwrap_or_default();
+            let reason = self
+                .slots
+                .iter()
+                .find(|s| s.spec.label == host)
+                .and_then(|s| s.report.reason.clone())
+                .unwrap_or_default();
+            let msg = format!("{verb} failed on {host} ({phase}): {reason}; {reverted}",);
+            let exit = if exit == Exit::HealthRolledBack || exit == Exit::Locked || exit == Exit::ExpectMismatch {
+                exit
+            } else {
+                Exit::Error
+            };
+            return Err(with_exit(exit, msg));
+        }
+        for s in self
+            .slots
+            .iter_mut()
+            .filter(|s| s.goal.is_none() && s.report.result == "not_started")
+        {
+            s.report.result = "unchanged".into();
+            s.report.phase = "done".into();
+        }
+
+        // 7. Prune after a fully successful deploy.
+        if let Some(keep) = opts.prune_keep {
+            let pinned = self.target.config.pinned.clone();
+            let out = &self.ctx.out;
+            each(&mut self.slots, self.parallel, |slot| {
+                let Ok(s) = slot.session() else { return };
+                match s.prune(keep, &pinned, false) {
+                    Ok(r) if !r.releases.is_empty() => {
+                        out.info(&format!("{}: pruned {}", slot.spec.label, r.releases.join(", ")));
+                    }
+                    Ok(_) => {}
+                    Err(e) => out.warn(&format!("{}: prune failed: {e}", slot.spec.label)),
+                }
+            });
+        }
+        Ok(())
+    }
+
+    fn labels(&self, idx: &[usize]) -> Vec<String> {
+        idx.iter().map(|i| self.slots[*i].spec.label.clone()).collect()
+    }
+
+    /// Decide per host what to switch to; hosts already there do nothing.
+    fn plan(&mut self, goal: &Goal) -> Result<()> {
+        match goal {
+            Goal::Activate { release, .. } => {
+                for slot in self.slots.iter_mut().filter(|s| s.session.is_some()) {
+                    let Some(st) = &slot.status else { continue };
+                    let found = st.releases.iter().find(|r| {
+                        &r.name == release || (crate::digest::looks_like_id(release) && r.id.matches_prefix(release))
+                    });
+                    match found {
+                        Some(r) if !r.complete => slot.fail(
+                            "activate",
+                            Error::other(format!("release `{}` is still being staged here; push it again", r.name))
+                                .on_host(&slot.spec.label),
+                        ),
+                        Some(r) if st.current.as_deref() == Some(r.name.as_str()) => {
+                            slot.report.result = "unchanged".into();
+                            slot.report.phase = "done".into();
+                        }
+                        Some(r) => slot.goal = Some(r.name.clone()),
+                        None => slot.fail(
+                            "activate",
+                            Error::other(format!(
+                                "release `{release}` is not on this host; push it first with `slipway push {release} -t {}`",
+                                self.target.name
+                            ))
+                            .on_host(&slot.spec.label),
+                        ),
+                    }
+                }
+            }
+            Goal::Rollback { to, .. } => {
+                for slot in self.slots.iter_mut().filter(|s| s.session.is_some()) {
+                    let Some(st) = &slot.status else { continue };
+                    let name = match to {
+                        Some(rel) => st
+                            .releases
+                            .iter()
+                            .find(|r| &r.name == rel || (crate::digest::looks_like_id(rel) && r.id.matches_prefix(rel)))
+                            .map(|r| r.name.clone()),
+                        None => st.previous.clone(),
+                    };
+                    match name {
+                        Some(n) => slot.goal = Some(n),
+                        None => {
+                            let why = match to {
+                                Some(rel) => format!("release `{rel}` is not on this host"),
+                                None => format!(
+                                    "nothing to roll back to: no earlier good release in its history (current: {}); name one with `--to REL`",
+                                    st.current.as_deref().unwrap_or("none")
+                                ),
+                            };
+                            slot.fail("rollback", Error::other(why).on_host(&slot.spec.label));
+                        }
+                    }
+                }
+                if to.is_none() {
+                    let mut targets: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                    for s in self.slots.iter().filter(|s| s.goal.is_some()) {
+                        let cur = s.from.clone().unwrap_or_else(|| "none".into());
+                        targets
+                            .entry(s.goal.clone().unwrap_or_default())
+                            .or_default()
+                            .push(format!("{} (on {cur})", s.spec.label));
+                    }
+                    if targets.len() > 1 {
+                        let detail: Vec<String> = targets
+                            .iter()
+                            .map(|(t, hosts)| format!("{} -> {t}", hosts.join(", ")))
+                            .collect();
+                        return Err(Error::other(format!(
+                            "the hosts of `{}` disagree about what to roll back to: {}; choose one with `--to REL`",
+                            self.target.name,
+                            detail.join("; ")
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn run_hook_everywhere(&mut self, kind: &str, cmd: &str, timeout: Duration) {
+        let out = &self.ctx.out;
+        each(&mut self.slots, self.parallel, |slot| {
+            let Some(name) = slot.goal.clone() else { return };
+            if slot.error.is_some() {
+                return;
+            }
+            slot.report.phase = kind.into();
+            run_hook(slot, kind, cmd, &name, timeout, Duration::ZERO, out);
+        });
+    }
+
+    /// Switch every switched host back; returns a sentence for the error.
+    fn revert(&mut self, goal: &Goal) -> String {
+        let actor = crate::config::actor();
+        let hooks = self.hooks.clone();
+        let out = &self.ctx.out;
+        let is_rollback = matches!(goal, Goal::Rollback { .. });
+        each(&mut self.slots, self.parallel, |slot| {
+            if slot.goal.is_some() && !slot.switched && slot.error.is_none() {
+                slot.report.result = "not_started".into();
+            }
+            if !slot.switched {
+                return;
+            }
+            let new = slot.goal.clone().unwrap_or_default();
+            let Some(back) = slot.from.clone() else {
+                // Nothing to return to: the host had no release before.
+                let r = slot
+                    .session()
+                    .and_then(|s| s.mark_bad(&new, "failed during a fleet switch"));
+                slot.report.result = "failed".into();
+                slot.report.reason = Some(match r {
+                    Ok(()) => format!("stayed on `{new}` (marked bad): there was no release to switch back to"),
+                    Err(e) => format!("stayed on `{new}`: {e}"),
+                });
+                return;
+            };
+            let was_failed = slot.error.is_some();
+            let res = slot.session().and_then(|s| {
+                s.activate(ActivateRequest {
+                    release: back.clone(),
+                    expect: Some(new.clone()),
+                    actor: actor.clone(),
+                    action: "revert".into(),
+                    reason: Some("another host failed; switching back".into()),
+                    mark_left_bad: !is_rollback,
+                })
+            });
+            match res {
+                Ok(_) => {
+                    slot.switched = false;
+                    slot.report.current = Some(back.clone());
+                    if !was_failed {
+                        slot.report.phase = "revert".into();
+                        slot.report.result = "reverted".into();
+                        slot.report.reason = Some(format!("switched back to `{back}` because another host failed"));
+                    } else {
+                        slot.report.result = "reverted".into();
+                    }
+                    out.info(&format!("{}: switched back to {back}", slot.spec.label));
+                    if let Some(cmd) = &hooks.after_activate {
+                        let mut probe = SlotHook::default();
+                        let label = slot.spec.label.clone();
+                        if let Ok(s) = slot.session() {
+                            probe.run(s, &label, "after_activate", cmd, &back, hooks.hook_timeout, out);
+                        }
+                        if let Some(w) = probe.warning {
+                            out.warn(&w);
+                        }
+                    }
+                }
+                Err(e) => {
+                    slot.report.result = "failed".into();
+                    slot.report.reason = Some(format!(
+                        "could not switch back to `{back}`: {}; fix by hand with `slipway activate {back} -t TARGET --hosts {}`",
+                        one_line(&e.to_string()),
+                        slot.spec.label
+                    ));
+                }
+            }
+        });
+        let stuck: Vec<&str> = self
+            .slots
+            .iter()
+            .filter(|s| s.switched)
+            .map(|s| s.spec.label.as_str())
+            .collect();
+        if stuck.is_empty() {
+            "every host that was switched is back on its previous release".into()
+        } else {
+            format!("these hosts could not be switched back: {}", stuck.join(", "))
+        }
+    }
+}
+
+#[derive(Default)]
+struct SlotHook {
+    warning: Option<String>,
+}
+
+impl SlotHook {
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &mut self,
+        s: &mut HostSession,
+        label: &str,
+        kind: &str,
+        cmd: &str,
+        release: &str,
+        timeout: Duration,
+        out: &crate::output::Output,
+    ) {
+        match s.hook(hook_request(label, kind, cmd, release, None, timeout, Duration::ZERO)) {
+            Ok(r) => {
+                show_output(out, label, &r.output);
+                if !r.ok {
+                    self.warning = Some(format!("{label}: {kind} failed after switching back to {release}"));
+                }
+            }
+            Err(e) => self.warning = Some(format!("{label}: {kind}: {e}")),
+        }
+    }
+}
+
+fn hook_request(
+    label: &str,
+    kind: &str,
+    cmd: &str,
+    release: &str,
+    previous: Option<&str>,
+    timeout: Duration,
+    retry: Duration,
+) -> HookRequest {
+    let mut env = BTreeMap::new();
+    env.insert("SLIPWAY_HOST".to_string(), label.to_string());
+    env.insert("SLIPWAY_PREVIOUS".to_string(), previous.unwrap_or_default().to_string());
+    HookRequest {
+        kind: kind.into(),
+        release: release.into(),
+        command: cmd.into(),
+        env,
+        timeout_ms: timeout.as_millis() as u64,
+        retry_for_ms: retry.as_millis() as u64,
+    }
+}
+
+fn show_output(out: &crate::output::Output, label: &str, output: &str) {
+    for line in output.lines().filter(|l| !l.trim().is_empty()) {
+        out.info(&format!("[{label}] {line}"));
+    }
+}
+
+/// Run one hook on a slot; on failure record it and return false.
+fn run_hook(
+    slot: &mut Slot,
+    kind: &str,
+    cmd: &str,
+    release: &str,
+    timeout: Duration,
+    retry: Duration,
+    out: &crate::output::Output,
+) -> bool {
+    let label = slot.spec.label.clone();
+    let previous = slot.from.clone();
+    let id_env = slot
+        .status
+        .as_ref()
+        .and_then(|st| st.releases.iter().find(|r| r.name == release).map(|r| r.id.to_string()));
+    let mut req = hook_request(&label, kind, cmd, release, previous.as_deref(), timeout, retry);
+    if let Some(id) = id_env {
+        req.env.insert("SLIPWAY_ID".into(), id);
+    }
+    let started = Instant::now();
+    match slot.session().and_then(|s| s.hook(req)) {
+        Ok(r) => {
+            show_output(out, &label, &r.output);
+            if r.ok {
+                return true;
+            }
+            let why = if r.timed_out {
+                format!(
+                    "{kind} hook `{cmd}` was killed after {:.0} s",
+                    started.elapsed().as_secs_f64()
+                )
+            } else {
+                match r.exit_code {
+                    Some(c) => format!(
+                        "{kind} hook `{cmd}` failed with exit status {c} after {} attempt(s)",
+                        r.attempts
+                    ),
+                    None => format!("{kind} hook `{cmd}` was killed by a signal"),
+                }
+            };
+            let tail: String = r
+                .output
+                .lines()
+                .rev()
+                .take(10)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
+            slot.report.output = Some(tail);
+            slot.fail(kind, Error::other(why));
+            false
+        }
+        Err(e) => {
+            slot.fail(kind, e);
+            false
+        }
+    }
+}
+
+fn with_exit(exit: Exit, msg: String) -> Error {
+    match exit {
+        Exit::Locked => Error::Locked(msg),
+        Exit::Integrity => Error::Integrity(msg),
+        Exit::ExpectMismatch => Error::ExpectMismatch(msg),
+        Exit::HealthRolledBack => Error::HealthRolledBack(msg),
+        Exit::Usage => Error::Usage(msg),
+        Exit::Success | Exit::Error => Error::Other(msg),
+    }
+}
+
+fn record_push(report: &mut HostReport, o: &PushOutcome) {
+    report.bytes_sent = Some(o.bytes_sent);
+    report.objects_reused = Some(o.objects_reused);
+    report.result = "ok".into();
+}
+
+/// A one-line summary of a push.
+pub fn describe_push(name: &str, o: &PushOutcome) -> String {
+    if o.already {
+        return format!("{name} already staged");
+    }
+    format!(
+        "staged {name}: {} files, {} needed, {} sent",
+        o.files,
+        crate::commands::human_bytes(o.bytes_needed),
+        crate::commands::human_bytes(o.bytes_sent)
+    )
+}
+
+/// Print a fleet report: a table on stdout, or JSON with `--json`.
+pub fn print_reports(ctx: &Context, reports: &[HostReport]) {
+    if ctx.out.json {
+        ctx.out.json_value(&reports);
+        return;
+    }
+    let w = reports.iter().map(|r| r.host.len()).max().unwrap_or(4).max(4);
+    ctx.out.data(&format!(
+        "{:<w$}  {:<15}  {:<11}  {:<12}  DETAIL",
+        "HOST", "PHASE", "RESULT", "CURRENT"
+    ));
+    for r in reports {
+        ctx.out.data(&format!(
+            "{:<w$}  {:<15}  {:<11}  {:<12}  {}",
+            r.host,
+            r.phase,
+            r.result,
+            r.current.as_deref().unwrap_or("-"),
+            r.reason.as_deref().unwrap_or("")
+        ));
+        if let Some(o) = &r.output {
+            for line in o.lines() {
+                ctx.out.data(&format!("{:<w$}    | {line}", ""));
+            }
+        }
+    }
+}

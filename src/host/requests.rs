@@ -1,0 +1,191 @@
+//! The host's handlers for everything after staging: lock, activate,
+//! rollback, mark bad, status, history, prune, verify and hooks. One function
+//! per request; each returns the answer message.
+//!
+//! Invariant: `current`, the history and release marks change only while this
+//! session holds the host lock (taken with `lock`, or for the one request when
+//! the client did not take it).
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use super::activate::{self, Switch};
+use super::lock::{self, HostLock, LockInfo};
+use super::serve::Session;
+use super::{history, hooks, prune, status, verify};
+use crate::error::{Error, Result};
+use crate::protocol::{ActivateRequest, HookRequest, Message, RollbackRequest};
+
+fn check_actor(actor: &str) -> Result<()> {
+    if actor.is_empty() || actor.len() > 256 || actor.chars().any(char::is_control) {
+        return Err(Error::usage(format!(
+            "`{}` is not a valid operator name",
+            actor.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+/// `lock`.
+///
+/// # Errors
+/// `Locked` (exit 4) naming the holder.
+pub fn take_lock<R: Read, W: Write>(s: &mut Session<R, W>, holder: LockInfo, wait_ms: Option<u64>) -> Result<Message> {
+    check_actor(&holder.actor)?;
+    if s.lock.is_none() {
+        let me = LockInfo {
+            pid: std::process::id(),
+            ..holder
+        };
+        s.lock = Some(lock::acquire(&s.layout, &me, wait_ms.map(Duration::from_millis))?);
+    }
+    Ok(Message::Locked)
+}
+
+/// `unlock`.
+pub fn release_lock<R: Read, W: Write>(s: &mut Session<R, W>) -> Message {
+    s.lock = None;
+    Message::Unlocked
+}
+
+/// Hold the lock for one request when the session does not hold it already.
+fn ensure_lock<R: Read, W: Write>(s: &Session<R, W>, what: &str) -> Result<Option<HostLock>> {
+    if s.lock.is_some() {
+        return Ok(None);
+    }
+    let me = LockInfo {
+        actor: "unknown".into(),
+        command: format!("slipway {what}"),
+        pid: std::process::id(),
+        since: crate::provenance::now_rfc3339(),
+    };
+    lock::acquire(&s.layout, &me, None).map(Some)
+}
+
+/// `activate`.
+///
+/// # Errors
+/// As [`activate::switch`].
+pub fn activate<R: Read, W: Write>(s: &mut Session<R, W>, req: ActivateRequest) -> Result<Message> {
+    check_actor(&req.actor)?;
+    if !matches!(req.action.as_str(), "activate" | "revert") {
+        return Err(Error::usage(format!(
+            "unknown activation action `{}`",
+            req.action.escape_debug()
+        )));
+    }
+    let _held = ensure_lock(s, "activate")?;
+    let name = activate::resolve_release(&s.layout, &req.release)?;
+    let record = activate::switch(
+        &s.layout,
+        &Switch {
+            name,
+            expect: req.expect,
+            actor: req.actor,
+            action: req.action,
+            reason: req.reason,
+            mark_left_bad: req.mark_left_bad,
+        },
+    )?;
+    Ok(Message::Switched(Box::new(record)))
+}
+
+/// `rollback`.
+///
+/// # Errors
+/// As [`activate::rollback`].
+pub fn rollback<R: Read, W: Write>(s: &mut Session<R, W>, req: RollbackRequest) -> Result<Message> {
+    check_actor(&req.actor)?;
+    let _held = ensure_lock(s, "rollback")?;
+    let record = activate::rollback(&s.layout, req.to.as_deref(), req.expect, &req.actor, req.reason)?;
+    Ok(Message::Switched(Box::new(record)))
+}
+
+/// `mark_bad`.
+///
+/// # Errors
+/// When the release is unknown.
+pub fn mark_bad<R: Read, W: Write>(s: &mut Session<R, W>, name: &str, reason: &str) -> Result<Message> {
+    crate::manifest::validate_name(name)?;
+    let _held = ensure_lock(s, "mark-bad")?;
+    activate::mark_bad(&s.layout, name, reason)?;
+    Ok(Message::Marked)
+}
+
+/// `status`.
+///
+/// # Errors
+/// On I/O failure.
+pub fn status<R: Read, W: Write>(s: &Session<R, W>) -> Result<Message> {
+    Ok(Message::StatusReport(Box::new(status::status(&s.layout)?)))
+}
+
+/// `history`.
+///
+/// # Errors
+/// On I/O failure.
+pub fn history<R: Read, W: Write>(s: &Session<R, W>, limit: Option<usize>) -> Result<Message> {
+    let (mut records, warnings) = history::read(&s.layout)?;
+    records.reverse();
+    if let Some(n) = limit {
+        records.truncate(n);
+    }
+    Ok(Message::HistoryReport { records, warnings })
+}
+
+/// `prune`.
+///
+/// # Errors
+/// Refused on `--append-only` hosts; I/O failures.
+pub fn prune<R: Read, W: Write>(
+    s: &mut Session<R, W>,
+    keep: usize,
+    pinned: &[String],
+    dry_run: bool,
+) -> Result<Message> {
+    if s.append_only {
+        return Err(Error::other(format!(
+            "`{}` is served with `--append-only`: prune and every deletion are refused",
+            s.layout.root.display()
+        )));
+    }
+    let _held = ensure_lock(s, "prune")?;
+    let report = prune::prune(&s.layout, keep, pinned, dry_run, s.append_only)?;
+    Ok(Message::Pruned(Box::new(report)))
+}
+
+/// `verify`.
+///
+/// # Errors
+/// When the named release is not on the host.
+pub fn verify<R: Read, W: Write>(s: &Session<R, W>, release: Option<&str>) -> Result<Message> {
+    let names = match release {
+        Some(rel) => vec![activate::resolve_release(&s.layout, rel)?],
+        None => s.layout.release_names()?,
+    };
+    let mut checked = Vec::new();
+    let mut drift = Vec::new();
+    for name in names {
+        let meta = activate::complete_release(&s.layout, &name);
+        let Ok(meta) = meta else {
+            if release.is_some() {
+                meta?;
+            }
+            continue; // still staging
+        };
+        drift.extend(verify::verify_release(&s.layout, &meta)?);
+        checked.push(name);
+    }
+    Ok(Message::Verified {
+        releases: checked,
+        drift,
+    })
+}
+
+/// `hook`.
+///
+/// # Errors
+/// When the release is missing or the hook cannot be started.
+pub fn hook<R: Read, W: Write>(s: &Session<R, W>, req: &HookRequest) -> Result<Message> {
+    Ok(Message::HookResult(Box::new(hooks::run(&s.layout, req)?)))
+}

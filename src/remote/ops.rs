@@ -1,0 +1,155 @@
+//! Client methods for the requests after staging: one method per request,
+//! each a single round trip on the session's connection.
+
+use super::session::HostSession;
+use crate::error::{Error, Result};
+use crate::host::history::Record;
+use crate::host::lock::LockInfo;
+use crate::host::prune::PruneReport;
+use crate::host::status::HostStatus;
+use crate::host::verify::Drift;
+use crate::protocol::{ActivateRequest, HookRequest, HookResult, Message, RollbackRequest};
+
+impl HostSession {
+    /// Send one request and read its answer; a refusal ends the session.
+    fn request(&mut self, msg: Message, phase: &str) -> Result<Message> {
+        let sent = self.ch.send(&msg).and_then(|()| self.ch.recv());
+        sent.map_err(|e| self.fail(e, phase))
+    }
+
+    fn unexpected(&mut self, got: &Message, wanted: &str) -> Error {
+        let e = Error::other(format!(
+            "the host answered `{}` where `{wanted}` was expected",
+            got.name()
+        ));
+        self.fail(e, wanted)
+    }
+
+    /// Take the host lock for this session (`wait`: how long to wait for it).
+    ///
+    /// # Errors
+    /// `Locked` (exit 4) naming the holder.
+    pub fn lock(&mut self, holder: &LockInfo, wait: Option<std::time::Duration>) -> Result<()> {
+        let msg = Message::Lock {
+            holder: holder.clone(),
+            wait_ms: wait.map(|w| w.as_millis() as u64),
+        };
+        match self.request(msg, "locking")? {
+            Message::Locked => Ok(()),
+            other => Err(self.unexpected(&other, "locked")),
+        }
+    }
+
+    /// Release the host lock.
+    ///
+    /// # Errors
+    /// On a broken connection.
+    pub fn unlock(&mut self) -> Result<()> {
+        match self.request(Message::Unlock, "unlocking")? {
+            Message::Unlocked => Ok(()),
+            other => Err(self.unexpected(&other, "unlocked")),
+        }
+    }
+
+    /// Point `current` at a release.
+    ///
+    /// # Errors
+    /// The host's refusal (`--expect` mismatch: exit 6; missing release).
+    pub fn activate(&mut self, req: ActivateRequest) -> Result<Record> {
+        let phase = format!("the activation of `{}`", req.release);
+        match self.request(Message::Activate(Box::new(req)), &phase)? {
+            Message::Switched(r) => Ok(*r),
+            other => Err(self.unexpected(&other, "switched")),
+        }
+    }
+
+    /// Roll back.
+    ///
+    /// # Errors
+    /// The host's refusal (nothing to roll back to: exit 1).
+    pub fn rollback(&mut self, req: RollbackRequest) -> Result<Record> {
+        match self.request(Message::Rollback(Box::new(req)), "the rollback")? {
+            Message::Switched(r) => Ok(*r),
+            other => Err(self.unexpected(&other, "switched")),
+        }
+    }
+
+    /// Mark a release bad on the host.
+    ///
+    /// # Errors
+    /// On refusal or a broken connection.
+    pub fn mark_bad(&mut self, name: &str, reason: &str) -> Result<()> {
+        let msg = Message::MarkBad {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        };
+        match self.request(msg, "marking a release bad")? {
+            Message::Marked => Ok(()),
+            other => Err(self.unexpected(&other, "marked")),
+        }
+    }
+
+    /// The host's state.
+    ///
+    /// # Errors
+    /// On refusal or a broken connection.
+    pub fn status(&mut self) -> Result<HostStatus> {
+        match self.request(Message::Status, "status")? {
+            Message::StatusReport(s) => Ok(*s),
+            other => Err(self.unexpected(&other, "status_report")),
+        }
+    }
+
+    /// History records, newest first, and warnings about unreadable lines.
+    ///
+    /// # Errors
+    /// On refusal or a broken connection.
+    pub fn history(&mut self, limit: Option<usize>) -> Result<(Vec<Record>, Vec<String>)> {
+        match self.request(Message::History { limit }, "history")? {
+            Message::HistoryReport { records, warnings } => Ok((records, warnings)),
+            other => Err(self.unexpected(&other, "history_report")),
+        }
+    }
+
+    /// Prune old releases and unreferenced objects.
+    ///
+    /// # Errors
+    /// Refused on `--append-only` hosts; a held lock (exit 4).
+    pub fn prune(&mut self, keep: usize, pinned: &[String], dry_run: bool) -> Result<PruneReport> {
+        let msg = Message::Prune {
+            keep,
+            pinned: pinned.to_vec(),
+            dry_run,
+        };
+        match self.request(msg, "prune")? {
+            Message::Pruned(r) => Ok(*r),
+            other => Err(self.unexpected(&other, "pruned")),
+        }
+    }
+
+    /// Re-hash release trees on the host.
+    ///
+    /// # Errors
+    /// When the named release is not there.
+    pub fn verify(&mut self, release: Option<&str>) -> Result<(Vec<String>, Vec<Drift>)> {
+        let msg = Message::Verify {
+            release: release.map(str::to_string),
+        };
+        match self.request(msg, "verify")? {
+            Message::Verified { releases, drift } => Ok((releases, drift)),
+            other => Err(self.unexpected(&other, "verified")),
+        }
+    }
+
+    /// Run a hook on the host.
+    ///
+    /// # Errors
+    /// When the hook cannot be started (a failing hook is `ok: false`).
+    pub fn hook(&mut self, req: HookRequest) -> Result<HookResult> {
+        let phase = format!("the {} hook", req.kind);
+        match self.request(Message::Hook(Box::new(req)), &phase)? {
+            Message::HookResult(r) => Ok(*r),
+            other => Err(self.unexpected(&other, "hook_result")),
+        }
+    }
+}
