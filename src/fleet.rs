@@ -100,8 +100,13 @@ pub struct HostReport {
 /// What a switch does on each host.
 #[derive(Debug, Clone)]
 pub enum Goal {
-    /// Activate this release (name or id prefix) everywhere.
-    Activate { release: String, expect: Option<String> },
+    /// Activate this release (name or id prefix) everywhere. With `again`,
+    /// hosts already on it activate it anyway (recorded); otherwise they skip.
+    Activate {
+        release: String,
+        expect: Option<String>,
+        again: bool,
+    },
     /// Roll back to `to`, or each host's previous good release.
     Rollback {
         to: Option<String>,
@@ -608,7 +613,7 @@ impl<'a> Fleet<'a> {
     /// Decide per host what to switch to; hosts already there do nothing.
     fn plan(&mut self, goal: &Goal) -> Result<()> {
         match goal {
-            Goal::Activate { release, .. } => {
+            Goal::Activate { release, again, .. } => {
                 for slot in self.slots.iter_mut().filter(|s| s.session.is_some()) {
                     let Some(st) = &slot.status else { continue };
                     let found = st.releases.iter().find(|r| {
@@ -620,7 +625,7 @@ impl<'a> Fleet<'a> {
                             Error::other(format!("release `{}` is still being staged here; push it again", r.name))
                                 .on_host(&slot.spec.label),
                         ),
-                        Some(r) if st.current.as_deref() == Some(r.name.as_str()) => {
+                        Some(r) if !again && st.current.as_deref() == Some(r.name.as_str()) => {
                             slot.report.result = "unchanged".into();
                             slot.report.phase = "done".into();
                         }

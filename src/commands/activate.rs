@@ -15,6 +15,7 @@ pub fn run(args: &ActivateArgs, ctx: &Context) -> Result<()> {
     let goal = Goal::Activate {
         release: args.rel.clone(),
         expect: args.expect.clone(),
+        again: true,
     };
     let opts = SwitchOptions {
         wait: args.switch.wait.map(Duration::from_secs),

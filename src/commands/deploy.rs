@@ -50,6 +50,7 @@ pub fn run(args: &DeployArgs, ctx: &Context) -> Result<()> {
     let goal = Goal::Activate {
         release: record.name.clone(),
         expect: args.expect.clone(),
+        again: false,
     };
     let opts = SwitchOptions {
         wait: args.wait.map(Duration::from_secs),

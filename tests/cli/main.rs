@@ -5,5 +5,6 @@ mod support;
 
 mod bundles;
 mod push;
+mod releases;
 mod serve;
 mod ssh;

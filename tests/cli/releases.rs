@@ -1,0 +1,427 @@
+//! Issue 4: releases on a host — activate, rollback, history, status, locks,
+//! prune, shared data and the drift check, on local paths and over SSH.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::{Env, write_file};
+
+/// Build releases v1..=n from a small tree whose index.html names the release.
+fn releases(env: &Env, n: usize) {
+    for i in 1..=n {
+        write_file(&env.path("site/index.html"), format!("<h1>v{i}</h1>\n").as_bytes());
+        write_file(
+            &env.path("site/static/app.js"),
+            b"console.log('same in every release')\n",
+        );
+        env.slipway()
+            .args(["build", "--dir", "site", "--name", &format!("v{i}")])
+            .ok();
+    }
+}
+
+fn current(root: &Path) -> String {
+    let link = std::fs::read_link(root.join("current")).expect("current is a symlink");
+    let text = link.to_string_lossy().into_owned();
+    assert!(text.starts_with("releases/"), "current must be relative: {text}");
+    assert!(
+        root.join(&text).join("index.html").is_file(),
+        "current points at a complete release"
+    );
+    text.trim_start_matches("releases/").to_string()
+}
+
+fn status(env: &Env, target: &str) -> serde_json::Value {
+    let out = env.slipway().args(["status", "--json", "-t", target]).ok();
+    out.json()[0].clone()
+}
+
+#[test]
+fn activate_rollback_history_and_status_with_every_exit_code() {
+    let env = Env::new();
+    releases(&env, 3);
+    let root = env.path("host");
+    let t = root.to_str().unwrap();
+    for v in ["v1", "v2", "v3"] {
+        env.slipway().args(["push", v, "-t", t]).ok();
+    }
+    assert!(
+        std::fs::symlink_metadata(root.join("current")).is_err(),
+        "push never activates"
+    );
+
+    // not on the host: exit 1, suggests push
+    env.write("site/index.html", "v4");
+    env.slipway().args(["build", "--dir", "site", "--name", "v4"]).ok();
+    env.slipway()
+        .args(["activate", "v4", "-t", t])
+        .fails(1)
+        .stderr_has("release `v4` is not on this host; push it first");
+    // nothing to roll back to yet
+    env.slipway()
+        .args(["rollback", "-t", t])
+        .fails(1)
+        .stderr_has("nothing to roll back to");
+
+    for v in ["v1", "v2", "v3"] {
+        env.slipway().args(["activate", v, "-t", t]).ok();
+        assert_eq!(current(&root), v);
+    }
+    // already current: succeeds and is recorded
+    env.slipway().args(["activate", "v3", "-t", t]).ok();
+    let hist = env.slipway().args(["history", "--json", "-t", t]).ok().json();
+    let hist = hist.as_array().unwrap();
+    assert_eq!(
+        hist.len(),
+        4,
+        "activating the current release succeeds and is recorded: {hist:?}"
+    );
+
+    // --expect is a compare-and-swap: exit 6, nothing changed
+    env.slipway()
+        .args(["activate", "v1", "-t", t, "--expect", "v2"])
+        .fails(6)
+        .stderr_has("not `v2` (--expect)");
+    assert_eq!(current(&root), "v3");
+    env.slipway().args(["activate", "v1", "-t", t, "--expect", "v3"]).ok();
+    env.slipway().args(["activate", "v3", "-t", t]).ok();
+
+    // rollback walks back v3 -> v2 -> v1, marking what it leaves bad
+    env.slipway().args(["rollback", "-t", t]).ok();
+    assert_eq!(current(&root), "v1", "v1 was active right before v3");
+    let st = status(&env, t);
+    assert_eq!(st["current"], "v1");
+    let bad: Vec<&str> = st["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["bad"] == true)
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(bad, vec!["v3"]);
+    env.slipway().args(["rollback", "-t", t]).ok();
+    assert_eq!(current(&root), "v2", "walks back, never toggles to the bad v3");
+    // by id, and activation clears the mark
+    let id3 = env.slipway().args(["inspect", "v3", "--json"]).ok().json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.slipway().args(["rollback", "-t", t, "--to", &id3[..19]]).ok();
+    assert_eq!(current(&root), "v3");
+    let st = status(&env, t);
+    assert!(
+        st["releases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["name"] != "v3" || r["bad"] == false)
+    );
+    for key in ["host", "current", "current_id", "previous", "releases", "lock"] {
+        assert!(st.get(key).is_some(), "status --json lacks `{key}`: {st}");
+    }
+    assert_eq!(st["lock"], serde_json::Value::Null);
+    assert_eq!(st["current_id"], id3.as_str());
+
+    // history: flat, newest first, documented keys
+    let hist = env.slipway().args(["history", "--json", "-t", t]).ok().json();
+    let first = &hist[0];
+    for key in ["host", "time", "actor", "action", "from", "to", "id"] {
+        assert!(first.get(key).is_some(), "history --json lacks `{key}`: {first}");
+    }
+    assert_eq!(first["to"], "v3");
+    assert_eq!(first["action"], "rollback");
+    assert_eq!(first["actor"].as_str().unwrap().split('@').next(), Some("tester"));
+    let n2 = env
+        .slipway()
+        .args(["history", "--json", "-n", "2", "-t", t])
+        .ok()
+        .json();
+    assert_eq!(n2.as_array().unwrap().len(), 2);
+
+    // usage errors: exit 2
+    env.slipway()
+        .args(["activate", "v1", "-t", "nosuchtarget"])
+        .fails(2)
+        .stderr_has("unknown target");
+    env.slipway().args(["activate", "-t", t]).fails(2);
+}
+
+#[test]
+fn a_held_lock_fails_fast_naming_the_holder_or_is_waited_for() {
+    let env = Env::new();
+    releases(&env, 2);
+    let root = env.path("host");
+    let t = root.to_str().unwrap();
+    env.slipway().args(["push", "v1", "-t", t]).ok();
+    env.slipway().args(["push", "v2", "-t", t]).ok();
+    env.slipway().args(["activate", "v1", "-t", t]).ok();
+    std::fs::write(
+        root.join(".slipway/lock.info"),
+        r#"{"actor":"alice@laptop","command":"slipway activate v9","pid":4242,"since":"2026-01-01T00:00:00Z"}"#,
+    )
+    .unwrap();
+    let mut holder = Command::new("flock")
+        .arg(root.join(".slipway/lock"))
+        .args(["sleep", "3"])
+        .spawn()
+        .expect("flock(1) from util-linux");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = env.slipway().args(["activate", "v2", "-t", t]).fails(4);
+    out.stderr_has("locked by alice@laptop (pid 4242, `slipway activate v9`");
+    assert_eq!(current(&root), "v1", "nothing changed");
+    let st = status(&env, t);
+    assert_eq!(st["lock"]["actor"], "alice@laptop");
+    env.slipway().args(["prune", "-t", t]).fails(4);
+    env.slipway().args(["activate", "v2", "-t", t, "--wait", "20"]).ok();
+    assert_eq!(current(&root), "v2");
+    let _ = holder.wait();
+}
+
+#[test]
+fn racing_operators_each_succeed_once_or_exit_4_and_history_matches_current() {
+    let env = Env::new();
+    releases(&env, 3);
+    let root = env.path("host");
+    let t = root.to_str().unwrap().to_string();
+    for v in ["v1", "v2", "v3"] {
+        env.slipway().args(["push", v, "-t", &t]).ok();
+    }
+    env.slipway().args(["activate", "v1", "-t", &t]).ok();
+    let before = env
+        .slipway()
+        .args(["history", "--json", "-t", &t])
+        .ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .len();
+    let children: Vec<_> = (0..10)
+        .map(|i| {
+            let args: Vec<String> = match i % 3 {
+                0 => vec!["activate".into(), "v2".into()],
+                1 => vec!["activate".into(), "v3".into()],
+                _ => vec!["rollback".into(), "--to".into(), "v1".into()],
+            };
+            let mut cmd = env.slipway().args(&args).args(["-t", &t]).cmd;
+            cmd.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    let mut ok = 0;
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        match out.status.code() {
+            Some(0) => ok += 1,
+            Some(4) => assert!(
+                String::from_utf8_lossy(&out.stderr).contains("is locked by"),
+                "exit 4 names the holder: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            other => panic!("unexpected exit {other:?}: {}", String::from_utf8_lossy(&out.stderr)),
+        }
+    }
+    assert!(ok >= 1);
+    let hist = env.slipway().args(["history", "--json", "-t", &t]).ok().json();
+    let hist = hist.as_array().unwrap();
+    assert!(hist.len() <= before + ok, "at most one record per successful operator");
+    assert_eq!(
+        hist[0]["to"].as_str().unwrap(),
+        current(&root),
+        "the last record's `to` is current"
+    );
+}
+
+#[test]
+fn shared_data_survives_activate_rollback_and_prune() {
+    let env = Env::new();
+    releases(&env, 4);
+    let root = env.path("host");
+    env.write(
+        "slipway.toml",
+        format!(
+            "[targets.web]\nhosts = [\"{}\"]\nshared = [\"uploads\", \"static/cache\"]\nshared_files = [\"config.env\"]\nkeep = 1\n",
+            root.display()
+        ),
+    );
+    env.slipway().args(["deploy", "v1", "-t", "web"]).ok();
+    // the application writes through current/
+    std::fs::write(root.join("current/uploads/photo.jpg"), "precious").unwrap();
+    std::fs::write(root.join("current/config.env"), "SECRET=1").unwrap();
+    std::fs::write(root.join("current/static/cache/x"), "cached").unwrap();
+    assert_eq!(
+        std::fs::read_link(root.join("releases/v1/uploads"))
+            .unwrap()
+            .to_string_lossy(),
+        "../../shared/uploads"
+    );
+    for v in ["v2", "v3", "v4"] {
+        env.slipway().args(["deploy", v, "-t", "web"]).ok();
+    }
+    env.slipway().args(["rollback", "-t", "web"]).ok();
+    env.slipway().args(["prune", "-t", "web", "--keep", "1"]).ok();
+    assert_eq!(
+        std::fs::read_to_string(root.join("current/uploads/photo.jpg")).unwrap(),
+        "precious"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("shared/config.env")).unwrap(),
+        "SECRET=1"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("current/static/cache/x")).unwrap(),
+        "cached"
+    );
+    env.slipway().args(["verify", "-t", "web"]).ok();
+
+    // a bundle with a file where a shared path goes is refused, naming it
+    write_file(&env.path("site/uploads"), b"oops");
+    env.slipway().args(["build", "--dir", "site", "--name", "v5"]).ok();
+    env.slipway()
+        .args(["push", "v5", "-t", "web"])
+        .fails(1)
+        .stderr_has("the bundle has a file at shared path `uploads`");
+}
+
+#[test]
+fn prune_keeps_current_previous_pinned_and_waiting_releases_and_dry_run_lists() {
+    let env = Env::new();
+    releases(&env, 6);
+    let root = env.path("host");
+    env.write(
+        "slipway.toml",
+        format!(
+            "[targets.web]\nhosts = [\"{}\"]\npinned = [\"v1\"]\nkeep = 5\n",
+            root.display()
+        ),
+    );
+    for v in ["v1", "v2", "v3", "v4", "v5"] {
+        env.slipway().args(["push", v, "-t", "web"]).ok();
+        env.slipway().args(["activate", v, "-t", "web"]).ok();
+    }
+    env.slipway().args(["push", "v6", "-t", "web"]).ok(); // waiting to go live
+    let dry = env
+        .slipway()
+        .args(["prune", "-t", "web", "--keep", "0", "--dry-run", "--json"])
+        .ok()
+        .json();
+    assert_eq!(dry[0]["releases"], serde_json::json!(["v2", "v3"]), "{dry}");
+    assert!(root.join("releases/v2").is_dir(), "dry run removes nothing");
+    let out = env.slipway().args(["prune", "-t", "web", "--keep", "0"]).ok();
+    assert!(out.stdout().contains("removed v2, v3"), "{out}");
+    for kept in ["v1", "v4", "v5", "v6"] {
+        assert!(root.join("releases").join(kept).is_dir(), "{kept} kept");
+    }
+    assert!(!root.join("releases/v2").exists() && !root.join(".slipway/releases/v2.json").exists());
+    env.slipway().args(["verify", "-t", "web"]).ok();
+    env.slipway().args(["rollback", "-t", "web"]).ok();
+    assert_eq!(current(&root), "v4");
+}
+
+#[test]
+fn verify_reports_drift_with_exit_5() {
+    let env = Env::new();
+    releases(&env, 1);
+    let root = env.path("host");
+    let t = root.to_str().unwrap();
+    env.slipway().args(["deploy", "v1", "-t", t]).ok();
+    env.slipway().args(["verify", "-t", t]).ok();
+    env.slipway().args(["verify", "-t", t, "v1"]).ok();
+    // someone edits a live file and drops another one in
+    let f = root.join("releases/v1/index.html");
+    Command::new("chmod")
+        .arg("u+w")
+        .arg(root.join("releases/v1"))
+        .arg(&f)
+        .status()
+        .unwrap();
+    std::fs::write(&f, "<h1>hacked</h1>\n").unwrap();
+    std::fs::write(root.join("releases/v1/extra.php"), "<?php").unwrap();
+    let out = env.slipway().args(["verify", "-t", t, "--json"]).fails(5);
+    let drift = out.json()[0]["drift"].clone();
+    let problems: Vec<(String, String)> = drift
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["path"].as_str().unwrap().to_string(),
+                d["problem"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        problems,
+        vec![
+            ("extra.php".to_string(), "extra".to_string()),
+            ("index.html".to_string(), "changed".to_string())
+        ]
+    );
+    env.slipway()
+        .args(["verify", "-t", t, "v9"])
+        .fails(1)
+        .stderr_has("`v9`");
+}
+
+#[test]
+fn a_killed_activate_leaves_current_at_the_old_or_the_new_release() {
+    let env = Env::new();
+    releases(&env, 2);
+    let root = env.path("host");
+    let t = root.to_str().unwrap();
+    env.slipway().args(["push", "v1", "-t", t]).ok();
+    env.slipway().args(["push", "v2", "-t", t]).ok();
+    env.slipway().args(["activate", "v1", "-t", t]).ok();
+    for i in 0..12u64 {
+        let target = if i % 2 == 0 { "v2" } else { "v1" };
+        let mut child = env.slipway().args(["activate", target, "-t", t]).cmd.spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2 + i * 3));
+        let _ = child.kill();
+        let _ = child.wait();
+        let now = current(&root);
+        assert!(now == "v1" || now == "v2");
+        // the next operation reconciles and works
+        env.slipway().args(["status", "-t", t]).ok();
+    }
+    env.slipway().args(["activate", "v2", "-t", t]).ok();
+    let hist = env.slipway().args(["history", "--json", "-t", t]).ok().json();
+    assert_eq!(hist[0]["to"], "v2");
+    assert_eq!(current(&root), "v2");
+}
+
+#[test]
+fn activate_and_rollback_over_real_sshd() {
+    let host = crate::support::sshd::Sshd::start();
+    let env = Env::new();
+    releases(&env, 2);
+    let root = env.path("srv");
+    let url = host.url(&root);
+    for v in ["v1", "v2"] {
+        env.slipway()
+            .via_ssh(host.ssh_config_path())
+            .args(["deploy", v, "-t", &url])
+            .ok();
+    }
+    assert_eq!(current(&root), "v2");
+    env.slipway()
+        .via_ssh(host.ssh_config_path())
+        .args(["rollback", "-t", &url])
+        .ok();
+    assert_eq!(current(&root), "v1");
+    let st = env
+        .slipway()
+        .via_ssh(host.ssh_config_path())
+        .args(["status", "--json", "-t", &url])
+        .ok()
+        .json();
+    assert_eq!(st[0]["host"], url.as_str());
+    assert_eq!(st[0]["current"], "v1");
+    env.slipway()
+        .via_ssh(host.ssh_config_path())
+        .args(["activate", "v2", "-t", &url, "--expect", "v2"])
+        .fails(6);
+    env.slipway()
+        .via_ssh(host.ssh_config_path())
+        .args(["verify", "-t", &url])
+        .ok();
+}
