@@ -15,6 +15,28 @@ use super::layout::Layout;
 use crate::error::{Error, Result};
 use crate::protocol::{HookRequest, HookResult};
 
+/// The host's own hook for `kind` from `<root>/.slipway/hooks.toml` (the
+/// same keys as a target's `[hooks]` section), used instead of the client's
+/// when `serve` runs as a forced command.
+///
+/// # Errors
+/// When the file exists but is malformed (file, line and key named).
+pub fn host_hook(layout: &Layout, kind: &str) -> Result<Option<String>> {
+    let path = layout.meta_dir().join("hooks.toml");
+    let Some(bytes) = crate::fs::read_optional(&path)? else {
+        return Ok(None);
+    };
+    let text = String::from_utf8(bytes).map_err(|_| Error::usage(format!("`{}` is not UTF-8", path.display())))?;
+    let hooks: crate::config::HooksConfig =
+        toml::from_str(&text).map_err(|e| Error::usage(format!("`{}`: {}", path.display(), e.message().trim())))?;
+    Ok(match kind {
+        "before_activate" => hooks.before_activate,
+        "after_activate" => hooks.after_activate,
+        "health" => hooks.health,
+        _ => None,
+    })
+}
+
 /// Bytes of output kept from a hook.
 pub const OUTPUT_TAIL: usize = 4096;
 

@@ -187,5 +187,26 @@ pub fn verify<R: Read, W: Write>(s: &Session<R, W>, release: Option<&str>) -> Re
 /// # Errors
 /// When the release is missing or the hook cannot be started.
 pub fn hook<R: Read, W: Write>(s: &Session<R, W>, req: &HookRequest) -> Result<Message> {
-    Ok(Message::HookResult(Box::new(hooks::run(&s.layout, req)?)))
+    if !s.forced {
+        return Ok(Message::HookResult(Box::new(hooks::run(&s.layout, req)?)));
+    }
+    // A forced command runs only the host's own hooks, never the client's text.
+    match hooks::host_hook(&s.layout, &req.kind)? {
+        Some(command) => {
+            let own = HookRequest { command, ..req.clone() };
+            Ok(Message::HookResult(Box::new(hooks::run(&s.layout, &own)?)))
+        }
+        None => Ok(Message::HookResult(Box::new(crate::protocol::HookResult {
+            ok: true,
+            exit_code: None,
+            timed_out: false,
+            attempts: 0,
+            seconds: 0.0,
+            output: format!(
+                "no `{}` hook in `{}`: skipped (this host runs only its own hooks)",
+                req.kind,
+                s.layout.meta_dir().join("hooks.toml").display()
+            ),
+        }))),
+    }
 }

@@ -30,6 +30,9 @@ pub struct Session<R, W: Write> {
     pub client_version: String,
     /// The host lock, while this session holds it (`lock` … `unlock`).
     pub lock: Option<super::lock::HostLock>,
+    /// Running as an `authorized_keys` forced command: only the host's own
+    /// hooks (`.slipway/hooks.toml`) run, never commands sent by the client.
+    pub forced: bool,
 }
 
 /// Serve the protocol on this process's stdin and stdout.
@@ -44,16 +47,129 @@ pub fn serve_stdio(root: &Path, append_only: bool) -> Result<()> {
     };
     let input = dup(std::io::stdin().as_fd().try_clone_to_owned(), "stdin")?;
     let output = dup(std::io::stdout().as_fd().try_clone_to_owned(), "stdout")?;
-    serve(root, append_only, BufReader::with_capacity(256 * 1024, input), output)
+    // sshd sets SSH_ORIGINAL_COMMAND only when it runs a forced command.
+    let forced = std::env::var("SSH_ORIGINAL_COMMAND").ok();
+    serve(
+        root,
+        append_only,
+        forced,
+        BufReader::with_capacity(256 * 1024, input),
+        output,
+    )
+}
+
+/// Check what the client asked for against the forced command: only `serve`,
+/// only this root (the forced `--root` wins; asking for another is an error,
+/// not silence), only the flags `--root` and `--append-only`.
+///
+/// # Errors
+/// Usage error naming what was asked and what this key allows.
+pub fn check_forced(root: &Path, asked: &str) -> Result<()> {
+    let words = shell_words(asked);
+    let allowed = format!("this key may only run `slipway serve --root {}`", root.display());
+    let Some(at) = words.iter().position(|w| w == "serve") else {
+        return Err(Error::usage(format!(
+            "{allowed}; it asked for `{}`",
+            asked.escape_debug()
+        )));
+    };
+    let mut rest = words[at + 1..].iter();
+    while let Some(w) = rest.next() {
+        match w.as_str() {
+            "--append-only" => {}
+            "--root" => {
+                let Some(r) = rest.next() else {
+                    return Err(Error::usage(format!("{allowed}; `--root` without a value")));
+                };
+                let wanted = std::fs::canonicalize(r).unwrap_or_else(|_| Path::new(r).to_path_buf());
+                let own = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+                if wanted != own {
+                    return Err(Error::usage(format!(
+                        "this key is restricted to the root `{}`; the client asked for `{}`",
+                        root.display(),
+                        r.escape_debug()
+                    )));
+                }
+            }
+            other => {
+                return Err(Error::usage(format!(
+                    "{allowed}; the flag `{}` is not allowed",
+                    other.escape_debug()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Split a command line the way a POSIX shell would for plain words and
+/// single/double quotes (enough to read back what the client sent).
+fn shell_words(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut any = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                any = true;
+                for c in chars.by_ref() {
+                    if c == '\'' {
+                        break;
+                    }
+                    cur.push(c);
+                }
+            }
+            '"' => {
+                any = true;
+                while let Some(c) = chars.next() {
+                    match c {
+                        '"' => break,
+                        '\\' => cur.extend(chars.next()),
+                        c => cur.push(c),
+                    }
+                }
+            }
+            '\\' => {
+                any = true;
+                cur.extend(chars.next());
+            }
+            c if c.is_whitespace() => {
+                if any {
+                    out.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => {
+                any = true;
+                cur.push(c);
+            }
+        }
+    }
+    if any {
+        out.push(cur);
+    }
+    out
 }
 
 /// Serve one session on `reader`/`writer`.
 ///
 /// # Errors
 /// Whatever ended the session (it was also sent to the client when possible).
-pub fn serve<R: Read, W: Write>(root: &Path, append_only: bool, reader: R, writer: W) -> Result<()> {
+pub fn serve<R: Read, W: Write>(
+    root: &Path,
+    append_only: bool,
+    forced: Option<String>,
+    reader: R,
+    writer: W,
+) -> Result<()> {
     let mut ch = Channel::new(reader, writer, Peer::Client);
     ch.send(&Message::hello())?;
+    if let Some(asked) = &forced
+        && let Err(e) = check_forced(root, asked)
+    {
+        return fail(&mut ch, e);
+    }
     let Some(first) = ch.recv_optional()? else {
         return Ok(());
     };
@@ -71,6 +187,7 @@ pub fn serve<R: Read, W: Write>(root: &Path, append_only: bool, reader: R, write
         append_only,
         client_version,
         lock: None,
+        forced: forced.is_some(),
     };
     while let Some(request) = session.ch.recv_optional()? {
         let reply = match request {
@@ -106,4 +223,26 @@ fn fail<R: Read, W: Write>(ch: &mut Channel<R, W>, e: Error) -> Result<()> {
         let _ = ch.flush();
     }
     Err(e)
+}
+
+#[cfg(test)]
+mod forced_tests {
+    use super::*;
+
+    #[test]
+    fn only_serve_on_this_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("app");
+        std::fs::create_dir(&root).unwrap();
+        let r = root.display().to_string();
+        check_forced(&root, &format!("slipway serve --root '{r}'")).unwrap();
+        check_forced(&root, &format!("/usr/bin/slipway serve --root {r} --append-only")).unwrap();
+        let other = check_forced(&root, "slipway serve --root '/srv/other'")
+            .unwrap_err()
+            .to_string();
+        assert!(other.contains("restricted to the root"), "{other}");
+        assert!(check_forced(&root, "sh -c 'cat /etc/shadow'").is_err());
+        assert!(check_forced(&root, &format!("slipway serve --root {r} --exec x")).is_err());
+        assert_eq!(shell_words("a 'b c' \"d e\" f\\ g"), vec!["a", "b c", "d e", "f g"]);
+    }
 }

@@ -6,5 +6,6 @@ mod support;
 mod bundles;
 mod push;
 mod releases;
+mod security;
 mod serve;
 mod ssh;
