@@ -285,6 +285,10 @@ pub struct VerifyArgs {
     /// Only these hosts of the target, comma-separated
     #[arg(long, value_name = "HOST,...", value_delimiter = ',', requires = "target")]
     pub hosts: Vec<String>,
+    /// Re-send damaged or missing contents from the local store, rebuild the
+    /// drifted release trees (swapped in atomically), then verify again
+    #[arg(long, requires = "target")]
+    pub repair: bool,
 }
 
 #[derive(Debug, Args)]

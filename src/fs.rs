@@ -290,6 +290,16 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> Result<bool> {
     Ok(true)
 }
 
+/// Swap two directory entries atomically (`renameat2(RENAME_EXCHANGE)`):
+/// whoever resolves either path sees the old or the new one, never neither.
+///
+/// # Errors
+/// On I/O failure (including file systems without exchange support).
+pub fn exchange(a: &Path, b: &Path) -> Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE).map_err(|e| Error::io("swap", b, e.into()))
+}
+
 /// How [`link_or_copy`] placed a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placed {

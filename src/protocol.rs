@@ -254,6 +254,10 @@ pub struct PushOffer {
     /// The target's `shared_files`, linked into the release.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shared_files: Vec<String>,
+    /// `verify --repair`: the release is already here but damaged; re-check
+    /// its objects, receive the bad ones and swap in a rebuilt tree.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repair: bool,
 }
 
 /// `activate`: switch `current` to `release` (a name or id prefix on the host).

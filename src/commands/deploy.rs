@@ -41,6 +41,7 @@ pub fn run(args: &DeployArgs, ctx: &Context) -> Result<()> {
         pushed_by: config::actor(),
         shared: &target.config.shared,
         shared_files: &target.config.shared_files,
+        repair: false,
     };
     let mut fleet = Fleet::new(ctx, &target, &args.target.hosts)?;
     if let Err(e) = fleet.push(&job) {

@@ -64,6 +64,7 @@ pub fn run(args: &PushArgs, ctx: &Context) -> Result<()> {
         pushed_by: config::actor(),
         shared: &target.config.shared,
         shared_files: &target.config.shared_files,
+        repair: false,
     };
 
     let mut reports = Vec::new();

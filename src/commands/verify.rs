@@ -77,7 +77,14 @@ fn on_target(args: &VerifyArgs, target: &str, ctx: &Context) -> Result<()> {
             }
         }
     }
-    if ctx.out.json {
+    if args.repair && drifted > 0 && first_error.is_none() {
+        for r in &rows {
+            for d in &r.drift {
+                ctx.out
+                    .info(&format!("{}: {} {}/{}", r.host, d.problem, d.release, d.path));
+            }
+        }
+    } else if ctx.out.json {
         ctx.out.json_value(&rows);
     } else {
         for r in &rows {
@@ -102,12 +109,70 @@ fn on_target(args: &VerifyArgs, target: &str, ctx: &Context) -> Result<()> {
     if let Some(e) = first_error {
         return Err(e);
     }
+    if drifted > 0 && args.repair {
+        repair(&rows, &target, ctx)?;
+        ctx.out.info("repaired; verifying again");
+        let again = VerifyArgs {
+            rel: args.rel.clone(),
+            target: args.target.clone(),
+            hosts: args.hosts.clone(),
+            repair: false,
+        };
+        return run(&again, ctx);
+    }
     if drifted > 0 {
         let hosts: Vec<&str> = rows.iter().filter(|r| !r.ok).map(|r| r.host.as_str()).collect();
         return Err(Error::integrity(format!(
             "{drifted} drifted path(s) on {}; redeploy the release or investigate who changed it",
             hosts.join(", ")
         )));
+    }
+    Ok(())
+}
+
+/// Re-push every drifted release to its host in repair mode.
+fn repair(rows: &[HostVerify], target: &crate::remote::Target, ctx: &Context) -> Result<()> {
+    let store = ctx.store()?;
+    let _lock = store.lock_shared()?;
+    for row in rows.iter().filter(|r| !r.ok) {
+        let Some(spec) = target.hosts.iter().find(|h| h.label == row.host) else {
+            continue;
+        };
+        let mut names: Vec<&str> = row.drift.iter().map(|d| d.release.as_str()).collect();
+        names.dedup();
+        for name in names {
+            let (id, record) = store.resolve(name).map_err(|_| {
+                Error::other(format!(
+                    "cannot repair `{name}` on {}: it is not in the local store `{}`; import or build it first",
+                    row.host,
+                    store.root().display()
+                ))
+            })?;
+            let record = record.ok_or_else(|| Error::other(format!("`{name}` is not a release name in the store")))?;
+            let manifest = store.manifest(&id)?;
+            let job = crate::remote::push::PushJob {
+                store: &store,
+                name: &record.name,
+                id,
+                manifest: &manifest,
+                provenance: record.provenance.clone(),
+                signatures: record.signatures.clone(),
+                pushed_by: crate::config::actor(),
+                shared: &target.config.shared,
+                shared_files: &target.config.shared_files,
+                repair: true,
+            };
+            let bar = ctx.out.bytes_bar(0, &row.host);
+            let mut session = crate::remote::session::HostSession::open(spec)?;
+            let outcome = session.push(&job, spec.link_mode, &bar)?;
+            session.close()?;
+            bar.finish_and_clear();
+            ctx.out.info(&format!(
+                "{}: rebuilt {name} ({} re-sent)",
+                row.host,
+                super::human_bytes(outcome.bytes_sent)
+            ));
+        }
     }
     Ok(())
 }

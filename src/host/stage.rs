@@ -54,7 +54,22 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     let _staging = fs::lock_shared(&layout.stage_lock_path())?;
     let _release = fs::lock_exclusive(&layout.name_lock_path(name))?;
 
-    if let Some(staged) = already_staged(&layout, &offer)? {
+    if offer.repair {
+        match layout.release_meta(name)? {
+            Some(meta) if meta.id == offer.id => {}
+            Some(meta) => {
+                return Err(Error::other(format!(
+                    "cannot repair `{name}`: this host has {}, not {}",
+                    meta.id, offer.id
+                )));
+            }
+            None => {
+                return Err(Error::other(format!(
+                    "cannot repair `{name}`: it is not on this host; push it"
+                )));
+            }
+        }
+    } else if let Some(staged) = already_staged(&layout, &offer)? {
         return Ok(Message::Staged(staged));
     }
     let _leftovers = Leftovers::clear(&layout, name)?;
@@ -65,6 +80,9 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     })?;
     let (manifest, manifest_size) = receive_manifest(ch, &layout, &bases, &offer)?;
     super::shared::check(&manifest, &offer.shared, &offer.shared_files)?;
+    if offer.repair {
+        drop_damaged_objects(&layout, &manifest)?;
+    }
 
     let plan = Plan::new(&layout, &manifest)?;
     check_space(&layout, name, &plan, &manifest, manifest_size, offer.link_mode)?;
@@ -97,7 +115,7 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
 
     build_tree(&layout, name, &manifest, &offer)?;
     let files = manifest.file_count() as u64;
-    layout.write_release_meta(&HostRelease {
+    let mut meta = HostRelease {
         name: name.to_string(),
         id: offer.id,
         manifest,
@@ -109,8 +127,18 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
         shared_files: offer.shared_files,
         bad: false,
         bad_reason: None,
-    })?;
-    publish(&layout, name)?;
+    };
+    if offer.repair
+        && let Some(old) = layout.release_meta(name)?
+    {
+        // A repair restores bytes; it is not a new push (prune and marks see the old one).
+        meta.pushed_at = old.pushed_at.or(meta.pushed_at);
+        meta.pushed_by = old.pushed_by.or(meta.pushed_by);
+        meta.bad = old.bad;
+        meta.bad_reason = old.bad_reason;
+    }
+    layout.write_release_meta(&meta)?;
+    publish(&layout, name, offer.repair)?;
     Ok(Message::Staged(Staged {
         already: false,
         files,
@@ -513,6 +541,27 @@ fn discard_verified(content: &mut dyn Read, e: &Entry) -> Result<()> {
     Ok(())
 }
 
+/// Re-hash every object of `manifest` and remove the ones whose content is
+/// damaged (e.g. a release file edited in place: it is the same inode), so
+/// that the plan asks the client for them again.
+fn drop_damaged_objects(layout: &Layout, manifest: &Manifest) -> Result<()> {
+    for (key, size) in manifest.objects() {
+        let path = layout.object_path(&key);
+        let Some(meta) = fs::symlink_metadata_optional(&path)? else {
+            continue;
+        };
+        let ok = meta.is_file() && meta.len() == size && {
+            let mut r = crate::digest::HashingReader::new(fs::open(&path)?);
+            std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| Error::io("read", &path, e))?;
+            r.into_parts().1 == key.digest
+        };
+        if !ok {
+            fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
 /// Build `tmp/<name>.partial` from objects: directories, hardlinks (or
 /// copies), symlinks; then make its directories read-only and `syncfs`.
 ///
@@ -554,9 +603,17 @@ fn build_tree(layout: &Layout, name: &str, manifest: &Manifest, offer: &PushOffe
 /// Rename the finished tree into `releases/<name>`; make its top directory
 /// read-only (after the rename: moving a directory needs write access to it)
 /// and fsync it and `releases/`.
-fn publish(layout: &Layout, name: &str) -> Result<()> {
+fn publish(layout: &Layout, name: &str, repair: bool) -> Result<()> {
     let partial = layout.partial_dir(name);
     let dest = layout.release_dir(name);
+    if repair && fs::symlink_metadata_optional(&dest)?.is_some() {
+        // Swap the rebuilt tree in: `current` (if it points here) never dangles.
+        fs::exchange(&partial, &dest)?;
+        fs::set_mode(&dest, 0o555)?;
+        fs::fsync_dir(&dest)?;
+        fs::fsync_dir(&layout.releases_dir())?;
+        return fs::remove_tree(&partial);
+    }
     if !fs::rename_noreplace(&partial, &dest)? {
         return Err(Error::other(format!(
             "`{}` appeared while `{name}` was being staged; move it away and push again",

@@ -53,6 +53,8 @@ pub struct PushJob<'a> {
     /// The target's `shared` directories and `shared_files`, linked into the release.
     pub shared: &'a [String],
     pub shared_files: &'a [String],
+    /// Repair a damaged release that is already on the host (`verify --repair`).
+    pub repair: bool,
 }
 
 /// What one push did on one host.
@@ -107,6 +109,7 @@ fn push_on(ch: &mut HostChannel, job: &PushJob<'_>, link_mode: LinkMode, bar: &P
         pushed_by: job.pushed_by.clone(),
         shared: job.shared.to_vec(),
         shared_files: job.shared_files.to_vec(),
+        repair: job.repair,
     })))?;
     let bases = match ch.recv()? {
         Message::Staged(s) if s.already => {

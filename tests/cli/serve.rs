@@ -64,6 +64,7 @@ impl Raw {
             pushed_by: "mallory@evil".into(),
             shared: vec![],
             shared_files: vec![],
+            repair: false,
         })))?;
         match self.ch.recv()? {
             Message::SendManifest { .. } => {}
@@ -245,6 +246,7 @@ fn serve_refuses_manifests_that_leave_the_root() {
             pushed_by: "m@e".into(),
             shared: vec![],
             shared_files: vec![],
+            repair: false,
         })))
         .unwrap();
     raw.ch.recv().unwrap();
