@@ -19,13 +19,28 @@ pub mod unpack;
 /// changes exported bytes, never ids).
 pub const ZSTD_LEVEL: i32 = 3;
 
-/// Worker threads for multithreaded zstd; the output is identical for any
-/// count >= 1, so this only affects speed.
+/// Environment variable that sets the number of zstd worker threads.
+pub const WORKERS_ENV: &str = "SLIPWAY_ZSTD_WORKERS";
+
+/// Most workers used when [`WORKERS_ENV`] is not set.
+pub const MAX_DEFAULT_WORKERS: u32 = 8;
+
+/// Worker threads for multithreaded zstd: `$SLIPWAY_ZSTD_WORKERS` when it is
+/// a number (clamped to 1..=64), else the number of CPUs up to
+/// [`MAX_DEFAULT_WORKERS`]. A tuning knob for speed and memory only: the
+/// output is identical for any count >= 1, and 0 (zstd's single-threaded
+/// mode, whose output differs) is never used.
 pub fn zstd_workers() -> u32 {
+    if let Some(n) = std::env::var(WORKERS_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+    {
+        return n.clamp(1, 64);
+    }
     std::thread::available_parallelism()
         .map(|n| n.get() as u32)
         .unwrap_or(1)
-        .clamp(1, 8)
+        .clamp(1, MAX_DEFAULT_WORKERS)
 }
 
 /// Path of the manifest inside an archive.
