@@ -1,9 +1,11 @@
 //! Bundles: the deterministic `.tar.zst` form of a release tree.
 //!
 //! Layout of the archive (byte-identical for a given id): one zstd frame
-//! holding the tar headers of `.slipway/` and `.slipway/manifest.json`, then
-//! one multithreaded zstd stream holding every entry in manifest order and the
-//! tar end-of-archive. Plain `tar --zstd -xf` unpacks it. Entries carry
+//! holding the tar headers of `.slipway/` and `.slipway/manifest.json`; one
+//! zstd skippable frame padding that to a multiple of [`pack::BODY_ALIGN`]
+//! bytes (so a builder can put it in front of the body without copying the
+//! body); then one multithreaded zstd stream holding every entry in manifest
+//! order and the tar end-of-archive. Plain `tar --zstd -xf` unpacks it. Entries carry
 //! uid/gid 0, no user names, the bundle's `source_date_epoch` as mtime, and
 //! normalised modes.
 //!

@@ -4,7 +4,8 @@
 //! never on the machine, the time, the user or the order files were read in.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Seek, Write};
+use std::num::NonZeroU64;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -17,7 +18,42 @@ use crate::error::{Error, Result};
 use crate::fs;
 use crate::manifest::{Entry, Kind, MANIFEST_VERSION, Manifest};
 
-type Body = tar::Builder<zstd::stream::write::Encoder<'static, BufWriter<File>>>;
+type Body = tar::Builder<zstd::stream::write::Encoder<'static, BufWriter<Writeback>>>;
+
+/// The body file, written front to back. Every [`WRITEBACK_STEP`] bytes the
+/// range just written is handed to the kernel for writeback, so the disk
+/// works while the CPUs compress and the fsync at the end finds little left
+/// to write (it used to wait for the whole bundle).
+struct Writeback {
+    file: File,
+    written: u64,
+    kicked: u64,
+}
+
+const WRITEBACK_STEP: u64 = 8 << 20;
+
+impl Write for Writeback {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.kicked >= WRITEBACK_STEP {
+            // POSIX_FADV_DONTNEED starts writeback of the range's dirty pages
+            // without waiting for it. Only advice: a failure costs nothing
+            // but speed, and the final fsync is what makes the file durable.
+            let _ = rustix::fs::fadvise(
+                &self.file,
+                self.kicked,
+                NonZeroU64::new(self.written - self.kicked),
+                rustix::fs::Advice::DontNeed,
+            );
+            self.kicked = self.written;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
 
 /// The one encoder configuration of every archive: level [`ZSTD_LEVEL`],
 /// checksums, and always the multithreaded mode (`workers` >= 1), whose
@@ -84,6 +120,11 @@ impl BundleWriter {
     /// When the temporary file cannot be created.
     pub fn with_workers(tmp_dir: &Path, source_date_epoch: i64, workers: u32) -> Result<BundleWriter> {
         let (file, body_file) = fs::temp_file_in(tmp_dir)?.into_parts();
+        let file = Writeback {
+            file,
+            written: 0,
+            kicked: 0,
+        };
         let enc = zstd_encoder(BufWriter::with_capacity(1 << 20, file), workers).map_err(write_err(&body_file))?;
         Ok(BundleWriter {
             tmp_dir: tmp_dir.to_path_buf(),
@@ -188,9 +229,11 @@ impl BundleWriter {
             workers,
         } = self;
         let enc = body.into_inner().map_err(write_err(&body_file))?;
-        let mut bw = enc.finish().map_err(write_err(&body_file))?;
-        bw.flush().map_err(write_err(&body_file))?;
-        drop(bw);
+        let bw = enc.finish().map_err(write_err(&body_file))?;
+        let body = bw
+            .into_inner()
+            .map_err(|e| Error::io("write", &body_file, e.into_error()))?
+            .file;
 
         let manifest = Manifest {
             version: MANIFEST_VERSION,
@@ -210,24 +253,75 @@ impl BundleWriter {
         let mut head = head.into_inner().map_err(write_err(&body_file))?;
         head.truncate(head.len() - 1024); // drop the end-of-archive blocks: the body follows
 
-        let mut out = fs::temp_file_in(&tmp_dir)?;
-        let out_path = out.path().to_path_buf();
+        let mut prefix = Vec::new();
         {
-            let mut enc = zstd_encoder(out.as_file_mut(), workers).map_err(write_err(&out_path))?;
-            enc.write_all(&head).map_err(write_err(&out_path))?;
-            enc.finish().map_err(write_err(&out_path))?;
+            let mut enc = zstd_encoder(&mut prefix, workers).map_err(write_err(&body_file))?;
+            enc.write_all(&head).map_err(write_err(&body_file))?;
+            enc.finish().map_err(write_err(&body_file))?;
         }
-        let mut body_in = fs::open(&body_file)?;
-        io::copy(&mut body_in, out.as_file_mut()).map_err(write_err(&out_path))?;
+        pad_to_body_align(&mut prefix);
+        let out = prepend(body, body_file, &prefix, &tmp_dir, true)?;
+        let out_path = out.path().to_path_buf();
         out.as_file().sync_all().map_err(|e| Error::io("fsync", &out_path, e))?;
         let compressed_size = fs::metadata(&out_path)?.len();
-        drop(body_file);
         Ok(Packed {
             manifest,
             file: out,
             compressed_size,
         })
     }
+}
+
+/// Where the body starts in an archive: the manifest frame is followed by a
+/// zstd skippable frame (ignored by every zstd decoder) that pads it to a
+/// multiple of this. A constant, so the bytes stay the same on every machine
+/// and file system; 4 KiB is a multiple of the block size of common file
+/// systems, which lets [`prepend`] insert the prefix without copying the body.
+pub const BODY_ALIGN: usize = 4096;
+
+/// Magic number of the zstd skippable frame used as padding (0x184D2A50,
+/// the first of the sixteen the format reserves).
+const SKIPPABLE_MAGIC: u32 = 0x184D_2A50;
+
+/// Append one skippable frame to `prefix` so that its length becomes a
+/// multiple of [`BODY_ALIGN`] (8 to `BODY_ALIGN + 7` bytes).
+fn pad_to_body_align(prefix: &mut Vec<u8>) {
+    let pad = (BODY_ALIGN - (prefix.len() + 8) % BODY_ALIGN) % BODY_ALIGN;
+    prefix.extend_from_slice(&SKIPPABLE_MAGIC.to_le_bytes());
+    prefix.extend_from_slice(&(pad as u32).to_le_bytes());
+    prefix.resize(prefix.len() + pad, 0);
+}
+
+/// Put `prefix` in front of the body file and return the whole archive as a
+/// temporary file. When `try_insert` and the file system can shift a file's
+/// blocks (`fallocate(FALLOC_FL_INSERT_RANGE)`: ext4, XFS), the body is not
+/// copied at all; elsewhere it is copied once after the prefix into a new
+/// file (`copy_file_range`, a reflink where the file system has them). Both
+/// give the same bytes.
+fn prepend(
+    body: File,
+    body_path: tempfile::TempPath,
+    prefix: &[u8],
+    tmp_dir: &Path,
+    try_insert: bool,
+) -> Result<tempfile::NamedTempFile> {
+    use std::os::unix::fs::FileExt;
+    let inserted = try_insert
+        && prefix.len().is_multiple_of(BODY_ALIGN)
+        && rustix::fs::fallocate(&body, rustix::fs::FallocateFlags::INSERT_RANGE, 0, prefix.len() as u64).is_ok();
+    if inserted {
+        // The inserted range reads as zeros until the prefix is written over it.
+        body.write_all_at(prefix, 0).map_err(write_err(&body_path))?;
+        return Ok(tempfile::NamedTempFile::from_parts(body, body_path));
+    }
+    let mut out = fs::temp_file_in(tmp_dir)?;
+    let out_path = out.path().to_path_buf();
+    out.write_all(prefix).map_err(write_err(&out_path))?;
+    let mut body = body;
+    body.seek(io::SeekFrom::Start(0))
+        .map_err(|e| Error::io("read", &body_path, e))?;
+    io::copy(&mut body, out.as_file_mut()).map_err(write_err(&out_path))?;
+    Ok(out)
 }
 
 /// One path found by [`scan_dir`].
@@ -413,5 +507,37 @@ mod tests {
         assert!(one == sample_bundle(tmp.path(), 3), "1 and 3 workers differ");
         let (m, _) = read_bundle(one.as_slice(), "sample", &mut VerifyOnly).unwrap();
         assert_eq!(m.entries.len(), 4);
+    }
+
+    #[test]
+    fn padding_is_one_skippable_frame_ending_at_the_body_alignment() {
+        for len in [0usize, 1, 100, 4087, 4088, 4089, 4096, 10_000] {
+            let mut p = vec![7u8; len];
+            pad_to_body_align(&mut p);
+            assert_eq!(p.len() % BODY_ALIGN, 0, "{len}");
+            assert!(p.len() >= len + 8 && p.len() < len + 8 + BODY_ALIGN, "{len}");
+            assert_eq!(p[len..len + 4], SKIPPABLE_MAGIC.to_le_bytes());
+            let size = u32::from_le_bytes([p[len + 4], p[len + 5], p[len + 6], p[len + 7]]) as usize;
+            assert_eq!(len + 8 + size, p.len());
+            assert!(p[len + 8..].iter().all(|b| *b == 0));
+        }
+    }
+
+    #[test]
+    fn prepend_by_insertion_or_by_copy_gives_the_same_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut prefix = b"the manifest frame".to_vec();
+        pad_to_body_align(&mut prefix);
+        let mut results = Vec::new();
+        for insert in [true, false] {
+            let mut f = fs::temp_file_in(tmp.path()).unwrap();
+            f.write_all(&body).unwrap();
+            let (file, path) = f.into_parts();
+            let out = prepend(file, path, &prefix, tmp.path(), insert).unwrap();
+            results.push(std::fs::read(out.path()).unwrap());
+        }
+        assert!(results[0] == [prefix.as_slice(), body.as_slice()].concat());
+        assert!(results[0] == results[1]);
     }
 }
