@@ -135,7 +135,8 @@ def main():
 
     # A few symlinks inside the tree, as real sites have.
     os.symlink("d000", os.path.join(root, "latest"))
-    os.symlink("../s0000", os.path.join(root, dirs[0], "self-link"))
+    first = sorted(os.listdir(os.path.join(root, dirs[0])))[0]
+    os.symlink(first, os.path.join(root, dirs[0], "index-link"))
 
     print(f"gen-tree: {a.files} files, {total} bytes ({total / (1 << 20):.1f} MiB) in {root}", file=sys.stderr)
 
