@@ -24,8 +24,14 @@ pub const ZSTD_LEVEL: i32 = 3;
 /// Environment variable that sets the number of zstd worker threads.
 pub const WORKERS_ENV: &str = "SLIPWAY_ZSTD_WORKERS";
 
-/// Most workers used when [`WORKERS_ENV`] is not set.
-pub const MAX_DEFAULT_WORKERS: u32 = 8;
+/// Most workers used when [`WORKERS_ENV`] is not set. Memory: zstd holds an
+/// 8 MiB input section and, on incompressible data, an 8 MiB output buffer
+/// per job in flight, so each worker adds 15-25 MiB resident: on the 1 GiB
+/// tree of `scripts/bench-memory.sh`, 2 workers peak near 80 MiB, 4 near
+/// 115 MiB, 8 near 150-175 MiB. Speed: one thread reads, hashes and feeds
+/// the encoder at ~500 MB/s while a worker compresses ~200 MB/s, so more
+/// than 3 workers rarely help.
+pub const MAX_DEFAULT_WORKERS: u32 = 4;
 
 /// Worker threads for multithreaded zstd: `$SLIPWAY_ZSTD_WORKERS` when it is
 /// a number (clamped to 1..=64), else the number of CPUs up to
