@@ -46,16 +46,17 @@ make_work_dir() {
 }
 
 # timed OUT CMD...: run CMD (its stdout passes through), then write
-# "WALL_SECONDS PEAK_RSS_KIB" to OUT. The peak RSS is GNU time's: the largest
-# process of the command (for a pipeline under `bash -c`, its biggest member).
+# "WALL_SECONDS PEAK_RSS_KIB CPU_SECONDS" to OUT. Peak RSS and CPU time
+# (user + system) are GNU time's; for a pipeline under `bash -c`, the peak is
+# its biggest member's and the CPU time the sum over all of them.
 timed() {
   local out=$1 start end
   shift
   start=$(date +%s%N)
-  /usr/bin/time -f '%M' -o "$out.rss" "$@"
+  /usr/bin/time -f '%M %U %S' -o "$out.rss" "$@"
   end=$(date +%s%N)
-  printf '%s %s\n' "$(awk -v s="$start" -v e="$end" 'BEGIN {printf "%.2f", (e - s) / 1e9}')" \
-    "$(tail -n 1 "$out.rss")" >"$out"
+  tail -n 1 "$out.rss" | awk -v s="$start" -v e="$end" \
+    '{printf "%.2f %s %.2f\n", (e - s) / 1e9, $1, $2 + $3}' >"$out"
 }
 
 # median N...: the middle value (mean of the two middle ones for an even count).

@@ -70,7 +70,7 @@ measure() {
   else
     timed "$work/m" "$@" >/dev/null
   fi
-  read -r secs kib <"$work/m"
+  read -r secs kib _ <"$work/m"
   mib=$(mib_of_kib "$kib")
   if awk -v m="$mib" -v l="$limit" 'BEGIN {exit !(m > l)}'; then over=1; fi
   rows+=("| \`$label\` | ${workers:-default ($(default_workers))} | **$mib MiB** | $secs s |")
