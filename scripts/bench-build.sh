@@ -13,6 +13,7 @@
 #   scripts/bench-build.sh -n 5             # 5 runs of each
 #   scripts/bench-build.sh --files 5000 --mib 100 --seed 7
 #   BENCH_TMP=/mnt/fast scripts/bench-build.sh   # where the tree and stores go
+#   SLIPWAY_BIN=/tmp/old/slipway scripts/bench-build.sh   # measure another binary
 #
 # The page cache is warmed (the tree is read once) before any timing, so
 # every command reads from memory; each slipway run gets a fresh store. The
@@ -35,7 +36,7 @@ while [ $# -gt 0 ]; do
     --mib) mib=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --no-build) build=0; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; exit 0 ;;
     *) echo "bench-build: unknown argument \`$1\`; see --help" >&2; exit 2 ;;
   esac
 done
@@ -44,7 +45,7 @@ done
 . "$here/scripts/bench-lib.sh"
 need_tools zstd tar sha256sum python3
 
-if [ "$build" = 1 ]; then
+if [ "$build" = 1 ] && [ -z "${SLIPWAY_BIN:-}" ]; then
   note "building slipway (cargo build --release)"
   cargo build --release --locked --quiet >&2
 fi

@@ -30,11 +30,12 @@ need_tools() {
   fi
 }
 
-# The release binary, honouring CARGO_TARGET_DIR.
+# The release binary, honouring CARGO_TARGET_DIR; $SLIPWAY_BIN measures
+# another one (e.g. an older build, for a before/after comparison).
 slipway_bin() {
-  local bin="${CARGO_TARGET_DIR:-$PWD/target}/release/slipway"
+  local bin="${SLIPWAY_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/slipway}"
   if [ ! -x "$bin" ]; then
-    echo "no release binary at $bin; run without --no-build" >&2
+    echo "no slipway binary at $bin; run without --no-build" >&2
     exit 1
   fi
   printf '%s\n' "$bin"

@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
     --limit) limit=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --no-build) build=0; shift ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; exit 0 ;;
     *) echo "bench-memory: unknown argument \`$1\`; see --help" >&2; exit 2 ;;
   esac
 done
@@ -43,7 +43,7 @@ done
 . "$here/scripts/bench-lib.sh"
 need_tools python3
 
-if [ "$build" = 1 ]; then
+if [ "$build" = 1 ] && [ -z "${SLIPWAY_BIN:-}" ]; then
   note "building slipway (cargo build --release)"
   cargo build --release --locked --quiet >&2
 fi
