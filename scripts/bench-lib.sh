@@ -66,6 +66,7 @@ median() {
     END {if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'
 }
 
+fastest() { printf '%s\n' "$@" | sort -g | head -n 1; }
 join() { local IFS=' '; printf '%s' "$*"; }
 mib_of() { awk -v b="$1" 'BEGIN {printf "%.1f", b / 1048576}'; }
 mib_of_kib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
