@@ -10,11 +10,13 @@
 //! normalised modes.
 //!
 //! - [`pack`] writes bundles (from a directory or from verified entries),
+//! - [`read_ahead`] reads and hashes a directory's files for [`pack`] on a thread of its own,
 //! - [`unpack`] reads them, verifying every entry against the manifest,
 //! - [`git`] exports a tag's tree.
 
 pub mod git;
 pub mod pack;
+pub mod read_ahead;
 pub mod unpack;
 
 /// zstd level of every archive and every object stream (pinned: changing it

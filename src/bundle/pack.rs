@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use indicatif::ProgressBar;
 use tar::{EntryType, Header};
 
-use super::{MANIFEST_PATH, ZSTD_LEVEL, zstd_workers};
+use super::{MANIFEST_PATH, ZSTD_LEVEL, read_ahead, zstd_workers};
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::fs;
@@ -171,10 +171,6 @@ impl BundleWriter {
 
     /// Add a file of exactly `size` bytes read from `content`; returns its digest.
     ///
-    /// The header goes through `tar` (which adds a GNU long-name entry when
-    /// the path needs one); the content is copied here with a large buffer,
-    /// hashed on the way, because `tar`'s own copy moves 8 KiB at a time.
-    ///
     /// # Errors
     /// When `content` yields fewer or more than `size` bytes (`origin` names it).
     pub fn add_file(
@@ -185,45 +181,55 @@ impl BundleWriter {
         content: &mut dyn Read,
         origin: &Path,
     ) -> Result<Digest> {
+        self.file_header(path, executable, size)?;
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut hasher = Hasher::new();
+        let mut count = 0u64;
+        loop {
+            let n = read_some(content, &mut buf, origin)?;
+            if n == 0 {
+                break;
+            }
+            if count + n as u64 > size {
+                return Err(changed(origin, size));
+            }
+            hasher.update(&buf[..n]);
+            self.file_data(&buf[..n])?;
+            count += n as u64;
+        }
+        self.buf = buf;
+        if count != size {
+            return Err(changed(origin, size));
+        }
+        let digest = hasher.finish();
+        self.file_end(path, executable, size, digest)?;
+        Ok(digest)
+    }
+
+    /// Start a file: its tar header, through `tar`, which adds a GNU
+    /// long-name entry when the path needs one. The content follows through
+    /// [`Self::file_data`] (exactly `size` bytes, hashed by the caller), then
+    /// [`Self::file_end`]. Copied here in large pieces, because `tar`'s own
+    /// copy moves 8 KiB at a time.
+    pub(crate) fn file_header(&mut self, path: &str, executable: bool, size: u64) -> Result<()> {
         let mode = if executable { 0o755 } else { 0o644 };
         let mut h = header(EntryType::Regular, mode, size, self.source_date_epoch);
         self.body
             .append_data(&mut h, path, io::empty())
-            .map_err(write_err(&self.body_file))?;
-        let enc = self.body.get_mut();
-        let mut hasher = Hasher::new();
-        let mut count = 0u64;
-        let changed = || {
-            Error::other(format!(
-                "`{}` changed while it was being read (expected {size} bytes); rerun when nothing writes to it",
-                origin.display()
-            ))
-        };
-        loop {
-            let n = match content.read(&mut self.buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io("read", origin, e)),
-            };
-            if count + n as u64 > size {
-                return Err(changed());
-            }
-            let chunk = &self.buf[..n];
-            hasher.update(chunk);
-            enc.write_all(chunk).map_err(write_err(&self.body_file))?;
-            count += n as u64;
-        }
-        if count != size {
-            return Err(changed());
-        }
+            .map_err(write_err(&self.body_file))
+    }
+
+    pub(crate) fn file_data(&mut self, chunk: &[u8]) -> Result<()> {
+        self.body.get_mut().write_all(chunk).map_err(write_err(&self.body_file))
+    }
+
+    /// End a file: pad its content to a tar block and record the entry.
+    pub(crate) fn file_end(&mut self, path: &str, executable: bool, size: u64, digest: Digest) -> Result<()> {
         let pad = (512 - size % 512) % 512;
-        enc.write_all(&[0u8; 512][..pad as usize])
-            .map_err(write_err(&self.body_file))?;
-        let digest = hasher.finish();
+        self.file_data(&[0u8; 512][..pad as usize])?;
         self.entries
             .push(Entry::file(path.to_string(), executable, size, digest));
-        Ok(digest)
+        Ok(())
     }
 
     /// Finish the archive: manifest frame first, then the body.
@@ -278,6 +284,25 @@ impl BundleWriter {
             compressed_size,
         })
     }
+}
+
+/// Read into `buf`, retrying on EINTR; 0 at the end.
+pub(crate) fn read_some(content: &mut dyn Read, buf: &mut [u8], origin: &Path) -> Result<usize> {
+    loop {
+        match content.read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("read", origin, e)),
+        }
+    }
+}
+
+/// The error for a file whose size is not the one it had when it was listed.
+pub(crate) fn changed(origin: &Path, size: u64) -> Error {
+    Error::other(format!(
+        "`{}` changed while it was being read (expected {size} bytes); rerun when nothing writes to it",
+        origin.display()
+    ))
 }
 
 /// Where the body starts in an archive: the manifest frame is followed by a
@@ -434,6 +459,10 @@ fn to_entry(s: &Scanned, digest: Digest, allow_links: &[String]) -> Entry {
 
 /// Snapshot the directory `root` into a bundle file in `tmp_dir`.
 ///
+/// The files are read and hashed on a second thread ([`read_ahead`]) while
+/// this one writes headers and contents into the encoder, whose workers
+/// compress: no single thread carries all the serial work.
+///
 /// # Errors
 /// When the tree breaks a bundle rule or cannot be read.
 pub fn pack_dir(
@@ -447,20 +476,40 @@ pub fn pack_dir(
     prevalidate(&scanned, source_date_epoch, allow_links)?;
     progress.set_length(scanned.iter().map(|s| s.size).sum());
     let mut w = BundleWriter::new(tmp_dir, source_date_epoch)?;
-    for s in &scanned {
-        match s.kind {
-            Kind::Dir => w.add_dir(&s.rel)?,
-            Kind::Symlink => {
-                let external = allow_links.iter().any(|a| a == &s.rel);
-                w.add_symlink(&s.rel, s.target.as_deref().unwrap_or_default(), external)?
-            }
-            Kind::File => {
-                let mut f = fs::open(&s.abs)?;
-                w.add_file(&s.rel, s.executable, s.size, &mut f, &s.abs)?;
-                progress.inc(s.size);
+    std::thread::scope(|scope| {
+        let files = scanned
+            .iter()
+            .filter(|s| s.kind == Kind::File)
+            .map(|s| read_ahead::Wanted {
+                path: &s.abs,
+                size: s.size,
+            })
+            .collect();
+        let mut ahead = read_ahead::start(scope, files);
+        for s in &scanned {
+            match s.kind {
+                Kind::Dir => w.add_dir(&s.rel)?,
+                Kind::Symlink => {
+                    let external = allow_links.iter().any(|a| a == &s.rel);
+                    w.add_symlink(&s.rel, s.target.as_deref().unwrap_or_default(), external)?
+                }
+                Kind::File => {
+                    w.file_header(&s.rel, s.executable, s.size)?;
+                    let digest = loop {
+                        match ahead.next_piece()? {
+                            read_ahead::Piece::Data(chunk) => w.file_data(chunk)?,
+                            read_ahead::Piece::End(digest) => break digest,
+                        }
+                    };
+                    w.file_end(&s.rel, s.executable, s.size, digest)?;
+                    progress.inc(s.size);
+                }
             }
         }
-    }
+        Ok::<(), Error>(())
+        // `ahead` is dropped here, before the scope joins the reader, which
+        // then stops at its next send if it had not finished.
+    })?;
     w.finish()
 }
 
