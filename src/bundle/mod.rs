@@ -30,9 +30,10 @@ pub const WORKERS_ENV: &str = "SLIPWAY_ZSTD_WORKERS";
 /// 8 MiB input section and, on incompressible data, an 8 MiB output buffer
 /// per job in flight, so each worker adds 15-25 MiB resident: on the 1 GiB
 /// tree of `scripts/bench-memory.sh`, 2 workers peak near 80 MiB, 4 near
-/// 115 MiB, 8 near 150-175 MiB. Speed: one thread reads, hashes and feeds
-/// the encoder at ~500 MB/s while a worker compresses ~200 MB/s, so more
-/// than 3 workers rarely help.
+/// 115 MiB, 8 near 150-175 MiB. Speed: compression is about 2/3 of the
+/// CPU time of a build and the reading (and hashing) thread about 1/6, so
+/// with 4 workers the compressors already keep pace with the reader and
+/// more workers add memory, not speed. `SLIPWAY_ZSTD_WORKERS` sets any count.
 pub const MAX_DEFAULT_WORKERS: u32 = 4;
 
 /// Worker threads for multithreaded zstd: `$SLIPWAY_ZSTD_WORKERS` when it is
