@@ -4,25 +4,76 @@
 //! never on the machine, the time, the user or the order files were read in.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Seek, Write};
+use std::num::NonZeroU64;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
 use tar::{EntryType, Header};
 
-use super::{MANIFEST_PATH, ZSTD_LEVEL, zstd_workers};
-use crate::digest::{Digest, HashingReader};
+use super::{MANIFEST_PATH, ZSTD_LEVEL, read_ahead, zstd_workers};
+use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::fs;
 use crate::manifest::{Entry, Kind, MANIFEST_VERSION, Manifest};
 
-type Body = tar::Builder<zstd::stream::write::Encoder<'static, BufWriter<File>>>;
+type Body = tar::Builder<zstd::stream::write::Encoder<'static, Writeback>>;
 
-fn zstd_encoder<W: Write>(w: W) -> io::Result<zstd::stream::write::Encoder<'static, W>> {
-    let mut enc = zstd::stream::write::Encoder::new(w, ZSTD_LEVEL)?;
+/// The body file, written front to back. Every [`WRITEBACK_STEP`] bytes the
+/// range just written is handed to the kernel for writeback, so the disk
+/// works while the CPUs compress and the fsync at the end finds little left
+/// to write (it used to wait for the whole bundle).
+struct Writeback {
+    file: File,
+    written: u64,
+    kicked: u64,
+}
+
+const WRITEBACK_STEP: u64 = 8 << 20;
+
+impl Write for Writeback {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.kicked >= WRITEBACK_STEP {
+            // POSIX_FADV_DONTNEED starts writeback of the range's dirty pages
+            // without waiting for it. Only advice: a failure costs nothing
+            // but speed, and the final fsync is what makes the file durable.
+            let _ = rustix::fs::fadvise(
+                &self.file,
+                self.kicked,
+                NonZeroU64::new(self.written - self.kicked),
+                rustix::fs::Advice::DontNeed,
+            );
+            self.kicked = self.written;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Output buffer of the encoder. Each write drains at most this much of the
+/// finished jobs' output; zstd's default 32 KiB drains 8 times slower than a
+/// 256 KiB write brings input, so on incompressible data every job's 8 MiB
+/// output buffer stayed allocated until the job table filled up (about
+/// 30 MiB resident more with 2 workers, 100 MiB more with 8).
+const ENCODER_OUT_BUF: usize = 1 << 20;
+
+/// The one encoder configuration of every archive: level [`ZSTD_LEVEL`],
+/// checksums, and always the multithreaded mode (`workers` >= 1), whose
+/// output does not depend on the number of workers.
+fn zstd_encoder<W: Write>(w: W, workers: u32) -> io::Result<zstd::stream::write::Encoder<'static, W>> {
+    let raw = zstd::stream::raw::Encoder::new(ZSTD_LEVEL)?;
+    let mut enc = zstd::stream::write::Encoder::with_writer(zstd::stream::zio::Writer::new_with_capacity(
+        w,
+        raw,
+        ENCODER_OUT_BUF,
+    ));
     enc.include_checksum(true)?;
-    enc.multithread(zstd_workers())?;
+    enc.multithread(workers.max(1))?;
     Ok(enc)
 }
 
@@ -33,7 +84,15 @@ pub struct BundleWriter {
     body_file: tempfile::TempPath,
     entries: Vec<Entry>,
     source_date_epoch: i64,
+    /// Read buffer for file contents.
+    buf: Vec<u8>,
+    workers: u32,
 }
+
+/// Bytes read from a file at a time: large enough that system calls and
+/// encoder calls are rare, small enough to stay in a core's cache while it
+/// is hashed and handed to the encoder.
+const READ_BUF: usize = 256 * 1024;
 
 /// A finished bundle file, not yet in any store.
 pub struct Packed {
@@ -63,14 +122,30 @@ impl BundleWriter {
     /// # Errors
     /// When the temporary file cannot be created.
     pub fn new(tmp_dir: &Path, source_date_epoch: i64) -> Result<BundleWriter> {
+        BundleWriter::with_workers(tmp_dir, source_date_epoch, zstd_workers())
+    }
+
+    /// [`BundleWriter::new`] with an explicit number of zstd workers (speed
+    /// and memory only: the bytes are the same for any count).
+    ///
+    /// # Errors
+    /// When the temporary file cannot be created.
+    pub fn with_workers(tmp_dir: &Path, source_date_epoch: i64, workers: u32) -> Result<BundleWriter> {
         let (file, body_file) = fs::temp_file_in(tmp_dir)?.into_parts();
-        let enc = zstd_encoder(BufWriter::with_capacity(1 << 20, file)).map_err(write_err(&body_file))?;
+        let file = Writeback {
+            file,
+            written: 0,
+            kicked: 0,
+        };
+        let enc = zstd_encoder(file, workers).map_err(write_err(&body_file))?;
         Ok(BundleWriter {
             tmp_dir: tmp_dir.to_path_buf(),
             body: tar::Builder::new(enc),
             body_file,
             entries: Vec::new(),
             source_date_epoch,
+            buf: vec![0; READ_BUF],
+            workers,
         })
     }
 
@@ -106,32 +181,55 @@ impl BundleWriter {
         content: &mut dyn Read,
         origin: &Path,
     ) -> Result<Digest> {
+        self.file_header(path, executable, size)?;
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut hasher = Hasher::new();
+        let mut count = 0u64;
+        loop {
+            let n = read_some(content, &mut buf, origin)?;
+            if n == 0 {
+                break;
+            }
+            if count + n as u64 > size {
+                return Err(changed(origin, size));
+            }
+            hasher.update(&buf[..n]);
+            self.file_data(&buf[..n])?;
+            count += n as u64;
+        }
+        self.buf = buf;
+        if count != size {
+            return Err(changed(origin, size));
+        }
+        let digest = hasher.finish();
+        self.file_end(path, executable, size, digest)?;
+        Ok(digest)
+    }
+
+    /// Start a file: its tar header, through `tar`, which adds a GNU
+    /// long-name entry when the path needs one. The content follows through
+    /// [`Self::file_data`] (exactly `size` bytes, hashed by the caller), then
+    /// [`Self::file_end`]. Copied here in large pieces, because `tar`'s own
+    /// copy moves 8 KiB at a time.
+    pub(crate) fn file_header(&mut self, path: &str, executable: bool, size: u64) -> Result<()> {
         let mode = if executable { 0o755 } else { 0o644 };
         let mut h = header(EntryType::Regular, mode, size, self.source_date_epoch);
-        let mut reader = HashingReader::new(content.take(size));
-        self.body.append_data(&mut h, path, &mut reader).map_err(|e| {
-            if e.raw_os_error() == Some(28) {
-                Error::io("write", &self.body_file, e)
-            } else {
-                Error::io("read", origin, e)
-            }
-        })?;
-        let (rest, digest, count) = reader.into_parts();
-        let mut probe = [0u8; 1];
-        let grew = rest
-            .into_inner()
-            .read(&mut probe)
-            .map_err(|e| Error::io("read", origin, e))?
-            > 0;
-        if count != size || grew {
-            return Err(Error::other(format!(
-                "`{}` changed while it was being read (expected {size} bytes); rerun when nothing writes to it",
-                origin.display()
-            )));
-        }
+        self.body
+            .append_data(&mut h, path, io::empty())
+            .map_err(write_err(&self.body_file))
+    }
+
+    pub(crate) fn file_data(&mut self, chunk: &[u8]) -> Result<()> {
+        self.body.get_mut().write_all(chunk).map_err(write_err(&self.body_file))
+    }
+
+    /// End a file: pad its content to a tar block and record the entry.
+    pub(crate) fn file_end(&mut self, path: &str, executable: bool, size: u64, digest: Digest) -> Result<()> {
+        let pad = (512 - size % 512) % 512;
+        self.file_data(&[0u8; 512][..pad as usize])?;
         self.entries
             .push(Entry::file(path.to_string(), executable, size, digest));
-        Ok(digest)
+        Ok(())
     }
 
     /// Finish the archive: manifest frame first, then the body.
@@ -145,11 +243,11 @@ impl BundleWriter {
             body_file,
             entries,
             source_date_epoch,
+            buf: _,
+            workers,
         } = self;
         let enc = body.into_inner().map_err(write_err(&body_file))?;
-        let mut bw = enc.finish().map_err(write_err(&body_file))?;
-        bw.flush().map_err(write_err(&body_file))?;
-        drop(bw);
+        let body = enc.finish().map_err(write_err(&body_file))?.file;
 
         let manifest = Manifest {
             version: MANIFEST_VERSION,
@@ -169,24 +267,94 @@ impl BundleWriter {
         let mut head = head.into_inner().map_err(write_err(&body_file))?;
         head.truncate(head.len() - 1024); // drop the end-of-archive blocks: the body follows
 
-        let mut out = fs::temp_file_in(&tmp_dir)?;
-        let out_path = out.path().to_path_buf();
+        let mut prefix = Vec::new();
         {
-            let mut enc = zstd_encoder(out.as_file_mut()).map_err(write_err(&out_path))?;
-            enc.write_all(&head).map_err(write_err(&out_path))?;
-            enc.finish().map_err(write_err(&out_path))?;
+            let mut enc = zstd_encoder(&mut prefix, workers).map_err(write_err(&body_file))?;
+            enc.write_all(&head).map_err(write_err(&body_file))?;
+            enc.finish().map_err(write_err(&body_file))?;
         }
-        let mut body_in = fs::open(&body_file)?;
-        io::copy(&mut body_in, out.as_file_mut()).map_err(write_err(&out_path))?;
+        pad_to_body_align(&mut prefix);
+        let out = prepend(body, body_file, &prefix, &tmp_dir, true)?;
+        let out_path = out.path().to_path_buf();
         out.as_file().sync_all().map_err(|e| Error::io("fsync", &out_path, e))?;
         let compressed_size = fs::metadata(&out_path)?.len();
-        drop(body_file);
         Ok(Packed {
             manifest,
             file: out,
             compressed_size,
         })
     }
+}
+
+/// Read into `buf`, retrying on EINTR; 0 at the end.
+pub(crate) fn read_some(content: &mut dyn Read, buf: &mut [u8], origin: &Path) -> Result<usize> {
+    loop {
+        match content.read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("read", origin, e)),
+        }
+    }
+}
+
+/// The error for a file whose size is not the one it had when it was listed.
+pub(crate) fn changed(origin: &Path, size: u64) -> Error {
+    Error::other(format!(
+        "`{}` changed while it was being read (expected {size} bytes); rerun when nothing writes to it",
+        origin.display()
+    ))
+}
+
+/// Where the body starts in an archive: the manifest frame is followed by a
+/// zstd skippable frame (ignored by every zstd decoder) that pads it to a
+/// multiple of this. A constant, so the bytes stay the same on every machine
+/// and file system; 4 KiB is a multiple of the block size of common file
+/// systems, which lets [`prepend`] insert the prefix without copying the body.
+pub const BODY_ALIGN: usize = 4096;
+
+/// Magic number of the zstd skippable frame used as padding (0x184D2A50,
+/// the first of the sixteen the format reserves).
+const SKIPPABLE_MAGIC: u32 = 0x184D_2A50;
+
+/// Append one skippable frame to `prefix` so that its length becomes a
+/// multiple of [`BODY_ALIGN`] (8 to `BODY_ALIGN + 7` bytes).
+fn pad_to_body_align(prefix: &mut Vec<u8>) {
+    let pad = (BODY_ALIGN - (prefix.len() + 8) % BODY_ALIGN) % BODY_ALIGN;
+    prefix.extend_from_slice(&SKIPPABLE_MAGIC.to_le_bytes());
+    prefix.extend_from_slice(&(pad as u32).to_le_bytes());
+    prefix.resize(prefix.len() + pad, 0);
+}
+
+/// Put `prefix` in front of the body file and return the whole archive as a
+/// temporary file. When `try_insert` and the file system can shift a file's
+/// blocks (`fallocate(FALLOC_FL_INSERT_RANGE)`: ext4, XFS), the body is not
+/// copied at all; elsewhere it is copied once after the prefix into a new
+/// file (`copy_file_range`, a reflink where the file system has them). Both
+/// give the same bytes.
+fn prepend(
+    body: File,
+    body_path: tempfile::TempPath,
+    prefix: &[u8],
+    tmp_dir: &Path,
+    try_insert: bool,
+) -> Result<tempfile::NamedTempFile> {
+    use std::os::unix::fs::FileExt;
+    let inserted = try_insert
+        && prefix.len().is_multiple_of(BODY_ALIGN)
+        && rustix::fs::fallocate(&body, rustix::fs::FallocateFlags::INSERT_RANGE, 0, prefix.len() as u64).is_ok();
+    if inserted {
+        // The inserted range reads as zeros until the prefix is written over it.
+        body.write_all_at(prefix, 0).map_err(write_err(&body_path))?;
+        return Ok(tempfile::NamedTempFile::from_parts(body, body_path));
+    }
+    let mut out = fs::temp_file_in(tmp_dir)?;
+    let out_path = out.path().to_path_buf();
+    out.write_all(prefix).map_err(write_err(&out_path))?;
+    let mut body = body;
+    body.seek(io::SeekFrom::Start(0))
+        .map_err(|e| Error::io("read", &body_path, e))?;
+    io::copy(&mut body, out.as_file_mut()).map_err(write_err(&out_path))?;
+    Ok(out)
 }
 
 /// One path found by [`scan_dir`].
@@ -291,6 +459,10 @@ fn to_entry(s: &Scanned, digest: Digest, allow_links: &[String]) -> Entry {
 
 /// Snapshot the directory `root` into a bundle file in `tmp_dir`.
 ///
+/// The files are read and hashed on a second thread ([`read_ahead`]) while
+/// this one writes headers and contents into the encoder, whose workers
+/// compress: no single thread carries all the serial work.
+///
 /// # Errors
 /// When the tree breaks a bundle rule or cannot be read.
 pub fn pack_dir(
@@ -304,19 +476,125 @@ pub fn pack_dir(
     prevalidate(&scanned, source_date_epoch, allow_links)?;
     progress.set_length(scanned.iter().map(|s| s.size).sum());
     let mut w = BundleWriter::new(tmp_dir, source_date_epoch)?;
-    for s in &scanned {
-        match s.kind {
-            Kind::Dir => w.add_dir(&s.rel)?,
-            Kind::Symlink => {
-                let external = allow_links.iter().any(|a| a == &s.rel);
-                w.add_symlink(&s.rel, s.target.as_deref().unwrap_or_default(), external)?
-            }
-            Kind::File => {
-                let mut f = fs::open(&s.abs)?;
-                w.add_file(&s.rel, s.executable, s.size, &mut f, &s.abs)?;
-                progress.inc(s.size);
+    std::thread::scope(|scope| {
+        let files = scanned
+            .iter()
+            .filter(|s| s.kind == Kind::File)
+            .map(|s| read_ahead::Wanted {
+                path: &s.abs,
+                size: s.size,
+            })
+            .collect();
+        let mut ahead = read_ahead::start(scope, files);
+        for s in &scanned {
+            match s.kind {
+                Kind::Dir => w.add_dir(&s.rel)?,
+                Kind::Symlink => {
+                    let external = allow_links.iter().any(|a| a == &s.rel);
+                    w.add_symlink(&s.rel, s.target.as_deref().unwrap_or_default(), external)?
+                }
+                Kind::File => {
+                    w.file_header(&s.rel, s.executable, s.size)?;
+                    let digest = loop {
+                        match ahead.next_piece()? {
+                            read_ahead::Piece::Data(chunk) => w.file_data(chunk)?,
+                            read_ahead::Piece::End(digest) => break digest,
+                        }
+                    };
+                    w.file_end(&s.rel, s.executable, s.size, digest)?;
+                    progress.inc(s.size);
+                }
             }
         }
-    }
+        Ok::<(), Error>(())
+        // `ahead` is dropped here, before the scope joins the reader, which
+        // then stops at its next send if it had not finished.
+    })?;
     w.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::unpack::{VerifyOnly, read_bundle};
+
+    /// A bundle big enough for several zstd jobs (8 MiB each at level 3), so
+    /// that the number of workers would show in the output if it could.
+    fn sample_bundle(tmp: &Path, workers: u32) -> Vec<u8> {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<u8> = (0..(12 << 20))
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        let text: Vec<u8> = (0..(12 << 20))
+            .map(|i: u32| b"slipway bundles "[(i % 16) as usize] ^ (i >> 20) as u8)
+            .collect();
+        let mut w = BundleWriter::with_workers(tmp, 315_532_800, workers).unwrap();
+        w.add_dir("d").unwrap();
+        w.add_file(
+            "d/noise",
+            false,
+            noise.len() as u64,
+            &mut noise.as_slice(),
+            Path::new("noise"),
+        )
+        .unwrap();
+        w.add_file(
+            "d/text",
+            true,
+            text.len() as u64,
+            &mut text.as_slice(),
+            Path::new("text"),
+        )
+        .unwrap();
+        w.add_symlink("link", "d/text", false).unwrap();
+        let packed = w.finish().unwrap();
+        std::fs::read(packed.file.path()).unwrap()
+    }
+
+    #[test]
+    fn archive_bytes_do_not_depend_on_the_number_of_zstd_workers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let one = sample_bundle(tmp.path(), 1);
+        assert!(one == sample_bundle(tmp.path(), 2), "1 and 2 workers differ");
+        assert!(one == sample_bundle(tmp.path(), 3), "1 and 3 workers differ");
+        let (m, _) = read_bundle(one.as_slice(), "sample", &mut VerifyOnly).unwrap();
+        assert_eq!(m.entries.len(), 4);
+    }
+
+    #[test]
+    fn padding_is_one_skippable_frame_ending_at_the_body_alignment() {
+        for len in [0usize, 1, 100, 4087, 4088, 4089, 4096, 10_000] {
+            let mut p = vec![7u8; len];
+            pad_to_body_align(&mut p);
+            assert_eq!(p.len() % BODY_ALIGN, 0, "{len}");
+            assert!(p.len() >= len + 8 && p.len() < len + 8 + BODY_ALIGN, "{len}");
+            assert_eq!(p[len..len + 4], SKIPPABLE_MAGIC.to_le_bytes());
+            let size = u32::from_le_bytes([p[len + 4], p[len + 5], p[len + 6], p[len + 7]]) as usize;
+            assert_eq!(len + 8 + size, p.len());
+            assert!(p[len + 8..].iter().all(|b| *b == 0));
+        }
+    }
+
+    #[test]
+    fn prepend_by_insertion_or_by_copy_gives_the_same_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut prefix = b"the manifest frame".to_vec();
+        pad_to_body_align(&mut prefix);
+        let mut results = Vec::new();
+        for insert in [true, false] {
+            let mut f = fs::temp_file_in(tmp.path()).unwrap();
+            f.write_all(&body).unwrap();
+            let (file, path) = f.into_parts();
+            let out = prepend(file, path, &prefix, tmp.path(), insert).unwrap();
+            results.push(std::fs::read(out.path()).unwrap());
+        }
+        assert!(results[0] == [prefix.as_slice(), body.as_slice()].concat());
+        assert!(results[0] == results[1]);
+    }
 }

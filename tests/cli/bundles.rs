@@ -475,3 +475,40 @@ fn a_killed_build_leaves_the_store_as_it_was() {
     env.slipway().arg("gc").ok();
     assert_eq!(std::fs::read_dir(env.store.join("tmp")).unwrap().count(), 0);
 }
+
+#[test]
+fn the_zstd_worker_count_changes_neither_the_id_nor_the_bytes() {
+    let env = Env::new();
+    // Two zstd jobs' worth (8 MiB each at level 3) of half noise, half text.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let noise: Vec<u8> = (0..(6 << 20))
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    env.write("d/noise.bin", noise);
+    env.write("d/text.txt", "a line of text that compresses well\n".repeat(200_000));
+    let mut files = Vec::new();
+    for workers in ["1", "2"] {
+        let store = env.path(&format!("store-{workers}"));
+        let id = env
+            .slipway()
+            .env("SLIPWAY_ZSTD_WORKERS", workers)
+            .env("SLIPWAY_STORE", &store)
+            .args(["build", "--dir", "d", "--name", "r"])
+            .ok()
+            .line();
+        let file = env.path(&format!("r-{workers}.tar.zst"));
+        env.slipway()
+            .env("SLIPWAY_STORE", &store)
+            .args(["export", &id, "-o"])
+            .arg(&file)
+            .ok();
+        files.push((id, std::fs::read(&file).unwrap()));
+    }
+    assert_eq!(files[0].0, files[1].0);
+    assert!(files[0].1 == files[1].1, "exports differ between 1 and 2 zstd workers");
+}

@@ -1,0 +1,80 @@
+# shellcheck shell=bash
+# Helpers shared by scripts/bench-*.sh (sourced, not run).
+
+note() { printf '== %s\n' "$*" >&2; }
+
+# Make sure the named commands and GNU time exist; install missing ones with
+# apt-get when running as root, else say what to install.
+need_tools() {
+  local missing=() t
+  for t in "$@"; do
+    command -v "$t" >/dev/null 2>&1 || missing+=("$t")
+  done
+  [ -x /usr/bin/time ] || missing+=(time)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  # Debian package names: coreutils provides sha256sum, python3-minimal python3.
+  local pkgs=()
+  for t in "${missing[@]}"; do
+    case "$t" in
+      sha256sum) pkgs+=(coreutils) ;;
+      *) pkgs+=("$t") ;;
+    esac
+  done
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    note "installing: ${pkgs[*]}"
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >&2
+  else
+    echo "missing: ${missing[*]}; install them (e.g. sudo apt-get install ${pkgs[*]})" >&2
+    exit 1
+  fi
+}
+
+# The release binary, honouring CARGO_TARGET_DIR; $SLIPWAY_BIN measures
+# another one (e.g. an older build, for a before/after comparison).
+slipway_bin() {
+  local bin="${SLIPWAY_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/slipway}"
+  if [ ! -x "$bin" ]; then
+    echo "no slipway binary at $bin; run without --no-build" >&2
+    exit 1
+  fi
+  printf '%s\n' "$bin"
+}
+
+# A fresh temporary directory under $BENCH_TMP (default $TMPDIR or /tmp).
+make_work_dir() {
+  mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/slipway-bench.XXXXXX"
+}
+
+# timed OUT CMD...: run CMD (its stdout passes through), then write
+# "WALL_SECONDS PEAK_RSS_KIB CPU_SECONDS" to OUT. Peak RSS and CPU time
+# (user + system) are GNU time's; for a pipeline under `bash -c`, the peak is
+# its biggest member's and the CPU time the sum over all of them.
+timed() {
+  local out=$1 start end
+  shift
+  start=$(date +%s%N)
+  /usr/bin/time -f '%M %U %S' -o "$out.rss" "$@"
+  end=$(date +%s%N)
+  tail -n 1 "$out.rss" | awk -v s="$start" -v e="$end" \
+    '{printf "%.2f %s %.2f\n", (e - s) / 1e9, $1, $2 + $3}' >"$out"
+}
+
+# median N...: the middle value (mean of the two middle ones for an even count).
+median() {
+  printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1}
+    END {if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'
+}
+
+fastest() { printf '%s\n' "$@" | sort -g | head -n 1; }
+join() { local IFS=' '; printf '%s' "$*"; }
+mib_of() { awk -v b="$1" 'BEGIN {printf "%.1f", b / 1048576}'; }
+mib_of_kib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
+
+# One line: cores, CPU model, and the device and file system of $work.
+machine_line() {
+  local cpu fs
+  cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+  fs=$(df --output=source,fstype "${work:-.}" | awk 'NR == 2 {print $1 " (" $2 ")"}')
+  printf '%s cores (nproc), %s, %s' "$(nproc)" "${cpu:-unknown CPU}" "$fs"
+}
