@@ -144,6 +144,9 @@ pub struct PushArgs {
     /// A target from slipway.toml, ssh://[user@]host[:port]/abs/root, or a local path
     #[arg(short = 't', long, value_name = "TARGET")]
     pub target: String,
+    /// Only these hosts of the target (as written in slipway.toml), comma-separated
+    #[arg(long, value_name = "HOST,...", value_delimiter = ',')]
+    pub hosts: Vec<String>,
 }
 
 /// `-t TARGET` and `--hosts`.

@@ -141,6 +141,8 @@ struct Slot {
     status: Option<HostStatus>,
     /// In the batch being switched now.
     in_batch: bool,
+    /// What the push did here, and how long it took (seconds).
+    pushed: Option<(PushOutcome, f64)>,
 }
 
 impl Slot {
@@ -161,6 +163,7 @@ impl Slot {
             error: None,
             status: None,
             in_batch: false,
+            pushed: None,
         }
     }
 
@@ -334,6 +337,7 @@ impl<'a> Fleet<'a> {
                 return;
             }
             slot.report.phase = "push".into();
+            let clock = Instant::now();
             let bar: ProgressBar = out.bytes_bar(0, &slot.spec.label);
             let link_mode = slot.spec.link_mode;
             let result = slot.session().and_then(|s| s.push(job, link_mode, &bar));
@@ -341,12 +345,34 @@ impl<'a> Fleet<'a> {
             match result {
                 Ok(o) => {
                     record_push(&mut slot.report, &o);
-                    out.info(&format!("{}: {}", slot.spec.label, describe_push(job.name, &o)));
+                    let seconds = (clock.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+                    slot.pushed = Some((o, seconds));
                 }
                 Err(e) => slot.fail("push", e),
             }
         });
         self.first_error("push")
+    }
+
+    /// Each host's push outcome and seconds (`None` where it did not succeed).
+    pub fn push_results(&self) -> Vec<(String, Option<(PushOutcome, f64)>)> {
+        self.slots.iter().map(|s| (s.spec.label.clone(), s.pushed)).collect()
+    }
+
+    /// End every session cleanly (waiting for each host's `serve` to exit).
+    ///
+    /// # Errors
+    /// The first host whose `serve` exited unsuccessfully.
+    pub fn close(&mut self) -> Result<()> {
+        let mut first = None;
+        for slot in &mut self.slots {
+            if let Some(s) = slot.session.take()
+                && let Err(e) = s.close()
+            {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 
     fn first_error(&mut self, what: &str) -> Result<()> {
@@ -361,13 +387,27 @@ impl<'a> Fleet<'a> {
             .find(|e| *e == Exit::Locked || *e == Exit::Integrity || *e == Exit::ExpectMismatch)
             .unwrap_or(Exit::Error);
         let hosts: Vec<&str> = failed.iter().map(|s| s.spec.label.as_str()).collect();
-        let detail = first.report.reason.clone().unwrap_or_default();
-        let msg = format!(
-            "{what} failed on {} of {} host(s) ({}): {detail}; nothing changed",
-            failed.len(),
-            self.slots.len(),
-            hosts.join(", ")
-        );
+        let exit = if failed.len() == 1 {
+            first.error.as_ref().map(Error::exit).unwrap_or(exit)
+        } else {
+            exit
+        };
+        let msg = if failed.len() == 1 {
+            // One host: its own error, which names it, is the clearest line.
+            first
+                .error
+                .as_ref()
+                .map(|e| one_line(&e.to_string()))
+                .unwrap_or_default()
+        } else {
+            let detail = first.report.reason.clone().unwrap_or_default();
+            format!(
+                "{what} failed on {} of {} hosts ({}); first: {detail}",
+                failed.len(),
+                self.slots.len(),
+                hosts.join(", ")
+            )
+        };
         for s in self.slots.iter_mut().filter(|s| s.error.is_none()) {
             s.report.result = if s.report.result == "ok" {
                 "ok".into()

@@ -48,6 +48,14 @@ pub fn run(args: &DeployArgs, ctx: &Context) -> Result<()> {
         print_reports(ctx, &fleet.reports());
         return Err(e);
     }
+    for (host, result) in fleet.push_results() {
+        if let Some((outcome, _)) = result {
+            ctx.out.info(&format!(
+                "{host}: {}",
+                crate::fleet::describe_push(&record.name, &outcome)
+            ));
+        }
+    }
     let goal = Goal::Activate {
         release: record.name.clone(),
         expect: args.expect.clone(),

@@ -1,12 +1,11 @@
 //! `slipway push REL -t TARGET`: stage a release of the local store on every
-//! host of a target, one host after the other. Nothing live changes.
+//! host of a target, in parallel (bounded by the target's `parallel`).
+//! Nothing live changes.
 //!
-//! Output: one line per host on stdout (as each host finishes), or with
-//! `--json` an array with one object per host (`docs/json.md`) once every
-//! host succeeded. The first host that fails stops the command with its
-//! error, named after the host, and its exit code.
-
-use std::time::Instant;
+//! Output: one line per host on stdout, or with `--json` an array with one
+//! object per host (`docs/json.md`), once every host succeeded. When a host
+//! fails, nothing is printed on stdout and the command exits with that
+//! error's code, naming the host.
 
 use serde::Serialize;
 
@@ -16,14 +15,13 @@ use crate::cli::PushArgs;
 use crate::config;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::remote::HostSpec;
+use crate::fleet::Fleet;
 use crate::remote::push::{PushJob, PushOutcome};
-use crate::remote::session::HostSession;
 
 /// One element of `push --json` (a stable schema: field order is key order).
 #[derive(Debug, Serialize)]
 struct HostReport<'a> {
-    host: &'a str,
+    host: String,
     release: &'a str,
     id: Digest,
     files: u64,
@@ -67,16 +65,19 @@ pub fn run(args: &PushArgs, ctx: &Context) -> Result<()> {
         repair: false,
     };
 
+    let mut fleet = Fleet::new(ctx, &target, &args.hosts)?;
+    let pushed = fleet.push(&job);
+    let closed = fleet.close();
+    pushed?;
+    closed?;
     let mut reports = Vec::new();
-    for host in &target.hosts {
-        let clock = Instant::now();
-        let outcome = push_one(host, &job, ctx)?;
-        let seconds = (clock.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    for (host, result) in fleet.push_results() {
+        let Some((outcome, seconds)) = result else { continue };
         if !ctx.out.json {
-            ctx.out.data(&describe(&record.name, &host.label, &outcome, seconds));
+            ctx.out.data(&describe(&record.name, &host, &outcome, seconds));
         }
         reports.push(HostReport {
-            host: &host.label,
+            host,
             release: &record.name,
             id,
             files: outcome.files,
@@ -90,17 +91,6 @@ pub fn run(args: &PushArgs, ctx: &Context) -> Result<()> {
         ctx.out.json_value(&reports);
     }
     Ok(())
-}
-
-fn push_one(host: &HostSpec, job: &PushJob<'_>, ctx: &Context) -> Result<PushOutcome> {
-    let bar = ctx.out.bytes_bar(0, &host.label);
-    let result = HostSession::open(host).and_then(|mut session| {
-        let outcome = session.push(job, host.link_mode, &bar)?;
-        session.close()?;
-        Ok(outcome)
-    });
-    bar.finish_and_clear();
-    result
 }
 
 fn describe(name: &str, host: &str, o: &PushOutcome, seconds: f64) -> String {

@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# Benchmark `slipway push` and `slipway deploy` over a real sshd on loopback
+# against the tools an operator would otherwise use, in one run:
+#
+#   first push:   slipway push v1  vs  tar -cf - | zstd -T0 -3 | ssh host 'zstd -d | tar -xf -'
+#   next release (10 changed files):
+#                 slipway push v2  vs  rsync -a --link-dest=PREV (over the same ssh)
+#   fleet:        slipway deploy to 8 hosts  vs  8 sequential single-host pushes;
+#                 the pusher's own CPU time for 8 hosts vs 1; activation of 8 staged hosts
+#
+# The tree is generated (scripts/gen-tree.py, seeded) in a temporary
+# directory and removed at the end. A throwaway sshd (own host key, client
+# key and config) listens on 127.0.0.1; the 8 "hosts" are 8 ssh aliases of
+# it with distinct roots, so every host's work shares this machine's cores
+# with the pusher.
+#
+#   scripts/bench-push.sh                      # ~20k files / ~300 MiB, 3 runs
+#   scripts/bench-push.sh -n 1 --files 5000 --mib 60     # quick
+#   scripts/bench-push.sh --no-fleet
+set -euo pipefail
+cd "$(dirname "$0")/.."
+here=$PWD
+
+runs=${BENCH_RUNS:-3}
+files=20000
+mib=300
+seed=1
+build=1
+fleet=1
+hosts=8
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -n|--runs) runs=$2; shift 2 ;;
+    --files) files=$2; shift 2 ;;
+    --mib) mib=$2; shift 2 ;;
+    --seed) seed=$2; shift 2 ;;
+    --hosts) hosts=$2; shift 2 ;;
+    --no-build) build=0; shift ;;
+    --no-fleet) fleet=0; shift ;;
+    -h|--help) awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; exit 0 ;;
+    *) echo "bench-push: unknown argument \`$1\`; see --help" >&2; exit 2 ;;
+  esac
+done
+
+# shellcheck source=scripts/bench-lib.sh
+. "$here/scripts/bench-lib.sh"
+need_tools zstd tar rsync ssh python3
+[ -x /usr/sbin/sshd ] || need_tools sshd
+
+if [ "$build" = 1 ] && [ -z "${SLIPWAY_BIN:-}" ]; then
+  note "building slipway (cargo build --release)"
+  cargo build --release --locked --quiet >&2
+fi
+slipway=$(slipway_bin)
+
+work=$(make_work_dir)
+sshd_pid=
+cleanup() {
+  [ -n "$sshd_pid" ] && kill "$sshd_pid" 2>/dev/null || true
+  chmod -R u+w "$work" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# --- a throwaway sshd on loopback -------------------------------------------
+note "starting a throwaway sshd"
+mkdir -p "$work/ssh" /run/sshd
+ssh-keygen -q -t ed25519 -N '' -f "$work/ssh/host" >/dev/null
+ssh-keygen -q -t ed25519 -N '' -f "$work/ssh/client" >/dev/null
+cp "$work/ssh/client.pub" "$work/ssh/authorized_keys"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat >"$work/ssh/sshd_config" <<EOF
+Port $port
+ListenAddress 127.0.0.1
+HostKey $work/ssh/host
+AuthorizedKeysFile $work/ssh/authorized_keys
+PidFile $work/ssh/sshd.pid
+UsePAM no
+StrictModes no
+PasswordAuthentication no
+PermitRootLogin yes
+SetEnv SHLVL=1
+MaxSessions 100
+MaxStartups 100
+EOF
+/usr/sbin/sshd -D -f "$work/ssh/sshd_config" -E "$work/ssh/sshd.log" &
+sshd_pid=$!
+printf '[127.0.0.1]:%s %s\n' "$port" "$(cut -d' ' -f1-2 "$work/ssh/host.pub")" >"$work/ssh/known_hosts"
+: >"$work/ssh/config"
+for i in $(seq 1 "$hosts"); do
+  cat >>"$work/ssh/config" <<EOF
+Host bench-$i
+  HostName 127.0.0.1
+  Port $port
+  User $(id -un)
+  IdentityFile $work/ssh/client
+  IdentitiesOnly yes
+  UserKnownHostsFile $work/ssh/known_hosts
+  StrictHostKeyChecking yes
+  BatchMode yes
+EOF
+done
+for _ in $(seq 1 50); do
+  ssh -F "$work/ssh/config" bench-1 true 2>/dev/null && break
+  sleep 0.1
+done
+export SLIPWAY_SSH_CONFIG="$work/ssh/config" SLIPWAY_REMOTE_BIN="$slipway"
+ssh_cmd=(ssh -F "$work/ssh/config")
+
+# --- the trees ----------------------------------------------------------------
+note "generating the tree: $files files, $mib MiB, seed $seed"
+python3 "$here/scripts/gen-tree.py" "$work/v1" --seed "$seed" --files "$files" --mib "$mib"
+cp -a "$work/v1" "$work/v2"
+# 10 changed files: new random contents of the same sizes.
+mapfile -t changed < <(cd "$work/v2" && find . -type f -size +8k | sort | awk 'NR % 997 == 1' | head -n 10)
+for f in "${changed[@]}"; do
+  size=$(stat -c %s "$work/v2/$f")
+  head -c "$size" /dev/urandom >"$work/v2/$f"
+done
+changed_bytes=$(cd "$work/v2" && cat "${changed[@]}" | wc -c)
+changed_zstd=$(cd "$work/v2" && cat "${changed[@]}" | zstd -q -3 | wc -c)
+tree_bytes=$(find "$work/v1" -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
+store="$work/store"
+"$slipway" -q --store "$store" build --dir "$work/v1" --name v1 >/dev/null
+"$slipway" -q --store "$store" build --dir "$work/v2" --name v2 >/dev/null
+bundle_bytes=$(stat -c %s "$store"/bundles/*.tar.zst | head -n 1)
+note "warming the page cache"
+tar -cf - -C "$work" v1 v2 >/dev/null
+cat "$store"/bundles/*.tar.zst >/dev/null
+
+declare -a t_first t_pipe t_inc t_rsync sent_inc
+remote="$work/remote"
+mkdir -p "$remote"
+for i in $(seq 1 "$runs"); do
+  note "run $i/$runs: first push"
+  rm -rf "$remote/slip" "$remote/pipe" "$remote/rsync"
+  chmod -R u+w "$remote" 2>/dev/null || true
+  rm -rf "$remote"/*
+  run_first() {
+    timed "$work/m" "$slipway" -q --store "$store" push v1 -t "ssh://bench-1$remote/slip" --json >"$work/p1.json"
+    read -r secs _ _ <"$work/m"; t_first+=("$secs")
+  }
+  run_pipe() {
+    # shellcheck disable=SC2016
+    timed "$work/m" bash -c 'tar -cf - -C "$1" . | zstd -q -T0 -3 | "${@:3}" "mkdir -p $2 && zstd -q -d | tar -xf - -C $2"' \
+      _ "$work/v1" "$remote/pipe/v1" "${ssh_cmd[@]}" bench-1
+    read -r secs _ _ <"$work/m"; t_pipe+=("$secs")
+  }
+  if [ $((i % 2)) = 1 ]; then run_first; run_pipe; else run_pipe; run_first; fi
+
+  note "run $i/$runs: next release with ${#changed[@]} changed files"
+  run_inc() {
+    timed "$work/m" "$slipway" -q --store "$store" push v2 -t "ssh://bench-1$remote/slip" --json >"$work/p2.json"
+    read -r secs _ _ <"$work/m"; t_inc+=("$secs")
+    sent_inc+=("$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["bytes_sent"])' "$work/p2.json")")
+  }
+  run_rsync() {
+    timed "$work/m" rsync -a -e "${ssh_cmd[*]}" --link-dest="$remote/pipe/v1" "$work/v2/" "bench-1:$remote/pipe/v2/"
+    read -r secs _ _ <"$work/m"; t_rsync+=("$secs")
+    rm -rf "$remote/pipe/v2"
+  }
+  if [ $((i % 2)) = 1 ]; then run_inc; run_rsync; else run_rsync; run_inc; fi
+done
+
+m_first=$(median "${t_first[@]}"); m_pipe=$(median "${t_pipe[@]}")
+m_inc=$(median "${t_inc[@]}"); m_rsync=$(median "${t_rsync[@]}")
+r_first=$(awk -v a="$m_first" -v b="$m_pipe" 'BEGIN {printf "%.2f", a / b}')
+r_inc=$(awk -v a="$m_inc" -v b="$m_rsync" 'BEGIN {printf "%.2f", a / b}')
+s_inc=$(median "${sent_inc[@]}")
+r_bytes=$(awk -v a="$s_inc" -v b="$changed_zstd" 'BEGIN {printf "%.2f", a / b}')
+
+cat <<EOF
+### Push over loopback sshd: $(find "$work/v1" -type f | wc -l) files, $(mib_of "$tree_bytes") MiB (bundle $(mib_of "$bundle_bytes") MiB), seed $seed, $runs runs
+
+Machine: $(machine_line).
+
+| what | slipway | baseline | ratio | goal |
+| --- | ---: | ---: | ---: | --- |
+| first push | \`push v1\` **${m_first} s** ($(join "${t_first[@]}")) | \`tar \| zstd -T0 -3 \| ssh 'zstd -d \| tar -x'\` **${m_pipe} s** ($(join "${t_pipe[@]}")) | **${r_first}×** | ≤ 1.1× |
+| next release, ${#changed[@]} files changed | \`push v2\` **${m_inc} s** ($(join "${t_inc[@]}")) | \`rsync -a --link-dest=PREV\` **${m_rsync} s** ($(join "${t_rsync[@]}")) | **${r_inc}×** | ≤ 0.5× |
+| bytes sent for that push | ${s_inc} B | zstd -3 of the changed files: ${changed_zstd} B (raw ${changed_bytes} B) | **${r_bytes}×** | ≤ 1.1× |
+
+slipway also verifies every byte on the host and makes the release durable
+(syncfs) before it appears; the pipelines do neither.
+EOF
+
+[ "$fleet" = 1 ] || exit 0
+
+# --- fleet ----------------------------------------------------------------------
+note "fleet: $hosts hosts"
+{
+  printf '[targets.one]\nhosts = ["ssh://bench-1%s/one"]\n' "$remote"
+  printf '[targets.fleet]\nparallel = %s\nhosts = [' "$hosts"
+  for i in $(seq 1 "$hosts"); do
+    [ "$i" -gt 1 ] && printf ', '
+    printf '"ssh://bench-%s%s/fleet-%s"' "$i" "$remote" "$i"
+  done
+  printf ']\n'
+} >"$work/slipway.toml"
+cpu_of() { awk '{print $3}' "$1"; }
+declare -a t_fleet t_seq c_fleet c_one t_act
+for i in $(seq 1 "$runs"); do
+  note "fleet run $i/$runs"
+  chmod -R u+w "$remote" 2>/dev/null || true
+  rm -rf "$remote"/one "$remote"/fleet-* "$remote"/seq-*
+  timed "$work/m" "$slipway" -q --store "$store" --config "$work/slipway.toml" push v1 -t one
+  c_one+=("$(cpu_of "$work/m")")
+  timed "$work/m" "$slipway" -q --store "$store" --config "$work/slipway.toml" push v1 -t fleet
+  read -r secs _ cpu <"$work/m"; t_fleet+=("$secs"); c_fleet+=("$cpu")
+  timed "$work/m" "$slipway" -q --store "$store" --config "$work/slipway.toml" activate v1 -t fleet
+  read -r secs _ _ <"$work/m"; t_act+=("$secs")
+  start=$(date +%s%N)
+  for h in $(seq 1 "$hosts"); do
+    "$slipway" -q --store "$store" push v1 -t "ssh://bench-$h$remote/seq-$h" >/dev/null
+  done
+  end=$(date +%s%N)
+  t_seq+=("$(awk -v s="$start" -v e="$end" 'BEGIN {printf "%.2f", (e - s) / 1e9}')")
+done
+m_fleet=$(median "${t_fleet[@]}"); m_seq=$(median "${t_seq[@]}")
+m_cf=$(median "${c_fleet[@]}"); m_c1=$(median "${c_one[@]}")
+r_wall=$(awk -v a="$m_fleet" -v b="$m_seq" 'BEGIN {printf "%.2f", a / b}')
+r_cpu=$(awk -v a="$m_cf" -v b="$m_c1" 'BEGIN {printf "%.2f", a / b}')
+cat <<EOF
+
+### Fleet: $hosts loopback hosts (one machine, $(nproc) cores shared by pusher and hosts), $runs runs
+
+| what | figure | goal |
+| --- | ---: | --- |
+| push to $hosts hosts in parallel (wall) | **${m_fleet} s** ($(join "${t_fleet[@]}")) | |
+| $hosts sequential single-host pushes (wall) | **${m_seq} s** ($(join "${t_seq[@]}")) | |
+| parallel / sequential | **${r_wall}×** | ≤ 0.6× |
+| pusher CPU (user+sys), $hosts hosts vs 1 host | ${m_cf} s vs ${m_c1} s = **${r_cpu}×** | ≤ 1.5× |
+| activation of $hosts staged hosts (whole command, connections included) | **$(median "${t_act[@]}") s** ($(join "${t_act[@]}")) | < 1 s |
+
+The pusher's CPU is the \`slipway\` process and the children it waits for
+(GNU time); the ssh connections' own encryption runs in ssh processes and
+the hosts' work in their \`serve\` processes, all on the same cores.
+EOF
