@@ -9,6 +9,7 @@
 //!
 //! - [`cli`] parses, [`config`] resolves, [`commands`] orchestrate one verb each;
 //! - [`manifest`] and [`digest`] define ids and the rules every tree keeps;
+//!   [`signature`] signs and checks releases with `ssh-keygen` (sshsig);
 //! - [`bundle`] packs and unpacks archives, [`store`] keeps them locally;
 //! - [`protocol`] is the framed wire format; [`remote`] is its client end
 //!   (targets, transports, sessions), [`host`] its server end (`serve`, staging);
@@ -28,6 +29,7 @@ pub mod output;
 pub mod protocol;
 pub mod provenance;
 pub mod remote;
+pub mod signature;
 pub mod store;
 
 use std::ffi::OsString;

@@ -7,4 +7,5 @@
 pub mod layout;
 pub mod objects;
 pub mod serve;
+pub mod signatures;
 pub mod stage;
