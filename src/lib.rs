@@ -113,6 +113,7 @@ pub fn run(command: &Command, ctx: &Context) -> Result<()> {
         Command::Export(a) => commands::export::run(a, ctx),
         Command::Import(a) => commands::import::run(a, ctx),
         Command::Gc(a) => commands::gc::run(a, ctx),
+        Command::Sign(a) => commands::sign::run(a, ctx),
         Command::Push(a) => commands::push::run(a, ctx),
         Command::Serve(a) => commands::serve::run(a, ctx),
     }

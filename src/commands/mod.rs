@@ -8,6 +8,7 @@ pub mod inspect;
 pub mod list;
 pub mod push;
 pub mod serve;
+pub mod sign;
 pub mod verify;
 
 /// `1.2 MiB`-style sizes for people.
