@@ -211,7 +211,14 @@ pub fn choose_key(key: Option<&Path>, env: &KeyEnv, name: &str) -> Result<Key> {
 /// # Errors
 /// When `ssh-keygen` cannot sign (the reason it gives, with what to do), or
 /// when the signature it made does not verify against the key's public half.
-pub fn sign(key: &Key, name: &str, id: &Digest, principal: Option<&str>, actor: &str, tmp_dir: &Path) -> Result<Signature> {
+pub fn sign(
+    key: &Key,
+    name: &str,
+    id: &Digest,
+    principal: Option<&str>,
+    actor: &str,
+    tmp_dir: &Path,
+) -> Result<Signature> {
     let work = fs::temp_dir_in(tmp_dir, "sign-")?;
     let public_key = public_key_of(key)?;
     let agent_pub;
@@ -308,7 +315,10 @@ pub fn verify_own(sig: &Signature, name: &str, id: &Digest, tmp_dir: &Path) -> R
     let (Some(armored), Some(blob)) = (sig.armored(), key_blob(&sig.public_key)) else {
         return Ok(Err("is malformed".to_string()));
     };
-    let allowed = fs::write_temp(tmp_dir, format!("signer namespaces=\"{NAMESPACE}\" {blob}\n").as_bytes())?;
+    let allowed = fs::write_temp(
+        tmp_dir,
+        format!("signer namespaces=\"{NAMESPACE}\" {blob}\n").as_bytes(),
+    )?;
     let file = fs::write_temp(tmp_dir, armored.as_bytes())?;
     match verify(allowed.path(), "signer", file.path(), &expected)? {
         Some(fp) if fp == sig.key_fingerprint => Ok(Ok(())),
@@ -334,7 +344,12 @@ pub fn merge(existing: &mut Vec<Value>, incoming: impl IntoIterator<Item = Value
         });
         match same_key {
             Some(i) => {
-                let at = |v: &Value| v.get("signed_at").and_then(Value::as_str).unwrap_or_default().to_string();
+                let at = |v: &Value| {
+                    v.get("signed_at")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                };
                 if at(&new) >= at(&existing[i]) {
                     existing[i] = new;
                     changed = true;
@@ -467,8 +482,14 @@ pub fn verify(allowed_signers: &Path, principal: &str, sig_file: &Path, statemen
 
 /// A string from someone else's JSON, made safe for a one-line message.
 pub fn clean(s: &str) -> String {
-    let short: String = s.chars().take(100).collect();
-    let mut out = short.escape_debug().to_string();
+    let mut out = String::new();
+    for c in s.chars().take(100) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
     if s.chars().count() > 100 {
         out.push('…');
     }
@@ -516,7 +537,9 @@ fn key_blob(line: &str) -> Option<&str> {
     let data = fields.next()?;
     let ok = (ty.starts_with("ssh-") || ty.starts_with("ecdsa-") || ty.starts_with("sk-"))
         && !data.is_empty()
-        && data.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='));
+        && data
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='));
     ok.then(|| &line[..ty.len() + 1 + data.len()])
 }
 
@@ -535,7 +558,10 @@ fn public_key_of(key: &Key) -> Result<String> {
         Key::Private(p) => {
             let public = pub_path(p);
             match fs::read_optional(&public)? {
-                Some(bytes) => (String::from_utf8_lossy(&bytes).into_owned(), public.display().to_string()),
+                Some(bytes) => (
+                    String::from_utf8_lossy(&bytes).into_owned(),
+                    public.display().to_string(),
+                ),
                 None => {
                     let out = ssh_keygen(&[OsStr::new("-y"), OsStr::new("-f"), p.as_os_str()], Input::Inherit)?;
                     if !out.ok {
@@ -545,7 +571,10 @@ fn public_key_of(key: &Key) -> Result<String> {
                             lowercase_first(&out.reason())
                         )));
                     }
-                    (String::from_utf8_lossy(&out.stdout).into_owned(), p.display().to_string())
+                    (
+                        String::from_utf8_lossy(&out.stdout).into_owned(),
+                        p.display().to_string(),
+                    )
                 }
             }
         }
@@ -553,7 +582,9 @@ fn public_key_of(key: &Key) -> Result<String> {
     let line = line.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
     match key_blob(line) {
         Some(_) if !line.chars().any(char::is_control) => Ok(line.to_string()),
-        _ => Err(Error::usage(format!("`{origin}` does not hold an OpenSSH public key"))),
+        _ => Err(Error::usage(format!(
+            "`{origin}` does not hold an OpenSSH public key; pass a private key, or the `.pub` file beside it"
+        ))),
     }
 }
 
@@ -581,10 +612,13 @@ impl Ran {
     /// The last line `ssh-keygen` wrote on stderr (its reason), one line.
     fn reason(&self) -> String {
         let text = String::from_utf8_lossy(&self.stderr);
-        text.lines()
-            .map(str::trim)
-            .rfind(|l| !l.is_empty())
-            .map_or_else(|| "it failed without saying why".to_string(), clean)
+        let line = text.lines().map(str::trim).rfind(|l| !l.is_empty());
+        // A passphrase prompt read from a pipe leaves no newline before the error.
+        let line = line.map(|l| match l.split_once("passphrase: ") {
+            Some((prompt, rest)) if prompt.starts_with("Enter ") && !rest.is_empty() => rest,
+            _ => l,
+        });
+        line.map_or_else(|| "it failed without saying why".to_string(), clean)
     }
 
     /// `… key SHA256:…` in `ssh-keygen -Y verify/check-novalidate` output.
@@ -641,9 +675,7 @@ mod tests {
 
     #[test]
     fn merge_keeps_one_signature_per_key_the_newest() {
-        let sig = |key: &str, at: &str, body: &str| {
-            serde_json::json!({"format": "sshsig", "key_fingerprint": key, "signed_at": at, "signature": body})
-        };
+        let sig = |key: &str, at: &str, body: &str| serde_json::json!({"format": "sshsig", "key_fingerprint": key, "signed_at": at, "signature": body});
         let mut list = vec![sig("SHA256:a", "2024-01-01T00:00:00Z", "1")];
         assert!(!merge(&mut list, [sig("SHA256:a", "2024-01-01T00:00:00Z", "1")]));
         assert!(!merge(&mut list, [sig("SHA256:a", "2023-01-01T00:00:00Z", "old")]));
