@@ -6,4 +6,5 @@ mod support;
 mod bundles;
 mod push;
 mod serve;
+mod sign;
 mod ssh;
