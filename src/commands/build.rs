@@ -42,7 +42,11 @@ pub fn run(args: &BuildArgs, ctx: &Context) -> Result<()> {
     // With --sign, find the key before spending time on the build.
     let key = if args.sign {
         let name = args.name.as_deref().or(args.tag.as_deref()).unwrap_or_default();
-        Some(super::sign::choose(args.key.as_deref(), args.principal.as_deref(), name)?)
+        Some(super::sign::choose(
+            args.key.as_deref(),
+            args.principal.as_deref(),
+            name,
+        )?)
     } else {
         None
     };

@@ -112,7 +112,10 @@ fn describe_signature(value: &serde_json::Value) -> String {
         ),
         None => {
             let format = value.get("format").and_then(|f| f.as_str()).unwrap_or("unknown");
-            format!("(a signature in format `{}`, which this slipway cannot read)", clean(format))
+            format!(
+                "(a signature in format `{}`, which this slipway cannot read)",
+                clean(format)
+            )
         }
     }
 }

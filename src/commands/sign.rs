@@ -101,8 +101,5 @@ pub fn describe(name: &str, sig: &Signature, replaced: bool) -> String {
     } else {
         ""
     };
-    format!(
-        "signed {name} with {} ({}){again}",
-        sig.key_fingerprint, sig.principal
-    )
+    format!("signed {name} with {} ({}){again}", sig.key_fingerprint, sig.principal)
 }

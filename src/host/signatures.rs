@@ -116,9 +116,7 @@ fn check_one(
 ) -> Result<std::result::Result<Signer, Refusal>> {
     let Some(sig) = Signature::from_value(value) else {
         let format = value.get("format").and_then(Value::as_str).unwrap_or("unknown");
-        return Ok(Err(Refusal::Unsupported {
-            format: clean(format),
-        }));
+        return Ok(Err(Refusal::Unsupported { format: clean(format) }));
     };
     let claimed = clean(&sig.key_fingerprint);
     let Some(armored) = sig.armored() else {
@@ -184,7 +182,11 @@ impl Refusal {
                 principals.join("`, `"),
                 allowed.display()
             ),
-            Refusal::WrongName { key, name: other, id: other_id } => {
+            Refusal::WrongName {
+                key,
+                name: other,
+                id: other_id,
+            } => {
                 format!("the signature by `{key}` binds `{other}` {other_id}, not `{name}` {id}")
             }
             Refusal::Unsupported { format } => {
