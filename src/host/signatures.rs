@@ -98,7 +98,8 @@ pub fn check_signatures(layout: &Layout, name: &str, id: &Digest, signatures: &[
 enum Refusal {
     /// It does not verify for this release's statement (damaged or forged).
     Bad { key: String },
-    /// Good, but `allowed_signers` does not list its key.
+    /// Good, but `allowed_signers` does not list its key (or only outside
+    /// its `valid-after`/`valid-before` window: `find-principals` skips those).
     UnknownKey { key: String, principal: String },
     /// Listed, but not for namespace `slipway` now (`namespaces=`, `valid-*=` options).
     NotAllowed { key: String, principals: Vec<String> },
@@ -175,7 +176,7 @@ impl Refusal {
                 format!("the signature by `{key}` does not verify for `{name}` {id} (damaged or forged)")
             }
             Refusal::UnknownKey { key, principal } => {
-                format!("`{key}` ({principal}) is not in `{}`", allowed.display())
+                format!("`{key}` ({principal}) is not listed (or not valid now) in `{}`", allowed.display())
             }
             Refusal::NotAllowed { key, principals } => format!(
                 "`{key}` is listed for `{}` in `{}` but may not sign for namespace `slipway` now (see its namespaces= and valid-after=/valid-before= options)",

@@ -364,7 +364,7 @@ fn unsigned_tampered_unlisted_and_misnamed_releases_are_refused_where_allowed_si
         (
             "unlisted",
             format!(
-                "error: {root_s}: release `unlisted` refused: unknown key: `{}` (mallory@example.com) is not in `{allowed_s}`; \
+                "error: {root_s}: release `unlisted` refused: unknown key: `{}` (mallory@example.com) is not listed (or not valid now) in `{allowed_s}`; \
                  sign it with a key listed there, or ask the host's owner to add this one",
                 mallory.fingerprint
             ),
