@@ -83,8 +83,11 @@ pub enum Command {
     ///
     /// Sends only the file contents a host lacks, verifies every byte there,
     /// and makes the release appear under `releases/<name>` only when it is
-    /// complete and durable. Pushing a release that is already staged is a
-    /// no-op; a push that was interrupted resumes where it stopped.
+    /// complete and durable. Pushing a release that is already staged sends
+    /// nothing (its new signatures are added on the host); a push that was
+    /// interrupted resumes where it stopped. A host with
+    /// `.slipway/allowed_signers` refuses (exit 5) a release that no key
+    /// listed there signed (docs/control.md).
     ///
     /// Examples:
     ///   slipway push v1.4.2 -t prod
