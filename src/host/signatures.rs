@@ -115,11 +115,20 @@ fn check_one(
     value: &Value,
     expected: &str,
 ) -> Result<std::result::Result<Signer, Refusal>> {
-    let Some(sig) = Signature::from_value(value) else {
-        let format = value.get("format").and_then(Value::as_str).unwrap_or("unknown");
-        return Ok(Err(Refusal::Unsupported { format: clean(format) }));
+    let field = |k: &str| value.get(k).and_then(Value::as_str);
+    // The key the signature names (ssh-keygen tells the real one once it parses).
+    let claimed = match field("key_fingerprint") {
+        Some(k) if !k.is_empty() => clean(k),
+        _ => "an unnamed key".to_string(),
     };
-    let claimed = clean(&sig.key_fingerprint);
+    let format = field("format").unwrap_or("unknown");
+    let Some(sig) = Signature::from_value(value) else {
+        return Ok(Err(if format == signature::FORMAT {
+            Refusal::Bad { key: claimed }
+        } else {
+            Refusal::Unsupported { format: clean(format) }
+        }));
+    };
     let Some(armored) = sig.armored() else {
         return Ok(Err(Refusal::Bad { key: claimed }));
     };
@@ -176,7 +185,10 @@ impl Refusal {
                 format!("the signature by `{key}` does not verify for `{name}` {id} (damaged or forged)")
             }
             Refusal::UnknownKey { key, principal } => {
-                format!("`{key}` ({principal}) is not listed (or not valid now) in `{}`", allowed.display())
+                format!(
+                    "`{key}` ({principal}) is not listed (or not valid now) in `{}`",
+                    allowed.display()
+                )
             }
             Refusal::NotAllowed { key, principals } => format!(
                 "`{key}` is listed for `{}` in `{}` but may not sign for namespace `slipway` now (see its namespaces= and valid-after=/valid-before= options)",

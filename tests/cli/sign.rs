@@ -650,3 +650,47 @@ fn over_real_sshd_a_signed_release_is_staged_and_an_unsigned_one_refused() {
     );
     assert!(!root.join("releases/v2").exists());
 }
+
+#[test]
+fn one_acceptable_signature_among_several_is_enough_and_otherwise_each_reason_is_named() {
+    let env = Env::new();
+    let alice = Key::new(&env, "keys/alice", "alice@example.com");
+    let mallory = Key::new(&env, "keys/mallory", "mallory@example.com");
+    build(&env, "v1");
+    slipway(&env).args(["sign", "v1", "--key"]).arg(&mallory.path).ok();
+    edit_record(&env, "v1", |r| {
+        r["signatures"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"format": "x509", "blob": "…"}))
+    });
+    let root = strict_host(&env, "host", &[("alice@example.com", &alice)]);
+    let allowed = root.join(".slipway/allowed_signers");
+    let out = push(&env, "v1", &root).fails(5);
+    out.one_line_error();
+    assert_eq!(
+        stderr_line(&out),
+        format!(
+            "error: {}: release `v1` refused: none of its 2 signatures is acceptable: \
+             unknown key (`{}` (mallory@example.com) is not listed (or not valid now) in `{a}`); \
+             unsupported signature (a signature in format `x509`, which this slipway cannot check); \
+             sign it with a key listed in `{a}` (`slipway sign v1`) and push again",
+            root.display(),
+            mallory.fingerprint,
+            a = allowed.display()
+        )
+    );
+    nothing_staged(&root, "v1");
+
+    // Alice's signature next to those: accepted, and every signature is kept.
+    slipway(&env).args(["sign", "v1", "--key"]).arg(&alice.path).ok();
+    push(&env, "v1", &root).ok();
+    let meta = host_meta(&root, "v1");
+    assert_eq!(meta["signed_by"]["principal"], "alice@example.com");
+    assert_eq!(meta["signatures"].as_array().map(Vec::len), Some(3));
+    let text = slipway(&env).args(["inspect", "v1"]).ok().stdout();
+    assert!(
+        text.contains("signature   (a signature in format `x509`, which this slipway cannot read)"),
+        "{text}"
+    );
+}
