@@ -179,14 +179,13 @@ pub fn choose_key(key: Option<&Path>, env: &KeyEnv, name: &str) -> Result<Key> {
         .unwrap_or_default();
     if env.agent {
         let held = agent_keys();
-        if !held.is_empty() {
+        if let Some(first) = held.first() {
             let preferred = defaults.iter().find_map(|d| {
                 let line = std::fs::read_to_string(pub_path(d)).ok()?;
                 let blob = key_blob(&line)?.to_string();
-                held.iter().find(|h| key_blob(h) == Some(blob.as_str())).cloned()
+                held.iter().find(|h| key_blob(h) == Some(blob.as_str()))
             });
-            let chosen = preferred.unwrap_or_else(|| held[0].clone());
-            return Ok(Key::Agent(chosen));
+            return Ok(Key::Agent(preferred.unwrap_or(first).clone()));
         }
     }
     for d in defaults {
