@@ -47,6 +47,7 @@ pub enum Command {
     /// Examples:
     ///   slipway build v1.4.2
     ///   slipway build --dir dist --name ci-4711
+    ///   slipway build v1.4.2 --sign --key ~/.ssh/id_ed25519
     #[command(verbatim_doc_comment)]
     Build(BuildArgs),
     /// List the releases in the local store
@@ -67,12 +68,32 @@ pub enum Command {
     Import(ImportArgs),
     /// Remove bundles that no release name refers to, and temporary leftovers
     Gc(GcArgs),
+    /// Sign a release with an SSH key (`ssh-keygen -Y sign`, namespace `slipway`)
+    ///
+    /// Signs a statement binding the release name to its bundle id and
+    /// stores the signature beside the release; `export` and `push` carry it.
+    /// Hosts with `.slipway/allowed_signers` accept only releases signed by a
+    /// key listed there (docs/control.md). Signing again with the same key
+    /// replaces that key's signature.
+    ///
+    /// Without --key: a key of the running ssh-agent, else the first of
+    /// ~/.ssh/id_ed25519, ~/.ssh/id_ecdsa, ~/.ssh/id_rsa.
+    ///
+    /// Examples:
+    ///   slipway sign v1.4.2
+    ///   slipway sign v1.4.2 --key ~/.ssh/release_ed25519
+    ///   slipway sign v1.4.2 --key ~/.ssh/id_ed25519.pub   # private half in ssh-agent
+    #[command(verbatim_doc_comment)]
+    Sign(SignArgs),
     /// Stage a release on every host of a target; nothing live changes
     ///
     /// Sends only the file contents a host lacks, verifies every byte there,
     /// and makes the release appear under `releases/<name>` only when it is
-    /// complete and durable. Pushing a release that is already staged is a
-    /// no-op; a push that was interrupted resumes where it stopped.
+    /// complete and durable. Pushing a release that is already staged sends
+    /// nothing (its new signatures are added on the host); a push that was
+    /// interrupted resumes where it stopped. A host with
+    /// `.slipway/allowed_signers` refuses (exit 5) a release that no key
+    /// listed there signed (docs/control.md).
     ///
     /// Examples:
     ///   slipway push v1.4.2 -t prod
@@ -249,6 +270,20 @@ pub struct PruneArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct SignArgs {
+    /// Release name or (a unique prefix of) a bundle id
+    pub rel: String,
+    /// A private key, or a public key (.pub) whose private half is in ssh-agent
+    /// [default: an ssh-agent key, else ~/.ssh/id_ed25519, id_ecdsa, id_rsa]
+    #[arg(long, value_name = "PATH")]
+    pub key: Option<PathBuf>,
+    /// The principal to record as a hint (as hosts' allowed_signers name the
+    /// signer) [default: the key's comment]
+    #[arg(long, value_name = "NAME")]
+    pub principal: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct ServeArgs {
     /// The deploy root (absolute); created with its layout when missing
     #[arg(long, value_name = "DIR")]
@@ -269,6 +304,15 @@ pub struct BuildArgs {
     /// Release name [default: the tag]
     #[arg(long)]
     pub name: Option<String>,
+    /// Sign the release right after building it (see `slipway sign`)
+    #[arg(long)]
+    pub sign: bool,
+    /// A private key, or a public key (.pub) whose private half is in ssh-agent (with --sign)
+    #[arg(long, value_name = "PATH", requires = "sign")]
+    pub key: Option<PathBuf>,
+    /// The principal to record as a hint (with --sign) [default: the key's comment]
+    #[arg(long, value_name = "NAME", requires = "sign")]
+    pub principal: Option<String>,
 }
 
 #[derive(Debug, Args)]

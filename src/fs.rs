@@ -136,6 +136,29 @@ pub fn temp_file_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
         .map_err(|e| Error::io("create a temporary file in", dir, e))
 }
 
+/// A temporary file in `dir` holding `bytes` (not synced: scratch input for
+/// another program), removed when dropped.
+///
+/// # Errors
+/// When it cannot be created or written.
+pub fn write_temp(dir: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
+    let mut tmp = temp_file_in(dir)?;
+    tmp.write_all(bytes).map_err(|e| Error::io("write", tmp.path(), e))?;
+    tmp.flush().map_err(|e| Error::io("write", tmp.path(), e))?;
+    Ok(tmp)
+}
+
+/// A temporary directory in `dir` (name starting with `prefix`), removed when dropped.
+///
+/// # Errors
+/// When it cannot be created.
+pub fn temp_dir_in(dir: &Path, prefix: &str) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(dir)
+        .map_err(|e| Error::io("create a directory in", dir, e))
+}
+
 /// Write `bytes` to `path` atomically: temp file, fsync, rename, fsync the directory.
 ///
 /// # Errors

@@ -9,6 +9,7 @@
 //!
 //! - [`cli`] parses, [`config`] resolves, [`commands`] orchestrate one verb each;
 //! - [`manifest`] and [`digest`] define ids and the rules every tree keeps;
+//!   [`signature`] signs and checks releases with `ssh-keygen` (sshsig);
 //! - [`bundle`] packs and unpacks archives, [`store`] keeps them locally;
 //! - [`protocol`] is the framed wire format; [`remote`] is its client end
 //!   (targets, transports, sessions), [`host`] its server end (`serve`, staging);
@@ -29,6 +30,7 @@ pub mod output;
 pub mod protocol;
 pub mod provenance;
 pub mod remote;
+pub mod signature;
 pub mod store;
 
 use std::ffi::OsString;
@@ -112,6 +114,7 @@ pub fn run(command: &Command, ctx: &Context) -> Result<()> {
         Command::Export(a) => commands::export::run(a, ctx),
         Command::Import(a) => commands::import::run(a, ctx),
         Command::Gc(a) => commands::gc::run(a, ctx),
+        Command::Sign(a) => commands::sign::run(a, ctx),
         Command::Push(a) => commands::push::run(a, ctx),
         Command::Activate(a) => commands::activate::run(a, ctx),
         Command::Deploy(a) => commands::deploy::run(a, ctx),

@@ -5,11 +5,14 @@
 //! <store>/bundles/<hex>.manifest.json  its canonical manifest, for fast inspection
 //! <store>/names/<name>.json            a release: name -> id, provenance, signatures
 //! <store>/tmp/                         work in progress; removed by `gc`
-//! <store>/lock                         flock: builds and imports shared, gc exclusive
+//! <store>/lock                         flock: builds, imports and signing shared, gc exclusive
+//! <store>/records.lock                 flock: read-modify-write of a release record (sign, import)
 //! ```
 //!
 //! Invariants: every write is atomic (temp + fsync + rename); a name, once
-//! bound to an id, is never rebound; a bundle file is byte-identical for its id.
+//! bound to an id, is never rebound; a bundle file is byte-identical for its id;
+//! a record's signatures only change under `records.lock`, so two signers
+//! never lose each other's signature.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -99,6 +102,14 @@ impl Store {
         let f = self.lock_file()?;
         f.lock().map_err(|e| Error::io("lock", &self.root.join("lock"), e))?;
         Ok(StoreLock(f))
+    }
+
+    /// Exclusive lock for updating a bound record (re-read it after taking it).
+    ///
+    /// # Errors
+    /// On I/O failure.
+    pub fn lock_records(&self) -> Result<fs::FileLock> {
+        fs::lock_exclusive(&self.root.join("records.lock"))
     }
 
     pub fn bundle_path(&self, id: &Digest) -> PathBuf {

@@ -39,6 +39,17 @@ pub fn run(args: &BuildArgs, ctx: &Context) -> Result<()> {
     let store = ctx.store()?;
     let _lock = store.lock_shared()?;
     let builder = crate::config::actor();
+    // With --sign, find the key before spending time on the build.
+    let key = if args.sign {
+        let name = args.name.as_deref().or(args.tag.as_deref()).unwrap_or_default();
+        Some(super::sign::choose(
+            args.key.as_deref(),
+            args.principal.as_deref(),
+            name,
+        )?)
+    } else {
+        None
+    };
     let bar = ctx.out.bytes_bar(0, "packing");
 
     let (name, packed, mut provenance) = if let Some(dir) = &args.dir {
@@ -135,6 +146,11 @@ pub fn run(args: &BuildArgs, ctx: &Context) -> Result<()> {
     if bound == Bound::Existing {
         ctx.out
             .info(&format!("release `{name}` is already in the store with this id"));
+    }
+    if let Some(key) = &key {
+        let (sig, replaced) = super::sign::sign_release(&store, &name, id, key, args.principal.as_deref())
+            .map_err(|e| Error::from_kind(e.kind(), format!("built `{name}` ({id}) but did not sign it: {e}")))?;
+        ctx.out.info(&super::sign::describe(&name, &sig, replaced));
     }
     if ctx.out.json {
         ctx.out.json_value(&BuildReport {

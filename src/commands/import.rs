@@ -2,10 +2,13 @@
 //!
 //! The archive is re-packed while it is verified, so the stored file is the
 //! canonical one for its id whatever produced the input; nothing is stored
-//! or bound unless every entry matched the manifest.
+//! or bound unless every entry matched the manifest. Signatures from the
+//! sidecar are kept only when they verify for the imported name and id.
 
 use std::io::Read;
 use std::path::Path;
+
+use serde_json::Value;
 
 use crate::Context;
 use crate::bundle::pack::BundleWriter;
@@ -15,6 +18,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::fs;
 use crate::manifest::{Entry, Kind, Manifest, validate_name};
+use crate::signature::{self, Signature};
 use crate::store::{Bound, ReleaseRecord};
 
 struct Repack<'a> {
@@ -41,6 +45,41 @@ impl Visitor for Repack<'_> {
             (Kind::File, None) => Err(Error::integrity(format!("file `{}` without content", e.path))),
         }
     }
+}
+
+/// The sidecar's signatures that verify for `name` = `id` (signatures in a
+/// format this slipway does not know are kept as they are); each one dropped
+/// is named in a warning.
+fn checked_signatures(
+    sigs: &[Value],
+    name: &str,
+    id: &Digest,
+    sidecar: &Path,
+    tmp_dir: &Path,
+    ctx: &Context,
+) -> Result<Vec<Value>> {
+    let mut kept = Vec::new();
+    for value in sigs {
+        let why = match Signature::from_value(value) {
+            None if value.get("format").and_then(Value::as_str) != Some(signature::FORMAT) => {
+                kept.push(value.clone());
+                continue;
+            }
+            None => "it is malformed".to_string(),
+            Some(sig) => match signature::verify_own(&sig, name, id, tmp_dir)? {
+                Ok(()) => {
+                    kept.push(value.clone());
+                    continue;
+                }
+                Err(why) => format!("the signature by `{}` {why}", signature::clean(&sig.key_fingerprint)),
+            },
+        };
+        ctx.out.warn(&format!(
+            "not importing a signature from `{}` for `{name}` {id}: {why}",
+            sidecar.display()
+        ));
+    }
+    Ok(kept)
 }
 
 /// # Errors
@@ -109,12 +148,20 @@ pub fn run(args: &ImportArgs, ctx: &Context) -> Result<()> {
         if let Some(p) = s.get("provenance") {
             record.provenance = serde_json::from_value(p.clone()).ok();
         }
-        if let Some(sig) = s.get("signatures").and_then(|v| v.as_array()) {
-            record.signatures = sig.clone();
+        if let Some(sigs) = s.get("signatures").and_then(|v| v.as_array()) {
+            record.signatures = checked_signatures(sigs, &name, &id, &sidecar_path, &tmp_dir, ctx)?;
         }
     }
     store.add_bundle(packed)?;
     let bound = store.bind(&record)?;
+    if bound == Bound::Existing && !record.signatures.is_empty() {
+        // Signatures made elsewhere join those already here.
+        let _records = store.lock_records()?;
+        let mut existing = store.record(&name)?;
+        if signature::merge(&mut existing.signatures, record.signatures) {
+            store.update_record(&existing)?;
+        }
+    }
     if ctx.out.json {
         ctx.out
             .json_value(&serde_json::json!({"name": name, "id": id, "new": bound == Bound::New}));

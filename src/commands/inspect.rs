@@ -1,4 +1,4 @@
-//! `slipway inspect REL`: id, entries, sizes and provenance of a release.
+//! `slipway inspect REL`: id, entries, sizes, provenance and signatures of a release.
 
 use serde::Serialize;
 
@@ -8,6 +8,7 @@ use crate::digest::Digest;
 use crate::error::Result;
 use crate::manifest::Kind;
 use crate::provenance::Provenance;
+use crate::signature::{Signature, clean};
 
 #[derive(Serialize)]
 struct Inspect {
@@ -90,5 +91,31 @@ pub fn run(args: &RelArgs, ctx: &Context) -> Result<()> {
         line("finished", format!("{} ({:.1} s)", p.finished_at, p.duration_seconds));
         line("slipway", p.slipway_version.clone());
     }
+    if report.signatures.is_empty() {
+        line("signature", "none".into());
+    }
+    for value in &report.signatures {
+        line("signature", describe_signature(value));
+    }
     Ok(())
+}
+
+/// `SHA256:… alice@example.com, signed 2025-…Z by tester@build1`.
+fn describe_signature(value: &serde_json::Value) -> String {
+    match Signature::from_value(value) {
+        Some(s) => format!(
+            "{} {}, signed {} by {}",
+            s.key_fingerprint,
+            clean(&s.principal),
+            s.signed_at,
+            clean(&s.signed_by)
+        ),
+        None => {
+            let format = value.get("format").and_then(|f| f.as_str()).unwrap_or("unknown");
+            format!(
+                "(a signature in format `{}`, which this slipway cannot read)",
+                clean(format)
+            )
+        }
+    }
 }

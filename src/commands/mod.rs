@@ -13,6 +13,7 @@ pub mod prune;
 pub mod push;
 pub mod rollback;
 pub mod serve;
+pub mod sign;
 pub mod status;
 pub mod verify;
 

@@ -99,6 +99,9 @@ fn print_text(ctx: &Context, rows: &[HostJson]) {
             if !rel.complete {
                 marks.push("incomplete".into());
             }
+            if let Some(signer) = &rel.signed_by {
+                marks.push(format!("signed by {}", signer.principal));
+            }
             out.data(&format!(
                 "  {:<20} {}  {:>10}  pushed {} by {}{}",
                 rel.name,

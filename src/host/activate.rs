@@ -121,6 +121,9 @@ pub fn switch(layout: &Layout, req: &Switch) -> Result<Record> {
     sweep_leftovers(layout)?;
     let meta = complete_release(layout, &req.name)?;
     meta.checked_id()?;
+    // A host with `allowed_signers` activates only releases signed by a listed key
+    // (it may have been added after the release was staged).
+    super::signatures::check(layout, &meta)?;
     let current = layout.current_name()?;
     if let Some(expect) = &req.expect {
         let wanted = resolve_release(layout, expect).unwrap_or_else(|_| expect.clone());

@@ -7,6 +7,8 @@
 //! <root>/.slipway/objects/ab/cdef…[.x]    content by sha256 (.x: executable)
 //! <root>/.slipway/releases/<name>.json    [`HostRelease`]
 //! <root>/.slipway/history.jsonl           append-only activation log
+//! <root>/.slipway/allowed_signers         written by the host's owner (never by slipway): when it
+//!                                         exists, only releases signed by a key it lists are accepted
 //! <root>/.slipway/lock, lock.info         exclusive flock for activate/rollback/prune, and its holder
 //! <root>/.slipway/stage.lock              shared flock held by pushes, exclusive for prune
 //! <root>/.slipway/tmp/                    staging area:
@@ -19,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::signatures::Signer;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::fs;
@@ -87,6 +90,11 @@ impl Layout {
     }
     pub fn release_meta_path(&self, name: &str) -> PathBuf {
         self.release_meta_dir().join(format!("{name}.json"))
+    }
+    /// `.slipway/allowed_signers`: OpenSSH allowed_signers, maintained by the
+    /// host's owner; see [`super::signatures`].
+    pub fn allowed_signers_path(&self) -> PathBuf {
+        self.meta_dir().join("allowed_signers")
     }
     pub fn history_path(&self) -> PathBuf {
         self.meta_dir().join("history.jsonl")
@@ -198,6 +206,10 @@ pub struct HostRelease {
     /// `user@host` of the operator who pushed it.
     #[serde(default)]
     pub pushed_by: Option<String>,
+    /// The signer `allowed_signers` accepted when the release was staged (or
+    /// its signatures last changed); `None` when the host enforced nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<Signer>,
     /// Shared directories linked into the tree (relative paths).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shared: Vec<String>,

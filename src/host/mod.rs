@@ -14,6 +14,7 @@ pub mod prune;
 pub mod requests;
 pub mod serve;
 pub mod shared;
+pub mod signatures;
 pub mod stage;
 pub mod status;
 pub mod verify;

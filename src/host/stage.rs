@@ -1,13 +1,15 @@
 //! Staging a release on a host: the host half of `push`.
 //!
 //! ```text
-//! push offer ─▶ name checks, locks ─▶ send_manifest ─▶ manifest (parsed, id checked)
+//! push offer ─▶ name checks, locks, signatures (allowed_signers) ─▶ send_manifest ─▶ manifest (parsed, id checked)
 //!   ─▶ need (objects missing from objects/) ─▶ bundle | batch… ─▶ done
 //!   ─▶ tmp/<name>.partial (hardlinks, dirs, symlinks; dirs 0555) ─▶ syncfs
 //!   ─▶ .slipway/releases/<name>.json ─▶ rename to releases/<name> ─▶ fsync releases/
 //! ```
 //!
-//! Invariants: a name is never rebound to another id; nothing outside
+//! Invariants: a name is never rebound to another id; on a host with
+//! `.slipway/allowed_signers`, nothing is received for (or bound to) a release
+//! without an acceptable signature ([`super::signatures::check`]); nothing outside
 //! `.slipway/tmp/` changes until every byte has been verified (and
 //! `objects/` only ever gains verified objects, see [`super::objects`]);
 //! `releases/<name>` appears by one rename, complete and durable, after its
@@ -25,6 +27,7 @@ use serde::Deserialize;
 use super::layout::{HostRelease, Layout};
 use super::objects::ObjectSink;
 use super::serve::Session;
+use super::signatures;
 use crate::bundle::unpack::{Visitor, read_bundle};
 use crate::commands::human_bytes;
 use crate::config::LinkMode;
@@ -33,6 +36,7 @@ use crate::error::{Error, Result, describe_io};
 use crate::fs;
 use crate::manifest::{Entry, Kind, MAX_MANIFEST_BYTES, Manifest, ObjectKey, validate_name};
 use crate::protocol::{Channel, Message, Need, PushOffer, Staged, encode_indices};
+use crate::signature;
 
 /// How many manifests of earlier releases the host offers as compression bases.
 const MAX_BASES: usize = 4;
@@ -44,7 +48,8 @@ const MAX_WINDOW_LOG: u32 = 27;
 /// # Errors
 /// Usage error for a bad name; error (exit 1) when the name is bound to
 /// another id or space is short; integrity error (exit 5) for a manifest or
-/// content that does not match; connection errors.
+/// content that does not match, or when the host's `allowed_signers`
+/// accepts none of the release's signatures; connection errors.
 pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) -> Result<Message> {
     validate_name(&offer.name)?;
     validate_actor(&offer.pushed_by)?;
@@ -54,8 +59,9 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     let _staging = fs::lock_shared(&layout.stage_lock_path())?;
     let _release = fs::lock_exclusive(&layout.name_lock_path(name))?;
 
+    let existing = layout.release_meta(name)?;
     if offer.repair {
-        match layout.release_meta(name)? {
+        match &existing {
             Some(meta) if meta.id == offer.id => {}
             Some(meta) => {
                 return Err(Error::other(format!(
@@ -69,7 +75,26 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
                 )));
             }
         }
-    } else if let Some(staged) = already_staged(&layout, &offer)? {
+    }
+    let already = if offer.repair {
+        None
+    } else {
+        already_staged(&layout, &offer, existing.as_ref())?
+    };
+    // The host's signatures and the offered ones, one per key, checked
+    // before a single byte of content arrives.
+    let mut signatures = existing.as_ref().map(|m| m.signatures.clone()).unwrap_or_default();
+    let added = signature::merge(&mut signatures, offer.signatures.iter().cloned());
+    let signed_by = signatures::check_signatures(&layout, name, &offer.id, &signatures)?;
+    if let Some(staged) = already {
+        // Signed after it was pushed: record the new signatures (and signer).
+        if let Some(mut meta) = existing
+            && (added || meta.signed_by != signed_by)
+        {
+            meta.signatures = signatures;
+            meta.signed_by = signed_by;
+            layout.write_release_meta(&meta)?;
+        }
         return Ok(Message::Staged(staged));
     }
     let _leftovers = Leftovers::clear(&layout, name)?;
@@ -120,9 +145,10 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
         id: offer.id,
         manifest,
         provenance: offer.provenance,
-        signatures: offer.signatures,
+        signatures,
         pushed_at: Some(crate::provenance::now_rfc3339()),
         pushed_by: Some(offer.pushed_by),
+        signed_by,
         shared: offer.shared,
         shared_files: offer.shared_files,
         bad: false,
@@ -167,10 +193,10 @@ fn validate_actor(actor: &str) -> Result<()> {
 
 /// The name binding: `Some` when the release is already complete here with
 /// the same id; an error when the name is bound to another id.
-fn already_staged(layout: &Layout, offer: &PushOffer) -> Result<Option<Staged>> {
+fn already_staged(layout: &Layout, offer: &PushOffer, existing: Option<&HostRelease>) -> Result<Option<Staged>> {
     let name = &offer.name;
     let tree = fs::symlink_metadata_optional(&layout.release_dir(name))?;
-    match layout.release_meta(name)? {
+    match existing {
         Some(meta) if meta.id != offer.id => Err(Error::other(format!(
             "release `{name}` on this host is {}, not {}; a name is never rebound to another bundle: push it under another name",
             meta.id, offer.id

@@ -24,6 +24,9 @@ pub struct ReleaseStatus {
     pub complete: bool,
     /// RFC 3339 time it last became current, if ever.
     pub last_activated: Option<String>,
+    /// Who signed it (the principal accepted by the host's `allowed_signers`).
+    #[serde(default)]
+    pub signed_by: Option<super::signatures::Signer>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
@@ -63,6 +66,7 @@ pub fn status(layout: &Layout) -> Result<HostStatus> {
             bad: m.bad,
             bad_reason: m.bad_reason,
             last_activated,
+            signed_by: m.signed_by,
         });
     }
     Ok(HostStatus {

@@ -39,6 +39,7 @@ fn release(l: &Layout, name: &str, pushed_at: &str) {
         signatures: vec![],
         pushed_at: Some(pushed_at.into()),
         pushed_by: Some("op@laptop".into()),
+        signed_by: None,
         shared: vec![],
         shared_files: vec![],
         bad: false,

@@ -8,4 +8,5 @@ mod push;
 mod releases;
 mod security;
 mod serve;
+mod sign;
 mod ssh;
