@@ -141,6 +141,16 @@ pub enum Command {
     Status(StatusArgs),
     /// Show the activation log of a target's hosts, newest first
     History(HistoryArgs),
+    /// What exactly runs on a target and where it came from
+    ///
+    /// For a release (name or id): its id, tag, commit, builder and signer,
+    /// where it passed its health check (the target's promotion gate), and
+    /// when it went live on each host.
+    ///
+    /// Example:
+    ///   slipway provenance v1.4.2 -t production
+    #[command(verbatim_doc_comment)]
+    Provenance(ProvenanceArgs),
     /// Remove old releases and unreferenced content from a target's hosts
     ///
     /// Keeps the current release, the rollback target, pinned releases,
@@ -201,6 +211,12 @@ pub struct ActivateArgs {
     /// Only switch if this release is current (compare-and-swap; exit 6 otherwise)
     #[arg(long, value_name = "REL")]
     pub expect: Option<String>,
+    /// Deploy although the target's promotion gate (`require_healthy_on`) is not met; needs --reason
+    #[arg(long, requires = "reason")]
+    pub override_gate: bool,
+    /// Why the gate is overridden (recorded in every host's history)
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
     #[command(flatten)]
     pub switch: SwitchArgs,
 }
@@ -217,6 +233,12 @@ pub struct DeployArgs {
     /// Only switch if this release is current on every host (exit 6 otherwise)
     #[arg(long, value_name = "REL")]
     pub expect: Option<String>,
+    /// Deploy although the target's promotion gate (`require_healthy_on`) is not met; needs --reason
+    #[arg(long, requires = "reason")]
+    pub override_gate: bool,
+    /// Why the gate is overridden (recorded in every host's history)
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
     /// Wait up to SECS for a host's lock instead of failing at once (exit 4)
     #[arg(long, value_name = "SECS")]
     pub wait: Option<u64>,
@@ -241,6 +263,14 @@ pub struct RollbackArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ProvenanceArgs {
+    /// Release name or (a unique prefix of) a bundle id [default: what is current]
+    pub rel: Option<String>,
     #[command(flatten)]
     pub target: TargetArgs,
 }

@@ -106,6 +106,8 @@ pub enum Goal {
         release: String,
         expect: Option<String>,
         again: bool,
+        /// Recorded in the history (e.g. a gate override's reason).
+        reason: Option<String>,
     },
     /// Roll back to `to`, or each host's previous good release.
     Rollback {
@@ -507,7 +509,7 @@ impl<'a> Fleet<'a> {
             .collect();
         let batch = opts.batch.unwrap_or(active.len()).max(1);
         let (expect, action_reason) = match goal {
-            Goal::Activate { expect, .. } => (expect.clone(), None),
+            Goal::Activate { expect, reason, .. } => (expect.clone(), reason.clone()),
             Goal::Rollback { expect, reason, .. } => (expect.clone(), reason.clone()),
         };
         let mut failure: Option<(String, Exit)> = None;
@@ -544,7 +546,7 @@ impl<'a> Fleet<'a> {
                             expect: expect.clone(),
                             actor: actor.clone(),
                             action: "activate".into(),
-                            reason: None,
+                            reason: action_reason.clone(),
                             mark_left_bad: false,
                         })
                     }
@@ -581,6 +583,10 @@ impl<'a> Fleet<'a> {
                     let timeout = hooks.hook_timeout.min(hooks.health_timeout).max(Duration::from_secs(1));
                     if !run_hook(slot, "health", cmd, &name, timeout, hooks.health_timeout, out) {
                         return;
+                    }
+                    // The record promotion gates read (`require_healthy_on`).
+                    if let Err(e) = slot.session().and_then(|s| s.mark_healthy(&name, &actor)) {
+                        out.warn(&format!("{}: could not record the health check: {e}", slot.spec.label));
                     }
                 }
                 slot.report.phase = "done".into();

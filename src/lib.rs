@@ -121,6 +121,7 @@ pub fn run(command: &Command, ctx: &Context) -> Result<()> {
         Command::Rollback(a) => commands::rollback::run(a, ctx),
         Command::Status(a) => commands::status::run(a, ctx),
         Command::History(a) => commands::history::run(a, ctx),
+        Command::Provenance(a) => commands::provenance::run(a, ctx),
         Command::Prune(a) => commands::prune::run(a, ctx),
         Command::Serve(a) => commands::serve::run(a, ctx),
     }

@@ -143,6 +143,9 @@ pub enum Message {
     Rollback(Box<RollbackRequest>),
     /// Host → client: `current` changed; the history record.
     Switched(Box<Record>),
+    /// Request: record that the current release `name` passed its health
+    /// check (needs the lock). Answer: `switched` (the `healthy` record).
+    MarkHealthy { name: String, actor: String },
     /// Request: mark a release bad (needs the lock). Answer: `marked`.
     MarkBad { name: String, reason: String },
     /// Host → client: done.
@@ -203,6 +206,7 @@ impl Message {
             Message::Activate(_) => "activate",
             Message::Rollback(_) => "rollback",
             Message::Switched(_) => "switched",
+            Message::MarkHealthy { .. } => "mark_healthy",
             Message::MarkBad { .. } => "mark_bad",
             Message::Marked => "marked",
             Message::Status => "status",

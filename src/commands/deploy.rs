@@ -30,6 +30,14 @@ pub fn run(args: &DeployArgs, ctx: &Context) -> Result<()> {
         ))
     })?;
     let target = super::load_target(ctx, &args.target.target)?;
+    let reason = super::gate::check(
+        ctx,
+        &target,
+        &record.name,
+        id,
+        args.override_gate,
+        args.reason.as_deref(),
+    )?;
     let manifest = store.manifest(&id)?;
     let job = PushJob {
         store: &store,
@@ -60,6 +68,7 @@ pub fn run(args: &DeployArgs, ctx: &Context) -> Result<()> {
         release: record.name.clone(),
         expect: args.expect.clone(),
         again: false,
+        reason,
     };
     let opts = SwitchOptions {
         wait: args.wait.map(Duration::from_secs),

@@ -20,6 +20,8 @@ struct Row {
     id: Digest,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signer: Option<String>,
 }
 
 /// # Errors
@@ -46,6 +48,7 @@ pub fn run(args: &HistoryArgs, ctx: &Context) -> Result<()> {
                     to: r.to,
                     id: r.id,
                     reason: r.reason,
+                    signer: r.signer,
                 }));
             }
             Err(e) => {
@@ -67,7 +70,14 @@ pub fn run(args: &HistoryArgs, ctx: &Context) -> Result<()> {
             "TIME", "HOST", "ACTOR", "ACTION", "FROM"
         ));
         for r in &rows {
-            let reason = r.reason.as_deref().map(|x| format!("  ({x})")).unwrap_or_default();
+            let mut reason = r
+                .signer
+                .as_deref()
+                .map(|x| format!("  signed by {x}"))
+                .unwrap_or_default();
+            if let Some(x) = &r.reason {
+                reason.push_str(&format!("  ({x})"));
+            }
             ctx.out.data(&format!(
                 "{:<20}  {:<w$}  {:<18}  {:<8}  {:<14}  {} {}{reason}",
                 r.time,

@@ -143,6 +143,7 @@ pub fn switch(layout: &Layout, req: &Switch) -> Result<Record> {
         to: req.name.clone(),
         id: meta.id,
         reason: req.reason.clone(),
+        signer: meta.signed_by.as_ref().map(|s| s.principal.clone()),
     };
     history::write_intent(layout, &record)?;
     point_current(layout, &req.name)?;
@@ -237,4 +238,33 @@ pub fn rollback(
             mark_left_bad: true,
         },
     )
+}
+
+/// Record that `name` (the current release) passed its health check here
+/// (call with the host lock held). Promotion gates read these records.
+///
+/// # Errors
+/// When `name` is not the current release, or on I/O failure.
+pub fn mark_healthy(layout: &Layout, name: &str, actor: &str) -> Result<Record> {
+    history::reconcile(layout)?;
+    let meta = complete_release(layout, name)?;
+    let current = layout.current_name()?;
+    if current.as_deref() != Some(name) {
+        return Err(Error::other(format!(
+            "cannot record `{name}` as healthy on `{}`: it is not the current release",
+            layout.root.display()
+        )));
+    }
+    let record = Record {
+        time: now_rfc3339_millis(),
+        actor: actor.to_string(),
+        action: "healthy".into(),
+        from: current,
+        to: name.to_string(),
+        id: meta.id,
+        reason: None,
+        signer: meta.signed_by.as_ref().map(|s| s.principal.clone()),
+    };
+    history::append(layout, &record)?;
+    Ok(record)
 }

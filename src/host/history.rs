@@ -21,7 +21,8 @@ pub struct Record {
     pub time: String,
     /// `user@host` of the operator.
     pub actor: String,
-    /// `activate`, `rollback`, or `revert` (a fleet switching a host back).
+    /// `activate`, `rollback`, `revert` (a fleet switching a host back), or
+    /// `healthy` (the release passed its health check here; `from` = `to`).
     pub action: String,
     /// The release that was current before (`None` on the first activation).
     pub from: Option<String>,
@@ -31,6 +32,9 @@ pub struct Record {
     /// Why (rollback reason, gate override reason), when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The principal whose signature the host accepted for `to`, if it checks signatures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
 }
 
 fn intent_path(layout: &Layout) -> std::path::PathBuf {

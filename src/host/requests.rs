@@ -101,6 +101,18 @@ pub fn rollback<R: Read, W: Write>(s: &mut Session<R, W>, req: RollbackRequest) 
     Ok(Message::Switched(Box::new(record)))
 }
 
+/// `mark_healthy`.
+///
+/// # Errors
+/// When the release is not current.
+pub fn mark_healthy<R: Read, W: Write>(s: &mut Session<R, W>, name: &str, actor: &str) -> Result<Message> {
+    crate::manifest::validate_name(name)?;
+    check_actor(actor)?;
+    let _held = ensure_lock(s, "mark-healthy")?;
+    let record = activate::mark_healthy(&s.layout, name, actor)?;
+    Ok(Message::Switched(Box::new(record)))
+}
+
 /// `mark_bad`.
 ///
 /// # Errors

@@ -197,6 +197,7 @@ pub fn serve<R: Read, W: Write>(
             Message::Activate(req) => requests::activate(&mut session, *req),
             Message::Rollback(req) => requests::rollback(&mut session, *req),
             Message::MarkBad { name, reason } => requests::mark_bad(&mut session, &name, &reason),
+            Message::MarkHealthy { name, actor } => requests::mark_healthy(&mut session, &name, &actor),
             Message::Status => requests::status(&session),
             Message::History { limit } => requests::history(&session, limit),
             Message::Prune { keep, pinned, dry_run } => requests::prune(&mut session, keep, &pinned, dry_run),

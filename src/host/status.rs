@@ -27,6 +27,9 @@ pub struct ReleaseStatus {
     /// Who signed it (the principal accepted by the host's `allowed_signers`).
     #[serde(default)]
     pub signed_by: Option<super::signatures::Signer>,
+    /// How the bundle was built (tag, commit, builder, …), as pushed.
+    #[serde(default)]
+    pub provenance: Option<crate::provenance::Provenance>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
@@ -67,6 +70,7 @@ pub fn status(layout: &Layout) -> Result<HostStatus> {
             bad_reason: m.bad_reason,
             last_activated,
             signed_by: m.signed_by,
+            provenance: m.provenance,
         });
     }
     Ok(HostStatus {

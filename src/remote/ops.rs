@@ -74,6 +74,21 @@ impl HostSession {
         }
     }
 
+    /// Record that the current release passed its health check.
+    ///
+    /// # Errors
+    /// On refusal or a broken connection.
+    pub fn mark_healthy(&mut self, name: &str, actor: &str) -> Result<Record> {
+        let msg = Message::MarkHealthy {
+            name: name.to_string(),
+            actor: actor.to_string(),
+        };
+        match self.request(msg, "recording the health check")? {
+            Message::Switched(r) => Ok(*r),
+            other => Err(self.unexpected(&other, "switched")),
+        }
+    }
+
     /// Mark a release bad on the host.
     ///
     /// # Errors

@@ -4,6 +4,7 @@
 mod support;
 
 mod bundles;
+mod gates;
 mod push;
 mod releases;
 mod security;
