@@ -142,6 +142,7 @@ fn a_crash_between_rename_and_history_is_reconciled() {
         to: "v2".into(),
         id: l.release_meta("v2").unwrap().unwrap().id,
         reason: None,
+        signer: None,
     };
     history::write_intent(&l, &intent).unwrap();
     activate::point_current(&l, "v2").unwrap(); // ... and the process died here
