@@ -748,15 +748,10 @@ impl<'a> Fleet<'a> {
                         slot.report.result = "reverted".into();
                     }
                     out.info(&format!("{}: switched back to {back}", slot.spec.label));
-                    if let Some(cmd) = &hooks.after_activate {
-                        let mut probe = SlotHook::default();
-                        let label = slot.spec.label.clone();
-                        if let Ok(s) = slot.session() {
-                            probe.run(s, &label, "after_activate", cmd, &back, hooks.hook_timeout, out);
-                        }
-                        if let Some(w) = probe.warning {
-                            out.warn(&w);
-                        }
+                    if let Some(cmd) = &hooks.after_activate
+                        && let Some(w) = after_revert_hook(slot, cmd, &back, &new, hooks.hook_timeout, out)
+                    {
+                        out.warn(&w);
                     }
                 }
                 Err(e) => {
@@ -783,33 +778,36 @@ impl<'a> Fleet<'a> {
     }
 }
 
-#[derive(Default)]
-struct SlotHook {
-    warning: Option<String>,
+/// Run `after_activate` on a host that was just switched back from `left`
+/// to `back`, with the environment of that switch (`SLIPWAY_PREVIOUS` is the
+/// release it left); returns a warning when the hook fails.
+fn after_revert_hook(
+    slot: &mut Slot,
+    cmd: &str,
+    back: &str,
+    left: &str,
+    timeout: Duration,
+    out: &crate::output::Output,
+) -> Option<String> {
+    let label = slot.spec.label.clone();
+    let mut req = hook_request(&label, "after_activate", cmd, back, Some(left), timeout, Duration::ZERO);
+    if let Some(id) = release_id(slot, back) {
+        req.env.insert("SLIPWAY_ID".into(), id);
+    }
+    match slot.session().and_then(|s| s.hook(req)) {
+        Ok(r) => {
+            show_output(out, &label, &r.output);
+            (!r.ok).then(|| format!("{label}: after_activate failed after switching back to {back}"))
+        }
+        Err(e) => Some(format!("{label}: after_activate: {e}")),
+    }
 }
 
-impl SlotHook {
-    #[allow(clippy::too_many_arguments)]
-    fn run(
-        &mut self,
-        s: &mut HostSession,
-        label: &str,
-        kind: &str,
-        cmd: &str,
-        release: &str,
-        timeout: Duration,
-        out: &crate::output::Output,
-    ) {
-        match s.hook(hook_request(label, kind, cmd, release, None, timeout, Duration::ZERO)) {
-            Ok(r) => {
-                show_output(out, label, &r.output);
-                if !r.ok {
-                    self.warning = Some(format!("{label}: {kind} failed after switching back to {release}"));
-                }
-            }
-            Err(e) => self.warning = Some(format!("{label}: {kind}: {e}")),
-        }
-    }
+/// The bundle id of `release` on a slot's host, from the status read under the lock.
+fn release_id(slot: &Slot, release: &str) -> Option<String> {
+    slot.status
+        .as_ref()
+        .and_then(|st| st.releases.iter().find(|r| r.name == release).map(|r| r.id.to_string()))
 }
 
 fn hook_request(
@@ -852,10 +850,7 @@ fn run_hook(
 ) -> bool {
     let label = slot.spec.label.clone();
     let previous = slot.from.clone();
-    let id_env = slot
-        .status
-        .as_ref()
-        .and_then(|st| st.releases.iter().find(|r| r.name == release).map(|r| r.id.to_string()));
+    let id_env = release_id(slot, release);
     let mut req = hook_request(&label, kind, cmd, release, previous.as_deref(), timeout, retry);
     if let Some(id) = id_env {
         req.env.insert("SLIPWAY_ID".into(), id);
