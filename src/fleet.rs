@@ -542,8 +542,9 @@ impl<'a> Fleet<'a> {
                 slot.report.result = "ok".into();
             });
             if let Some(bad) = self.slots.iter().find(|s| s.error.is_some()) {
+                let lost = bad.error.as_ref().is_some_and(Error::is_connection);
                 let exit = match bad.report.phase.as_str() {
-                    "health" => Exit::HealthRolledBack,
+                    "health" if !lost => Exit::HealthRolledBack,
                     _ => bad.error.as_ref().map(Error::exit).unwrap_or(Exit::Error),
                 };
                 failure = Some((bad.spec.label.clone(), exit));
@@ -553,7 +554,7 @@ impl<'a> Fleet<'a> {
 
         // 6. All or nothing.
         if let Some((host, exit)) = failure {
-            let reverted = self.revert(goal);
+            let reverted = self.revert(goal, &opts.command);
             let phase = self
                 .slots
                 .iter()
@@ -567,7 +568,12 @@ impl<'a> Fleet<'a> {
                 .and_then(|s| s.report.reason.clone())
                 .unwrap_or_default();
             let msg = format!("{verb} failed on {host} ({phase}): {reason}; {reverted}",);
-            let exit = if exit == Exit::HealthRolledBack || exit == Exit::Locked || exit == Exit::ExpectMismatch {
+            // Exit 3 promises that every switched host is back: a host left
+            // on the new release makes it a plain failure.
+            let all_back = self.slots.iter().all(|s| !s.switched);
+            let exit = if all_back
+                && (exit == Exit::HealthRolledBack || exit == Exit::Locked || exit == Exit::ExpectMismatch)
+            {
                 exit
             } else {
                 Exit::Error
@@ -700,8 +706,19 @@ impl<'a> Fleet<'a> {
     }
 
     /// Switch every switched host back; returns a sentence for the error.
-    fn revert(&mut self, goal: &Goal) -> String {
+    ///
+    /// A host whose connection broke (not the host refusing) is reached
+    /// again and switched back under its lock: a dropped connection must not
+    /// leave it on the new release while the others go back.
+    fn revert(&mut self, goal: &Goal, command: &str) -> String {
         let actor = crate::config::actor();
+        let me = LockInfo {
+            actor: actor.clone(),
+            command: command.to_string(),
+            pid: 0,
+            since: crate::provenance::now_rfc3339(),
+        };
+        let target = self.target.name.clone();
         let hooks = self.hooks.clone();
         let out = &self.ctx.out;
         let is_rollback = matches!(goal, Goal::Rollback { .. });
@@ -726,16 +743,22 @@ impl<'a> Fleet<'a> {
                 return;
             };
             let was_failed = slot.error.is_some();
-            let res = slot.session().and_then(|s| {
-                s.activate(ActivateRequest {
-                    release: back.clone(),
-                    expect: Some(new.clone()),
-                    actor: actor.clone(),
-                    action: "revert".into(),
-                    reason: Some("another host failed; switching back".into()),
-                    mark_left_bad: !is_rollback,
-                })
-            });
+            let req = ActivateRequest {
+                release: back.clone(),
+                expect: Some(new.clone()),
+                actor: actor.clone(),
+                action: "revert".into(),
+                reason: Some("another host failed; switching back".into()),
+                mark_left_bad: !is_rollback,
+            };
+            let mut res = slot.session().and_then(|s| s.activate(req.clone()));
+            if res.as_ref().is_err_and(Error::is_connection) {
+                out.info(&format!(
+                    "{}: connection lost; reconnecting to switch back to {back}",
+                    slot.spec.label
+                ));
+                res = reopen(slot, &me).and_then(|s| s.activate(req));
+            }
             match res {
                 Ok(_) => {
                     slot.switched = false;
@@ -756,9 +779,15 @@ impl<'a> Fleet<'a> {
                 }
                 Err(e) => {
                     slot.report.result = "failed".into();
+                    let e = e.to_string();
+                    let e = e.strip_prefix(&format!("{}: ", slot.spec.label)).unwrap_or(&e);
+                    let earlier = match (&slot.report.reason, was_failed) {
+                        (Some(r), true) => format!("{r}; then "),
+                        _ => String::new(),
+                    };
                     slot.report.reason = Some(format!(
-                        "could not switch back to `{back}`: {}; fix by hand with `slipway activate {back} -t TARGET --hosts {}`",
-                        one_line(&e.to_string()),
+                        "{earlier}could not switch back to `{back}`: {}; fix by hand with `slipway activate {back} -t {target} --hosts {}`",
+                        one_line(e),
                         slot.spec.label
                     ));
                 }
@@ -776,6 +805,18 @@ impl<'a> Fleet<'a> {
             format!("these hosts could not be switched back: {}", stuck.join(", "))
         }
     }
+}
+
+/// How long a reconnected revert waits for the host's lock: the broken
+/// session's `serve` may still hold it until it notices the closed connection.
+const REVERT_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Drop a slot's broken session and open a new one holding the host lock.
+fn reopen<'s>(slot: &'s mut Slot, me: &LockInfo) -> Result<&'s mut HostSession> {
+    drop(slot.session.take());
+    let mut s = HostSession::open(&slot.spec)?;
+    s.lock(me, Some(REVERT_LOCK_WAIT))?;
+    Ok(slot.session.insert(s))
 }
 
 /// Run `after_activate` on a host that was just switched back from `left`

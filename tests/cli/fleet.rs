@@ -626,3 +626,70 @@ fn fleet_activate_fails_fast_on_a_held_lock_naming_the_holder_or_waits_for_it() 
     );
     f.assert_all_on("v1");
 }
+
+#[test]
+fn fleet_host_whose_connection_drops_after_switching_is_reconnected_and_switched_back() {
+    let f = Fleet::start("");
+    f.build("v1");
+    f.build("v2");
+    f.deploy("v1");
+    // The second host's `serve` dies during its health check: the host is
+    // fine, its connection is gone.
+    f.configure(&format!(
+        "[targets.prod.hooks]\nhealth = 'if [ \"$SLIPWAY_HOST\" = \"{}\" ]; then kill -9 $PPID; fi'\n",
+        f.labels[1]
+    ));
+    let out = f.slipway().args(["deploy", "v2", "-t", "prod", "--json"]).fails(1);
+    f.assert_all_on("v1");
+    out.stderr_has(&format!(
+        "{}: connection lost; reconnecting to switch back to v1",
+        f.labels[1]
+    ))
+    .stderr_has("every host that was switched is back on its previous release");
+    let report = out.json();
+    let lost = row(&report, &f.labels[1]);
+    assert_eq!(lost["phase"], "health", "{out}");
+    assert_eq!(lost["result"], "reverted", "{out}");
+    assert!(lost["reason"].as_str().unwrap().contains("connection lost"), "{out}");
+    assert_eq!(
+        f.history(1),
+        ["activate none->v1", "activate v1->v2", "revert v2->v1"]
+    );
+}
+
+#[test]
+fn fleet_host_that_cannot_be_switched_back_is_reported_and_the_exit_is_not_3() {
+    let f = Fleet::start("");
+    f.build("v1");
+    f.build("v2");
+    f.deploy("v1");
+    // The second host goes away entirely (its sshd and its session) while
+    // its health check runs: nobody can switch it back.
+    f.configure(&format!(
+        "[targets.prod.hooks]\nhealth = 'if [ \"$SLIPWAY_HOST\" = \"{}\" ]; then kill -9 {} $PPID; fi'\n",
+        f.labels[1],
+        f.hosts[1].pid()
+    ));
+    let out = f.slipway().args(["deploy", "v2", "-t", "prod", "--json"]).fails(1);
+    assert_eq!(f.links(), ["releases/v1", "releases/v2", "releases/v1"]);
+    out.stderr_has(&format!(
+        "; these hosts could not be switched back: {}\n",
+        f.labels[1]
+    ));
+    let report = out.json();
+    let stuck = row(&report, &f.labels[1]);
+    assert_eq!(stuck["result"], "failed", "{out}");
+    assert_eq!(stuck["current"], "v2", "{out}");
+    let reason = stuck["reason"].as_str().unwrap();
+    assert!(reason.contains("connection lost"), "the first failure is kept: {out}");
+    assert!(
+        reason.ends_with(&format!(
+            "; fix by hand with `slipway activate v1 -t prod --hosts {}`",
+            f.labels[1]
+        )),
+        "{out}"
+    );
+    for i in [0, 2] {
+        assert_eq!(row(&report, &f.labels[i])["result"], "reverted", "{out}");
+    }
+}
