@@ -364,11 +364,9 @@ impl<'a> Fleet<'a> {
             hosts.join(", ")
         );
         for s in self.slots.iter_mut().filter(|s| s.error.is_none()) {
-            s.report.result = if s.report.result == "ok" {
-                "ok".into()
-            } else {
-                "not_started".into()
-            };
+            if !matches!(s.report.result.as_str(), "ok" | "unchanged" | "unreachable") {
+                s.report.result = "not_started".into();
+            }
         }
         Err(with_exit(exit, msg))
     }
@@ -394,6 +392,10 @@ impl<'a> Fleet<'a> {
             Goal::Activate { .. } => "activation",
             Goal::Rollback { .. } => "rollback",
         };
+        // What an earlier phase (the push) reported is not this phase's result.
+        for s in self.slots.iter_mut().filter(|s| s.error.is_none()) {
+            s.report.result = "not_started".into();
+        }
         // 1. Reach every host.
         self.connect_all();
         if opts.skip_unreachable {
@@ -690,7 +692,36 @@ impl<'a> Fleet<'a> {
                 }
             }
         }
+        self.check_expect(goal);
         Ok(())
+    }
+
+    /// `--expect` against each host's state, read under its lock: a host on
+    /// another release stops the switch before any host is touched (exit 6),
+    /// so no host switches, runs hooks and is switched back (its new release
+    /// marked bad) over a mismatch known in advance. Hosts with nothing to
+    /// do are not checked; the host checks again when it switches.
+    fn check_expect(&mut self, goal: &Goal) {
+        let (expect, phase) = match goal {
+            Goal::Activate { expect, .. } => (expect, "activate"),
+            Goal::Rollback { expect, .. } => (expect, "rollback"),
+        };
+        let Some(expect) = expect else { return };
+        for slot in self.slots.iter_mut().filter(|s| s.goal.is_some() && s.error.is_none()) {
+            let Some(st) = &slot.status else { continue };
+            let wanted = st
+                .releases
+                .iter()
+                .find(|r| &r.name == expect || (crate::digest::looks_like_id(expect) && r.id.matches_prefix(expect)))
+                .map_or(expect.as_str(), |r| r.name.as_str());
+            if st.current.as_deref() != Some(wanted) {
+                let msg = format!(
+                    "the host is on `{}`, not `{expect}` (--expect)",
+                    st.current.as_deref().unwrap_or("no release")
+                );
+                slot.fail(phase, Error::ExpectMismatch(msg));
+            }
+        }
     }
 
     fn run_hook_everywhere(&mut self, kind: &str, cmd: &str, timeout: Duration) {

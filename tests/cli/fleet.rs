@@ -585,6 +585,7 @@ fn fleet_activate_fails_fast_on_a_held_lock_naming_the_holder_or_waits_for_it() 
     let f = Fleet::start("");
     f.build("v1");
     f.build("v2");
+    f.build("v3");
     f.deploy("v1");
     f.deploy("v2");
     let release = f.env.path("release-lock");
@@ -597,6 +598,17 @@ fn fleet_activate_fails_fast_on_a_held_lock_naming_the_holder_or_waits_for_it() 
             f.labels[1],
             f.canonical_root(1).display()
         ));
+    f.assert_all_on("v2");
+    // A deploy pushes everywhere (a push may run beside a lock holder), then stops.
+    let out = f.slipway().args(["deploy", "v3", "-t", "prod", "--json"]).fails(4);
+    out.stderr_has("is locked by alice@laptop");
+    let report = out.json();
+    assert_eq!(row(&report, &f.labels[1])["phase"], "lock", "{out}");
+    assert_eq!(row(&report, &f.labels[1])["result"], "failed", "{out}");
+    for i in [0, 2] {
+        assert_eq!(row(&report, &f.labels[i])["result"], "not_started", "{out}");
+        assert!(f.roots[i].join("releases/v3").is_dir(), "staged on host {i}");
+    }
     f.assert_all_on("v2");
     for i in 0..3 {
         assert_eq!(f.history(i).len(), 2, "nothing recorded on host {i}");
@@ -692,4 +704,50 @@ fn fleet_host_that_cannot_be_switched_back_is_reported_and_the_exit_is_not_3() {
     for i in [0, 2] {
         assert_eq!(row(&report, &f.labels[i])["result"], "reverted", "{out}");
     }
+}
+
+#[test]
+fn fleet_expect_that_one_host_does_not_match_switches_nothing_and_exits_6() {
+    let f = Fleet::start("[targets.prod.hooks]\nafter_activate = 'echo \"$SLIPWAY_RELEASE\" >> \"$SLIPWAY_ROOT/.after\"'\n");
+    for r in ["v1", "v2", "v3"] {
+        f.build(r);
+    }
+    f.deploy("v1");
+    f.slipway()
+        .args(["deploy", "v2", "-t", "prod", "--hosts", &f.labels[2]])
+        .ok();
+    f.slipway().args(["push", "v3", "-t", "prod"]).ok();
+    let out = f
+        .slipway()
+        .args(["activate", "v3", "-t", "prod", "--expect", "v1", "-q", "--json"])
+        .fails(6);
+    out.one_line_error().stderr_has(&format!(
+        "error: activation failed on 1 of 3 host(s) ({}): the host is on `v2`, not `v1` (--expect); nothing changed",
+        f.labels[2]
+    ));
+    let report = out.json();
+    assert_eq!(row(&report, &f.labels[2])["result"], "failed", "{out}");
+    assert_eq!(row(&report, &f.labels[0])["result"], "not_started", "{out}");
+    assert_eq!(f.links(), ["releases/v1", "releases/v1", "releases/v2"]);
+    let status = f.status();
+    for i in 0..3 {
+        assert!(!bad(&status[i], "v3"), "v3 did nothing wrong: {status:#}");
+        let hooks_ran = std::fs::read_to_string(f.roots[i].join(".after")).unwrap();
+        assert!(!hooks_ran.contains("v3"), "no host switched to v3: {hooks_ran}");
+    }
+    assert_eq!(f.history(0), ["activate none->v1"]);
+
+    // A host already on the release is not checked (else this would exit 6),
+    // and a failed command's report keeps it `unchanged` (v2 is not staged
+    // on the others, hence exit 1).
+    let out = f
+        .slipway()
+        .args(["activate", "v2", "-t", "prod", "--expect", "v1", "--json"])
+        .fails(1);
+    assert_eq!(row(&out.json(), &f.labels[2])["result"], "unchanged", "{out}");
+    let hosts = format!("{},{}", f.labels[0], f.labels[1]);
+    f.slipway()
+        .args(["activate", "v3", "-t", "prod", "--expect", "v1", "--hosts", &hosts])
+        .ok();
+    assert_eq!(f.links(), ["releases/v3", "releases/v3", "releases/v2"]);
 }
