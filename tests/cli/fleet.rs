@@ -89,7 +89,11 @@ impl Fleet {
 
     fn assert_all_on(&self, rel: &str) {
         let want = format!("releases/{rel}");
-        assert_eq!(self.links(), vec![want.clone(), want.clone(), want], "every host on {rel}");
+        assert_eq!(
+            self.links(),
+            vec![want.clone(), want.clone(), want],
+            "every host on {rel}"
+        );
     }
 
     /// `status -t prod --json`.
@@ -196,7 +200,10 @@ fn fleet_deploy_to_three_hosts_over_ssh_converges_and_reports_each_host() {
     assert_eq!(objects, 3, "{out}");
     for (i, l) in lines.iter().enumerate() {
         if *l == "  {" {
-            assert!(lines[i + 1].starts_with("    \"host\": "), "`host` is the first key: {out}");
+            assert!(
+                lines[i + 1].starts_with("    \"host\": "),
+                "`host` is the first key: {out}"
+            );
         }
     }
 
@@ -298,10 +305,8 @@ fn fleet_with_an_unreachable_host_activates_nothing_anywhere() {
     f.deploy("v1");
     f.hosts[2].stop();
     let out = f.slipway().args(["deploy", "v2", "-t", "prod", "-q"]).fails(1);
-    out.one_line_error().stderr_has(&format!(
-        "error: push failed on 1 of 3 host(s) ({}): ",
-        f.labels[2]
-    ));
+    out.one_line_error()
+        .stderr_has(&format!("error: push failed on 1 of 3 host(s) ({}): ", f.labels[2]));
     out.stderr_has("; nothing changed");
     assert_eq!(f.link(0), "releases/v1");
     assert_eq!(f.link(1), "releases/v1");
@@ -321,7 +326,11 @@ fn fleet_with_an_unreachable_host_activates_nothing_anywhere() {
         .args(["history", "-t", "prod", "--json", "--hosts"])
         .arg(format!("{},{}", f.labels[0], f.labels[1]))
         .ok();
-    assert_eq!(out.json().as_array().unwrap().len(), 2, "one activation per host: {out}");
+    assert_eq!(
+        out.json().as_array().unwrap().len(),
+        2,
+        "one activation per host: {out}"
+    );
 }
 
 #[test]
@@ -402,14 +411,8 @@ fn fleet_rolling_deploy_stops_at_the_failing_batch_and_reverts_the_switched_host
     out.stderr_has(&format!("batch 1: {}", f.labels[0]))
         .stderr_has(&format!("batch 2: {}", f.labels[1]));
     assert!(!out.stderr().contains("batch 3"), "{out}");
-    assert_eq!(
-        f.history(0),
-        ["activate none->v1", "activate v1->v2", "revert v2->v1"]
-    );
-    assert_eq!(
-        f.history(1),
-        ["activate none->v1", "activate v1->v2", "revert v2->v1"]
-    );
+    assert_eq!(f.history(0), ["activate none->v1", "activate v1->v2", "revert v2->v1"]);
+    assert_eq!(f.history(1), ["activate none->v1", "activate v1->v2", "revert v2->v1"]);
     assert_eq!(f.history(2), ["activate none->v1"], "the third host was never switched");
     let report = out.json();
     assert_eq!(row(&report, &f.labels[0])["result"], "reverted", "{out}");
@@ -436,7 +439,10 @@ fn fleet_hung_hook_is_killed_at_its_timeout_and_the_host_switched_back() {
     let started = Instant::now();
     let out = f.slipway().args(["deploy", "v2", "-t", "prod", "--json"]).fails(1);
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(15), "the hook was not killed in time: {took:?}");
+    assert!(
+        took < Duration::from_secs(15),
+        "the hook was not killed in time: {took:?}"
+    );
     f.assert_all_on("v1");
     let report = out.json();
     let hung = row(&report, &f.labels[1]);
@@ -562,10 +568,7 @@ fn hold_lock(root: &Path, release: &Path) -> std::process::Child {
         .arg(&lock)
         .arg("sh")
         .arg("-c")
-        .arg(format!(
-            "while [ ! -e '{}' ]; do sleep 0.05; done",
-            release.display()
-        ))
+        .arg(format!("while [ ! -e '{}' ]; do sleep 0.05; done", release.display()))
         .stdin(Stdio::null())
         .spawn()
         .expect("run flock (util-linux)");
@@ -663,10 +666,7 @@ fn fleet_host_whose_connection_drops_after_switching_is_reconnected_and_switched
     assert_eq!(lost["phase"], "health", "{out}");
     assert_eq!(lost["result"], "reverted", "{out}");
     assert!(lost["reason"].as_str().unwrap().contains("connection lost"), "{out}");
-    assert_eq!(
-        f.history(1),
-        ["activate none->v1", "activate v1->v2", "revert v2->v1"]
-    );
+    assert_eq!(f.history(1), ["activate none->v1", "activate v1->v2", "revert v2->v1"]);
 }
 
 #[test]
@@ -684,10 +684,7 @@ fn fleet_host_that_cannot_be_switched_back_is_reported_and_the_exit_is_not_3() {
     ));
     let out = f.slipway().args(["deploy", "v2", "-t", "prod", "--json"]).fails(1);
     assert_eq!(f.links(), ["releases/v1", "releases/v2", "releases/v1"]);
-    out.stderr_has(&format!(
-        "; these hosts could not be switched back: {}\n",
-        f.labels[1]
-    ));
+    out.stderr_has(&format!("; these hosts could not be switched back: {}\n", f.labels[1]));
     let report = out.json();
     let stuck = row(&report, &f.labels[1]);
     assert_eq!(stuck["result"], "failed", "{out}");
@@ -708,7 +705,9 @@ fn fleet_host_that_cannot_be_switched_back_is_reported_and_the_exit_is_not_3() {
 
 #[test]
 fn fleet_expect_that_one_host_does_not_match_switches_nothing_and_exits_6() {
-    let f = Fleet::start("[targets.prod.hooks]\nafter_activate = 'echo \"$SLIPWAY_RELEASE\" >> \"$SLIPWAY_ROOT/.after\"'\n");
+    let f = Fleet::start(
+        "[targets.prod.hooks]\nafter_activate = 'echo \"$SLIPWAY_RELEASE\" >> \"$SLIPWAY_ROOT/.after\"'\n",
+    );
     for r in ["v1", "v2", "v3"] {
         f.build(r);
     }
