@@ -394,8 +394,8 @@ impl<'a> Fleet<'a> {
         } else {
             exit
         };
-        let msg = if failed.len() == 1 {
-            // One host: its own error, which names it, is the clearest line.
+        let msg = if self.slots.len() == 1 {
+            // A single host: its own error, which names it, is the clearest line.
             first
                 .error
                 .as_ref()
@@ -404,18 +404,16 @@ impl<'a> Fleet<'a> {
         } else {
             let detail = first.report.reason.clone().unwrap_or_default();
             format!(
-                "{what} failed on {} of {} hosts ({}); first: {detail}",
+                "{what} failed on {} of {} host(s) ({}): {detail}; nothing changed",
                 failed.len(),
                 self.slots.len(),
                 hosts.join(", ")
             )
         };
         for s in self.slots.iter_mut().filter(|s| s.error.is_none()) {
-            s.report.result = if s.report.result == "ok" {
-                "ok".into()
-            } else {
-                "not_started".into()
-            };
+            if !matches!(s.report.result.as_str(), "ok" | "unchanged" | "unreachable") {
+                s.report.result = "not_started".into();
+            }
         }
         Err(with_exit(exit, msg))
     }
@@ -441,6 +439,10 @@ impl<'a> Fleet<'a> {
             Goal::Activate { .. } => "activation",
             Goal::Rollback { .. } => "rollback",
         };
+        // What an earlier phase (the push) reported is not this phase's result.
+        for s in self.slots.iter_mut().filter(|s| s.error.is_none()) {
+            s.report.result = "not_started".into();
+        }
         // 1. Reach every host.
         self.connect_all();
         if opts.skip_unreachable {
@@ -593,8 +595,9 @@ impl<'a> Fleet<'a> {
                 slot.report.result = "ok".into();
             });
             if let Some(bad) = self.slots.iter().find(|s| s.error.is_some()) {
+                let lost = bad.error.as_ref().is_some_and(Error::is_connection);
                 let exit = match bad.report.phase.as_str() {
-                    "health" => Exit::HealthRolledBack,
+                    "health" if !lost => Exit::HealthRolledBack,
                     _ => bad.error.as_ref().map(Error::exit).unwrap_or(Exit::Error),
                 };
                 failure = Some((bad.spec.label.clone(), exit));
@@ -604,7 +607,7 @@ impl<'a> Fleet<'a> {
 
         // 6. All or nothing.
         if let Some((host, exit)) = failure {
-            let reverted = self.revert(goal);
+            let reverted = self.revert(goal, &opts.command);
             let phase = self
                 .slots
                 .iter()
@@ -618,7 +621,12 @@ impl<'a> Fleet<'a> {
                 .and_then(|s| s.report.reason.clone())
                 .unwrap_or_default();
             let msg = format!("{verb} failed on {host} ({phase}): {reason}; {reverted}",);
-            let exit = if exit == Exit::HealthRolledBack || exit == Exit::Locked || exit == Exit::ExpectMismatch {
+            // Exit 3 promises that every switched host is back: a host left
+            // on the new release makes it a plain failure.
+            let all_back = self.slots.iter().all(|s| !s.switched);
+            let exit = if all_back
+                && (exit == Exit::HealthRolledBack || exit == Exit::Locked || exit == Exit::ExpectMismatch)
+            {
                 exit
             } else {
                 Exit::Error
@@ -735,7 +743,36 @@ impl<'a> Fleet<'a> {
                 }
             }
         }
+        self.check_expect(goal);
         Ok(())
+    }
+
+    /// `--expect` against each host's state, read under its lock: a host on
+    /// another release stops the switch before any host is touched (exit 6),
+    /// so no host switches, runs hooks and is switched back (its new release
+    /// marked bad) over a mismatch known in advance. Hosts with nothing to
+    /// do are not checked; the host checks again when it switches.
+    fn check_expect(&mut self, goal: &Goal) {
+        let (expect, phase) = match goal {
+            Goal::Activate { expect, .. } => (expect, "activate"),
+            Goal::Rollback { expect, .. } => (expect, "rollback"),
+        };
+        let Some(expect) = expect else { return };
+        for slot in self.slots.iter_mut().filter(|s| s.goal.is_some() && s.error.is_none()) {
+            let Some(st) = &slot.status else { continue };
+            let wanted = st
+                .releases
+                .iter()
+                .find(|r| &r.name == expect || (crate::digest::looks_like_id(expect) && r.id.matches_prefix(expect)))
+                .map_or(expect.as_str(), |r| r.name.as_str());
+            if st.current.as_deref() != Some(wanted) {
+                let msg = format!(
+                    "the host is on `{}`, not `{expect}` (--expect)",
+                    st.current.as_deref().unwrap_or("no release")
+                );
+                slot.fail(phase, Error::ExpectMismatch(msg));
+            }
+        }
     }
 
     fn run_hook_everywhere(&mut self, kind: &str, cmd: &str, timeout: Duration) {
@@ -751,8 +788,19 @@ impl<'a> Fleet<'a> {
     }
 
     /// Switch every switched host back; returns a sentence for the error.
-    fn revert(&mut self, goal: &Goal) -> String {
+    ///
+    /// A host whose connection broke (not the host refusing) is reached
+    /// again and switched back under its lock: a dropped connection must not
+    /// leave it on the new release while the others go back.
+    fn revert(&mut self, goal: &Goal, command: &str) -> String {
         let actor = crate::config::actor();
+        let me = LockInfo {
+            actor: actor.clone(),
+            command: command.to_string(),
+            pid: 0,
+            since: crate::provenance::now_rfc3339(),
+        };
+        let target = self.target.name.clone();
         let hooks = self.hooks.clone();
         let out = &self.ctx.out;
         let is_rollback = matches!(goal, Goal::Rollback { .. });
@@ -777,16 +825,22 @@ impl<'a> Fleet<'a> {
                 return;
             };
             let was_failed = slot.error.is_some();
-            let res = slot.session().and_then(|s| {
-                s.activate(ActivateRequest {
-                    release: back.clone(),
-                    expect: Some(new.clone()),
-                    actor: actor.clone(),
-                    action: "revert".into(),
-                    reason: Some("another host failed; switching back".into()),
-                    mark_left_bad: !is_rollback,
-                })
-            });
+            let req = ActivateRequest {
+                release: back.clone(),
+                expect: Some(new.clone()),
+                actor: actor.clone(),
+                action: "revert".into(),
+                reason: Some("another host failed; switching back".into()),
+                mark_left_bad: !is_rollback,
+            };
+            let mut res = slot.session().and_then(|s| s.activate(req.clone()));
+            if res.as_ref().is_err_and(Error::is_connection) {
+                out.info(&format!(
+                    "{}: connection lost; reconnecting to switch back to {back}",
+                    slot.spec.label
+                ));
+                res = reopen(slot, &me).and_then(|s| s.activate(req));
+            }
             match res {
                 Ok(_) => {
                     slot.switched = false;
@@ -799,22 +853,23 @@ impl<'a> Fleet<'a> {
                         slot.report.result = "reverted".into();
                     }
                     out.info(&format!("{}: switched back to {back}", slot.spec.label));
-                    if let Some(cmd) = &hooks.after_activate {
-                        let mut probe = SlotHook::default();
-                        let label = slot.spec.label.clone();
-                        if let Ok(s) = slot.session() {
-                            probe.run(s, &label, "after_activate", cmd, &back, hooks.hook_timeout, out);
-                        }
-                        if let Some(w) = probe.warning {
-                            out.warn(&w);
-                        }
+                    if let Some(cmd) = &hooks.after_activate
+                        && let Some(w) = after_revert_hook(slot, cmd, &back, &new, hooks.hook_timeout, out)
+                    {
+                        out.warn(&w);
                     }
                 }
                 Err(e) => {
                     slot.report.result = "failed".into();
+                    let e = e.to_string();
+                    let e = e.strip_prefix(&format!("{}: ", slot.spec.label)).unwrap_or(&e);
+                    let earlier = match (&slot.report.reason, was_failed) {
+                        (Some(r), true) => format!("{r}; then "),
+                        _ => String::new(),
+                    };
                     slot.report.reason = Some(format!(
-                        "could not switch back to `{back}`: {}; fix by hand with `slipway activate {back} -t TARGET --hosts {}`",
-                        one_line(&e.to_string()),
+                        "{earlier}could not switch back to `{back}`: {}; fix by hand with `slipway activate {back} -t {target} --hosts {}`",
+                        one_line(e),
                         slot.spec.label
                     ));
                 }
@@ -834,33 +889,48 @@ impl<'a> Fleet<'a> {
     }
 }
 
-#[derive(Default)]
-struct SlotHook {
-    warning: Option<String>,
+/// How long a reconnected revert waits for the host's lock: the broken
+/// session's `serve` may still hold it until it notices the closed connection.
+const REVERT_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Drop a slot's broken session and open a new one holding the host lock.
+fn reopen<'s>(slot: &'s mut Slot, me: &LockInfo) -> Result<&'s mut HostSession> {
+    drop(slot.session.take());
+    let mut s = HostSession::open(&slot.spec)?;
+    s.lock(me, Some(REVERT_LOCK_WAIT))?;
+    Ok(slot.session.insert(s))
 }
 
-impl SlotHook {
-    #[allow(clippy::too_many_arguments)]
-    fn run(
-        &mut self,
-        s: &mut HostSession,
-        label: &str,
-        kind: &str,
-        cmd: &str,
-        release: &str,
-        timeout: Duration,
-        out: &crate::output::Output,
-    ) {
-        match s.hook(hook_request(label, kind, cmd, release, None, timeout, Duration::ZERO)) {
-            Ok(r) => {
-                show_output(out, label, &r.output);
-                if !r.ok {
-                    self.warning = Some(format!("{label}: {kind} failed after switching back to {release}"));
-                }
-            }
-            Err(e) => self.warning = Some(format!("{label}: {kind}: {e}")),
-        }
+/// Run `after_activate` on a host that was just switched back from `left`
+/// to `back`, with the environment of that switch (`SLIPWAY_PREVIOUS` is the
+/// release it left); returns a warning when the hook fails.
+fn after_revert_hook(
+    slot: &mut Slot,
+    cmd: &str,
+    back: &str,
+    left: &str,
+    timeout: Duration,
+    out: &crate::output::Output,
+) -> Option<String> {
+    let label = slot.spec.label.clone();
+    let mut req = hook_request(&label, "after_activate", cmd, back, Some(left), timeout, Duration::ZERO);
+    if let Some(id) = release_id(slot, back) {
+        req.env.insert("SLIPWAY_ID".into(), id);
     }
+    match slot.session().and_then(|s| s.hook(req)) {
+        Ok(r) => {
+            show_output(out, &label, &r.output);
+            (!r.ok).then(|| format!("{label}: after_activate failed after switching back to {back}"))
+        }
+        Err(e) => Some(format!("{label}: after_activate: {e}")),
+    }
+}
+
+/// The bundle id of `release` on a slot's host, from the status read under the lock.
+fn release_id(slot: &Slot, release: &str) -> Option<String> {
+    slot.status
+        .as_ref()
+        .and_then(|st| st.releases.iter().find(|r| r.name == release).map(|r| r.id.to_string()))
 }
 
 fn hook_request(
@@ -903,10 +973,7 @@ fn run_hook(
 ) -> bool {
     let label = slot.spec.label.clone();
     let previous = slot.from.clone();
-    let id_env = slot
-        .status
-        .as_ref()
-        .and_then(|st| st.releases.iter().find(|r| r.name == release).map(|r| r.id.to_string()));
+    let id_env = release_id(slot, release);
     let mut req = hook_request(&label, kind, cmd, release, previous.as_deref(), timeout, retry);
     if let Some(id) = id_env {
         req.env.insert("SLIPWAY_ID".into(), id);

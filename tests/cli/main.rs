@@ -4,6 +4,7 @@
 mod support;
 
 mod bundles;
+mod fleet;
 mod gates;
 mod push;
 mod releases;
