@@ -21,6 +21,7 @@ use crate::support::sshd::{self, Sshd};
 fn spec(url: &str, config: PathBuf, remote_bin: &str) -> HostSpec {
     HostSpec {
         label: "app1".into(),
+        target: "app1".into(),
         location: parse_ssh_url(url).expect("valid url"),
         remote_bin: remote_bin.into(),
         ssh_config: Some(config),
