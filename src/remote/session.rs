@@ -63,7 +63,36 @@ impl HostSession {
                 session.host_version = v;
                 Ok(session)
             }
-            Err(e) => Err(session.fail(e, "the greeting")),
+            Err(e) => Err(session.fail_greeting(e)),
+        }
+    }
+
+    /// Like [`HostSession::fail`], for a connection that broke before any
+    /// `hello`: the remote command never ran as `serve`, so how it exited
+    /// (e.g. ``slipway` was not found on the host (exit 127)`, with what to
+    /// do) is the explanation, when it exited unsuccessfully.
+    fn fail_greeting(&mut self, e: Error) -> Error {
+        if !e.is_connection() || self.ch.peer_failed() {
+            return self.fail(e, "the greeting");
+        }
+        self.finished = true;
+        self.ch.close_write();
+        if let Some(he) = self.ch.drain_for_error() {
+            let _ = self.process.finish();
+            return he.on_host(&self.label);
+        }
+        match self.process.finish() {
+            Err(exit) => exit.on_host(&self.label),
+            Ok(()) => {
+                let stderr = self.process.stderr_text();
+                let said = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+                let why = if said.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (the host said: {})", said.trim())
+                };
+                Error::connection(format!("connection lost during the greeting: {e}{why}")).on_host(&self.label)
+            }
         }
     }
 

@@ -173,6 +173,7 @@ fn connect_inner(spec: &HostSpec) -> Result<Connection> {
             child: Some(child),
             session,
             label: spec.label.clone(),
+            target: spec.target.clone(),
             remote_bin: spec.remote_bin.clone(),
             stderr: buf,
             stderr_reader: Some(stderr_reader),
@@ -325,6 +326,7 @@ struct SshProcess {
     child: Option<openssh::Child<Arc<Session>>>,
     session: Arc<Session>,
     label: String,
+    target: String,
     remote_bin: String,
     stderr: Arc<Mutex<Vec<u8>>>,
     stderr_reader: Option<std::thread::JoinHandle<()>>,
@@ -366,7 +368,8 @@ impl SshProcess {
                     format!(" ({tail})")
                 };
                 Error::other(format!(
-                    "`{bin}` was not found on the host (exit 127){why}; install slipway there, or set SLIPWAY_REMOTE_BIN or the target's `remote_bin` to its path"
+                    "`{bin}` was not found on the host (exit 127){why}; install slipway there (`slipway host install -t {}`), or set SLIPWAY_REMOTE_BIN or the target's `remote_bin` to its path",
+                    self.target
                 ))
             }
             Err(openssh::Error::RemoteProcessTerminated) => {

@@ -270,7 +270,7 @@ fn a_missing_remote_slipway_says_what_to_do() {
     assert!(
         msg.starts_with("app1: `/nonexistent/slipway` was not found on the host (exit 127)")
             && msg.ends_with(
-                "; install slipway there, or set SLIPWAY_REMOTE_BIN or the target's `remote_bin` to its path"
+                "; install slipway there (`slipway host install -t app1`), or set SLIPWAY_REMOTE_BIN or the target's `remote_bin` to its path"
             ),
         "{msg}"
     );
