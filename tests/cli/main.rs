@@ -4,8 +4,11 @@
 mod support;
 
 mod bundles;
+mod help;
+mod host;
 mod push;
 mod releases;
 mod security;
 mod serve;
+mod setup;
 mod ssh;
