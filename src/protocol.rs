@@ -392,7 +392,7 @@ fn mismatch_text(peer: Peer, theirs: u32, their_version: &str, target: Option<&s
     let fix = match (peer, theirs < PROTOCOL) {
         (Peer::Host, true) => format!(": run `{install}`"),
         (Peer::Host, false) => format!(", or run `{install}` to put this slipway ({VERSION}) on the host"),
-        (Peer::Client, _) => format!(", or run `{install}` there to put its slipway on this host"),
+        (Peer::Client, _) => format!(", or run `{install}` on the client machine to put its slipway here"),
     };
     format!(
         "the {peer} runs slipway {their_version} (protocol {theirs}) but {us} runs slipway {VERSION} (protocol {PROTOCOL}): upgrade slipway {side} to {to}{fix}"
