@@ -1,13 +1,38 @@
 //! The command line, as plain data (clap derive). No I/O here: `lib.rs`
 //! resolves these values into a configuration and calls the commands.
+//!
+//! Help text: each variant's doc comment is its one-line summary, and its
+//! `after_help` says what it does and gives examples. Nothing has a separate
+//! long help, so `-h` and `--help` print the same compact page (one line per
+//! flag). `tests/snapshots/help/` holds every page; `UPDATE_SNAPSHOTS=1 cargo
+//! test --test cli help` rewrites them after a change here.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Shown after the command list of `slipway --help`.
+const TOP_HELP: &str = "\
+Examples:
+  slipway init                           # write a commented slipway.toml to edit
+  slipway build v1.4.2                   # tag -> bundle; prints its id
+  slipway host check -t production       # are the hosts ready?
+  slipway deploy v1.4.2 -t production    # push, switch, health check; all or nothing
+  slipway rollback -t production         # back to the previous good release
+
+Exit codes: 0 ok, 1 error, 2 usage, 3 health check failed (switched back), 4 lock held,
+5 integrity failure, 6 --expect did not match.
+`slipway COMMAND --help` shows a command's flags and examples; `slipway man` the manual.";
 
 /// Reproducible release bundles, pushed over SSH, activated atomically, rolled back in one rename.
 #[derive(Debug, Parser)]
-#[command(name = "slipway", version, about, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "slipway",
+    version,
+    propagate_version = true,
+    max_term_width = 100,
+    after_help = TOP_HELP
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -18,8 +43,14 @@ pub struct Cli {
 /// Flags accepted before or after the subcommand.
 #[derive(Debug, Args, Clone)]
 pub struct GlobalArgs {
-    /// Local store directory [default: $XDG_DATA_HOME/slipway]
-    #[arg(long, global = true, env = "SLIPWAY_STORE", value_name = "DIR")]
+    /// Local store [default: $XDG_DATA_HOME/slipway]
+    #[arg(
+        long,
+        global = true,
+        env = "SLIPWAY_STORE",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
     pub store: Option<PathBuf>,
     /// Configuration file with targets [default: ./slipway.toml]
     #[arg(long, global = true, value_name = "FILE")]
@@ -37,142 +68,268 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a commented slipway.toml to start from
+    #[command(after_help = "\
+Writes `./slipway.toml` (or `--config FILE`) with a `[build]` section
+and one example target, every key commented. Refuses to overwrite an
+existing file. Asks nothing and detects nothing: edit it afterwards.
+
+Examples:
+  slipway init
+  slipway --config deploy/slipway.toml init")]
+    Init,
     /// Build a git tag (or a directory) into a bundle and print its id
-    ///
-    /// Exports the tag's tree (never the working tree), runs `[build] command`
-    /// from the tag's own slipway.toml with SOURCE_DATE_EPOCH set to the
-    /// commit time, and stores `[build] output` as a bundle. The same tag
-    /// always gives the same id.
-    ///
-    /// Examples:
-    ///   slipway build v1.4.2
-    ///   slipway build --dir dist --name ci-4711
-    ///   slipway build v1.4.2 --sign --key ~/.ssh/id_ed25519
-    #[command(verbatim_doc_comment)]
+    #[command(after_help = "\
+Exports the tag's tree (never the working tree), runs `[build] command`
+from the tag's own slipway.toml with SOURCE_DATE_EPOCH set to the
+commit time, and stores `[build] output` as a bundle. The same tag
+always gives the same id.
+
+Examples:
+  slipway build v1.4.2
+  slipway build --dir dist --name ci-4711
+  slipway build v1.4.2 --sign --key ~/.ssh/id_ed25519")]
     Build(BuildArgs),
     /// List the releases in the local store
+    #[command(after_help = "\
+Examples:
+  slipway list
+  slipway list --json")]
     List,
     /// Show a release's id, size, entries and provenance
+    #[command(after_help = "\
+Examples:
+  slipway inspect v1.4.2
+  slipway inspect sha256:3f1c --json")]
     Inspect(RelArgs),
     /// Re-hash a stored bundle, or the release trees on a target's hosts (exit 5 on any mismatch)
-    ///
-    /// Examples:
-    ///   slipway verify v1.4.2                 # the bundle in the local store
-    ///   slipway verify -t production          # every release on every host
-    ///   slipway verify -t production v1.4.2
-    #[command(verbatim_doc_comment)]
+    #[command(after_help = "\
+Examples:
+  slipway verify v1.4.2                 # the bundle in the local store
+  slipway verify -t production          # every release on every host
+  slipway verify -t production v1.4.2")]
     Verify(VerifyArgs),
     /// Write a bundle to a .tar.zst file (plus a FILE.meta.json sidecar)
+    #[command(after_help = "\
+The file is byte-identical for a given id and unpacks with plain
+`tar --zstd -xf`; `slipway import` verifies it on another machine.
+
+Examples:
+  slipway export v1.4.2 -o v1.4.2.tar.zst")]
     Export(ExportArgs),
     /// Verify a .tar.zst bundle and add it to the store
+    #[command(after_help = "\
+Every entry is checked against the manifest before anything is stored.
+
+Examples:
+  slipway import v1.4.2.tar.zst
+  slipway import build.tar.zst --name ci-4711")]
     Import(ImportArgs),
     /// Remove bundles that no release name refers to, and temporary leftovers
+    #[command(after_help = "\
+Examples:
+  slipway gc --dry-run
+  slipway gc")]
     Gc(GcArgs),
     /// Sign a release with an SSH key (`ssh-keygen -Y sign`, namespace `slipway`)
-    ///
-    /// Signs a statement binding the release name to its bundle id and
-    /// stores the signature beside the release; `export` and `push` carry it.
-    /// Hosts with `.slipway/allowed_signers` accept only releases signed by a
-    /// key listed there (docs/control.md). Signing again with the same key
-    /// replaces that key's signature.
-    ///
-    /// Without --key: a key of the running ssh-agent, else the first of
-    /// ~/.ssh/id_ed25519, ~/.ssh/id_ecdsa, ~/.ssh/id_rsa.
-    ///
-    /// Examples:
-    ///   slipway sign v1.4.2
-    ///   slipway sign v1.4.2 --key ~/.ssh/release_ed25519
-    ///   slipway sign v1.4.2 --key ~/.ssh/id_ed25519.pub   # private half in ssh-agent
-    #[command(verbatim_doc_comment)]
+    #[command(after_help = "\
+Signs a statement binding the release name to its bundle id and
+stores the signature beside the release; `export` and `push` carry it.
+Hosts with `.slipway/allowed_signers` accept only releases signed by a
+key listed there (docs/control.md). Signing again with the same key
+replaces that key's signature.
+
+Without --key: a key of the running ssh-agent, else the first of
+~/.ssh/id_ed25519, ~/.ssh/id_ecdsa, ~/.ssh/id_rsa.
+
+Examples:
+  slipway sign v1.4.2
+  slipway sign v1.4.2 --key ~/.ssh/release_ed25519
+  slipway sign v1.4.2 --key ~/.ssh/id_ed25519.pub   # private half in ssh-agent")]
     Sign(SignArgs),
     /// Stage a release on every host of a target; nothing live changes
-    ///
-    /// Sends only the file contents a host lacks, verifies every byte there,
-    /// and makes the release appear under `releases/<name>` only when it is
-    /// complete and durable. Pushing a release that is already staged sends
-    /// nothing (its new signatures are added on the host); a push that was
-    /// interrupted resumes where it stopped. A host with
-    /// `.slipway/allowed_signers` refuses (exit 5) a release that no key
-    /// listed there signed (docs/control.md).
-    ///
-    /// Examples:
-    ///   slipway push v1.4.2 -t prod
-    ///   slipway push v1.4.2 -t ssh://deploy@app1/srv/shop
-    ///   slipway push v1.4.2 -t /srv/shop --json
-    #[command(verbatim_doc_comment)]
+    #[command(after_help = "\
+Sends only the file contents a host lacks, verifies every byte there,
+and makes the release appear under `releases/<name>` only when it is
+complete and durable. Pushing a release that is already staged is a
+no-op (new signatures are added on the host); a push that was
+interrupted resumes where it stopped. A host with
+`.slipway/allowed_signers` refuses (exit 5) a release that no key listed
+there signed (docs/control.md).
+
+Examples:
+  slipway push v1.4.2 -t prod
+  slipway push v1.4.2 -t ssh://deploy@app1/srv/shop
+  slipway push v1.4.2 -t /srv/shop --json")]
     Push(PushArgs),
     /// Point `current` at a staged release on every host (all or nothing)
-    ///
-    /// Under each host's lock: checks --expect, runs the hooks, switches
-    /// `current` with one atomic rename, checks health. If any host fails,
-    /// every host that switched is switched back.
-    ///
-    /// Examples:
-    ///   slipway activate v1.4.2 -t production
-    ///   slipway activate v1.4.2 -t production --expect v1.4.1
-    #[command(verbatim_doc_comment)]
+    #[command(after_help = "\
+Under each host's lock: checks --expect, runs the hooks, switches
+`current` with one atomic rename, checks health. If any host fails,
+every host that switched is switched back.
+
+Examples:
+  slipway activate v1.4.2 -t production
+  slipway activate v1.4.2 -t production --expect v1.4.1")]
     Activate(ActivateArgs),
     /// Push, then activate on every host with hooks and health checks; all or nothing
-    ///
-    /// Phase 1 pushes to every host in parallel (nothing live changes; any
-    /// failure stops here). Phase 2 takes every host's lock, runs
-    /// before_activate, switches, runs after_activate and health; any failure
-    /// switches every switched host back and marks the release bad there
-    /// (exit 3 for a failed health check). Then prunes beyond `keep`.
-    ///
-    /// Examples:
-    ///   slipway deploy v1.4.2 -t production
-    ///   slipway deploy v1.4.2 -t production --hosts app1      # canary
-    ///   slipway deploy v1.4.2 -t production --batch 2         # rolling
-    #[command(verbatim_doc_comment)]
+    #[command(after_help = "\
+Phase 1 pushes to every host in parallel (nothing live changes; any
+failure stops here). Phase 2 takes every host's lock, runs
+before_activate, switches, runs after_activate and health; any failure
+switches every switched host back and marks the release bad there
+(exit 3 for a failed health check). Then prunes beyond `keep`.
+
+Examples:
+  slipway deploy v1.4.2 -t production
+  slipway deploy v1.4.2 -t production --hosts app1      # canary
+  slipway deploy v1.4.2 -t production --batch 2         # rolling")]
     Deploy(DeployArgs),
     /// Return to the previous good release (or --to REL) on every host, in one rename each
-    ///
-    /// "Previous" comes from each host's history, skipping releases marked
-    /// bad; the release left behind is marked bad, so repeated rollbacks walk
-    /// back (v3 -> v2 -> v1). Data in shared/ is never touched.
-    ///
-    /// Examples:
-    ///   slipway rollback -t production
-    ///   slipway rollback -t production --to v1.4.0
-    #[command(verbatim_doc_comment)]
+    #[command(after_help = "\
+\"Previous\" comes from each host's history, skipping releases marked
+bad; the release left behind is marked bad, so repeated rollbacks walk
+back (v3 -> v2 -> v1). Data in shared/ is never touched.
+
+Examples:
+  slipway rollback -t production
+  slipway rollback -t production --to v1.4.0")]
     Rollback(RollbackArgs),
     /// Show what each host runs, what it would roll back to, and its releases
+    #[command(after_help = "\
+Examples:
+  slipway status -t production
+  slipway status -t production --hosts app1 --json")]
     Status(StatusArgs),
     /// Show the activation log of a target's hosts, newest first
+    #[command(after_help = "\
+Examples:
+  slipway history -t production
+  slipway history -t production -n 5 --json")]
     History(HistoryArgs),
     /// What exactly runs on a target and where it came from
-    ///
-    /// For a release (name or id): its id, tag, commit, builder and signer,
-    /// where it passed its health check (the target's promotion gate), and
-    /// when it went live on each host.
-    ///
-    /// Example:
-    ///   slipway provenance v1.4.2 -t production
-    #[command(verbatim_doc_comment)]
+    #[command(after_help = "\
+For a release (name or id; default: what is current): its id, tag,
+commit, builder and signer, where it passed its health check (the
+target's promotion gate), and when it went live on each host.
+
+Examples:
+  slipway provenance -t production
+  slipway provenance v1.4.2 -t production --json")]
     Provenance(ProvenanceArgs),
     /// Remove old releases and unreferenced content from a target's hosts
-    ///
-    /// Keeps the current release, the rollback target, pinned releases,
-    /// releases pushed but not yet activated, and the N most recently
-    /// activated (--keep, else the target's `keep`, else 5).
-    #[command(verbatim_doc_comment)]
+    #[command(after_help = "\
+Keeps the current release, the rollback target, pinned releases,
+releases pushed but not yet activated, and the N most recently
+activated (--keep, else the target's `keep`, else 5).
+
+Examples:
+  slipway prune -t production --dry-run
+  slipway prune -t production --keep 3")]
     Prune(PruneArgs),
+    /// Check a target's hosts, or put this slipway on them
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  slipway host check -t production
+  slipway host install -t production"
+    )]
+    Host(HostCommand),
     /// The host side: speak slipway's protocol on stdin/stdout for one root
-    ///
-    /// Started by the client over SSH (or as a child process for a local
-    /// path); creates the root and its layout when missing and never touches
-    /// anything outside it. Suitable for a forced command in authorized_keys:
-    ///   command="slipway serve --root /srv/app",restrict ssh-ed25519 AAAA…
-    #[command(verbatim_doc_comment)]
+    #[command(after_help = "\
+Started by the client over SSH (or as a child process for a local
+path); creates the root and its layout when missing and never touches
+anything outside it. Suitable for a forced command in authorized_keys:
+  command=\"slipway serve --root /srv/app\",restrict ssh-ed25519 AAAA…
+
+Examples:
+  slipway serve --root /srv/shop
+  slipway serve --root /srv/shop --append-only")]
     Serve(ServeArgs),
+    /// Print a shell completion script
+    #[command(after_help = "\
+Examples:
+  slipway completions bash > ~/.local/share/bash-completion/completions/slipway
+  slipway completions zsh > ~/.zfunc/_slipway
+  slipway completions fish > ~/.config/fish/completions/slipway.fish")]
+    Completions(CompletionsArgs),
+    /// Print the man page, or write one page per command into a directory
+    #[command(after_help = "\
+Examples:
+  slipway man | man -l -
+  slipway man --dir ~/.local/share/man/man1")]
+    Man(ManArgs),
+}
+
+/// `slipway host …`: the hosts themselves, not their releases.
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// Check each host: ssh, slipway version, root permissions, free space, `current`
+    #[command(after_help = "\
+Prints one line per check with `ok` or `PROBLEM`, and a fix for each
+problem. Exit 1 when there is any problem. (The host's `serve` creates
+the root when it is missing, as every command does.)
+
+Examples:
+  slipway host check -t production
+  slipway host check -t ssh://deploy@app1/srv/shop --json")]
+    Check(HostCheckArgs),
+    /// Copy this slipway binary onto each host, verified by sha256
+    #[command(after_help = "\
+Checks over SSH that the host's OS and architecture match this binary
+(`uname -sm`), streams the binary to PATH.tmp, compares its sha256 with
+the local one, then renames it into place and runs `PATH --version`.
+On a mismatch it installs nothing and prints how to build slipway on
+that host instead. A local-path target gets a local copy.
+
+Examples:
+  slipway host install -t production
+  slipway host install -t production --path /usr/local/bin/slipway")]
+    Install(HostInstallArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HostCheckArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HostInstallArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Where to put the binary on each host (absolute, or under `~/`)
+    #[arg(long, value_name = "PATH", default_value = "~/.local/bin/slipway")]
+    pub path: String,
+}
+
+/// Shells `completions` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    pub shell: Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write slipway.1 and one slipway-COMMAND.1 per command into DIR instead of printing
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
     /// Release name or (a unique prefix of) a bundle id
     pub rel: String,
-    /// A target from slipway.toml, ssh://[user@]host[:port]/abs/root, or a local path
+    /// A slipway.toml target, ssh://[user@]host[:port]/abs/root, or a local path
     #[arg(short = 't', long, value_name = "TARGET")]
     pub target: String,
     /// Only these hosts of the target (as written in slipway.toml), comma-separated
@@ -183,10 +340,10 @@ pub struct PushArgs {
 /// `-t TARGET` and `--hosts`.
 #[derive(Debug, Args, Clone)]
 pub struct TargetArgs {
-    /// A target from slipway.toml, ssh://[user@]host[:port]/abs/root, or a local path
+    /// A slipway.toml target, ssh://[user@]host[:port]/abs/root, or a local path
     #[arg(short = 't', long, value_name = "TARGET")]
     pub target: String,
-    /// Only these hosts of the target (as written in slipway.toml), comma-separated
+    /// Only these hosts (comma-separated, as written in slipway.toml)
     #[arg(long, value_name = "HOST,...", value_delimiter = ',')]
     pub hosts: Vec<String>,
 }

@@ -174,17 +174,19 @@ pub fn actor() -> String {
 /// The login name of this process's uid from `/etc/passwd`, else `uid<N>`.
 fn user_from_passwd() -> String {
     let uid = rustix::process::getuid().as_raw();
-    std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|text| {
-            text.lines().find_map(|line| {
-                let mut f = line.split(':');
-                let name = f.next()?;
-                let id = f.nth(1)?.parse::<u32>().ok()?;
-                (id == uid).then(|| name.to_string())
-            })
+    user_name(uid).unwrap_or_else(|| format!("uid{uid}"))
+}
+
+/// The login name of `uid` from `/etc/passwd`, when it has one there.
+pub fn user_name(uid: u32) -> Option<String> {
+    std::fs::read_to_string("/etc/passwd").ok().and_then(|text| {
+        text.lines().find_map(|line| {
+            let mut f = line.split(':');
+            let name = f.next()?;
+            let id = f.nth(1)?.parse::<u32>().ok()?;
+            (id == uid).then(|| name.to_string())
         })
-        .unwrap_or_else(|| format!("uid{uid}"))
+    })
 }
 
 #[cfg(test)]

@@ -366,6 +366,19 @@ pub fn available_bytes(path: &Path) -> Result<u64> {
     Ok(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
+/// Bytes available to an unprivileged user, and the total size, of the file
+/// system holding `path`.
+///
+/// # Errors
+/// When `statvfs(2)` fails.
+pub fn space(path: &Path) -> Result<(u64, u64)> {
+    let s = rustix::fs::statvfs(path).map_err(|e| Error::io("measure free space of", path, e.into()))?;
+    Ok((
+        s.f_bavail.saturating_mul(s.f_frsize),
+        s.f_blocks.saturating_mul(s.f_frsize),
+    ))
+}
+
 /// A held `flock(2)` lock, released when dropped or when the process dies.
 #[derive(Debug)]
 pub struct FileLock(#[allow(dead_code)] File);

@@ -39,7 +39,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, HostCommand};
 use crate::error::Result;
 use crate::output::Output;
 
@@ -85,8 +85,15 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 fn resolve(cli: &Cli, out: Output) -> Result<Context> {
     let store_dir = match &cli.global.store {
         Some(s) => s.clone(),
-        // `serve` never opens a local store: a host need not have a home directory.
-        None if matches!(cli.command, Command::Serve(_)) => PathBuf::new(),
+        // These never open a local store: a host need not have a home directory,
+        // and setting up needs no store yet.
+        None if matches!(
+            cli.command,
+            Command::Serve(_) | Command::Init | Command::Host(_) | Command::Completions(_) | Command::Man(_)
+        ) =>
+        {
+            PathBuf::new()
+        }
         None => config::default_store_dir()?,
     };
     Ok(Context {
@@ -107,6 +114,7 @@ fn resolve(cli: &Cli, out: Output) -> Result<Context> {
 /// Whatever the command reports; its exit code comes from [`error::Error::exit`].
 pub fn run(command: &Command, ctx: &Context) -> Result<()> {
     match command {
+        Command::Init => commands::init::run(ctx),
         Command::Build(a) => commands::build::run(a, ctx),
         Command::List => commands::list::run(ctx),
         Command::Inspect(a) => commands::inspect::run(a, ctx),
@@ -123,6 +131,10 @@ pub fn run(command: &Command, ctx: &Context) -> Result<()> {
         Command::History(a) => commands::history::run(a, ctx),
         Command::Provenance(a) => commands::provenance::run(a, ctx),
         Command::Prune(a) => commands::prune::run(a, ctx),
+        Command::Host(HostCommand::Check(a)) => commands::host::check(a, ctx),
+        Command::Host(HostCommand::Install(a)) => commands::host::install(a, ctx),
         Command::Serve(a) => commands::serve::run(a, ctx),
+        Command::Completions(a) => commands::completions::run(a, ctx),
+        Command::Man(a) => commands::man::run(a, ctx),
     }
 }

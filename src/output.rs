@@ -47,6 +47,16 @@ impl Output {
         let _ = writeln!(out, "{line}");
     }
 
+    /// Bytes on stdout as they are (a completion script, a man page).
+    ///
+    /// # Errors
+    /// When stdout cannot be written (e.g. a closed pipe).
+    pub fn raw(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(bytes)?;
+        out.flush()
+    }
+
     /// A JSON document on stdout (pretty, one trailing newline).
     pub fn json_value<T: Serialize>(&self, value: &T) {
         let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".to_string());

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::LinkMode;
 use crate::digest::Digest;
 use crate::error::{Error, Result, describe_io};
+use crate::host::check::CheckReport;
 use crate::host::history::Record;
 use crate::host::lock::LockInfo;
 use crate::host::prune::PruneReport;
@@ -183,6 +184,11 @@ pub enum Message {
     Hook(Box<HookRequest>),
     /// Host → client: how the hook ended.
     HookResult(Box<HookResult>),
+    /// Request: the facts `slipway host check` judges (owner, mode, free
+    /// space, `current`). Answer: `check_report`.
+    Check,
+    /// Host → client: those facts.
+    CheckReport(Box<CheckReport>),
 }
 
 impl Message {
@@ -219,6 +225,8 @@ impl Message {
             Message::Verified { .. } => "verified",
             Message::Hook(_) => "hook",
             Message::HookResult(_) => "hook_result",
+            Message::Check => "check",
+            Message::CheckReport(_) => "check_report",
         }
     }
 
@@ -349,9 +357,19 @@ pub struct Staged {
 /// Check the other side's `hello`; returns its slipway version.
 ///
 /// # Errors
-/// One error naming both versions and what to upgrade when the protocols
-/// differ; an error when the first message is not a `hello`.
+/// As [`check_hello_for`], with `TARGET` standing for the target in the fix.
 pub fn check_hello(msg: Message, peer: Peer) -> Result<String> {
+    check_hello_for(msg, peer, None)
+}
+
+/// Check the other side's `hello`; returns its slipway version. `target` is
+/// the client's `-t TARGET`, named in the fix of a mismatch.
+///
+/// # Errors
+/// One error naming both versions, what to upgrade, and the `slipway host
+/// install` command that puts the client's slipway on the host, when the
+/// protocols differ; an error when the first message is not a `hello`.
+pub fn check_hello_for(msg: Message, peer: Peer, target: Option<&str>) -> Result<String> {
     let (protocol, version) = match msg {
         Message::Hello { protocol, version } => (protocol, version),
         other => {
@@ -364,10 +382,10 @@ pub fn check_hello(msg: Message, peer: Peer) -> Result<String> {
     if protocol == PROTOCOL {
         return Ok(version);
     }
-    Err(Error::other(mismatch_text(peer, protocol, &version)))
+    Err(Error::other(mismatch_text(peer, protocol, &version, target)))
 }
 
-fn mismatch_text(peer: Peer, theirs: u32, their_version: &str) -> String {
+fn mismatch_text(peer: Peer, theirs: u32, their_version: &str, target: Option<&str>) -> String {
     let their_version = their_version.escape_debug();
     let (us, upgrade_them, upgrade_us) = match peer {
         Peer::Host => ("this client", "on the host", "on this machine (the client)"),
@@ -378,8 +396,14 @@ fn mismatch_text(peer: Peer, theirs: u32, their_version: &str) -> String {
     } else {
         (upgrade_us, their_version.to_string())
     };
+    let install = format!("slipway host install -t {}", target.unwrap_or("TARGET"));
+    let fix = match (peer, theirs < PROTOCOL) {
+        (Peer::Host, true) => format!(": run `{install}`"),
+        (Peer::Host, false) => format!(", or run `{install}` to put this slipway ({VERSION}) on the host"),
+        (Peer::Client, _) => format!(", or run `{install}` on the client machine to put its slipway here"),
+    };
     format!(
-        "the {peer} runs slipway {their_version} (protocol {theirs}) but {us} runs slipway {VERSION} (protocol {PROTOCOL}): upgrade slipway {side} to {to}"
+        "the {peer} runs slipway {their_version} (protocol {theirs}) but {us} runs slipway {VERSION} (protocol {PROTOCOL}): upgrade slipway {side} to {to}{fix}"
     )
 }
 
@@ -951,16 +975,24 @@ mod tests {
         assert_eq!(
             e,
             format!(
-                "the host runs slipway 0.0.1 (protocol 0) but this client runs slipway {VERSION} (protocol 1): upgrade slipway on the host to {VERSION}"
+                "the host runs slipway 0.0.1 (protocol 0) but this client runs slipway {VERSION} (protocol 1): upgrade slipway on the host to {VERSION}: run `slipway host install -t TARGET`"
             )
         );
+        let old = Message::Hello {
+            protocol: 0,
+            version: "0.0.1".into(),
+        };
+        let e = check_hello_for(old, Peer::Host, Some("prod")).unwrap_err().to_string();
+        assert!(e.ends_with(": run `slipway host install -t prod`"), "{e}");
         let new = Message::Hello {
             protocol: 9,
             version: "9.0.0".into(),
         };
         let e = check_hello(new.clone(), Peer::Host).unwrap_err().to_string();
         assert!(
-            e.ends_with("upgrade slipway on this machine (the client) to 9.0.0"),
+            e.ends_with(&format!(
+                "upgrade slipway on this machine (the client) to 9.0.0, or run `slipway host install -t TARGET` to put this slipway ({VERSION}) on the host"
+            )),
             "{e}"
         );
         let e = check_hello(new, Peer::Client).unwrap_err().to_string();

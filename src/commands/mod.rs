@@ -2,14 +2,18 @@
 
 pub mod activate;
 pub mod build;
+pub mod completions;
 pub mod deploy;
 pub mod export;
 pub mod gate;
 pub mod gc;
 pub mod history;
+pub mod host;
 pub mod import;
+pub mod init;
 pub mod inspect;
 pub mod list;
+pub mod man;
 pub mod provenance;
 pub mod prune;
 pub mod push;

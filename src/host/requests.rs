@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::activate::{self, Switch};
 use super::lock::{self, HostLock, LockInfo};
 use super::serve::Session;
-use super::{history, hooks, prune, status, verify};
+use super::{check, history, hooks, prune, status, verify};
 use crate::error::{Error, Result};
 use crate::protocol::{ActivateRequest, HookRequest, Message, RollbackRequest};
 
@@ -221,4 +221,12 @@ pub fn hook<R: Read, W: Write>(s: &Session<R, W>, req: &HookRequest) -> Result<M
             ),
         }))),
     }
+}
+
+/// `check`.
+///
+/// # Errors
+/// When the root cannot be examined.
+pub fn check<R: Read, W: Write>(s: &Session<R, W>) -> Result<Message> {
+    Ok(Message::CheckReport(Box::new(check::check(&s.layout)?)))
 }

@@ -203,6 +203,7 @@ pub fn serve<R: Read, W: Write>(
             Message::Prune { keep, pinned, dry_run } => requests::prune(&mut session, keep, &pinned, dry_run),
             Message::Verify { release } => requests::verify(&session, release.as_deref()),
             Message::Hook(req) => requests::hook(&session, &req),
+            Message::Check => requests::check(&session),
             other => Err(Error::other(format!(
                 "`{}` is not a request this host understands (slipway {})",
                 other.name(),

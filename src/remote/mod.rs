@@ -38,6 +38,8 @@ pub enum Location {
 pub struct HostSpec {
     /// How the host is named in output and `--json` (`host` key): the entry as written.
     pub label: String,
+    /// The `-t TARGET` this host came from (named in fixes, e.g. `slipway host install -t TARGET`).
+    pub target: String,
     pub location: Location,
     /// The `slipway` command on the host (`SLIPWAY_REMOTE_BIN`, `remote_bin`, else `slipway`).
     pub remote_bin: String,
@@ -136,6 +138,7 @@ pub fn resolve_target(target: &str, config: Option<&ProjectConfig>, config_origi
             let location = host_entry(entry, tc.root.as_deref(), target, config_origin)?;
             hosts.push(HostSpec {
                 label: entry.clone(),
+                target: target.to_string(),
                 location,
                 remote_bin: env_bin
                     .clone()
@@ -186,6 +189,7 @@ pub fn resolve_target(target: &str, config: Option<&ProjectConfig>, config_origi
         name: target.to_string(),
         hosts: vec![HostSpec {
             label: target.to_string(),
+            target: target.to_string(),
             location,
             remote_bin: env_bin.unwrap_or_else(|| "slipway".into()),
             ssh_config: env_ssh_config,

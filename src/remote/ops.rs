@@ -3,6 +3,7 @@
 
 use super::session::HostSession;
 use crate::error::{Error, Result};
+use crate::host::check::CheckReport;
 use crate::host::history::Record;
 use crate::host::lock::LockInfo;
 use crate::host::prune::PruneReport;
@@ -165,6 +166,17 @@ impl HostSession {
         match self.request(Message::Hook(Box::new(req)), &phase)? {
             Message::HookResult(r) => Ok(*r),
             other => Err(self.unexpected(&other, "hook_result")),
+        }
+    }
+
+    /// The facts `slipway host check` judges.
+    ///
+    /// # Errors
+    /// On refusal (a host too old to know `check`) or a broken connection.
+    pub fn check(&mut self) -> Result<CheckReport> {
+        match self.request(Message::Check, "check")? {
+            Message::CheckReport(r) => Ok(*r),
+            other => Err(self.unexpected(&other, "check_report")),
         }
     }
 }

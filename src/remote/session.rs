@@ -11,7 +11,7 @@ use std::io::{BufReader, Read, Write};
 
 use super::{HostSpec, RemoteProcess};
 use crate::error::{Error, Result};
-use crate::protocol::{Channel, Message, Peer, check_hello};
+use crate::protocol::{Channel, Message, Peer, check_hello_for};
 
 /// The channel type of a client session (both transports are boxed streams).
 pub type HostChannel = Channel<Box<dyn Read + Send>, Box<dyn Write + Send>>;
@@ -32,7 +32,16 @@ impl HostSession {
     /// When the host cannot be reached, does not answer with a `hello`, or
     /// speaks another protocol version (one error naming both versions).
     pub fn open(spec: &HostSpec) -> Result<HostSession> {
-        let conn = super::connect(spec)?;
+        HostSession::greet(spec, super::connect(spec)?)
+    }
+
+    /// Greet the `serve` at the other end of `conn` (from [`super::connect`]),
+    /// so that a caller can tell an unreachable host from one whose slipway
+    /// is missing or speaks another protocol.
+    ///
+    /// # Errors
+    /// As [`HostSession::open`], except reaching the host.
+    pub fn greet(spec: &HostSpec, conn: super::Connection) -> Result<HostSession> {
         let reader: Box<dyn Read + Send> = Box::new(BufReader::with_capacity(256 * 1024, conn.reader));
         let mut session = HostSession {
             label: spec.label.clone(),
@@ -43,7 +52,7 @@ impl HostSession {
         };
         let greeting = session.ch.send(&Message::hello()).and_then(|()| session.ch.recv());
         let hello = match greeting {
-            Ok(msg) => check_hello(msg, Peer::Host),
+            Ok(msg) => check_hello_for(msg, Peer::Host, Some(&spec.target)),
             Err(e) if e.is_connection() || session.ch.peer_failed() => Err(e),
             Err(e) => Err(Error::other(format!(
                 "the host did not answer with a slipway hello ({e}); is something else writing to the stdout of `slipway serve`, such as the login shell?"
@@ -54,7 +63,36 @@ impl HostSession {
                 session.host_version = v;
                 Ok(session)
             }
-            Err(e) => Err(session.fail(e, "the greeting")),
+            Err(e) => Err(session.fail_greeting(e)),
+        }
+    }
+
+    /// Like [`HostSession::fail`], for a connection that broke before any
+    /// `hello`: the remote command never ran as `serve`, so how it exited
+    /// (e.g. ``slipway` was not found on the host (exit 127)`, with what to
+    /// do) is the explanation, when it exited unsuccessfully.
+    fn fail_greeting(&mut self, e: Error) -> Error {
+        if !e.is_connection() || self.ch.peer_failed() {
+            return self.fail(e, "the greeting");
+        }
+        self.finished = true;
+        self.ch.close_write();
+        if let Some(he) = self.ch.drain_for_error() {
+            let _ = self.process.finish();
+            return he.on_host(&self.label);
+        }
+        match self.process.finish() {
+            Err(exit) => exit.on_host(&self.label),
+            Ok(()) => {
+                let stderr = self.process.stderr_text();
+                let said = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+                let why = if said.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (the host said: {})", said.trim())
+                };
+                Error::connection(format!("connection lost during the greeting: {e}{why}")).on_host(&self.label)
+            }
         }
     }
 

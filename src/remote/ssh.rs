@@ -15,6 +15,10 @@
 //! async bridging. Invariant: the runtime, the [`Session`] and the control
 //! directory live exactly as long as the connection's process handle, and
 //! dropping the connection closes the master.
+//!
+//! [`HostShell`] is the one exception to "only `serve` runs on a host": a
+//! master connection on which `slipway host install` runs plain shell
+//! commands (`uname -sm`, `cat > file`, `sha256sum`), reached the same way.
 
 use std::fs::File;
 use std::io;
@@ -58,8 +62,16 @@ pub fn connect(spec: &HostSpec) -> Result<Connection> {
     connect_inner(spec).map_err(|e| e.on_host(&spec.label))
 }
 
-fn connect_inner(spec: &HostSpec) -> Result<Connection> {
-    let Location::Ssh { user, host, port, root } = &spec.location else {
+/// An ssh master connection to one host, and what must outlive it.
+struct Master {
+    session: Arc<Session>,
+    runtime: Runtime,
+    control_dir: tempfile::TempDir,
+}
+
+/// Connect to the host of `spec` (one master connection, no command yet).
+fn open_master(spec: &HostSpec) -> Result<Master> {
+    let Location::Ssh { user, host, port, .. } = &spec.location else {
         return Err(Error::other("not an ssh:// location (this is a bug in slipway)"));
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -101,7 +113,22 @@ fn connect_inner(spec: &HostSpec) -> Result<Connection> {
             ))),
         }
     })?;
-    let session = Arc::new(session);
+    Ok(Master {
+        session: Arc::new(session),
+        runtime,
+        control_dir,
+    })
+}
+
+fn connect_inner(spec: &HostSpec) -> Result<Connection> {
+    let Location::Ssh { root, .. } = &spec.location else {
+        return Err(Error::other("not an ssh:// location (this is a bug in slipway)"));
+    };
+    let Master {
+        session,
+        runtime,
+        control_dir,
+    } = open_master(spec)?;
 
     let started = runtime.block_on(async {
         let mut cmd = session.clone().arc_raw_command(&spec.remote_bin);
@@ -146,6 +173,7 @@ fn connect_inner(spec: &HostSpec) -> Result<Connection> {
             child: Some(child),
             session,
             label: spec.label.clone(),
+            target: spec.target.clone(),
             remote_bin: spec.remote_bin.clone(),
             stderr: buf,
             stderr_reader: Some(stderr_reader),
@@ -298,6 +326,7 @@ struct SshProcess {
     child: Option<openssh::Child<Arc<Session>>>,
     session: Arc<Session>,
     label: String,
+    target: String,
     remote_bin: String,
     stderr: Arc<Mutex<Vec<u8>>>,
     stderr_reader: Option<std::thread::JoinHandle<()>>,
@@ -339,7 +368,8 @@ impl SshProcess {
                     format!(" ({tail})")
                 };
                 Error::other(format!(
-                    "`{bin}` was not found on the host (exit 127){why}; install slipway there, or set SLIPWAY_REMOTE_BIN or the target's `remote_bin` to its path"
+                    "`{bin}` was not found on the host (exit 127){why}; install slipway there (`slipway host install -t {}`), or set SLIPWAY_REMOTE_BIN or the target's `remote_bin` to its path",
+                    self.target
                 ))
             }
             Err(openssh::Error::RemoteProcessTerminated) => {
@@ -387,6 +417,133 @@ impl RemoteProcess for SshProcess {
     fn stderr_text(&mut self) -> String {
         let b = self.stderr.lock().map(|b| b.clone()).unwrap_or_default();
         String::from_utf8_lossy(&b).trim().to_string()
+    }
+}
+
+/// What a command run by [`HostShell::run`] did.
+#[derive(Debug)]
+pub struct ShellOutput {
+    /// Exit status (`None`: killed by a signal).
+    pub code: Option<i32>,
+    pub stdout: Vec<u8>,
+    /// The last 16 KiB of its stderr.
+    pub stderr: String,
+}
+
+impl ShellOutput {
+    /// The last meaningful line of stderr, for one-line errors.
+    pub fn stderr_tail(&self) -> &str {
+        self.stderr
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or_default()
+    }
+}
+
+/// A shell on a host, over one ssh master connection: for `slipway host
+/// install` only, the one place slipway runs a command other than `serve` on
+/// a host (`uname`, `cat > file`, `sha256sum`). Everything about reaching the
+/// host is as for [`connect`].
+pub struct HostShell {
+    session: Arc<Session>,
+    label: String,
+    runtime: Runtime,
+    _control_dir: tempfile::TempDir,
+}
+
+impl HostShell {
+    /// Connect to the host of `spec`.
+    ///
+    /// # Errors
+    /// As [`connect`]: one line naming the host and ssh's reason.
+    pub fn open(spec: &HostSpec) -> Result<HostShell> {
+        let m = open_master(spec).map_err(|e| e.on_host(&spec.label))?;
+        Ok(HostShell {
+            session: m.session,
+            label: spec.label.clone(),
+            runtime: m.runtime,
+            _control_dir: m.control_dir,
+        })
+    }
+
+    /// Run `script` (shell text, passed verbatim to the remote shell), with
+    /// `input` streamed to its stdin (else stdin is empty), and collect its
+    /// stdout and stderr. A non-zero exit is not an error here.
+    ///
+    /// # Errors
+    /// When the command cannot be started or the connection breaks; when
+    /// `input` cannot be sent although the command succeeded.
+    pub fn run(&mut self, script: &str, input: Option<&mut dyn io::Read>) -> Result<ShellOutput> {
+        self.run_inner(script, input).map_err(|e| e.on_host(&self.label))
+    }
+
+    fn run_inner(&mut self, script: &str, input: Option<&mut dyn io::Read>) -> Result<ShellOutput> {
+        let piped = input.is_some();
+        let started = self.runtime.block_on(async {
+            let mut cmd = self.session.clone().arc_raw_command(script);
+            cmd.stdin(if piped { Stdio::piped() } else { Stdio::null() })
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let mut child = cmd.spawn().await?;
+            let stdin = child.stdin().take().map(|s| s.into_owned_fd()).transpose();
+            let stdout = child.stdout().take().map(|s| s.into_owned_fd()).transpose();
+            let stderr = child.stderr().take().map(|s| s.into_owned_fd()).transpose();
+            Ok::<_, openssh::Error>((child, stdin, stdout, stderr))
+        });
+        let (child, stdin, stdout, stderr) =
+            started.map_err(|e| Error::other(format!("cannot run a command over ssh: {}", describe_openssh(&e))))?;
+        let fd = |fd: io::Result<Option<std::os::fd::OwnedFd>>, which: &str| match fd {
+            Ok(fd) => Ok(fd.map(File::from)),
+            Err(e) => Err(Error::other(format!(
+                "cannot use the ssh session's {which}: {}",
+                describe_io(&e)
+            ))),
+        };
+        let stdin = fd(stdin, "stdin")?;
+        let mut stdout = fd(stdout, "stdout")?.ok_or_else(|| Error::other("the ssh session has no stdout"))?;
+        let stderr = fd(stderr, "stderr")?.ok_or_else(|| Error::other("the ssh session has no stderr"))?;
+        let err_buf = Arc::new(Mutex::new(Vec::new()));
+        let err_reader = collect_stderr(stderr, err_buf.clone());
+        let out_reader = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = io::Read::read_to_end(&mut stdout, &mut v);
+            v
+        });
+        let sent = match (input, stdin) {
+            (Some(r), Some(mut w)) => io::copy(r, &mut w).map(|_| ()),
+            _ => Ok(()),
+        };
+        // The remote stdin is closed here (dropped above): `cat` sees its end.
+        let out = out_reader.join().unwrap_or_default();
+        let _ = err_reader.join();
+        let status = self.runtime.block_on(child.wait());
+        let stderr = String::from_utf8_lossy(&err_buf.lock().map(|b| b.clone()).unwrap_or_default()).into_owned();
+        let code = match status {
+            Ok(s) => s.code(),
+            Err(openssh::Error::Remote(e)) if e.kind() == io::ErrorKind::NotFound => Some(127),
+            Err(openssh::Error::RemoteProcessTerminated) => None,
+            Err(e) => {
+                return Err(Error::connection(format!(
+                    "the ssh connection was lost: {}",
+                    describe_openssh(&e)
+                )));
+            }
+        };
+        if let Err(e) = sent
+            && code == Some(0)
+        {
+            return Err(Error::connection(format!(
+                "cannot send data to the host: {}",
+                describe_io(&e)
+            )));
+        }
+        Ok(ShellOutput {
+            code,
+            stdout: out,
+            stderr,
+        })
     }
 }
 

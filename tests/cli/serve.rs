@@ -330,7 +330,7 @@ fn serve_refuses_bad_frames_and_other_protocols() {
     assert_eq!(
         e.to_string(),
         format!(
-            "the client runs slipway 9.9.9 (protocol 99) but this host runs slipway {} (protocol 1): upgrade slipway on this host to 9.9.9",
+            "the client runs slipway 9.9.9 (protocol 99) but this host runs slipway {} (protocol 1): upgrade slipway on this host to 9.9.9, or run `slipway host install -t TARGET` on the client machine to put its slipway here",
             env!("CARGO_PKG_VERSION")
         )
     );

@@ -21,6 +21,7 @@ use crate::support::sshd::{self, Sshd};
 fn spec(url: &str, config: PathBuf, remote_bin: &str) -> HostSpec {
     HostSpec {
         label: "app1".into(),
+        target: "app1".into(),
         location: parse_ssh_url(url).expect("valid url"),
         remote_bin: remote_bin.into(),
         ssh_config: Some(config),
@@ -269,7 +270,7 @@ fn a_missing_remote_slipway_says_what_to_do() {
     assert!(
         msg.starts_with("app1: `/nonexistent/slipway` was not found on the host (exit 127)")
             && msg.ends_with(
-                "; install slipway there, or set SLIPWAY_REMOTE_BIN or the target's `remote_bin` to its path"
+                "; install slipway there (`slipway host install -t app1`), or set SLIPWAY_REMOTE_BIN or the target's `remote_bin` to its path"
             ),
         "{msg}"
     );

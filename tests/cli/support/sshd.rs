@@ -37,6 +37,7 @@ static NEXT_ALIAS: AtomicU32 = AtomicU32::new(1);
 #[derive(Default)]
 pub struct SshdBuilder {
     key_options: Option<String>,
+    set_env: Vec<String>,
 }
 
 impl SshdBuilder {
@@ -44,6 +45,13 @@ impl SshdBuilder {
     /// `restrict,command="slipway serve --root /srv/app"`.
     pub fn key_options(mut self, options: &str) -> Self {
         self.key_options = Some(options.to_string());
+        self
+    }
+
+    /// An environment variable for every session (`SetEnv NAME=VALUE`), e.g.
+    /// `PATH=/fake/bin:/usr/bin:/bin` to put stand-ins for host commands first.
+    pub fn set_env(mut self, name_value: &str) -> Self {
+        self.set_env.push(name_value.to_string());
         self
     }
 
@@ -64,6 +72,7 @@ pub struct Sshd {
     client_key: PathBuf,
     client_pub: String,
     host_pub: String,
+    set_env: Vec<String>,
 }
 
 impl Sshd {
@@ -99,6 +108,7 @@ impl Sshd {
             client_key,
             client_pub,
             host_pub,
+            set_env: opts.set_env,
         };
         sshd_.authorize(opts.key_options.as_deref());
 
@@ -263,9 +273,10 @@ impl Sshd {
              PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUseDNS no\n\
              PrintMotd no\nX11Forwarding no\nMaxStartups 100:30:200\nMaxSessions 100\nLogLevel INFO\n\
              # The login shell must not read ~/.bashrc for every command (bash does when SHLVL < 2).\n\
-             SetEnv SHLVL=1\n",
+             SetEnv SHLVL=1 {extra}\n",
             port = self.port,
             d = d.display(),
+            extra = self.set_env.join(" "),
         );
         let path = d.join("sshd_config");
         std::fs::write(&path, text).expect("write sshd_config");

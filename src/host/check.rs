@@ -1,0 +1,211 @@
+//! `check`: the facts `slipway host check` judges a host by — who runs
+//! `serve` and who owns the root, its mode, free space, and whether `current`
+//! is absent or a relative link to a complete release.
+//!
+//! Read-only: nothing here changes the host (`serve` itself creates the
+//! layout when missing, before any request). The host reports facts and the
+//! problems only it can see; the client decides what to print and how to fix
+//! it, since only the client knows the target's name.
+
+use std::os::unix::fs::MetadataExt;
+
+use serde::{Deserialize, Serialize};
+
+use super::layout::Layout;
+use crate::error::Result;
+use crate::fs;
+
+/// The answer to `check`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckReport {
+    /// The host's slipway version and protocol.
+    pub version: String,
+    pub protocol: u32,
+    /// `uname -s` and `uname -m` of the host.
+    pub os: String,
+    pub arch: String,
+    /// The canonical root.
+    pub root: String,
+    /// The effective user of `serve` (the deploy user), and its name when known.
+    pub uid: u32,
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The owner of the root, and its name when known.
+    pub owner_uid: u32,
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Permission bits of the root (e.g. 0o755).
+    pub mode: u32,
+    /// Bytes available to the deploy user, and the size of the file system.
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+    /// What `current` is.
+    pub current: CurrentState,
+    /// True when `current` is absent or a relative link to a complete release.
+    pub current_ok: bool,
+    /// Anything else wrong under the root, each with its fix.
+    pub problems: Vec<Finding>,
+}
+
+/// One problem the host noticed, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub problem: String,
+    pub fix: String,
+}
+
+/// The state of `<root>/current`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum CurrentState {
+    /// No release was ever activated.
+    Absent,
+    /// `current -> releases/<release>`, a complete release.
+    Ok { release: String },
+    /// `current` exists but is not a symlink.
+    NotSymlink,
+    /// A symlink, but not to `releases/<name>` (absolute, or elsewhere).
+    Unmanaged { target: String },
+    /// A link to `releases/<release>`, which does not exist.
+    Missing { release: String },
+    /// A link to a release whose push never finished, or without metadata.
+    Incomplete { release: String },
+}
+
+impl CurrentState {
+    /// Absent, or a link to a complete release.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, CurrentState::Absent | CurrentState::Ok { .. })
+    }
+}
+
+/// Gather the facts of `layout`'s host.
+///
+/// # Errors
+/// When the root cannot be examined.
+pub fn check(layout: &Layout) -> Result<CheckReport> {
+    let uid = rustix::process::geteuid().as_raw();
+    let meta = fs::metadata(&layout.root)?;
+    let (free_bytes, total_bytes) = fs::space(&layout.root)?;
+    let uname = rustix::system::uname();
+    let current = current_state(layout)?;
+    let mut problems = Vec::new();
+    let user = crate::config::user_name(uid);
+    for dir in [
+        layout.releases_dir(),
+        layout.shared_dir(),
+        layout.meta_dir(),
+        layout.objects_dir(),
+    ] {
+        let m = fs::metadata(&dir)?;
+        if m.uid() != uid {
+            problems.push(Finding {
+                problem: format!(
+                    "`{}` is owned by {}, not by the deploy user {}",
+                    dir.display(),
+                    who(m.uid(), crate::config::user_name(m.uid()).as_deref()),
+                    who(uid, user.as_deref())
+                ),
+                fix: format!(
+                    "sudo chown -R {} {}",
+                    user.clone().unwrap_or_else(|| uid.to_string()),
+                    layout.root.display()
+                ),
+            });
+        }
+        if m.mode() & 0o002 != 0 {
+            problems.push(Finding {
+                problem: format!(
+                    "`{}` is writable by everyone (mode {:04o})",
+                    dir.display(),
+                    m.mode() & 0o7777
+                ),
+                fix: format!("chmod o-w {}", dir.display()),
+            });
+        }
+    }
+    Ok(CheckReport {
+        version: crate::protocol::VERSION.to_string(),
+        protocol: crate::protocol::PROTOCOL,
+        os: uname.sysname().to_string_lossy().into_owned(),
+        arch: uname.machine().to_string_lossy().into_owned(),
+        root: layout.root.display().to_string(),
+        uid,
+        user,
+        owner_uid: meta.uid(),
+        owner: crate::config::user_name(meta.uid()),
+        mode: meta.mode() & 0o7777,
+        free_bytes,
+        total_bytes,
+        current_ok: current.is_ok(),
+        current,
+        problems,
+    })
+}
+
+/// `name (uid N)`, or `uid N`.
+pub fn who(uid: u32, name: Option<&str>) -> String {
+    match name {
+        Some(n) => format!("`{n}` (uid {uid})"),
+        None => format!("uid {uid}"),
+    }
+}
+
+fn current_state(layout: &Layout) -> Result<CurrentState> {
+    let path = layout.current();
+    let Some(m) = fs::symlink_metadata_optional(&path)? else {
+        return Ok(CurrentState::Absent);
+    };
+    if !m.file_type().is_symlink() {
+        return Ok(CurrentState::NotSymlink);
+    }
+    let target = fs::read_link(&path)?.to_string_lossy().into_owned();
+    let release = match target.strip_prefix("releases/") {
+        Some(name) if crate::manifest::validate_name(name).is_ok() => name.to_string(),
+        _ => return Ok(CurrentState::Unmanaged { target }),
+    };
+    if !layout.release_dir(&release).is_dir() {
+        return Ok(CurrentState::Missing { release });
+    }
+    match layout.release_meta(&release)? {
+        Some(meta) if meta.pushed_at.is_some() => Ok(CurrentState::Ok { release }),
+        _ => Ok(CurrentState::Incomplete { release }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn current_states() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(&dir.path().join("root")).unwrap();
+        let r = check(&layout).unwrap();
+        assert_eq!(r.current, CurrentState::Absent);
+        assert!(r.current_ok && r.problems.is_empty(), "{r:?}");
+        assert_eq!(r.uid, r.owner_uid);
+        assert!(r.total_bytes >= r.free_bytes && r.total_bytes > 0);
+
+        std::os::unix::fs::symlink("releases/v1", layout.current()).unwrap();
+        assert_eq!(
+            current_state(&layout).unwrap(),
+            CurrentState::Missing { release: "v1".into() }
+        );
+        std::fs::create_dir(layout.release_dir("v1")).unwrap();
+        assert_eq!(
+            current_state(&layout).unwrap(),
+            CurrentState::Incomplete { release: "v1".into() }
+        );
+        std::fs::remove_file(layout.current()).unwrap();
+        std::os::unix::fs::symlink(layout.release_dir("v1"), layout.current()).unwrap();
+        assert!(matches!(
+            current_state(&layout).unwrap(),
+            CurrentState::Unmanaged { .. }
+        ));
+        std::fs::remove_file(layout.current()).unwrap();
+        std::fs::create_dir(layout.current()).unwrap();
+        assert_eq!(current_state(&layout).unwrap(), CurrentState::NotSymlink);
+        assert!(!CurrentState::NotSymlink.is_ok());
+    }
+}

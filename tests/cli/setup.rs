@@ -1,0 +1,114 @@
+//! Issue 8: a newcomer's first commands — `init`, `completions`, `man` —
+//! which need no store, no home directory and no host.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::support::Env;
+
+/// `slipway` without a store or a home: these commands must not need either.
+fn bare(env: &Env) -> crate::support::Cmd {
+    let mut cmd = env.slipway();
+    cmd.cmd
+        .env_remove("SLIPWAY_STORE")
+        .env_remove("HOME")
+        .env_remove("XDG_DATA_HOME");
+    cmd
+}
+
+#[test]
+fn init_writes_a_commented_config_that_loads_and_never_overwrites() {
+    let env = Env::new();
+    let out = bare(&env).arg("init").ok();
+    assert_eq!(out.line(), "slipway.toml", "{out}");
+    out.stderr_has("wrote slipway.toml; next:")
+        .stderr_has("replace the example `hosts` and `root`")
+        .stderr_has("slipway host check -t production");
+    let path = env.path("slipway.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("\n[build]\n") && text.contains("\n# command = ") && text.contains("\n[targets.production]\n")
+    );
+    assert!(text.contains("# require_healthy_on = ") && text.contains("# hook_timeout = "));
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o644);
+
+    // It loads: an unknown target lists the file's targets (no config error).
+    env.slipway()
+        .args(["status", "-t", "staging"])
+        .fails(2)
+        .one_line_error()
+        .stderr_has("unknown target `staging`: `slipway.toml` defines `production`");
+    // `build --dir` reads `[build]` from it too.
+    env.write("dist/index.html", "hi");
+    env.slipway().args(["build", "--dir", "dist", "--name", "v1"]).ok();
+
+    std::fs::write(&path, "# mine\n").unwrap();
+    bare(&env)
+        .arg("init")
+        .fails(1)
+        .one_line_error()
+        .stderr_has("`slipway.toml` already exists; edit it, or move it away to start over");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "# mine\n");
+
+    // --config FILE is where it writes, and what it tells you to pass on.
+    std::fs::create_dir(env.path("deploy")).unwrap();
+    let out = bare(&env).args(["--config", "deploy/slipway.toml", "init"]).ok();
+    assert_eq!(out.line(), "deploy/slipway.toml");
+    out.stderr_has("slipway --config deploy/slipway.toml host check -t production");
+    assert_eq!(std::fs::read_to_string(env.path("deploy/slipway.toml")).unwrap(), text);
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish() {
+    let env = Env::new();
+    let bash = bare(&env).args(["completions", "bash"]).ok().stdout();
+    assert!(bash.contains("_slipway()") && bash.contains("install"), "{bash}");
+    let check = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(env.write("slipway.bash", &bash))
+        .output()
+        .expect("run bash -n");
+    assert!(check.status.success(), "bash -n: {check:?}");
+    let zsh = bare(&env).args(["completions", "zsh"]).ok().stdout();
+    assert!(zsh.starts_with("#compdef slipway"), "{zsh}");
+    let fish = bare(&env).args(["completions", "fish"]).ok().stdout();
+    assert!(fish.contains("complete -c slipway"), "{fish}");
+    bare(&env)
+        .args(["completions", "tcsh"])
+        .fails(2)
+        .stderr_has("invalid value 'tcsh'");
+}
+
+#[test]
+fn man_prints_the_page_or_writes_one_per_command() {
+    let env = Env::new();
+    let page = bare(&env).arg("man").ok().stdout();
+    assert!(
+        page.starts_with(".ie \\n(.g .ds Aq"),
+        "{}",
+        &page[..200.min(page.len())]
+    );
+    assert!(
+        page.contains(".TH slipway 1") && page.contains("slipway\\-deploy"),
+        "{page}"
+    );
+
+    let out = bare(&env).args(["man", "--dir", "man1"]).ok();
+    let listed: Vec<String> = out.stdout().lines().map(str::to_string).collect();
+    for name in [
+        "slipway.1",
+        "slipway-build.1",
+        "slipway-host.1",
+        "slipway-host-check.1",
+        "slipway-man.1",
+    ] {
+        let p = env.path("man1").join(name);
+        assert!(p.is_file(), "{name} missing: {out}");
+        assert!(
+            listed.contains(&p.display().to_string()) || listed.contains(&format!("man1/{name}")),
+            "{out}"
+        );
+    }
+    let check = std::fs::read_to_string(env.path("man1/slipway-host-check.1")).unwrap();
+    assert!(check.contains(".TH slipway-host-check 1"), "{check}");
+    assert!(!env.path("man1/slipway-help.1").exists());
+}
