@@ -9,6 +9,10 @@
 #   4. list, inspect and verify them
 #   5. export v1 and check it with plain tar and sha256sum
 #   6. import it into a second store: the same id
+#   7. deploy v1, then v2, to a target of three hosts (local directories:
+#      the same protocol as over SSH), with shared data, hooks and a health check
+#   8. a deploy whose health check fails on one host: every host switches back
+#   9. roll back, look at status and history, verify, prune
 #
 #   scripts/demo.sh               # the whole tour
 #   DEMO_KEEP=1 scripts/demo.sh   # keep the temporary directory to look around
@@ -166,6 +170,66 @@ import_bundle() {
   fi
 }
 
+hosts_dir="$work/hosts"
+
+write_target() {
+  local health=$1
+  cat >"$work/slipway.toml" <<TOML
+# Three "hosts" of one target. Local paths speak the same protocol as
+# ssh://[user@]host/root targets, without SSH.
+[targets.production]
+hosts = ["$hosts_dir/app1", "$hosts_dir/app2", "$hosts_dir/app3"]
+shared = ["uploads"]
+keep = 3
+
+[targets.production.hooks]
+after_activate = "echo reloaded \$SLIPWAY_RELEASE, was \$SLIPWAY_PREVIOUS"
+health = '$health'
+health_timeout = "3s"
+TOML
+}
+
+# `slipway` with the demo's target configuration.
+tslipway() { slipway --config "$work/slipway.toml" "$@"; }
+
+deploy_release() {
+  section "Deploy v1, then v2, to three hosts"
+  write_target 'test -f index.html'
+  run cat "$work/slipway.toml"
+  run tslipway deploy v1 -t production
+  echo "# the application writes uploads through current/; they live in shared/"
+  echo "a photo" >"$hosts_dir/app1/current/uploads/photo.txt"
+  run tslipway deploy v2 -t production
+  run ls -l "$hosts_dir/app1" "$hosts_dir/app1/releases"
+  run tslipway status -t production
+}
+
+failing_deploy() {
+  section "A deploy whose health check fails on one host"
+  printf '<!doctype html>\n<h1>v3: broken on app2</h1>\n' >"$repo/site/index.html"
+  git_fixed 2024-03-01T12:00:00Z commit -qam "v3"
+  git_fixed 2024-03-01T12:00:00Z tag -a v3 -m "release v3"
+  (cd "$repo" && slipway build v3 >/dev/null)
+  write_target "test \"\$SLIPWAY_HOST\" != \"$hosts_dir/app2\""
+  printf '$ %s\n' "slipway deploy v3 -t production"
+  local rc=0
+  tslipway deploy v3 -t production || rc=$?
+  echo "# exit status $rc (3: the health check failed, every host was switched back)"
+  [ "$rc" = 3 ] || { echo "demo: expected exit 3" >&2; exit 1; }
+  run readlink "$hosts_dir/app1/current" "$hosts_dir/app2/current" "$hosts_dir/app3/current"
+}
+
+roll_back() {
+  section "Roll back, look at the history, verify, prune"
+  write_target 'test -f index.html'
+  run tslipway rollback -t production
+  run readlink "$hosts_dir/app1/current"
+  run cat "$hosts_dir/app1/current/uploads/photo.txt"
+  run tslipway history -t production --hosts "$hosts_dir/app1"
+  run tslipway verify -t production
+  run tslipway prune -t production --dry-run
+}
+
 main() {
   command -v git >/dev/null || { echo "demo: needs git" >&2; exit 1; }
   command -v zstd >/dev/null || { echo "demo: needs zstd (for tar --zstd); e.g. apt-get install zstd" >&2; exit 1; }
@@ -175,7 +239,9 @@ main() {
   list_inspect_verify
   export_bundle
   import_bundle
-  # Later: push_release, deploy_release, roll_back
+  deploy_release
+  failing_deploy
+  roll_back
   section "Done"
   echo "v1 $v1_id"
   echo "v2 $v2_id"

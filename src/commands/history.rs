@@ -79,7 +79,7 @@ pub fn run(args: &HistoryArgs, ctx: &Context) -> Result<()> {
                 reason.push_str(&format!("  ({x})"));
             }
             ctx.out.data(&format!(
-                "{:<20}  {:<w$}  {:<18}  {:<8}  {:<14}  {} {}{reason}",
+                "{:<24}  {:<w$}  {:<18}  {:<8}  {:<14}  {} {}{reason}",
                 r.time,
                 r.host,
                 r.actor,
