@@ -66,7 +66,7 @@ pub fn run(args: &HistoryArgs, ctx: &Context) -> Result<()> {
     } else {
         let w = rows.iter().map(|r| r.host.len()).max().unwrap_or(4).max(4);
         ctx.out.data(&format!(
-            "{:<20}  {:<w$}  {:<18}  {:<8}  {:<14}  TO",
+            "{:<24}  {:<w$}  {:<18}  {:<8}  {:<14}  TO",
             "TIME", "HOST", "ACTOR", "ACTION", "FROM"
         ));
         for r in &rows {
