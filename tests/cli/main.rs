@@ -4,4 +4,5 @@
 mod support;
 
 mod bundles;
+mod hostile;
 mod ssh;
