@@ -142,7 +142,9 @@ impl<'a, R: Read> Members<'a, R> {
                     pax = Some(self.extension(&mut entry, "pax header", MAX_PAX_HEADER, pax.is_some())?);
                 }
                 EntryType::XGlobalHeader => {
-                    return Err(refused(origin, "has a pax global header; slipway bundles have none"));
+                    return Err(Error::integrity(format!(
+                        "bundle `{origin}` has a pax global header; slipway bundles have none"
+                    )));
                 }
                 _ => break entry,
             }
@@ -190,7 +192,8 @@ impl<'a, R: Read> Members<'a, R> {
                 }
             }
         }
-        let path = String::from_utf8(path).map_err(|_| refused(origin, "has an entry whose name is not UTF-8"))?;
+        let path = String::from_utf8(path)
+            .map_err(|_| Error::integrity(format!("bundle `{origin}` has an entry whose name is not UTF-8")))?;
         Ok(Some(Member {
             entry,
             ty,
