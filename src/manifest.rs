@@ -177,6 +177,15 @@ fn bounded_entries<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<E
     d.deserialize_seq(Bounded)
 }
 
+fn invalid(e: serde_json::Error) -> Error {
+    let text = e.to_string();
+    if text.starts_with(TOO_MANY) {
+        too_many()
+    } else {
+        Error::integrity(format!("manifest is not valid: {text}"))
+    }
+}
+
 fn too_many() -> Error {
     Error::integrity(format!(
         "manifest has more than {MAX_ENTRIES} entries, the limit; split the release into smaller trees"
@@ -224,7 +233,8 @@ impl Manifest {
                 bytes.len()
             )));
         }
-        Manifest::read(bytes).map(|(m, _)| m)
+        let m = serde_json::from_slice(bytes).map_err(invalid)?;
+        Manifest::checked(m, Digest::of(bytes), bytes.len() as u64)
     }
 
     /// Read a manifest from `input` as it streams (the bytes are hashed, never
@@ -245,15 +255,15 @@ impl Manifest {
                 "manifest is more than {MAX_MANIFEST_BYTES} bytes, the limit"
             )));
         }
-        let m = parsed.map_err(|e| {
-            let text = e.to_string();
-            if text.starts_with(TOO_MANY) {
-                too_many()
-            } else {
-                Error::integrity(format!("manifest is not valid: {text}"))
-            }
-        })?;
+        let m = parsed.map_err(invalid)?;
         let (_, digest, count) = hashing.into_parts();
+        let m = Manifest::checked(m, digest, count)?;
+        Ok((m, digest))
+    }
+
+    /// The checks after parsing: version, rules, and canonical form (the
+    /// re-serialisation must hash to `digest` over `count` bytes).
+    fn checked(m: Manifest, digest: Digest, count: u64) -> Result<Manifest> {
         if m.version != MANIFEST_VERSION {
             return Err(Error::integrity(format!(
                 "manifest version {} is not supported (this slipway reads version {MANIFEST_VERSION}); upgrade slipway",
@@ -271,7 +281,7 @@ impl Manifest {
         if canonical.count != count || canonical.hasher.finish() != digest {
             return Err(Error::integrity("manifest is not in canonical form"));
         }
-        Ok((m, digest))
+        Ok(m)
     }
 
     /// Sum of the file sizes (saturating: a hostile manifest may declare
