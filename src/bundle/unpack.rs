@@ -279,7 +279,7 @@ pub fn read_bundle(input: impl Read, origin: &str, visitor: &mut dyn Visitor) ->
         if content.ended_early || (parsed.is_ok() && content.inner.count() != size) {
             return Err(corrupt(origin, format!("`{MANIFEST_PATH}` is truncated")));
         }
-        let (manifest, id) = parsed?;
+        let (manifest, id) = parsed.map_err(|e| refused(origin, e))?;
         drop(first);
         visitor.manifest(&manifest, id)?;
 
