@@ -161,6 +161,24 @@ impl Error {
     }
 }
 
+/// `text` with its control characters escaped (`\n`, `\u{1b}`, …), so that
+/// text taken from hostile input can neither split an error line in two nor
+/// drive the terminal.
+pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// `io::Error` text in slipway's style: lowercase, without "(os error N)".
 pub fn describe_io(e: &io::Error) -> String {
     if e.raw_os_error() == Some(28) {
@@ -209,6 +227,12 @@ mod tests {
         ] {
             assert_eq!(Error::from_kind(e.kind(), "m".into()).exit(), e.exit());
         }
+    }
+
+    #[test]
+    fn one_line_escapes_control_characters_only() {
+        assert_eq!(one_line("plain `text` é"), "plain `text` é");
+        assert_eq!(one_line("a\nerror: b\u{1b}[31m\t"), "a\\nerror: b\\u{1b}[31m\\t");
     }
 
     #[test]

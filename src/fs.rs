@@ -29,6 +29,49 @@ pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
     }
 }
 
+/// What [`read_small_optional`] found.
+#[derive(Debug)]
+pub enum Small {
+    Missing,
+    /// A fifo, device, socket or directory: never read (a fifo could block forever, `/dev/zero` never ends).
+    NotRegular,
+    /// A regular file longer than the limit: never read; its length.
+    TooLarge(u64),
+    Bytes(Vec<u8>),
+}
+
+/// Read a small regular file that may not exist, without blocking on a fifo
+/// and without reading more than `limit` bytes whatever the file is.
+///
+/// # Errors
+/// On I/O failure other than the file being absent.
+pub fn read_small_optional(path: &Path, limit: u64) -> Result<Small> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Small::Missing),
+        Err(e) => return Err(Error::io("open", path, e)),
+    };
+    let meta = file.metadata().map_err(|e| Error::io("stat", path, e))?;
+    if !meta.is_file() {
+        return Ok(Small::NotRegular);
+    }
+    if meta.len() > limit {
+        return Ok(Small::TooLarge(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io("read", path, e))?;
+    if bytes.len() as u64 > limit {
+        return Ok(Small::TooLarge(bytes.len() as u64));
+    }
+    Ok(Small::Bytes(bytes))
+}
+
 pub fn open(path: &Path) -> Result<File> {
     File::open(path).map_err(|e| Error::io("open", path, e))
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use crate::error::Error;
+use crate::error::{Error, one_line};
 
 #[derive(Debug, Clone)]
 pub struct Output {
@@ -77,16 +77,17 @@ impl Output {
         }
     }
 
-    /// A warning on stderr, always shown.
+    /// A warning on stderr, always shown, on one line.
     pub fn warn(&self, msg: &str) {
         let label = self.paint("warning:", "33");
-        self.eprint(&format!("{label} {msg}"));
+        self.eprint(&format!("{label} {}", one_line(msg)));
     }
 
-    /// The final error line on stderr.
+    /// The final error line on stderr: always one line, whatever text from
+    /// hostile input (names, tar headers, a peer's messages) it quotes.
     pub fn error(&self, err: &Error) {
         let label = self.paint("error:", "31");
-        self.eprint(&format!("{label} {err}"));
+        self.eprint(&format!("{label} {}", one_line(&err.to_string())));
     }
 
     /// Raw text on stderr (a build command's output is passed through elsewhere).

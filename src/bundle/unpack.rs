@@ -5,17 +5,38 @@
 //!
 //! Refused (integrity error, exit 5): a missing or non-canonical manifest,
 //! entries out of order or not in the manifest, hardlinks, devices, fifos,
-//! sizes or link targets that differ from the manifest, contents whose sha256
-//! differs, anything after the last entry, and corrupt or truncated streams.
+//! sparse files, sizes or link targets that differ from the manifest,
+//! directories or symlinks carrying data, contents whose sha256 differs,
+//! anything but a little zero padding after the last entry, and corrupt or
+//! truncated streams.
+//!
+//! Invariant: the work and memory an archive can cause are bounded by what
+//! its manifest declares. The tar stream is read raw: GNU long names and
+//! links and pax headers are interpreted here, each refused before it is
+//! read when it is larger than any legitimate one ([`MAX_EXTENSION`]); a
+//! member's data is never skipped or read beyond the size its manifest entry
+//! declares; at most [`MAX_TRAILING_ZEROS`] of padding are read after the end;
+//! and the zstd window is capped at 2^[`ZSTD_WINDOW_LOG_MAX`] bytes.
 
 use std::io::{self, Read};
 
-use tar::EntryType;
+use tar::{EntryType, PaxExtensions};
 
 use super::MANIFEST_PATH;
 use crate::digest::{Digest, HashingReader};
-use crate::error::{Error, Result};
-use crate::manifest::{Entry, Kind, MAX_MANIFEST_BYTES, Manifest};
+use crate::error::{Error, Result, one_line};
+use crate::manifest::{Entry, Kind, MAX_MANIFEST_BYTES, MAX_PATH_BYTES, Manifest};
+
+/// Largest zstd window accepted: 2^25 = 32 MiB. slipway writes 2 MiB windows;
+/// `zstd -19` uses 8 MiB; only `--long` or `--ultra` levels need more.
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 25;
+/// Zero padding accepted after the end-of-archive block (tar pads archives
+/// to whole records, 10 KiB by default).
+pub const MAX_TRAILING_ZEROS: u64 = 1024 * 1024;
+/// Largest pax extended header accepted.
+pub const MAX_PAX_HEADER: u64 = 64 * 1024;
+/// Largest GNU long name or long link accepted: a path and its NUL.
+pub const MAX_EXTENSION: u64 = MAX_PATH_BYTES as u64 + 1;
 
 /// Called with each entry and (for files) its content, in manifest order. The
 /// content is verified after the call returns: a consumer must not commit what
@@ -36,13 +57,195 @@ pub trait Visitor {
 }
 
 fn corrupt(origin: &str, e: impl std::fmt::Display) -> Error {
-    Error::integrity(format!("bundle `{origin}` is corrupt or truncated: {e}"))
+    let text = e.to_string();
+    if text.contains("Frame requires too much memory") {
+        return Error::integrity(format!(
+            "bundle `{origin}` was compressed with a zstd window larger than {} MiB, more than slipway accepts; \
+             recompress it without `--long` or `--ultra` (or export it again with slipway)",
+            (1u64 << ZSTD_WINDOW_LOG_MAX) >> 20
+        ));
+    }
+    Error::integrity(format!(
+        "bundle `{origin}` is corrupt or truncated: {}",
+        one_line(&text)
+    ))
 }
 
-fn entry_path(e: &tar::Entry<'_, impl Read>, origin: &str) -> Result<String> {
-    let p = e.path_bytes();
-    String::from_utf8(p.into_owned())
-        .map_err(|_| Error::integrity(format!("bundle `{origin}` has an entry whose name is not UTF-8")))
+fn refused(origin: &str, what: impl std::fmt::Display) -> Error {
+    Error::integrity(format!("bundle `{origin}`: {what}"))
+}
+
+/// One archive member with its GNU long name/link and pax records applied.
+struct Member<'a, R: Read> {
+    entry: tar::Entry<'a, R>,
+    ty: EntryType,
+    path: String,
+    link: Option<Vec<u8>>,
+    size: u64,
+}
+
+/// Strip the NUL padding of a GNU long name or link.
+fn strip_nul(mut v: Vec<u8>) -> Vec<u8> {
+    while v.last() == Some(&0) {
+        v.pop();
+    }
+    v
+}
+
+/// The raw members of the archive, with extension headers resolved here
+/// under size limits (never by the tar crate, which reads them whole).
+struct Members<'a, R: Read> {
+    entries: tar::Entries<'a, R>,
+    origin: &'a str,
+}
+
+impl<'a, R: Read> Members<'a, R> {
+    fn next_raw(&mut self) -> Result<Option<tar::Entry<'a, R>>> {
+        match self.entries.next() {
+            None => Ok(None),
+            Some(r) => r.map(Some).map_err(|e| corrupt(self.origin, e)),
+        }
+    }
+
+    /// Read a whole extension header of at most `limit` bytes.
+    fn extension(&self, entry: &mut tar::Entry<'a, R>, what: &str, limit: u64, seen: bool) -> Result<Vec<u8>> {
+        let size = entry.size();
+        if seen {
+            return Err(refused(self.origin, format!("two {what}s for one member")));
+        }
+        if size > limit {
+            return Err(refused(
+                self.origin,
+                format!("a {what} of {size} bytes, more than the limit of {limit}"),
+            ));
+        }
+        let mut buf = vec![0u8; size as usize];
+        entry.read_exact(&mut buf).map_err(|e| corrupt(self.origin, e))?;
+        Ok(buf)
+    }
+
+    fn next(&mut self) -> Result<Option<Member<'a, R>>> {
+        let origin = self.origin;
+        let mut long_name: Option<Vec<u8>> = None;
+        let mut long_link: Option<Vec<u8>> = None;
+        let mut pax: Option<Vec<u8>> = None;
+        let entry = loop {
+            let Some(mut entry) = self.next_raw()? else {
+                if long_name.is_some() || long_link.is_some() || pax.is_some() {
+                    return Err(corrupt(origin, "the archive ends after an extension header"));
+                }
+                return Ok(None);
+            };
+            match entry.header().entry_type() {
+                EntryType::GNULongName => {
+                    let v = self.extension(&mut entry, "GNU long name", MAX_EXTENSION, long_name.is_some())?;
+                    long_name = Some(strip_nul(v));
+                }
+                EntryType::GNULongLink => {
+                    let v = self.extension(&mut entry, "GNU long link", MAX_EXTENSION, long_link.is_some())?;
+                    long_link = Some(strip_nul(v));
+                }
+                EntryType::XHeader => {
+                    pax = Some(self.extension(&mut entry, "pax header", MAX_PAX_HEADER, pax.is_some())?);
+                }
+                EntryType::XGlobalHeader => {
+                    return Err(Error::integrity(format!(
+                        "bundle `{origin}` has a pax global header; slipway bundles have none"
+                    )));
+                }
+                _ => break entry,
+            }
+        };
+        let ty = entry.header().entry_type();
+        let size = entry.size();
+        let mut path = match long_name {
+            Some(n) => n,
+            None => entry.path_bytes().into_owned(),
+        };
+        let mut link = match long_link {
+            Some(l) => Some(l),
+            None => entry.link_name_bytes().map(|l| l.into_owned()),
+        };
+        if let Some(pax) = &pax {
+            for record in PaxExtensions::new(pax) {
+                let record = record.map_err(|e| corrupt(origin, e))?;
+                match record.key_bytes() {
+                    b"path" => path = record.value_bytes().to_vec(),
+                    b"linkpath" => link = Some(record.value_bytes().to_vec()),
+                    b"size" => {
+                        let declared = record.value().ok().and_then(|v| v.parse::<u64>().ok());
+                        if declared != Some(size) {
+                            return Err(refused(
+                                origin,
+                                format!(
+                                    "entry `{}`: its pax header says {} bytes, its tar header {size}",
+                                    String::from_utf8_lossy(&path).escape_debug(),
+                                    String::from_utf8_lossy(record.value_bytes()).escape_debug()
+                                ),
+                            ));
+                        }
+                    }
+                    k if k.starts_with(b"GNU.sparse.") => {
+                        return Err(refused(
+                            origin,
+                            format!(
+                                "entry `{}` is a sparse file; bundles hold only regular files",
+                                String::from_utf8_lossy(&path).escape_debug()
+                            ),
+                        ));
+                    }
+                    // Times, owners, xattrs, comments: not part of a bundle.
+                    _ => {}
+                }
+            }
+        }
+        let path = String::from_utf8(path)
+            .map_err(|_| Error::integrity(format!("bundle `{origin}` has an entry whose name is not UTF-8")))?;
+        Ok(Some(Member {
+            entry,
+            ty,
+            path,
+            link,
+            size,
+        }))
+    }
+}
+
+/// The content of one file entry as the visitor reads it: hashed and counted,
+/// remembering a damaged stream or an early end, so that a visitor's failure
+/// caused by the archive is reported as the archive's.
+struct Content<R> {
+    inner: HashingReader<R>,
+    expected: u64,
+    damage: Option<String>,
+    ended_early: bool,
+}
+
+impl<R: Read> Content<R> {
+    fn new(inner: R, expected: u64) -> Self {
+        Content {
+            inner: HashingReader::new(inner),
+            expected,
+            damage: None,
+            ended_early: false,
+        }
+    }
+}
+
+impl<R: Read> Read for Content<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(0) if !buf.is_empty() && self.inner.count() < self.expected => {
+                self.ended_early = true;
+                Ok(0)
+            }
+            Ok(n) => Ok(n),
+            Err(e) => {
+                self.damage = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
 }
 
 /// Read a `.tar.zst` bundle from `input`, verifying everything; `origin` names
@@ -51,62 +254,69 @@ fn entry_path(e: &tar::Entry<'_, impl Read>, origin: &str) -> Result<String> {
 /// # Errors
 /// Integrity error (exit 5) for any mismatch or damage; the visitor's own errors.
 pub fn read_bundle(input: impl Read, origin: &str, visitor: &mut dyn Visitor) -> Result<(Manifest, Digest)> {
-    let decoder = zstd::stream::read::Decoder::new(input).map_err(|e| corrupt(origin, e))?;
+    let mut decoder = zstd::stream::read::Decoder::new(input).map_err(|e| corrupt(origin, e))?;
+    decoder
+        .window_log_max(ZSTD_WINDOW_LOG_MAX)
+        .map_err(|e| corrupt(origin, e))?;
     let mut archive = tar::Archive::new(decoder);
     let (manifest, id) = {
-        let mut entries = archive.entries().map_err(|e| corrupt(origin, e))?;
-        let mut next = || -> Result<Option<tar::Entry<'_, _>>> {
-            match entries.next() {
-                None => Ok(None),
-                Some(r) => r.map(Some).map_err(|e| corrupt(origin, e)),
-            }
-        };
+        let entries = archive.entries().map_err(|e| corrupt(origin, e))?.raw(true);
+        let mut members = Members { entries, origin };
         // `.slipway/` (optional) then `.slipway/manifest.json`.
-        let mut first = next()?.ok_or_else(|| corrupt(origin, "empty archive"))?;
-        if first.header().entry_type() == EntryType::Directory
-            && entry_path(&first, origin)?.trim_end_matches('/') == ".slipway"
-        {
-            first = next()?.ok_or_else(|| corrupt(origin, "no manifest"))?;
+        let mut first = members.next()?.ok_or_else(|| corrupt(origin, "empty archive"))?;
+        if first.ty == EntryType::Directory && first.path.trim_end_matches('/') == ".slipway" && first.size == 0 {
+            first = members.next()?.ok_or_else(|| corrupt(origin, "no manifest"))?;
         }
-        if entry_path(&first, origin)? != MANIFEST_PATH || first.header().entry_type() != EntryType::Regular {
+        if first.path != MANIFEST_PATH || first.ty != EntryType::Regular {
             return Err(Error::integrity(format!(
                 "bundle `{origin}` does not start with `{MANIFEST_PATH}`; it is not a slipway bundle"
             )));
         }
-        let size = first.header().size().map_err(|e| corrupt(origin, e))?;
+        let size = first.size;
         if size > MAX_MANIFEST_BYTES {
             return Err(Error::integrity(format!(
                 "bundle `{origin}` declares a manifest of {size} bytes, more than the limit of {MAX_MANIFEST_BYTES}"
             )));
         }
-        let mut bytes = Vec::with_capacity(size as usize);
-        (&mut first)
-            .take(size)
-            .read_to_end(&mut bytes)
-            .map_err(|e| corrupt(origin, e))?;
+        let mut content = Content::new((&mut first.entry).take(size), size);
+        let parsed = Manifest::read(&mut content);
+        if let Some(d) = content.damage.take() {
+            return Err(corrupt(origin, d));
+        }
+        if content.ended_early || (parsed.is_ok() && content.inner.count() != size) {
+            return Err(corrupt(origin, format!("`{MANIFEST_PATH}` is truncated")));
+        }
+        let (manifest, id) = parsed.map_err(|e| refused(origin, e))?;
         drop(first);
-        let manifest = Manifest::parse(&bytes)?;
-        let id = Digest::of(&bytes);
         visitor.manifest(&manifest, id)?;
 
         for expected in &manifest.entries {
-            let Some(mut entry) = next()? else {
+            let Some(mut member) = members.next()? else {
                 return Err(corrupt(origin, format!("archive ends before `{}`", expected.path)));
             };
-            check_entry(&entry, expected, origin)?;
+            check_member(&member, expected, origin)?;
             if expected.kind == Kind::File && !visitor.wants_content(expected) {
-                let skipped =
-                    io::copy(&mut (&mut entry).take(expected.size), &mut io::sink()).map_err(|e| corrupt(origin, e))?;
+                // Not needed (e.g. the host has it): skip it unhashed, but whole.
+                let skipped = io::copy(&mut (&mut member.entry).take(expected.size), &mut io::sink())
+                    .map_err(|e| corrupt(origin, e))?;
                 if skipped != expected.size {
                     return Err(corrupt(origin, format!("`{}` is truncated", expected.path)));
                 }
                 visitor.entry(expected, None)?;
             } else if expected.kind == Kind::File {
-                let mut reader = HashingReader::new((&mut entry).take(expected.size));
-                visitor.entry(expected, Some(&mut reader))?;
+                let mut reader = Content::new((&mut member.entry).take(expected.size), expected.size);
+                let visited = visitor.entry(expected, Some(&mut reader));
+                if let Some(d) = reader.damage.take() {
+                    return Err(corrupt(origin, d));
+                }
+                if reader.ended_early {
+                    return Err(corrupt(origin, format!("`{}` is truncated", expected.path)));
+                }
+                visited?;
                 io::copy(&mut reader, &mut io::sink()).map_err(|e| corrupt(origin, e))?;
-                let (_, digest, count) = reader.into_parts();
-                if count != expected.size {
+                let Content { inner, ended_early, .. } = reader;
+                let (_, digest, count) = inner.into_parts();
+                if count != expected.size || ended_early {
                     return Err(corrupt(origin, format!("`{}` is truncated", expected.path)));
                 }
                 if Some(digest) != expected.sha256 {
@@ -120,34 +330,41 @@ pub fn read_bundle(input: impl Read, origin: &str, visitor: &mut dyn Visitor) ->
                 visitor.entry(expected, None)?;
             }
         }
-        if let Some(extra) = next()? {
+        if let Some(extra) = members.next()? {
             return Err(Error::integrity(format!(
                 "bundle `{origin}` has an entry `{}` that is not in its manifest",
-                entry_path(&extra, origin)?
+                extra.path.escape_debug()
             )));
         }
         (manifest, id)
     };
-    // Drain the rest of the stream so a damaged tail or checksum is noticed.
-    let mut rest = archive.into_inner();
+    // Read what follows the end-of-archive block, so a damaged tail or
+    // checksum is noticed; allow a little zero padding, nothing else.
+    let mut rest = archive.into_inner().take(MAX_TRAILING_ZEROS + 1);
     let mut buf = [0u8; 8192];
+    let mut padding = 0u64;
     loop {
         match rest.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) if buf[..n].iter().all(|b| *b == 0) => {}
+            Ok(n) if buf[..n].iter().all(|b| *b == 0) => padding += n as u64,
             Ok(_) => return Err(corrupt(origin, "data after the end of the archive")),
             Err(e) => return Err(corrupt(origin, e)),
+        }
+        if padding > MAX_TRAILING_ZEROS {
+            return Err(corrupt(
+                origin,
+                format!("more than {MAX_TRAILING_ZEROS} bytes of padding after the end of the archive"),
+            ));
         }
     }
     Ok((manifest, id))
 }
 
-fn check_entry(entry: &tar::Entry<'_, impl Read>, expected: &Entry, origin: &str) -> Result<()> {
-    let path = entry_path(entry, origin)?;
+fn check_member(member: &Member<'_, impl Read>, expected: &Entry, origin: &str) -> Result<()> {
     let path = if expected.kind == Kind::Dir {
-        path.trim_end_matches('/').to_string()
+        member.path.trim_end_matches('/')
     } else {
-        path
+        member.path.as_str()
     };
     let mismatch = |what: &str| {
         Error::integrity(format!(
@@ -159,24 +376,22 @@ fn check_entry(entry: &tar::Entry<'_, impl Read>, expected: &Entry, origin: &str
     if path != expected.path {
         return Err(mismatch("is not the next manifest entry"));
     }
-    let ty = entry.header().entry_type();
-    let size = entry.header().size().map_err(|e| corrupt(origin, e))?;
+    let ty = member.ty;
+    let size = member.size;
+    let carries = || mismatch(&format!("carries {size} bytes of data"));
     match expected.kind {
         Kind::Dir if ty != EntryType::Directory => Err(mismatch("is not a directory")),
+        Kind::Dir if size != 0 => Err(carries()),
         Kind::File if ty != EntryType::Regular && ty != EntryType::Continuous => Err(mismatch("is not a regular file")),
         Kind::File if size != expected.size => Err(mismatch(&format!(
             "declares {size} bytes but the manifest says {}",
             expected.size
         ))),
+        Kind::Symlink if ty != EntryType::Symlink => Err(mismatch("is not a symlink")),
+        Kind::Symlink if size != 0 => Err(carries()),
         Kind::Symlink => {
-            if ty != EntryType::Symlink {
-                return Err(mismatch("is not a symlink"));
-            }
-            let target = entry
-                .link_name_bytes()
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default();
-            if Some(target.as_str()) != expected.target.as_deref() {
+            let target = member.link.as_deref().unwrap_or_default();
+            if Some(target) != expected.target.as_deref().map(str::as_bytes) {
                 return Err(mismatch("has a different symlink target"));
             }
             Ok(())

@@ -3,7 +3,8 @@
 //! The archive is re-packed while it is verified, so the stored file is the
 //! canonical one for its id whatever produced the input; nothing is stored
 //! or bound unless every entry matched the manifest. Signatures from the
-//! sidecar are kept only when they verify for the imported name and id.
+//! sidecar are kept only when they verify for the imported name and id. The
+//! sidecar is input too: only a regular file of at most [`MAX_SIDECAR_BYTES`] is read.
 
 use std::io::Read;
 use std::path::Path;
@@ -16,10 +17,13 @@ use crate::bundle::unpack::{Visitor, read_bundle};
 use crate::cli::ImportArgs;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::fs;
+use crate::fs::{self, Small};
 use crate::manifest::{Entry, Kind, Manifest, validate_name};
 use crate::signature::{self, Signature};
 use crate::store::{Bound, ReleaseRecord};
+
+/// Largest sidecar read (`FILE.meta.json`: name, id, provenance, signatures).
+pub const MAX_SIDECAR_BYTES: u64 = 1024 * 1024;
 
 struct Repack<'a> {
     tmp_dir: &'a Path,
@@ -89,12 +93,24 @@ pub fn run(args: &ImportArgs, ctx: &Context) -> Result<()> {
     let store = ctx.store()?;
     let _lock = store.lock_shared()?;
     let sidecar_path = super::export::sidecar_path(&args.file);
-    let sidecar: Option<serde_json::Value> = match fs::read_optional(&sidecar_path)? {
-        Some(b) => Some(
+    let sidecar: Option<serde_json::Value> = match fs::read_small_optional(&sidecar_path, MAX_SIDECAR_BYTES)? {
+        Small::Bytes(b) => Some(
             serde_json::from_slice(&b)
                 .map_err(|e| Error::usage(format!("sidecar `{}` is not valid JSON: {e}", sidecar_path.display())))?,
         ),
-        None => None,
+        Small::Missing => None,
+        Small::NotRegular => {
+            return Err(Error::usage(format!(
+                "sidecar `{}` is not a regular file; remove it or pass a bundle without one",
+                sidecar_path.display()
+            )));
+        }
+        Small::TooLarge(n) => {
+            return Err(Error::usage(format!(
+                "sidecar `{}` is {n} bytes, more than the limit of {MAX_SIDECAR_BYTES}; it is not one slipway wrote",
+                sidecar_path.display()
+            )));
+        }
     };
     let name = match (
         &args.name,

@@ -8,6 +8,7 @@ mod fleet;
 mod gates;
 mod help;
 mod host;
+mod hostile;
 mod push;
 mod releases;
 mod security;

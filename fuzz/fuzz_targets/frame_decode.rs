@@ -1,0 +1,24 @@
+//! The protocol frame decoder (`slipway::protocol`, from the branch that
+//! brings `serve`) on arbitrary bytes, as `serve` reads a client: frames one
+//! after the other until the end or an error, and every MESSAGE payload
+//! decoded as a `Message` the way `Channel` does. It must return frames or
+//! errors, never panic, and never hand out a payload over `MAX_FRAME`.
+//!
+//! Not built until `src/protocol.rs` is merged: its `[[bin]]` in
+//! `fuzz/Cargo.toml` is commented out (enable it then).
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use slipway::protocol::{FrameReader, FrameType, MAX_FRAME, Message, Peer};
+
+fuzz_target!(|data: &[u8]| {
+    let mut frames = FrameReader::new(data, Peer::Client);
+    while let Ok(Some(ty)) = frames.next_frame() {
+        let payload = frames.payload();
+        assert!(payload.len() <= MAX_FRAME);
+        if ty == FrameType::Message {
+            let _ = serde_json::from_slice::<Message>(payload);
+        }
+    }
+});
