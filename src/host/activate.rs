@@ -98,6 +98,7 @@ pub fn point_current(layout: &Layout, name: &str) -> Result<()> {
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
+    super::fault::point("after-rename");
     fs::fsync_dir(&layout.root)
 }
 
@@ -143,7 +144,9 @@ pub fn switch(layout: &Layout, req: &Switch) -> Result<Record> {
     };
     history::write_intent(layout, &record)?;
     point_current(layout, &req.name)?;
+    super::fault::point("before-history");
     history::append(layout, &record)?;
+    super::fault::point("after-history");
     history::clear_intent(layout)?;
     if meta.bad {
         let mut m = meta;

@@ -5,6 +5,7 @@
 //! without SSH. Nothing here ever touches a path outside the root.
 
 pub mod activate;
+pub mod fault;
 pub mod history;
 pub mod hooks;
 pub mod layout;

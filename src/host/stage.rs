@@ -94,6 +94,7 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     }
     let (objects_written, bytes_written) = (sink.objects_written, sink.bytes_written);
     drop(sink);
+    super::fault::point("after-objects");
 
     build_tree(&layout, name, &manifest, &offer)?;
     let files = manifest.file_count() as u64;
@@ -557,12 +558,14 @@ fn build_tree(layout: &Layout, name: &str, manifest: &Manifest, offer: &PushOffe
 fn publish(layout: &Layout, name: &str) -> Result<()> {
     let partial = layout.partial_dir(name);
     let dest = layout.release_dir(name);
+    super::fault::point("before-rename");
     if !fs::rename_noreplace(&partial, &dest)? {
         return Err(Error::other(format!(
             "`{}` appeared while `{name}` was being staged; move it away and push again",
             dest.display()
         )));
     }
+    super::fault::point("after-publish");
     fs::set_mode(&dest, 0o555)?;
     fs::fsync_dir(&dest)?;
     fs::fsync_dir(&layout.releases_dir())
