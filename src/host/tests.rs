@@ -142,7 +142,14 @@ fn a_crash_between_rename_and_history_is_reconciled() {
         id: l.release_meta("v2").unwrap().unwrap().id,
         reason: None,
     };
-    history::write_intent(&l, &intent).unwrap();
+    history::write_intent(
+        &l,
+        &history::Intent {
+            record: intent.clone(),
+            mark_left_bad: false,
+        },
+    )
+    .unwrap();
     activate::point_current(&l, "v2").unwrap(); // ... and the process died here
     let appended = history::reconcile(&l).unwrap();
     assert_eq!(appended, Some(intent.clone()));
@@ -151,9 +158,12 @@ fn a_crash_between_rename_and_history_is_reconciled() {
     // an intent whose rename never happened is dropped
     history::write_intent(
         &l,
-        &history::Record {
-            to: "v1".into(),
-            ..intent
+        &history::Intent {
+            record: history::Record {
+                to: "v1".into(),
+                ..intent
+            },
+            mark_left_bad: false,
         },
     )
     .unwrap();
