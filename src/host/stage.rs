@@ -149,13 +149,16 @@ fn already_staged(layout: &Layout, offer: &PushOffer) -> Result<Option<Staged>> 
             meta.id, offer.id
         ))),
         Some(meta) => match tree {
-            Some(t) if t.is_dir() => Ok(Some(Staged {
-                already: true,
-                files: meta.manifest.file_count() as u64,
-                objects_reused: meta.manifest.objects().len() as u64,
-                objects_written: 0,
-                bytes_written: 0,
-            })),
+            Some(t) if t.is_dir() => {
+                heal_mode(layout, name, &t)?;
+                Ok(Some(Staged {
+                    already: true,
+                    files: meta.manifest.file_count() as u64,
+                    objects_reused: meta.manifest.objects().len() as u64,
+                    objects_written: 0,
+                    bytes_written: 0,
+                }))
+            }
             // Bound but its tree never appeared (killed before the rename): stage it again.
             None => Ok(None),
             Some(_) => Err(Error::other(format!(
@@ -170,6 +173,19 @@ fn already_staged(layout: &Layout, offer: &PushOffer) -> Result<Option<Staged>> 
         ))),
         None => Ok(None),
     }
+}
+
+/// A push killed between the rename into `releases/` and the `chmod` left
+/// the top directory of a complete tree writable: finish the job.
+fn heal_mode(layout: &Layout, name: &str, meta: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if meta.permissions().mode() & 0o7777 == 0o555 {
+        return Ok(());
+    }
+    let dest = layout.release_dir(name);
+    fs::set_mode(&dest, 0o555)?;
+    fs::fsync_dir(&dest)?;
+    fs::fsync_dir(&layout.releases_dir())
 }
 
 /// Removes `tmp/<name>.partial` and `tmp/<name>.incoming` now (leftovers of
