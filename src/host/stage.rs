@@ -368,13 +368,27 @@ fn check_space(
     manifest_size: u64,
     mode: LinkMode,
 ) -> Result<()> {
-    // Contents, a block per directory, and the metadata file (the manifest, pretty-printed).
+    // Contents rounded up to whole blocks (a thousand 100-byte files take a
+    // thousand blocks), a block per directory, and the metadata file (the
+    // manifest, pretty-printed).
+    let (available, block) = fs::available_bytes(&layout.objects_dir())?;
+    let blocks = |size: u64| size.div_ceil(block).saturating_mul(block);
     let dirs = manifest.entries.iter().filter(|e| e.kind == Kind::Dir).count() as u64 + 1;
-    let mut needed = plan.bytes_needed + dirs * 4096 + 2 * manifest_size;
+    let contents: u64 = plan
+        .wanted
+        .values()
+        .filter_map(|i| manifest.entries.get(*i as usize))
+        .map(|e| blocks(e.size))
+        .sum();
+    let mut needed = contents + dirs * block.max(4096) + 2 * manifest_size;
     if mode == LinkMode::Copy {
-        needed += manifest.total_size();
+        needed += manifest
+            .entries
+            .iter()
+            .filter(|e| e.kind == Kind::File)
+            .map(|e| blocks(e.size))
+            .sum::<u64>();
     }
-    let available = fs::available_bytes(&layout.objects_dir())?;
     if needed > available {
         return Err(Error::other(format!(
             "no space for release `{name}` in `{}`: it needs {} but {} are free; free some space (e.g. `slipway prune`) and push again",
