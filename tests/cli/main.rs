@@ -4,6 +4,7 @@
 mod support;
 
 mod bundles;
+mod faults;
 mod push;
 mod releases;
 mod security;
