@@ -11,13 +11,22 @@
 //! random kills. The variable reaches a local-path target's `serve` (a child
 //! of the client) by inheritance; over SSH, sshd does not forward it, so a
 //! test sets it in the remote command (`SLIPWAY_REMOTE_BIN="env
-//! SLIPWAY_FAULT=after-objects slipway"`). A host only ever runs a point that
-//! whoever controls its environment asked for.
+//! SLIPWAY_FAULT=after-objects slipway"`). `<point>@<root>` stops only the
+//! `serve` of that root (one host of a fleet of local roots), and with
+//! `SLIPWAY_FAULT_ONCE=<file>` only the first process to reach the point
+//! stops (it creates the file; later ones see it and go on), so that a
+//! command's second session — a fleet switching a host back — runs through.
+//! A host only ever runs a point that whoever controls its environment
+//! asked for.
 
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// The environment variable naming the point to stop at.
 pub const ENV: &str = "SLIPWAY_FAULT";
+
+/// The environment variable naming a marker file: stop only once.
+pub const ONCE_ENV: &str = "SLIPWAY_FAULT_ONCE";
 
 /// Exit status of a process stopped by a fault point.
 pub const EXIT: i32 = 99;
@@ -55,19 +64,49 @@ pub const POINTS: &[(&str, &str)] = &[
     ),
 ];
 
-fn wanted() -> Option<&'static str> {
-    static WANTED: OnceLock<Option<String>> = OnceLock::new();
+static ROOT: OnceLock<PathBuf> = OnceLock::new();
+
+/// The point asked for, and the root it is limited to.
+fn wanted() -> Option<&'static (String, Option<PathBuf>)> {
+    static WANTED: OnceLock<Option<(String, Option<PathBuf>)>> = OnceLock::new();
     WANTED
-        .get_or_init(|| std::env::var(ENV).ok().filter(|v| !v.is_empty()))
-        .as_deref()
+        .get_or_init(|| {
+            let v = std::env::var(ENV).ok().filter(|v| !v.is_empty())?;
+            Some(match v.split_once('@') {
+                Some((point, root)) => (
+                    point.to_string(),
+                    Some(std::fs::canonicalize(root).unwrap_or_else(|_| PathBuf::from(root))),
+                ),
+                None => (v, None),
+            })
+        })
+        .as_ref()
 }
 
-/// Stop the process here if `SLIPWAY_FAULT` names this point.
+/// Tell the fault points which root this process serves (for `<point>@<root>`).
+pub fn set_root(root: &Path) {
+    let _ = ROOT.set(root.to_path_buf());
+}
+
+/// Stop the process here if `SLIPWAY_FAULT` names this point (and this root).
 pub fn point(name: &'static str) {
     debug_assert!(POINTS.iter().any(|(p, _)| *p == name), "unknown fault point {name}");
-    if wanted() == Some(name) {
-        // One line for the client's "the host said: …"; then die without unwinding.
-        eprintln!("fault injected at `{name}` ({ENV}): stopping without cleanup");
-        std::process::exit(EXIT);
+    let Some((point, root)) = wanted() else {
+        return;
+    };
+    if point != name || root.as_ref().is_some_and(|r| ROOT.get() != Some(r)) {
+        return;
     }
+    if let Some(marker) = std::env::var_os(ONCE_ENV)
+        && std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&marker)
+            .is_err()
+    {
+        return;
+    }
+    // One line for the client's "the host said: …"; then die without unwinding.
+    eprintln!("fault injected at `{name}` ({ENV}): stopping without cleanup");
+    std::process::exit(EXIT);
 }
