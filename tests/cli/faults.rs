@@ -229,6 +229,17 @@ fn leftovers(root: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The one error line of a failed command's stderr (fleet commands print
+/// progress lines before it).
+fn error_line(stderr: &str) -> Result<&str, String> {
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
+    match errors.as_slice() {
+        [one] if last == Some(*one) => Ok(one),
+        _ => Err("expected exactly one `error: ` line, last".to_string()),
+    }
+}
+
 fn json_of(out: &Outcome) -> serde_json::Value {
     serde_json::from_slice(&out.out.stdout).unwrap_or(serde_json::Value::Null)
 }
@@ -478,6 +489,54 @@ fn faults_a_prune_stopped_mid_removal_is_finished_by_the_next_prune() {
     assert_intact(&root);
     env.slipway().args(["rollback", "-t", t]).ok();
     assert_eq!(current_name(&root).as_deref(), Some("v3"));
+}
+
+#[test]
+fn faults_a_fleet_host_lost_mid_activation_is_checked_again_and_switched_back() {
+    let env = Env::new();
+    make_release(&env, "v1", 2, 1024, 1, 1);
+    make_release(&env, "v2", 2, 1024, 1, 2);
+    let (a, b) = (env.path("host-a"), env.path("host-b"));
+    env.write(
+        "slipway.toml",
+        format!("[targets.prod]\nhosts = [\"{}\", \"{}\"]\n", a.display(), b.display()),
+    );
+    env.slipway().args(["deploy", "v1", "-t", "prod"]).ok();
+    // b's serve dies right after renaming `current`: the client cannot know
+    // whether b switched; all or nothing means it must look and switch b back.
+    let fired = env.path("fault-fired");
+    let out = env
+        .slipway()
+        .env("SLIPWAY_FAULT", format!("before-history@{}", b.display()))
+        .env("SLIPWAY_FAULT_ONCE", &fired)
+        .args(["deploy", "v2", "-t", "prod"])
+        .fails(1);
+    assert!(fired.exists(), "the fault point was reached: {out}");
+    let stderr = out.stderr();
+    let line = error_line(&stderr).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(line.contains(&format!("activation failed on {}", b.display())), "{out}");
+    assert!(
+        line.ends_with("every host that was switched is back on its previous release"),
+        "{out}"
+    );
+    for root in [&a, &b] {
+        assert_intact(root);
+        assert_eq!(current_name(root).as_deref(), Some("v1"), "{}: {out}", root.display());
+        assert_eq!(disagreement(root), None);
+    }
+    let tos: Vec<String> = records(&b)
+        .iter()
+        .map(|r| r["to"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        tos,
+        ["v1", "v2", "v1"],
+        "b's crashed switch is recorded, then its revert"
+    );
+    env.slipway().args(["deploy", "v2", "-t", "prod"]).ok();
+    for root in [&a, &b] {
+        assert_eq!(current_name(root).as_deref(), Some("v2"));
+    }
 }
 
 // --------------------------------------------------------- torn history
@@ -898,8 +957,8 @@ impl Rig {
             match status.code() {
                 Some(0) => self.remember(op, started.elapsed()),
                 Some(1) => {
-                    if stderr.lines().filter(|l| !l.trim().is_empty()).count() != 1 {
-                        self.violation(format!("{label}: the error is not one line: {stderr}"));
+                    if let Err(e) = error_line(&stderr) {
+                        self.violation(format!("{label}: {e}: {stderr}"));
                     }
                     if matches!(kill, Kill::None) {
                         self.violation(format!("{label}: failed without a fault: {stderr}"));
