@@ -36,6 +36,12 @@ use crate::error::{Error, Result, describe_io};
 /// running for long.
 const MASTER_IDLE_SECS: NonZeroUsize = NonZeroUsize::new(30).expect("non-zero");
 
+/// Control directories are `<tmp>/slipway-ssh-XXXXXX`.
+const CONTROL_PREFIX: &str = "slipway-ssh-";
+
+/// A control directory without a socket this old was left by a killed client.
+const STALE_CONTROL_DIR: Duration = Duration::from_secs(3600);
+
 /// Extra time allowed on top of ssh's own `ConnectTimeout` (which bounds the
 /// TCP connect and the banner exchange) before slipway gives up on key
 /// exchange or authentication that hangs.
@@ -67,8 +73,9 @@ fn connect_inner(spec: &HostSpec) -> Result<Connection> {
         .build()
         .map_err(|e| Error::other(format!("cannot start the ssh runtime: {}", describe_io(&e))))?;
     let parent = control_parent();
+    sweep_stale_control_dirs(&parent);
     let control_dir = tempfile::Builder::new()
-        .prefix("slipway-ssh-")
+        .prefix(CONTROL_PREFIX)
         .tempdir_in(&parent)
         .map_err(|e| Error::io("create a control directory in", &parent, e))?;
 
@@ -275,6 +282,47 @@ fn describe_openssh(e: &openssh::Error) -> String {
     text.replace('\n', " ")
 }
 
+/// Remove the control directories that killed clients left behind (a
+/// `kill -9` skips the clean-up; the master removes its own socket when it
+/// goes idle): ours, older than [`STALE_CONTROL_DIR`], and holding no socket.
+/// A live connection always has its socket there, so it is never touched.
+fn sweep_stale_control_dirs(parent: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let me = rustix::process::geteuid().as_raw();
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(CONTROL_PREFIX) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(meta) = path.symlink_metadata() else { continue };
+        let stale = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_CONTROL_DIR);
+        if meta.is_dir() && meta.uid() == me && stale && !holds_socket(&path, 2) {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
+/// True when `dir` (or a directory below it, `depth` levels down) holds a socket.
+fn holds_socket(dir: &Path, depth: u32) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return true; // unreadable: leave it alone
+    };
+    entries.flatten().any(|e| match e.file_type() {
+        Ok(t) if t.is_socket() => true,
+        Ok(t) if t.is_dir() => depth > 0 && holds_socket(&e.path(), depth - 1),
+        Ok(_) => false,
+        Err(_) => true,
+    })
+}
+
 /// Where the per-connection control directory goes: the system temp dir,
 /// unless its path is so long that the socket path would not fit in
 /// `sun_path` (108 bytes, of which ours adds ~66).
@@ -426,6 +474,31 @@ mod tests {
         assert!(matches!(known_hosts_for("accept-new"), KnownHosts::Add));
         assert!(matches!(known_hosts_for("false"), KnownHosts::Accept));
         assert!(matches!(known_hosts_for("???"), KnownHosts::Strict));
+    }
+
+    #[test]
+    fn only_old_socketless_control_dirs_are_swept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let old_time = std::time::SystemTime::now() - STALE_CONTROL_DIR - Duration::from_secs(60);
+        let make = |name: &str, old: bool, socket: bool| {
+            let dir = tmp.path().join(name);
+            std::fs::create_dir_all(dir.join(".ssh-connectionX")).unwrap();
+            if socket {
+                std::os::unix::net::UnixListener::bind(dir.join(".ssh-connectionX/master")).unwrap();
+            }
+            if old {
+                let f = File::open(&dir).unwrap();
+                f.set_times(std::fs::FileTimes::new().set_modified(old_time)).unwrap();
+            }
+            dir
+        };
+        let left = make("slipway-ssh-left", true, false);
+        let live = make("slipway-ssh-live", true, true);
+        let young = make("slipway-ssh-young", false, false);
+        let other = make("other-dir", true, false);
+        sweep_stale_control_dirs(tmp.path());
+        assert!(!left.exists(), "a killed client's leftover is removed");
+        assert!(live.exists() && young.exists() && other.exists());
     }
 
     #[test]
