@@ -172,6 +172,43 @@ fn a_crash_between_rename_and_history_is_reconciled() {
 }
 
 #[test]
+fn a_crashed_rollback_is_finished_with_its_marks_once() {
+    let (_d, l) = layout();
+    release(&l, "v1", "t1");
+    release(&l, "v2", "t2");
+    activate(&l, "v1").unwrap();
+    activate(&l, "v2").unwrap();
+    activate::mark_bad(&l, "v1", "an old mark").unwrap();
+    let intent = history::Intent {
+        record: history::Record {
+            time: "2026-01-01T00:00:00Z".into(),
+            actor: "crashed@op".into(),
+            action: "rollback".into(),
+            from: Some("v2".into()),
+            to: "v1".into(),
+            id: l.release_meta("v1").unwrap().unwrap().id,
+            reason: None,
+        },
+        mark_left_bad: true,
+    };
+    // Died after the rename, and again after the history record.
+    for appended in [true, false] {
+        history::write_intent(&l, &intent).unwrap();
+        activate::point_current(&l, "v1").unwrap();
+        let got = history::reconcile(&l).unwrap();
+        assert_eq!(got.is_some(), appended);
+        assert!(
+            !l.release_meta("v1").unwrap().unwrap().bad,
+            "activating clears the mark"
+        );
+        let left = l.release_meta("v2").unwrap().unwrap();
+        assert!(left.bad, "the release a rollback left is bad");
+        assert!(left.bad_reason.unwrap().contains("crashed@op"));
+        assert_eq!(history::read(&l).unwrap().0.len(), 3, "recorded once");
+    }
+}
+
+#[test]
 fn a_torn_history_line_is_tolerated_and_reported() {
     let (_d, l) = layout();
     release(&l, "v1", "t1");
