@@ -787,7 +787,7 @@ impl<'a> Fleet<'a> {
                     slot.report.result = "failed".into();
                     slot.report.reason = Some(format!(
                         "could not switch back to `{back}`: {}; fix by hand with `slipway activate {back} -t TARGET --hosts {}`",
-                        one_line(&e.to_string()),
+                        one_line(&e.without_host().to_string()),
                         slot.spec.label
                     ));
                 }
@@ -849,7 +849,7 @@ fn recheck(slot: &mut Slot, me: &LockInfo) {
             let before = slot.report.reason.clone().unwrap_or_default();
             slot.report.reason = Some(format!(
                 "{before}; could not reconnect to check whether it switched to `{goal}`: {}",
-                one_line(&e.to_string())
+                one_line(&e.without_host().to_string())
             ));
         }
     }
