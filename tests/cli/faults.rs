@@ -384,11 +384,27 @@ fn faults_a_push_stopped_at_each_point_leaves_no_partial_release_and_a_rerun_sen
 }
 
 #[test]
-fn faults_an_activation_or_rollback_stopped_at_each_point_is_finished_by_the_next_operation() {
+fn faults_an_activation_or_rollback_stopped_at_each_point_is_finished_and_switched_back() {
     let env = Env::new();
     for (i, name) in ["v1", "v2", "v3"].iter().enumerate() {
         make_release(&env, name, 2, 1024, 1, i as u64 + 1);
     }
+    let tos = |root: &Path| -> Vec<String> {
+        records(root)
+            .iter()
+            .map(|r| r["to"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let bad = |t: &str| -> Vec<String> {
+        let st = env.slipway().args(["status", "--json", "-t", t]).ok().json();
+        st[0]["releases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["bad"] == true)
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect()
+    };
     for point in ["after-rename", "before-history", "after-history"] {
         let root = env.path(&format!("host-{point}"));
         let t = root.to_str().unwrap();
@@ -398,49 +414,52 @@ fn faults_an_activation_or_rollback_stopped_at_each_point_is_finished_by_the_nex
         env.slipway().args(["activate", "v1", "-t", t]).ok();
         env.slipway().args(["activate", "v2", "-t", t]).ok();
 
-        env.slipway()
+        // serve dies once, after `current` moved: the client cannot know
+        // whether the switch happened, so it connects again, finds the host
+        // on v3 (finishing the crashed switch's record) and switches it back.
+        let out = env
+            .slipway()
             .env("SLIPWAY_FAULT", point)
+            .env("SLIPWAY_FAULT_ONCE", env.path(&format!("{point}-1")))
             .args(["activate", "v3", "-t", t])
-            .fails(1)
-            .one_line_error()
-            .stderr_has(&format!("fault injected at `{point}`"));
-        // `current` moved (the rename happened) and is a complete release ...
+            .fails(1);
+        let stderr = out.stderr();
+        let line = error_line(&stderr).unwrap_or_else(|e| panic!("{e}: {out}"));
+        assert!(line.contains(&format!("fault injected at `{point}`")), "{out}");
+        assert!(
+            line.ends_with("every host that was switched is back on its previous release"),
+            "{out}"
+        );
         assert_intact(&root);
-        assert_eq!(current_name(&root).as_deref(), Some("v3"), "{point}");
-        // ... and the next operation, even a read, records it exactly once.
-        let hist = env.slipway().args(["history", "--json", "-t", t]).ok().json();
-        assert_eq!(hist[0]["to"], "v3", "{point}: {hist}");
-        assert_eq!(hist[0]["from"], "v2", "{point}: {hist}");
-        assert_eq!(hist.as_array().unwrap().len(), 3, "{point}: recorded once: {hist}");
+        assert_eq!(current_name(&root).as_deref(), Some("v2"), "{point}: {out}");
+        assert_eq!(
+            tos(&root),
+            ["v1", "v2", "v3", "v2"],
+            "{point}: the crashed switch is recorded once"
+        );
+        assert_eq!(records(&root)[3]["action"], "revert");
         assert!(!root.join(".slipway/intent.json").exists(), "{point}");
-        assert_eq!(disagreement(&root), None);
-        // Re-running succeeds (and is recorded: activating the current release is).
+        assert_eq!(disagreement(&root), None, "{point}");
+        assert_eq!(bad(t), ["v3"], "{point}: a release switched back from is bad");
+        // Re-running succeeds (and clears the mark).
         env.slipway().args(["activate", "v3", "-t", t]).ok();
-        assert_eq!(records(&root).len(), 4);
+        assert!(bad(t).is_empty());
 
-        // A rollback stopped at the same point still marks what it left bad,
-        // so the next rollback walks back (v3 -> v2 -> v1) instead of toggling.
+        // The same for a rollback: the crashed rollback (v3 -> v2) is
+        // recorded, then the revert to where the host was.
         env.slipway()
             .env("SLIPWAY_FAULT", point)
+            .env("SLIPWAY_FAULT_ONCE", env.path(&format!("{point}-2")))
             .args(["rollback", "-t", t])
             .fails(1)
             .stderr_has(&format!("fault injected at `{point}`"));
         assert_intact(&root);
-        assert_eq!(current_name(&root).as_deref(), Some("v2"), "{point}");
-        let st = env.slipway().args(["status", "--json", "-t", t]).ok().json();
-        let bad: Vec<&str> = st[0]["releases"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["bad"] == true)
-            .map(|r| r["name"].as_str().unwrap())
-            .collect();
-        assert_eq!(
-            bad,
-            vec!["v3"],
-            "{point}: the release a crashed rollback left is bad: {st}"
-        );
+        assert_eq!(current_name(&root).as_deref(), Some("v3"), "{point}");
+        assert_eq!(tos(&root)[5..], ["v2", "v3"], "{point}");
         assert_eq!(disagreement(&root), None, "{point}");
+        // Re-running succeeds, and repeated rollbacks walk back (v3 -> v2 -> v1).
+        env.slipway().args(["rollback", "-t", t]).ok();
+        assert_eq!(current_name(&root).as_deref(), Some("v2"), "{point}");
         env.slipway().args(["rollback", "-t", t]).ok();
         assert_eq!(current_name(&root).as_deref(), Some("v1"), "{point}: walked back");
         assert_eq!(disagreement(&root), None, "{point}");
@@ -760,6 +779,7 @@ struct Stats {
     rounds: usize,
     client_kills: usize,
     serve_kills: usize,
+    fault_rounds: usize,
     fault_points: usize,
     finished_before_kill: usize,
     reruns: usize,
@@ -887,7 +907,17 @@ impl Rig {
         let label = format!("{} with {kill:?}", args.join(" "));
         let mut cmd = self.slipway().args(&args).args(["-t", &self.url]);
         if let Kill::Fault(point) = kill {
-            cmd = cmd.env("SLIPWAY_REMOTE_BIN", format!("env SLIPWAY_FAULT={point} {}", bin()));
+            self.stats.fault_rounds += 1;
+            // One crash: the sessions after it (a fleet switching back) run through.
+            let once = self.env.path(&format!("round-{n}.fault"));
+            cmd = cmd.env(
+                "SLIPWAY_REMOTE_BIN",
+                format!(
+                    "env SLIPWAY_FAULT={point} SLIPWAY_FAULT_ONCE={} {}",
+                    once.display(),
+                    bin()
+                ),
+            );
         }
         let err_path = self.env.path(&format!("round-{n}.err"));
         let mut child = cmd
@@ -1049,10 +1079,17 @@ impl Rig {
     }
 
     fn random_kill(&mut self, op: &Op) -> Kill {
-        match self.rng.below(10) {
-            0..=3 => Kill::Client(self.moment(op, 110)),
-            4..=7 => Kill::Serve(self.moment(op, 110)),
-            8 => Kill::Fault(POINTS[self.rng.below(POINTS.len())]),
+        // The fault points on the way of this command.
+        let points: &[&'static str] = match op {
+            Op::Deploy(_) => &POINTS,
+            Op::Push(_) => &POINTS[..3],
+            Op::Activate(_) | Op::Rollback(_) => &POINTS[3..6],
+            Op::Prune(_) => &POINTS[6..],
+        };
+        match self.rng.below(20) {
+            0..=7 => Kill::Client(self.moment(op, 110)),
+            8..=15 => Kill::Serve(self.moment(op, 110)),
+            16..=18 => Kill::Fault(points[self.rng.below(points.len())]),
             _ => Kill::None,
         }
     }
@@ -1127,11 +1164,12 @@ impl Rig {
     fn summary(&self) -> String {
         let s = &self.stats;
         format!(
-            "rounds: {}\nkills of the client: {}\nkills of serve: {}\nfault points hit: {}\nrounds that finished before the kill: {}\nre-runs: {}\nracing rounds: {} ({} operators: {} succeeded, {} exited 4)\ninvariant violations: {}",
+            "rounds: {}\nkills of the client: {}\nkills of serve: {}\nfault points: {} hit in {} rounds\nrounds that finished before the kill: {}\nre-runs: {}\nracing rounds: {} ({} operators: {} succeeded, {} exited 4)\ninvariant violations: {}",
             s.rounds,
             s.client_kills,
             s.serve_kills,
             s.fault_points,
+            s.fault_rounds,
             s.finished_before_kill,
             s.reruns,
             s.racing_rounds,
