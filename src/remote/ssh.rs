@@ -5,8 +5,12 @@
 //! configuration — `~/.ssh/config`, or the file named by `SLIPWAY_SSH_CONFIG` /
 //! a target's `ssh_config` — so aliases, agents, `ProxyJump`, ciphers and
 //! known_hosts apply unchanged. slipway adds only what the URL says (user,
-//! port), the connect timeout, `BatchMode` (never prompt) and a private control
-//! directory.
+//! port), the connect timeout, `BatchMode` (never prompt), a private control
+//! directory, and keepalives every third of the connect timeout (unless the
+//! ssh configuration asks for more frequent ones), so that a link that dies
+//! without closing (a cable, a frozen host) fails a command within about the
+//! connect timeout instead of hanging it. (ssh's own default is none, and
+//! Debian's under `BatchMode` is 300 s: a 15-minute hang.)
 //!
 //! One [`Connection`] owns one ssh master connection, one remote `serve`
 //! process and a small single-threaded tokio runtime used only to set them up
@@ -82,13 +86,17 @@ fn connect_inner(spec: &HostSpec) -> Result<Connection> {
     let timeout = spec.connect_timeout.max(Duration::from_secs(1));
     let session = runtime.block_on(async {
         let setup = async {
-            let known_hosts = host_key_policy(spec.ssh_config.as_deref(), user.as_deref(), *port, host).await?;
+            let operator = operator_settings(spec.ssh_config.as_deref(), user.as_deref(), *port, host).await?;
             let mut builder = SessionBuilder::default();
             builder
-                .known_hosts_check(known_hosts)
+                .known_hosts_check(operator.known_hosts)
                 .connect_timeout(round_up_secs(timeout))
                 .control_directory(control_dir.path())
                 .control_persist(ControlPersist::IdleFor(MASTER_IDLE_SECS));
+            let keepalive = keepalive_interval(timeout);
+            if operator.server_alive.is_none_or(|d| d > keepalive) {
+                builder.server_alive_interval(keepalive);
+            }
             if let Some(config) = &spec.ssh_config {
                 builder.config_file(config);
             }
@@ -163,7 +171,22 @@ fn connect_inner(spec: &HostSpec) -> Result<Connection> {
     })
 }
 
-/// The known-hosts policy to hand to `openssh`.
+/// What the operator's ssh configuration says for one destination.
+struct OperatorSettings {
+    known_hosts: KnownHosts,
+    /// The effective `ServerAliveInterval`, when there is one.
+    server_alive: Option<Duration>,
+}
+
+/// Keepalives every third of the connect timeout (at least a second): with
+/// ssh's default `ServerAliveCountMax` of 3, a dead link is given up after
+/// about the connect timeout.
+fn keepalive_interval(timeout: Duration) -> Duration {
+    Duration::from_secs(timeout.as_secs().div_ceil(3).max(1))
+}
+
+/// The known-hosts policy to hand to `openssh`, and the keepalive interval
+/// the ssh configuration gives this destination.
 ///
 /// `SessionBuilder` always passes `-o StrictHostKeyChecking=...` on the
 /// command line, which beats anything in the ssh config, and its default is
@@ -175,12 +198,12 @@ fn connect_inner(spec: &HostSpec) -> Result<Connection> {
 /// cannot ask under `BatchMode` — becomes strict, exactly what plain `ssh`
 /// does in a script. `UserKnownHostsFile` is never set here, so the
 /// operator's known_hosts files are the ones consulted.
-async fn host_key_policy(
+async fn operator_settings(
     config: Option<&Path>,
     user: Option<&str>,
     port: Option<u16>,
     host: &str,
-) -> Result<KnownHosts> {
+) -> Result<OperatorSettings> {
     let mut cmd = tokio::process::Command::new("ssh");
     cmd.arg("-G");
     if let Some(config) = config {
@@ -205,11 +228,14 @@ async fn host_key_policy(
         )));
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let value = text
-        .lines()
-        .find_map(|l| l.strip_prefix("stricthostkeychecking "))
-        .unwrap_or("ask");
-    Ok(known_hosts_for(value))
+    let setting = |key: &str| text.lines().find_map(|l| l.strip_prefix(key)).map(str::trim);
+    Ok(OperatorSettings {
+        known_hosts: known_hosts_for(setting("stricthostkeychecking ").unwrap_or("ask")),
+        server_alive: setting("serveraliveinterval ")
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|secs| *secs > 0)
+            .map(Duration::from_secs),
+    })
 }
 
 /// Map `ssh -G`'s `stricthostkeychecking` value to openssh's option.
@@ -391,7 +417,10 @@ impl SshProcess {
                 ))
             }
             Err(openssh::Error::RemoteProcessTerminated) => {
-                Error::other(with_tail(format!("`{bin} serve` was killed by a signal on the host")))
+                // ssh reports no exit status both for a signal and for a link that died.
+                Error::other(with_tail(format!(
+                    "`{bin} serve` ended without an exit status (killed on the host, or the connection dropped)"
+                )))
             }
             Err(e) => Error::other(with_tail(format!(
                 "the ssh connection was lost: {}",
@@ -499,6 +528,13 @@ mod tests {
         sweep_stale_control_dirs(tmp.path());
         assert!(!left.exists(), "a killed client's leftover is removed");
         assert!(live.exists() && young.exists() && other.exists());
+    }
+
+    #[test]
+    fn keepalives_give_up_after_about_the_connect_timeout() {
+        assert_eq!(keepalive_interval(Duration::from_secs(10)), Duration::from_secs(4));
+        assert_eq!(keepalive_interval(Duration::from_secs(2)), Duration::from_secs(1));
+        assert_eq!(keepalive_interval(Duration::from_millis(500)), Duration::from_secs(1));
     }
 
     #[test]

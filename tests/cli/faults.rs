@@ -1275,6 +1275,11 @@ fn faults_network_loss_mid_push_fails_fast_naming_host_and_phase_and_a_rerun_res
     });
     let took = dropped.elapsed();
     let stderr = std::fs::read_to_string(&err).unwrap();
+    eprintln!(
+        "network loss noticed after {:.2} s: {}",
+        took.as_secs_f64(),
+        stderr.trim()
+    );
     assert!(
         took < Duration::from_secs(12),
         "the client took {took:?} to notice: {stderr}"
@@ -1300,6 +1305,7 @@ fn faults_network_loss_mid_push_fails_fast_naming_host_and_phase_and_a_rerun_res
     assert_eq!(report["objects_reused"], kept as u64, "{out}");
     let sent = report["bytes_sent"].as_u64().unwrap();
     let missing = bundle * (4000 - kept as u64) / 4000;
+    eprintln!("the re-run reused {kept} objects and sent {sent} of {bundle} bytes");
     assert!(
         sent < bundle && sent < missing + bundle / 20,
         "the re-run sent {sent} bytes for the {} missing objects (bundle: {bundle}): {out}",
@@ -1310,6 +1316,75 @@ fn faults_network_loss_mid_push_fails_fast_naming_host_and_phase_and_a_rerun_res
         .via_ssh(host.ssh_config_path())
         .args(["verify", "-t", &url])
         .ok();
+}
+
+#[test]
+fn faults_a_stalled_connection_fails_within_the_connect_timeout_and_a_rerun_succeeds() {
+    let host = Sshd::start();
+    let env = Env::new();
+    make_release(&env, "big", 200, 64 * 1024, 0, 9);
+    let scratch = Scratch::new();
+    let root = scratch.path("srv/app");
+    let url = host.url(&root);
+    env.write(
+        "slipway.toml",
+        format!("[targets.far]\nhosts = [\"{url}\"]\nconnect_timeout = \"2s\"\n"),
+    );
+    let err = env.path("push.err");
+    let mut child = env
+        .slipway()
+        .via_ssh(host.ssh_config_path())
+        .args(["push", "big", "-t", "far"])
+        .cmd
+        .stdout(Stdio::null())
+        .stderr(File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let incoming = root.join(".slipway/tmp/big.incoming");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !incoming.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the push ended before the link could stall"
+        );
+        assert!(Instant::now() < deadline, "the push never started sending");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // The host stops answering without closing anything (a dead link, a hung host).
+    let stalled = sshd::descendants(host.pid());
+    for pid in &stalled {
+        signal(*pid, Signal::STOP);
+    }
+    let since = Instant::now();
+    let status = wait_timeout(&mut child, Duration::from_secs(60));
+    let took = since.elapsed();
+    for pid in &stalled {
+        kill9(*pid);
+    }
+    let status = status.unwrap_or_else(|| {
+        kill9(child.id());
+        panic!("the client hangs on a stalled connection")
+    });
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    eprintln!(
+        "stalled link noticed after {:.2} s: {}",
+        took.as_secs_f64(),
+        stderr.trim()
+    );
+    assert!(took < Duration::from_secs(12), "took {took:?}: {stderr}");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("error: {url}: connection lost during the push of `big`")),
+        "{stderr}"
+    );
+    assert!(serve_gone(&host, Duration::from_secs(10)));
+    assert_intact(&root);
+    env.slipway()
+        .via_ssh(host.ssh_config_path())
+        .args(["push", "big", "-t", "far"])
+        .ok();
+    assert_intact(&root);
 }
 
 // ------------------------------------------------------------- torture
@@ -1337,7 +1412,7 @@ fn torture() {
         let op = rig.random_op();
         let kill = rig.random_kill(&op);
         rig.round(&op, kill);
-        if rig.stats.rounds % 20 == 0 {
+        if rig.stats.rounds.is_multiple_of(20) {
             rig.race(operators);
             eprintln!(
                 "torture: {} of {rounds} rounds, {} violations, {:.0} s",
