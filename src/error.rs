@@ -114,6 +114,15 @@ impl Error {
         }
     }
 
+    /// The error without the host it happened on, to quote inside a message
+    /// that names the host already.
+    pub fn without_host(&self) -> &Error {
+        match self {
+            Error::Host { source, .. } => source.without_host(),
+            other => other,
+        }
+    }
+
     /// The process exit status for this error.
     pub fn exit(&self) -> Exit {
         match self {

@@ -145,6 +145,11 @@ struct Slot {
     in_batch: bool,
     /// What the push did here, and how long it took (seconds).
     pushed: Option<(PushOutcome, f64)>,
+    /// The connection broke (not a refusal): the session is unusable, and a
+    /// switch in flight may or may not have happened.
+    broken: bool,
+    /// Broken during a switch and not reachable again: its state is unknown.
+    unknown: bool,
 }
 
 impl Slot {
@@ -166,10 +171,13 @@ impl Slot {
             status: None,
             in_batch: false,
             pushed: None,
+            broken: false,
+            unknown: false,
         }
     }
 
     fn fail(&mut self, phase: &str, e: Error) {
+        self.broken |= e.is_connection();
         self.report.phase = phase.into();
         self.report.result = "failed".into();
         let text = e.to_string();
@@ -607,7 +615,7 @@ impl<'a> Fleet<'a> {
 
         // 6. All or nothing.
         if let Some((host, exit)) = failure {
-            let reverted = self.revert(goal, &opts.command);
+            let reverted = self.revert(goal, opts);
             let phase = self
                 .slots
                 .iter()
@@ -788,15 +796,11 @@ impl<'a> Fleet<'a> {
     }
 
     /// Switch every switched host back; returns a sentence for the error.
-    ///
-    /// A host whose connection broke (not the host refusing) is reached
-    /// again and switched back under its lock: a dropped connection must not
-    /// leave it on the new release while the others go back.
-    fn revert(&mut self, goal: &Goal, command: &str) -> String {
+    fn revert(&mut self, goal: &Goal, opts: &SwitchOptions) -> String {
         let actor = crate::config::actor();
         let me = LockInfo {
             actor: actor.clone(),
-            command: command.to_string(),
+            command: opts.command.clone(),
             pid: 0,
             since: crate::provenance::now_rfc3339(),
         };
@@ -807,6 +811,11 @@ impl<'a> Fleet<'a> {
         each(&mut self.slots, self.parallel, |slot| {
             if slot.goal.is_some() && !slot.switched && slot.error.is_none() {
                 slot.report.result = "not_started".into();
+            }
+            // The connection broke during the switch, or after it: whether
+            // the host switched is unknown, and the session is gone. Look again.
+            if slot.broken && (slot.switched || slot.report.phase == "activate") {
+                recheck(slot, &me);
             }
             if !slot.switched {
                 return;
@@ -875,16 +884,64 @@ impl<'a> Fleet<'a> {
                 }
             }
         });
-        let stuck: Vec<&str> = self
-            .slots
-            .iter()
-            .filter(|s| s.switched)
-            .map(|s| s.spec.label.as_str())
-            .collect();
-        if stuck.is_empty() {
+        let labels = |f: fn(&Slot) -> bool| -> Vec<&str> {
+            self.slots
+                .iter()
+                .filter(|s| f(s))
+                .map(|s| s.spec.label.as_str())
+                .collect()
+        };
+        let stuck = labels(|s| s.switched);
+        let unknown = labels(|s| s.unknown);
+        let mut parts = Vec::new();
+        if !stuck.is_empty() {
+            parts.push(format!("these hosts could not be switched back: {}", stuck.join(", ")));
+        }
+        if !unknown.is_empty() {
+            parts.push(format!(
+                "these hosts were lost during the switch and could not be checked: {} (see `slipway status`)",
+                unknown.join(", ")
+            ));
+        }
+        if parts.is_empty() {
             "every host that was switched is back on its previous release".into()
         } else {
-            format!("these hosts could not be switched back: {}", stuck.join(", "))
+            parts.join("; ")
+        }
+    }
+}
+
+/// A host whose connection broke during (or after) its switch: connect
+/// again, take its lock (waiting for the broken session's `serve` to let
+/// go), and find out whether it is on the new release. If it is, it counts
+/// as switched, so that the revert switches it back; if it cannot be
+/// reached, its state is unknown and the report says so.
+fn recheck(slot: &mut Slot, me: &LockInfo) {
+    let goal = slot.goal.clone().unwrap_or_default();
+    let wait = slot.spec.connect_timeout;
+    let again = HostSession::open(&slot.spec).and_then(|mut s| {
+        s.lock(me, Some(wait))?;
+        let st = s.status()?;
+        Ok((s, st))
+    });
+    match again {
+        Ok((session, st)) => {
+            if let Some(old) = slot.session.replace(session) {
+                drop(old);
+            }
+            slot.broken = false;
+            slot.switched = st.current.as_deref() == Some(goal.as_str());
+            slot.report.current = st.current;
+        }
+        Err(e) => {
+            slot.switched = false;
+            slot.unknown = true;
+            slot.report.result = "failed".into();
+            let before = slot.report.reason.clone().unwrap_or_default();
+            slot.report.reason = Some(format!(
+                "{before}; could not reconnect to check whether it switched to `{goal}`: {}",
+                one_line(&e.without_host().to_string())
+            ));
         }
     }
 }

@@ -400,13 +400,14 @@ pub fn link_or_copy(src: &Path, dst: &Path, copy: bool) -> Result<Placed> {
     Ok(Placed::Copied)
 }
 
-/// Bytes available to an unprivileged user on the file system holding `path`.
+/// Bytes available to an unprivileged user on the file system holding
+/// `path`, and its allocation unit (every non-empty file takes a multiple).
 ///
 /// # Errors
 /// When `statvfs(2)` fails.
-pub fn available_bytes(path: &Path) -> Result<u64> {
+pub fn available_bytes(path: &Path) -> Result<(u64, u64)> {
     let s = rustix::fs::statvfs(path).map_err(|e| Error::io("measure free space of", path, e.into()))?;
-    Ok(s.f_bavail.saturating_mul(s.f_frsize))
+    Ok((s.f_bavail.saturating_mul(s.f_frsize), s.f_frsize.max(1)))
 }
 
 /// Bytes available to an unprivileged user, and the total size, of the file

@@ -51,10 +51,11 @@ pub fn run(args: &HistoryArgs, ctx: &Context) -> Result<()> {
                     signer: r.signer,
                 }));
             }
-            Err(e) => {
-                ctx.out.warn(&e.to_string());
-                first_error.get_or_insert(e);
-            }
+            // The first failure is the command's error line; the others are warnings.
+            Err(e) => match first_error {
+                None => first_error = Some(e),
+                Some(_) => ctx.out.warn(&e.to_string()),
+            },
         }
     }
     // Newest first across hosts (RFC 3339 UTC sorts as text); stable for equal times.

@@ -42,10 +42,11 @@ pub fn run(args: &PruneArgs, ctx: &Context) -> Result<()> {
     for (host, r) in results {
         match r {
             Ok(report) => rows.push(Row { host, report }),
-            Err(e) => {
-                ctx.out.warn(&e.to_string());
-                first_error.get_or_insert(e);
-            }
+            // The first failure is the command's error line; the others are warnings.
+            Err(e) => match first_error {
+                None => first_error = Some(e),
+                Some(_) => ctx.out.warn(&e.to_string()),
+            },
         }
     }
     if ctx.out.json {

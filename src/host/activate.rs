@@ -8,7 +8,7 @@
 //! `ln -sfn` is never used: `current` is at the old or the new release at
 //! every instant, never missing, never at a partial tree.
 
-use super::history::{self, Record};
+use super::history::{self, Intent, Record};
 use super::layout::{HostRelease, Layout};
 use crate::digest::looks_like_id;
 use crate::error::{Error, Result};
@@ -98,6 +98,7 @@ pub fn point_current(layout: &Layout, name: &str) -> Result<()> {
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
+    super::fault::point("after-rename");
     fs::fsync_dir(&layout.root)
 }
 
@@ -145,26 +146,45 @@ pub fn switch(layout: &Layout, req: &Switch) -> Result<Record> {
         reason: req.reason.clone(),
         signer: meta.signed_by.as_ref().map(|s| s.principal.clone()),
     };
-    history::write_intent(layout, &record)?;
+    let intent = Intent {
+        record,
+        mark_left_bad: req.mark_left_bad,
+    };
+    history::write_intent(layout, &intent)?;
     point_current(layout, &req.name)?;
-    history::append(layout, &record)?;
+    super::fault::point("before-history");
+    history::append(layout, &intent.record)?;
+    super::fault::point("after-history");
+    settle_marks(layout, &intent)?;
     history::clear_intent(layout)?;
-    if meta.bad {
-        let mut m = meta;
+    Ok(intent.record)
+}
+
+/// The marks a finished switch leaves: the release switched to is not bad
+/// (activating clears its mark); with `mark_left_bad`, the one it left is.
+/// Idempotent, so [`history::reconcile`] can redo it after a crash.
+///
+/// # Errors
+/// On I/O failure.
+pub fn settle_marks(layout: &Layout, intent: &Intent) -> Result<()> {
+    let r = &intent.record;
+    if let Some(mut m) = layout.release_meta(&r.to)?
+        && m.bad
+    {
         m.bad = false;
         m.bad_reason = None;
         layout.write_release_meta(&m)?;
     }
-    if req.mark_left_bad
-        && let Some(left) = current.filter(|c| *c != req.name)
+    if intent.mark_left_bad
+        && let Some(left) = r.from.as_deref().filter(|l| *l != r.to)
     {
         mark_bad(
             layout,
-            &left,
-            &format!("left by {} at {} ({})", req.actor, record.time, req.action),
+            left,
+            &format!("left by {} at {} ({})", r.actor, r.time, r.action),
         )?;
     }
-    Ok(record)
+    Ok(())
 }
 
 /// Mark a release bad, so a plain rollback skips it.

@@ -4,8 +4,10 @@
 //! Invariants: records are only ever appended, each with one fsynced write
 //! that starts on a fresh line (a torn last line from a crash is closed off
 //! first, and skipped with a warning when read). Before `current` is renamed,
-//! the record to be appended is written to `.slipway/intent.json`; whoever
-//! takes the lock next appends it if `current` moved and the log lacks it.
+//! the record to be appended is written to `.slipway/intent.json`, with what
+//! the switch does to release marks afterwards; whoever takes the lock next
+//! finishes the switch if `current` moved: appends the record if the log
+//! lacks it and settles the marks (both idempotent), then drops the intent.
 
 use serde::{Deserialize, Serialize};
 
@@ -37,8 +39,24 @@ pub struct Record {
     pub signer: Option<String>,
 }
 
+/// `.slipway/intent.json`: a switch that has started and not yet finished.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    /// The history record the switch appends.
+    #[serde(flatten)]
+    pub record: Record,
+    /// The switch marks the release it leaves bad (rollbacks, reverts).
+    #[serde(default)]
+    pub mark_left_bad: bool,
+}
+
 fn intent_path(layout: &Layout) -> std::path::PathBuf {
     layout.meta_dir().join("intent.json")
+}
+
+/// True when a switch started and has not finished (or crashed).
+pub fn intent_pending(layout: &Layout) -> bool {
+    intent_path(layout).exists()
 }
 
 /// Append one record, fsynced, on a line of its own.
@@ -83,12 +101,12 @@ pub fn read(layout: &Layout) -> Result<(Vec<Record>, Vec<String>)> {
     Ok((records, warnings))
 }
 
-/// Write the intent record before `current` changes.
+/// Write the intent before `current` changes.
 ///
 /// # Errors
 /// On I/O failure.
-pub fn write_intent(layout: &Layout, record: &Record) -> Result<()> {
-    let bytes = serde_json::to_vec(record).map_err(|e| Error::other(e.to_string()))?;
+pub fn write_intent(layout: &Layout, intent: &Intent) -> Result<()> {
+    let bytes = serde_json::to_vec(intent).map_err(|e| Error::other(e.to_string()))?;
     fs::write_atomic(&intent_path(layout), &bytes)
 }
 
@@ -103,7 +121,9 @@ pub fn clear_intent(layout: &Layout) -> Result<()> {
 
 /// Finish what a crashed activation started (call under the lock): if an
 /// intent exists and `current` already points at its `to`, make sure the log
-/// has its record; then drop the intent. Returns the record it appended.
+/// has its record and the release marks are settled; then drop the intent.
+/// (An intent whose rename never happened is dropped: nothing changed.)
+/// Returns the record it appended.
 ///
 /// # Errors
 /// On I/O failure.
@@ -112,16 +132,17 @@ pub fn reconcile(layout: &Layout) -> Result<Option<Record>> {
     let Some(bytes) = fs::read_optional(&path)? else {
         return Ok(None);
     };
-    let intent: Option<Record> = serde_json::from_slice(&bytes).ok();
+    let intent: Option<Intent> = serde_json::from_slice(&bytes).ok();
     let mut appended = None;
     if let Some(intent) = intent
-        && layout.current_name().ok().flatten().as_deref() == Some(intent.to.as_str())
+        && layout.current_name().ok().flatten().as_deref() == Some(intent.record.to.as_str())
     {
         let (records, _) = read(layout)?;
-        if records.last() != Some(&intent) {
-            append(layout, &intent)?;
-            appended = Some(intent);
+        if records.last() != Some(&intent.record) {
+            append(layout, &intent.record)?;
+            appended = Some(intent.record.clone());
         }
+        super::activate::settle_marks(layout, &intent)?;
     }
     clear_intent(layout)?;
     Ok(appended)

@@ -6,6 +6,7 @@
 
 pub mod activate;
 pub mod check;
+pub mod fault;
 pub mod history;
 pub mod hooks;
 pub mod layout;

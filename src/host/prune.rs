@@ -178,6 +178,7 @@ pub fn remove_release(layout: &Layout, name: &str) -> Result<()> {
         fs::set_mode(&dir, 0o755)?;
         fs::rename(&dir, &doomed)?;
         fs::fsync_dir(&layout.releases_dir())?;
+        super::fault::point("mid-prune");
     }
     fs::remove_file_optional(&layout.release_meta_path(name))?;
     fs::fsync_dir(&layout.release_meta_dir())?;

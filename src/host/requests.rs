@@ -124,11 +124,36 @@ pub fn mark_bad<R: Read, W: Write>(s: &mut Session<R, W>, name: &str, reason: &s
     Ok(Message::Marked)
 }
 
+/// Finish a switch that crashed between renaming `current` and recording it,
+/// so that what `status` and `history` report agrees with `current`. Under
+/// the session's lock, or the host lock if it is free; if another operator
+/// holds it, their operation reconciles first and nothing is done here.
+fn settle<R: Read, W: Write>(s: &Session<R, W>) -> Result<()> {
+    if !history::intent_pending(&s.layout) {
+        return Ok(());
+    }
+    if s.lock.is_some() {
+        return history::reconcile(&s.layout).map(drop);
+    }
+    let me = LockInfo {
+        actor: "slipway".into(),
+        command: "finishing an interrupted activation".into(),
+        pid: std::process::id(),
+        since: crate::provenance::now_rfc3339(),
+    };
+    match lock::acquire(&s.layout, &me, None) {
+        Ok(_held) => history::reconcile(&s.layout).map(drop),
+        Err(Error::Locked(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// `status`.
 ///
 /// # Errors
 /// On I/O failure.
 pub fn status<R: Read, W: Write>(s: &Session<R, W>) -> Result<Message> {
+    settle(s)?;
     Ok(Message::StatusReport(Box::new(status::status(&s.layout)?)))
 }
 
@@ -137,6 +162,7 @@ pub fn status<R: Read, W: Write>(s: &Session<R, W>) -> Result<Message> {
 /// # Errors
 /// On I/O failure.
 pub fn history<R: Read, W: Write>(s: &Session<R, W>, limit: Option<usize>) -> Result<Message> {
+    settle(s)?;
     let (mut records, warnings) = history::read(&s.layout)?;
     records.reverse();
     if let Some(n) = limit {

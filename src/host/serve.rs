@@ -181,6 +181,7 @@ pub fn serve<R: Read, W: Write>(
         Ok(l) => l,
         Err(e) => return fail(&mut ch, e),
     };
+    super::fault::set_root(&layout.root);
     let mut session = Session {
         ch,
         layout,

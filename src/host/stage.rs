@@ -137,6 +137,7 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     }
     let (objects_written, bytes_written) = (sink.objects_written, sink.bytes_written);
     drop(sink);
+    super::fault::point("after-objects");
 
     build_tree(&layout, name, &manifest, &offer)?;
     let files = manifest.file_count() as u64;
@@ -202,13 +203,16 @@ fn already_staged(layout: &Layout, offer: &PushOffer, existing: Option<&HostRele
             meta.id, offer.id
         ))),
         Some(meta) => match tree {
-            Some(t) if t.is_dir() => Ok(Some(Staged {
-                already: true,
-                files: meta.manifest.file_count() as u64,
-                objects_reused: meta.manifest.objects().len() as u64,
-                objects_written: 0,
-                bytes_written: 0,
-            })),
+            Some(t) if t.is_dir() => {
+                heal_mode(layout, name, &t)?;
+                Ok(Some(Staged {
+                    already: true,
+                    files: meta.manifest.file_count() as u64,
+                    objects_reused: meta.manifest.objects().len() as u64,
+                    objects_written: 0,
+                    bytes_written: 0,
+                }))
+            }
             // Bound but its tree never appeared (killed before the rename): stage it again.
             None => Ok(None),
             Some(_) => Err(Error::other(format!(
@@ -223,6 +227,19 @@ fn already_staged(layout: &Layout, offer: &PushOffer, existing: Option<&HostRele
         ))),
         None => Ok(None),
     }
+}
+
+/// A push killed between the rename into `releases/` and the `chmod` left
+/// the top directory of a complete tree writable: finish the job.
+fn heal_mode(layout: &Layout, name: &str, meta: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if meta.permissions().mode() & 0o7777 == 0o555 {
+        return Ok(());
+    }
+    let dest = layout.release_dir(name);
+    fs::set_mode(&dest, 0o555)?;
+    fs::fsync_dir(&dest)?;
+    fs::fsync_dir(&layout.releases_dir())
 }
 
 /// Removes `tmp/<name>.partial` and `tmp/<name>.incoming` now (leftovers of
@@ -405,13 +422,27 @@ fn check_space(
     manifest_size: u64,
     mode: LinkMode,
 ) -> Result<()> {
-    // Contents, a block per directory, and the metadata file (the manifest, pretty-printed).
+    // Contents rounded up to whole blocks (a thousand 100-byte files take a
+    // thousand blocks), a block per directory, and the metadata file (the
+    // manifest, pretty-printed).
+    let (available, block) = fs::available_bytes(&layout.objects_dir())?;
+    let blocks = |size: u64| size.div_ceil(block).saturating_mul(block);
     let dirs = manifest.entries.iter().filter(|e| e.kind == Kind::Dir).count() as u64 + 1;
-    let mut needed = plan.bytes_needed + dirs * 4096 + 2 * manifest_size;
+    let contents: u64 = plan
+        .wanted
+        .values()
+        .filter_map(|i| manifest.entries.get(*i as usize))
+        .map(|e| blocks(e.size))
+        .sum();
+    let mut needed = contents + dirs * block.max(4096) + 2 * manifest_size;
     if mode == LinkMode::Copy {
-        needed += manifest.total_size();
+        needed += manifest
+            .entries
+            .iter()
+            .filter(|e| e.kind == Kind::File)
+            .map(|e| blocks(e.size))
+            .sum::<u64>();
     }
-    let available = fs::available_bytes(&layout.objects_dir())?;
     if needed > available {
         return Err(Error::other(format!(
             "no space for release `{name}` in `{}`: it needs {} but {} are free; free some space (e.g. `slipway prune`) and push again",
@@ -632,6 +663,7 @@ fn build_tree(layout: &Layout, name: &str, manifest: &Manifest, offer: &PushOffe
 fn publish(layout: &Layout, name: &str, repair: bool) -> Result<()> {
     let partial = layout.partial_dir(name);
     let dest = layout.release_dir(name);
+    super::fault::point("before-rename");
     if repair && fs::symlink_metadata_optional(&dest)?.is_some() {
         // Swap the rebuilt tree in: `current` (if it points here) never dangles.
         fs::exchange(&partial, &dest)?;
@@ -646,6 +678,7 @@ fn publish(layout: &Layout, name: &str, repair: bool) -> Result<()> {
             dest.display()
         )));
     }
+    super::fault::point("after-publish");
     fs::set_mode(&dest, 0o555)?;
     fs::fsync_dir(&dest)?;
     fs::fsync_dir(&layout.releases_dir())

@@ -144,7 +144,14 @@ fn a_crash_between_rename_and_history_is_reconciled() {
         reason: None,
         signer: None,
     };
-    history::write_intent(&l, &intent).unwrap();
+    history::write_intent(
+        &l,
+        &history::Intent {
+            record: intent.clone(),
+            mark_left_bad: false,
+        },
+    )
+    .unwrap();
     activate::point_current(&l, "v2").unwrap(); // ... and the process died here
     let appended = history::reconcile(&l).unwrap();
     assert_eq!(appended, Some(intent.clone()));
@@ -153,14 +160,55 @@ fn a_crash_between_rename_and_history_is_reconciled() {
     // an intent whose rename never happened is dropped
     history::write_intent(
         &l,
-        &history::Record {
-            to: "v1".into(),
-            ..intent
+        &history::Intent {
+            record: history::Record {
+                to: "v1".into(),
+                ..intent
+            },
+            mark_left_bad: false,
         },
     )
     .unwrap();
     assert_eq!(history::reconcile(&l).unwrap(), None);
     assert_eq!(history::read(&l).unwrap().0.len(), 2);
+}
+
+#[test]
+fn a_crashed_rollback_is_finished_with_its_marks_once() {
+    let (_d, l) = layout();
+    release(&l, "v1", "t1");
+    release(&l, "v2", "t2");
+    activate(&l, "v1").unwrap();
+    activate(&l, "v2").unwrap();
+    activate::mark_bad(&l, "v1", "an old mark").unwrap();
+    let intent = history::Intent {
+        record: history::Record {
+            time: "2026-01-01T00:00:00Z".into(),
+            actor: "crashed@op".into(),
+            action: "rollback".into(),
+            from: Some("v2".into()),
+            to: "v1".into(),
+            id: l.release_meta("v1").unwrap().unwrap().id,
+            reason: None,
+            signer: None,
+        },
+        mark_left_bad: true,
+    };
+    // Died after the rename, and again after the history record.
+    for appended in [true, false] {
+        history::write_intent(&l, &intent).unwrap();
+        activate::point_current(&l, "v1").unwrap();
+        let got = history::reconcile(&l).unwrap();
+        assert_eq!(got.is_some(), appended);
+        assert!(
+            !l.release_meta("v1").unwrap().unwrap().bad,
+            "activating clears the mark"
+        );
+        let left = l.release_meta("v2").unwrap().unwrap();
+        assert!(left.bad, "the release a rollback left is bad");
+        assert!(left.bad_reason.unwrap().contains("crashed@op"));
+        assert_eq!(history::read(&l).unwrap().0.len(), 3, "recorded once");
+    }
 }
 
 #[test]

@@ -138,7 +138,7 @@ impl HostSession {
         let said = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
         let why = match (said.is_empty(), status) {
             (false, _) => format!(" (the host said: {})", said.trim()),
-            (true, Err(s)) => format!(" ({s})"),
+            (true, Err(s)) => format!(" ({})", s.without_host()),
             (true, Ok(())) => String::new(),
         };
         Error::connection(format!("connection lost during {phase}: {e}{why}")).on_host(&self.label)

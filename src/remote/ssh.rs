@@ -5,8 +5,12 @@
 //! configuration — `~/.ssh/config`, or the file named by `SLIPWAY_SSH_CONFIG` /
 //! a target's `ssh_config` — so aliases, agents, `ProxyJump`, ciphers and
 //! known_hosts apply unchanged. slipway adds only what the URL says (user,
-//! port), the connect timeout, `BatchMode` (never prompt) and a private control
-//! directory.
+//! port), the connect timeout, `BatchMode` (never prompt), a private control
+//! directory, and keepalives every third of the connect timeout (unless the
+//! ssh configuration asks for more frequent ones), so that a link that dies
+//! without closing (a cable, a frozen host) fails a command within about the
+//! connect timeout instead of hanging it. (ssh's own default is none, and
+//! Debian's under `BatchMode` is 300 s: a 15-minute hang.)
 //!
 //! One [`Connection`] owns one ssh master connection, one remote `serve`
 //! process and a small single-threaded tokio runtime used only to set them up
@@ -39,6 +43,12 @@ use crate::error::{Error, Result, describe_io};
 /// our own first command, short enough that a killed client leaves nothing
 /// running for long.
 const MASTER_IDLE_SECS: NonZeroUsize = NonZeroUsize::new(30).expect("non-zero");
+
+/// Control directories are `<tmp>/slipway-ssh-XXXXXX`.
+const CONTROL_PREFIX: &str = "slipway-ssh-";
+
+/// A control directory without a socket this old was left by a killed client.
+const STALE_CONTROL_DIR: Duration = Duration::from_secs(3600);
 
 /// Extra time allowed on top of ssh's own `ConnectTimeout` (which bounds the
 /// TCP connect and the banner exchange) before slipway gives up on key
@@ -79,21 +89,26 @@ fn open_master(spec: &HostSpec) -> Result<Master> {
         .build()
         .map_err(|e| Error::other(format!("cannot start the ssh runtime: {}", describe_io(&e))))?;
     let parent = control_parent();
+    sweep_stale_control_dirs(&parent);
     let control_dir = tempfile::Builder::new()
-        .prefix("slipway-ssh-")
+        .prefix(CONTROL_PREFIX)
         .tempdir_in(&parent)
         .map_err(|e| Error::io("create a control directory in", &parent, e))?;
 
     let timeout = spec.connect_timeout.max(Duration::from_secs(1));
     let session = runtime.block_on(async {
         let setup = async {
-            let known_hosts = host_key_policy(spec.ssh_config.as_deref(), user.as_deref(), *port, host).await?;
+            let operator = operator_settings(spec.ssh_config.as_deref(), user.as_deref(), *port, host).await?;
             let mut builder = SessionBuilder::default();
             builder
-                .known_hosts_check(known_hosts)
+                .known_hosts_check(operator.known_hosts)
                 .connect_timeout(round_up_secs(timeout))
                 .control_directory(control_dir.path())
                 .control_persist(ControlPersist::IdleFor(MASTER_IDLE_SECS));
+            let keepalive = keepalive_interval(timeout);
+            if operator.server_alive.is_none_or(|d| d > keepalive) {
+                builder.server_alive_interval(keepalive);
+            }
             if let Some(config) = &spec.ssh_config {
                 builder.config_file(config);
             }
@@ -184,7 +199,22 @@ fn connect_inner(spec: &HostSpec) -> Result<Connection> {
     })
 }
 
-/// The known-hosts policy to hand to `openssh`.
+/// What the operator's ssh configuration says for one destination.
+struct OperatorSettings {
+    known_hosts: KnownHosts,
+    /// The effective `ServerAliveInterval`, when there is one.
+    server_alive: Option<Duration>,
+}
+
+/// Keepalives every third of the connect timeout (at least a second): with
+/// ssh's default `ServerAliveCountMax` of 3, a dead link is given up after
+/// about the connect timeout.
+fn keepalive_interval(timeout: Duration) -> Duration {
+    Duration::from_secs(timeout.as_secs().div_ceil(3).max(1))
+}
+
+/// The known-hosts policy to hand to `openssh`, and the keepalive interval
+/// the ssh configuration gives this destination.
 ///
 /// `SessionBuilder` always passes `-o StrictHostKeyChecking=...` on the
 /// command line, which beats anything in the ssh config, and its default is
@@ -196,12 +226,12 @@ fn connect_inner(spec: &HostSpec) -> Result<Connection> {
 /// cannot ask under `BatchMode` — becomes strict, exactly what plain `ssh`
 /// does in a script. `UserKnownHostsFile` is never set here, so the
 /// operator's known_hosts files are the ones consulted.
-async fn host_key_policy(
+async fn operator_settings(
     config: Option<&Path>,
     user: Option<&str>,
     port: Option<u16>,
     host: &str,
-) -> Result<KnownHosts> {
+) -> Result<OperatorSettings> {
     let mut cmd = tokio::process::Command::new("ssh");
     cmd.arg("-G");
     if let Some(config) = config {
@@ -226,11 +256,14 @@ async fn host_key_policy(
         )));
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let value = text
-        .lines()
-        .find_map(|l| l.strip_prefix("stricthostkeychecking "))
-        .unwrap_or("ask");
-    Ok(known_hosts_for(value))
+    let setting = |key: &str| text.lines().find_map(|l| l.strip_prefix(key)).map(str::trim);
+    Ok(OperatorSettings {
+        known_hosts: known_hosts_for(setting("stricthostkeychecking ").unwrap_or("ask")),
+        server_alive: setting("serveraliveinterval ")
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|secs| *secs > 0)
+            .map(Duration::from_secs),
+    })
 }
 
 /// Map `ssh -G`'s `stricthostkeychecking` value to openssh's option.
@@ -303,6 +336,47 @@ fn describe_openssh(e: &openssh::Error) -> String {
     text.replace('\n', " ")
 }
 
+/// Remove the control directories that killed clients left behind (a
+/// `kill -9` skips the clean-up; the master removes its own socket when it
+/// goes idle): ours, older than [`STALE_CONTROL_DIR`], and holding no socket.
+/// A live connection always has its socket there, so it is never touched.
+fn sweep_stale_control_dirs(parent: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let me = rustix::process::geteuid().as_raw();
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(CONTROL_PREFIX) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(meta) = path.symlink_metadata() else { continue };
+        let stale = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_CONTROL_DIR);
+        if meta.is_dir() && meta.uid() == me && stale && !holds_socket(&path, 2) {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
+/// True when `dir` (or a directory below it, `depth` levels down) holds a socket.
+fn holds_socket(dir: &Path, depth: u32) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return true; // unreadable: leave it alone
+    };
+    entries.flatten().any(|e| match e.file_type() {
+        Ok(t) if t.is_socket() => true,
+        Ok(t) if t.is_dir() => depth > 0 && holds_socket(&e.path(), depth - 1),
+        Ok(_) => false,
+        Err(_) => true,
+    })
+}
+
 /// Where the per-connection control directory goes: the system temp dir,
 /// unless its path is so long that the socket path would not fit in
 /// `sun_path` (108 bytes, of which ours adds ~66).
@@ -373,7 +447,10 @@ impl SshProcess {
                 ))
             }
             Err(openssh::Error::RemoteProcessTerminated) => {
-                Error::other(with_tail(format!("`{bin} serve` was killed by a signal on the host")))
+                // ssh reports no exit status both for a signal and for a link that died.
+                Error::other(with_tail(format!(
+                    "`{bin} serve` ended without an exit status (killed on the host, or the connection dropped)"
+                )))
             }
             Err(e) => Error::other(with_tail(format!(
                 "the ssh connection was lost: {}",
@@ -583,6 +660,38 @@ mod tests {
         assert!(matches!(known_hosts_for("accept-new"), KnownHosts::Add));
         assert!(matches!(known_hosts_for("false"), KnownHosts::Accept));
         assert!(matches!(known_hosts_for("???"), KnownHosts::Strict));
+    }
+
+    #[test]
+    fn only_old_socketless_control_dirs_are_swept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let old_time = std::time::SystemTime::now() - STALE_CONTROL_DIR - Duration::from_secs(60);
+        let make = |name: &str, old: bool, socket: bool| {
+            let dir = tmp.path().join(name);
+            std::fs::create_dir_all(dir.join(".ssh-connectionX")).unwrap();
+            if socket {
+                std::os::unix::net::UnixListener::bind(dir.join(".ssh-connectionX/master")).unwrap();
+            }
+            if old {
+                let f = File::open(&dir).unwrap();
+                f.set_times(std::fs::FileTimes::new().set_modified(old_time)).unwrap();
+            }
+            dir
+        };
+        let left = make("slipway-ssh-left", true, false);
+        let live = make("slipway-ssh-live", true, true);
+        let young = make("slipway-ssh-young", false, false);
+        let other = make("other-dir", true, false);
+        sweep_stale_control_dirs(tmp.path());
+        assert!(!left.exists(), "a killed client's leftover is removed");
+        assert!(live.exists() && young.exists() && other.exists());
+    }
+
+    #[test]
+    fn keepalives_give_up_after_about_the_connect_timeout() {
+        assert_eq!(keepalive_interval(Duration::from_secs(10)), Duration::from_secs(4));
+        assert_eq!(keepalive_interval(Duration::from_secs(2)), Duration::from_secs(1));
+        assert_eq!(keepalive_interval(Duration::from_millis(500)), Duration::from_secs(1));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod support;
 
 mod bundles;
+mod faults;
 mod fleet;
 mod gates;
 mod help;
