@@ -658,11 +658,8 @@ fn fleet_host_whose_connection_drops_after_switching_is_reconnected_and_switched
     ));
     let out = f.slipway().args(["deploy", "v2", "-t", "prod", "--json"]).fails(1);
     f.assert_all_on("v1");
-    out.stderr_has(&format!(
-        "{}: connection lost; reconnecting to switch back to v1",
-        f.labels[1]
-    ))
-    .stderr_has("every host that was switched is back on its previous release");
+    out.stderr_has(&format!("{}: switched back to v1", f.labels[1]))
+        .stderr_has("every host that was switched is back on its previous release");
     let report = out.json();
     let lost = row(&report, &f.labels[1]);
     assert_eq!(lost["phase"], "health", "{out}");
@@ -686,7 +683,10 @@ fn fleet_host_that_cannot_be_switched_back_is_reported_and_the_exit_is_not_3() {
     ));
     let out = f.slipway().args(["deploy", "v2", "-t", "prod", "--json"]).fails(1);
     assert_eq!(f.links(), ["releases/v1", "releases/v2", "releases/v1"]);
-    out.stderr_has(&format!("; these hosts could not be switched back: {}\n", f.labels[1]));
+    out.stderr_has(&format!(
+        "these hosts were lost during the switch and could not be checked: {}",
+        f.labels[1]
+    ));
     let report = out.json();
     let stuck = row(&report, &f.labels[1]);
     assert_eq!(stuck["result"], "failed", "{out}");
@@ -694,10 +694,7 @@ fn fleet_host_that_cannot_be_switched_back_is_reported_and_the_exit_is_not_3() {
     let reason = stuck["reason"].as_str().unwrap();
     assert!(reason.contains("connection lost"), "the first failure is kept: {out}");
     assert!(
-        reason.ends_with(&format!(
-            "; fix by hand with `slipway activate v1 -t prod --hosts {}`",
-            f.labels[1]
-        )),
+        reason.contains("could not reconnect to check whether it switched"),
         "{out}"
     );
     for i in [0, 2] {
