@@ -6,15 +6,17 @@
 
 The same arguments give the same tree, byte for byte, on any machine with
 Python >= 3.9 (random.Random is a seeded Mersenne Twister; randbytes and
-choices are stable). Nothing here is committed: the benchmark scripts call it
-into a temporary directory.
+choices are stable). Nothing it generates is committed: the benchmark scripts
+call it with a temporary directory.
 
 Shape: `--files` files in all, of which `--large` are large (together
 `--large-mib` MiB, alternating incompressible data and text); the rest are
-small files (about 2/3 text: html/js/css/json-like words, compressing ~3x;
-1/3 incompressible: images, fonts, archives) sized around a log-normal
-distribution and scaled so that the whole tree is about `--mib` MiB. They are
-spread over ~1 directory per 100 files, two levels deep; 1 in 50 small
+small files, about 3/4 of them text (html/js/css/json-like word soup that
+zstd compresses ~3x) and 1/4 incompressible (images, fonts, archives; more
+likely among the bigger files), with log-normal sizes scaled so that the
+whole tree is about `--mib` MiB. With the defaults: 20,000 files, half the
+bytes text and half incompressible, median 6.7 KiB, largest 1.3 MiB. They
+are spread over ~1 directory per 100 files, two levels deep; 1 in 50 small
 files is executable, and a few symlinks point inside the tree.
 """
 
