@@ -203,11 +203,11 @@ for i in $(seq 1 "$runs"); do
   note "fleet run $i/$runs"
   chmod -R u+w "$remote" 2>/dev/null || true
   rm -rf "$remote"/one "$remote"/fleet-* "$remote"/seq-*
-  timed "$work/m" "$slipway" -q --store "$store" --config "$work/slipway.toml" push v1 -t one
+  timed "$work/m" "$slipway" -q --store "$store" --config "$work/slipway.toml" push v1 -t one >/dev/null
   c_one+=("$(cpu_of "$work/m")")
-  timed "$work/m" "$slipway" -q --store "$store" --config "$work/slipway.toml" push v1 -t fleet
+  timed "$work/m" "$slipway" -q --store "$store" --config "$work/slipway.toml" push v1 -t fleet >/dev/null
   read -r secs _ cpu <"$work/m"; t_fleet+=("$secs"); c_fleet+=("$cpu")
-  timed "$work/m" "$slipway" -q --store "$store" --config "$work/slipway.toml" activate v1 -t fleet
+  timed "$work/m" "$slipway" -q --store "$store" --config "$work/slipway.toml" activate v1 -t fleet >/dev/null
   read -r secs _ _ <"$work/m"; t_act+=("$secs")
   start=$(date +%s%N)
   for h in $(seq 1 "$hosts"); do
