@@ -338,6 +338,13 @@ fn faults_a_push_stopped_at_each_point_leaves_no_partial_release_and_a_rerun_sen
     for point in ["after-objects", "before-rename", "after-publish"] {
         let root = env.path(&format!("host-{point}"));
         let t = root.to_str().unwrap();
+        // On a host where nothing was ever activated, `current` stays absent.
+        env.slipway()
+            .env("SLIPWAY_FAULT", point)
+            .args(["push", "v1", "-t", t])
+            .fails(1);
+        assert_intact(&root);
+        assert!(std::fs::symlink_metadata(root.join("current")).is_err(), "{point}");
         env.slipway().args(["deploy", &v1.name, "-t", t]).ok();
 
         let out = env
