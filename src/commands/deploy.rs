@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use crate::Context;
 use crate::cli::DeployArgs;
-use crate::config;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Goal, SwitchOptions, print_reports};
 use crate::remote::push::PushJob;
@@ -22,13 +21,8 @@ pub fn run(args: &DeployArgs, ctx: &Context) -> Result<()> {
     }
     let store = ctx.store()?;
     let _lock = store.lock_shared()?;
-    let (id, record) = store.resolve(&args.rel)?;
-    let record = record.ok_or_else(|| {
-        Error::usage(format!(
-            "`{}` is bundle {id}, which has no single release name; deploy it by name (`slipway list` shows them)",
-            args.rel
-        ))
-    })?;
+    let record = super::named_release(&store, &args.rel, "deploy")?;
+    let id = record.id;
     let target = super::load_target(ctx, &args.target.target)?;
     let reason = super::gate::check(
         ctx,
@@ -39,18 +33,7 @@ pub fn run(args: &DeployArgs, ctx: &Context) -> Result<()> {
         args.reason.as_deref(),
     )?;
     let manifest = store.manifest(&id)?;
-    let job = PushJob {
-        store: &store,
-        name: &record.name,
-        id,
-        manifest: &manifest,
-        provenance: record.provenance.clone(),
-        signatures: record.signatures.clone(),
-        pushed_by: config::actor(),
-        shared: &target.config.shared,
-        shared_files: &target.config.shared_files,
-        repair: false,
-    };
+    let job = PushJob::new(&store, &record, &manifest, &target, false);
     let mut fleet = Fleet::new(ctx, &target, &args.target.hosts)?;
     if let Err(e) = fleet.push(&job) {
         print_reports(ctx, &fleet.reports());

@@ -38,6 +38,32 @@ pub fn load_target(ctx: &crate::Context, target: &str) -> crate::error::Result<c
     crate::remote::resolve_target(target, project.as_ref(), &ctx.config_path.display().to_string())
 }
 
+/// REL as a named release whose bundle is in the store, for `verb` (push, deploy).
+///
+/// # Errors
+/// When REL does not resolve, names a bundle with no single name, or its bundle is missing.
+pub fn named_release(
+    store: &crate::store::Store,
+    rel: &str,
+    verb: &str,
+) -> crate::error::Result<crate::store::ReleaseRecord> {
+    use crate::error::Error;
+    let (id, record) = store.resolve(rel)?;
+    let record = record.ok_or_else(|| {
+        Error::usage(format!(
+            "`{rel}` is bundle {id}, which has no single release name; {verb} it by name (`slipway list` shows them)"
+        ))
+    })?;
+    if !store.has_bundle(&id) {
+        return Err(Error::other(format!(
+            "the bundle of `{}` ({id}) is missing from the store `{}`; build or import it again",
+            record.name,
+            store.root().display()
+        )));
+    }
+    Ok(record)
+}
+
 /// `slipway VERB ARGS…` as typed, for the lock holder's details.
 pub fn command_line() -> String {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -12,9 +12,8 @@ use serde::Serialize;
 use super::human_bytes;
 use crate::Context;
 use crate::cli::PushArgs;
-use crate::config;
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::fleet::Fleet;
 use crate::remote::push::{PushJob, PushOutcome};
 
@@ -36,34 +35,11 @@ struct HostReport<'a> {
 pub fn run(args: &PushArgs, ctx: &Context) -> Result<()> {
     let store = ctx.store()?;
     let _lock = store.lock_shared()?;
-    let (id, record) = store.resolve(&args.rel)?;
-    let record = record.ok_or_else(|| {
-        Error::usage(format!(
-            "`{}` is bundle {id}, which has no single release name; push it by name (`slipway list` shows them)",
-            args.rel
-        ))
-    })?;
+    let record = super::named_release(&store, &args.rel, "push")?;
+    let id = record.id;
     let target = super::load_target(ctx, &args.target)?;
     let manifest = store.manifest(&id)?;
-    if !store.has_bundle(&id) {
-        return Err(Error::other(format!(
-            "the bundle of `{}` ({id}) is missing from the store `{}`; build or import it again",
-            record.name,
-            store.root().display()
-        )));
-    }
-    let job = PushJob {
-        store: &store,
-        name: &record.name,
-        id,
-        manifest: &manifest,
-        provenance: record.provenance.clone(),
-        signatures: record.signatures.clone(),
-        pushed_by: config::actor(),
-        shared: &target.config.shared,
-        shared_files: &target.config.shared_files,
-        repair: false,
-    };
+    let job = PushJob::new(&store, &record, &manifest, &target, false);
 
     let mut fleet = Fleet::new(ctx, &target, &args.hosts)?;
     let pushed = fleet.push(&job);

@@ -150,18 +150,7 @@ fn repair(rows: &[HostVerify], target: &crate::remote::Target, ctx: &Context) ->
             })?;
             let record = record.ok_or_else(|| Error::other(format!("`{name}` is not a release name in the store")))?;
             let manifest = store.manifest(&id)?;
-            let job = crate::remote::push::PushJob {
-                store: &store,
-                name: &record.name,
-                id,
-                manifest: &manifest,
-                provenance: record.provenance.clone(),
-                signatures: record.signatures.clone(),
-                pushed_by: crate::config::actor(),
-                shared: &target.config.shared,
-                shared_files: &target.config.shared_files,
-                repair: true,
-            };
+            let job = crate::remote::push::PushJob::new(&store, &record, &manifest, target, true);
             let bar = ctx.out.bytes_bar(0, &row.host);
             let mut session = crate::remote::session::HostSession::open(spec)?;
             let outcome = session.push(&job, spec.link_mode, &bar)?;

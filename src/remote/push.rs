@@ -57,6 +57,32 @@ pub struct PushJob<'a> {
     pub repair: bool,
 }
 
+impl<'a> PushJob<'a> {
+    /// Stage `record` (its bundle and `manifest` from `store`) on the hosts of
+    /// `target`, with the target's shared paths; `repair` rebuilds a damaged
+    /// release that is already there.
+    pub fn new(
+        store: &'a Store,
+        record: &'a crate::store::ReleaseRecord,
+        manifest: &'a Manifest,
+        target: &'a super::Target,
+        repair: bool,
+    ) -> PushJob<'a> {
+        PushJob {
+            store,
+            name: &record.name,
+            id: record.id,
+            manifest,
+            provenance: record.provenance.clone(),
+            signatures: record.signatures.clone(),
+            pushed_by: crate::config::actor(),
+            shared: &target.config.shared,
+            shared_files: &target.config.shared_files,
+            repair,
+        }
+    }
+}
+
 /// What one push did on one host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PushOutcome {
