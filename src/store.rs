@@ -74,13 +74,7 @@ impl Store {
     }
 
     fn lock_file(&self) -> Result<File> {
-        let path = self.root.join("lock");
-        std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io("open", &path, e))
+        fs::lock_file(&self.root.join("lock"))
     }
 
     /// Shared lock: builds and imports (they may run together).

@@ -7,7 +7,7 @@
 //! the kernel drops it with the process. `lock.info` may outlive its holder:
 //! it only counts while the lock is really held.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -44,15 +44,6 @@ pub struct HostLock {
     _file: File,
 }
 
-fn open_lock(path: &std::path::Path) -> Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io("open", path, e))
-}
-
 /// Take the exclusive lock, failing fast (exit 4, naming the holder) or
 /// waiting up to `wait`.
 ///
@@ -60,7 +51,7 @@ fn open_lock(path: &std::path::Path) -> Result<File> {
 /// `Error::Locked` when another operator holds it; I/O errors.
 pub fn acquire(layout: &Layout, me: &LockInfo, wait: Option<Duration>) -> Result<HostLock> {
     let path = layout.lock_path();
-    let file = open_lock(&path)?;
+    let file = fs::lock_file(&path)?;
     let deadline = wait.map(|w| Instant::now() + w);
     loop {
         match file.try_lock() {
@@ -103,7 +94,7 @@ fn read_info(layout: &Layout) -> Option<LockInfo> {
 /// On I/O failure.
 pub fn holder(layout: &Layout) -> Result<Option<LockInfo>> {
     let path = layout.lock_path();
-    let file = open_lock(&path)?;
+    let file = fs::lock_file(&path)?;
     match file.try_lock_shared() {
         Ok(()) => Ok(None),
         Err(TryLockError::WouldBlock) => Ok(Some(read_info(layout).unwrap_or(LockInfo {

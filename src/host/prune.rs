@@ -98,12 +98,7 @@ pub fn prune(layout: &Layout, keep: usize, pinned: &[String], dry_run: bool, app
         }
     }
     // Objects and tmp only while no push is staging.
-    let stage = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(layout.stage_lock_path())
-        .map_err(|e| Error::io("open", &layout.stage_lock_path(), e))?;
+    let stage = fs::lock_file(&layout.stage_lock_path())?;
     if stage.try_lock().is_err() {
         report
             .notes
