@@ -30,7 +30,7 @@ use crate::error::{Error, Exit, Result};
 use crate::host::lock::LockInfo;
 use crate::host::status::HostStatus;
 use crate::protocol::{ActivateRequest, HookRequest, RollbackRequest};
-use crate::remote::push::{PushJob, PushOutcome};
+use crate::remote::push::{Contents, Needed, Offered, PushJob, PushOutcome, send_batches};
 use crate::remote::session::HostSession;
 use crate::remote::{HostSpec, Target};
 
@@ -145,6 +145,9 @@ struct Slot {
     in_batch: bool,
     /// What the push did here, and how long it took (seconds).
     pushed: Option<(PushOutcome, f64)>,
+    /// A push between its offer and its end: what the host lacks, its
+    /// progress bar, and when it started.
+    pushing: Option<(Needed, ProgressBar, Instant)>,
     /// The connection broke (not a refusal): the session is unusable, and a
     /// switch in flight may or may not have happened.
     broken: bool,
@@ -171,6 +174,7 @@ impl Slot {
             status: None,
             in_batch: false,
             pushed: None,
+            pushing: None,
             broken: false,
             unknown: false,
         }
@@ -184,6 +188,12 @@ impl Slot {
         let text = text.strip_prefix(&format!("{}: ", self.spec.label)).unwrap_or(&text);
         self.report.reason = Some(one_line(text));
         self.error = Some(e);
+    }
+
+    fn pushed_now(&mut self, o: &PushOutcome, clock: Instant) {
+        record_push(&mut self.report, o);
+        let seconds = (clock.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+        self.pushed = Some((*o, seconds));
     }
 
     fn session(&mut self) -> Result<&mut HostSession> {
@@ -337,6 +347,13 @@ impl<'a> Fleet<'a> {
 
     /// Phase 1 of a deploy: push to every host in parallel.
     ///
+    /// Three steps, each over every host at once: offer the release (each
+    /// host answers what it lacks); send the contents — the stored bundle
+    /// to each host that lacks nearly everything, and to each group of
+    /// hosts lacking the same objects one stream of batches, read and
+    /// compressed once and written to every host of the group; then wait
+    /// for every host to stage the release.
+    ///
     /// # Errors
     /// The first host's failure (every host's outcome is in the report).
     pub fn push(&mut self, job: &PushJob<'_>) -> Result<()> {
@@ -350,14 +367,68 @@ impl<'a> Fleet<'a> {
             let clock = Instant::now();
             let bar: ProgressBar = out.bytes_bar(0, &slot.spec.label);
             let link_mode = slot.spec.link_mode;
-            let result = slot.session().and_then(|s| s.push(job, link_mode, &bar));
-            bar.finish_and_clear();
-            match result {
-                Ok(o) => {
-                    record_push(&mut slot.report, &o);
-                    let seconds = (clock.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
-                    slot.pushed = Some((o, seconds));
+            match slot.session().and_then(|s| s.offer(job, link_mode, &bar)) {
+                Ok(Offered::Already(o)) => {
+                    bar.finish_and_clear();
+                    slot.pushed_now(&o, clock);
                 }
+                Ok(Offered::Need(needed)) => slot.pushing = Some((needed, bar, clock)),
+                Err(e) => {
+                    bar.finish_and_clear();
+                    slot.fail("push", e);
+                }
+            }
+        });
+
+        // Hosts lacking the same objects share one batch stream (at most
+        // `parallel` hosts per stream); every other host sends on its own.
+        let mut streams: Vec<Vec<&mut Slot>> = Vec::new();
+        let mut groups: BTreeMap<Vec<u32>, Vec<&mut Slot>> = BTreeMap::new();
+        for slot in &mut self.slots {
+            match &slot.pushing {
+                Some((n, _, _)) if n.how == Contents::Batches => {
+                    groups.entry(n.indices.clone()).or_default().push(slot);
+                }
+                Some(_) => streams.push(vec![slot]),
+                None => {}
+            }
+        }
+        for (_, mut group) in groups {
+            while group.len() > self.parallel {
+                let rest = group.split_off(self.parallel);
+                streams.push(group);
+                group = rest;
+            }
+            streams.push(group);
+        }
+        let queue = Mutex::new(streams.into_iter());
+        std::thread::scope(|scope| {
+            for _ in 0..self.parallel.max(1) {
+                scope.spawn(|| {
+                    loop {
+                        let next = match queue.lock() {
+                            Ok(mut q) => q.next(),
+                            Err(_) => None,
+                        };
+                        match next {
+                            Some(stream) => send_contents(job, stream),
+                            None => break,
+                        }
+                    }
+                });
+            }
+        });
+
+        each(&mut self.slots, self.parallel, |slot| {
+            let Some((needed, bar, clock)) = slot.pushing.take() else {
+                return;
+            };
+            bar.finish_and_clear();
+            if slot.error.is_some() {
+                return;
+            }
+            match slot.session().and_then(|s| s.finish_push(job, &needed)) {
+                Ok(o) => slot.pushed_now(&o, clock),
                 Err(e) => slot.fail("push", e),
             }
         });
@@ -1085,6 +1156,54 @@ fn with_exit(exit: Exit, msg: String) -> Error {
         Exit::HealthRolledBack => Error::HealthRolledBack(msg),
         Exit::Usage => Error::Usage(msg),
         Exit::Success | Exit::Error => Error::Other(msg),
+    }
+}
+
+/// Send the contents one stream of a push carries (see [`Fleet::push`]):
+/// the bundle to one host, or one batch stream to a group of hosts.
+fn send_contents(job: &PushJob<'_>, mut stream: Vec<&mut Slot>) {
+    let Some(how) = stream.first().and_then(|s| s.pushing.as_ref()).map(|(n, _, _)| n.how) else {
+        return;
+    };
+    match how {
+        Contents::Nothing => {}
+        Contents::Bundle => {
+            for slot in stream {
+                let Some(bar) = slot.pushing.as_ref().map(|(_, bar, _)| bar.clone()) else {
+                    continue;
+                };
+                if let Err(e) = slot.session().and_then(|s| s.send_bundle(job, &bar)) {
+                    slot.fail("push", e);
+                }
+            }
+        }
+        Contents::Batches => {
+            let Some(indices) = stream
+                .first()
+                .and_then(|s| s.pushing.as_ref())
+                .map(|(n, _, _)| n.indices.clone())
+            else {
+                return;
+            };
+            let mut failed = Vec::new();
+            let mut group = Vec::new();
+            for slot in &mut stream {
+                let label = slot.spec.label.clone();
+                let bar = slot.pushing.as_ref().map(|(_, bar, _)| bar.clone());
+                match (slot.session.as_mut(), bar) {
+                    (Some(session), Some(bar)) => group.push((session, bar)),
+                    _ => failed.push(label),
+                }
+            }
+            let results = send_batches(job, &indices, &mut group);
+            drop(group);
+            let live = stream.iter_mut().filter(|s| !failed.contains(&s.spec.label));
+            for (slot, result) in live.zip(results) {
+                if let Err(e) = result {
+                    slot.fail("push", e);
+                }
+            }
+        }
     }
 }
 

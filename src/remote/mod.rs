@@ -13,6 +13,7 @@ pub mod session;
 pub mod ssh;
 
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -248,10 +249,16 @@ pub trait RemoteProcess: Send {
     fn stderr_text(&mut self) -> String;
 }
 
+/// The sending end of a connection: a pipe in both transports, which lets
+/// a push move bundle bytes with splice(2) instead of copying them.
+pub trait Outbound: Write + Send + AsFd {}
+
+impl<T: Write + Send + AsFd> Outbound for T {}
+
 /// A byte stream to and from one host's `serve`.
 pub struct Connection {
     pub reader: Box<dyn Read + Send>,
-    pub writer: Box<dyn Write + Send>,
+    pub writer: Box<dyn Outbound>,
     pub process: Box<dyn RemoteProcess>,
 }
 
@@ -261,11 +268,20 @@ pub struct Connection {
 /// When the process cannot be started or the host cannot be reached (one line
 /// naming the host and the reason).
 pub fn connect(spec: &HostSpec) -> Result<Connection> {
-    match &spec.location {
-        Location::Local { root } => local::connect(root).map_err(|e| e.on_host(&spec.label)),
-        Location::Ssh { .. } => ssh::connect(spec),
-    }
+    let conn = match &spec.location {
+        Location::Local { root } => local::connect(root).map_err(|e| e.on_host(&spec.label))?,
+        Location::Ssh { .. } => ssh::connect(spec)?,
+    };
+    // A larger pipe towards the host: a bundle is spliced into it a
+    // megabyte at a time instead of 64 KiB (fewer system calls and
+    // wake-ups). Only a hint: the default size works too.
+    let _ = rustix::pipe::fcntl_setpipe_size(&conn.writer, OUTBOUND_PIPE_BYTES);
+    Ok(conn)
 }
+
+/// The pipe size asked for the sending end of a connection (1 MiB is the
+/// most an unprivileged process may ask for by default).
+const OUTBOUND_PIPE_BYTES: usize = 1 << 20;
 
 #[cfg(test)]
 mod tests {

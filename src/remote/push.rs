@@ -13,7 +13,9 @@
 //! whatever the file sizes; `bytes_sent` counts the data bytes that crossed
 //! the connection (manifest and contents, with their frame headers).
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use indicatif::ProgressBar;
 use serde_json::Value;
@@ -55,6 +57,13 @@ pub struct PushJob<'a> {
     pub shared_files: &'a [String],
     /// Repair a damaged release that is already on the host (`verify --repair`).
     pub repair: bool,
+    /// The manifest as sent, by the base it was compressed against:
+    /// compressed once for all the hosts that offer the same base.
+    sent_manifests: Mutex<HashMap<Option<Digest>, Arc<Vec<u8>>>>,
+    /// The manifest's canonical bytes, serialised once.
+    canonical: OnceLock<Vec<u8>>,
+    /// The bytes of the release's distinct objects, summed once.
+    object_bytes: OnceLock<u64>,
 }
 
 impl<'a> PushJob<'a> {
@@ -79,7 +88,38 @@ impl<'a> PushJob<'a> {
             shared: &target.config.shared,
             shared_files: &target.config.shared_files,
             repair,
+            sent_manifests: Mutex::default(),
+            canonical: OnceLock::new(),
+            object_bytes: OnceLock::new(),
         }
+    }
+
+    fn object_bytes(&self) -> u64 {
+        *self
+            .object_bytes
+            .get_or_init(|| self.manifest.objects().iter().map(|(_, size)| size).sum())
+    }
+
+    fn canonical(&self) -> &[u8] {
+        self.canonical.get_or_init(|| self.manifest.canonical_bytes())
+    }
+
+    /// The manifest compressed against `base` (or alone), once per base.
+    fn compressed_manifest(&self, base: Option<(Digest, Vec<u8>)>) -> Result<(Option<Digest>, Arc<Vec<u8>>)> {
+        let key = base.as_ref().map(|(id, _)| *id);
+        let mut cache = self
+            .sent_manifests
+            .lock()
+            .map_err(|_| Error::other("a push thread panicked"))?;
+        if let Some(bytes) = cache.get(&key) {
+            return Ok((key, bytes.clone()));
+        }
+        let bytes = Arc::new(compress_manifest(
+            self.canonical(),
+            base.as_ref().map(|(_, b)| b.as_slice()),
+        )?);
+        cache.insert(key, bytes.clone());
+        Ok((key, bytes))
     }
 }
 
@@ -96,19 +136,110 @@ pub struct PushOutcome {
     pub objects_reused: u64,
 }
 
+/// What the host answered to an offer.
+#[derive(Debug)]
+pub enum Offered {
+    /// The release was already staged there: nothing to send.
+    Already(PushOutcome),
+    /// The host lacks these contents; [`HostSession::finish_push`] follows
+    /// once they are sent.
+    Need(Needed),
+}
+
+/// The contents a host lacks, and how they go.
+#[derive(Debug, Clone)]
+pub struct Needed {
+    /// Manifest indices of the missing objects, ascending.
+    pub indices: Vec<u32>,
+    pub how: Contents,
+    /// Bytes of the missing objects (uncompressed).
+    pub bytes: u64,
+    pub reused: u64,
+    /// The session's data bytes before the push (for `bytes_sent`).
+    sent_before: u64,
+}
+
+/// How the missing contents are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contents {
+    /// Nothing is missing: only the tree needs building.
+    Nothing,
+    /// The stored bundle, verbatim.
+    Bundle,
+    /// Batches of the missing objects.
+    Batches,
+}
+
 impl HostSession {
-    /// Stage `job` on this host (request `push`).
+    /// Stage `job` on this host (request `push`): offer, send what the host
+    /// lacks, and wait for `staged`.
     ///
     /// # Errors
     /// The host's refusal (with its exit code), local store damage, or a
     /// broken connection; always naming the host.
     pub fn push(&mut self, job: &PushJob<'_>, link_mode: LinkMode, bar: &ProgressBar) -> Result<PushOutcome> {
-        let before = self.ch.data_bytes_sent();
-        match push_on(&mut self.ch, job, link_mode, bar) {
-            Ok(mut outcome) => {
-                outcome.bytes_sent = self.ch.data_bytes_sent() - before;
-                Ok(outcome)
+        let needed = match self.offer(job, link_mode, bar)? {
+            Offered::Already(outcome) => return Ok(outcome),
+            Offered::Need(n) => n,
+        };
+        match needed.how {
+            Contents::Nothing => {}
+            Contents::Bundle => self.send_bundle(job, bar)?,
+            Contents::Batches => {
+                let mut one = [(&mut *self, bar.clone())];
+                if let Some(e) = send_batches(job, &needed.indices, &mut one).pop().and_then(Result::err) {
+                    return Err(e);
+                }
             }
+        }
+        self.finish_push(job, &needed)
+    }
+
+    /// Offer `job` and learn what the host lacks (requests `push`,
+    /// `manifest`; answers `send_manifest`, `need`).
+    ///
+    /// # Errors
+    /// As [`HostSession::push`].
+    pub fn offer(&mut self, job: &PushJob<'_>, link_mode: LinkMode, bar: &ProgressBar) -> Result<Offered> {
+        let before = self.ch.data_bytes_sent();
+        match offer_on(&mut self.ch, job, link_mode, bar) {
+            Ok(Offered::Need(mut n)) => {
+                n.sent_before = before;
+                Ok(Offered::Need(n))
+            }
+            Ok(o) => Ok(o),
+            Err(e) => Err(self.fail(e, &format!("the push of `{}`", job.name))),
+        }
+    }
+
+    /// Send the stored bundle of `job` verbatim (after [`HostSession::offer`]).
+    ///
+    /// # Errors
+    /// As [`HostSession::push`].
+    pub fn send_bundle(&mut self, job: &PushJob<'_>, bar: &ProgressBar) -> Result<()> {
+        send_bundle(&mut self.ch, job, bar).map_err(|e| self.fail(e, &format!("the push of `{}`", job.name)))
+    }
+
+    /// End the push once the contents are sent: `done`, then the host's `staged`.
+    ///
+    /// # Errors
+    /// As [`HostSession::push`].
+    pub fn finish_push(&mut self, job: &PushJob<'_>, needed: &Needed) -> Result<PushOutcome> {
+        let staged = (|| {
+            self.ch.send(&Message::Done)?;
+            match self.ch.recv()? {
+                Message::Staged(s) => Ok(s),
+                other => Err(unexpected(&other, "`staged`")),
+            }
+        })();
+        match staged {
+            Ok(staged) => Ok(PushOutcome {
+                already: false,
+                files: staged.files,
+                bytes_needed: needed.bytes,
+                bytes_sent: self.ch.data_bytes_sent() - needed.sent_before,
+                objects_reused: needed.reused,
+            }),
             Err(e) => Err(self.fail(e, &format!("the push of `{}`", job.name))),
         }
     }
@@ -121,7 +252,7 @@ fn unexpected(msg: &Message, wanted: &str) -> Error {
     ))
 }
 
-fn push_on(ch: &mut HostChannel, job: &PushJob<'_>, link_mode: LinkMode, bar: &ProgressBar) -> Result<PushOutcome> {
+fn offer_on(ch: &mut HostChannel, job: &PushJob<'_>, link_mode: LinkMode, bar: &ProgressBar) -> Result<Offered> {
     // Until the host says what it lacks, the whole bundle is the estimate.
     if let Ok(m) = fs::metadata(&job.store.bundle_path(&job.id)) {
         bar.set_length(m.len());
@@ -139,13 +270,13 @@ fn push_on(ch: &mut HostChannel, job: &PushJob<'_>, link_mode: LinkMode, bar: &P
     })))?;
     let bases = match ch.recv()? {
         Message::Staged(s) if s.already => {
-            return Ok(PushOutcome {
+            return Ok(Offered::Already(PushOutcome {
                 already: true,
                 files: s.files,
                 bytes_needed: 0,
                 bytes_sent: 0,
                 objects_reused: s.objects_reused,
-            });
+            }));
         }
         Message::SendManifest { bases } => bases,
         other => return Err(unexpected(&other, "`send_manifest`")),
@@ -172,62 +303,117 @@ fn push_on(ch: &mut HostChannel, job: &PushJob<'_>, link_mode: LinkMode, bar: &P
             }
         }
     }
-    let total: u64 = job.manifest.objects().iter().map(|(_, size)| size).sum();
-    if indices.is_empty() {
-        // Everything is there already: only the tree needs building.
+    let total = job.object_bytes();
+    let how = if indices.is_empty() {
+        Contents::Nothing
     } else if u128::from(needed_bytes) * 100 >= u128::from(total) * u128::from(BUNDLE_PERCENT) {
-        send_bundle(ch, job, bar)?;
+        Contents::Bundle
     } else {
         bar.set_length(needed_bytes);
-        let batches = plan_batches(job.manifest, &indices);
-        let path = job.store.bundle_path(&job.id);
-        let mut encoder = BatchEncoder::new(&batches, bar, |piece: Piece<'_>| match piece {
-            Piece::Start(entries) => ch.send(&Message::Batch {
-                entries: entries.to_vec(),
-            }),
-            Piece::Data(bytes) => ch.send_data(bytes),
-            Piece::End => ch.send_end(),
-        });
-        let (_, got) = read_bundle(fs::open(&path)?, &path.display().to_string(), &mut encoder)?;
-        if got != job.id || !encoder.complete() {
-            return Err(Error::integrity(format!(
-                "bundle `{}` does not hold {}; run `slipway verify {}`",
-                path.display(),
-                job.id,
-                job.name
-            )));
-        }
-    }
-    ch.send(&Message::Done)?;
-    let staged = match ch.recv()? {
-        Message::Staged(s) => s,
-        other => return Err(unexpected(&other, "`staged`")),
+        Contents::Batches
     };
-    Ok(PushOutcome {
-        already: false,
-        files: staged.files,
-        bytes_needed: need.bytes,
-        bytes_sent: 0,
-        objects_reused: need.reused,
-    })
+    Ok(Offered::Need(Needed {
+        indices,
+        how,
+        bytes: need.bytes,
+        reused: need.reused,
+        sent_before: 0,
+    }))
+}
+
+/// Send the batches of the objects at `indices` to every session of
+/// `group` (hosts that lack the same objects): each batch is read from the
+/// bundle and compressed once, and its bytes are written to every session.
+/// A session that fails is dropped from the stream and the others go on;
+/// the results are in `group`'s order, errors naming their host.
+pub fn send_batches(
+    job: &PushJob<'_>,
+    indices: &[u32],
+    group: &mut [(&mut HostSession, ProgressBar)],
+) -> Vec<Result<()>> {
+    let batches = plan_batches(job.manifest, indices);
+    let path = job.store.bundle_path(&job.id);
+    let mut failed: Vec<Option<Error>> = group.iter().map(|_| None).collect();
+    let progress = ProgressBar::hidden();
+    progress.set_length(batches.iter().map(|b| b.bytes).sum());
+    let read = {
+        let mut encoder = BatchEncoder::new(&batches, &progress, |piece: Piece<'_>| {
+            for ((session, bar), failed) in group.iter_mut().zip(failed.iter_mut()) {
+                if failed.is_some() {
+                    continue;
+                }
+                let sent = match piece {
+                    Piece::Start(entries) => session.ch.send(&Message::Batch {
+                        entries: entries.to_vec(),
+                    }),
+                    Piece::Data(bytes) => session.ch.send_data(bytes),
+                    Piece::End => session.ch.send_end(),
+                };
+                match sent {
+                    Ok(()) => bar.set_position(progress.position()),
+                    Err(e) => *failed = Some(e),
+                }
+            }
+            if failed.iter().all(Option::is_some) {
+                return Err(Error::other("every host of the batch stream failed"));
+            }
+            Ok(())
+        });
+        fs::open(&path)
+            .and_then(|file| read_bundle(file, &path.display().to_string(), &mut encoder))
+            .and_then(|(_, got)| {
+                if got != job.id || !encoder.complete() {
+                    return Err(Error::integrity(format!(
+                        "bundle `{}` does not hold {}; run `slipway verify {}`",
+                        path.display(),
+                        job.id,
+                        job.name
+                    )));
+                }
+                Ok(())
+            })
+    };
+    let phase = format!("the push of `{}`", job.name);
+    group
+        .iter_mut()
+        .zip(failed)
+        .map(|((session, _), failed)| match (failed, &read) {
+            (Some(e), _) => Err(session.fail(e, &phase)),
+            (None, Ok(())) => Ok(()),
+            (None, Err(e)) => Err(session.fail(Error::from_kind(e.kind(), e.to_string()), &phase)),
+        })
+        .collect()
 }
 
 /// Send the canonical manifest, compressed against a manifest the host
 /// offered when the local store has it too (a new release differs little
 /// from the last one, so this is usually a few kilobytes).
 fn send_manifest(ch: &mut HostChannel, job: &PushJob<'_>, bases: &[Digest]) -> Result<()> {
-    let bytes = job.manifest.canonical_bytes();
-    let base = bases.iter().find_map(|id| {
-        if !job.store.has_bundle(id) {
-            return None;
+    let size = job.canonical().len() as u64;
+    // A base the local store has too (the cache answers first: the
+    // manifest of a base some other host offered is not read again).
+    let cached = {
+        let cache = job
+            .sent_manifests
+            .lock()
+            .map_err(|_| Error::other("a push thread panicked"))?;
+        bases
+            .iter()
+            .find_map(|id| cache.get(&Some(*id)).map(|b| (Some(*id), b.clone())))
+    };
+    let (base, compressed) = match cached {
+        Some(hit) => hit,
+        None => {
+            let base = bases.iter().find_map(|id| {
+                if !job.store.has_bundle(id) {
+                    return None;
+                }
+                job.store.manifest(id).ok().map(|m| (*id, m.canonical_bytes()))
+            });
+            job.compressed_manifest(base)?
         }
-        job.store.manifest(id).ok().map(|m| (*id, m.canonical_bytes()))
-    });
-    ch.send(&Message::Manifest {
-        size: bytes.len() as u64,
-        base: base.as_ref().map(|(id, _)| *id),
-    })?;
-    let compressed = compress_manifest(&bytes, base.as_ref().map(|(_, b)| b.as_slice()))?;
+    };
+    ch.send(&Message::Manifest { size, base })?;
     ch.send_data(&compressed)?;
     ch.send_end()
 }
@@ -267,17 +453,7 @@ fn send_bundle(ch: &mut HostChannel, job: &PushJob<'_>, bar: &ProgressBar) -> Re
     let size = file.metadata().map_err(|e| Error::io("stat", &path, e))?.len();
     bar.set_length(size);
     ch.send(&Message::Bundle { size })?;
-    let mut buf = vec![0u8; DATA_CHUNK];
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io("read", &path, e)),
-        };
-        ch.send_data(&buf[..n])?;
-        bar.inc(n as u64);
-    }
+    ch.send_file_data(&mut file, &path, size, &mut |n| bar.inc(n))?;
     ch.send_end()
 }
 

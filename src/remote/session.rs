@@ -7,14 +7,14 @@
 //! the host's own `error` message (or the last line of its stderr) replaces
 //! the transport's complaint.
 
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read};
 
 use super::{HostSpec, RemoteProcess};
 use crate::error::{Error, Result};
 use crate::protocol::{Channel, Message, Peer, check_hello_for};
 
 /// The channel type of a client session (both transports are boxed streams).
-pub type HostChannel = Channel<Box<dyn Read + Send>, Box<dyn Write + Send>>;
+pub type HostChannel = Channel<Box<dyn Read + Send>, Box<dyn super::Outbound>>;
 
 /// A connection to one host's `slipway serve`, past the `hello`.
 pub struct HostSession {
