@@ -16,4 +16,5 @@ mod security;
 mod serve;
 mod setup;
 mod sign;
+mod site;
 mod ssh;
