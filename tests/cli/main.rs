@@ -4,6 +4,7 @@
 mod support;
 
 mod bundles;
+mod docs;
 mod faults;
 mod fleet;
 mod gates;
