@@ -112,3 +112,25 @@ fn man_prints_the_page_or_writes_one_per_command() {
     assert!(check.contains(".TH slipway-host-check 1"), "{check}");
     assert!(!env.path("man1/slipway-help.1").exists());
 }
+
+/// Issue 8: `SLIPWAY_STORE=` (set but empty) means unset, as an empty
+/// `XDG_DATA_HOME` does: the default store, not a usage error.
+#[test]
+fn an_empty_slipway_store_means_the_default_store() {
+    let env = Env::new();
+    env.write("d/index.html", "hi");
+    let home = env.path("home");
+    let with_empty_store = |args: &[&str]| {
+        let mut cmd = env.slipway().env("SLIPWAY_STORE", "").env("HOME", &home).args(args);
+        cmd.cmd.env_remove("XDG_DATA_HOME");
+        cmd
+    };
+    let id = with_empty_store(&["build", "--dir", "d", "--name", "v1"]).ok().line();
+    assert!(home.join(".local/share/slipway/names/v1.json").is_file());
+    let listed = with_empty_store(&["list", "--json"]).ok().json();
+    assert_eq!(listed[0]["id"], id.as_str(), "{listed}");
+    // `--store` still wins.
+    let elsewhere = env.path("elsewhere");
+    with_empty_store(&["list"]).arg("--store").arg(&elsewhere).ok();
+    assert!(elsewhere.join("names").is_dir() && !elsewhere.join("names/v1.json").exists());
+}
