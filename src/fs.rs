@@ -202,13 +202,40 @@ pub fn temp_dir_in(dir: &Path, prefix: &str) -> Result<tempfile::TempDir> {
         .map_err(|e| Error::io("create a directory in", dir, e))
 }
 
+/// A temporary file beside `path` that will become `path`, a file the user
+/// asked for (an export, a man page): created with mode 0644 minus the
+/// umask, like a file any other program writes, not 0600 like slipway's
+/// own scratch files. Errors name `path`, the file the user knows about.
+///
+/// # Errors
+/// When it cannot be created (e.g. the directory of `path` does not exist).
+pub fn user_file_for(path: &Path) -> Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(".tmp-")
+        .permissions(fs::Permissions::from_mode(0o644))
+        .tempfile_in(parent_of(path))
+        .map_err(|e| Error::io("create", path, e))
+}
+
+/// [`write_atomic`] for a file the user asked for: mode 0644 minus the umask
+/// (see [`user_file_for`]).
+///
+/// # Errors
+/// On any I/O failure; `path` is then unchanged.
+pub fn write_user_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    persist_atomic(user_file_for(path)?, path, bytes)
+}
+
 /// Write `bytes` to `path` atomically: temp file, fsync, rename, fsync the directory.
 ///
 /// # Errors
 /// On any I/O failure; `path` is then unchanged.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    persist_atomic(temp_file_in(parent_of(path))?, path, bytes)
+}
+
+fn persist_atomic(mut tmp: tempfile::NamedTempFile, path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = parent_of(path);
-    let mut tmp = temp_file_in(dir)?;
     tmp.write_all(bytes).map_err(|e| Error::io("write", path, e))?;
     tmp.as_file().sync_all().map_err(|e| Error::io("fsync", path, e))?;
     tmp.persist(path).map_err(|e| Error::io("rename into", path, e.error))?;

@@ -45,7 +45,7 @@ pub fn run(args: &ManArgs, ctx: &Context) -> Result<()> {
 /// Write the page of `cmd`, then of each of its visible subcommands.
 fn write_pages(cmd: &clap::Command, dir: &Path, written: &mut Vec<std::path::PathBuf>) -> Result<()> {
     let path = dir.join(clap_mangen::Man::new(cmd.clone()).get_filename());
-    fs::write_atomic(&path, &render(cmd)?)?;
+    fs::write_user_file(&path, &render(cmd)?)?;
     written.push(path);
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         write_pages(sub, dir, written)?;

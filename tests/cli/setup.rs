@@ -113,6 +113,40 @@ fn man_prints_the_page_or_writes_one_per_command() {
     assert!(!env.path("man1/slipway-help.1").exists());
 }
 
+fn mode(p: &std::path::Path) -> u32 {
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Issue 8: files written for the user (an export and its sidecar, man pages,
+/// `slipway.toml`) are 0644 minus the umask, like any other program's, not
+/// 0600 like slipway's scratch files.
+#[test]
+fn exports_man_pages_and_init_are_readable_by_others_minus_the_umask() {
+    let env = Env::new();
+    env.write("d/index.html", "hi");
+    env.slipway().args(["build", "--dir", "d", "--name", "v1"]).ok();
+    for (mask, want) in [(0o022, 0o644), (0o027, 0o640)] {
+        let file = env.path(&format!("out-{mask:03o}/v1.tar.zst"));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        env.slipway().args(["export", "v1", "-o"]).arg(&file).umask(mask).ok();
+        assert_eq!(mode(&file), want, "export under umask {mask:03o}");
+        assert_eq!(mode(&env.path(&format!("out-{mask:03o}/v1.tar.zst.meta.json"))), want);
+
+        let man = env.path(&format!("man-{mask:03o}/man1"));
+        bare(&env).args(["man", "--dir"]).arg(&man).umask(mask).ok();
+        assert_eq!(mode(&man.join("slipway.1")), want, "man page under umask {mask:03o}");
+        assert_eq!(mode(&man.join("slipway-host-check.1")), want);
+
+        let config = env.path(&format!("init-{mask:03o}.toml"));
+        bare(&env).arg("--config").arg(&config).arg("init").umask(mask).ok();
+        assert_eq!(mode(&config), want, "slipway.toml under umask {mask:03o}");
+    }
+}
+
 /// Issue 8: `SLIPWAY_STORE=` (set but empty) means unset, as an empty
 /// `XDG_DATA_HOME` does: the default store, not a usage error.
 #[test]
