@@ -108,6 +108,12 @@ fn man_prints_the_page_or_writes_one_per_command() {
             "{out}"
         );
     }
+    // MANPATH needs the directory above `man1`, not `man1` itself.
+    let parent = std::fs::canonicalize(env.dir.path()).unwrap();
+    out.stderr_has(&format!(
+        " man pages into man1; `man slipway` finds them when `{}` (the parent of `man1`) is on MANPATH\n",
+        parent.display()
+    ));
     let check = std::fs::read_to_string(env.path("man1/slipway-host-check.1")).unwrap();
     assert!(check.contains(".TH slipway-host-check 1"), "{check}");
     assert!(!env.path("man1/slipway-help.1").exists());
