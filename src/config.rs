@@ -142,7 +142,11 @@ pub fn parse_duration(value: &str, what: &str) -> Result<std::time::Duration> {
             )));
         }
     };
-    Ok(std::time::Duration::from_secs_f64(secs))
+    std::time::Duration::try_from_secs_f64(secs).map_err(|_| {
+        Error::usage(format!(
+            "`{value}` is too long a duration for `{what}` (try `30s`, `2m`)"
+        ))
+    })
 }
 
 /// `$SLIPWAY_STORE`, unless it is unset or empty: an empty value means
@@ -219,5 +223,11 @@ mod tests {
         assert_eq!(parse_duration("5", "x").unwrap().as_secs(), 5);
         assert_eq!(parse_duration("250ms", "x").unwrap().as_millis(), 250);
         assert!(parse_duration("soon", "x").is_err());
+        // Too large for a `Duration`: an error, not a panic.
+        let huge = parse_duration("99999999999999999999h", "hooks.hook_timeout").unwrap_err();
+        assert_eq!(
+            huge.to_string(),
+            "`99999999999999999999h` is too long a duration for `hooks.hook_timeout` (try `30s`, `2m`)"
+        );
     }
 }

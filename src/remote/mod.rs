@@ -124,10 +124,14 @@ pub fn resolve_target(target: &str, config: Option<&ProjectConfig>, config_origi
         .filter(|v| !v.is_empty())
         .map(PathBuf::from);
     if let Some(tc) = config.and_then(|c| c.targets.get(target)) {
+        let in_config = |e: Error| Error::usage(format!("`{config_origin}`: {e}"));
         let timeout = match &tc.connect_timeout {
-            Some(t) => parse_duration(t, &format!("targets.{target}.connect_timeout"))?,
+            Some(t) => parse_duration(t, &format!("targets.{target}.connect_timeout")).map_err(in_config)?,
             None => DEFAULT_CONNECT_TIMEOUT,
         };
+        // The hooks' durations are used later (by the fleet); check them
+        // here, where the file they come from is known.
+        crate::fleet::Hooks::from_config(target, tc).map_err(in_config)?;
         if tc.hosts.is_empty() {
             return Err(Error::usage(format!(
                 "`{config_origin}`: target `{target}` has no hosts"
