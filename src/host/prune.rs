@@ -83,7 +83,7 @@ pub fn plan(layout: &Layout, keep: usize, pinned: &[String]) -> Result<Vec<Strin
 pub fn prune(layout: &Layout, keep: usize, pinned: &[String], dry_run: bool, append_only: bool) -> Result<PruneReport> {
     if append_only {
         return Err(Error::other(format!(
-            "`{}` is served with `--append-only`: prune and every deletion are refused",
+            "`{}` is served with `--append-only`: prune and every deletion are refused; prune with a key whose `slipway serve` lacks `--append-only`",
             layout.root.display()
         )));
     }

@@ -176,8 +176,15 @@ pub fn resolve_target(target: &str, config: Option<&ProjectConfig>, config_origi
             root: absolute(target)?,
         }
     } else {
+        if target.is_empty() {
+            return Err(Error::usage(
+                "the target is empty; give a target name from `slipway.toml`, ssh://[user@]host[:port]/abs/root or a local path",
+            ));
+        }
         let known: Vec<&String> = config.map(|c| c.targets.keys().collect()).unwrap_or_default();
-        let known = if known.is_empty() {
+        let known = if config.is_none() {
+            format!("there is no `{config_origin}` here (run `slipway init` to write one, or pass `--config FILE`)")
+        } else if known.is_empty() {
             format!("`{config_origin}` defines no targets")
         } else {
             format!(

@@ -174,3 +174,88 @@ fn an_empty_slipway_store_means_the_default_store() {
     with_empty_store(&["list"]).arg("--store").arg(&elsewhere).ok();
     assert!(elsewhere.join("names").is_dir() && !elsewhere.join("names/v1.json").exists());
 }
+
+/// Issue 8, "errors read well": a newcomer's first mistakes each get one
+/// line saying what happened, where, and what to do next, with the
+/// documented exit code.
+#[test]
+fn a_newcomers_mistakes_get_one_line_errors_that_say_what_to_do() {
+    let env = Env::new();
+    env.write("d/index.html", "hi");
+    env.slipway().args(["build", "--dir", "d", "--name", "v1"]).ok();
+    let host = env.path("host");
+    let h = host.to_str().unwrap();
+    env.slipway().args(["push", "v1", "-t", h]).ok();
+    env.write(
+        "bad.toml",
+        "[targets.prod]\nhosts = [\"app1\"]\nroot = \"/srv/app\"\n\n[targets.prod.hooks]\nhook_timeout = \"99999999999999999999h\"\n",
+    );
+    let cases: Vec<(Vec<&str>, i32, String)> = vec![
+        (
+            vec!["build", "--dir", "nope", "--name", "v2"],
+            2,
+            "`--dir nope` does not exist".into(),
+        ),
+        (
+            vec!["build", "--dir", "d/index.html", "--name", "v2"],
+            2,
+            "`--dir d/index.html` is not a directory".into(),
+        ),
+        (
+            vec!["import", "v1.tar.zst"],
+            2,
+            "bundle file `v1.tar.zst` does not exist".into(),
+        ),
+        (
+            vec!["import", "d"],
+            2,
+            "`d` is a directory; pass a bundle file (`slipway export` writes one)".into(),
+        ),
+        (
+            vec!["export", "v1", "-o", "out/v1.tar.zst"],
+            1,
+            "cannot create `out/v1.tar.zst`: no such file or directory".into(),
+        ),
+        (
+            vec!["push", "v1", "-t", "production"],
+            2,
+            "unknown target `production`: there is no `slipway.toml` here (run `slipway init` to write one, \
+             or pass `--config FILE`); or give ssh://[user@]host[:port]/abs/root or a local path"
+                .into(),
+        ),
+        (
+            vec!["push", "v1", "-t", ""],
+            2,
+            "the target is empty; give a target name from `slipway.toml`, ssh://[user@]host[:port]/abs/root \
+             or a local path"
+                .into(),
+        ),
+        (
+            vec!["--config", "bad.toml", "status", "-t", "prod"],
+            2,
+            "`bad.toml`: `99999999999999999999h` is too long a duration for `targets.prod.hooks.hook_timeout` \
+             (try `30s`, `2m`)"
+                .into(),
+        ),
+        (
+            vec!["rollback", "-t", h, "--to", "v9"],
+            1,
+            format!("{h}: release `v9` is not on this host; `slipway status -t {h}` lists the releases there"),
+        ),
+        (
+            vec!["provenance", "-t", h],
+            1,
+            format!("nothing is current on `{h}` yet; name a release: `slipway provenance REL -t {h}`"),
+        ),
+    ];
+    for (args, code, msg) in cases {
+        let out = env.slipway().args(&args).fails(code);
+        assert_eq!(out.stderr(), format!("error: {msg}\n"), "{out}");
+    }
+    let empty = env.path("empty-host");
+    let out = env.slipway().args(["verify", "-t"]).arg(&empty).ok();
+    assert_eq!(
+        out.stdout(),
+        format!("{}: ok (no releases to verify)\n", empty.display())
+    );
+}
