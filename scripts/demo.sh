@@ -16,6 +16,8 @@
 #
 #   scripts/demo.sh               # the whole tour
 #   DEMO_KEEP=1 scripts/demo.sh   # keep the temporary directory to look around
+#   SLIPWAY_BIN=/path/to/slipway scripts/demo.sh   # tour that binary, build nothing
+#                                 # (the doc test, tests/cli/docs.rs, runs it so)
 #
 # Each step is a function called from `main` at the bottom; later steps
 # (push, deploy, rollback) add their own functions there.
@@ -63,9 +65,14 @@ bin='' v1_id='' v2_id='' again='' imported='' export_file=''
 slipway() { "$bin" --store "$store" "$@"; }
 
 build_slipway() {
-  section "Build slipway"
-  run cargo build --release --locked
-  bin="${CARGO_TARGET_DIR:-$here/target}/release/slipway"
+  if [ -n "${SLIPWAY_BIN:-}" ]; then
+    section "Use slipway at $SLIPWAY_BIN"
+    bin=$SLIPWAY_BIN
+  else
+    section "Build slipway"
+    run cargo build --release --locked
+    bin="${CARGO_TARGET_DIR:-$here/target}/release/slipway"
+  fi
   run "$bin" --version
 }
 

@@ -19,6 +19,9 @@ have git || missing+=(git)
 have zstd || missing+=(zstd)
 have tar || missing+=(tar)
 have rsync || missing+=(rsync)
+# The site test's web server, build and health check; the health check runs
+# in an ssh session, whose PATH has /usr/bin and /usr/local/bin only.
+{ [ -x /usr/bin/python3 ] || [ -x /usr/local/bin/python3 ]; } || missing+=(python3)
 
 if [ ${#missing[@]} -gt 0 ]; then
   # shellcheck disable=SC2207

@@ -43,14 +43,10 @@ pub struct Cli {
 /// Flags accepted before or after the subcommand.
 #[derive(Debug, Args, Clone)]
 pub struct GlobalArgs {
-    /// Local store [default: $XDG_DATA_HOME/slipway]
-    #[arg(
-        long,
-        global = true,
-        env = "SLIPWAY_STORE",
-        hide_env_values = true,
-        value_name = "DIR"
-    )]
+    /// Local store [default: $XDG_DATA_HOME/slipway] [env: SLIPWAY_STORE]
+    // `$SLIPWAY_STORE` is read in `lib.rs` (not by clap), so that an empty
+    // value means "unset", as with `$XDG_DATA_HOME`.
+    #[arg(long, global = true, value_name = "DIR")]
     pub store: Option<PathBuf>,
     /// Configuration file with targets [default: ./slipway.toml]
     #[arg(long, global = true, value_name = "FILE")]

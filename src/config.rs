@@ -142,11 +142,24 @@ pub fn parse_duration(value: &str, what: &str) -> Result<std::time::Duration> {
             )));
         }
     };
-    Ok(std::time::Duration::from_secs_f64(secs))
+    std::time::Duration::try_from_secs_f64(secs).map_err(|_| {
+        Error::usage(format!(
+            "`{value}` is too long a duration for `{what}` (try `30s`, `2m`)"
+        ))
+    })
 }
 
-/// Where the local store lives: `--store`, `$SLIPWAY_STORE` (both handled by
-/// clap), else `$XDG_DATA_HOME/slipway`, else `~/.local/share/slipway`.
+/// `$SLIPWAY_STORE`, unless it is unset or empty: an empty value means
+/// "unset" (as for `$XDG_DATA_HOME`), so `SLIPWAY_STORE= slipway list` uses
+/// the default store.
+pub fn store_from_env() -> Option<PathBuf> {
+    std::env::var_os("SLIPWAY_STORE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Where the local store lives when neither `--store` nor `$SLIPWAY_STORE`
+/// says: `$XDG_DATA_HOME/slipway`, else `~/.local/share/slipway`.
 ///
 /// # Errors
 /// When no location can be derived.
@@ -156,7 +169,9 @@ pub fn default_store_dir() -> Result<PathBuf> {
     }
     match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
         Some(h) => Ok(PathBuf::from(h).join(".local/share/slipway")),
-        None => Err(Error::usage("cannot find a store: set --store or SLIPWAY_STORE")),
+        None => Err(Error::usage(
+            "cannot find the local store: neither `HOME` nor `XDG_DATA_HOME` is set; pass `--store DIR` or set `SLIPWAY_STORE`",
+        )),
     }
 }
 
@@ -208,5 +223,11 @@ mod tests {
         assert_eq!(parse_duration("5", "x").unwrap().as_secs(), 5);
         assert_eq!(parse_duration("250ms", "x").unwrap().as_millis(), 250);
         assert!(parse_duration("soon", "x").is_err());
+        // Too large for a `Duration`: an error, not a panic.
+        let huge = parse_duration("99999999999999999999h", "hooks.hook_timeout").unwrap_err();
+        assert_eq!(
+            huge.to_string(),
+            "`99999999999999999999h` is too long a duration for `hooks.hook_timeout` (try `30s`, `2m`)"
+        );
     }
 }

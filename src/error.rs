@@ -195,13 +195,19 @@ pub fn describe_io(e: &io::Error) -> String {
     }
     let text = e.to_string();
     let text = match text.find(" (os error") {
-        Some(i) => text[..i].to_string(),
-        None => text,
+        Some(i) => &text[..i],
+        None => &text,
     };
+    lowercase_first(text)
+}
+
+/// `text` with its first letter in lower case, for a library's message
+/// (`Unknown frame descriptor`) quoted inside one of slipway's.
+pub fn lowercase_first(text: &str) -> String {
     let mut chars = text.chars();
     match chars.next() {
         Some(c) => c.to_lowercase().chain(chars).collect(),
-        None => text,
+        None => String::new(),
     }
 }
 

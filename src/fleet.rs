@@ -667,7 +667,11 @@ impl<'a> Fleet<'a> {
                     }
                     // The record promotion gates read (`require_healthy_on`).
                     if let Err(e) = slot.session().and_then(|s| s.mark_healthy(&name, &actor)) {
-                        out.warn(&format!("{}: could not record the health check: {e}", slot.spec.label));
+                        out.warn(&format!(
+                            "{}: could not record the health check: {}",
+                            slot.spec.label,
+                            e.without_host()
+                        ));
                     }
                 }
                 slot.report.phase = "done".into();
@@ -732,7 +736,7 @@ impl<'a> Fleet<'a> {
                         out.info(&format!("{}: pruned {}", slot.spec.label, r.releases.join(", ")));
                     }
                     Ok(_) => {}
-                    Err(e) => out.warn(&format!("{}: prune failed: {e}", slot.spec.label)),
+                    Err(e) => out.warn(&format!("{}: prune failed: {}", slot.spec.label, e.without_host())),
                 }
             });
         }
@@ -789,7 +793,10 @@ impl<'a> Fleet<'a> {
                         Some(n) => slot.goal = Some(n),
                         None => {
                             let why = match to {
-                                Some(rel) => format!("release `{rel}` is not on this host"),
+                                Some(rel) => format!(
+                                    "release `{rel}` is not on this host; `slipway status -t {}` lists the releases there",
+                                    self.target.name
+                                ),
                                 None => format!(
                                     "nothing to roll back to: no earlier good release in its history (current: {}); name one with `--to REL`",
                                     st.current.as_deref().unwrap_or("none")
@@ -849,7 +856,7 @@ impl<'a> Fleet<'a> {
                     "the host is on `{}`, not `{expect}` (--expect)",
                     st.current.as_deref().unwrap_or("no release")
                 );
-                slot.fail(phase, Error::ExpectMismatch(msg));
+                slot.fail(phase, Error::ExpectMismatch(msg).on_host(&slot.spec.label));
             }
         }
     }
@@ -900,7 +907,7 @@ impl<'a> Fleet<'a> {
                 slot.report.result = "failed".into();
                 slot.report.reason = Some(match r {
                     Ok(()) => format!("stayed on `{new}` (marked bad): there was no release to switch back to"),
-                    Err(e) => format!("stayed on `{new}`: {e}"),
+                    Err(e) => format!("stayed on `{new}`: {}", e.without_host()),
                 });
                 return;
             };
@@ -970,7 +977,7 @@ impl<'a> Fleet<'a> {
         }
         if !unknown.is_empty() {
             parts.push(format!(
-                "these hosts were lost during the switch and could not be checked: {} (see `slipway status`)",
+                "these hosts were lost during the switch and could not be checked: {} (check them with `slipway status -t {target}`)",
                 unknown.join(", ")
             ));
         }
@@ -1050,7 +1057,7 @@ fn after_revert_hook(
             show_output(out, &label, &r.output);
             (!r.ok).then(|| format!("{label}: after_activate failed after switching back to {back}"))
         }
-        Err(e) => Some(format!("{label}: after_activate: {e}")),
+        Err(e) => Some(format!("{label}: after_activate: {}", e.without_host())),
     }
 }
 

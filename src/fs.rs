@@ -55,7 +55,7 @@ pub fn read_small_optional(path: &Path, limit: u64) -> Result<Small> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Small::Missing),
         Err(e) => return Err(Error::io("open", path, e)),
     };
-    let meta = file.metadata().map_err(|e| Error::io("stat", path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io("access", path, e))?;
     if !meta.is_file() {
         return Ok(Small::NotRegular);
     }
@@ -81,11 +81,20 @@ pub fn create_dir_all(path: &Path) -> Result<()> {
 }
 
 pub fn metadata(path: &Path) -> Result<fs::Metadata> {
-    fs::metadata(path).map_err(|e| Error::io("stat", path, e))
+    fs::metadata(path).map_err(|e| Error::io("access", path, e))
 }
 
 pub fn symlink_metadata(path: &Path) -> Result<fs::Metadata> {
-    fs::symlink_metadata(path).map_err(|e| Error::io("stat", path, e))
+    fs::symlink_metadata(path).map_err(|e| Error::io("access", path, e))
+}
+
+/// `stat` (following symlinks) that maps "not found" to `None`.
+pub fn metadata_optional(path: &Path) -> Result<Option<fs::Metadata>> {
+    match fs::metadata(path) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("access", path, e)),
+    }
 }
 
 /// `lstat` that maps "not found" to `None`.
@@ -93,7 +102,7 @@ pub fn symlink_metadata_optional(path: &Path) -> Result<Option<fs::Metadata>> {
     match fs::symlink_metadata(path) {
         Ok(m) => Ok(Some(m)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("stat", path, e)),
+        Err(e) => Err(Error::io("access", path, e)),
     }
 }
 
@@ -202,13 +211,40 @@ pub fn temp_dir_in(dir: &Path, prefix: &str) -> Result<tempfile::TempDir> {
         .map_err(|e| Error::io("create a directory in", dir, e))
 }
 
+/// A temporary file beside `path` that will become `path`, a file the user
+/// asked for (an export, a man page): created with mode 0644 minus the
+/// umask, like a file any other program writes, not 0600 like slipway's
+/// own scratch files. Errors name `path`, the file the user knows about.
+///
+/// # Errors
+/// When it cannot be created (e.g. the directory of `path` does not exist).
+pub fn user_file_for(path: &Path) -> Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(".tmp-")
+        .permissions(fs::Permissions::from_mode(0o644))
+        .tempfile_in(parent_of(path))
+        .map_err(|e| Error::io("create", path, e))
+}
+
+/// [`write_atomic`] for a file the user asked for: mode 0644 minus the umask
+/// (see [`user_file_for`]).
+///
+/// # Errors
+/// On any I/O failure; `path` is then unchanged.
+pub fn write_user_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    persist_atomic(user_file_for(path)?, path, bytes)
+}
+
 /// Write `bytes` to `path` atomically: temp file, fsync, rename, fsync the directory.
 ///
 /// # Errors
 /// On any I/O failure; `path` is then unchanged.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    persist_atomic(temp_file_in(parent_of(path))?, path, bytes)
+}
+
+fn persist_atomic(mut tmp: tempfile::NamedTempFile, path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = parent_of(path);
-    let mut tmp = temp_file_in(dir)?;
     tmp.write_all(bytes).map_err(|e| Error::io("write", path, e))?;
     tmp.as_file().sync_all().map_err(|e| Error::io("fsync", path, e))?;
     tmp.persist(path).map_err(|e| Error::io("rename into", path, e.error))?;
@@ -268,7 +304,7 @@ pub fn append_line(path: &Path, line: &str) -> Result<()> {
 pub fn remove_tree(path: &Path) -> Result<()> {
     match fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io("stat", path, e)),
+        Err(e) => return Err(Error::io("access", path, e)),
         Ok(m) if !m.is_dir() => return remove_file(path),
         Ok(_) => {}
     }
@@ -283,7 +319,7 @@ fn make_writable(dir: &Path) -> Result<()> {
     }
     for entry in fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
         let entry = entry.map_err(|e| Error::io("list", dir, e))?;
-        let ft = entry.file_type().map_err(|e| Error::io("stat", &entry.path(), e))?;
+        let ft = entry.file_type().map_err(|e| Error::io("access", &entry.path(), e))?;
         if ft.is_dir() {
             make_writable(&entry.path())?;
         }
@@ -393,7 +429,7 @@ pub fn link_or_copy(src: &Path, dst: &Path, copy: bool) -> Result<Placed> {
         }
     }
     let mut input = open(src)?;
-    let meta = input.metadata().map_err(|e| Error::io("stat", src, e))?;
+    let meta = input.metadata().map_err(|e| Error::io("access", src, e))?;
     let mut out = create_new(dst, meta.mode() & 0o7777)?;
     io::copy(&mut input, &mut out).map_err(|e| Error::io("write", dst, e))?;
     set_mtime(&out, dst, meta.mtime())?;
@@ -472,7 +508,7 @@ pub fn read_optional_tail(path: &Path, n: u64) -> Result<Option<Vec<u8>>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io("open", path, e)),
     };
-    let len = f.metadata().map_err(|e| Error::io("stat", path, e))?.len();
+    let len = f.metadata().map_err(|e| Error::io("access", path, e))?.len();
     f.seek(SeekFrom::Start(len.saturating_sub(n)))
         .map_err(|e| Error::io("read", path, e))?;
     let mut buf = Vec::new();

@@ -83,8 +83,8 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 }
 
 fn resolve(cli: &Cli, out: Output) -> Result<Context> {
-    let store_dir = match &cli.global.store {
-        Some(s) => s.clone(),
+    let store_dir = match cli.global.store.clone().or_else(config::store_from_env) {
+        Some(s) => s,
         // These never open a local store: a host need not have a home directory,
         // and setting up needs no store yet.
         None if matches!(

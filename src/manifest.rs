@@ -380,7 +380,10 @@ impl Manifest {
                     Walk::Outside => {
                         return Err(bad(
                             &e.path,
-                            &format!("symlink target `{}` leaves the release tree", target.escape_debug()),
+                            &format!(
+                                "symlink target `{}` leaves the release tree, which only links listed in `[build] allow_links` may",
+                                target.escape_debug()
+                            ),
                         ));
                     }
                     Walk::Loops => {

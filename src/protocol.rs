@@ -483,7 +483,7 @@ impl<R: Read> FrameReader<R> {
 }
 
 fn truncated(peer: Peer) -> Error {
-    Error::connection(format!("the {peer} closed the connection in the middle of a frame"))
+    Error::connection(format!("the {peer} closed the connection in the middle of a transfer"))
 }
 
 fn read_error(peer: Peer, e: &io::Error) -> Error {
@@ -933,7 +933,7 @@ impl<R: Read, W: Write> Read for DataReader<'_, R, W> {
                 }
                 Ok(None) => {
                     return Err(self.fail(Error::connection(format!(
-                        "the {peer} closed the connection in the middle of a data sequence"
+                        "the {peer} closed the connection in the middle of a transfer"
                     ))));
                 }
                 Err(e) => return Err(self.fail(e)),

@@ -189,7 +189,7 @@ impl Store {
             Ok(Bound::Existing)
         } else {
             Err(Error::other(format!(
-                "release `{}` is already bound to {} in this store; a name is never rebound to another bundle ({}): build it under another name with `--name`",
+                "release `{}` is already bound to {} in this store, not {}; a name is never rebound to another bundle: build it under another name with `--name`",
                 record.name, existing.id, record.id
             )))
         }
@@ -285,7 +285,7 @@ impl Store {
                 many => {
                     let list: Vec<String> = many.iter().map(|d| d.to_string()).collect();
                     return Err(Error::usage(format!(
-                        "`{rel}` is ambiguous; it matches {}",
+                        "`{rel}` is ambiguous: it matches {}; give more digits of the id",
                         list.join(", ")
                     )));
                 }

@@ -113,9 +113,12 @@ pub fn export_tree(repo: &Path, commit: &str, dest: &Path) -> Result<()> {
         .stderr(Stdio::piped())
         .output()
         .map_err(|e| Error::other(format!("cannot run `tar`: {}", crate::error::describe_io(&e))))?;
-    let archived = archive
-        .wait_with_output()
-        .map_err(|e| Error::other(format!("git archive: {e}")))?;
+    let archived = archive.wait_with_output().map_err(|e| {
+        Error::other(format!(
+            "cannot wait for `git archive`: {}",
+            crate::error::describe_io(&e)
+        ))
+    })?;
     if !archived.status.success() {
         return Err(Error::other(format!(
             "`git archive {commit}` failed: {}",

@@ -67,7 +67,7 @@ fn corrupt(origin: &str, e: impl std::fmt::Display) -> Error {
     }
     Error::integrity(format!(
         "bundle `{origin}` is corrupt or truncated: {}",
-        one_line(&text)
+        one_line(&crate::error::lowercase_first(&text))
     ))
 }
 

@@ -62,6 +62,11 @@ pub fn run(args: &BuildArgs, ctx: &Context) -> Result<()> {
                 .map_err(|_| Error::usage(format!("SOURCE_DATE_EPOCH=`{v}` is not a number of seconds")))?,
             _ => DEFAULT_DIR_EPOCH,
         };
+        match crate::fs::metadata_optional(dir)? {
+            Some(m) if m.is_dir() => {}
+            Some(_) => return Err(Error::usage(format!("`--dir {}` is not a directory", dir.display()))),
+            None => return Err(Error::usage(format!("`--dir {}` does not exist", dir.display()))),
+        }
         let allow = local_allow_links(ctx)?;
         let packed = pack::pack_dir(dir, &store.tmp_dir(), epoch, &allow, &bar)?;
         let prov = Provenance {

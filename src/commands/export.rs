@@ -37,11 +37,8 @@ pub fn run(args: &ExportArgs, ctx: &Context) -> Result<()> {
     let store = ctx.store()?;
     let (id, record) = store.resolve(&args.rel)?;
     let src = store.bundle_path(&id);
-    let dir = match args.output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp = fs::temp_file_in(&dir)?;
+    // 0644 minus the umask, like any file a user writes: others may read an export.
+    let mut tmp = fs::user_file_for(&args.output)?;
     {
         let mut tee = Tee {
             inner: fs::open(&src)?,
@@ -68,7 +65,7 @@ pub fn run(args: &ExportArgs, ctx: &Context) -> Result<()> {
         None => serde_json::to_vec_pretty(&serde_json::json!({"id": id})),
     }
     .map_err(|e| Error::other(e.to_string()))?;
-    fs::write_atomic(&sidecar, &meta)?;
+    fs::write_user_file(&sidecar, &meta)?;
     if ctx.out.json {
         ctx.out.json_value(&serde_json::json!({
             "release": record.as_ref().map(|r| r.name.clone()),

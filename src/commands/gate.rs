@@ -54,7 +54,7 @@ pub fn check(
         match r {
             Ok((records, _)) if records.iter().any(|r| r.action == "healthy" && r.id == id) => {}
             Ok(_) => missing.push(host),
-            Err(e) => missing.push(format!("{host} (unreachable: {e})")),
+            Err(e) => missing.push(format!("{host} (unreachable: {})", e.without_host())),
         }
     }
     if missing.is_empty() {

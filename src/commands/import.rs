@@ -92,6 +92,23 @@ fn checked_signatures(
 pub fn run(args: &ImportArgs, ctx: &Context) -> Result<()> {
     let store = ctx.store()?;
     let _lock = store.lock_shared()?;
+    // The file first: a mistyped path is the problem to report, not its sidecar.
+    match fs::metadata_optional(&args.file)? {
+        None => {
+            return Err(Error::usage(format!(
+                "bundle file `{}` does not exist",
+                args.file.display()
+            )));
+        }
+        Some(m) if m.is_dir() => {
+            return Err(Error::usage(format!(
+                "`{}` is a directory; pass a bundle file (`slipway export` writes one)",
+                args.file.display()
+            )));
+        }
+        Some(_) => {}
+    }
+    let file = fs::open(&args.file)?;
     let sidecar_path = super::export::sidecar_path(&args.file);
     let sidecar: Option<serde_json::Value> = match fs::read_small_optional(&sidecar_path, MAX_SIDECAR_BYTES)? {
         Small::Bytes(b) => Some(
@@ -135,7 +152,7 @@ pub fn run(args: &ImportArgs, ctx: &Context) -> Result<()> {
         origin: &args.file,
         writer: None,
     };
-    let (manifest, id) = read_bundle(fs::open(&args.file)?, &origin, &mut repack)?;
+    let (manifest, id) = read_bundle(file, &origin, &mut repack)?;
     let packed = repack
         .writer
         .take()

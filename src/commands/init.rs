@@ -87,14 +87,9 @@ pub fn run(ctx: &Context) -> Result<()> {
     if fs::symlink_metadata_optional(path)?.is_some() {
         return Err(exists());
     }
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => std::path::Path::new("."),
-    };
-    let mut tmp = fs::temp_file_in(dir)?;
+    let mut tmp = fs::user_file_for(path)?;
     tmp.write_all(TEMPLATE.as_bytes())
         .map_err(|e| Error::io("write", path, e))?;
-    fs::set_mode(tmp.path(), 0o644)?;
     if !fs::persist_new(tmp, path)? {
         return Err(exists());
     }

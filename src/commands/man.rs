@@ -34,18 +34,36 @@ pub fn run(args: &ManArgs, ctx: &Context) -> Result<()> {
             ctx.out.data(&p.display().to_string());
         }
         ctx.out.info(&format!(
-            "wrote {} man pages into {}; `man slipway` finds them when that directory is on MANPATH",
+            "wrote {} man pages into {}; {}",
             written.len(),
-            dir.display()
+            dir.display(),
+            where_man_looks(dir)
         ));
     }
     Ok(())
 }
 
+/// How `man` finds pages written into `dir`: it looks in the `man1/`
+/// directory under each MANPATH entry, so the entry is the parent of `man1`.
+fn where_man_looks(dir: &Path) -> String {
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    match dir.parent() {
+        Some(parent) if dir.file_name().is_some_and(|n| n == "man1") => format!(
+            "`man slipway` finds them when `{}` (the parent of `man1`) is on MANPATH",
+            parent.display()
+        ),
+        _ => format!(
+            "`man` looks for them in a `man1` directory under each MANPATH entry, so write them into one \
+             (e.g. `--dir ~/.local/share/man/man1`), or read one with `man {}`",
+            dir.join("slipway.1").display()
+        ),
+    }
+}
+
 /// Write the page of `cmd`, then of each of its visible subcommands.
 fn write_pages(cmd: &clap::Command, dir: &Path, written: &mut Vec<std::path::PathBuf>) -> Result<()> {
     let path = dir.join(clap_mangen::Man::new(cmd.clone()).get_filename());
-    fs::write_atomic(&path, &render(cmd)?)?;
+    fs::write_user_file(&path, &render(cmd)?)?;
     written.push(path);
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         write_pages(sub, dir, written)?;

@@ -57,10 +57,12 @@ pub fn run(args: &ProvenanceArgs, ctx: &Context) -> Result<()> {
     }
     let wanted = match &args.rel {
         Some(r) => r.clone(),
-        None => hosts
-            .iter()
-            .find_map(|(_, st, _)| st.current.clone())
-            .ok_or_else(|| Error::other(format!("nothing is current on `{}`", target.name)))?,
+        None => hosts.iter().find_map(|(_, st, _)| st.current.clone()).ok_or_else(|| {
+            Error::other(format!(
+                "nothing is current on `{0}` yet; name a release: `slipway provenance REL -t {0}`",
+                target.name
+            ))
+        })?,
     };
     let found = hosts.iter().find_map(|(_, st, _)| {
         st.releases
@@ -70,7 +72,7 @@ pub fn run(args: &ProvenanceArgs, ctx: &Context) -> Result<()> {
     });
     let Some(rel) = found else {
         return Err(Error::other(format!(
-            "release `{wanted}` is on no host of `{}`",
+            "release `{wanted}` is on no host of `{0}`; `slipway status -t {0}` lists what is there",
             target.name
         )));
     };

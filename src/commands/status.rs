@@ -39,7 +39,8 @@ pub fn run(args: &StatusArgs, ctx: &Context) -> Result<()> {
                 rows.push(HostJson {
                     host,
                     status: None,
-                    error: Some(e.to_string()),
+                    // `host` names it already.
+                    error: Some(e.without_host().to_string()),
                 });
                 first_error.get_or_insert(e);
             }

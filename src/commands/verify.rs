@@ -71,7 +71,8 @@ fn on_target(args: &VerifyArgs, target: &str, ctx: &Context) -> Result<()> {
                     ok: false,
                     releases: vec![],
                     drift: vec![],
-                    error: Some(e.to_string()),
+                    // `host` names it already.
+                    error: Some(e.without_host().to_string()),
                 });
                 first_error.get_or_insert(e);
             }
@@ -92,7 +93,9 @@ fn on_target(args: &VerifyArgs, target: &str, ctx: &Context) -> Result<()> {
                 ctx.out.data(&format!("{}: {e}", r.host));
                 continue;
             }
-            if r.ok {
+            if r.ok && r.releases.is_empty() {
+                ctx.out.data(&format!("{}: ok (no releases to verify)", r.host));
+            } else if r.ok {
                 ctx.out.data(&format!(
                     "{}: ok ({} release(s) verified: {})",
                     r.host,
@@ -123,8 +126,10 @@ fn on_target(args: &VerifyArgs, target: &str, ctx: &Context) -> Result<()> {
     if drifted > 0 {
         let hosts: Vec<&str> = rows.iter().filter(|r| !r.ok).map(|r| r.host.as_str()).collect();
         return Err(Error::integrity(format!(
-            "{drifted} drifted path(s) on {}; redeploy the release or investigate who changed it",
-            hosts.join(", ")
+            "{drifted} drifted path(s) on {}; find out who changed them, then restore them with `slipway verify -t {}{} --repair`",
+            hosts.join(", "),
+            target.name,
+            args.rel.as_deref().map(|r| format!(" {r}")).unwrap_or_default()
         )));
     }
     Ok(())

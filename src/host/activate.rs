@@ -53,7 +53,7 @@ pub fn resolve_release(layout: &Layout, rel: &str) -> Result<String> {
             0 => {}
             _ => {
                 return Err(Error::usage(format!(
-                    "`{rel}` is ambiguous on `{}`: it matches {}",
+                    "`{rel}` is ambiguous on `{}`: it matches {}; give a release name or more digits of the id",
                     layout.root.display(),
                     found.join(", ")
                 )));

@@ -137,7 +137,13 @@ fn attempt(
                 break child.wait().ok();
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(Error::other(format!("cannot wait for the {} hook: {e}", req.kind))),
+            Err(e) => {
+                return Err(Error::other(format!(
+                    "cannot wait for the {} hook: {}",
+                    req.kind,
+                    crate::error::describe_io(&e)
+                )));
+            }
         }
     };
     // The group is gone after a timeout; otherwise a daemonised grandchild may

@@ -25,6 +25,7 @@ pub struct PruneReport {
     pub releases: Vec<String>,
     pub objects: usize,
     pub object_bytes: u64,
+    /// Leftovers of killed pushes in `tmp/` (release lock files are not counted).
     pub tmp_entries: usize,
     /// Why some things were kept (e.g. a push in progress).
     pub notes: Vec<String>,
@@ -82,7 +83,7 @@ pub fn plan(layout: &Layout, keep: usize, pinned: &[String]) -> Result<Vec<Strin
 pub fn prune(layout: &Layout, keep: usize, pinned: &[String], dry_run: bool, append_only: bool) -> Result<PruneReport> {
     if append_only {
         return Err(Error::other(format!(
-            "`{}` is served with `--append-only`: prune and every deletion are refused",
+            "`{}` is served with `--append-only`: prune and every deletion are refused; prune with a key whose `slipway serve` lacks `--append-only`",
             layout.root.display()
         )));
     }
@@ -146,8 +147,15 @@ pub fn prune(layout: &Layout, keep: usize, pinned: &[String], dry_run: bool, app
             }
         }
     }
-    for (_, path) in fs::read_dir_sorted(&layout.tmp_dir())? {
-        report.tmp_entries += 1;
+    for (name, path) in fs::read_dir_sorted(&layout.tmp_dir())? {
+        // `tmp/<name>.lock` is the lock file of a release's pushes, not a
+        // leftover: it is not counted. It is removed like the rest, which is
+        // safe only because a push takes it while holding `stage.lock`
+        // shared, and this prune holds `stage.lock` exclusively: no push
+        // holds it or is about to open it.
+        if !is_release_lock(&name) {
+            report.tmp_entries += 1;
+        }
         if !dry_run {
             fs::remove_tree(&path)?;
         }
@@ -156,6 +164,14 @@ pub fn prune(layout: &Layout, keep: usize, pinned: &[String], dry_run: bool, app
         fs::fsync_dir(&layout.objects_dir())?;
     }
     Ok(report)
+}
+
+/// True for `<name>.lock`, the lock file of the pushes of release `<name>`.
+fn is_release_lock(file_name: &std::ffi::OsStr) -> bool {
+    file_name
+        .to_str()
+        .and_then(|n| n.strip_suffix(".lock"))
+        .is_some_and(|name| crate::manifest::validate_name(name).is_ok())
 }
 
 /// Remove one release: move the tree out of `releases/` in one rename, drop

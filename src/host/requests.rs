@@ -183,7 +183,7 @@ pub fn prune<R: Read, W: Write>(
 ) -> Result<Message> {
     if s.append_only {
         return Err(Error::other(format!(
-            "`{}` is served with `--append-only`: prune and every deletion are refused",
+            "`{}` is served with `--append-only`: prune and every deletion are refused; prune with a key whose `slipway serve` lacks `--append-only`",
             s.layout.root.display()
         )));
     }

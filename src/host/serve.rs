@@ -85,9 +85,10 @@ pub fn check_forced(root: &Path, asked: &str) -> Result<()> {
                 let own = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
                 if wanted != own {
                     return Err(Error::usage(format!(
-                        "this key is restricted to the root `{}`; the client asked for `{}`",
+                        "this key is restricted to the root `{}`; the client asked for `{}`: point the target at `{}`, or use a key allowed there",
                         root.display(),
-                        r.escape_debug()
+                        r.escape_debug(),
+                        root.display()
                     )));
                 }
             }

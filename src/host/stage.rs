@@ -199,7 +199,7 @@ fn already_staged(layout: &Layout, offer: &PushOffer, existing: Option<&HostRele
     let tree = fs::symlink_metadata_optional(&layout.release_dir(name))?;
     match existing {
         Some(meta) if meta.id != offer.id => Err(Error::other(format!(
-            "release `{name}` on this host is {}, not {}; a name is never rebound to another bundle: push it under another name",
+            "release `{name}` on this host is {}, not {}; a name is never rebound to another bundle: give this bundle another name (`--name` of `slipway build` or `slipway import`) and push that",
             meta.id, offer.id
         ))),
         Some(meta) => match tree {

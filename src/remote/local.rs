@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use super::{Connection, RemoteProcess};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, describe_io};
 
 struct LocalChild {
     child: Child,
@@ -39,7 +39,7 @@ impl RemoteProcess for LocalChild {
         let status = self
             .child
             .wait()
-            .map_err(|e| Error::other(format!("cannot wait for `slipway serve`: {e}")))?;
+            .map_err(|e| Error::other(format!("cannot wait for `slipway serve`: {}", describe_io(&e))))?;
         if let Some(h) = self.reader.take() {
             let _ = h.join();
         }
@@ -71,7 +71,8 @@ impl RemoteProcess for LocalChild {
 /// # Errors
 /// When this executable cannot be found or started.
 pub fn connect(root: &Path) -> Result<Connection> {
-    let exe = std::env::current_exe().map_err(|e| Error::other(format!("cannot find the slipway executable: {e}")))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::other(format!("cannot find the slipway executable: {}", describe_io(&e))))?;
     let mut child = Command::new(&exe)
         .arg("serve")
         .arg("--root")

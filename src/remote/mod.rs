@@ -125,10 +125,14 @@ pub fn resolve_target(target: &str, config: Option<&ProjectConfig>, config_origi
         .filter(|v| !v.is_empty())
         .map(PathBuf::from);
     if let Some(tc) = config.and_then(|c| c.targets.get(target)) {
+        let in_config = |e: Error| Error::usage(format!("`{config_origin}`: {e}"));
         let timeout = match &tc.connect_timeout {
-            Some(t) => parse_duration(t, &format!("targets.{target}.connect_timeout"))?,
+            Some(t) => parse_duration(t, &format!("targets.{target}.connect_timeout")).map_err(in_config)?,
             None => DEFAULT_CONNECT_TIMEOUT,
         };
+        // The hooks' durations are used later (by the fleet); check them
+        // here, where the file they come from is known.
+        crate::fleet::Hooks::from_config(target, tc).map_err(in_config)?;
         if tc.hosts.is_empty() {
             return Err(Error::usage(format!(
                 "`{config_origin}`: target `{target}` has no hosts"
@@ -173,8 +177,15 @@ pub fn resolve_target(target: &str, config: Option<&ProjectConfig>, config_origi
             root: absolute(target)?,
         }
     } else {
+        if target.is_empty() {
+            return Err(Error::usage(
+                "the target is empty; give a target name from `slipway.toml`, ssh://[user@]host[:port]/abs/root or a local path",
+            ));
+        }
         let known: Vec<&String> = config.map(|c| c.targets.keys().collect()).unwrap_or_default();
-        let known = if known.is_empty() {
+        let known = if config.is_none() {
+            format!("there is no `{config_origin}` here (run `slipway init` to write one, or pass `--config FILE`)")
+        } else if known.is_empty() {
             format!("`{config_origin}` defines no targets")
         } else {
             format!(

@@ -450,7 +450,7 @@ pub fn compress_manifest(manifest: &[u8], base: Option<&[u8]>) -> Result<Vec<u8>
 fn send_bundle(ch: &mut HostChannel, job: &PushJob<'_>, bar: &ProgressBar) -> Result<()> {
     let path = job.store.bundle_path(&job.id);
     let mut file = fs::open(&path)?;
-    let size = file.metadata().map_err(|e| Error::io("stat", &path, e))?.len();
+    let size = file.metadata().map_err(|e| Error::io("access", &path, e))?.len();
     bar.set_length(size);
     ch.send(&Message::Bundle { size })?;
     ch.send_file_data(&mut file, &path, size, &mut |n| bar.inc(n))?;

@@ -203,11 +203,19 @@ fn a_name_is_never_rebound_to_another_id() {
         .line();
     env.slipway().args(["build", "--dir", "d", "--name", "ci-1"]).ok();
     env.write("d/a", "two");
-    env.slipway()
-        .args(["build", "--dir", "d", "--name", "ci-1"])
-        .fails(1)
-        .one_line_error()
-        .stderr_has("release `ci-1` is already bound to");
+    let out = env.slipway().args(["build", "--dir", "d", "--name", "ci-1"]).fails(1);
+    let other = env
+        .slipway()
+        .args(["build", "--dir", "d", "--name", "ci-2"])
+        .ok()
+        .line();
+    assert_eq!(
+        out.stderr(),
+        format!(
+            "error: release `ci-1` is already bound to {first} in this store, not {other}; \
+             a name is never rebound to another bundle: build it under another name with `--name`\n"
+        )
+    );
     assert_eq!(
         env.slipway().args(["inspect", "ci-1", "--json"]).ok().json()["id"],
         first.as_str()
@@ -392,7 +400,11 @@ fn ids_resolve_by_unique_prefix_and_ambiguity_lists_candidates() {
         })
         .unwrap();
     let out = env.slipway().args(["inspect", &a[7..8]]).fails(2);
-    out.stderr_has("is ambiguous").stderr_has(&a).stderr_has(&b);
+    out.one_line_error()
+        .stderr_has(&format!("error: `{}` is ambiguous: it matches ", &a[7..8]))
+        .stderr_has(&a)
+        .stderr_has(&b)
+        .stderr_has("; give more digits of the id\n");
     let full = env.slipway().args(["inspect", &a[..20], "--json"]).ok().json();
     assert_eq!(full["id"], a.as_str());
     let bare = env.slipway().args(["--json", "inspect", &a[7..30]]).ok().json();

@@ -4,6 +4,7 @@
 mod support;
 
 mod bundles;
+mod docs;
 mod faults;
 mod fleet;
 mod gates;
@@ -16,4 +17,5 @@ mod security;
 mod serve;
 mod setup;
 mod sign;
+mod site;
 mod ssh;

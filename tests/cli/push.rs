@@ -211,12 +211,11 @@ fn a_name_bound_to_another_id_on_the_host_is_refused() {
         .args(["push", "r", "-t"])
         .arg(&root)
         .fails(1);
-    out.one_line_error()
-        .stderr_has(&format!(
-            "error: {}: release `r` on this host is {first}, not {second}",
-            root.display()
-        ))
-        .stderr_has("push it under another name");
+    out.one_line_error().stderr_has(&format!(
+        "error: {}: release `r` on this host is {first}, not {second}; a name is never rebound to another bundle: \
+             give this bundle another name (`--name` of `slipway build` or `slipway import`) and push that\n",
+        root.display()
+    ));
     assert_eq!(std::fs::read_to_string(root.join("releases/r/f")).unwrap(), "one");
 }
 

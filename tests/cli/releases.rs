@@ -318,6 +318,37 @@ fn prune_keeps_current_previous_pinned_and_waiting_releases_and_dry_run_lists() 
     assert_eq!(current(&root), "v4");
 }
 
+/// Issue 8: the lock file a finished push leaves (`tmp/<name>.lock`) is not a
+/// staging leftover worth reporting; a killed push's `.partial` is.
+#[test]
+fn prune_does_not_report_release_lock_files_as_staging_leftovers() {
+    let env = Env::new();
+    releases(&env, 2);
+    let root = env.path("host");
+    let t = root.to_str().unwrap();
+    env.slipway().args(["push", "v1", "-t", t]).ok();
+    let tmp = root.join(".slipway/tmp");
+    assert!(tmp.join("v1.lock").is_file(), "a push leaves its lock file");
+    let dry = |env: &Env| env.slipway().args(["prune", "-t", t, "--dry-run"]).ok().stdout();
+    assert_eq!(
+        dry(&env),
+        format!("{t}: would remove no releases; 0 object(s), 0 B; 0 staging leftover(s)\n")
+    );
+    // What a push killed while building its tree leaves behind.
+    std::fs::create_dir_all(tmp.join("v2.partial/static")).unwrap();
+    assert_eq!(
+        dry(&env),
+        format!("{t}: would remove no releases; 0 object(s), 0 B; 1 staging leftover(s)\n")
+    );
+    let json = env.slipway().args(["prune", "-t", t, "--json"]).ok().json();
+    assert_eq!(json[0]["tmp_entries"], 1, "{json}");
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "prune empties tmp/");
+    // The lock file comes back with the next push, which works as before.
+    env.slipway().args(["push", "v2", "-t", t]).ok();
+    env.slipway().args(["activate", "v2", "-t", t]).ok();
+    assert_eq!(current(&root), "v2");
+}
+
 #[test]
 fn verify_reports_drift_with_exit_5() {
     let env = Env::new();

@@ -53,7 +53,12 @@ fn a_forced_command_key_can_deploy_but_do_nothing_else() {
         .args(["push", "v1", "-t", &host.url(&other)])
         .fails(2)
         .one_line_error()
-        .stderr_has("this key is restricted to the root");
+        .stderr_has(&format!(
+            ": this key is restricted to the root `{0}`; the client asked for `{1}`: point the target at `{0}`, \
+             or use a key allowed there\n",
+            root.display(),
+            other.display()
+        ));
     assert!(!other.exists());
 
     // no shell, no other command
@@ -110,6 +115,10 @@ fn an_append_only_key_cannot_prune() {
         .via_ssh(host.ssh_config_path())
         .args(["prune", "-t", &url])
         .fails(1)
-        .stderr_has("`--append-only`: prune and every deletion are refused");
+        .stderr_has(&format!(
+            "error: {url}: `{}` is served with `--append-only`: prune and every deletion are refused; \
+             prune with a key whose `slipway serve` lacks `--append-only`\n",
+            root.display()
+        ));
     assert!(root.join("releases/v1").is_dir());
 }

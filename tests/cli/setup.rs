@@ -108,7 +108,154 @@ fn man_prints_the_page_or_writes_one_per_command() {
             "{out}"
         );
     }
+    // MANPATH needs the directory above `man1`, not `man1` itself.
+    let parent = std::fs::canonicalize(env.dir.path()).unwrap();
+    out.stderr_has(&format!(
+        " man pages into man1; `man slipway` finds them when `{}` (the parent of `man1`) is on MANPATH\n",
+        parent.display()
+    ));
     let check = std::fs::read_to_string(env.path("man1/slipway-host-check.1")).unwrap();
     assert!(check.contains(".TH slipway-host-check 1"), "{check}");
     assert!(!env.path("man1/slipway-help.1").exists());
+}
+
+fn mode(p: &std::path::Path) -> u32 {
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Issue 8: files written for the user (an export and its sidecar, man pages,
+/// `slipway.toml`) are 0644 minus the umask, like any other program's, not
+/// 0600 like slipway's scratch files.
+#[test]
+fn exports_man_pages_and_init_are_readable_by_others_minus_the_umask() {
+    let env = Env::new();
+    env.write("d/index.html", "hi");
+    env.slipway().args(["build", "--dir", "d", "--name", "v1"]).ok();
+    for (mask, want) in [(0o022, 0o644), (0o027, 0o640)] {
+        let file = env.path(&format!("out-{mask:03o}/v1.tar.zst"));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        env.slipway().args(["export", "v1", "-o"]).arg(&file).umask(mask).ok();
+        assert_eq!(mode(&file), want, "export under umask {mask:03o}");
+        assert_eq!(mode(&env.path(&format!("out-{mask:03o}/v1.tar.zst.meta.json"))), want);
+
+        let man = env.path(&format!("man-{mask:03o}/man1"));
+        bare(&env).args(["man", "--dir"]).arg(&man).umask(mask).ok();
+        assert_eq!(mode(&man.join("slipway.1")), want, "man page under umask {mask:03o}");
+        assert_eq!(mode(&man.join("slipway-host-check.1")), want);
+
+        let config = env.path(&format!("init-{mask:03o}.toml"));
+        bare(&env).arg("--config").arg(&config).arg("init").umask(mask).ok();
+        assert_eq!(mode(&config), want, "slipway.toml under umask {mask:03o}");
+    }
+}
+
+/// Issue 8: `SLIPWAY_STORE=` (set but empty) means unset, as an empty
+/// `XDG_DATA_HOME` does: the default store, not a usage error.
+#[test]
+fn an_empty_slipway_store_means_the_default_store() {
+    let env = Env::new();
+    env.write("d/index.html", "hi");
+    let home = env.path("home");
+    let with_empty_store = |args: &[&str]| {
+        let mut cmd = env.slipway().env("SLIPWAY_STORE", "").env("HOME", &home).args(args);
+        cmd.cmd.env_remove("XDG_DATA_HOME");
+        cmd
+    };
+    let id = with_empty_store(&["build", "--dir", "d", "--name", "v1"]).ok().line();
+    assert!(home.join(".local/share/slipway/names/v1.json").is_file());
+    let listed = with_empty_store(&["list", "--json"]).ok().json();
+    assert_eq!(listed[0]["id"], id.as_str(), "{listed}");
+    // `--store` still wins.
+    let elsewhere = env.path("elsewhere");
+    with_empty_store(&["list"]).arg("--store").arg(&elsewhere).ok();
+    assert!(elsewhere.join("names").is_dir() && !elsewhere.join("names/v1.json").exists());
+}
+
+/// Issue 8, "errors read well": a newcomer's first mistakes each get one
+/// line saying what happened, where, and what to do next, with the
+/// documented exit code.
+#[test]
+fn a_newcomers_mistakes_get_one_line_errors_that_say_what_to_do() {
+    let env = Env::new();
+    env.write("d/index.html", "hi");
+    env.slipway().args(["build", "--dir", "d", "--name", "v1"]).ok();
+    let host = env.path("host");
+    let h = host.to_str().unwrap();
+    env.slipway().args(["push", "v1", "-t", h]).ok();
+    env.write(
+        "bad.toml",
+        "[targets.prod]\nhosts = [\"app1\"]\nroot = \"/srv/app\"\n\n[targets.prod.hooks]\nhook_timeout = \"99999999999999999999h\"\n",
+    );
+    let cases: Vec<(Vec<&str>, i32, String)> = vec![
+        (
+            vec!["build", "--dir", "nope", "--name", "v2"],
+            2,
+            "`--dir nope` does not exist".into(),
+        ),
+        (
+            vec!["build", "--dir", "d/index.html", "--name", "v2"],
+            2,
+            "`--dir d/index.html` is not a directory".into(),
+        ),
+        (
+            vec!["import", "v1.tar.zst"],
+            2,
+            "bundle file `v1.tar.zst` does not exist".into(),
+        ),
+        (
+            vec!["import", "d"],
+            2,
+            "`d` is a directory; pass a bundle file (`slipway export` writes one)".into(),
+        ),
+        (
+            vec!["export", "v1", "-o", "out/v1.tar.zst"],
+            1,
+            "cannot create `out/v1.tar.zst`: no such file or directory".into(),
+        ),
+        (
+            vec!["push", "v1", "-t", "production"],
+            2,
+            "unknown target `production`: there is no `slipway.toml` here (run `slipway init` to write one, \
+             or pass `--config FILE`); or give ssh://[user@]host[:port]/abs/root or a local path"
+                .into(),
+        ),
+        (
+            vec!["push", "v1", "-t", ""],
+            2,
+            "the target is empty; give a target name from `slipway.toml`, ssh://[user@]host[:port]/abs/root \
+             or a local path"
+                .into(),
+        ),
+        (
+            vec!["--config", "bad.toml", "status", "-t", "prod"],
+            2,
+            "`bad.toml`: `99999999999999999999h` is too long a duration for `targets.prod.hooks.hook_timeout` \
+             (try `30s`, `2m`)"
+                .into(),
+        ),
+        (
+            vec!["rollback", "-t", h, "--to", "v9"],
+            1,
+            format!("{h}: release `v9` is not on this host; `slipway status -t {h}` lists the releases there"),
+        ),
+        (
+            vec!["provenance", "-t", h],
+            1,
+            format!("nothing is current on `{h}` yet; name a release: `slipway provenance REL -t {h}`"),
+        ),
+    ];
+    for (args, code, msg) in cases {
+        let out = env.slipway().args(&args).fails(code);
+        assert_eq!(out.stderr(), format!("error: {msg}\n"), "{out}");
+    }
+    let empty = env.path("empty-host");
+    let out = env.slipway().args(["verify", "-t"]).arg(&empty).ok();
+    assert_eq!(
+        out.stdout(),
+        format!("{}: ok (no releases to verify)\n", empty.display())
+    );
 }

@@ -212,6 +212,25 @@ impl Cmd {
         self.env("SLIPWAY_SSH_CONFIG", config.as_ref())
             .env("SLIPWAY_REMOTE_BIN", bin())
     }
+    /// Run under `umask mask` (through `sh`, keeping the environment,
+    /// directory and arguments), to see the modes of the files it creates.
+    pub fn umask(self, mask: u32) -> Self {
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
+            .arg(format!("umask {mask:03o} && exec \"$0\" \"$@\""))
+            .arg(self.cmd.get_program())
+            .args(self.cmd.get_args());
+        for (k, v) in self.cmd.get_envs() {
+            match v {
+                Some(v) => sh.env(k, v),
+                None => sh.env_remove(k),
+            };
+        }
+        if let Some(d) = self.cmd.get_current_dir() {
+            sh.current_dir(d);
+        }
+        Cmd { cmd: sh }
+    }
     pub fn run(mut self) -> Outcome {
         let out = self.cmd.output().expect("run slipway");
         Outcome {
