@@ -467,12 +467,24 @@ impl<'a> Fleet<'a> {
             .map(Error::exit)
             .find(|e| *e == Exit::Locked || *e == Exit::Integrity || *e == Exit::ExpectMismatch)
             .unwrap_or(Exit::Error);
-        let hosts: Vec<&str> = failed.iter().map(|s| s.spec.label.as_str()).collect();
         let exit = if failed.len() == 1 {
             first.error.as_ref().map(Error::exit).unwrap_or(exit)
         } else {
             exit
         };
+        // The reason quoted is that of a host whose error gives the exit
+        // code (named first), so message and exit status agree.
+        let first = failed
+            .iter()
+            .find(|s| s.error.as_ref().map(Error::exit) == Some(exit))
+            .unwrap_or(first);
+        let mut hosts: Vec<&str> = vec![first.spec.label.as_str()];
+        hosts.extend(
+            failed
+                .iter()
+                .map(|s| s.spec.label.as_str())
+                .filter(|l| *l != first.spec.label),
+        );
         let msg = if self.slots.len() == 1 {
             // A single host: its own error, which names it, is the clearest line.
             first

@@ -21,6 +21,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, Read, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Deserialize;
 
@@ -120,14 +121,32 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
 
     let mut sink = ObjectSink::new(&layout, name, manifest.source_date_epoch)?;
     let mut wanted = plan.wanted;
-    loop {
-        match ch.recv()? {
-            Message::Bundle { .. } => receive_bundle(ch, &offer, &mut wanted, &mut sink)?,
-            Message::Batch { entries } => receive_batch(ch, &manifest, &entries, &mut wanted, &mut sink)?,
-            Message::Done => break,
-            other => return Err(unexpected(&other, "`bundle`, `batch` or `done`")),
+    // While the missing contents arrive, a second thread builds the tree
+    // from the objects already here (all of it but the missing files).
+    let missing: HashSet<ObjectKey> = wanted.keys().copied().collect();
+    let copy = offer.link_mode == LinkMode::Copy;
+    let stop = AtomicBool::new(false);
+    let (received, early) = std::thread::scope(|scope| {
+        let early = scope.spawn(|| Tree::start(&layout, name, &manifest, &missing, copy, &stop));
+        let received = (|| -> Result<()> {
+            loop {
+                match ch.recv()? {
+                    Message::Bundle { .. } => receive_bundle(ch, &offer, &mut wanted, &mut sink)?,
+                    Message::Batch { entries } => receive_batch(ch, &manifest, &entries, &mut wanted, &mut sink)?,
+                    Message::Done => return Ok(()),
+                    other => return Err(unexpected(&other, "`bundle`, `batch` or `done`")),
+                }
+            }
+        })();
+        if received.is_err() {
+            stop.store(true, Ordering::Relaxed);
         }
-    }
+        let early = early
+            .join()
+            .unwrap_or_else(|_| Err(Error::other("building the release tree failed unexpectedly")));
+        (received, early)
+    });
+    received?;
     sink.commit()?;
     if let Some(index) = wanted.values().min() {
         let path = &manifest.entries[*index as usize].path;
@@ -139,7 +158,7 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     drop(sink);
     super::fault::point("after-objects");
 
-    build_tree(&layout, name, &manifest, &offer)?;
+    early?.finish(&layout, &manifest, &offer)?;
     let files = manifest.file_count() as u64;
     let mut meta = HostRelease {
         name: name.to_string(),
@@ -619,42 +638,86 @@ fn drop_damaged_objects(layout: &Layout, manifest: &Manifest) -> Result<()> {
     Ok(())
 }
 
-/// Build `tmp/<name>.partial` from objects: directories, hardlinks (or
-/// copies), symlinks; then make its directories read-only and `syncfs`.
+/// `tmp/<name>.partial` being built from objects: directories, hardlinks
+/// (or copies), symlinks; then its directories made read-only and `syncfs`.
+///
+/// Built in two steps so that most of it is done while the missing
+/// contents are still arriving: [`Tree::start`] makes everything but the
+/// files whose objects are missing, [`Tree::finish`] links those once they
+/// are verified and in `objects/`.
 ///
 /// Safe by construction: the manifest was validated (relative paths without
 /// `..`, parents are directories created here, nothing goes through a
 /// symlink), and every creation fails rather than follow or replace
 /// whatever might already be at its path.
-fn build_tree(layout: &Layout, name: &str, manifest: &Manifest, offer: &PushOffer) -> Result<()> {
-    let partial = layout.partial_dir(name);
-    fs::create_dir(&partial, 0o755)?;
-    let copy = offer.link_mode == LinkMode::Copy;
-    let mut dirs = Vec::new();
-    for e in &manifest.entries {
-        let path = partial.join(&e.path);
-        match e.kind {
-            Kind::Dir => {
-                fs::create_dir(&path, 0o755)?;
-                dirs.push(path);
+struct Tree {
+    partial: std::path::PathBuf,
+    copy: bool,
+    /// Files left for [`Tree::finish`] (entry indices).
+    deferred: Vec<usize>,
+    dirs: Vec<std::path::PathBuf>,
+}
+
+impl Tree {
+    /// Everything but the files whose object is in `missing`; stops early
+    /// (with an error) when `stop` is set.
+    fn start(
+        layout: &Layout,
+        name: &str,
+        manifest: &Manifest,
+        missing: &HashSet<ObjectKey>,
+        copy: bool,
+        stop: &AtomicBool,
+    ) -> Result<Tree> {
+        let partial = layout.partial_dir(name);
+        fs::create_dir(&partial, 0o755)?;
+        let mut tree = Tree {
+            partial,
+            copy,
+            deferred: Vec::new(),
+            dirs: Vec::new(),
+        };
+        for (i, e) in manifest.entries.iter().enumerate() {
+            if stop.load(Ordering::Relaxed) {
+                return Err(Error::other("the push ended before the release tree was built"));
             }
-            Kind::File => {
-                let key = e
-                    .object()
-                    .ok_or_else(|| Error::integrity(format!("file `{}` has no sha256", e.path)))?;
-                fs::link_or_copy(&layout.object_path(&key), &path, copy)?;
-            }
-            Kind::Symlink => {
-                let target = e.target.as_deref().unwrap_or_default();
-                fs::symlink(Path::new(target), &path)?;
+            let path = tree.partial.join(&e.path);
+            match e.kind {
+                Kind::Dir => {
+                    fs::create_dir(&path, 0o755)?;
+                    tree.dirs.push(path);
+                }
+                Kind::File => match e.object() {
+                    Some(key) if missing.contains(&key) => tree.deferred.push(i),
+                    Some(key) => {
+                        fs::link_or_copy(&layout.object_path(&key), &path, copy)?;
+                    }
+                    None => return Err(Error::integrity(format!("file `{}` has no sha256", e.path))),
+                },
+                Kind::Symlink => {
+                    let target = e.target.as_deref().unwrap_or_default();
+                    fs::symlink(Path::new(target), &path)?;
+                }
             }
         }
+        Ok(tree)
     }
-    super::shared::link_into(layout, &partial, &offer.shared, &offer.shared_files)?;
-    for dir in dirs.iter().rev() {
-        fs::set_mode(dir, 0o555)?;
+
+    /// The deferred files, the shared paths, read-only directories, `syncfs`.
+    fn finish(self, layout: &Layout, manifest: &Manifest, offer: &PushOffer) -> Result<()> {
+        for &i in &self.deferred {
+            let e = &manifest.entries[i];
+            let key = e
+                .object()
+                .ok_or_else(|| Error::integrity(format!("file `{}` has no sha256", e.path)))?;
+            fs::link_or_copy(&layout.object_path(&key), &self.partial.join(&e.path), self.copy)?;
+        }
+        super::shared::link_into(layout, &self.partial, &offer.shared, &offer.shared_files)?;
+        for dir in self.dirs.iter().rev() {
+            fs::set_mode(dir, 0o555)?;
+        }
+        fs::syncfs(&self.partial)
     }
-    fs::syncfs(&partial)
 }
 
 /// Rename the finished tree into `releases/<name>`; make its top directory

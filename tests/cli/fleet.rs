@@ -746,3 +746,29 @@ fn fleet_expect_that_one_host_does_not_match_switches_nothing_and_exits_6() {
         .ok();
     assert_eq!(f.links(), ["releases/v3", "releases/v3", "releases/v2"]);
 }
+
+/// Two hosts fail for different reasons: the exit code and the reason
+/// quoted come from the same host (it used to exit 6 while quoting
+/// another host's "not on this host").
+#[test]
+fn fleet_error_quotes_the_host_whose_failure_gives_the_exit_code() {
+    let f = Fleet::start("");
+    for r in ["v1", "v2", "v3"] {
+        f.build(r);
+    }
+    f.deploy("v1");
+    f.slipway()
+        .args(["deploy", "v2", "-t", "prod", "--hosts", &f.labels[2]])
+        .ok();
+    let others = format!("{},{}", f.labels[1], f.labels[2]);
+    f.slipway().args(["push", "v3", "-t", "prod", "--hosts", &others]).ok();
+    let out = f
+        .slipway()
+        .args(["activate", "v3", "-t", "prod", "--expect", "v1"])
+        .fails(6);
+    out.one_line_error().stderr_has(&format!(
+        "error: activation failed on 2 of 3 host(s) ({}, {}): the host is on `v2`, not `v1` (--expect); nothing changed",
+        f.labels[2], f.labels[0]
+    ));
+    assert_eq!(f.links(), ["releases/v1", "releases/v1", "releases/v2"]);
+}
