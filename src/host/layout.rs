@@ -34,6 +34,39 @@ pub struct Layout {
     pub root: PathBuf,
 }
 
+/// Names a root may hold before slipway first uses it: its own layout
+/// (e.g. `shared/` prepared by hand) and a file system's `lost+found`.
+const LAYOUT_NAMES: [&str; 5] = [".slipway", "current", "releases", "shared", "lost+found"];
+
+/// Refuse to turn an existing directory holding anything else into a
+/// root (a mistyped `-t /etc` or the root of another deploy tool): slipway
+/// would add its directories among files it does not own.
+fn refuse_foreign(root: &Path) -> Result<()> {
+    if fs::symlink_metadata_optional(&root.join(".slipway"))?.is_some() {
+        return Ok(());
+    }
+    let Some(meta) = fs::symlink_metadata_optional(root)? else {
+        return Ok(());
+    };
+    if !meta.is_dir() {
+        return Ok(()); // create_dir_all names the problem
+    }
+    let foreign: Vec<String> = fs::read_dir_sorted(root)?
+        .into_iter()
+        .map(|(name, _)| name.to_string_lossy().into_owned())
+        .filter(|n| !LAYOUT_NAMES.contains(&n.as_str()))
+        .collect();
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    let shown = foreign.iter().take(3).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+    let more = if foreign.len() > 3 { ", …" } else { "" };
+    Err(Error::other(format!(
+        "`{}` is not a slipway root: it holds {shown}{more} and no `.slipway/`; give the target a new or empty directory as its root",
+        root.display()
+    )))
+}
+
 impl Layout {
     /// Create the root and layout when missing, and canonicalise the root.
     ///
@@ -46,6 +79,7 @@ impl Layout {
                 root.display()
             )));
         }
+        refuse_foreign(root)?;
         fs::create_dir_all(root)?;
         let root = std::fs::canonicalize(root).map_err(|e| Error::io("resolve", root, e))?;
         let l = Layout { root };

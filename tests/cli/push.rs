@@ -502,3 +502,32 @@ fn push_over_real_sshd_to_a_two_host_target_then_incrementally() {
         .fails(1);
     out.one_line_error().stderr_has(&a.url(&root_a));
 }
+
+/// A mistyped root (`-t /etc`) or another tool's deploy root is refused
+/// before anything is created in it; a root holding only slipway's own
+/// layout (e.g. `shared/` prepared by hand) is fine.
+#[test]
+fn push_refuses_a_directory_that_holds_other_files_and_is_not_a_root() {
+    let env = Env::new();
+    tree(&env, "site");
+    env.slipway().args(["build", "--dir", "site", "--name", "v1"]).ok();
+    let foreign = env.path("etc");
+    std::fs::create_dir_all(foreign.join("ssh")).unwrap();
+    std::fs::write(foreign.join("passwd"), "root:x:0:0\n").unwrap();
+    let out = env.slipway().args(["push", "v1", "-t"]).arg(&foreign).fails(1);
+    out.one_line_error().stderr_has(&format!(
+        "`{}` is not a slipway root: it holds `passwd`, `ssh` and no `.slipway/`; give the target a new or empty directory as its root",
+        foreign.display()
+    ));
+    let mut names: Vec<_> = std::fs::read_dir(&foreign)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["passwd", "ssh"], "nothing was added");
+
+    let prepared = env.path("srv/app");
+    std::fs::create_dir_all(prepared.join("shared/uploads")).unwrap();
+    env.slipway().args(["push", "v1", "-t"]).arg(&prepared).ok();
+    assert!(prepared.join("releases/v1").is_dir());
+}
