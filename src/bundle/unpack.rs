@@ -752,6 +752,16 @@ mod tests {
         add(&mut w, "c/small", b"after the big one".to_vec());
         w.add_symlink("d", &long, false).unwrap();
         add(&mut w, "e", noise(1002, 700));
+        // Paths over 100 bytes: each header follows a GNU long-name entry,
+        // which is where the index says the entry starts.
+        w.add_dir("l").unwrap();
+        for i in 0..40 {
+            add(
+                &mut w,
+                &format!("l/{i:03}-{}", "x".repeat(110)),
+                noise(2000 + i, 900 + 37 * i as usize),
+            );
+        }
         let packed = w.finish().unwrap();
         let path = dir.path().join("bundle.tar.zst");
         packed.file.persist(&path).unwrap();
@@ -862,6 +872,7 @@ mod tests {
         }
         boundaries.dedup();
         let big = fx.index_of("c/big");
+        let long = fx.index_of("l") + 1;
         vec![
             vec![],
             (0..n).collect(),
@@ -875,6 +886,8 @@ mod tests {
             vec![big - 1, big + 1],
             vec![fx.index_of("b"), fx.index_of("d")],
             vec![1, 2, 3, n - 2],
+            vec![long, long + 5, long + 17, long + 18, n - 1],
+            vec![fx.index_of("b") + 1],
         ]
     }
 
@@ -886,6 +899,16 @@ mod tests {
         assert!(
             index.frames.iter().filter(|f| f.first.is_none()).count() >= 3,
             "c/big covers whole frames"
+        );
+        let long_starts = index
+            .frames
+            .iter()
+            .filter_map(|f| f.first)
+            .filter(|&(j, _)| fx.manifest.entries[j as usize].path.len() > 100)
+            .count();
+        assert!(
+            long_starts >= 3,
+            "frames starting with a long-named entry: {long_starts}"
         );
         for wanted in wanted_sets(&fx) {
             fx.check(&fx.path, &wanted);
