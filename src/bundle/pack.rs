@@ -16,7 +16,7 @@ use std::io::{self, Read, Seek, Write};
 use std::num::NonZeroU64;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -242,8 +242,15 @@ impl Frames {
 
     /// Wait for one compressed chunk and write what is now in order.
     fn wait_one(&mut self) -> io::Result<()> {
-        let done = self.pool.done.recv().map_err(|_| stopped())?;
-        self.accept(done)
+        loop {
+            match self.pool.done.recv_timeout(std::time::Duration::from_secs(1)) {
+                Ok(done) => return self.accept(done),
+                // Workers only end when the pool is dropped: one that ended
+                // now panicked, and its chunk will never come back.
+                Err(RecvTimeoutError::Timeout) if !self.pool.threads.iter().any(|t| t.is_finished()) => {}
+                Err(_) => return Err(stopped()),
+            }
+        }
     }
 
     fn accept(&mut self, done: Done) -> io::Result<()> {
