@@ -2,7 +2,7 @@
 //!
 //! The body's tar stream is cut into chunks of [`BODY_CHUNK`] bytes, each
 //! compressed into an independent zstd frame by a pool of single-threaded
-//! compressors ([`Frames`]) and written in order; the position of each
+//! compressors (`Frames`) and written in order; the position of each
 //! entry's first header goes into the index ([`super::index`]) written at
 //! the end.
 //!
