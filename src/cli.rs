@@ -107,8 +107,9 @@ Examples:
     Verify(VerifyArgs),
     /// Write a bundle to a .tar.zst file (plus a FILE.meta.json sidecar)
     #[command(after_help = "\
-The file is byte-identical for a given id and unpacks with plain
-`tar --zstd -xf`; `slipway import` verifies it on another machine.
+The file is byte-identical for a given id (with the same slipway
+version) and unpacks with plain `tar --zstd -xf`; `slipway import`
+verifies it on another machine.
 
 Examples:
   slipway export v1.4.2 -o v1.4.2.tar.zst")]

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Invariants: every write is atomic (temp + fsync + rename); a name, once
-//! bound to an id, is never rebound; a bundle file is byte-identical for its id;
+//! bound to an id, is never rebound; a stored bundle file is never rewritten
+//! (bundles built by the same slipway version are byte-identical for an id);
 //! a record's signatures only change under `records.lock`, so two signers
 //! never lose each other's signature.
 

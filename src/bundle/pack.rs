@@ -1,24 +1,36 @@
 //! Writing bundles: snapshot a directory, or re-pack verified entries.
 //!
+//! The body's tar stream is cut into chunks of [`BODY_CHUNK`] bytes, each
+//! compressed into an independent zstd frame by a pool of single-threaded
+//! compressors (`Frames`) and written in order; the position of each
+//! entry's first header goes into the index ([`super::index`]) written at
+//! the end.
+//!
 //! Invariant: the bytes written depend only on the manifest and the contents,
-//! never on the machine, the time, the user or the order files were read in.
+//! never on the machine, the number of threads, the time, the user or the
+//! order files were read in.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::num::NonZeroU64;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, channel, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use indicatif::ProgressBar;
 use tar::{EntryType, Header};
 
+use super::index::{self, Index};
 use super::{MANIFEST_PATH, ZSTD_LEVEL, read_ahead, zstd_workers};
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::fs;
 use crate::manifest::{Entry, Kind, MANIFEST_VERSION, Manifest};
 
-type Body = tar::Builder<zstd::stream::write::Encoder<'static, Writeback>>;
+type Body = tar::Builder<Frames>;
 
 /// The body file, written front to back. Every [`WRITEBACK_STEP`] bytes the
 /// range just written is handed to the kernel for writeback, so the disk
@@ -55,16 +67,248 @@ impl Write for Writeback {
     }
 }
 
-/// Output buffer of the encoder. Each write drains at most this much of the
-/// finished jobs' output; zstd's default 32 KiB drains 8 times slower than a
-/// 256 KiB write brings input, so on incompressible data every job's 8 MiB
-/// output buffer stayed allocated until the job table filled up (about
-/// 30 MiB resident more with 2 workers, 100 MiB more with 8).
+/// Uncompressed bytes of the body's tar stream per zstd frame. Each frame is
+/// compressed on its own, so a reader can start decoding at any frame; the
+/// price is the history each frame starts without. On the 300 MiB /
+/// 20,000-file tree of `scripts/bench-build.sh`, against the previous single
+/// multithreaded stream: 1 MiB frames +0.53 %, 2 MiB +0.25 %, 4 MiB +0.11 %,
+/// 8 MiB +0.04 % (docs/bundles.md). A reader wanting one entry decodes half
+/// a frame before it on average, a few milliseconds at 4 MiB.
+pub const BODY_CHUNK: u32 = 4 << 20;
+
+/// Chunks handed to the compressors and not yet written, per worker: enough
+/// that a worker finishing early finds the next chunk waiting, few enough
+/// that memory stays at a few chunks (input and output) per worker.
+const CHUNKS_PER_WORKER: usize = 2;
+
+/// One chunk for a compressor: its sequence number, the input, and an
+/// output buffer to fill (recycled from an earlier frame when possible).
+struct Job {
+    seq: u64,
+    input: Vec<u8>,
+    output: Vec<u8>,
+}
+
+/// A compressed chunk coming back, with its buffers.
+struct Done {
+    seq: u64,
+    input: Vec<u8>,
+    output: io::Result<Vec<u8>>,
+}
+
+/// The body's compressor: a [`Write`] that cuts the tar stream into
+/// [`BODY_CHUNK`]-byte chunks, has `workers` threads compress each into an
+/// independent zstd frame (level [`ZSTD_LEVEL`], checksum, content size,
+/// single-threaded compressors: the bytes of a frame depend only on its
+/// chunk), and writes the frames in order. At most
+/// `workers × CHUNKS_PER_WORKER` chunks are in flight.
+struct Frames {
+    out: Writeback,
+    chunk_size: usize,
+    chunk: Vec<u8>,
+    /// Uncompressed bytes accepted so far: the position in the tar stream.
+    position: u64,
+    pool: Pool,
+    /// Chunks submitted, and chunks written (so `submitted - written` are in flight).
+    submitted: u64,
+    written: u64,
+    limit: u64,
+    /// Compressed frames that finished before an earlier one.
+    ready: BTreeMap<u64, Vec<u8>>,
+    /// Spare buffers.
+    inputs: Vec<Vec<u8>>,
+    outputs: Vec<Vec<u8>>,
+    /// Compressed size of each frame written, in order.
+    sizes: Vec<u32>,
+}
+
+/// The compressor threads: jobs go in, finished frames come back. Dropping
+/// it stops and joins them.
+struct Pool {
+    jobs: Option<SyncSender<Job>>,
+    done: Receiver<Done>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Pool {
+    fn new(workers: usize, queue: usize) -> io::Result<Pool> {
+        let (jobs, jobs_rx) = sync_channel::<Job>(queue);
+        let (done_tx, done) = channel();
+        let jobs_rx = Arc::new(Mutex::new(jobs_rx));
+        let mut pool = Pool {
+            jobs: Some(jobs),
+            done,
+            threads: Vec::with_capacity(workers),
+        };
+        for _ in 0..workers {
+            let (rx, tx) = (jobs_rx.clone(), done_tx.clone());
+            pool.threads.push(
+                std::thread::Builder::new()
+                    .name("slipway-zstd".into())
+                    .spawn(move || compress_worker(&rx, &tx))?,
+            );
+        }
+        Ok(pool)
+    }
+
+    fn send(&self, job: Job) -> io::Result<()> {
+        match &self.jobs {
+            Some(jobs) if jobs.send(job).is_ok() => Ok(()),
+            _ => Err(stopped()),
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.jobs = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn stopped() -> io::Error {
+    io::Error::other("the zstd compressor threads stopped")
+}
+
+fn compress_worker(jobs: &Mutex<Receiver<Job>>, done: &Sender<Done>) {
+    let mut compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL).and_then(|mut c| {
+        c.include_checksum(true)?;
+        c.include_contentsize(true)?;
+        Ok(c)
+    });
+    loop {
+        let job = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(Job { seq, input, mut output }) = job else {
+            return;
+        };
+        output.clear();
+        output.reserve(zstd::zstd_safe::compress_bound(input.len()));
+        let output = match &mut compressor {
+            Ok(c) => c.compress_to_buffer(&input, &mut output).map(|_| output),
+            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+        };
+        if done.send(Done { seq, input, output }).is_err() {
+            return;
+        }
+    }
+}
+
+impl Frames {
+    fn new(out: Writeback, workers: u32, chunk_size: u32) -> io::Result<Frames> {
+        let workers = workers.max(1) as usize;
+        let limit = workers * CHUNKS_PER_WORKER;
+        Ok(Frames {
+            out,
+            chunk_size: chunk_size as usize,
+            chunk: Vec::with_capacity(chunk_size as usize),
+            position: 0,
+            pool: Pool::new(workers, limit)?,
+            submitted: 0,
+            written: 0,
+            limit: limit as u64,
+            ready: BTreeMap::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            sizes: Vec::new(),
+        })
+    }
+
+    /// Hand the current chunk to the compressors, first waiting for (and
+    /// writing) the oldest when `limit` chunks are in flight.
+    fn submit(&mut self) -> io::Result<()> {
+        while self.submitted - self.written >= self.limit {
+            self.wait_one()?;
+        }
+        let next = self.inputs.pop().unwrap_or_else(|| Vec::with_capacity(self.chunk_size));
+        let input = std::mem::replace(&mut self.chunk, next);
+        let job = Job {
+            seq: self.submitted,
+            input,
+            output: self.outputs.pop().unwrap_or_default(),
+        };
+        self.submitted += 1;
+        self.pool.send(job)?;
+        // Write whatever is already done, so the disk starts early.
+        while let Ok(done) = self.pool.done.try_recv() {
+            self.accept(done)?;
+        }
+        Ok(())
+    }
+
+    /// Wait for one compressed chunk and write what is now in order.
+    fn wait_one(&mut self) -> io::Result<()> {
+        loop {
+            match self.pool.done.recv_timeout(std::time::Duration::from_secs(1)) {
+                Ok(done) => return self.accept(done),
+                // Workers only end when the pool is dropped: one that ended
+                // now panicked, and its chunk will never come back.
+                Err(RecvTimeoutError::Timeout) if !self.pool.threads.iter().any(|t| t.is_finished()) => {}
+                Err(_) => return Err(stopped()),
+            }
+        }
+    }
+
+    fn accept(&mut self, done: Done) -> io::Result<()> {
+        let Done { seq, mut input, output } = done;
+        input.clear();
+        self.inputs.push(input);
+        self.ready.insert(seq, output?);
+        while let Some(frame) = self.ready.remove(&self.written) {
+            self.out.write_all(&frame)?;
+            let size = u32::try_from(frame.len()).map_err(|_| io::Error::other("a zstd frame over 4 GiB"))?;
+            self.sizes.push(size);
+            self.written += 1;
+            self.outputs.push(frame);
+        }
+        Ok(())
+    }
+
+    /// Compress the last chunk, write every frame, stop the threads; the
+    /// file and the compressed size of each frame.
+    fn finish(mut self) -> io::Result<(Writeback, Vec<u32>)> {
+        if !self.chunk.is_empty() {
+            self.submit()?;
+        }
+        while self.written < self.submitted {
+            self.wait_one()?;
+        }
+        let Frames { out, sizes, .. } = self;
+        Ok((out, sizes))
+    }
+}
+
+impl Write for Frames {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.chunk_size - self.chunk.len());
+        self.chunk.extend_from_slice(&buf[..n]);
+        self.position += n as u64;
+        if self.chunk.len() == self.chunk_size {
+            self.submit()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Output buffer of the manifest frame's encoder. Each write drains at most
+/// this much of the finished jobs' output; zstd's default 32 KiB drained 8
+/// times slower than 256 KiB writes bring input, so every job's 8 MiB output
+/// buffer stayed allocated until the job table filled up (when the body went
+/// through this encoder too: about 30 MiB resident more with 2 workers,
+/// 100 MiB more with 8).
 const ENCODER_OUT_BUF: usize = 1 << 20;
 
-/// The one encoder configuration of every archive: level [`ZSTD_LEVEL`],
-/// checksums, and always the multithreaded mode (`workers` >= 1), whose
-/// output does not depend on the number of workers.
+/// The encoder of the manifest frame: level [`ZSTD_LEVEL`], checksum, and
+/// always the multithreaded mode (`workers` >= 1), whose output does not
+/// depend on the number of workers (a manifest of a few hundred MiB is
+/// compressed in parallel too). The body's frames are [`Frames`]'.
 fn zstd_encoder<W: Write>(w: W, workers: u32) -> io::Result<zstd::stream::write::Encoder<'static, W>> {
     let raw = zstd::stream::raw::Encoder::new(ZSTD_LEVEL)?;
     let mut enc = zstd::stream::write::Encoder::with_writer(zstd::stream::zio::Writer::new_with_capacity(
@@ -83,6 +327,9 @@ pub struct BundleWriter {
     body: Body,
     body_file: tempfile::TempPath,
     entries: Vec<Entry>,
+    /// For each body frame so far, the first entry whose header starts in
+    /// it and where ([`index::Frame::first`]).
+    starts: Vec<Option<(u32, u32)>>,
     source_date_epoch: i64,
     /// Read buffer for file contents.
     buf: Vec<u8>,
@@ -131,25 +378,52 @@ impl BundleWriter {
     /// # Errors
     /// When the temporary file cannot be created.
     pub fn with_workers(tmp_dir: &Path, source_date_epoch: i64, workers: u32) -> Result<BundleWriter> {
+        BundleWriter::with_chunk_size(tmp_dir, source_date_epoch, workers, BODY_CHUNK)
+    }
+
+    /// [`BundleWriter::with_workers`] with body frames of `chunk_size`
+    /// uncompressed bytes instead of [`BODY_CHUNK`] (tests use small frames
+    /// to put many frame boundaries in a small bundle).
+    pub(crate) fn with_chunk_size(
+        tmp_dir: &Path,
+        source_date_epoch: i64,
+        workers: u32,
+        chunk_size: u32,
+    ) -> Result<BundleWriter> {
         let (file, body_file) = fs::temp_file_in(tmp_dir)?.into_parts();
         let file = Writeback {
             file,
             written: 0,
             kicked: 0,
         };
-        let enc = zstd_encoder(file, workers).map_err(write_err(&body_file))?;
+        let frames = Frames::new(file, workers, chunk_size).map_err(write_err(&body_file))?;
         Ok(BundleWriter {
             tmp_dir: tmp_dir.to_path_buf(),
-            body: tar::Builder::new(enc),
+            body: tar::Builder::new(frames),
             body_file,
             entries: Vec::new(),
+            starts: Vec::new(),
             source_date_epoch,
             buf: vec![0; READ_BUF],
             workers,
         })
     }
 
+    /// Note where the next entry's first header starts (before `tar` writes
+    /// it, with a GNU long-name entry in front when the path needs one).
+    fn mark_entry(&mut self) {
+        let frames = self.body.get_ref();
+        let chunk = frames.chunk_size as u64;
+        let frame = (frames.position / chunk) as usize;
+        let offset = (frames.position % chunk) as u32;
+        if self.starts.len() <= frame {
+            self.starts.resize(frame, None);
+            self.starts.push(Some((self.entries.len() as u32, offset)));
+        }
+    }
+
     pub fn add_dir(&mut self, path: &str) -> Result<()> {
+        self.mark_entry();
         let mut h = header(EntryType::Directory, 0o755, 0, self.source_date_epoch);
         self.body
             .append_data(&mut h, path, io::empty())
@@ -159,6 +433,7 @@ impl BundleWriter {
     }
 
     pub fn add_symlink(&mut self, path: &str, target: &str, external: bool) -> Result<()> {
+        self.mark_entry();
         let mut h = header(EntryType::Symlink, 0o777, 0, self.source_date_epoch);
         self.body
             .append_link(&mut h, path, target)
@@ -212,6 +487,7 @@ impl BundleWriter {
     /// [`Self::file_end`]. Copied here in large pieces, because `tar`'s own
     /// copy moves 8 KiB at a time.
     pub(crate) fn file_header(&mut self, path: &str, executable: bool, size: u64) -> Result<()> {
+        self.mark_entry();
         let mode = if executable { 0o755 } else { 0o644 };
         let mut h = header(EntryType::Regular, mode, size, self.source_date_epoch);
         self.body
@@ -232,7 +508,7 @@ impl BundleWriter {
         Ok(())
     }
 
-    /// Finish the archive: manifest frame first, then the body.
+    /// Finish the archive: manifest frame first, then the body, then the index.
     ///
     /// # Errors
     /// On I/O failure, or when the entries do not form a valid manifest.
@@ -242,12 +518,14 @@ impl BundleWriter {
             body,
             body_file,
             entries,
+            mut starts,
             source_date_epoch,
             buf: _,
             workers,
         } = self;
-        let enc = body.into_inner().map_err(write_err(&body_file))?;
-        let body = enc.finish().map_err(write_err(&body_file))?.file;
+        let frames = body.into_inner().map_err(write_err(&body_file))?;
+        let chunk_size = frames.chunk_size as u32;
+        let (mut body, sizes) = frames.finish().map_err(write_err(&body_file))?;
 
         let manifest = Manifest {
             version: MANIFEST_VERSION,
@@ -274,6 +552,16 @@ impl BundleWriter {
             enc.finish().map_err(write_err(&body_file))?;
         }
         pad_to_body_align(&mut prefix);
+
+        starts.resize(sizes.len(), None);
+        let frames = sizes
+            .iter()
+            .zip(starts)
+            .map(|(&size, first)| index::Frame { size, first })
+            .collect();
+        let index = Index::new(prefix.len() as u64, chunk_size, manifest.entries.len() as u32, frames);
+        body.write_all(&index.encode()).map_err(write_err(&body_file))?;
+        let body = body.file;
         let out = prepend(body, body_file, &prefix, &tmp_dir, true)?;
         let out_path = out.path().to_path_buf();
         out.as_file().sync_all().map_err(|e| Error::io("fsync", &out_path, e))?;
@@ -560,10 +848,62 @@ mod tests {
     fn archive_bytes_do_not_depend_on_the_number_of_zstd_workers() {
         let tmp = tempfile::tempdir().unwrap();
         let one = sample_bundle(tmp.path(), 1);
-        assert!(one == sample_bundle(tmp.path(), 2), "1 and 2 workers differ");
-        assert!(one == sample_bundle(tmp.path(), 3), "1 and 3 workers differ");
+        for workers in [2, 3, 8] {
+            assert!(
+                one == sample_bundle(tmp.path(), workers),
+                "1 and {workers} workers differ"
+            );
+        }
         let (m, _) = read_bundle(one.as_slice(), "sample", &mut VerifyOnly).unwrap();
         assert_eq!(m.entries.len(), 4);
+    }
+
+    #[test]
+    fn the_body_is_independent_frames_of_one_chunk_each_then_the_index() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bytes = sample_bundle(tmp.path(), 2);
+        let path = tmp.path().join("sample");
+        std::fs::write(&path, &bytes).unwrap();
+        let (m, _) = read_bundle(bytes.as_slice(), "sample", &mut VerifyOnly).unwrap();
+        let file = File::open(&path).unwrap();
+        let index = index::read(&file, bytes.len() as u64, &m).expect("an index");
+        // 24 MiB of content and 4 headers: 7 frames of 4 MiB.
+        assert_eq!(index.chunk_size, BODY_CHUNK);
+        assert_eq!(index.frames.len(), 7);
+        assert_eq!(index.body_offset as usize % BODY_ALIGN, 0);
+        let mut tar = Vec::new();
+        for k in 0..index.frames.len() {
+            let (from, to) = (index.frame_offset(k) as usize, index.frame_offset(k + 1) as usize);
+            // Each frame decodes on its own, to one chunk (the last to the rest).
+            let chunk = zstd::decode_all(&bytes[from..to]).unwrap();
+            if k + 1 < index.frames.len() {
+                assert_eq!(chunk.len(), BODY_CHUNK as usize, "frame {k}");
+            }
+            tar.extend(chunk);
+        }
+        // Entry i's header is where the index says: d, d/noise in frame 0,
+        // d/text in frame 3 (after two headers and 12 MiB), link in frame 6.
+        let starts: Vec<_> = index.frames.iter().map(|f| f.first).collect();
+        let text_at = 2 * 512 + (12 << 20);
+        let link_at = text_at + 512 + (12 << 20);
+        let chunk = BODY_CHUNK as usize;
+        assert_eq!(
+            starts,
+            vec![
+                Some((0, 0)),
+                None,
+                None,
+                Some((2, (text_at % chunk) as u32)),
+                None,
+                None,
+                Some((3, (link_at % chunk) as u32)),
+            ]
+        );
+        assert_eq!(&tar[text_at..text_at + 6], b"d/text");
+        assert_eq!(&tar[link_at..link_at + 4], b"link");
+        // What follows the body is the index frame, the file's last bytes.
+        assert_eq!(index.frame_offset(7) as usize + index.encode().len(), bytes.len());
+        assert!(bytes.ends_with(b"SLWX"));
     }
 
     #[test]

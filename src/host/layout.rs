@@ -59,7 +59,12 @@ fn refuse_foreign(root: &Path) -> Result<()> {
     if foreign.is_empty() {
         return Ok(());
     }
-    let shown = foreign.iter().take(3).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+    let shown = foreign
+        .iter()
+        .take(3)
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let more = if foreign.len() > 3 { ", …" } else { "" };
     Err(Error::other(format!(
         "`{}` is not a slipway root: it holds {shown}{more} and no `.slipway/`; give the target a new or empty directory as its root",

@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use super::session::{HostChannel, HostSession};
 use crate::bundle::ZSTD_LEVEL;
-use crate::bundle::unpack::{Visitor, read_bundle};
+use crate::bundle::unpack::read_entries;
 use crate::config::LinkMode;
 use crate::digest::Digest;
 use crate::error::{Error, Result, describe_io};
@@ -293,7 +293,10 @@ fn offer_on(ch: &mut HostChannel, job: &PushJob<'_>, link_mode: LinkMode, bar: &
     }
     let indices = decode_indices(&ch.recv_blob(need.objects * 4, "the list of missing objects")?)?;
     let mut needed_bytes = 0;
-    for &i in &indices {
+    for (n, &i) in indices.iter().enumerate() {
+        if n > 0 && indices[n - 1] >= i {
+            return Err(Error::other(format!("the host asked for entry {i} out of order")));
+        }
         match entries.get(i as usize) {
             Some(e) if e.kind == Kind::File => needed_bytes += e.size,
             _ => {
@@ -359,19 +362,20 @@ pub fn send_batches(
             }
             Ok(())
         });
-        fs::open(&path)
-            .and_then(|file| read_bundle(file, &path.display().to_string(), &mut encoder))
-            .and_then(|(_, got)| {
-                if got != job.id || !encoder.complete() {
-                    return Err(Error::integrity(format!(
-                        "bundle `{}` does not hold {}; run `slipway verify {}`",
-                        path.display(),
-                        job.id,
-                        job.name
-                    )));
-                }
-                Ok(())
-            })
+        let read = read_entries(&path, job.manifest, job.id, indices, &mut |i, entry, content| {
+            encoder.entry(i, entry, content)
+        });
+        match read {
+            Err(Error::Integrity(msg)) => Err(Error::integrity(format!("{msg}; run `slipway verify {}`", job.name))),
+            Err(e) => Err(e),
+            Ok(()) if !encoder.complete() => Err(Error::integrity(format!(
+                "bundle `{}` does not hold {}; run `slipway verify {}`",
+                path.display(),
+                job.id,
+                job.name
+            ))),
+            Ok(()) => Ok(()),
+        }
     };
     let phase = format!("the push of `{}`", job.name);
     group
@@ -505,15 +509,15 @@ pub enum Piece<'a> {
     End,
 }
 
-/// Reads a bundle (as a [`Visitor`]) and compresses the planned batches,
-/// each into one zstd frame, handing the pieces to `emit`.
+/// Compresses the planned batches, each into one zstd frame, from the
+/// planned entries' contents (fed by [`BatchEncoder::entry`], e.g. from
+/// [`read_entries`]), handing the pieces to `emit`.
 pub struct BatchEncoder<'a, F> {
     batches: &'a [Batch],
     emit: F,
     bar: &'a ProgressBar,
     batch: usize,
     pos: usize,
-    index: u32,
     enc: Option<zstd::stream::write::Encoder<'static, Vec<u8>>>,
     buf: Vec<u8>,
 }
@@ -526,7 +530,6 @@ impl<'a, F: FnMut(Piece<'_>) -> Result<()>> BatchEncoder<'a, F> {
             bar,
             batch: 0,
             pos: 0,
-            index: 0,
             enc: None,
             buf: vec![0; 256 * 1024],
         }
@@ -542,27 +545,23 @@ fn zstd_error(e: std::io::Error) -> Error {
     Error::other(format!("cannot compress a batch: {}", describe_io(&e)))
 }
 
-impl<F: FnMut(Piece<'_>) -> Result<()>> Visitor for BatchEncoder<'_, F> {
-    /// Only the contents of planned entries are read (and hashed, by the host).
-    fn wants_content(&mut self, _entry: &Entry) -> bool {
-        self.batches
-            .get(self.batch)
-            .and_then(|b| b.entries.get(self.pos))
-            .is_some_and(|&i| i == self.index)
-    }
-
-    fn entry(&mut self, entry: &Entry, content: Option<&mut dyn Read>) -> Result<()> {
-        let index = self.index;
-        self.index += 1;
+impl<F: FnMut(Piece<'_>) -> Result<()>> BatchEncoder<'_, F> {
+    /// Compress planned entry `index` (`entry`, its `content`). Entries come
+    /// in plan order (the batches' entries, one after the other); a batch's
+    /// pieces are emitted as it fills, its end after its last entry.
+    ///
+    /// # Errors
+    /// An entry out of plan order; `content` failing (an integrity error
+    /// naming the entry); `emit`'s own errors.
+    pub fn entry(&mut self, index: u32, entry: &Entry, content: &mut dyn Read) -> Result<()> {
         let Some(batch) = self.batches.get(self.batch) else {
-            return Ok(());
+            return Err(Error::other(format!("entry {index} was not planned for any batch")));
         };
         if batch.entries.get(self.pos) != Some(&index) {
-            return Ok(());
+            return Err(Error::other(format!(
+                "entry {index} came out of the planned order of the batches"
+            )));
         }
-        let Some(content) = content else {
-            return Err(Error::integrity(format!("entry `{}` has no content", entry.path)));
-        };
         if self.pos == 0 {
             (self.emit)(Piece::Start(&batch.entries))?;
             // One thread on purpose: multithreaded zstd buffers whole jobs
@@ -653,5 +652,63 @@ mod tests {
         let mut back = Vec::new();
         dec.read_to_end(&mut back).unwrap();
         assert_eq!(back, new);
+    }
+
+    #[test]
+    fn batches_are_encoded_from_the_entries_read_out_of_the_bundle() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = crate::bundle::pack::BundleWriter::with_chunk_size(dir.path(), 0, 2, 8192).unwrap();
+        let contents: Vec<Vec<u8>> = (0..40u32)
+            .map(|i| (0..(i * 997) % 20_000).map(|j| (j * 7 + i) as u8).collect())
+            .collect();
+        for (i, c) in contents.iter().enumerate() {
+            let path = format!("f{i:03}");
+            w.add_file(
+                &path,
+                false,
+                c.len() as u64,
+                &mut c.as_slice(),
+                std::path::Path::new(&path),
+            )
+            .unwrap();
+        }
+        let packed = w.finish().unwrap();
+        let m = packed.manifest;
+        let wanted: Vec<u32> = (0..40).filter(|i| i % 3 != 1).collect();
+        let mut batches = plan_batches(&m, &wanted);
+        // Small batches, so that several are encoded.
+        batches = batches
+            .iter()
+            .flat_map(|b| b.entries.chunks(5))
+            .map(|e| Batch {
+                entries: e.to_vec(),
+                bytes: e.iter().map(|&i| contents[i as usize].len() as u64).sum(),
+            })
+            .collect();
+        let bar = ProgressBar::hidden();
+        let mut got: Vec<(Vec<u32>, Vec<u8>, bool)> = Vec::new();
+        let mut encoder = BatchEncoder::new(&batches, &bar, |piece: Piece<'_>| {
+            match piece {
+                Piece::Start(e) => got.push((e.to_vec(), Vec::new(), false)),
+                Piece::Data(d) => got.last_mut().unwrap().1.extend_from_slice(d),
+                Piece::End => got.last_mut().unwrap().2 = true,
+            }
+            Ok(())
+        });
+        crate::bundle::unpack::read_entries(packed.file.path(), &m, m.id(), &wanted, &mut |i, e, c| {
+            encoder.entry(i, e, c)
+        })
+        .unwrap();
+        assert!(encoder.complete());
+        // An entry out of plan order is refused.
+        assert!(encoder.entry(0, &m.entries[0], &mut std::io::empty()).is_err());
+        drop(encoder);
+        assert_eq!(got.len(), batches.len());
+        for ((entries, frame, ended), batch) in got.iter().zip(&batches) {
+            assert_eq!(entries, &batch.entries);
+            assert!(ended);
+            let want: Vec<u8> = entries.iter().flat_map(|&i| contents[i as usize].clone()).collect();
+            assert!(zstd::decode_all(frame.as_slice()).unwrap() == want);
+        }
     }
 }

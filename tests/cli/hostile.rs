@@ -968,7 +968,7 @@ fn hostile_manifest_that_is_not_canonical_or_not_first() {
 #[test]
 fn hostile_truncated_zstd_frames() {
     let w = World::new();
-    // A real export: a manifest frame then a multithreaded body stream.
+    // A real export: a manifest frame, the body frames, the index frame.
     let data: Vec<u8> = (0..300_000u32)
         .flat_map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes())
         .collect();

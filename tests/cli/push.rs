@@ -531,3 +531,87 @@ fn push_refuses_a_directory_that_holds_other_files_and_is_not_a_root() {
     env.slipway().args(["push", "v1", "-t"]).arg(&prepared).ok();
     assert!(prepared.join("releases/v1").is_dir());
 }
+
+/// The body frames of an indexed bundle (the index at its end, see
+/// docs/bundles.md): `(offset, compressed size)` of each, and where the
+/// index frame starts.
+fn body_frames(bundle: &[u8]) -> (Vec<(usize, usize)>, usize) {
+    let u32_at = |at: usize| u32::from_le_bytes(bundle[at..at + 4].try_into().unwrap()) as usize;
+    let n = bundle.len();
+    assert_eq!(&bundle[n - 4..], b"SLWX", "an indexed bundle");
+    let count = u32_at(n - 12);
+    let index_at = n - (36 + 12 * count);
+    let mut at = u64::from_le_bytes(bundle[index_at + 8..index_at + 16].try_into().unwrap()) as usize;
+    let mut frames = Vec::new();
+    for k in 0..count {
+        let size = u32_at(index_at + 24 + 12 * k);
+        frames.push((at, size));
+        at += size;
+    }
+    assert_eq!(at, index_at);
+    (frames, index_at)
+}
+
+#[test]
+fn issue_3_an_incremental_push_decodes_only_the_frames_it_needs_and_checks_what_it_sends() {
+    let env = Env::new();
+    tree(&env, "site");
+    env.slipway().args(["build", "--dir", "site", "--name", "v1"]).ok();
+    for host in ["host1", "host2"] {
+        env.slipway().args(["push", "v1", "-t"]).arg(env.path(host)).ok();
+    }
+    env.write("site/index.html", "<h1>v2</h1>\n");
+    let id2 = env
+        .slipway()
+        .args(["build", "--dir", "site", "--name", "v2"])
+        .ok()
+        .line();
+    let bundle = env.store.join(format!("bundles/{}.tar.zst", &id2["sha256:".len()..]));
+    let pristine = std::fs::read(&bundle).unwrap();
+    let (frames, index_at) = body_frames(&pristine);
+    // assets/big.bin and assets/copy.bin (8 MiB of noise) come first, then
+    // the small files, index.html last: 3 frames of 4 MiB.
+    assert_eq!(frames.len(), 3);
+
+    // Damage the first frame, inside assets/big.bin: the push needs only
+    // index.html, in the last frame, and never decodes the first.
+    let mut damaged = pristine.clone();
+    damaged[frames[0].0 + 100_000] ^= 0xff;
+    std::fs::set_permissions(&bundle, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&bundle, &damaged).unwrap();
+    let out = env
+        .slipway()
+        .args(["--json", "push", "v2", "-t"])
+        .arg(env.path("host1"))
+        .ok();
+    assert_eq!(host_json(&out)["bytes_needed"], 12, "{out}");
+    assert_eq!(
+        std::fs::read_to_string(env.path("host1/releases/v2/index.html")).unwrap(),
+        "<h1>v2</h1>\n"
+    );
+    // `verify` reads everything and finds the damage.
+    env.slipway().args(["verify", "v2"]).fails(5);
+
+    // Change index.html's content in the bundle (a well-formed frame, the
+    // index updated): the push refuses to send it.
+    let (last, size) = frames[2];
+    let mut tar = zstd::decode_all(&pristine[last..last + size]).unwrap();
+    let at = tar.windows(11).position(|w| w == b"<h1>v2</h1>").unwrap();
+    tar[at + 5] = b'9';
+    let mut forged = pristine[..last].to_vec();
+    let frame = zstd::bulk::Compressor::new(3).unwrap().compress(&tar).unwrap();
+    forged.extend_from_slice(&frame);
+    let mut index = pristine[index_at..].to_vec();
+    index[24 + 24..24 + 28].copy_from_slice(&(frame.len() as u32).to_le_bytes());
+    forged.extend(index);
+    std::fs::write(&bundle, &forged).unwrap();
+    env.slipway()
+        .args(["push", "v2", "-t"])
+        .arg(env.path("host2"))
+        .fails(5)
+        .stderr_has(&format!("bundle `{}`", bundle.display()))
+        .stderr_has("content of `index.html` does not match its sha256")
+        .stderr_has("; run `slipway verify v2`")
+        .one_line_error();
+    assert!(!env.path("host2/releases/v2").exists());
+}
