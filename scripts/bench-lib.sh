@@ -60,6 +60,32 @@ timed() {
     '{printf "%.2f %s %.2f\n", (e - s) / 1e9, $1, $2 + $3}' >"$out"
 }
 
+# timed_own OUT CMD...: run CMD (its stdout passes through), then write
+# "WALL_SECONDS OWN_CPU_SECONDS CHILDREN_CPU_SECONDS" to OUT: OWN is the
+# process's own user + system time (all its threads), read from
+# /proc/PID/stat while it is a zombie; CHILDREN is that of the processes it
+# waited for (for slipway: `ssh -G` and each ssh master's authentication).
+timed_own() {
+  local out=$1
+  shift
+  python3 - "$out" "$@" <<'PY'
+import os, subprocess, sys, time
+out = sys.argv[1]
+start = time.monotonic()
+p = subprocess.Popen(sys.argv[2:])
+os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)
+wall = time.monotonic() - start
+with open(f"/proc/{p.pid}/stat") as f:
+    fields = f.read().rsplit(")", 1)[1].split()
+tick = os.sysconf("SC_CLK_TCK")
+utime, stime, cutime, cstime = (int(x) / tick for x in fields[11:15])
+rc = p.wait()
+with open(out, "w") as f:
+    f.write(f"{wall:.2f} {utime + stime:.2f} {cutime + cstime:.2f}\n")
+sys.exit(rc)
+PY
+}
+
 # median N...: the middle value (mean of the two middle ones for an even count).
 median() {
   printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1}

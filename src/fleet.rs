@@ -347,12 +347,12 @@ impl<'a> Fleet<'a> {
 
     /// Phase 1 of a deploy: push to every host in parallel.
     ///
-    /// Three steps, each over every host at once: offer the release (each
-    /// host answers what it lacks); send the contents — the stored bundle
-    /// to each host that lacks nearly everything, and to each group of
-    /// hosts lacking the same objects one stream of batches, read and
-    /// compressed once and written to every host of the group; then wait
-    /// for every host to stage the release.
+    /// Two steps, each over every host at once: offer the release (each
+    /// host answers what it lacks); then send the contents — the stored
+    /// bundle to each host that lacks nearly everything, and to each group
+    /// of hosts lacking the same objects one stream of batches, read and
+    /// compressed once and written to every host of the group — and wait
+    /// for those hosts to stage the release.
     ///
     /// # Errors
     /// The first host's failure (every host's outcome is in the report).
@@ -419,19 +419,6 @@ impl<'a> Fleet<'a> {
             }
         });
 
-        each(&mut self.slots, self.parallel, |slot| {
-            let Some((needed, bar, clock)) = slot.pushing.take() else {
-                return;
-            };
-            bar.finish_and_clear();
-            if slot.error.is_some() {
-                return;
-            }
-            match slot.session().and_then(|s| s.finish_push(job, &needed)) {
-                Ok(o) => slot.pushed_now(&o, clock),
-                Err(e) => slot.fail("push", e),
-            }
-        });
         self.first_error("push")
     }
 
@@ -1178,16 +1165,22 @@ fn with_exit(exit: Exit, msg: String) -> Error {
     }
 }
 
-/// Send the contents one stream of a push carries (see [`Fleet::push`]):
-/// the bundle to one host, or one batch stream to a group of hosts.
+/// Send the contents one stream of a push carries (see [`Fleet::push`]) —
+/// the bundle to one host, one batch stream to a group of hosts, or
+/// nothing — then end the push on its hosts: `done` to all of them, then
+/// each one's `staged` (the hosts stage at the same time).
 fn send_contents(job: &PushJob<'_>, mut stream: Vec<&mut Slot>) {
-    let Some(how) = stream.first().and_then(|s| s.pushing.as_ref()).map(|(n, _, _)| n.how) else {
+    let Some((how, indices)) = stream
+        .first()
+        .and_then(|s| s.pushing.as_ref())
+        .map(|(n, _, _)| (n.how, n.indices.clone()))
+    else {
         return;
     };
     match how {
         Contents::Nothing => {}
         Contents::Bundle => {
-            for slot in stream {
+            for slot in &mut stream {
                 let Some(bar) = slot.pushing.as_ref().map(|(_, bar, _)| bar.clone()) else {
                     continue;
                 };
@@ -1197,31 +1190,42 @@ fn send_contents(job: &PushJob<'_>, mut stream: Vec<&mut Slot>) {
             }
         }
         Contents::Batches => {
-            let Some(indices) = stream
-                .first()
-                .and_then(|s| s.pushing.as_ref())
-                .map(|(n, _, _)| n.indices.clone())
-            else {
-                return;
-            };
-            let mut failed = Vec::new();
             let mut group = Vec::new();
-            for slot in &mut stream {
-                let label = slot.spec.label.clone();
+            let mut members = Vec::new();
+            for (i, slot) in stream.iter_mut().enumerate() {
                 let bar = slot.pushing.as_ref().map(|(_, bar, _)| bar.clone());
-                match (slot.session.as_mut(), bar) {
-                    (Some(session), Some(bar)) => group.push((session, bar)),
-                    _ => failed.push(label),
+                if let (Some(session), Some(bar)) = (slot.session.as_mut(), bar) {
+                    group.push((session, bar));
+                    members.push(i);
                 }
             }
             let results = send_batches(job, &indices, &mut group);
             drop(group);
-            let live = stream.iter_mut().filter(|s| !failed.contains(&s.spec.label));
-            for (slot, result) in live.zip(results) {
+            for (i, result) in members.into_iter().zip(results) {
                 if let Err(e) = result {
-                    slot.fail("push", e);
+                    stream[i].fail("push", e);
                 }
             }
+        }
+    }
+    for slot in &mut stream {
+        if slot.error.is_none()
+            && let Err(e) = slot.session().and_then(|s| s.send_done(job))
+        {
+            slot.fail("push", e);
+        }
+    }
+    for slot in stream {
+        let Some((needed, bar, clock)) = slot.pushing.take() else {
+            continue;
+        };
+        bar.finish_and_clear();
+        if slot.error.is_some() {
+            continue;
+        }
+        match slot.session().and_then(|s| s.await_staged(job, &needed)) {
+            Ok(o) => slot.pushed_now(&o, clock),
+            Err(e) => slot.fail("push", e),
         }
     }
 }

@@ -3,7 +3,8 @@
 //! ```text
 //! push offer ─▶ name checks, locks, signatures (allowed_signers) ─▶ send_manifest ─▶ manifest (parsed, id checked)
 //!   ─▶ need (objects missing from objects/) ─▶ bundle | batch… ─▶ done
-//!   ─▶ tmp/<name>.partial (hardlinks, dirs, symlinks; dirs 0555) ─▶ syncfs
+//!   ─▶ tmp/<name>.partial (hardlinks, dirs, symlinks, built while the contents
+//!      arrive; the files of missing objects linked after them; dirs 0555) ─▶ syncfs
 //!   ─▶ .slipway/releases/<name>.json ─▶ rename to releases/<name> ─▶ fsync releases/
 //! ```
 //!

@@ -1,13 +1,18 @@
 //! The client half of `push`: offer a release, send its manifest, then only
 //! the contents the host lacks.
 //!
-//! Two ways to send contents (`docs/protocol.md`):
+//! A push is three steps, so that a fleet can share work between them:
+//! [`HostSession::offer`] (the host answers what it lacks), the contents,
+//! [`HostSession::finish_push`]. Two ways to send contents
+//! (`docs/protocol.md`):
 //! - when the host lacks (nearly) all the bytes, the stored bundle itself,
-//!   verbatim (nothing is recompressed; the host keeps what it needs);
-//! - otherwise batches: the needed objects, read from the local bundle, each
-//!   batch one zstd frame announced by the list of its manifest entries. A
-//!   batch is produced once by [`BatchEncoder`] as a stream of [`Piece`]s, so
-//!   it can be sent to several hosts without compressing it again.
+//!   verbatim (nothing is recompressed; the host keeps what it needs),
+//!   spliced from the page cache into the connection;
+//! - otherwise batches: the needed objects, read from the frames of the
+//!   local bundle that hold them, each batch one zstd frame announced by the
+//!   list of its manifest entries. [`send_batches`] produces each batch once
+//!   ([`BatchEncoder`], a stream of [`Piece`]s) and writes it to every host
+//!   of a group that lacks the same objects.
 //!
 //! Invariants: memory is bounded by one frame and one compression window,
 //! whatever the file sizes; `bytes_sent` counts the data bytes that crossed
@@ -225,13 +230,30 @@ impl HostSession {
     /// # Errors
     /// As [`HostSession::push`].
     pub fn finish_push(&mut self, job: &PushJob<'_>, needed: &Needed) -> Result<PushOutcome> {
-        let staged = (|| {
-            self.ch.send(&Message::Done)?;
-            match self.ch.recv()? {
-                Message::Staged(s) => Ok(s),
-                other => Err(unexpected(&other, "`staged`")),
-            }
-        })();
+        self.send_done(job)?;
+        self.await_staged(job, needed)
+    }
+
+    /// Tell the host every content is sent (`done`): it builds and binds
+    /// the release. Several hosts can be told before any is awaited.
+    ///
+    /// # Errors
+    /// As [`HostSession::push`].
+    pub fn send_done(&mut self, job: &PushJob<'_>) -> Result<()> {
+        let sent = self.ch.send(&Message::Done).and_then(|()| self.ch.flush());
+        sent.map_err(|e| self.fail(e, &format!("the push of `{}`", job.name)))
+    }
+
+    /// The host's `staged` after [`HostSession::send_done`].
+    ///
+    /// # Errors
+    /// As [`HostSession::push`].
+    pub fn await_staged(&mut self, job: &PushJob<'_>, needed: &Needed) -> Result<PushOutcome> {
+        let staged = match self.ch.recv() {
+            Ok(Message::Staged(s)) => Ok(s),
+            Ok(other) => Err(unexpected(&other, "`staged`")),
+            Err(e) => Err(e),
+        };
         match staged {
             Ok(staged) => Ok(PushOutcome {
                 already: false,
