@@ -109,13 +109,29 @@ impl<'a> PushJob<'a> {
         self.canonical.get_or_init(|| self.manifest.canonical_bytes())
     }
 
-    /// The manifest compressed against `base` (or alone), once per base.
-    fn compressed_manifest(&self, base: Option<(Digest, Vec<u8>)>) -> Result<(Option<Digest>, Arc<Vec<u8>>)> {
-        let key = base.as_ref().map(|(id, _)| *id);
+    /// The manifest compressed against the first of `bases` the local
+    /// store has (or alone): `(base, bytes)`. Once per base for all the
+    /// hosts of a push: the lock is held while a base is loaded and the
+    /// manifest compressed, so the hosts that ask meanwhile (a fleet asks
+    /// all at once) wait for that work instead of repeating it.
+    fn manifest_for(&self, bases: &[Digest]) -> Result<(Option<Digest>, Arc<Vec<u8>>)> {
         let mut cache = self
             .sent_manifests
             .lock()
             .map_err(|_| Error::other("a push thread panicked"))?;
+        if let Some(hit) = bases
+            .iter()
+            .find_map(|id| cache.get(&Some(*id)).map(|b| (Some(*id), b.clone())))
+        {
+            return Ok(hit);
+        }
+        let base = bases.iter().find_map(|id| {
+            if !self.store.has_bundle(id) {
+                return None;
+            }
+            self.store.manifest(id).ok().map(|m| (*id, m.canonical_bytes()))
+        });
+        let key = base.as_ref().map(|(id, _)| *id);
         if let Some(bytes) = cache.get(&key) {
             return Ok((key, bytes.clone()));
         }
@@ -416,29 +432,7 @@ pub fn send_batches(
 /// from the last one, so this is usually a few kilobytes).
 fn send_manifest(ch: &mut HostChannel, job: &PushJob<'_>, bases: &[Digest]) -> Result<()> {
     let size = job.canonical().len() as u64;
-    // A base the local store has too (the cache answers first: the
-    // manifest of a base some other host offered is not read again).
-    let cached = {
-        let cache = job
-            .sent_manifests
-            .lock()
-            .map_err(|_| Error::other("a push thread panicked"))?;
-        bases
-            .iter()
-            .find_map(|id| cache.get(&Some(*id)).map(|b| (Some(*id), b.clone())))
-    };
-    let (base, compressed) = match cached {
-        Some(hit) => hit,
-        None => {
-            let base = bases.iter().find_map(|id| {
-                if !job.store.has_bundle(id) {
-                    return None;
-                }
-                job.store.manifest(id).ok().map(|m| (*id, m.canonical_bytes()))
-            });
-            job.compressed_manifest(base)?
-        }
-    };
+    let (base, compressed) = job.manifest_for(bases)?;
     ch.send(&Message::Manifest { size, base })?;
     ch.send_data(&compressed)?;
     ch.send_end()
