@@ -30,7 +30,7 @@ use crate::error::{Error, Exit, Result};
 use crate::host::lock::LockInfo;
 use crate::host::status::HostStatus;
 use crate::protocol::{ActivateRequest, HookRequest, RollbackRequest};
-use crate::remote::push::{Contents, Needed, Offered, PushJob, PushOutcome, send_batches};
+use crate::remote::push::{Contents, Needed, Offered, PushJob, PushOutcome, send_batches, send_bundle_to_all};
 use crate::remote::session::HostSession;
 use crate::remote::{HostSpec, Target};
 
@@ -380,15 +380,17 @@ impl<'a> Fleet<'a> {
             }
         });
 
-        // Hosts lacking the same objects share one batch stream (at most
-        // `parallel` hosts per stream); every other host sends on its own.
+        // Hosts lacking the same objects share one batch stream, hosts
+        // lacking nearly everything one bundle stream (at most `parallel`
+        // hosts per stream); hosts lacking nothing finish on their own.
         let mut streams: Vec<Vec<&mut Slot>> = Vec::new();
-        let mut groups: BTreeMap<Vec<u32>, Vec<&mut Slot>> = BTreeMap::new();
+        let mut groups: BTreeMap<Option<Vec<u32>>, Vec<&mut Slot>> = BTreeMap::new();
         for slot in &mut self.slots {
             match &slot.pushing {
                 Some((n, _, _)) if n.how == Contents::Batches => {
-                    groups.entry(n.indices.clone()).or_default().push(slot);
+                    groups.entry(Some(n.indices.clone())).or_default().push(slot);
                 }
+                Some((n, _, _)) if n.how == Contents::Bundle => groups.entry(None).or_default().push(slot),
                 Some(_) => streams.push(vec![slot]),
                 None => {}
             }
@@ -1166,8 +1168,7 @@ fn with_exit(exit: Exit, msg: String) -> Error {
 }
 
 /// Send the contents one stream of a push carries (see [`Fleet::push`]) —
-/// the bundle to one host, one batch stream to a group of hosts, or
-/// nothing — then end the push on its hosts: `done` to all of them, then
+/// one bundle or batch stream to a group of hosts, or nothing — then end the push on its hosts: `done` to all of them, then
 /// each one's `staged` (the hosts stage at the same time).
 fn send_contents(job: &PushJob<'_>, mut stream: Vec<&mut Slot>) {
     let Some((how, indices)) = stream
@@ -1179,17 +1180,7 @@ fn send_contents(job: &PushJob<'_>, mut stream: Vec<&mut Slot>) {
     };
     match how {
         Contents::Nothing => {}
-        Contents::Bundle => {
-            for slot in &mut stream {
-                let Some(bar) = slot.pushing.as_ref().map(|(_, bar, _)| bar.clone()) else {
-                    continue;
-                };
-                if let Err(e) = slot.session().and_then(|s| s.send_bundle(job, &bar)) {
-                    slot.fail("push", e);
-                }
-            }
-        }
-        Contents::Batches => {
+        Contents::Bundle | Contents::Batches => {
             let mut group = Vec::new();
             let mut members = Vec::new();
             for (i, slot) in stream.iter_mut().enumerate() {
@@ -1199,7 +1190,11 @@ fn send_contents(job: &PushJob<'_>, mut stream: Vec<&mut Slot>) {
                     members.push(i);
                 }
             }
-            let results = send_batches(job, &indices, &mut group);
+            let results = if how == Contents::Bundle {
+                send_bundle_to_all(job, &mut group)
+            } else {
+                send_batches(job, &indices, &mut group)
+            };
             drop(group);
             for (i, result) in members.into_iter().zip(results) {
                 if let Err(e) = result {

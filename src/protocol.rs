@@ -570,6 +570,30 @@ impl<W: Write> FrameWriter<W> {
 }
 
 impl<W: Write + AsFd> FrameWriter<W> {
+    /// Announce a DATA frame of `len` bytes whose payload the caller puts
+    /// on the connection itself, through [`FrameWriter::fd`] (e.g. with
+    /// splice(2)); flushed, so the payload follows the header.
+    ///
+    /// # Errors
+    /// Connection error on I/O failure.
+    pub fn data_header(&mut self, len: usize) -> Result<()> {
+        let peer = self.peer;
+        let mut head = [0u8; FRAME_HEADER];
+        head[..4].copy_from_slice(&(len as u32).to_be_bytes());
+        head[4] = FrameType::Data.code();
+        self.inner
+            .write_all(&head)
+            .and_then(|()| self.inner.flush())
+            .map_err(|e| write_error(peer, &e))?;
+        self.data_bytes += (FRAME_HEADER + len) as u64;
+        Ok(())
+    }
+
+    /// The connection's file descriptor, for [`FrameWriter::data_header`]'s payload.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.inner.get_ref().as_fd()
+    }
+
     /// Send the next `len` bytes of `file` (from its current position) as
     /// DATA frames. Where the connection is a pipe (both transports), the
     /// bytes move with splice(2): the kernel hands the page-cache pages to
@@ -708,6 +732,28 @@ impl<R: Read, W: Write> Channel<R, W> {
     /// Connection error on I/O failure.
     pub fn send_data(&mut self, bytes: &[u8]) -> Result<()> {
         self.writer()?.data(bytes)
+    }
+
+    /// See [`FrameWriter::data_header`].
+    ///
+    /// # Errors
+    /// Connection error on I/O failure.
+    pub fn send_data_header(&mut self, len: usize) -> Result<()>
+    where
+        W: AsFd,
+    {
+        self.writer()?.data_header(len)
+    }
+
+    /// See [`FrameWriter::fd`].
+    ///
+    /// # Errors
+    /// When this side of the connection is closed.
+    pub fn out_fd(&mut self) -> Result<std::os::fd::BorrowedFd<'_>>
+    where
+        W: AsFd,
+    {
+        Ok(self.writer()?.fd())
     }
 
     /// Send `len` bytes of `file` as DATA frames (see [`FrameWriter::file_data`]).

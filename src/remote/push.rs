@@ -362,6 +362,159 @@ fn offer_on(ch: &mut HostChannel, job: &PushJob<'_>, link_mode: LinkMode, bar: &
     }))
 }
 
+/// Send the stored bundle of `job` to every session of `group` at once
+/// (hosts that lack nearly everything). Each chunk is spliced from the
+/// page cache once into a pipe of the pusher's own, then duplicated for
+/// each host with tee(2) into that host's private pipe and spliced from
+/// there into its connection: per host, the kernel only takes references
+/// to pages already in a pipe (no page-cache lookups, no copies). The
+/// hosts advance in step; one that fails is dropped and the others go on.
+/// Where pipes cannot do this, each host gets [`HostSession::send_bundle`].
+/// Results in `group`'s order, errors naming their host.
+pub fn send_bundle_to_all(job: &PushJob<'_>, group: &mut [(&mut HostSession, ProgressBar)]) -> Vec<Result<()>> {
+    let phase = format!("the push of `{}`", job.name);
+    let mut failed: Vec<Option<Error>> = group.iter().map(|_| None).collect();
+    let shared = match tee_pipes(group.len()) {
+        Some(p) if group.len() > 1 => p,
+        _ => {
+            return group
+                .iter_mut()
+                .map(|(session, bar)| session.send_bundle(job, bar))
+                .collect();
+        }
+    };
+    let streamed = stream_bundle(job, group, &mut failed, &shared);
+    group
+        .iter_mut()
+        .zip(failed)
+        .map(|((session, _), failed)| match (failed, &streamed) {
+            (Some(e), _) => Err(session.fail(e, &phase)),
+            (None, Ok(())) => Ok(()),
+            (None, Err(e)) => Err(session.fail(Error::from_kind(e.kind(), e.to_string()), &phase)),
+        })
+        .collect()
+}
+
+/// The pipes of [`send_bundle_to_all`]: the shared one (read, write), one
+/// per host (read, write), `/dev/null` to drain the shared one, and the
+/// chunk size every pipe can hold whole.
+struct TeePipes {
+    shared: (std::os::fd::OwnedFd, std::os::fd::OwnedFd),
+    hosts: Vec<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>,
+    null: std::fs::File,
+    chunk: usize,
+}
+
+fn tee_pipes(hosts: usize) -> Option<TeePipes> {
+    let pipe = || -> Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd, usize)> {
+        let (r, w) = rustix::pipe::pipe().ok()?;
+        let _ = rustix::pipe::fcntl_setpipe_size(&w, DATA_CHUNK);
+        let size = rustix::pipe::fcntl_getpipe_size(&w).ok()?;
+        Some((r, w, size))
+    };
+    let (r, w, mut chunk) = pipe()?;
+    let mut pipes = Vec::with_capacity(hosts);
+    for _ in 0..hosts {
+        let (hr, hw, size) = pipe()?;
+        chunk = chunk.min(size);
+        pipes.push((hr, hw));
+    }
+    let null = std::fs::OpenOptions::new().write(true).open("/dev/null").ok()?;
+    Some(TeePipes {
+        shared: (r, w),
+        hosts: pipes,
+        null,
+        chunk: chunk.min(DATA_CHUNK),
+    })
+}
+
+fn splice_exactly(
+    from: std::os::fd::BorrowedFd<'_>,
+    mut offset: Option<&mut u64>,
+    to: std::os::fd::BorrowedFd<'_>,
+    n: usize,
+) -> std::io::Result<()> {
+    let mut moved = 0;
+    while moved < n {
+        match rustix::pipe::splice(
+            from,
+            offset.as_deref_mut(),
+            to,
+            None,
+            n - moved,
+            rustix::pipe::SpliceFlags::empty(),
+        ) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(k) => moved += k,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn stream_bundle(
+    job: &PushJob<'_>,
+    group: &mut [(&mut HostSession, ProgressBar)],
+    failed: &mut [Option<Error>],
+    pipes: &TeePipes,
+) -> Result<()> {
+    use std::os::fd::AsFd;
+    let path = job.store.bundle_path(&job.id);
+    let file = fs::open(&path)?;
+    let size = file.metadata().map_err(|e| Error::io("access", &path, e))?.len();
+    for ((session, bar), failed) in group.iter_mut().zip(failed.iter_mut()) {
+        bar.set_length(size);
+        if let Err(e) = session.ch.send(&Message::Bundle { size }) {
+            *failed = Some(e);
+        }
+    }
+    let mut offset = 0u64;
+    while offset < size {
+        let n = usize::try_from((size - offset).min(pipes.chunk as u64)).unwrap_or(pipes.chunk);
+        splice_exactly(file.as_fd(), Some(&mut offset), pipes.shared.1.as_fd(), n)
+            .map_err(|e| Error::io("read", &path, e))?;
+        for (((session, bar), failed), host) in group.iter_mut().zip(failed.iter_mut()).zip(&pipes.hosts) {
+            if failed.is_some() {
+                continue;
+            }
+            let sent = (|| -> Result<()> {
+                // The host's own pipe is empty and holds a whole chunk: one tee.
+                let mut teed = 0;
+                while teed < n {
+                    match rustix::pipe::tee(&pipes.shared.0, &host.1, n - teed, rustix::pipe::SpliceFlags::empty()) {
+                        Ok(k) if k > 0 && teed == 0 => teed = k,
+                        Err(rustix::io::Errno::INTR) => {}
+                        Ok(_) | Err(_) => return Err(Error::other("cannot duplicate the bundle for a host (tee)")),
+                    }
+                }
+                session.ch.send_data_header(n)?;
+                let out = session.ch.out_fd()?;
+                splice_exactly(host.0.as_fd(), None, out, n)
+                    .map_err(|e| Error::connection(format!("cannot send to the host: {}", describe_io(&e))))?;
+                bar.inc(n as u64);
+                Ok(())
+            })();
+            if let Err(e) = sent {
+                *failed = Some(e);
+            }
+        }
+        splice_exactly(pipes.shared.0.as_fd(), None, pipes.null.as_fd(), n)
+            .map_err(|e| Error::other(format!("cannot drain the bundle pipe: {}", describe_io(&e))))?;
+        if failed.iter().all(Option::is_some) {
+            return Err(Error::other("every host of the bundle stream failed"));
+        }
+    }
+    for ((session, _), failed) in group.iter_mut().zip(failed.iter_mut()) {
+        if failed.is_none()
+            && let Err(e) = session.ch.send_end()
+        {
+            *failed = Some(e);
+        }
+    }
+    Ok(())
+}
+
 /// Send the batches of the objects at `indices` to every session of
 /// `group` (hosts that lack the same objects): each batch is read from the
 /// bundle and compressed once, and its bytes are written to every session.
