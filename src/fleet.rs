@@ -348,11 +348,11 @@ impl<'a> Fleet<'a> {
     /// Phase 1 of a deploy: push to every host in parallel.
     ///
     /// Two steps, each over every host at once: offer the release (each
-    /// host answers what it lacks); then send the contents — the stored
-    /// bundle to each host that lacks nearly everything, and to each group
-    /// of hosts lacking the same objects one stream of batches, read and
-    /// compressed once and written to every host of the group — and wait
-    /// for those hosts to stage the release.
+    /// host answers what it lacks); then send the contents — one stream of
+    /// the stored bundle to the hosts that lack nearly everything, and to
+    /// each group of hosts lacking the same objects one stream of batches,
+    /// read and compressed once and written to every host of the group —
+    /// and wait for those hosts to stage the release.
     ///
     /// # Errors
     /// The first host's failure (every host's outcome is in the report).

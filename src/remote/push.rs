@@ -7,7 +7,8 @@
 //! (`docs/protocol.md`):
 //! - when the host lacks (nearly) all the bytes, the stored bundle itself,
 //!   verbatim (nothing is recompressed; the host keeps what it needs),
-//!   spliced from the page cache into the connection;
+//!   spliced from the page cache into the connection — for several hosts,
+//!   spliced once and duplicated with tee(2) ([`send_bundle_to_all`]);
 //! - otherwise batches: the needed objects, read from the frames of the
 //!   local bundle that hold them, each batch one zstd frame announced by the
 //!   list of its manifest entries. [`send_batches`] produces each batch once
