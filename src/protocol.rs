@@ -494,6 +494,14 @@ fn write_error(peer: Peer, e: &io::Error) -> Error {
     Error::connection(format!("cannot send to the {peer}: {}", describe_io(e)))
 }
 
+/// The header of a frame of type `ty` carrying `len` bytes.
+fn frame_header(ty: FrameType, len: usize) -> [u8; FRAME_HEADER] {
+    let mut head = [0u8; FRAME_HEADER];
+    head[..4].copy_from_slice(&(len as u32).to_be_bytes());
+    head[4] = ty.code();
+    head
+}
+
 /// Writes frames (buffered) and counts the data bytes written.
 pub struct FrameWriter<W: Write> {
     inner: io::BufWriter<W>,
@@ -517,9 +525,7 @@ impl<W: Write> FrameWriter<W> {
                 payload.len()
             )));
         }
-        let mut head = [0u8; FRAME_HEADER];
-        head[..4].copy_from_slice(&(payload.len() as u32).to_be_bytes());
-        head[4] = ty.code();
+        let head = frame_header(ty, payload.len());
         self.inner
             .write_all(&head)
             .and_then(|()| self.inner.write_all(payload))
@@ -578,9 +584,7 @@ impl<W: Write + AsFd> FrameWriter<W> {
     /// Connection error on I/O failure.
     pub fn data_header(&mut self, len: usize) -> Result<()> {
         let peer = self.peer;
-        let mut head = [0u8; FRAME_HEADER];
-        head[..4].copy_from_slice(&(len as u32).to_be_bytes());
-        head[4] = FrameType::Data.code();
+        let head = frame_header(FrameType::Data, len);
         self.inner
             .write_all(&head)
             .and_then(|()| self.inner.flush())
@@ -614,9 +618,7 @@ impl<W: Write + AsFd> FrameWriter<W> {
         let mut left = len;
         while left > 0 {
             let n = usize::try_from(left.min(DATA_CHUNK as u64)).unwrap_or(DATA_CHUNK);
-            let mut head = [0u8; FRAME_HEADER];
-            head[..4].copy_from_slice(&(n as u32).to_be_bytes());
-            head[4] = FrameType::Data.code();
+            let head = frame_header(FrameType::Data, n);
             self.inner.write_all(&head).map_err(|e| write_error(peer, &e))?;
             let mut sent = 0;
             if splice {

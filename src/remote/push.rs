@@ -385,13 +385,24 @@ pub fn send_bundle_to_all(job: &PushJob<'_>, group: &mut [(&mut HostSession, Pro
         }
     };
     let streamed = stream_bundle(job, group, &mut failed, &shared);
+    stream_results(group, failed, &streamed, &phase)
+}
+
+/// Each session's result after a stream shared by `group`: its own
+/// failure, else the stream's (a local error: every host gets it).
+fn stream_results(
+    group: &mut [(&mut HostSession, ProgressBar)],
+    failed: Vec<Option<Error>>,
+    streamed: &Result<()>,
+    phase: &str,
+) -> Vec<Result<()>> {
     group
         .iter_mut()
         .zip(failed)
-        .map(|((session, _), failed)| match (failed, &streamed) {
-            (Some(e), _) => Err(session.fail(e, &phase)),
+        .map(|((session, _), failed)| match (failed, streamed) {
+            (Some(e), _) => Err(session.fail(e, phase)),
             (None, Ok(())) => Ok(()),
-            (None, Err(e)) => Err(session.fail(Error::from_kind(e.kind(), e.to_string()), &phase)),
+            (None, Err(e)) => Err(session.fail(Error::from_kind(e.kind(), e.to_string()), phase)),
         })
         .collect()
 }
@@ -483,11 +494,20 @@ fn stream_bundle(
                 // The host's own pipe is empty and holds a whole chunk: one tee.
                 let mut teed = 0;
                 while teed < n {
-                    match rustix::pipe::tee(&pipes.shared.0, &host.1, n - teed, rustix::pipe::SpliceFlags::empty()) {
-                        Ok(k) if k > 0 && teed == 0 => teed = k,
-                        Err(rustix::io::Errno::INTR) => {}
-                        Ok(_) | Err(_) => return Err(Error::other("cannot duplicate the bundle for a host (tee)")),
-                    }
+                    let why =
+                        match rustix::pipe::tee(&pipes.shared.0, &host.1, n - teed, rustix::pipe::SpliceFlags::empty())
+                        {
+                            Ok(k) if k > 0 && teed == 0 => {
+                                teed = k;
+                                continue;
+                            }
+                            Err(rustix::io::Errno::INTR) => continue,
+                            Ok(k) => format!("{k} of {n} bytes duplicated"),
+                            Err(e) => describe_io(&e.into()),
+                        };
+                    return Err(Error::other(format!(
+                        "cannot copy the bundle into this host's stream (tee: {why}); push to this host again (`--hosts`)"
+                    )));
                 }
                 session.ch.send_data_header(n)?;
                 let out = session.ch.out_fd()?;
@@ -569,16 +589,7 @@ pub fn send_batches(
             Ok(()) => Ok(()),
         }
     };
-    let phase = format!("the push of `{}`", job.name);
-    group
-        .iter_mut()
-        .zip(failed)
-        .map(|((session, _), failed)| match (failed, &read) {
-            (Some(e), _) => Err(session.fail(e, &phase)),
-            (None, Ok(())) => Ok(()),
-            (None, Err(e)) => Err(session.fail(Error::from_kind(e.kind(), e.to_string()), &phase)),
-        })
-        .collect()
+    stream_results(group, failed, &read, &format!("the push of `{}`", job.name))
 }
 
 /// Send the canonical manifest, compressed against a manifest the host
