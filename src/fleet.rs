@@ -483,8 +483,14 @@ impl<'a> Fleet<'a> {
                 .unwrap_or_default()
         } else {
             let detail = first.report.reason.clone().unwrap_or_default();
+            // A push activates nothing, but the other hosts keep what they staged.
+            let outcome = if what == "push" {
+                "nothing was activated, and a re-run sends only what is missing"
+            } else {
+                "nothing changed"
+            };
             format!(
-                "{what} failed on {} of {} host(s) ({}): {detail}; nothing changed",
+                "{what} failed on {} of {} host(s) ({}): {detail}; {outcome}",
                 failed.len(),
                 self.slots.len(),
                 hosts.join(", ")

@@ -495,6 +495,12 @@ fn write_error(peer: Peer, e: &io::Error) -> Error {
 }
 
 /// The header of a frame of type `ty` carrying `len` bytes.
+/// The header of a DATA frame of `len` payload bytes, for a frame the
+/// caller assembles itself (see [`FrameWriter::spliced_data`]).
+pub fn data_frame_header(len: usize) -> [u8; FRAME_HEADER] {
+    frame_header(FrameType::Data, len)
+}
+
 fn frame_header(ty: FrameType, len: usize) -> [u8; FRAME_HEADER] {
     let mut head = [0u8; FRAME_HEADER];
     head[..4].copy_from_slice(&(len as u32).to_be_bytes());
@@ -576,26 +582,18 @@ impl<W: Write> FrameWriter<W> {
 }
 
 impl<W: Write + AsFd> FrameWriter<W> {
-    /// Announce a DATA frame of `len` bytes whose payload the caller puts
-    /// on the connection itself, through [`FrameWriter::fd`] (e.g. with
-    /// splice(2)); flushed, so the payload follows the header.
+    /// Hand the connection to the caller for one whole DATA frame of
+    /// `len` payload bytes (header included, see [`data_frame_header`])
+    /// that it moves there itself, e.g. with splice(2) from a pipe: pending
+    /// frames are flushed first, and the frame counts as sent.
     ///
     /// # Errors
     /// Connection error on I/O failure.
-    pub fn data_header(&mut self, len: usize) -> Result<()> {
+    pub fn spliced_data(&mut self, len: usize) -> Result<std::os::fd::BorrowedFd<'_>> {
         let peer = self.peer;
-        let head = frame_header(FrameType::Data, len);
-        self.inner
-            .write_all(&head)
-            .and_then(|()| self.inner.flush())
-            .map_err(|e| write_error(peer, &e))?;
+        self.inner.flush().map_err(|e| write_error(peer, &e))?;
         self.data_bytes += (FRAME_HEADER + len) as u64;
-        Ok(())
-    }
-
-    /// The connection's file descriptor, for [`FrameWriter::data_header`]'s payload.
-    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.inner.get_ref().as_fd()
+        Ok(self.inner.get_ref().as_fd())
     }
 
     /// Send the next `len` bytes of `file` (from its current position) as
@@ -736,26 +734,16 @@ impl<R: Read, W: Write> Channel<R, W> {
         self.writer()?.data(bytes)
     }
 
-    /// See [`FrameWriter::data_header`].
+    /// See [`FrameWriter::spliced_data`].
     ///
     /// # Errors
-    /// Connection error on I/O failure.
-    pub fn send_data_header(&mut self, len: usize) -> Result<()>
+    /// As [`FrameWriter::spliced_data`], or when this side of the
+    /// connection is closed.
+    pub fn spliced_data(&mut self, len: usize) -> Result<std::os::fd::BorrowedFd<'_>>
     where
         W: AsFd,
     {
-        self.writer()?.data_header(len)
-    }
-
-    /// See [`FrameWriter::fd`].
-    ///
-    /// # Errors
-    /// When this side of the connection is closed.
-    pub fn out_fd(&mut self) -> Result<std::os::fd::BorrowedFd<'_>>
-    where
-        W: AsFd,
-    {
-        Ok(self.writer()?.fd())
+        self.writer()?.spliced_data(len)
     }
 
     /// Send `len` bytes of `file` as DATA frames (see [`FrameWriter::file_data`]).

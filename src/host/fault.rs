@@ -35,6 +35,10 @@ pub const EXIT: i32 = 99;
 /// has happened by then.
 pub const POINTS: &[(&str, &str)] = &[
     (
+        "mid-objects",
+        "push: one object received and verified, the others still arriving",
+    ),
+    (
         "after-objects",
         "push: every object is verified and in objects/, the release tree not yet built",
     ),

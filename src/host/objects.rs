@@ -154,6 +154,7 @@ impl<'a> ObjectSink<'a> {
     /// # Errors
     /// I/O errors of the move.
     pub fn accept(&mut self, obj: Unverified) -> Result<()> {
+        super::fault::point("mid-objects");
         self.pending_bytes += obj.size;
         self.pending.push(obj);
         if self.pending_bytes >= COMMIT_BYTES || self.pending.len() >= COMMIT_OBJECTS {

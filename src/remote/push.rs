@@ -34,7 +34,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result, describe_io};
 use crate::fs;
 use crate::manifest::{Entry, Kind, Manifest};
-use crate::protocol::{DATA_CHUNK, Message, PushOffer, decode_indices};
+use crate::protocol::{DATA_CHUNK, FRAME_HEADER, Message, PushOffer, data_frame_header, decode_indices};
 use crate::provenance::Provenance;
 use crate::store::Store;
 
@@ -364,14 +364,17 @@ fn offer_on(ch: &mut HostChannel, job: &PushJob<'_>, link_mode: LinkMode, bar: &
 }
 
 /// Send the stored bundle of `job` to every session of `group` at once
-/// (hosts that lack nearly everything). Each chunk is spliced from the
-/// page cache once into a pipe of the pusher's own, then duplicated for
-/// each host with tee(2) into that host's private pipe and spliced from
-/// there into its connection: per host, the kernel only takes references
-/// to pages already in a pipe (no page-cache lookups, no copies). The
-/// hosts advance in step; one that fails is dropped and the others go on.
-/// Where pipes cannot do this, each host gets [`HostSession::send_bundle`].
-/// Results in `group`'s order, errors naming their host.
+/// (hosts that lack nearly everything). Each chunk becomes one DATA frame
+/// in a pipe of the pusher's own: its header written, its payload spliced
+/// from the page cache. Every host but the last is given the frame with
+/// tee(2) into its private pipe and a splice from there into its
+/// connection; the last gets the frame itself, spliced from the shared
+/// pipe. Per host, the kernel only takes references to pages already in a
+/// pipe (no page-cache lookups, no copies), and there is no write per host.
+/// The hosts advance in step; one that fails is dropped and the others go
+/// on. Where pipes cannot do this, each host gets
+/// [`HostSession::send_bundle`]. Results in `group`'s order, errors naming
+/// their host.
 pub fn send_bundle_to_all(job: &PushJob<'_>, group: &mut [(&mut HostSession, ProgressBar)]) -> Vec<Result<()>> {
     let phase = format!("the push of `{}`", job.name);
     let mut failed: Vec<Option<Error>> = group.iter().map(|_| None).collect();
@@ -407,9 +410,18 @@ fn stream_results(
         .collect()
 }
 
+/// Advance a host's progress bar; a hidden one (`-q`, `--json`, no
+/// terminal) is left alone, as its updates would only cost time.
+fn advance(bar: &ProgressBar, n: u64) {
+    if !bar.is_hidden() {
+        bar.inc(n);
+    }
+}
+
 /// The pipes of [`send_bundle_to_all`]: the shared one (read, write), one
 /// per host (read, write), `/dev/null` to drain the shared one, and the
-/// chunk size every pipe can hold whole.
+/// payload size of a DATA frame that every pipe holds whole (a pipe holds
+/// its size in page-sized slots; the header takes one of them).
 struct TeePipes {
     shared: (std::os::fd::OwnedFd, std::os::fd::OwnedFd),
     hosts: Vec<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>,
@@ -424,40 +436,46 @@ fn tee_pipes(hosts: usize) -> Option<TeePipes> {
         let size = rustix::pipe::fcntl_getpipe_size(&w).ok()?;
         Some((r, w, size))
     };
-    let (r, w, mut chunk) = pipe()?;
+    let (r, w, mut size) = pipe()?;
     let mut pipes = Vec::with_capacity(hosts);
     for _ in 0..hosts {
-        let (hr, hw, size) = pipe()?;
-        chunk = chunk.min(size);
+        let (hr, hw, host_size) = pipe()?;
+        size = size.min(host_size);
         pipes.push((hr, hw));
+    }
+    let page = rustix::param::page_size();
+    let chunk = (size.min(DATA_CHUNK) / page).checked_sub(1)? * page;
+    if chunk == 0 {
+        return None;
     }
     let null = std::fs::OpenOptions::new().write(true).open("/dev/null").ok()?;
     Some(TeePipes {
         shared: (r, w),
         hosts: pipes,
         null,
-        chunk: chunk.min(DATA_CHUNK),
+        chunk,
     })
 }
 
+/// Splice `n` bytes from `from` to `to`, counting them in `moved`.
 fn splice_exactly(
     from: std::os::fd::BorrowedFd<'_>,
     mut offset: Option<&mut u64>,
     to: std::os::fd::BorrowedFd<'_>,
     n: usize,
+    moved: &mut usize,
 ) -> std::io::Result<()> {
-    let mut moved = 0;
-    while moved < n {
+    while *moved < n {
         match rustix::pipe::splice(
             from,
             offset.as_deref_mut(),
             to,
             None,
-            n - moved,
+            n - *moved,
             rustix::pipe::SpliceFlags::empty(),
         ) {
             Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Ok(k) => moved += k,
+            Ok(k) => *moved += k,
             Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
@@ -481,49 +499,72 @@ fn stream_bundle(
             *failed = Some(e);
         }
     }
+    let sending = |e: &std::io::Error| Error::connection(format!("cannot send to the host: {}", describe_io(e)));
     let mut offset = 0u64;
     while offset < size {
         let n = usize::try_from((size - offset).min(pipes.chunk as u64)).unwrap_or(pipes.chunk);
-        splice_exactly(file.as_fd(), Some(&mut offset), pipes.shared.1.as_fd(), n)
+        let frame = FRAME_HEADER + n;
+        // The shared pipe is empty: the header and payload fit it whole.
+        let head = data_frame_header(n);
+        match rustix::io::write(&pipes.shared.1, &head) {
+            Ok(k) if k == head.len() => {}
+            Ok(_) => {
+                return Err(Error::other(
+                    "cannot write a frame header into the bundle pipe: short write",
+                ));
+            }
+            Err(e) => {
+                return Err(Error::other(format!(
+                    "cannot write a frame header into the bundle pipe: {}",
+                    describe_io(&e.into())
+                )));
+            }
+        }
+        splice_exactly(file.as_fd(), Some(&mut offset), pipes.shared.1.as_fd(), n, &mut 0)
             .map_err(|e| Error::io("read", &path, e))?;
-        for (((session, bar), failed), host) in group.iter_mut().zip(failed.iter_mut()).zip(&pipes.hosts) {
+        let Some(last) = failed.iter().rposition(Option::is_none) else {
+            return Err(Error::other("every host of the bundle stream failed"));
+        };
+        for (((session, bar), failed), host) in group.iter_mut().zip(failed.iter_mut()).zip(&pipes.hosts).take(last) {
             if failed.is_some() {
                 continue;
             }
             let sent = (|| -> Result<()> {
-                // The host's own pipe is empty and holds a whole chunk: one tee.
-                let mut teed = 0;
-                while teed < n {
-                    let why =
-                        match rustix::pipe::tee(&pipes.shared.0, &host.1, n - teed, rustix::pipe::SpliceFlags::empty())
-                        {
-                            Ok(k) if k > 0 && teed == 0 => {
-                                teed = k;
-                                continue;
-                            }
-                            Err(rustix::io::Errno::INTR) => continue,
-                            Ok(k) => format!("{k} of {n} bytes duplicated"),
+                // The host's own pipe is empty and holds the frame whole: one tee.
+                match rustix::pipe::tee(&pipes.shared.0, &host.1, frame, rustix::pipe::SpliceFlags::empty()) {
+                    Ok(k) if k == frame => {}
+                    result => {
+                        let why = match result {
+                            Ok(k) => format!("{k} of {frame} bytes duplicated"),
                             Err(e) => describe_io(&e.into()),
                         };
-                    return Err(Error::other(format!(
-                        "cannot copy the bundle into this host's stream (tee: {why}); push to this host again (`--hosts`)"
-                    )));
+                        return Err(Error::other(format!(
+                            "cannot copy the bundle into this host's stream (tee: {why}); push to this host again (`--hosts`)"
+                        )));
+                    }
                 }
-                session.ch.send_data_header(n)?;
-                let out = session.ch.out_fd()?;
-                splice_exactly(host.0.as_fd(), None, out, n)
-                    .map_err(|e| Error::connection(format!("cannot send to the host: {}", describe_io(&e))))?;
-                bar.inc(n as u64);
+                let out = session.ch.spliced_data(n)?;
+                splice_exactly(host.0.as_fd(), None, out, frame, &mut 0).map_err(|e| sending(&e))?;
+                advance(bar, n as u64);
                 Ok(())
             })();
             if let Err(e) = sent {
                 *failed = Some(e);
             }
         }
-        splice_exactly(pipes.shared.0.as_fd(), None, pipes.null.as_fd(), n)
-            .map_err(|e| Error::other(format!("cannot drain the bundle pipe: {}", describe_io(&e))))?;
-        if failed.iter().all(Option::is_some) {
-            return Err(Error::other("every host of the bundle stream failed"));
+        // The last host takes the frame itself, emptying the shared pipe.
+        let (session, bar) = &mut group[last];
+        let mut moved = 0;
+        let sent = session.ch.spliced_data(n).and_then(|out| {
+            splice_exactly(pipes.shared.0.as_fd(), None, out, frame, &mut moved).map_err(|e| sending(&e))
+        });
+        match sent {
+            Ok(()) => advance(bar, n as u64),
+            Err(e) => {
+                failed[last] = Some(e);
+                splice_exactly(pipes.shared.0.as_fd(), None, pipes.null.as_fd(), frame - moved, &mut 0)
+                    .map_err(|e| Error::other(format!("cannot drain the bundle pipe: {}", describe_io(&e))))?;
+            }
         }
     }
     for ((session, _), failed) in group.iter_mut().zip(failed.iter_mut()) {
@@ -638,7 +679,7 @@ fn send_bundle(ch: &mut HostChannel, job: &PushJob<'_>, bar: &ProgressBar) -> Re
     let size = file.metadata().map_err(|e| Error::io("access", &path, e))?.len();
     bar.set_length(size);
     ch.send(&Message::Bundle { size })?;
-    ch.send_file_data(&mut file, &path, size, &mut |n| bar.inc(n))?;
+    ch.send_file_data(&mut file, &path, size, &mut |n| advance(bar, n))?;
     ch.send_end()
 }
 

@@ -27,23 +27,9 @@ use rustix::process::{Pid, Signal, kill_process};
 use slipway::digest::Digest;
 
 use crate::support::sshd::{self, Sshd};
-use crate::support::{Cmd, Env, Outcome, bin, write_file};
+use crate::support::{Cmd, Env, Outcome, bin, noise, write_file};
 
 // ---------------------------------------------------------------- helpers
-
-/// Bytes that do not compress (xorshift), so transfers take real time.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// A release of the local store and the objects (sha256 hex) it needs.
 #[derive(Clone)]
@@ -831,7 +817,8 @@ enum Kill {
     Fault(&'static str),
 }
 
-const POINTS: [&str; 7] = [
+const POINTS: [&str; 8] = [
+    "mid-objects",
     "after-objects",
     "before-rename",
     "after-publish",
@@ -1089,9 +1076,9 @@ impl Rig {
         // The fault points on the way of this command.
         let points: &[&'static str] = match op {
             Op::Deploy(_) => &POINTS,
-            Op::Push(_) => &POINTS[..3],
-            Op::Activate(_) | Op::Rollback(_) => &POINTS[3..6],
-            Op::Prune(_) => &POINTS[6..],
+            Op::Push(_) => &POINTS[..4],
+            Op::Activate(_) | Op::Rollback(_) => &POINTS[4..7],
+            Op::Prune(_) => &POINTS[7..],
         };
         match self.rng.below(20) {
             0..=7 => Kill::Client(self.moment(op, 110)),

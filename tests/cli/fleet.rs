@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::sshd::{self, Sshd};
-use crate::support::{Cmd, Env, Outcome};
+use crate::support::{Cmd, Env, Outcome, noise};
 
 /// Three hosts, one `prod` target over them, and a local store.
 struct Fleet {
@@ -309,7 +309,7 @@ fn fleet_with_an_unreachable_host_activates_nothing_anywhere() {
     let out = f.slipway().args(["deploy", "v2", "-t", "prod", "-q"]).fails(1);
     out.one_line_error()
         .stderr_has(&format!("error: push failed on 1 of 3 host(s) ({}): ", f.labels[2]));
-    out.stderr_has("; nothing changed");
+    out.stderr_has("; nothing was activated, and a re-run sends only what is missing");
     assert_eq!(f.link(0), "releases/v1");
     assert_eq!(f.link(1), "releases/v1");
     assert_eq!(f.link(2), "releases/v1");
@@ -771,4 +771,65 @@ fn fleet_error_quotes_the_host_whose_failure_gives_the_exit_code() {
         f.labels[2], f.labels[0]
     ));
     assert_eq!(f.links(), ["releases/v1", "releases/v1", "releases/v2"]);
+}
+
+/// Hosts lacking the whole release share one bundle stream: tee(2) gives
+/// each frame to every host but the last, which takes the frame itself. A
+/// host that dies mid-stream, the first or the last, is dropped: the
+/// others stage the release whole, the failure names the host, and a
+/// re-run completes it.
+#[test]
+fn fleet_push_with_a_host_dying_mid_stream_stages_the_others_and_a_rerun_completes_it() {
+    let f = Fleet::start("");
+    f.env.write("site/a.txt", "the same in every release\n");
+    for (rel, victim, seed) in [("v1", 0, 1), ("v2", 2, 3)] {
+        // Two files of several stream chunks each: the host stops once the
+        // first is verified, with megabytes of the second still to come.
+        let b1 = noise(3 << 20, seed);
+        let b2 = noise(3 << 20, seed + 1);
+        f.env.write("site/b1.bin", &b1);
+        f.env.write("site/b2.bin", &b2);
+        f.slipway().args(["build", "--dir", "site", "--name", rel]).ok();
+        std::fs::create_dir_all(&f.roots[victim]).unwrap();
+        let fired = f.env.path(&format!("{rel}.fault"));
+        let out = f
+            .slipway()
+            .env(
+                "SLIPWAY_REMOTE_BIN",
+                format!(
+                    "env SLIPWAY_FAULT=mid-objects@{} SLIPWAY_FAULT_ONCE={} {}",
+                    f.canonical_root(victim).display(),
+                    fired.display(),
+                    crate::support::bin()
+                ),
+            )
+            .args(["push", rel, "-t", "prod"])
+            .fails(1);
+        out.one_line_error()
+            .stderr_has(&format!(
+                "error: push failed on 1 of 3 host(s) ({}): connection lost during the push of `{rel}`",
+                f.labels[victim]
+            ))
+            .stderr_has("fault injected at `mid-objects`");
+        assert!(fired.exists(), "{rel}: the fault fired");
+        for (i, root) in f.roots.iter().enumerate() {
+            let staged = root.join("releases").join(rel);
+            assert_eq!(staged.exists(), i != victim, "{rel} on host {i}: {out}");
+            if i != victim {
+                assert!(std::fs::read(staged.join("b1.bin")).unwrap() == b1, "{rel} on host {i}");
+                assert!(std::fs::read(staged.join("b2.bin")).unwrap() == b2, "{rel} on host {i}");
+            }
+        }
+
+        // The re-run sends nothing to the hosts that have it.
+        let out = f.slipway().args(["push", rel, "-t", "prod", "--json"]).ok();
+        for (i, row) in out.json().as_array().unwrap().iter().enumerate() {
+            let sent = row["bytes_needed"].as_u64().unwrap();
+            assert_eq!(sent > 0, i == victim, "{rel}: host {i} needed {sent} bytes: {out}");
+        }
+        for root in &f.roots {
+            assert!(std::fs::read(root.join("releases").join(rel).join("b2.bin")).unwrap() == b2);
+        }
+    }
+    f.slipway().args(["verify", "-t", "prod"]).ok();
 }

@@ -4,21 +4,7 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::support::{Env, snapshot, write_file};
-
-/// Bytes that do not compress (xorshift), so sizes on the wire are meaningful.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+use crate::support::{Env, noise, snapshot, write_file};
 
 /// A release tree with every kind of entry.
 fn tree(env: &Env, dir: &str) -> PathBuf {

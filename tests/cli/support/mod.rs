@@ -100,6 +100,21 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_slipway")
 }
 
+/// Bytes that do not compress (xorshift): sizes on the wire are
+/// meaningful and transfers take real time.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
 pub fn write_file(p: &Path, content: &[u8]) {
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(p, content).unwrap();
