@@ -129,6 +129,36 @@ pub fn hard_link(src: &Path, dst: &Path) -> Result<()> {
     fs::hard_link(src, dst).map_err(|e| Error::io("link", dst, e))
 }
 
+/// Link `src` at `dst` unless something is there: `Some(true)` when
+/// linked, `Some(false)` when `dst` exists, `None` when no link can be made
+/// (another file system, the link limit).
+///
+/// # Errors
+/// Other I/O errors.
+pub fn hard_link_noreplace(src: &Path, dst: &Path) -> Result<Option<bool>> {
+    match fs::hard_link(src, dst) {
+        Ok(()) => Ok(Some(true)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Some(false)),
+        Err(e)
+            if matches!(
+                rustix::io::Errno::from_io_error(&e),
+                Some(rustix::io::Errno::XDEV | rustix::io::Errno::MLINK)
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(Error::io("link", dst, e)),
+    }
+}
+
+/// fsync a file's contents and metadata.
+///
+/// # Errors
+/// I/O errors.
+pub fn fsync_file(path: &Path) -> Result<()> {
+    open(path)?.sync_all().map_err(|e| Error::io("sync", path, e))
+}
+
 pub fn symlink(target: &Path, link: &Path) -> Result<()> {
     std::os::unix::fs::symlink(target, link).map_err(|e| Error::io("create symlink", link, e))
 }

@@ -2,9 +2,11 @@
 //!
 //! ```text
 //! push offer ─▶ name checks, locks, signatures (allowed_signers) ─▶ send_manifest ─▶ manifest (parsed, id checked)
-//!   ─▶ need (objects missing from objects/) ─▶ bundle | batch… ─▶ done
-//!   ─▶ tmp/<name>.partial (hardlinks, dirs, symlinks, built while the contents
-//!      arrive; the files of missing objects linked after them; dirs 0555) ─▶ syncfs
+//!   ─▶ need (objects missing from objects/) ─▶ tmp/<name>.partial and its dirs
+//!   ─▶ bundle | batch… (each missing object written as its file in the tree,
+//!      verified, linked into objects/ by groups after a syncfs; meanwhile the
+//!      other files are linked from objects/, symlinks made) ─▶ done
+//!   ─▶ second files of received objects, dirs 0555 ─▶ syncfs
 //!   ─▶ .slipway/releases/<name>.json ─▶ rename to releases/<name> ─▶ fsync releases/
 //! ```
 //!
@@ -27,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::Deserialize;
 
 use super::layout::{HostRelease, Layout};
-use super::objects::ObjectSink;
+use super::objects::{self, Feed, ObjectSink};
 use super::serve::Session;
 use super::signatures;
 use crate::bundle::unpack::{Visitor, read_bundle};
@@ -120,46 +122,62 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     }))?;
     ch.send_blob(&encode_indices(&plan.missing))?;
 
-    let mut sink = ObjectSink::new(&layout, name, manifest.source_date_epoch)?;
-    let mut wanted = plan.wanted;
-    // While the missing contents arrive, a second thread builds the tree
-    // from the objects already here (all of it but the missing files).
-    let missing: HashSet<ObjectKey> = wanted.keys().copied().collect();
     let copy = offer.link_mode == LinkMode::Copy;
+    // The directories first: the missing files are written straight into them.
+    let tree = Tree::new(&layout, name, &manifest, copy)?;
+    let sink = ObjectSink::new(&layout, name, manifest.source_date_epoch, copy)?;
+    let mut wanted = plan.wanted;
+    // While the missing contents arrive, a second thread links the files
+    // already here into the tree, and a third writes the files this one
+    // reads, decompresses and hashes.
+    let missing: HashSet<ObjectKey> = wanted.keys().copied().collect();
     let stop = AtomicBool::new(false);
-    let (received, early) = std::thread::scope(|scope| {
-        let early = scope.spawn(|| Tree::start(&layout, name, &manifest, &missing, copy, &stop));
+    let (received, written, early) = std::thread::scope(|scope| {
+        let early = scope.spawn(|| tree.fill(&layout, &manifest, &missing, &stop));
+        let (mut feed, writer) = objects::spawn(scope, sink);
+        let mut incoming = Incoming {
+            tree: &tree.partial,
+            wanted: &mut wanted,
+            feed: &mut feed,
+        };
         let received = (|| -> Result<()> {
             loop {
                 match ch.recv()? {
-                    Message::Bundle { .. } => receive_bundle(ch, &offer, &mut wanted, &mut sink)?,
-                    Message::Batch { entries } => receive_batch(ch, &manifest, &entries, &mut wanted, &mut sink)?,
-                    Message::Done => return Ok(()),
+                    Message::Bundle { .. } => receive_bundle(ch, &offer, &mut incoming)?,
+                    Message::Batch { entries } => receive_batch(ch, &manifest, &entries, &mut incoming)?,
+                    Message::Done => return incoming.feed.finish(),
                     other => return Err(unexpected(&other, "`bundle`, `batch` or `done`")),
                 }
             }
         })();
-        if received.is_err() {
+        // A failed push drops the feed: the writer throws away what it holds.
+        drop(feed);
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(Error::other("writing the objects failed unexpectedly")));
+        if received.is_err() || written.is_err() {
             stop.store(true, Ordering::Relaxed);
         }
         let early = early
             .join()
             .unwrap_or_else(|_| Err(Error::other("building the release tree failed unexpectedly")));
-        (received, early)
+        (received, written, early)
     });
-    received?;
-    sink.commit()?;
+    let (objects_written, bytes_written) = match (received, written) {
+        (Ok(()), Ok(w)) => w,
+        // The reader only saw the writer stop; the writer's error says why.
+        (Err(e), Err(w)) if objects::stopped_writer(&e) => return Err(w),
+        (Err(e), _) | (Ok(()), Err(e)) => return Err(e),
+    };
     if let Some(index) = wanted.values().min() {
         let path = &manifest.entries[*index as usize].path;
         return Err(Error::integrity(format!(
             "the client said it was done but never sent the content of `{path}`; nothing was staged"
         )));
     }
-    let (objects_written, bytes_written) = (sink.objects_written, sink.bytes_written);
-    drop(sink);
     super::fault::point("after-objects");
 
-    early?.finish(&layout, &manifest, &offer)?;
+    tree.finish(&layout, &manifest, &offer, &early?)?;
     let files = manifest.file_count() as u64;
     let mut meta = HostRelease {
         name: name.to_string(),
@@ -474,14 +492,38 @@ fn check_space(
     Ok(())
 }
 
+/// Where the missing objects go: the files of the tree being built.
+struct Incoming<'a> {
+    /// `tmp/<name>.partial`.
+    tree: &'a Path,
+    /// Missing objects still to receive, with the entry to write each at.
+    wanted: &'a mut HashMap<ObjectKey, u32>,
+    feed: &'a mut Feed,
+}
+
+impl Incoming<'_> {
+    /// Send the content of `entry` to the writer when its object is still
+    /// wanted; returns whether it was (so the caller owes a verdict).
+    fn take(&mut self, entry: &Entry, content: &mut dyn Read, hash: bool) -> Result<Option<Option<Digest>>> {
+        let Some(key) = entry.object() else { return Ok(None) };
+        if self.wanted.remove(&key).is_none() {
+            return Ok(None);
+        }
+        let path = self.tree.join(&entry.path);
+        self.feed
+            .write(key, entry.size, path, content, &entry.path, hash)
+            .map(Some)
+    }
+}
+
 /// Keeps the objects it wants from a verbatim bundle; each is verified by
 /// [`read_bundle`] before the next entry arrives (its documented contract),
 /// so it is accepted then, or after `read_bundle` returns `Ok`.
-struct BundleKeeper<'s, 'l> {
+struct BundleKeeper<'s, 'a> {
     id: Digest,
-    sink: &'s mut ObjectSink<'l>,
-    wanted: &'s mut HashMap<ObjectKey, u32>,
-    last: Option<super::objects::Unverified>,
+    incoming: &'s mut Incoming<'a>,
+    /// An object was sent and awaits its verdict.
+    pending: bool,
 }
 
 impl Visitor for BundleKeeper<'_, '_> {
@@ -497,17 +539,17 @@ impl Visitor for BundleKeeper<'_, '_> {
 
     /// Objects the host has (or already took from this bundle) are skipped unhashed.
     fn wants_content(&mut self, entry: &Entry) -> bool {
-        entry.object().is_some_and(|key| self.wanted.contains_key(&key))
+        entry
+            .object()
+            .is_some_and(|key| self.incoming.wanted.contains_key(&key))
     }
 
     fn entry(&mut self, entry: &Entry, content: Option<&mut dyn Read>) -> Result<()> {
-        if let Some(previous) = self.last.take() {
-            self.sink.accept(previous)?;
+        if std::mem::take(&mut self.pending) {
+            self.incoming.feed.accept()?;
         }
-        if let (Some(key), Some(content)) = (entry.object(), content)
-            && self.wanted.remove(&key).is_some()
-        {
-            self.last = Some(self.sink.write_unverified(key, entry.size, content, &entry.path)?);
+        if let Some(content) = content {
+            self.pending = self.incoming.take(entry, content, false)?.is_some();
         }
         Ok(())
     }
@@ -516,15 +558,13 @@ impl Visitor for BundleKeeper<'_, '_> {
 fn receive_bundle<R: Read, W: Write>(
     ch: &mut Channel<R, W>,
     offer: &PushOffer,
-    wanted: &mut HashMap<ObjectKey, u32>,
-    sink: &mut ObjectSink<'_>,
+    incoming: &mut Incoming<'_>,
 ) -> Result<()> {
     let mut reader = ch.data_reader();
     let mut keeper = BundleKeeper {
         id: offer.id,
-        sink,
-        wanted,
-        last: None,
+        incoming,
+        pending: false,
     };
     let origin = format!("sent for `{}`", offer.name);
     let res = read_bundle(&mut reader, &origin, &mut keeper);
@@ -532,8 +572,8 @@ fn receive_bundle<R: Read, W: Write>(
         return Err(e);
     }
     res?;
-    if let Some(last) = keeper.last.take() {
-        keeper.sink.accept(last)?;
+    if keeper.pending {
+        keeper.incoming.feed.accept()?;
     }
     reader.finish()
 }
@@ -542,8 +582,7 @@ fn receive_batch<R: Read, W: Write>(
     ch: &mut Channel<R, W>,
     manifest: &Manifest,
     entries: &[u32],
-    wanted: &mut HashMap<ObjectKey, u32>,
-    sink: &mut ObjectSink<'_>,
+    incoming: &mut Incoming<'_>,
 ) -> Result<()> {
     let mut prev: Option<u32> = None;
     for &i in entries {
@@ -564,10 +603,16 @@ fn receive_batch<R: Read, W: Write>(
         for &i in entries {
             let e = &manifest.entries[i as usize];
             let Some(key) = e.object() else { continue };
-            if wanted.remove(&key).is_some() {
-                sink.write_verified(key, e.size, &mut dec, &e.path)?;
-            } else {
-                discard_verified(&mut dec, e)?;
+            match incoming.take(e, &mut dec, true)? {
+                Some(digest) if digest == Some(key.digest) => incoming.feed.accept()?,
+                Some(digest) => {
+                    let got = digest.map(|d| d.to_string()).unwrap_or_default();
+                    return Err(Error::integrity(format!(
+                        "the content sent for `{}` does not match its sha256 (manifest {}, received {got}); nothing was staged",
+                        e.path, key.digest
+                    )));
+                }
+                None => discard_verified(&mut dec, e)?,
             }
         }
         let mut probe = [0u8; 1];
@@ -654,44 +699,45 @@ fn drop_damaged_objects(layout: &Layout, manifest: &Manifest) -> Result<()> {
 struct Tree {
     partial: std::path::PathBuf,
     copy: bool,
-    /// Files left for [`Tree::finish`] (entry indices).
-    deferred: Vec<usize>,
     dirs: Vec<std::path::PathBuf>,
 }
 
 impl Tree {
-    /// Everything but the files whose object is in `missing`; stops early
-    /// (with an error) when `stop` is set.
-    fn start(
-        layout: &Layout,
-        name: &str,
-        manifest: &Manifest,
-        missing: &HashSet<ObjectKey>,
-        copy: bool,
-        stop: &AtomicBool,
-    ) -> Result<Tree> {
+    /// `tmp/<name>.partial` and its directories.
+    fn new(layout: &Layout, name: &str, manifest: &Manifest, copy: bool) -> Result<Tree> {
         let partial = layout.partial_dir(name);
         fs::create_dir(&partial, 0o755)?;
-        let mut tree = Tree {
-            partial,
-            copy,
-            deferred: Vec::new(),
-            dirs: Vec::new(),
-        };
+        let mut dirs = Vec::new();
+        for e in manifest.entries.iter().filter(|e| e.kind == Kind::Dir) {
+            let path = partial.join(&e.path);
+            fs::create_dir(&path, 0o755)?;
+            dirs.push(path);
+        }
+        Ok(Tree { partial, copy, dirs })
+    }
+
+    /// The symlinks, and the files whose object is here already; returns
+    /// the other files (entry indices), whose objects are in `missing`.
+    /// Stops early (with an error) when `stop` is set.
+    fn fill(
+        &self,
+        layout: &Layout,
+        manifest: &Manifest,
+        missing: &HashSet<ObjectKey>,
+        stop: &AtomicBool,
+    ) -> Result<Vec<usize>> {
+        let mut deferred = Vec::new();
         for (i, e) in manifest.entries.iter().enumerate() {
             if stop.load(Ordering::Relaxed) {
                 return Err(Error::other("the push ended before the release tree was built"));
             }
-            let path = tree.partial.join(&e.path);
+            let path = self.partial.join(&e.path);
             match e.kind {
-                Kind::Dir => {
-                    fs::create_dir(&path, 0o755)?;
-                    tree.dirs.push(path);
-                }
+                Kind::Dir => {}
                 Kind::File => match e.object() {
-                    Some(key) if missing.contains(&key) => tree.deferred.push(i),
+                    Some(key) if missing.contains(&key) => deferred.push(i),
                     Some(key) => {
-                        fs::link_or_copy(&layout.object_path(&key), &path, copy)?;
+                        fs::link_or_copy(&layout.object_path(&key), &path, self.copy)?;
                     }
                     None => return Err(Error::integrity(format!("file `{}` has no sha256", e.path))),
                 },
@@ -701,16 +747,23 @@ impl Tree {
                 }
             }
         }
-        Ok(tree)
+        Ok(deferred)
     }
 
-    /// The deferred files, the shared paths, read-only directories, `syncfs`.
-    fn finish(self, layout: &Layout, manifest: &Manifest, offer: &PushOffer) -> Result<()> {
-        for &i in &self.deferred {
+    /// The `deferred` files not written by the push itself (those whose
+    /// object also appears at an earlier path), the shared paths,
+    /// read-only directories, `syncfs`.
+    fn finish(&self, layout: &Layout, manifest: &Manifest, offer: &PushOffer, deferred: &[usize]) -> Result<()> {
+        let mut first = HashSet::new();
+        for &i in deferred {
             let e = &manifest.entries[i];
             let key = e
                 .object()
                 .ok_or_else(|| Error::integrity(format!("file `{}` has no sha256", e.path)))?;
+            // The first file of each missing object is the one received.
+            if first.insert(key) {
+                continue;
+            }
             fs::link_or_copy(&layout.object_path(&key), &self.partial.join(&e.path), self.copy)?;
         }
         super::shared::link_into(layout, &self.partial, &offer.shared, &offer.shared_files)?;

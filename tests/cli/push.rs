@@ -235,15 +235,23 @@ fn bad_targets_and_releases_are_usage_errors() {
 
 #[test]
 fn a_push_killed_mid_transfer_on_either_side_leaves_no_release_and_a_rerun_sends_only_the_rest() {
+    const TOTAL: usize = 4000;
     let env = Env::new();
-    // 6000 incompressible files: the host moves objects in groups of 2000.
+    // Incompressible files; the host links objects in groups of 2000 (or
+    // 64 MiB), after writing them. 2000 small ones come first, then 96 MiB
+    // of larger ones: when the first group appears the client still has
+    // most of the bytes to send, so the kill lands mid-transfer.
     let dir = env.path("many");
     let mut files = Vec::new();
-    for i in 0..6000u64 {
-        let rel = format!("d{}/f{i}", i % 50);
-        let content = noise(4 * 1024, i + 10);
+    for i in 0..TOTAL as u64 {
+        let (rel, size) = if i < 2000 {
+            (format!("a{}/f{i}", i % 20), 4 * 1024)
+        } else {
+            (format!("b{}/f{i}", i % 50), 48 * 1024)
+        };
+        let content = noise(size, i + 10);
         write_file(&dir.join(&rel), &content);
-        files.push((rel, slipway::digest::Digest::of(&content).hex()));
+        files.push((rel, slipway::digest::Digest::of(&content).hex(), size as u64));
     }
     // Objects arrive in manifest (path) order, so the n-th object shows how far a push got.
     files.sort();
@@ -297,7 +305,7 @@ fn a_push_killed_mid_transfer_on_either_side_leaves_no_release_and_a_rerun_sends
     assert!(!root.join(".slipway/tmp/big.partial").exists());
     assert!(!root.join(".slipway/tmp/big.incoming").exists());
     let kept = count();
-    assert!((1..6000).contains(&kept), "{kept} objects kept");
+    assert!((1..TOTAL).contains(&kept), "{kept} objects kept");
 
     // Now the host side dies mid-transfer: one line naming the host, exit 1.
     let mut child = env
@@ -344,11 +352,11 @@ fn a_push_killed_mid_transfer_on_either_side_leaves_no_release_and_a_rerun_sends
     let report = host_json(&out);
     assert_eq!(report["objects_reused"].as_u64(), Some(kept as u64), "{out}");
     let sent = report["bytes_sent"].as_u64().unwrap();
-    let expected = bundle_size * (6000 - kept as u64) / 6000;
+    let expected: u64 = files[kept..].iter().map(|f| f.2).sum();
     assert!(
         sent < expected + bundle_size / 20,
-        "the re-run sent {sent} bytes for {} missing objects (bundle: {bundle_size})",
-        6000 - kept
+        "the re-run sent {sent} bytes for {} missing objects ({expected} bytes; bundle: {bundle_size})",
+        TOTAL - kept
     );
     assert_eq!(snapshot(&root.join("releases/big")), snapshot(&dir));
     assert!(
