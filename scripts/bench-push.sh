@@ -15,6 +15,11 @@
 # it with distinct roots, so every host's work shares this machine's cores
 # with the pusher.
 #
+# Run as root (with mkfs.ext4 and a loop device), the hosts' roots are on a
+# fresh ext4 file system, made anew for every run: on a long-lived file
+# system the same `tar -x` takes 1 s or 7 s depending on what was deleted
+# before. --no-fresh-fs writes to $BENCH_TMP instead.
+#
 #   scripts/bench-push.sh                      # ~20k files / ~300 MiB, 3 runs
 #   scripts/bench-push.sh -n 1 --files 5000 --mib 60     # quick
 #   scripts/bench-push.sh --no-fleet
@@ -29,6 +34,7 @@ seed=1
 build=1
 fleet=1
 hosts=8
+fresh_fs=auto
 while [ $# -gt 0 ]; do
   case "$1" in
     -n|--runs) runs=$2; shift 2 ;;
@@ -38,6 +44,8 @@ while [ $# -gt 0 ]; do
     --hosts) hosts=$2; shift 2 ;;
     --no-build) build=0; shift ;;
     --no-fleet) fleet=0; shift ;;
+    --fresh-fs) fresh_fs=1; shift ;;
+    --no-fresh-fs) fresh_fs=0; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; exit 0 ;;
     *) echo "bench-push: unknown argument \`$1\`; see --help" >&2; exit 2 ;;
   esac
@@ -54,10 +62,22 @@ if [ "$build" = 1 ] && [ -z "${SLIPWAY_BIN:-}" ]; then
 fi
 slipway=$(slipway_bin)
 
+if [ "$fresh_fs" != 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v mkfs.ext4 >/dev/null 2>&1 && command -v losetup >/dev/null 2>&1; then
+    fresh_fs=1
+  elif [ "$fresh_fs" = 1 ]; then
+    echo "bench-push: --fresh-fs needs root, mkfs.ext4 and losetup" >&2
+    exit 1
+  else
+    fresh_fs=0
+  fi
+fi
+
 work=$(make_work_dir)
 sshd_pid=
 cleanup() {
   [ -n "$sshd_pid" ] && kill "$sshd_pid" 2>/dev/null || true
+  mountpoint -q "$work/remote" 2>/dev/null && umount "$work/remote"
   chmod -R u+w "$work" 2>/dev/null || true
   rm -rf "$work"
 }
@@ -132,11 +152,29 @@ cat "$store"/bundles/*.tar.zst >/dev/null
 declare -a t_first t_pipe t_inc t_rsync sent_inc
 remote="$work/remote"
 mkdir -p "$remote"
+# Empty the hosts' file system: a fresh ext4 (inode tables written now, so
+# no lazy initialisation runs in the background), or an emptied directory.
+reset_remote() {
+  if [ "$fresh_fs" = 1 ]; then
+    mountpoint -q "$remote" && umount "$remote"
+    rm -f "$work/remote.img"
+    truncate -s 8G "$work/remote.img"
+    mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0,nodiscard "$work/remote.img"
+    mount -o loop "$work/remote.img" "$remote"
+  else
+    chmod -R u+w "$remote" 2>/dev/null || true
+    rm -rf "${remote:?}"/*
+  fi
+  sync
+}
+if [ "$fresh_fs" = 1 ]; then
+  fs_line="the hosts' roots on a fresh ext4 (8 GiB loop device) made for every run"
+else
+  fs_line="the hosts' roots in $(df --output=fstype "$work" | tail -n 1) under $work, emptied for every run"
+fi
 for i in $(seq 1 "$runs"); do
   note "run $i/$runs: first push"
-  rm -rf "$remote/slip" "$remote/pipe" "$remote/rsync"
-  chmod -R u+w "$remote" 2>/dev/null || true
-  rm -rf "$remote"/*
+  reset_remote
   # Each measurement starts with nothing left to write back: slipway's
   # syncfs would otherwise also flush what the previous command left dirty.
   run_first() {
@@ -179,7 +217,7 @@ r_bytes=$(awk -v a="$s_inc" -v b="$changed_zstd" 'BEGIN {printf "%.2f", a / b}')
 cat <<EOF
 ### Push over loopback sshd: $(find "$work/v1" -type f | wc -l) files, $(mib_of "$tree_bytes") MiB (bundle $(mib_of "$bundle_bytes") MiB), seed $seed, $runs runs
 
-Machine: $(machine_line).
+Machine: $(machine_line); $fs_line.
 
 | what | slipway | baseline | ratio | goal |
 | --- | ---: | ---: | ---: | --- |
@@ -207,8 +245,7 @@ note "fleet: $hosts hosts"
 declare -a t_fleet t_seq c_fleet c_one k_fleet k_one i_fleet i_one t_act
 for i in $(seq 1 "$runs"); do
   note "fleet run $i/$runs"
-  chmod -R u+w "$remote" 2>/dev/null || true
-  rm -rf "$remote"/one "$remote"/fleet-* "$remote"/seq-*
+  reset_remote
   timed_own "$work/m" "$slipway" -q --store "$store" --config "$work/slipway.toml" push v1 -t one >/dev/null
   read -r _ own kids <"$work/m"; c_one+=("$own"); k_one+=("$kids")
   timed_own "$work/m" "$slipway" -q --store "$store" --config "$work/slipway.toml" push v1 -t fleet >/dev/null
@@ -240,6 +277,8 @@ r_inc=$(awk -v a="$m_if" -v b="$m_i1" 'BEGIN {printf "%.2f", a / b}')
 cat <<EOF
 
 ### Fleet: $hosts loopback hosts (one machine, $(nproc) cores shared by pusher and hosts), $runs runs
+
+The same machine; $fs_line.
 
 | what | figure | goal |
 | --- | ---: | --- |
