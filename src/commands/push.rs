@@ -2,10 +2,11 @@
 //! host of a target, in parallel (bounded by the target's `parallel`).
 //! Nothing live changes.
 //!
-//! Output: one line per host on stdout, or with `--json` an array with one
-//! object per host (`docs/json.md`), once every host succeeded. When a host
-//! fails, nothing is printed on stdout and the command exits with that
-//! error's code, naming the host.
+//! Output: one line per host on stdout once every host succeeded, or with
+//! `--json` an array with one object per host (`docs/json.md`), printed
+//! when hosts fail too (their `result` is `failed`, with the `reason`).
+//! When a host fails, the command exits with that error's code, naming the
+//! host.
 
 use serde::Serialize;
 
@@ -18,16 +19,20 @@ use crate::fleet::Fleet;
 use crate::remote::push::{PushJob, PushOutcome};
 
 /// One element of `push --json` (a stable schema: field order is key order).
+/// The figures are null where the push did not succeed.
 #[derive(Debug, Serialize)]
 struct HostReport<'a> {
     host: String,
     release: &'a str,
     id: Digest,
-    files: u64,
-    bytes_needed: u64,
-    bytes_sent: u64,
-    objects_reused: u64,
-    seconds: f64,
+    files: Option<u64>,
+    bytes_needed: Option<u64>,
+    bytes_sent: Option<u64>,
+    objects_reused: Option<u64>,
+    seconds: Option<f64>,
+    /// `ok`, `failed`, or `not_started`.
+    result: String,
+    reason: Option<String>,
 }
 
 /// # Errors
@@ -44,29 +49,51 @@ pub fn run(args: &PushArgs, ctx: &Context) -> Result<()> {
     let mut fleet = Fleet::new(ctx, &target, &args.hosts)?;
     let pushed = fleet.push(&job);
     let closed = fleet.close();
-    pushed?;
-    closed?;
+    let succeeded = pushed.is_ok() && closed.is_ok();
     let mut reports = Vec::new();
-    for (host, result) in fleet.push_results() {
-        let Some((outcome, seconds)) = result else { continue };
-        if !ctx.out.json {
-            ctx.out.data(&describe(&record.name, &host, &outcome, seconds));
-        }
-        reports.push(HostReport {
-            host,
-            release: &record.name,
-            id,
-            files: outcome.files,
-            bytes_needed: outcome.bytes_needed,
-            bytes_sent: outcome.bytes_sent,
-            objects_reused: outcome.objects_reused,
-            seconds,
-        });
+    for ((host, result), row) in fleet.push_results().into_iter().zip(fleet.reports()) {
+        let report = match result {
+            Some((outcome, seconds)) => {
+                if succeeded && !ctx.out.json {
+                    ctx.out.data(&describe(&record.name, &host, &outcome, seconds));
+                }
+                HostReport {
+                    host,
+                    release: &record.name,
+                    id,
+                    files: Some(outcome.files),
+                    bytes_needed: Some(outcome.bytes_needed),
+                    bytes_sent: Some(outcome.bytes_sent),
+                    objects_reused: Some(outcome.objects_reused),
+                    seconds: Some(seconds),
+                    result: "ok".into(),
+                    reason: None,
+                }
+            }
+            None => HostReport {
+                host,
+                release: &record.name,
+                id,
+                files: None,
+                bytes_needed: None,
+                bytes_sent: None,
+                objects_reused: None,
+                seconds: None,
+                result: if row.result == "not_started" {
+                    row.result
+                } else {
+                    "failed".into()
+                },
+                reason: row.reason,
+            },
+        };
+        reports.push(report);
     }
     if ctx.out.json {
         ctx.out.json_value(&reports);
     }
-    Ok(())
+    pushed?;
+    closed
 }
 
 fn describe(name: &str, host: &str, o: &PushOutcome, seconds: f64) -> String {

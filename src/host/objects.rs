@@ -7,8 +7,10 @@
 //! The writing runs on a thread of its own ([`spawn`]), fed through a
 //! [`Feed`] by the thread that reads, decompresses and hashes the
 //! connection, so the two halves of the work overlap as `zstd -d | tar -x`
-//! would. Each file takes one create and one link (a rename into
-//! `objects/` and a link back into the tree would be two more).
+//! would; a third thread makes each group durable and links it, so the
+//! writing never waits for the disk. Each file takes one create and one
+//! link (a rename into `objects/` and a link back into the tree would be
+//! two more).
 //!
 //! Invariant: a file appears under `objects/` only after its bytes were
 //! verified against the sha256 it is named by and made durable (one
@@ -32,7 +34,7 @@ use crate::fs;
 use crate::host::layout::Layout;
 use crate::manifest::ObjectKey;
 
-/// Move verified objects into `objects/` after this many bytes…
+/// Link verified objects into `objects/` after this many bytes…
 pub const COMMIT_BYTES: u64 = 64 * 1024 * 1024;
 /// …or this many objects, whichever comes first (and at the end).
 pub const COMMIT_OBJECTS: usize = 2000;
@@ -61,7 +63,7 @@ pub struct ObjectSink<'a> {
     copy: bool,
     prefixes: HashSet<String>,
     counter: u64,
-    /// Objects moved into `objects/` by this push.
+    /// Objects placed in `objects/` by this push.
     pub objects_written: u64,
     /// Their bytes.
     pub bytes_written: u64,

@@ -803,8 +803,22 @@ fn fleet_push_with_a_host_dying_mid_stream_stages_the_others_and_a_rerun_complet
                     crate::support::bin()
                 ),
             )
-            .args(["push", rel, "-t", "prod"])
+            .args(["push", rel, "-t", "prod", "--json"])
             .fails(1);
+        // --json still reports every host: scripts learn which ones have it.
+        let rows = out.json();
+        for (i, row) in rows.as_array().unwrap().iter().enumerate() {
+            assert_eq!(row["host"], f.labels[i].as_str(), "{out}");
+            if i == victim {
+                assert_eq!(row["result"], "failed", "{out}");
+                assert!(row["reason"].as_str().unwrap().contains("connection lost"), "{out}");
+                assert!(row["bytes_sent"].is_null(), "{out}");
+            } else {
+                assert_eq!(row["result"], "ok", "{out}");
+                assert!(row["reason"].is_null(), "{out}");
+                assert!(row["bytes_sent"].as_u64().unwrap() > 6 << 20, "{out}");
+            }
+        }
         out.one_line_error()
             .stderr_has(&format!(
                 "error: push failed on 1 of 3 host(s) ({}): connection lost during the push of `{rel}`",
