@@ -86,6 +86,13 @@ sys.exit(rc)
 PY
 }
 
+# busy_seconds: CPU time spent by every process and the kernel since boot
+# (user, nice, system, irq, softirq, steal of /proc/stat), in seconds; the
+# difference of two readings is the machine's busy time in between.
+busy_seconds() {
+  awk -v tck="$(getconf CLK_TCK)" '$1 == "cpu" {printf "%.2f\n", ($2 + $3 + $4 + $7 + $8 + $9) / tck; exit}' /proc/stat
+}
+
 # median N...: the middle value (mean of the two middle ones for an even count).
 median() {
   printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1}

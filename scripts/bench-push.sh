@@ -242,14 +242,18 @@ note "fleet: $hosts hosts"
   done
   printf ']\n'
 } >"$work/slipway.toml"
-declare -a t_fleet t_seq c_fleet c_one k_fleet k_one i_fleet i_one t_act
+declare -a t_fleet t_seq c_fleet c_one k_fleet k_one i_fleet i_one t_act u_fleet u_seq
 for i in $(seq 1 "$runs"); do
   note "fleet run $i/$runs"
   reset_remote
   timed_own "$work/m" "$slipway" -q --store "$store" --config "$work/slipway.toml" push v1 -t one >/dev/null
   read -r _ own kids <"$work/m"; c_one+=("$own"); k_one+=("$kids")
+  sync
+  b0=$(busy_seconds)
   timed_own "$work/m" "$slipway" -q --store "$store" --config "$work/slipway.toml" push v1 -t fleet >/dev/null
+  b1=$(busy_seconds)
   read -r secs own kids <"$work/m"; t_fleet+=("$secs"); c_fleet+=("$own"); k_fleet+=("$kids")
+  u_fleet+=("$(awk -v a="$b0" -v b="$b1" 'BEGIN {printf "%.2f", b - a}')")
   timed "$work/m" "$slipway" -q --store "$store" --config "$work/slipway.toml" activate v1 -t fleet >/dev/null
   read -r secs _ _ <"$work/m"; t_act+=("$secs")
   # The next release: hosts lacking the same objects share one batch stream.
@@ -257,11 +261,15 @@ for i in $(seq 1 "$runs"); do
   read -r _ own _ <"$work/m"; i_one+=("$own")
   timed_own "$work/m" "$slipway" -q --store "$store" --config "$work/slipway.toml" push v2 -t fleet >/dev/null
   read -r _ own _ <"$work/m"; i_fleet+=("$own")
+  sync
+  b0=$(busy_seconds)
   start=$(date +%s%N)
   for h in $(seq 1 "$hosts"); do
     "$slipway" -q --store "$store" push v1 -t "ssh://bench-$h$remote/seq-$h" >/dev/null
   done
   end=$(date +%s%N)
+  b1=$(busy_seconds)
+  u_seq+=("$(awk -v a="$b0" -v b="$b1" 'BEGIN {printf "%.2f", b - a}')")
   t_seq+=("$(awk -v s="$start" -v e="$end" 'BEGIN {printf "%.2f", (e - s) / 1e9}')")
 done
 m_fleet=$(median "${t_fleet[@]}"); m_seq=$(median "${t_seq[@]}")
@@ -274,6 +282,11 @@ t_all_f=$(awk -v a="$m_cf" -v c="$m_kf" 'BEGIN {printf "%.2f", a + c}')
 t_all_1=$(awk -v b="$m_c1" -v d="$m_k1" 'BEGIN {printf "%.2f", b + d}')
 r_all=$(awk -v a="$t_all_f" -v b="$t_all_1" 'BEGIN {printf "%.2f", a / b}')
 r_inc=$(awk -v a="$m_if" -v b="$m_i1" 'BEGIN {printf "%.2f", a / b}')
+m_uf=$(median "${u_fleet[@]}"); m_us=$(median "${u_seq[@]}")
+cores=$(nproc)
+bound=$(awk -v u="$m_uf" -v c="$cores" 'BEGIN {printf "%.2f", u / c}')
+eff_f=$(awk -v u="$m_uf" -v c="$cores" -v w="$m_fleet" 'BEGIN {printf "%.0f", 100 * u / (c * w)}')
+eff_s=$(awk -v u="$m_us" -v c="$cores" -v w="$m_seq" 'BEGIN {printf "%.0f", 100 * u / (c * w)}')
 cat <<EOF
 
 ### Fleet: $hosts loopback hosts (one machine, $(nproc) cores shared by pusher and hosts), $runs runs
@@ -285,6 +298,8 @@ The same machine; $fs_line.
 | push to $hosts hosts in parallel (wall) | **${m_fleet} s** ($(join "${t_fleet[@]}")) | |
 | $hosts sequential single-host pushes (wall) | **${m_seq} s** ($(join "${t_seq[@]}")) | |
 | parallel / sequential | **${r_wall}×** | ≤ 0.6× |
+| CPU busy (every process and the kernel), parallel push | ${m_uf} s ($(join "${u_fleet[@]}")): ${eff_f} % of ${cores} cores × wall; so no schedule on ${cores} cores beats **${bound} s** | |
+| CPU busy, sequential pushes | ${m_us} s ($(join "${u_seq[@]}")): ${eff_s} % of ${cores} cores × wall | |
 | pusher's own CPU (user+sys), first push, $hosts hosts vs 1 host | ${m_cf} s ($(join "${c_fleet[@]}")) vs ${m_c1} s ($(join "${c_one[@]}")) = **${r_cpu}×** | ≤ 1.5× |
 | the same plus the ssh processes it waits for | ${t_all_f} s vs ${t_all_1} s = ${r_all}× | |
 | pusher's own CPU, next release (${#changed[@]} files changed), $hosts hosts vs 1 host | ${m_if} s ($(join "${i_fleet[@]}")) vs ${m_i1} s ($(join "${i_one[@]}")) = **${r_inc}×** | |
