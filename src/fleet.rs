@@ -892,7 +892,15 @@ impl<'a> Fleet<'a> {
         let target = self.target.name.clone();
         let hooks = self.hooks.clone();
         let out = &self.ctx.out;
-        let is_rollback = matches!(goal, Goal::Rollback { .. });
+        // The release switched to is marked bad where it is left. A
+        // rollback's target only when it failed itself (a hook or the
+        // health check), not when a connection or a lock did: re-running
+        // a plain rollback after a network failure must aim at the same
+        // release, not one further back.
+        let release_failed = self.slots.iter().any(|s| {
+            s.error.is_some() && matches!(s.report.phase.as_str(), "before_activate" | "after_activate" | "health")
+        });
+        let mark_left_bad = !matches!(goal, Goal::Rollback { .. }) || release_failed;
         each(&mut self.slots, self.parallel, |slot| {
             if slot.goal.is_some() && !slot.switched && slot.error.is_none() {
                 slot.report.result = "not_started".into();
@@ -925,7 +933,7 @@ impl<'a> Fleet<'a> {
                 actor: actor.clone(),
                 action: "revert".into(),
                 reason: Some("another host failed; switching back".into()),
-                mark_left_bad: !is_rollback,
+                mark_left_bad,
             };
             let mut res = slot.session().and_then(|s| s.activate(req.clone()));
             if res.as_ref().is_err_and(Error::is_connection) {

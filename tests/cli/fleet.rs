@@ -847,3 +847,44 @@ fn fleet_push_with_a_host_dying_mid_stream_stages_the_others_and_a_rerun_complet
     }
     f.slipway().args(["verify", "-t", "prod"]).ok();
 }
+
+/// A rollback whose health check fails on one host is undone everywhere,
+/// like a deploy, and its target is marked bad on the hosts that were
+/// switched: the next plain rollback goes past it instead of repeating it.
+#[test]
+fn fleet_rollback_failing_its_health_check_is_undone_and_marks_its_target_bad() {
+    let f = Fleet::start("");
+    for r in ["v1", "v2", "v3"] {
+        f.build(r);
+    }
+    for r in ["v1", "v2", "v3"] {
+        f.deploy(r);
+    }
+    // v2 fails its health check on the second host.
+    f.configure(&format!(
+        "[targets.prod.hooks]\nhealth = 'test \"$SLIPWAY_HOST $SLIPWAY_RELEASE\" != \"{} v2\"'\nhealth_timeout = \"2s\"\n",
+        f.labels[1]
+    ));
+    let out = f.slipway().args(["rollback", "-t", "prod", "--json"]).fails(3);
+    f.assert_all_on("v3");
+    out.stderr_has("every host that was switched is back on its previous release");
+    let status = f.status();
+    for i in 0..3 {
+        assert!(
+            bad(&status[i], "v2"),
+            "the failed target v2 is marked bad on host {i}: {status:#}"
+        );
+        assert!(
+            !bad(&status[i], "v3"),
+            "v3 runs again, unmarked, on host {i}: {status:#}"
+        );
+        assert_eq!(f.history(i)[3..], ["rollback v3->v2", "revert v2->v3"], "host {i}");
+    }
+
+    // The next rollback skips v2.
+    let out = f.slipway().args(["rollback", "-t", "prod", "--json"]).ok();
+    f.assert_all_on("v1");
+    for r in out.json().as_array().unwrap() {
+        assert_eq!(r["result"], "ok", "{out}");
+    }
+}
