@@ -5,7 +5,7 @@
 #   first push:   slipway push v1  vs  tar -cf - | zstd -T0 -3 | ssh host 'zstd -d | tar -xf -'
 #   next release (10 changed files):
 #                 slipway push v2  vs  rsync -a --link-dest=PREV (over the same ssh)
-#   fleet:        slipway deploy to 8 hosts  vs  8 sequential single-host pushes;
+#   fleet:        slipway push to 8 hosts (a deploy's first phase)  vs  8 sequential pushes;
 #                 the pusher's own CPU time for 8 hosts vs 1 (first push and next release);
 #                 activation of 8 staged hosts
 #
@@ -167,6 +167,13 @@ reset_remote() {
   fi
   sync
 }
+if [ "$fresh_fs" = 1 ]; then
+  reset_remote >/dev/null 2>&1 || true
+  if ! mountpoint -q "$remote"; then
+    note "cannot mount a fresh file system on a loop device here; the hosts' roots go under $work"
+    fresh_fs=0
+  fi
+fi
 if [ "$fresh_fs" = 1 ]; then
   fs_line="the hosts' roots on a fresh ext4 (8 GiB loop device) made for every run"
 else
