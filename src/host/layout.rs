@@ -13,8 +13,8 @@
 //! <root>/.slipway/stage.lock              shared flock held by pushes, exclusive for prune
 //! <root>/.slipway/tmp/                    staging area:
 //!     <name>.lock                         flock held by the push of <name> (two pushes take turns)
-//!     <name>.incoming/                    objects being received, not yet verified and moved
-//!     <name>.partial/                     the release tree being built
+//!     <name>.incoming/                    copies on their way into objects/ (link_mode = "copy")
+//!     <name>.partial/                     the release tree being built; received objects are written here
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -154,7 +154,8 @@ impl Layout {
     pub fn name_lock_path(&self, name: &str) -> PathBuf {
         self.tmp_dir().join(format!("{name}.lock"))
     }
-    /// `tmp/<name>.incoming/`: objects of the push of `name` not yet in `objects/`.
+    /// `tmp/<name>.incoming/`: copies of the objects of the push of `name`
+    /// on their way into `objects/` (`link_mode = "copy"`).
     pub fn incoming_dir(&self, name: &str) -> PathBuf {
         self.tmp_dir().join(format!("{name}.incoming"))
     }
