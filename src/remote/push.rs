@@ -419,9 +419,10 @@ fn advance(bar: &ProgressBar, n: u64) {
 }
 
 /// The pipes of [`send_bundle_to_all`]: the shared one (read, write), one
-/// per host (read, write), `/dev/null` to drain the shared one, and the
-/// payload size of a DATA frame that every pipe holds whole (a pipe holds
-/// its size in page-sized slots; the header takes one of them).
+/// per host (read, write), `/dev/null` to drain the shared one when the
+/// host taking its frame fails, and the payload size of a DATA frame that
+/// every pipe holds whole (a pipe holds its size in page-sized slots; the
+/// header takes one of them).
 struct TeePipes {
     shared: (std::os::fd::OwnedFd, std::os::fd::OwnedFd),
     hosts: Vec<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>,
