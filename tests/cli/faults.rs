@@ -1243,6 +1243,12 @@ fn faults_network_loss_mid_push_fails_fast_naming_host_and_phase_and_a_rerun_res
         .collect();
     order.sort();
     let last_of_group = object_path(&root, &order[1999].1);
+    // The host writes each file into the tree it builds, and links whole
+    // groups into `objects/` from another thread, possibly after the rest
+    // has arrived. So the client is paused once the first group is handed
+    // over (a file 100 after it is written), the connection dropped once
+    // that group is linked, and the client let go.
+    let written = root.join(".slipway/tmp/big.partial").join(&order[2100].0);
     let mut child = env
         .slipway()
         .via_ssh(host.ssh_config_path())
@@ -1253,15 +1259,21 @@ fn faults_network_loss_mid_push_fails_fast_naming_host_and_phase_and_a_rerun_res
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !last_of_group.exists() {
+    while !written.exists() {
         assert!(
             child.try_wait().unwrap().is_none(),
             "the push ended before the network could fail"
         );
-        assert!(Instant::now() < deadline, "no object arrived");
+        assert!(Instant::now() < deadline, "the push never got that far");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    signal(child.id(), Signal::STOP);
+    while !last_of_group.exists() {
+        assert!(Instant::now() < deadline, "the first group was never linked");
         std::thread::sleep(Duration::from_millis(2));
     }
     host.kill_sessions();
+    signal(child.id(), Signal::CONT);
     let dropped = Instant::now();
     let status = wait_timeout(&mut child, Duration::from_secs(60)).unwrap_or_else(|| {
         kill9(child.id());
