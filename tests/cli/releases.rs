@@ -414,7 +414,9 @@ fn a_killed_activate_leaves_current_at_the_old_or_the_new_release() {
         // the next operation reconciles and works
         env.slipway().args(["status", "-t", t]).ok();
     }
-    env.slipway().args(["activate", "v2", "-t", t]).ok();
+    // The last killed client's `serve` may still hold the host's lock for
+    // a moment (it stops when it notices the client is gone): wait for it.
+    env.slipway().args(["activate", "v2", "-t", t, "--wait", "30"]).ok();
     let hist = env.slipway().args(["history", "--json", "-t", t]).ok().json();
     assert_eq!(hist[0]["to"], "v2");
     assert_eq!(current(&root), "v2");
