@@ -217,8 +217,16 @@ fn each<F>(slots: &mut [Slot], parallel: usize, f: F)
 where
     F: Fn(&mut Slot) + Sync,
 {
-    let workers = parallel.clamp(1, slots.len().max(1));
-    let queue = Mutex::new(slots.iter_mut());
+    each_of(slots.iter_mut().collect(), parallel, f);
+}
+
+/// Run `f` on every item, at most `parallel` at a time.
+fn each_of<T: Send, F>(items: Vec<T>, parallel: usize, f: F)
+where
+    F: Fn(T) + Sync,
+{
+    let workers = parallel.clamp(1, items.len().max(1));
+    let queue = Mutex::new(items.into_iter());
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
@@ -228,7 +236,7 @@ where
                         Err(_) => None,
                     };
                     match next {
-                        Some(slot) => f(slot),
+                        Some(item) => f(item),
                         None => break,
                     }
                 }
@@ -403,23 +411,7 @@ impl<'a> Fleet<'a> {
             }
             streams.push(group);
         }
-        let queue = Mutex::new(streams.into_iter());
-        std::thread::scope(|scope| {
-            for _ in 0..self.parallel.max(1) {
-                scope.spawn(|| {
-                    loop {
-                        let next = match queue.lock() {
-                            Ok(mut q) => q.next(),
-                            Err(_) => None,
-                        };
-                        match next {
-                            Some(stream) => send_contents(job, stream),
-                            None => break,
-                        }
-                    }
-                });
-            }
-        });
+        each_of(streams, self.parallel, |stream| send_contents(job, stream));
 
         self.first_error("push")
     }

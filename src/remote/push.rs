@@ -507,19 +507,15 @@ fn stream_bundle(
         let frame = FRAME_HEADER + n;
         // The shared pipe is empty: the header and payload fit it whole.
         let head = data_frame_header(n);
-        match rustix::io::write(&pipes.shared.1, &head) {
-            Ok(k) if k == head.len() => {}
-            Ok(_) => {
-                return Err(Error::other(
-                    "cannot write a frame header into the bundle pipe: short write",
-                ));
-            }
-            Err(e) => {
-                return Err(Error::other(format!(
-                    "cannot write a frame header into the bundle pipe: {}",
-                    describe_io(&e.into())
-                )));
-            }
+        let written = match rustix::io::write(&pipes.shared.1, &head) {
+            Ok(k) if k == head.len() => Ok(()),
+            Ok(k) => Err(format!("{k} of {} bytes written", head.len())),
+            Err(e) => Err(describe_io(&e.into())),
+        };
+        if let Err(why) = written {
+            return Err(Error::other(format!(
+                "this machine's pipe for the bundle stream failed ({why}); nothing was staged, push again"
+            )));
         }
         splice_exactly(file.as_fd(), Some(&mut offset), pipes.shared.1.as_fd(), n, &mut 0)
             .map_err(|e| Error::io("read", &path, e))?;

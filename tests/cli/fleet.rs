@@ -71,6 +71,13 @@ impl Fleet {
             .line()
     }
 
+    /// Build each of `names` in turn.
+    fn build_all(&self, names: &[&str]) {
+        for name in names {
+            self.build(name);
+        }
+    }
+
     fn deploy(&self, rel: &str) -> Outcome {
         self.slipway().args(["deploy", rel, "-t", "prod"]).ok()
     }
@@ -471,9 +478,7 @@ fn fleet_hung_hook_is_killed_at_its_timeout_and_the_host_switched_back() {
 #[test]
 fn fleet_rollback_goes_back_everywhere_and_refuses_when_hosts_disagree() {
     let f = Fleet::start("");
-    for r in ["v1", "v2", "v3"] {
-        f.build(r);
-    }
+    f.build_all(&["v1", "v2", "v3"]);
     f.deploy("v1");
     f.deploy("v2");
     let out = f.slipway().args(["rollback", "-t", "prod", "--json"]).ok();
@@ -707,9 +712,7 @@ fn fleet_expect_that_one_host_does_not_match_switches_nothing_and_exits_6() {
     let f = Fleet::start(
         "[targets.prod.hooks]\nafter_activate = 'echo \"$SLIPWAY_RELEASE\" >> \"$SLIPWAY_ROOT/.after\"'\n",
     );
-    for r in ["v1", "v2", "v3"] {
-        f.build(r);
-    }
+    f.build_all(&["v1", "v2", "v3"]);
     f.deploy("v1");
     f.slipway()
         .args(["deploy", "v2", "-t", "prod", "--hosts", &f.labels[2]])
@@ -753,9 +756,7 @@ fn fleet_expect_that_one_host_does_not_match_switches_nothing_and_exits_6() {
 #[test]
 fn fleet_error_quotes_the_host_whose_failure_gives_the_exit_code() {
     let f = Fleet::start("");
-    for r in ["v1", "v2", "v3"] {
-        f.build(r);
-    }
+    f.build_all(&["v1", "v2", "v3"]);
     f.deploy("v1");
     f.slipway()
         .args(["deploy", "v2", "-t", "prod", "--hosts", &f.labels[2]])
@@ -854,9 +855,7 @@ fn fleet_push_with_a_host_dying_mid_stream_stages_the_others_and_a_rerun_complet
 #[test]
 fn fleet_rollback_failing_its_health_check_is_undone_and_marks_its_target_bad() {
     let f = Fleet::start("");
-    for r in ["v1", "v2", "v3"] {
-        f.build(r);
-    }
+    f.build_all(&["v1", "v2", "v3"]);
     for r in ["v1", "v2", "v3"] {
         f.deploy(r);
     }

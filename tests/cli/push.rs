@@ -21,6 +21,13 @@ fn tree(env: &Env, dir: &str) -> PathBuf {
     d
 }
 
+/// [`tree`] at `site/`, built as release `v1`; returns the tree.
+fn site_v1(env: &Env) -> PathBuf {
+    let src = tree(env, "site");
+    env.slipway().args(["build", "--dir", "site", "--name", "v1"]).ok();
+    src
+}
+
 fn host_json(out: &crate::support::Outcome) -> serde_json::Value {
     let json = out.json();
     assert_eq!(json.as_array().map(Vec::len), Some(1), "{out}");
@@ -106,8 +113,7 @@ fn push_stages_a_tree_identical_to_the_bundle_read_only_and_without_going_live()
 #[test]
 fn a_one_file_change_sends_kilobytes_and_shares_unchanged_files_by_inode() {
     let env = Env::new();
-    tree(&env, "site");
-    env.slipway().args(["build", "--dir", "site", "--name", "v1"]).ok();
+    site_v1(&env);
     let root = env.path("host");
     let first = env.slipway().args(["push", "v1", "--json", "-t"]).arg(&root).ok();
     let first = host_json(&first);
@@ -390,8 +396,7 @@ fn link_mode_copy_gives_independent_files() {
 #[test]
 fn concurrent_pushes_of_one_release_and_of_releases_sharing_objects_all_succeed() {
     let env = Env::new();
-    let src = tree(&env, "site");
-    env.slipway().args(["build", "--dir", "site", "--name", "v1"]).ok();
+    let src = site_v1(&env);
     env.write("site/extra.txt", "more");
     env.slipway().args(["build", "--dir", "site", "--name", "v2"]).ok();
     let root = env.path("host");
@@ -461,8 +466,7 @@ fn push_over_real_sshd_to_a_two_host_target_then_incrementally() {
             b.url(&root_b)
         ),
     );
-    tree(&env, "site");
-    env.slipway().args(["build", "--dir", "site", "--name", "v1"]).ok();
+    site_v1(&env);
     let out = env
         .slipway()
         .via_ssh(&ssh_config)
@@ -506,8 +510,7 @@ fn push_over_real_sshd_to_a_two_host_target_then_incrementally() {
 #[test]
 fn push_refuses_a_directory_that_holds_other_files_and_is_not_a_root() {
     let env = Env::new();
-    tree(&env, "site");
-    env.slipway().args(["build", "--dir", "site", "--name", "v1"]).ok();
+    site_v1(&env);
     let foreign = env.path("etc");
     std::fs::create_dir_all(foreign.join("ssh")).unwrap();
     std::fs::write(foreign.join("passwd"), "root:x:0:0\n").unwrap();
@@ -552,8 +555,7 @@ fn body_frames(bundle: &[u8]) -> (Vec<(usize, usize)>, usize) {
 #[test]
 fn issue_3_an_incremental_push_decodes_only_the_frames_it_needs_and_checks_what_it_sends() {
     let env = Env::new();
-    tree(&env, "site");
-    env.slipway().args(["build", "--dir", "site", "--name", "v1"]).ok();
+    site_v1(&env);
     for host in ["host1", "host2"] {
         env.slipway().args(["push", "v1", "-t"]).arg(env.path(host)).ok();
     }
