@@ -237,7 +237,10 @@ Examples:
     #[command(after_help = "\
 Started by the client over SSH (or as a child process for a local
 path); creates the root and its layout when missing and never touches
-anything outside it. Suitable for a forced command in authorized_keys:
+anything outside it. Confined unless --trust-client is given: it runs
+only the hooks of the host's own <root>/.slipway/hooks.toml, with the
+host's timeouts, never a command sent by the client. Suitable for a
+forced command in authorized_keys:
   command=\"slipway serve --root /srv/app\",restrict ssh-ed25519 AAAA…
 
 Examples:
@@ -475,6 +478,11 @@ pub struct ServeArgs {
     /// Refuse prune and every deletion of releases or objects
     #[arg(long)]
     pub append_only: bool,
+    /// Run the hook commands, environment and timeouts the client sends (the
+    /// client passes this when it starts serve itself); ignored under a
+    /// forced command
+    #[arg(long)]
+    pub trust_client: bool,
 }
 
 #[derive(Debug, Args)]

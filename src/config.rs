@@ -78,6 +78,46 @@ pub struct HooksConfig {
     pub hook_timeout: Option<String>,
 }
 
+/// Default `health_timeout`.
+pub const DEFAULT_HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Default `hook_timeout`.
+pub const DEFAULT_HOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// How long hooks may take, resolved from a `[hooks]` section or a host's
+/// `hooks.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HookTimeouts {
+    /// Each run of `before_activate` / `after_activate` is killed after this long.
+    pub hook: std::time::Duration,
+    /// A failing `health` check is retried until this long has passed.
+    pub health: std::time::Duration,
+}
+
+impl HookTimeouts {
+    /// Each attempt of a health check is killed after this long.
+    pub fn health_attempt(&self) -> std::time::Duration {
+        self.hook.min(self.health).max(std::time::Duration::from_secs(1))
+    }
+}
+
+impl HooksConfig {
+    /// The timeouts, with defaults; `section` names the section in errors
+    /// (`targets.production.hooks`, or a host's `hooks.toml` path).
+    ///
+    /// # Errors
+    /// Usage error for a malformed duration.
+    pub fn timeouts(&self, section: &str) -> Result<HookTimeouts> {
+        let dur = |v: &Option<String>, key: &str, default| match v {
+            Some(v) => parse_duration(v, &format!("{section}.{key}")),
+            None => Ok(default),
+        };
+        Ok(HookTimeouts {
+            hook: dur(&self.hook_timeout, "hook_timeout", DEFAULT_HOOK_TIMEOUT)?,
+            health: dur(&self.health_timeout, "health_timeout", DEFAULT_HEALTH_TIMEOUT)?,
+        })
+    }
+}
+
 /// Parse `slipway.toml` text; `origin` names it in errors (a path, or `v1.2:slipway.toml`).
 ///
 /// # Errors

@@ -25,7 +25,7 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::Context;
-use crate::config::{TargetConfig, parse_duration};
+use crate::config::TargetConfig;
 use crate::error::{Error, Exit, Result};
 use crate::host::lock::LockInfo;
 use crate::host::status::HostStatus;
@@ -34,10 +34,6 @@ use crate::remote::push::{Contents, Needed, Offered, PushJob, PushOutcome, send_
 use crate::remote::session::HostSession;
 use crate::remote::{HostSpec, Target};
 
-/// Default `health_timeout`.
-pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default `hook_timeout`.
-pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default `parallel`.
 pub const DEFAULT_PARALLEL: usize = 16;
 
@@ -56,16 +52,13 @@ impl Hooks {
     /// Usage error for a malformed duration.
     pub fn from_config(target: &str, c: &TargetConfig) -> Result<Hooks> {
         let h = &c.hooks;
-        let dur = |v: &Option<String>, key: &str, default: Duration| match v {
-            Some(v) => parse_duration(v, &format!("targets.{target}.hooks.{key}")),
-            None => Ok(default),
-        };
+        let timeouts = h.timeouts(&format!("targets.{target}.hooks"))?;
         Ok(Hooks {
             before_activate: h.before_activate.clone().filter(|s| !s.trim().is_empty()),
             after_activate: h.after_activate.clone().filter(|s| !s.trim().is_empty()),
             health: h.health.clone().filter(|s| !s.trim().is_empty()),
-            health_timeout: dur(&h.health_timeout, "health_timeout", DEFAULT_HEALTH_TIMEOUT)?,
-            hook_timeout: dur(&h.hook_timeout, "hook_timeout", DEFAULT_HOOK_TIMEOUT)?,
+            health_timeout: timeouts.health,
+            hook_timeout: timeouts.hook,
         })
     }
 }

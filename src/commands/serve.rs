@@ -8,5 +8,5 @@ use crate::error::Result;
 /// # Errors
 /// Whatever ended the session; it was sent to the client too when possible.
 pub fn run(args: &ServeArgs, _ctx: &Context) -> Result<()> {
-    crate::host::serve::serve_stdio(&args.root, args.append_only)
+    crate::host::serve::serve_stdio(&args.root, args.append_only, args.trust_client)
 }

@@ -15,26 +15,86 @@ use super::layout::Layout;
 use crate::error::{Error, Result};
 use crate::protocol::{HookRequest, HookResult};
 
-/// The host's own hook for `kind` from `<root>/.slipway/hooks.toml` (the
-/// same keys as a target's `[hooks]` section), used instead of the client's
-/// when `serve` runs as a forced command.
+/// The variables a trusted client may set for a hook; everything else it
+/// sends is ignored, and the host's own `SLIPWAY_RELEASE` and `SLIPWAY_ROOT`
+/// always win. A confined `serve` takes none of them (see [`confine`]).
+pub const CLIENT_ENV: [&str; 3] = ["SLIPWAY_HOST", "SLIPWAY_PREVIOUS", "SLIPWAY_ID"];
+
+/// The host's own hooks, `<root>/.slipway/hooks.toml` (the same keys as a
+/// target's `[hooks]` section); empty when the file does not exist.
 ///
 /// # Errors
 /// When the file exists but is malformed (file, line and key named).
-pub fn host_hook(layout: &Layout, kind: &str) -> Result<Option<String>> {
+pub fn host_hooks(layout: &Layout) -> Result<crate::config::HooksConfig> {
     let path = layout.meta_dir().join("hooks.toml");
     let Some(bytes) = crate::fs::read_optional(&path)? else {
-        return Ok(None);
+        return Ok(crate::config::HooksConfig::default());
     };
     let text = String::from_utf8(bytes).map_err(|_| Error::usage(format!("`{}` is not UTF-8", path.display())))?;
-    let hooks: crate::config::HooksConfig =
-        toml::from_str(&text).map_err(|e| Error::usage(format!("`{}`: {}", path.display(), e.message().trim())))?;
-    Ok(match kind {
-        "before_activate" => hooks.before_activate,
-        "after_activate" => hooks.after_activate,
-        "health" => hooks.health,
+    toml::from_str(&text).map_err(|e| Error::usage(format!("`{}`: {}", path.display(), e.message().trim())))
+}
+
+/// What a confined `serve` runs for the client's request: the host's own
+/// command for that kind of hook, with the host's timeouts and environment,
+/// keeping only the kind and the release from the request. `None` when the
+/// host defines no such hook.
+///
+/// # Errors
+/// When `hooks.toml` is malformed, or the release has no record on the host.
+pub fn confine(layout: &Layout, req: &HookRequest) -> Result<Option<HookRequest>> {
+    let hooks = host_hooks(layout)?;
+    let command = match req.kind.as_str() {
+        "before_activate" => hooks.before_activate.clone(),
+        "after_activate" => hooks.after_activate.clone(),
+        "health" => hooks.health.clone(),
         _ => None,
-    })
+    };
+    let Some(command) = command.filter(|c| !c.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let timeouts = hooks.timeouts(&layout.meta_dir().join("hooks.toml").display().to_string())?;
+    let (timeout, retry_for) = if req.kind == "health" {
+        (timeouts.health_attempt(), timeouts.health)
+    } else {
+        (timeouts.hook, std::time::Duration::ZERO)
+    };
+    crate::manifest::validate_name(&req.release)?;
+    let mut env = std::collections::BTreeMap::new();
+    if let Ok(Some(meta)) = layout.release_meta(&req.release) {
+        env.insert("SLIPWAY_ID".to_string(), meta.id.to_string());
+    }
+    env.insert(
+        "SLIPWAY_PREVIOUS".to_string(),
+        host_previous(layout, &req.release)?.unwrap_or_default(),
+    );
+    env.insert(
+        "SLIPWAY_HOST".to_string(),
+        rustix::system::uname().nodename().to_string_lossy().into_owned(),
+    );
+    Ok(Some(HookRequest {
+        kind: req.kind.clone(),
+        release: req.release.clone(),
+        command,
+        env,
+        timeout_ms: timeout.as_millis() as u64,
+        retry_for_ms: retry_for.as_millis() as u64,
+    }))
+}
+
+/// The release `release` replaces (or replaced) on this host, from the
+/// host's own state: `current` while `release` is not yet live, otherwise
+/// the `from` of the switch that made it current.
+fn host_previous(layout: &Layout, release: &str) -> Result<Option<String>> {
+    let current = layout.current_name()?;
+    if current.as_deref() != Some(release) {
+        return Ok(current);
+    }
+    let (records, _) = super::history::read(layout)?;
+    Ok(records
+        .iter()
+        .rev()
+        .find(|r| r.to == release && r.action != "healthy")
+        .and_then(|r| r.from.clone()))
 }
 
 /// Bytes of output kept from a hook.
@@ -99,14 +159,14 @@ fn attempt(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .env("SLIPWAY_RELEASE", &req.release)
-        .env("SLIPWAY_ROOT", &layout.root)
         .process_group(0);
     for (k, v) in &req.env {
-        if k.starts_with("SLIPWAY_") {
+        if CLIENT_ENV.contains(&k.as_str()) {
             cmd.env(k, v);
         }
     }
+    cmd.env("SLIPWAY_RELEASE", &req.release)
+        .env("SLIPWAY_ROOT", &layout.root);
     let mut child = cmd.spawn().map_err(|e| {
         Error::other(format!(
             "cannot start the {} hook: {}",

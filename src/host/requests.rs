@@ -225,15 +225,13 @@ pub fn verify<R: Read, W: Write>(s: &Session<R, W>, release: Option<&str>) -> Re
 /// # Errors
 /// When the release is missing or the hook cannot be started.
 pub fn hook<R: Read, W: Write>(s: &Session<R, W>, req: &HookRequest) -> Result<Message> {
-    if !s.forced {
+    if !s.confined {
         return Ok(Message::HookResult(Box::new(hooks::run(&s.layout, req)?)));
     }
-    // A forced command runs only the host's own hooks, never the client's text.
-    match hooks::host_hook(&s.layout, &req.kind)? {
-        Some(command) => {
-            let own = HookRequest { command, ..req.clone() };
-            Ok(Message::HookResult(Box::new(hooks::run(&s.layout, &own)?)))
-        }
+    // Confined: only the host's own hook, with the host's timeouts and
+    // environment; the client's command, variables and budgets are ignored.
+    match hooks::confine(&s.layout, req)? {
+        Some(own) => Ok(Message::HookResult(Box::new(hooks::run(&s.layout, &own)?))),
         None => Ok(Message::HookResult(Box::new(crate::protocol::HookResult {
             ok: true,
             exit_code: None,

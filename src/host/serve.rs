@@ -30,16 +30,28 @@ pub struct Session<R, W: Write> {
     pub client_version: String,
     /// The host lock, while this session holds it (`lock` … `unlock`).
     pub lock: Option<super::lock::HostLock>,
-    /// Running as an `authorized_keys` forced command: only the host's own
-    /// hooks (`.slipway/hooks.toml`) run, never commands sent by the client.
-    pub forced: bool,
+    /// Confined (the default): only the host's own hooks
+    /// (`.slipway/hooks.toml`) run, with the host's timeouts and environment,
+    /// never commands, variables or time budgets sent by the client. Only
+    /// `serve --trust-client`, outside a forced command, lifts it.
+    pub confined: bool,
+}
+
+/// Whether `serve` may run what its client sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// Run only what the host's own configuration defines (the default).
+    Confined,
+    /// Run the client's hook commands with its environment and timeouts
+    /// (`--trust-client`: the client started `serve` itself).
+    Client,
 }
 
 /// Serve the protocol on this process's stdin and stdout.
 ///
 /// # Errors
 /// Whatever ended the session (it was also sent to the client when possible).
-pub fn serve_stdio(root: &Path, append_only: bool) -> Result<()> {
+pub fn serve_stdio(root: &Path, append_only: bool, trust_client: bool) -> Result<()> {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     let dup = |fd: std::io::Result<std::os::fd::OwnedFd>, what: &str| {
         fd.map(File::from)
@@ -47,11 +59,21 @@ pub fn serve_stdio(root: &Path, append_only: bool) -> Result<()> {
     };
     let input = dup(std::io::stdin().as_fd().try_clone_to_owned(), "stdin")?;
     let output = dup(std::io::stdout().as_fd().try_clone_to_owned(), "stdout")?;
-    // sshd sets SSH_ORIGINAL_COMMAND only when it runs a forced command.
-    let forced = std::env::var("SSH_ORIGINAL_COMMAND").ok();
+    // sshd sets SSH_ORIGINAL_COMMAND when it runs a forced command for an
+    // exec or subsystem request, but not for a shell request (`ssh -T host`):
+    // its absence proves nothing, so confinement is the default and only our
+    // own command line lifts it; a forced command stays confined even if its
+    // line carries `--trust-client`.
+    let forced = std::env::var_os("SSH_ORIGINAL_COMMAND").map(|c| c.to_string_lossy().into_owned());
+    let trust = if trust_client && forced.is_none() {
+        Trust::Client
+    } else {
+        Trust::Confined
+    };
     serve(
         root,
         append_only,
+        trust,
         forced,
         BufReader::with_capacity(256 * 1024, input),
         output,
@@ -60,7 +82,8 @@ pub fn serve_stdio(root: &Path, append_only: bool) -> Result<()> {
 
 /// Check what the client asked for against the forced command: only `serve`,
 /// only this root (the forced `--root` wins; asking for another is an error,
-/// not silence), only the flags `--root` and `--append-only`.
+/// not silence), only the flags `--root`, `--append-only` and
+/// `--trust-client` (which a forced command ignores: it stays confined).
 ///
 /// # Errors
 /// Usage error naming what was asked and what this key allows.
@@ -76,7 +99,7 @@ pub fn check_forced(root: &Path, asked: &str) -> Result<()> {
     let mut rest = words[at + 1..].iter();
     while let Some(w) = rest.next() {
         match w.as_str() {
-            "--append-only" => {}
+            "--append-only" | "--trust-client" => {}
             "--root" => {
                 let Some(r) = rest.next() else {
                     return Err(Error::usage(format!("{allowed}; `--root` without a value")));
@@ -160,6 +183,7 @@ fn shell_words(s: &str) -> Vec<String> {
 pub fn serve<R: Read, W: Write>(
     root: &Path,
     append_only: bool,
+    trust: Trust,
     forced: Option<String>,
     reader: R,
     writer: W,
@@ -189,7 +213,7 @@ pub fn serve<R: Read, W: Write>(
         append_only,
         client_version,
         lock: None,
-        forced: forced.is_some(),
+        confined: trust == Trust::Confined || forced.is_some(),
     };
     while let Some(request) = session.ch.recv_optional()? {
         let reply = match request {
@@ -241,6 +265,7 @@ mod forced_tests {
         let r = root.display().to_string();
         check_forced(&root, &format!("slipway serve --root '{r}'")).unwrap();
         check_forced(&root, &format!("/usr/bin/slipway serve --root {r} --append-only")).unwrap();
+        check_forced(&root, &format!("slipway serve --root {r} --trust-client")).unwrap();
         let other = check_forced(&root, "slipway serve --root '/srv/other'")
             .unwrap_err()
             .to_string();

@@ -147,9 +147,12 @@ fn connect_inner(spec: &HostSpec) -> Result<Connection> {
 
     let started = runtime.block_on(async {
         let mut cmd = session.clone().arc_raw_command(&spec.remote_bin);
+        // We started `serve` ourselves over this key, so it may run what we
+        // send; a forced command in `authorized_keys` ignores the flag.
         cmd.arg("serve")
             .arg("--root")
             .arg(root)
+            .arg("--trust-client")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -431,6 +434,12 @@ impl SshProcess {
             Ok(s) if s.code() == Some(126) => Error::other(with_tail(format!(
                 "`{bin}` cannot be run on the host (exit 126); make it executable, or point SLIPWAY_REMOTE_BIN or the target's `remote_bin` at slipway"
             ))),
+            Ok(s) if s.code() == Some(2) => Error::other(format!(
+                "{}; a slipway older than this client ({}) does not know `serve --trust-client`: run `slipway host install -t {}`",
+                with_tail(format!("`{bin} serve` refused its command line (exit 2)")),
+                crate::protocol::VERSION,
+                self.target
+            )),
             Ok(s) => Error::other(with_tail(format!(
                 "`{bin} serve` exited with status {}",
                 s.code().map_or_else(|| "unknown".into(), |c| c.to_string())

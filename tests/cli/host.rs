@@ -240,6 +240,31 @@ fn a_version_mismatch_names_both_versions_and_host_install() {
     assert!(fix.is_some_and(|f| f.starts_with("run `slipway host install -t prod`")));
 }
 
+/// A stand-in for a slipway older than `serve --trust-client`: clap refuses
+/// the flag with exit 2 before any protocol is spoken.
+#[test]
+fn a_host_slipway_that_predates_trust_client_says_to_install() {
+    let host = Sshd::start();
+    let env = Env::new();
+    config(&env, &[host.alias()], &env.path("srv"), "");
+    let old = script(
+        &env,
+        "older-slipway",
+        "echo \"error: unexpected argument '--trust-client' found\" >&2\nexit 2",
+    );
+    env.slipway()
+        .env("SLIPWAY_SSH_CONFIG", host.ssh_config_path())
+        .env("SLIPWAY_REMOTE_BIN", &old)
+        .args(["status", "-t", "prod"])
+        .fails(1)
+        .one_line_error()
+        .stderr_has(&format!(
+            "error: {}: `{old} serve` refused its command line (exit 2): unexpected argument '--trust-client' found; \
+             a slipway older than this client ({VERSION}) does not know `serve --trust-client`: run `slipway host install -t prod`\n",
+            host.alias()
+        ));
+}
+
 #[test]
 fn host_install_copies_this_binary_verified_and_push_then_runs_it() {
     let host = Sshd::start();

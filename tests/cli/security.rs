@@ -3,7 +3,11 @@
 //! another command, cannot reach another root, and with `--append-only`
 //! cannot prune.
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use slipway::protocol::{Channel, HookRequest, Message, Peer};
 
 use crate::support::sshd::Sshd;
 use crate::support::{Env, bin, write_file};
@@ -121,4 +125,149 @@ fn an_append_only_key_cannot_prune() {
             root.display()
         ));
     assert!(root.join("releases/v1").is_dir());
+}
+
+/// How a raw client reaches a forced-command key.
+#[derive(Debug, Clone, Copy)]
+enum Request {
+    /// `ssh -T host`: a shell request; sshd sets no `SSH_ORIGINAL_COMMAND`.
+    Shell,
+    /// `ssh host 'slipway serve --root R --trust-client'`: an exec request
+    /// that claims the trust a forced command must never grant.
+    ExecClaimingTrust,
+    /// `ssh -s host sftp`: a subsystem request.
+    Subsystem,
+}
+
+/// A hand-written protocol session through `ssh` itself, greeted.
+fn raw_ssh(host: &Sshd, root: &Path, how: Request) -> (Child, Channel<ChildStdout, ChildStdin>) {
+    let mut cmd = Command::new("ssh");
+    cmd.arg("-F").arg(host.ssh_config_path());
+    match how {
+        Request::Shell => {
+            cmd.arg("-T").arg(host.alias());
+        }
+        Request::ExecClaimingTrust => {
+            cmd.arg(host.alias())
+                .arg(format!("slipway serve --root {} --trust-client", root.display()));
+        }
+        Request::Subsystem => {
+            cmd.arg("-s").arg(host.alias()).arg("sftp");
+        }
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ch = Channel::new(child.stdout.take().unwrap(), child.stdin.take().unwrap(), Peer::Host);
+    ch.send(&Message::hello()).unwrap();
+    assert_eq!(ch.recv().unwrap(), Message::hello(), "{how:?}");
+    (child, ch)
+}
+
+/// A hook request as a hostile client writes it: its own command, its own
+/// `SLIPWAY_ROOT`, and a retry budget of 31 years.
+fn hostile_hook(kind: &str, release: &str, command: &str) -> Message {
+    let mut env = std::collections::BTreeMap::new();
+    env.insert("SLIPWAY_ROOT".to_string(), "/tmp/chosen-by-the-client".to_string());
+    env.insert("SLIPWAY_RELEASE".to_string(), "../../elsewhere".to_string());
+    Message::Hook(Box::new(HookRequest {
+        kind: kind.into(),
+        release: release.into(),
+        command: command.into(),
+        env,
+        timeout_ms: 1_000_000_000_000_000,
+        retry_for_ms: 1_000_000_000_000_000,
+    }))
+}
+
+#[test]
+fn a_restricted_key_runs_no_client_command_whatever_the_request() {
+    for options in ["", " --append-only"] {
+        let env = Env::new();
+        let root = env.path("srv/app");
+        let line = format!(
+            "restrict,command=\"{} serve --root {}{options}\"",
+            bin(),
+            root.display()
+        );
+        let host = Sshd::builder().key_options(&line).start();
+        for v in ["v1", "v2"] {
+            write_file(&env.path("site/index.html"), v.as_bytes());
+            env.slipway().args(["build", "--dir", "site", "--name", v]).ok();
+            env.slipway()
+                .via_ssh(host.ssh_config_path())
+                .args(["deploy", v, "-t", &host.url(&root)])
+                .ok();
+        }
+        // The host's own health check fails and says where it ran.
+        let seen = env.path("host-hook-saw");
+        std::fs::write(
+            root.join(".slipway/hooks.toml"),
+            format!(
+                "health = \"echo \\\"$SLIPWAY_ROOT $SLIPWAY_RELEASE $SLIPWAY_PREVIOUS\\\" >> {}; exit 1\"\n\
+                 health_timeout = \"2s\"\n",
+                seen.display()
+            ),
+        )
+        .unwrap();
+        let pwned = env.path("pwned");
+        let evil = format!(
+            "id > {}; chmod -R u+w {1}; rm -rf {1}/releases/v1",
+            pwned.display(),
+            root.display()
+        );
+
+        for how in [Request::Shell, Request::ExecClaimingTrust, Request::Subsystem] {
+            let (mut child, mut ch) = raw_ssh(&host, &root, how);
+            // A kind the host does not define: nothing runs.
+            ch.send(&hostile_hook("after_activate", "v2", &evil)).unwrap();
+            match ch.recv() {
+                Ok(Message::HookResult(r)) => {
+                    assert!(r.ok && r.attempts == 0, "{how:?}{options}: {r:?}");
+                    assert!(r.output.contains("this host runs only its own hooks"), "{r:?}");
+                }
+                // The subsystem request is refused as a whole.
+                Err(e) => assert!(
+                    matches!(how, Request::Subsystem) && e.to_string().contains("this key may only run"),
+                    "{how:?}{options}: {e}"
+                ),
+                other => panic!("{how:?}{options}: {other:?}"),
+            }
+            assert!(!pwned.exists(), "{how:?}{options}: the client's command ran");
+            assert!(root.join("releases/v1").is_dir(), "{how:?}{options}");
+            let _ = child.kill();
+            let _ = child.wait();
+
+            if matches!(how, Request::Subsystem) {
+                continue;
+            }
+            // A kind the host defines: the host's command, with the host's
+            // environment and timeouts, not the client's.
+            let (mut child, mut ch) = raw_ssh(&host, &root, how);
+            let started = Instant::now();
+            ch.send(&hostile_hook("health", "v2", &evil)).unwrap();
+            let Message::HookResult(r) = ch.recv().unwrap() else {
+                panic!("{how:?}{options}: expected a hook result")
+            };
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "{how:?}{options}: the client's retry budget was used: {:?}",
+                started.elapsed()
+            );
+            assert!(!r.ok && r.attempts >= 1, "{how:?}{options}: {r:?}");
+            assert!(!pwned.exists(), "{how:?}{options}: the client's command ran");
+            let last = std::fs::read_to_string(&seen).unwrap();
+            assert_eq!(
+                last.lines().last().unwrap(),
+                format!("{} v2 v1", root.display()),
+                "{how:?}{options}: the host hook must see the host's own variables"
+            );
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        assert!(root.join("releases/v2").is_dir());
+    }
 }

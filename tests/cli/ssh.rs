@@ -126,7 +126,7 @@ fn arguments_reach_the_remote_command_quoted() {
     let mut out = String::new();
     reader.read_to_string(&mut out).expect("read");
     process.finish().expect("exit 0");
-    assert_eq!(out, format!("serve|--root|{root}|"));
+    assert_eq!(out, format!("serve|--root|{root}|--trust-client|"));
 }
 
 #[test]

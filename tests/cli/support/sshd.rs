@@ -271,7 +271,7 @@ impl Sshd {
             "ListenAddress 127.0.0.1\nPort {port}\nHostKey {d}/host_ed25519\nPidFile {d}/sshd-{port}.pid\n\
              AuthorizedKeysFile {d}/authorized_keys\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n\
              PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUseDNS no\n\
-             PrintMotd no\nX11Forwarding no\nMaxStartups 100:30:200\nMaxSessions 100\nLogLevel INFO\n\
+             PrintMotd no\nX11Forwarding no\nSubsystem sftp internal-sftp\nMaxStartups 100:30:200\nMaxSessions 100\nLogLevel INFO\n\
              # The login shell must not read ~/.bashrc for every command (bash does when SHLVL < 2).\n\
              SetEnv SHLVL=1 {extra}\n",
             port = self.port,
