@@ -8,12 +8,13 @@
 //! `ln -sfn` is never used: `current` is at the old or the new release at
 //! every instant, never missing, never at a partial tree.
 
-use super::history::{self, Intent, Record};
+use super::history::{self, Intent};
 use super::layout::{HostRelease, Layout};
 use crate::digest::looks_like_id;
 use crate::error::{Error, Result};
 use crate::fs;
 use crate::manifest::validate_name;
+use crate::protocol::Record;
 use crate::provenance::now_rfc3339_millis;
 
 /// What to switch to and how to record it.

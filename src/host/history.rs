@@ -12,32 +12,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::layout::Layout;
-use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::fs;
-
-/// One activation (DESIGN: host, time, actor, action, from, to, id).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
-    /// RFC 3339 UTC.
-    pub time: String,
-    /// `user@host` of the operator.
-    pub actor: String,
-    /// `activate`, `rollback`, `revert` (a fleet switching a host back), or
-    /// `healthy` (the release passed its health check here; `from` = `to`).
-    pub action: String,
-    /// The release that was current before (`None` on the first activation).
-    pub from: Option<String>,
-    pub to: String,
-    /// The bundle id of `to`.
-    pub id: Digest,
-    /// Why (rollback reason, gate override reason), when given.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// The principal whose signature the host accepted for `to`, if it checks signatures.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signer: Option<String>,
-}
+use crate::protocol::Record;
 
 /// `.slipway/intent.json`: a switch that has started and not yet finished.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -21,11 +21,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::signatures::Signer;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::fs;
 use crate::manifest::{Manifest, ObjectKey};
+use crate::protocol::Signer;
 use crate::provenance::Provenance;
 
 /// Paths of one host root. `root` is canonical (no symlinks, absolute).

@@ -10,11 +10,11 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use super::activate::{self, Switch};
-use super::lock::{self, HostLock, LockInfo};
+use super::lock::{self, HostLock};
 use super::serve::Session;
 use super::{check, history, hooks, prune, status, verify};
 use crate::error::{Error, Result};
-use crate::protocol::{ActivateRequest, HookRequest, Message, RollbackRequest};
+use crate::protocol::{ActivateRequest, HookRequest, HookResult, LockInfo, Message, RollbackRequest};
 
 fn check_actor(actor: &str) -> Result<()> {
     if actor.is_empty() || actor.len() > 256 || actor.chars().any(char::is_control) {
@@ -232,7 +232,7 @@ pub fn hook<R: Read, W: Write>(s: &Session<R, W>, req: &HookRequest) -> Result<M
     // environment; the client's command, variables and budgets are ignored.
     match hooks::confine(&s.layout, req)? {
         Some(own) => Ok(Message::HookResult(Box::new(hooks::run(&s.layout, &own)?))),
-        None => Ok(Message::HookResult(Box::new(crate::protocol::HookResult {
+        None => Ok(Message::HookResult(Box::new(HookResult {
             ok: true,
             exit_code: None,
             timed_out: false,

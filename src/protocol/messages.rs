@@ -10,16 +10,11 @@
 use serde::{Deserialize, Serialize};
 
 use super::codec::Peer;
+use super::types::{CheckReport, Drift, HostStatus, LockInfo, PruneReport, Record};
 use super::version::{PROTOCOL, VERSION};
 use crate::config::LinkMode;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::host::check::CheckReport;
-use crate::host::history::Record;
-use crate::host::lock::LockInfo;
-use crate::host::prune::PruneReport;
-use crate::host::status::HostStatus;
-use crate::host::verify::Drift;
 use crate::provenance::Provenance;
 
 /// Every control message. On the wire: `{"type": "<snake_case name>", …fields}`.

@@ -6,6 +6,8 @@
 //! - [`version`]: the protocol number and this slipway's version;
 //! - [`codec`]: frames — building and parsing every frame header, reading
 //!   and writing frames, splicing file contents into DATA frames;
+//! - [`types`]: what the host's answers carry (status, history records,
+//!   lock holder, prune and check reports, drift, signers);
 //! - [`messages`]: every control message and the payloads of requests and
 //!   answers, the `hello` check;
 //! - [`channel`]: a connection as both ends use it, messages and data
@@ -22,6 +24,7 @@
 pub mod channel;
 pub mod codec;
 pub mod messages;
+pub mod types;
 pub mod version;
 
 pub use channel::{Channel, DataReader, DataWriter};
@@ -29,5 +32,8 @@ pub use codec::{DATA_CHUNK, FRAME_HEADER, FrameReader, FrameType, FrameWriter, M
 pub use messages::{
     ActivateRequest, HookRequest, HookResult, Message, Need, PushOffer, RollbackRequest, Staged, check_hello,
     check_hello_for, decode_indices, encode_indices,
+};
+pub use types::{
+    CheckReport, CurrentState, Drift, Finding, HostStatus, LockInfo, PruneReport, Record, ReleaseStatus, Signer, who,
 };
 pub use version::{PROTOCOL, VERSION};
