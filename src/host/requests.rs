@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::activate::{self, Switch};
 use super::lock::{self, HostLock};
-use super::serve::Session;
+use super::session::Session;
 use super::{check, history, hooks, prune, status, verify};
 use crate::error::{Error, Result};
 use crate::protocol::{ActivateRequest, HookRequest, HookResult, LockInfo, Message, RollbackRequest};
