@@ -1,4 +1,4 @@
-//! The host layout of DESIGN.md and the per-release metadata file.
+//! The host layout (`docs/host-layout.md`) and the per-release metadata file.
 //!
 //! ```text
 //! <root>/current -> releases/<name>       relative symlink; only activation changes it

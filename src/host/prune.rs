@@ -9,7 +9,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::os::unix::fs::MetadataExt;
 
-use super::activate::previous;
+use super::activate::{previous, reconcile};
 use super::history;
 use super::layout::Layout;
 use crate::error::{Error, Result};
@@ -73,7 +73,7 @@ pub fn prune(layout: &Layout, keep: usize, pinned: &[String], dry_run: bool, app
             layout.root.display()
         )));
     }
-    history::reconcile(layout)?;
+    reconcile(layout)?;
     let mut report = PruneReport {
         dry_run,
         releases: plan(layout, keep, pinned)?,

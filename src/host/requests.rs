@@ -133,7 +133,7 @@ fn settle<R: Read, W: Write>(s: &Session<R, W>) -> Result<()> {
         return Ok(());
     }
     if s.lock.is_some() {
-        return history::reconcile(&s.layout).map(drop);
+        return activate::reconcile(&s.layout).map(drop);
     }
     let me = LockInfo {
         actor: "slipway".into(),
@@ -142,7 +142,7 @@ fn settle<R: Read, W: Write>(s: &Session<R, W>) -> Result<()> {
         since: crate::provenance::now_rfc3339(),
     };
     match lock::acquire(&s.layout, &me, None) {
-        Ok(_held) => history::reconcile(&s.layout).map(drop),
+        Ok(_held) => activate::reconcile(&s.layout).map(drop),
         Err(Error::Locked(_)) => Ok(()),
         Err(e) => Err(e),
     }

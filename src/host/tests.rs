@@ -153,7 +153,7 @@ fn a_crash_between_rename_and_history_is_reconciled() {
     )
     .unwrap();
     activate::point_current(&l, "v2").unwrap(); // ... and the process died here
-    let appended = history::reconcile(&l).unwrap();
+    let appended = activate::reconcile(&l).unwrap();
     assert_eq!(appended, Some(intent.clone()));
     let (records, _) = history::read(&l).unwrap();
     assert_eq!(records.last(), Some(&intent));
@@ -169,7 +169,7 @@ fn a_crash_between_rename_and_history_is_reconciled() {
         },
     )
     .unwrap();
-    assert_eq!(history::reconcile(&l).unwrap(), None);
+    assert_eq!(activate::reconcile(&l).unwrap(), None);
     assert_eq!(history::read(&l).unwrap().0.len(), 2);
 }
 
@@ -198,7 +198,7 @@ fn a_crashed_rollback_is_finished_with_its_marks_once() {
     for appended in [true, false] {
         history::write_intent(&l, &intent).unwrap();
         activate::point_current(&l, "v1").unwrap();
-        let got = history::reconcile(&l).unwrap();
+        let got = activate::reconcile(&l).unwrap();
         assert_eq!(got.is_some(), appended);
         assert!(
             !l.release_meta("v1").unwrap().unwrap().bad,
