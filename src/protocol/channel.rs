@@ -12,7 +12,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::path::Path;
 
-use super::codec::{DATA_CHUNK, FrameReader, FrameType, FrameWriter, Peer};
+use super::codec::{DATA_CHUNK, DataHeader, FrameReader, FrameType, FrameWriter, Peer};
 use super::messages::Message;
 use crate::error::{Error, Result, describe_io};
 
@@ -86,11 +86,11 @@ impl<R: Read, W: Write> Channel<R, W> {
     /// # Errors
     /// As [`FrameWriter::spliced_data`], or when this side of the
     /// connection is closed.
-    pub fn spliced_data(&mut self, len: usize) -> Result<std::os::fd::BorrowedFd<'_>>
+    pub fn spliced_data(&mut self, header: &DataHeader) -> Result<std::os::fd::BorrowedFd<'_>>
     where
         W: AsFd,
     {
-        self.writer()?.spliced_data(len)
+        self.writer()?.spliced_data(header)
     }
 
     /// Send `len` bytes of `file` as DATA frames (see [`FrameWriter::file_data`]).

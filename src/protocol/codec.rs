@@ -111,21 +111,7 @@ impl<R: Read> FrameReader<R> {
                 Err(e) => return Err(read_error(peer, &e)),
             }
         }
-        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        let ty = FrameType::from_code(head[4]).ok_or_else(|| {
-            Error::other(format!(
-                "unknown frame type {} from the {peer} (protocol {PROTOCOL} knows types 1-3)",
-                head[4]
-            ))
-        })?;
-        if len > MAX_FRAME {
-            return Err(Error::other(format!(
-                "oversized frame from the {peer}: {len} bytes, more than the limit of {MAX_FRAME}"
-            )));
-        }
-        if ty == FrameType::End && len != 0 {
-            return Err(Error::other(format!("the {peer} sent an END frame with a payload")));
-        }
+        let (ty, len) = parse_header(&head, peer)?;
         if self.buf.len() < len {
             self.buf.resize(len, 0);
         }
@@ -158,18 +144,78 @@ fn write_error(peer: Peer, e: &io::Error) -> Error {
     Error::connection(format!("cannot send to the {peer}: {}", describe_io(e)))
 }
 
-/// The header of a frame of type `ty` carrying `len` bytes.
-/// The header of a DATA frame of `len` payload bytes, for a frame the
-/// caller assembles itself (see [`FrameWriter::spliced_data`]).
-pub fn data_frame_header(len: usize) -> [u8; FRAME_HEADER] {
-    frame_header(FrameType::Data, len)
-}
-
+/// The header of a frame of type `ty` carrying `len` bytes (at most
+/// [`MAX_FRAME`], which the callers check).
 fn frame_header(ty: FrameType, len: usize) -> [u8; FRAME_HEADER] {
     let mut head = [0u8; FRAME_HEADER];
     head[..4].copy_from_slice(&(len as u32).to_be_bytes());
     head[4] = ty.code();
     head
+}
+
+/// The type and payload length a header from `peer` announces.
+fn parse_header(head: &[u8; FRAME_HEADER], peer: Peer) -> Result<(FrameType, usize)> {
+    let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let ty = FrameType::from_code(head[4]).ok_or_else(|| {
+        Error::other(format!(
+            "unknown frame type {} from the {peer} (protocol {PROTOCOL} knows types 1-3)",
+            head[4]
+        ))
+    })?;
+    if len > MAX_FRAME {
+        return Err(Error::other(format!(
+            "oversized frame from the {peer}: {len} bytes, more than the limit of {MAX_FRAME}"
+        )));
+    }
+    if ty == FrameType::End && len != 0 {
+        return Err(Error::other(format!("the {peer} sent an END frame with a payload")));
+    }
+    Ok((ty, len))
+}
+
+/// The header of one DATA frame whose payload the caller moves to the
+/// connection itself, e.g. spliced or tee'd from a pipe that holds the
+/// header and the payload back to back (see [`FrameWriter::spliced_data`]).
+/// The content never passes through this process; the header is built here
+/// like every other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataHeader {
+    bytes: [u8; FRAME_HEADER],
+    payload: usize,
+}
+
+impl DataHeader {
+    /// The header of a DATA frame of `payload` bytes.
+    ///
+    /// # Errors
+    /// When `payload` is larger than [`MAX_FRAME`].
+    pub fn new(payload: usize) -> Result<DataHeader> {
+        if payload > MAX_FRAME {
+            return Err(Error::other(format!(
+                "cannot send a {payload} byte frame: the limit is {MAX_FRAME}"
+            )));
+        }
+        Ok(DataHeader {
+            bytes: frame_header(FrameType::Data, payload),
+            payload,
+        })
+    }
+
+    /// The header's bytes, to write ahead of the payload.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Bytes of payload the frame carries.
+    pub fn payload_len(&self) -> usize {
+        self.payload
+    }
+
+    /// Bytes of the whole frame, header and payload: what it takes in a
+    /// pipe and on the connection.
+    pub fn frame_len(&self) -> usize {
+        FRAME_HEADER + self.payload
+    }
 }
 
 /// Writes frames (buffered) and counts the data bytes written.
@@ -253,17 +299,17 @@ impl<W: Write> FrameWriter<W> {
 }
 
 impl<W: Write + AsFd> FrameWriter<W> {
-    /// Hand the connection to the caller for one whole DATA frame of
-    /// `len` payload bytes (header included, see [`data_frame_header`])
-    /// that it moves there itself, e.g. with splice(2) from a pipe: pending
-    /// frames are flushed first, and the frame counts as sent.
+    /// Hand the connection to the caller for one whole DATA frame, `header`
+    /// and its payload, that the caller moves there itself (e.g. with
+    /// splice(2) from a pipe holding both): pending frames are flushed
+    /// first, and the frame counts as sent.
     ///
     /// # Errors
     /// Connection error on I/O failure.
-    pub fn spliced_data(&mut self, len: usize) -> Result<std::os::fd::BorrowedFd<'_>> {
+    pub fn spliced_data(&mut self, header: &DataHeader) -> Result<std::os::fd::BorrowedFd<'_>> {
         let peer = self.peer;
         self.inner.flush().map_err(|e| write_error(peer, &e))?;
-        self.data_bytes += (FRAME_HEADER + len) as u64;
+        self.data_bytes += header.frame_len() as u64;
         Ok(self.inner.get_ref().as_fd())
     }
 
@@ -398,6 +444,26 @@ mod tests {
             .file_data(&mut File::open(&src).unwrap(), &src, len + 1, &mut |_| {})
             .unwrap_err();
         assert!(e.to_string().contains("ended before its announced size"), "{e}");
+    }
+
+    /// A frame assembled by the caller (header from [`DataHeader`], payload
+    /// moved by itself) reads back like one the writer sent.
+    #[test]
+    fn a_data_header_frames_what_follows_it() {
+        let h = DataHeader::new(3).unwrap();
+        assert_eq!(h.frame_len(), FRAME_HEADER + 3);
+        assert_eq!(h.payload_len(), 3);
+        let mut bytes = h.as_bytes().to_vec();
+        bytes.extend_from_slice(b"abc");
+        let mut r = frames(&bytes);
+        assert_eq!(r.next_frame().unwrap(), Some(FrameType::Data));
+        assert_eq!(r.payload(), b"abc");
+        assert!(r.next_frame().unwrap().is_none());
+
+        let mut w = FrameWriter::new(Vec::new(), Peer::Host);
+        w.data(b"abc").unwrap();
+        assert_eq!(w.into_inner(), bytes);
+        assert!(DataHeader::new(MAX_FRAME + 1).is_err());
     }
 
     #[test]

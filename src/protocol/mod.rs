@@ -28,7 +28,7 @@ pub mod types;
 pub mod version;
 
 pub use channel::{Channel, DataReader, DataWriter};
-pub use codec::{DATA_CHUNK, FRAME_HEADER, FrameReader, FrameType, FrameWriter, MAX_FRAME, Peer, data_frame_header};
+pub use codec::{DATA_CHUNK, DataHeader, FRAME_HEADER, FrameReader, FrameType, FrameWriter, MAX_FRAME, Peer};
 pub use messages::{
     ActivateRequest, HookRequest, HookResult, Message, Need, PushOffer, RollbackRequest, Staged, check_hello,
     check_hello_for, decode_indices, encode_indices,

@@ -34,7 +34,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result, describe_io};
 use crate::fs;
 use crate::manifest::{Entry, Kind, Manifest};
-use crate::protocol::{DATA_CHUNK, FRAME_HEADER, Message, PushOffer, data_frame_header, decode_indices};
+use crate::protocol::{DATA_CHUNK, DataHeader, Message, PushOffer, decode_indices};
 use crate::provenance::Provenance;
 use crate::store::Store;
 
@@ -504,10 +504,11 @@ fn stream_bundle(
     let mut offset = 0u64;
     while offset < size {
         let n = usize::try_from((size - offset).min(pipes.chunk as u64)).unwrap_or(pipes.chunk);
-        let frame = FRAME_HEADER + n;
         // The shared pipe is empty: the header and payload fit it whole.
-        let head = data_frame_header(n);
-        let written = match rustix::io::write(&pipes.shared.1, &head) {
+        let header = DataHeader::new(n)?;
+        let frame = header.frame_len();
+        let head = header.as_bytes();
+        let written = match rustix::io::write(&pipes.shared.1, head) {
             Ok(k) if k == head.len() => Ok(()),
             Ok(k) => Err(format!("{k} of {} bytes written", head.len())),
             Err(e) => Err(describe_io(&e.into())),
@@ -540,7 +541,7 @@ fn stream_bundle(
                         )));
                     }
                 }
-                let out = session.ch.spliced_data(n)?;
+                let out = session.ch.spliced_data(&header)?;
                 splice_exactly(host.0.as_fd(), None, out, frame, &mut 0).map_err(|e| sending(&e))?;
                 advance(bar, n as u64);
                 Ok(())
@@ -552,7 +553,7 @@ fn stream_bundle(
         // The last host takes the frame itself, emptying the shared pipe.
         let (session, bar) = &mut group[last];
         let mut moved = 0;
-        let sent = session.ch.spliced_data(n).and_then(|out| {
+        let sent = session.ch.spliced_data(&header).and_then(|out| {
             splice_exactly(pipes.shared.0.as_fd(), None, out, frame, &mut moved).map_err(|e| sending(&e))
         });
         match sent {
