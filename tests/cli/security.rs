@@ -271,3 +271,96 @@ fn a_restricted_key_runs_no_client_command_whatever_the_request() {
         assert!(root.join("releases/v2").is_dir());
     }
 }
+
+/// Releases v1..=n of a site with a `data/` directory, for shared paths below it.
+fn data_site_releases(env: &Env, n: usize) {
+    for i in 1..=n {
+        write_file(&env.path("site/index.html"), format!("v{i}").as_bytes());
+        write_file(&env.path("site/data/README"), b"shared data lives here");
+        env.slipway()
+            .args(["build", "--dir", "site", "--name", &format!("v{i}")])
+            .ok();
+    }
+}
+
+#[test]
+fn a_symlink_planted_in_shared_never_makes_a_push_create_outside_the_root() {
+    let env = Env::new();
+    data_site_releases(&env, 2);
+    let root = env.path("host");
+    let elsewhere = env.path("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    env.write(
+        "slipway.toml",
+        format!(
+            "[targets.web]\nhosts = [\"{}\"]\nshared = [\"data/uploads\"]\nshared_files = [\"data/app.env\"]\n",
+            root.display()
+        ),
+    );
+    env.slipway().args(["deploy", "v1", "-t", "web"]).ok();
+    assert!(root.join("shared/data/uploads").is_dir());
+    // The application (which may write to shared/) swaps a directory for a link.
+    std::fs::rename(root.join("shared/data"), root.join("shared/data.old")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, root.join("shared/data")).unwrap();
+
+    env.slipway()
+        .args(["push", "v2", "-t", "web"])
+        .fails(1)
+        .one_line_error()
+        .stderr_has(&format!(
+            "cannot create shared path `data/uploads` in `{0}/shared`: `{0}/shared/data` is a symlink, and slipway \
+             never creates anything through a link in `shared/`; create `data/uploads` where it points yourself, \
+             or replace the link with a directory\n",
+            root.display()
+        ));
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "nothing created outside the root"
+    );
+    assert!(!root.join("releases/v2").exists(), "a refused push binds no release");
+
+    // What the owner made there by hand is used as it is.
+    std::fs::create_dir(elsewhere.join("uploads")).unwrap();
+    std::fs::write(elsewhere.join("app.env"), "KEY=1").unwrap();
+    env.slipway().args(["deploy", "v2", "-t", "web"]).ok();
+    assert_eq!(
+        std::fs::read_to_string(root.join("current/data/app.env")).unwrap(),
+        "KEY=1"
+    );
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 2);
+}
+
+#[test]
+fn prune_never_changes_modes_through_a_symlink_in_releases() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    data_site_releases(&env, 3);
+    let root = env.path("host");
+    env.write(
+        "slipway.toml",
+        format!("[targets.web]\nhosts = [\"{}\"]\nkeep = 5\n", root.display()),
+    );
+    for v in ["v1", "v2", "v3"] {
+        env.slipway().args(["deploy", v, "-t", "web"]).ok();
+    }
+    // Someone with the deploy account's rights swaps releases/v1 for a link
+    // to a private directory elsewhere.
+    let private = env.path("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::write(private.join("secret"), "s").unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let v1 = root.join("releases/v1");
+    Command::new("chmod").arg("-R").arg("u+w").arg(&v1).status().unwrap();
+    std::fs::remove_dir_all(&v1).unwrap();
+    std::os::unix::fs::symlink(&private, &v1).unwrap();
+
+    env.slipway().args(["prune", "-t", "web", "--keep", "0"]).ok();
+    let mode = std::fs::metadata(&private).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o700, "prune changed the mode of a directory outside the root");
+    assert_eq!(std::fs::read_to_string(private.join("secret")).unwrap(), "s");
+    assert!(
+        std::fs::symlink_metadata(&v1).is_err(),
+        "the planted link itself is removed"
+    );
+}
