@@ -364,3 +364,83 @@ fn prune_never_changes_modes_through_a_symlink_in_releases() {
         "the planted link itself is removed"
     );
 }
+
+/// A `slipway serve` child (confined, as a forced command runs it), greeted.
+fn raw_local(root: &Path) -> (Child, Channel<ChildStdout, ChildStdin>) {
+    let mut child = Command::new(bin())
+        .arg("serve")
+        .arg("--root")
+        .arg(root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ch = Channel::new(child.stdout.take().unwrap(), child.stdin.take().unwrap(), Peer::Host);
+    ch.send(&Message::hello()).unwrap();
+    assert_eq!(ch.recv().unwrap(), Message::hello());
+    (child, ch)
+}
+
+fn offer_with_signatures(name: &str, n: usize) -> Message {
+    let signatures = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "format": "sshsig",
+                "key_fingerprint": format!("SHA256:{i:040}"),
+                "signed_at": "2026-01-01T00:00:00Z",
+                "signature": "x",
+            })
+        })
+        .collect();
+    Message::Push(Box::new(slipway::protocol::PushOffer {
+        name: name.into(),
+        id: slipway::digest::Digest::of(b"whatever"),
+        provenance: None,
+        signatures,
+        link_mode: Default::default(),
+        pushed_by: "mallory@evil".into(),
+        shared: vec![],
+        shared_files: vec![],
+        repair: false,
+    }))
+}
+
+#[test]
+fn a_push_offering_too_many_signatures_is_refused_before_any_work() {
+    let env = Env::new();
+    let root = env.path("host");
+    // 120,000 distinct signatures in one 9 MB frame: refused at once, not
+    // merged first (that took minutes of CPU), and nothing is stored.
+    for n in [120_000, 33] {
+        let (mut child, mut ch) = raw_local(&root);
+        let started = Instant::now();
+        ch.send(&offer_with_signatures("v1", n)).unwrap();
+        let err = ch.recv().unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{n}: took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("release `v1` refused: the push offers {n} signatures, more than the 32 a host keeps")
+        );
+        assert_eq!(err.exit().code(), 5);
+        let _ = child.wait();
+        assert!(!root.join(".slipway/releases/v1.json").exists());
+    }
+    // A signature object far larger than any real one.
+    let (mut child, mut ch) = raw_local(&root);
+    let Message::Push(mut offer) = offer_with_signatures("v1", 1) else {
+        unreachable!()
+    };
+    offer.signatures[0]["signature"] = serde_json::Value::String("A".repeat(100_000));
+    ch.send(&Message::Push(offer)).unwrap();
+    let err = ch.recv().unwrap_err().to_string();
+    assert!(
+        err.contains("signature 1 of the push is 100") && err.contains("more than the 16384"),
+        "{err}"
+    );
+    let _ = child.wait();
+}
