@@ -117,6 +117,7 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     })?;
     let (manifest, manifest_size) = receive_manifest(ch, &layout, &bases, &offer)?;
     super::shared::check(&manifest, &offer.shared, &offer.shared_files)?;
+    super::links::check(&layout, name, &manifest)?;
     if offer.repair {
         drop_damaged_objects(&layout, &manifest)?;
     }

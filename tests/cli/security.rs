@@ -444,3 +444,72 @@ fn a_push_offering_too_many_signatures_is_refused_before_any_work() {
     );
     let _ = child.wait();
 }
+
+#[test]
+fn links_out_of_the_release_are_named_and_accepted_only_where_the_host_lists_them() {
+    let env = Env::new();
+    let root = env.path("host");
+    env.write(
+        "slipway.toml",
+        format!(
+            "[build]\nallow_links = [\"passwd.txt\", \"signers\"]\n[targets.web]\nhosts = [\"{}\"]\n",
+            root.display()
+        ),
+    );
+    write_file(&env.path("site/index.html"), b"v1");
+    std::os::unix::fs::symlink("/etc/passwd", env.path("site/passwd.txt")).unwrap();
+    env.slipway().args(["build", "--dir", "site", "--name", "v1"]).ok();
+
+    let shown = env.slipway().args(["inspect", "v1"]).ok().stdout();
+    assert!(shown.contains("links out   passwd.txt -> /etc/passwd\n"), "{shown}");
+    let json = env.slipway().args(["inspect", "v1", "--json"]).ok().json();
+    assert_eq!(json["external_links"], serde_json::json!(["passwd.txt -> /etc/passwd"]));
+
+    let note = "warning: `v1` links out of the release: `passwd.txt -> /etc/passwd` \
+                (a host accepts it only if its `.slipway/allowed_links` lists it)\n";
+    let list = root.join(".slipway/allowed_links");
+    env.slipway()
+        .args(["push", "v1", "-t", "web"])
+        .fails(5)
+        .stderr_has(note)
+        .stderr_has(&format!(
+            "release `v1` refused: its symlink `passwd.txt -> /etc/passwd` points outside the release, and `{0}` \
+             does not list it; if this host should accept it, add the line `passwd.txt -> /etc/passwd` there\n",
+            list.display()
+        ));
+    assert!(!root.join("releases/v1").exists());
+
+    let file = env.path("v1.tar.zst");
+    env.slipway().args(["export", "v1", "-o"]).arg(&file).ok();
+    env.slipway()
+        .env("SLIPWAY_STORE", env.path("other-store"))
+        .arg("import")
+        .arg(&file)
+        .ok()
+        .stderr_has(note);
+
+    // The owner allows exactly this link: accepted.
+    std::fs::write(&list, "# links this host accepts\npasswd.txt   ->   /etc/passwd\n").unwrap();
+    env.slipway().args(["deploy", "v1", "-t", "web"]).ok();
+    assert_eq!(
+        std::fs::read_link(root.join("current/passwd.txt"))
+            .unwrap()
+            .to_string_lossy(),
+        "/etc/passwd"
+    );
+
+    // A link into slipway's own state: refused even when listed.
+    std::fs::remove_file(env.path("site/passwd.txt")).unwrap();
+    std::os::unix::fs::symlink("../../.slipway/allowed_signers", env.path("site/signers")).unwrap();
+    env.slipway().args(["build", "--dir", "site", "--name", "v2"]).ok();
+    std::fs::write(&list, "signers -> ../../.slipway/allowed_signers\n").unwrap();
+    env.slipway()
+        .args(["push", "v2", "-t", "web"])
+        .fails(5)
+        .stderr_has(&format!(
+            "release `v2` refused: its symlink `signers -> ../../.slipway/allowed_signers` leads into `{}`, \
+             slipway's own state, which no release may link to\n",
+            root.join(".slipway").display()
+        ));
+    assert!(!root.join("releases/v2").exists());
+}
