@@ -222,19 +222,22 @@ fn a_restricted_key_runs_no_client_command_whatever_the_request() {
 
         for how in [Request::Shell, Request::ExecClaimingTrust, Request::Subsystem] {
             let (mut child, mut ch) = raw_ssh(&host, &root, how);
-            // A kind the host does not define: nothing runs.
-            ch.send(&hostile_hook("after_activate", "v2", &evil)).unwrap();
-            match ch.recv() {
-                Ok(Message::HookResult(r)) => {
-                    assert!(r.ok && r.attempts == 0, "{how:?}{options}: {r:?}");
-                    assert!(r.output.contains("this host runs only its own hooks"), "{r:?}");
+            if matches!(how, Request::Subsystem) {
+                // Refused as a whole, right after `hello`; whatever follows is not read.
+                let e = ch.recv().unwrap_err().to_string();
+                assert!(e.contains("this key may only run"), "{how:?}{options}: {e}");
+                let _ = ch.send(&hostile_hook("after_activate", "v2", &evil));
+                let _ = ch.recv();
+            } else {
+                // A kind the host does not define: nothing runs.
+                ch.send(&hostile_hook("after_activate", "v2", &evil)).unwrap();
+                match ch.recv() {
+                    Ok(Message::HookResult(r)) => {
+                        assert!(r.ok && r.attempts == 0, "{how:?}{options}: {r:?}");
+                        assert!(r.output.contains("this host runs only its own hooks"), "{r:?}");
+                    }
+                    other => panic!("{how:?}{options}: {other:?}"),
                 }
-                // The subsystem request is refused as a whole.
-                Err(e) => assert!(
-                    matches!(how, Request::Subsystem) && e.to_string().contains("this key may only run"),
-                    "{how:?}{options}: {e}"
-                ),
-                other => panic!("{how:?}{options}: {other:?}"),
             }
             assert!(!pwned.exists(), "{how:?}{options}: the client's command ran");
             assert!(root.join("releases/v1").is_dir(), "{how:?}{options}");
@@ -512,4 +515,40 @@ fn links_out_of_the_release_are_named_and_accepted_only_where_the_host_lists_the
             root.join(".slipway").display()
         ));
     assert!(!root.join("releases/v2").exists());
+}
+
+#[test]
+fn what_a_host_recorded_never_drives_the_operators_terminal() {
+    let env = Env::new();
+    let root = env.path("host");
+    for v in ["v1", "v2"] {
+        write_file(&env.path("site/index.html"), v.as_bytes());
+        env.slipway().args(["build", "--dir", "site", "--name", v]).ok();
+        env.slipway().arg("deploy").arg(v).arg("-t").arg(&root).ok();
+    }
+    // A reason that sets the terminal's title, then forges a history line.
+    let reason = "\u{1b}]0;owned\u{7}\nFORGED  activate  v9";
+    env.slipway()
+        .arg("rollback")
+        .arg("-t")
+        .arg(&root)
+        .args(["--reason", reason])
+        .ok();
+    let text = env.slipway().arg("history").arg("-t").arg(&root).ok().stdout();
+    assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text:?}");
+    assert!(!text.lines().any(|l| l.starts_with("FORGED")), "{text}");
+    assert!(
+        text.contains("(\\u{1b}]0;owned\\u{7}\\nFORGED  activate  v9)"),
+        "{text}"
+    );
+    // --json keeps the exact text, escaped the JSON way.
+    let json = env
+        .slipway()
+        .arg("history")
+        .arg("-t")
+        .arg(&root)
+        .arg("--json")
+        .ok()
+        .json();
+    assert_eq!(json[0]["reason"], reason);
 }
