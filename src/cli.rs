@@ -440,9 +440,12 @@ pub struct ProvenanceArgs {
 pub struct HistoryArgs {
     #[command(flatten)]
     pub target: TargetArgs,
-    /// At most N records per host
-    #[arg(short = 'n', long, value_name = "N")]
+    /// At most N records per host [default: 100]
+    #[arg(short = 'n', long, value_name = "N", conflicts_with = "all")]
     pub limit: Option<usize>,
+    /// Every record (up to 8 MiB of them per host)
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]
@@ -487,6 +490,10 @@ pub struct ServeArgs {
     /// forced command
     #[arg(long)]
     pub trust_client: bool,
+    /// Name of the key this forced command belongs to, recorded in the
+    /// history as who connected (beside the operator the client claims)
+    #[arg(long, value_name = "NAME", value_parser = key_name)]
+    pub key_name: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -557,4 +564,12 @@ pub struct GcArgs {
     /// Only list what would be removed
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `serve --key-name`: a short printable name.
+fn key_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 128 || s.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("1 to 128 printable characters without spaces".into());
+    }
+    Ok(s.to_string())
 }

@@ -48,11 +48,11 @@ pub fn check(
         ))
     })?;
     let mut fleet = Fleet::new(ctx, &gate_target, &[])?;
-    let results = fleet.query(|s| s.history(None));
+    let results = fleet.query(|s| s.history_of(id));
     let mut missing = Vec::new();
     for (host, r) in results {
         match r {
-            Ok((records, _)) if records.iter().any(|r| r.action == "healthy" && r.id == id) => {}
+            Ok(records) if records.iter().any(|r| r.action == "healthy" && r.id == id) => {}
             Ok(_) => missing.push(host),
             Err(e) => missing.push(format!("{host} (unreachable: {})", e.without_host())),
         }

@@ -22,14 +22,24 @@ struct Row {
     reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     signer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    via: Option<String>,
 }
+
+/// Records per host when neither `--limit` nor `--all` is given: years of
+/// deploys make a log of tens of thousands, which nobody reads at once.
+pub const DEFAULT_LIMIT: usize = 100;
 
 /// # Errors
 /// When a host cannot be reached.
 pub fn run(args: &HistoryArgs, ctx: &Context) -> Result<()> {
     let target = super::load_target(ctx, &args.target.target)?;
     let mut fleet = Fleet::new(ctx, &target, &args.target.hosts)?;
-    let limit = args.limit;
+    let limit = if args.all {
+        None
+    } else {
+        Some(args.limit.unwrap_or(DEFAULT_LIMIT))
+    };
     let results = fleet.query(|s| s.history(limit));
     let mut rows = Vec::new();
     let mut first_error = None;
@@ -49,6 +59,7 @@ pub fn run(args: &HistoryArgs, ctx: &Context) -> Result<()> {
                     id: r.id,
                     reason: r.reason,
                     signer: r.signer,
+                    via: r.via,
                 }));
             }
             // The first failure is the command's error line; the others are warnings.

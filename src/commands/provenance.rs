@@ -47,11 +47,9 @@ struct Report {
 pub fn run(args: &ProvenanceArgs, ctx: &Context) -> Result<()> {
     let target = super::load_target(ctx, &args.target.target)?;
     let mut fleet = Fleet::new(ctx, &target, &args.target.hosts)?;
-    let results = fleet.query(|s| Ok((s.status()?, s.history(None)?.0)));
     let mut hosts: Vec<(String, HostStatus, Vec<Record>)> = Vec::new();
-    for (host, r) in results {
-        let (st, hist) = r?;
-        hosts.push((host, st, hist));
+    for (host, r) in fleet.query(|s| s.status()) {
+        hosts.push((host, r?, Vec::new()));
     }
     let wanted = match &args.rel {
         Some(r) => r.clone(),
@@ -74,6 +72,10 @@ pub fn run(args: &ProvenanceArgs, ctx: &Context) -> Result<()> {
             target.name
         )));
     };
+    // Only this bundle's records: the host filters, so a long log costs little.
+    for ((_, _, hist), (_, r)) in hosts.iter_mut().zip(fleet.query(|s| s.history_of(rel.id))) {
+        *hist = r?;
+    }
     let mut report = Report {
         release: rel.name.clone(),
         id: rel.id,
@@ -105,8 +107,8 @@ pub fn run(args: &ProvenanceArgs, ctx: &Context) -> Result<()> {
         && let Ok(gate_target) = super::load_target(ctx, gate)
     {
         let mut gf = Fleet::new(ctx, &gate_target, &[])?;
-        for (host, r) in gf.query(|s| s.history(None)) {
-            let healthy_at = r.ok().and_then(|(recs, _)| {
+        for (host, r) in gf.query(|s| s.history_of(rel.id)) {
+            let healthy_at = r.ok().and_then(|recs| {
                 recs.into_iter()
                     .find(|x| x.action == "healthy" && x.id == rel.id)
                     .map(|x| x.time)

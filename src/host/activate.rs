@@ -30,6 +30,8 @@ pub struct Switch {
     pub reason: Option<String>,
     /// Mark the release being left as bad (rollbacks).
     pub mark_left_bad: bool,
+    /// Who the host saw connect ([`Record::via`]).
+    pub via: Option<String>,
 }
 
 /// Resolve REL among this host's releases: a name, or a unique id prefix.
@@ -147,6 +149,7 @@ pub fn switch(layout: &Layout, req: &Switch) -> Result<Record> {
         id: meta.id,
         reason: req.reason.clone(),
         signer: meta.signed_by.as_ref().map(|s| s.principal.clone()),
+        via: req.via.clone(),
     };
     let intent = Intent {
         record,
@@ -262,6 +265,7 @@ pub fn rollback(
     expect: Option<String>,
     actor: &str,
     reason: Option<String>,
+    via: Option<String>,
 ) -> Result<Record> {
     reconcile(layout)?;
     let current = layout.current_name()?;
@@ -287,6 +291,7 @@ pub fn rollback(
             action: "rollback".into(),
             reason,
             mark_left_bad: true,
+            via,
         },
     )
 }
@@ -296,7 +301,7 @@ pub fn rollback(
 ///
 /// # Errors
 /// When `name` is not the current release, or on I/O failure.
-pub fn mark_healthy(layout: &Layout, name: &str, actor: &str) -> Result<Record> {
+pub fn mark_healthy(layout: &Layout, name: &str, actor: &str, via: Option<String>) -> Result<Record> {
     reconcile(layout)?;
     let meta = complete_release(layout, name)?;
     let current = layout.current_name()?;
@@ -315,6 +320,7 @@ pub fn mark_healthy(layout: &Layout, name: &str, actor: &str) -> Result<Record> 
         id: meta.id,
         reason: None,
         signer: meta.signed_by.as_ref().map(|s| s.principal.clone()),
+        via,
     };
     history::append(layout, &record)?;
     Ok(record)

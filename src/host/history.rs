@@ -14,6 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::layout::Layout;
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::fs;
 use crate::protocol::Record;
@@ -58,26 +59,128 @@ pub fn append(layout: &Layout, record: &Record) -> Result<()> {
 /// # Errors
 /// When the log cannot be read at all.
 pub fn read(layout: &Layout) -> Result<(Vec<Record>, Vec<String>)> {
-    let path = layout.history_path();
-    let Some(bytes) = fs::read_optional(&path)? else {
-        return Ok((Vec::new(), Vec::new()));
-    };
     let mut records = Vec::new();
-    let mut warnings = Vec::new();
-    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
-        if line.iter().all(|b| b.is_ascii_whitespace()) {
-            continue;
+    let warnings = each_record(layout, |r| records.push(r))?;
+    Ok((records, warnings))
+}
+
+/// Longest history line read, in bytes: a record is well under 2 KiB (a
+/// host bounds what clients send); a longer line, e.g. from a slipway that
+/// bounded nothing, is skipped with a warning instead of being held whole.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// Most bytes of records one `history` answer carries (the frame limit is
+/// 16 MiB); older records beyond it are left out with a warning.
+pub const MAX_REPLY_BYTES: usize = 8 * 1024 * 1024;
+
+/// The newest `limit` records (all, when `None`) with bundle id `id` (any,
+/// when `None`), newest first, plus warnings. Memory is bounded by what is
+/// returned, whatever the size of the log.
+///
+/// # Errors
+/// When the log cannot be read at all.
+pub fn newest(layout: &Layout, limit: Option<usize>, id: Option<&Digest>) -> Result<(Vec<Record>, Vec<String>)> {
+    let mut kept = std::collections::VecDeque::new();
+    let mut bytes = 0usize;
+    let mut dropped = 0usize;
+    let mut warnings = each_record(layout, |r| {
+        if id.is_some_and(|id| &r.id != id) {
+            return;
         }
-        match serde_json::from_slice::<Record>(line) {
-            Ok(r) => records.push(r),
-            Err(_) => warnings.push(format!(
-                "`{}` line {}: unreadable record skipped (torn write or damage)",
-                path.display(),
-                i + 1
-            )),
+        bytes += record_size(&r);
+        kept.push_back(r);
+        while limit.is_some_and(|n| kept.len() > n) || (bytes > MAX_REPLY_BYTES && kept.len() > 1) {
+            if let Some(old) = kept.pop_front() {
+                bytes -= record_size(&old);
+                if limit.is_none_or(|n| kept.len() < n) {
+                    dropped += 1;
+                }
+            }
+        }
+    })?;
+    if dropped > 0 {
+        warnings.push(format!(
+            "{dropped} older record(s) left out: the answer is limited to {} MiB; ask for fewer with `--limit`",
+            MAX_REPLY_BYTES / (1024 * 1024)
+        ));
+    }
+    Ok((kept.into_iter().rev().collect(), warnings))
+}
+
+fn record_size(r: &Record) -> usize {
+    256 + r.actor.len()
+        + r.reason.as_ref().map_or(0, String::len)
+        + r.via.as_ref().map_or(0, String::len)
+        + r.signer.as_ref().map_or(0, String::len)
+}
+
+/// Call `each` with every readable record, oldest first, reading the log
+/// line by line; returns one warning per line that could not be read.
+fn each_record(layout: &Layout, mut each: impl FnMut(Record)) -> Result<Vec<String>> {
+    let path = layout.history_path();
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("open", &path, e)),
+    };
+    let mut reader = std::io::BufReader::with_capacity(64 * 1024, file);
+    let mut warnings = Vec::new();
+    let mut line = Vec::new();
+    let mut number = 0usize;
+    loop {
+        line.clear();
+        let (ended, too_long) = read_line(&mut reader, &mut line).map_err(|e| Error::io("read", &path, e))?;
+        if ended && line.is_empty() && !too_long {
+            break;
+        }
+        number += 1;
+        let blank = line.iter().all(u8::is_ascii_whitespace);
+        if too_long {
+            warnings.push(format!(
+                "`{}` line {number}: record longer than {MAX_LINE_BYTES} bytes skipped",
+                path.display()
+            ));
+        } else if !blank {
+            match serde_json::from_slice::<Record>(&line) {
+                Ok(r) => each(r),
+                Err(_) => warnings.push(format!(
+                    "`{}` line {number}: unreadable record skipped (torn write or damage)",
+                    path.display()
+                )),
+            }
+        }
+        if ended {
+            break;
         }
     }
-    Ok((records, warnings))
+    Ok(warnings)
+}
+
+/// Read one line (without its newline) into `line`, keeping at most
+/// [`MAX_LINE_BYTES`]; returns (end of file reached, line was too long).
+fn read_line(reader: &mut impl std::io::BufRead, line: &mut Vec<u8>) -> std::io::Result<(bool, bool)> {
+    let mut too_long = false;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok((true, too_long));
+        }
+        let (chunk, found) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (&buf[..i], Some(i)),
+            None => (buf, None),
+        };
+        if !too_long && line.len() + chunk.len() <= MAX_LINE_BYTES {
+            line.extend_from_slice(chunk);
+        } else {
+            too_long = true;
+            line.clear();
+        }
+        let used = found.map_or(chunk.len(), |i| i + 1);
+        reader.consume(used);
+        if found.is_some() {
+            return Ok((false, too_long));
+        }
+    }
 }
 
 /// Write the intent before `current` changes.

@@ -81,6 +81,30 @@ pub fn confine(layout: &Layout, req: &HookRequest) -> Result<Option<HookRequest>
     }))
 }
 
+/// Longest a trusted client's hook may run, and a health check retry, when
+/// the host's own `hooks.toml` sets no limit.
+pub const MAX_CLIENT_BUDGET: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// A trusted client's request with its time budgets bounded by the host: by
+/// `hook_timeout` / `health_timeout` of the host's `hooks.toml` where it sets
+/// them, else by [`MAX_CLIENT_BUDGET`].
+///
+/// # Errors
+/// When `hooks.toml` is malformed.
+pub fn bounded(layout: &Layout, req: &HookRequest) -> Result<HookRequest> {
+    let hooks = host_hooks(layout)?;
+    let section = layout.meta_dir().join("hooks.toml").display().to_string();
+    let host = hooks.timeouts(&section)?;
+    let cap = |set: bool, value: std::time::Duration| if set { value } else { MAX_CLIENT_BUDGET };
+    let attempt_cap = cap(hooks.hook_timeout.is_some(), host.hook).as_millis() as u64;
+    let retry_cap = cap(hooks.health_timeout.is_some(), host.health).as_millis() as u64;
+    Ok(HookRequest {
+        timeout_ms: req.timeout_ms.min(attempt_cap),
+        retry_for_ms: req.retry_for_ms.min(retry_cap),
+        ..req.clone()
+    })
+}
+
 /// The release `release` replaces (or replaced) on this host, from the
 /// host's own state: `current` while `release` is not yet live, otherwise
 /// the `from` of the switch that made it current.

@@ -13,8 +13,26 @@ use super::activate::{self, Switch};
 use super::lock::{self, HostLock};
 use super::session::Session;
 use super::{check, history, hooks, prune, status, verify};
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::protocol::{ActivateRequest, HookRequest, HookResult, LockInfo, Message, RollbackRequest};
+
+/// Longest reason (or lock command) a host records, in bytes; longer ones
+/// are cut there, ending in `…`, so the history stays readable whatever a
+/// client sends.
+pub const MAX_REASON_BYTES: usize = 1024;
+
+/// `text` cut to [`MAX_REASON_BYTES`] on a character boundary.
+fn bounded(text: String) -> String {
+    if text.len() <= MAX_REASON_BYTES {
+        return text;
+    }
+    let mut end = MAX_REASON_BYTES - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
 
 fn check_actor(actor: &str) -> Result<()> {
     if actor.is_empty() || actor.len() > 256 || actor.chars().any(char::is_control) {
@@ -35,6 +53,7 @@ pub fn take_lock<R: Read, W: Write>(s: &mut Session<R, W>, holder: LockInfo, wai
     if s.lock.is_none() {
         let me = LockInfo {
             pid: std::process::id(),
+            command: bounded(holder.command),
             ..holder
         };
         s.lock = Some(lock::acquire(&s.layout, &me, wait_ms.map(Duration::from_millis))?);
@@ -83,8 +102,9 @@ pub fn activate<R: Read, W: Write>(s: &mut Session<R, W>, req: ActivateRequest) 
             expect: req.expect,
             actor: req.actor,
             action: req.action,
-            reason: req.reason,
+            reason: req.reason.map(bounded),
             mark_left_bad: req.mark_left_bad,
+            via: s.via.clone(),
         },
     )?;
     Ok(Message::Switched(Box::new(record)))
@@ -97,19 +117,49 @@ pub fn activate<R: Read, W: Write>(s: &mut Session<R, W>, req: ActivateRequest) 
 pub fn rollback<R: Read, W: Write>(s: &mut Session<R, W>, req: RollbackRequest) -> Result<Message> {
     check_actor(&req.actor)?;
     let _held = ensure_lock(s, "rollback")?;
-    let record = activate::rollback(&s.layout, req.to.as_deref(), req.expect, &req.actor, req.reason)?;
+    let record = activate::rollback(
+        &s.layout,
+        req.to.as_deref(),
+        req.expect,
+        &req.actor,
+        req.reason.map(bounded),
+        s.via.clone(),
+    )?;
     Ok(Message::Switched(Box::new(record)))
 }
 
-/// `mark_healthy`.
+/// `mark_healthy`: recorded only when a health check of `name` ran in this
+/// session and passed (the host's own, when confined), never on the
+/// client's word alone: promotion gates trust these records.
 ///
 /// # Errors
-/// When the release is not current.
+/// When no health check of `name` passed in this session, or the release
+/// is not current.
 pub fn mark_healthy<R: Read, W: Write>(s: &mut Session<R, W>, name: &str, actor: &str) -> Result<Message> {
     crate::manifest::validate_name(name)?;
     check_actor(actor)?;
+    match s.health.get(name) {
+        Some(true) => {}
+        Some(false) => {
+            return Err(Error::other(format!(
+                "cannot record `{name}` as healthy on `{}`: its health check failed here",
+                s.layout.root.display()
+            )));
+        }
+        None => {
+            return Err(Error::other(format!(
+                "cannot record `{name}` as healthy on `{}`: no health check of it ran here{}",
+                s.layout.root.display(),
+                if s.confined {
+                    " (this host runs only the `health` hook of its own `.slipway/hooks.toml`)"
+                } else {
+                    ""
+                }
+            )));
+        }
+    }
     let _held = ensure_lock(s, "mark-healthy")?;
-    let record = activate::mark_healthy(&s.layout, name, actor)?;
+    let record = activate::mark_healthy(&s.layout, name, actor, s.via.clone())?;
     Ok(Message::Switched(Box::new(record)))
 }
 
@@ -120,7 +170,7 @@ pub fn mark_healthy<R: Read, W: Write>(s: &mut Session<R, W>, name: &str, actor:
 pub fn mark_bad<R: Read, W: Write>(s: &mut Session<R, W>, name: &str, reason: &str) -> Result<Message> {
     crate::manifest::validate_name(name)?;
     let _held = ensure_lock(s, "mark-bad")?;
-    activate::mark_bad(&s.layout, name, reason)?;
+    activate::mark_bad(&s.layout, name, &bounded(reason.to_string()))?;
     Ok(Message::Marked)
 }
 
@@ -161,13 +211,9 @@ pub fn status<R: Read, W: Write>(s: &Session<R, W>) -> Result<Message> {
 ///
 /// # Errors
 /// On I/O failure.
-pub fn history<R: Read, W: Write>(s: &Session<R, W>, limit: Option<usize>) -> Result<Message> {
+pub fn history<R: Read, W: Write>(s: &Session<R, W>, limit: Option<usize>, id: Option<&Digest>) -> Result<Message> {
     settle(s)?;
-    let (mut records, warnings) = history::read(&s.layout)?;
-    records.reverse();
-    if let Some(n) = limit {
-        records.truncate(n);
-    }
+    let (records, warnings) = history::newest(&s.layout, limit, id)?;
     Ok(Message::HistoryReport { records, warnings })
 }
 
@@ -224,26 +270,36 @@ pub fn verify<R: Read, W: Write>(s: &Session<R, W>, release: Option<&str>) -> Re
 ///
 /// # Errors
 /// When the release is missing or the hook cannot be started.
-pub fn hook<R: Read, W: Write>(s: &Session<R, W>, req: &HookRequest) -> Result<Message> {
-    if !s.confined {
-        return Ok(Message::HookResult(Box::new(hooks::run(&s.layout, req)?)));
+pub fn hook<R: Read, W: Write>(s: &mut Session<R, W>, req: &HookRequest) -> Result<Message> {
+    let result = if s.confined {
+        // Confined: only the host's own hook, with the host's timeouts and
+        // environment; the client's command, variables and budgets are ignored.
+        match hooks::confine(&s.layout, req)? {
+            Some(own) => hooks::run(&s.layout, &own)?,
+            None => skipped(s, req),
+        }
+    } else {
+        hooks::run(&s.layout, &hooks::bounded(&s.layout, req)?)?
+    };
+    if req.kind == "health" && result.attempts > 0 {
+        s.health.insert(req.release.clone(), result.ok);
     }
-    // Confined: only the host's own hook, with the host's timeouts and
-    // environment; the client's command, variables and budgets are ignored.
-    match hooks::confine(&s.layout, req)? {
-        Some(own) => Ok(Message::HookResult(Box::new(hooks::run(&s.layout, &own)?))),
-        None => Ok(Message::HookResult(Box::new(HookResult {
-            ok: true,
-            exit_code: None,
-            timed_out: false,
-            attempts: 0,
-            seconds: 0.0,
-            output: format!(
-                "no `{}` hook in `{}`: skipped (this host runs only its own hooks)",
-                req.kind,
-                s.layout.meta_dir().join("hooks.toml").display()
-            ),
-        }))),
+    Ok(Message::HookResult(Box::new(result)))
+}
+
+/// The answer of a confined host that defines no hook of the requested kind.
+fn skipped<R: Read, W: Write>(s: &Session<R, W>, req: &HookRequest) -> HookResult {
+    HookResult {
+        ok: true,
+        exit_code: None,
+        timed_out: false,
+        attempts: 0,
+        seconds: 0.0,
+        output: format!(
+            "no `{}` hook in `{}`: skipped (this host runs only its own hooks)",
+            req.kind,
+            s.layout.meta_dir().join("hooks.toml").display()
+        ),
     }
 }
 

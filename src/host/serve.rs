@@ -35,7 +35,7 @@ pub enum Trust {
 ///
 /// # Errors
 /// Whatever ended the session (it was also sent to the client when possible).
-pub fn serve_stdio(root: &Path, append_only: bool, trust_client: bool) -> Result<()> {
+pub fn serve_stdio(root: &Path, append_only: bool, trust_client: bool, key_name: Option<&str>) -> Result<()> {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     let dup = |fd: std::io::Result<std::os::fd::OwnedFd>, what: &str| {
         fd.map(File::from)
@@ -54,19 +54,68 @@ pub fn serve_stdio(root: &Path, append_only: bool, trust_client: bool) -> Result
     } else {
         Trust::Confined
     };
+    let via = connected_via(forced.is_some(), key_name);
     serve(
         root,
-        append_only,
-        trust,
-        forced,
+        &Options {
+            append_only,
+            trust,
+            forced,
+            via,
+        },
         BufReader::with_capacity(256 * 1024, input),
         output,
     )
 }
 
+/// How `serve` was started, beyond its root.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `--append-only`: refuse prune and every deletion.
+    pub append_only: bool,
+    pub trust: Trust,
+    /// `SSH_ORIGINAL_COMMAND` when sshd runs `serve` as a forced command for
+    /// an exec or subsystem request (what the client asked for).
+    pub forced: Option<String>,
+    /// Who the host saw connect (see [`connected_via`]).
+    pub via: Option<String>,
+}
+
+/// What this host knows about who connected, independent of what the client
+/// claims: the account `serve` runs as, the ssh peer (`SSH_CONNECTION`), and
+/// the key name a forced command line gives (`--key-name`), e.g.
+/// `deploy, ssh from 10.0.0.5, key ci@build`.
+pub fn connected_via(forced: bool, key_name: Option<&str>) -> Option<String> {
+    let mut parts = Vec::new();
+    let uid = rustix::process::getuid().as_raw();
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty() && u.len() <= 64 && !u.chars().any(char::is_control))
+        .unwrap_or_else(|| format!("uid {uid}"));
+    parts.push(user);
+    match std::env::var("SSH_CONNECTION") {
+        Ok(c) => {
+            let peer = c.split_whitespace().next().unwrap_or("?");
+            let peer: String = peer
+                .chars()
+                .filter(|c| c.is_ascii_hexdigit() || ".:".contains(*c))
+                .take(45)
+                .collect();
+            parts.push(format!("ssh from {peer}"));
+        }
+        Err(_) => parts.push("local".into()),
+    }
+    if let Some(k) = key_name {
+        parts.push(format!("key {k}"));
+    } else if forced {
+        parts.push("a restricted key".into());
+    }
+    Some(parts.join(", "))
+}
+
 /// Check what the client asked for against the forced command: only `serve`,
 /// only this root (the forced `--root` wins; asking for another is an error,
-/// not silence), only the flags `--root`, `--append-only` and
+/// not silence), only the flags `--root`, `--append-only`, `--key-name` and
 /// `--trust-client` (which a forced command ignores: it stays confined).
 ///
 /// # Errors
@@ -84,6 +133,11 @@ pub fn check_forced(root: &Path, asked: &str) -> Result<()> {
     while let Some(w) = rest.next() {
         match w.as_str() {
             "--append-only" | "--trust-client" => {}
+            "--key-name" => {
+                if rest.next().is_none() {
+                    return Err(Error::usage(format!("{allowed}; `--key-name` without a value")));
+                }
+            }
             "--root" => {
                 let Some(r) = rest.next() else {
                     return Err(Error::usage(format!("{allowed}; `--root` without a value")));
@@ -164,17 +218,10 @@ fn shell_words(s: &str) -> Vec<String> {
 ///
 /// # Errors
 /// Whatever ended the session (it was also sent to the client when possible).
-pub fn serve<R: Read, W: Write>(
-    root: &Path,
-    append_only: bool,
-    trust: Trust,
-    forced: Option<String>,
-    reader: R,
-    writer: W,
-) -> Result<()> {
+pub fn serve<R: Read, W: Write>(root: &Path, opts: &Options, reader: R, writer: W) -> Result<()> {
     let mut ch = Channel::new(reader, writer, Peer::Client);
     ch.send(&Message::hello())?;
-    if let Some(asked) = &forced
+    if let Some(asked) = &opts.forced
         && let Err(e) = check_forced(root, asked)
     {
         return fail(&mut ch, e);
@@ -194,10 +241,12 @@ pub fn serve<R: Read, W: Write>(
     let mut session = Session {
         ch,
         layout,
-        append_only,
+        append_only: opts.append_only,
         client_version,
         lock: None,
-        confined: trust == Trust::Confined || forced.is_some(),
+        confined: opts.trust == Trust::Confined || opts.forced.is_some(),
+        via: opts.via.clone(),
+        health: std::collections::HashMap::new(),
     };
     while let Some(request) = session.ch.recv_optional()? {
         let reply = match request {
@@ -209,10 +258,10 @@ pub fn serve<R: Read, W: Write>(
             Message::MarkBad { name, reason } => requests::mark_bad(&mut session, &name, &reason),
             Message::MarkHealthy { name, actor } => requests::mark_healthy(&mut session, &name, &actor),
             Message::Status => requests::status(&session),
-            Message::History { limit } => requests::history(&session, limit),
+            Message::History { limit, id } => requests::history(&session, limit, id.as_ref()),
             Message::Prune { keep, pinned, dry_run } => requests::prune(&mut session, keep, &pinned, dry_run),
             Message::Verify { release } => requests::verify(&session, release.as_deref()),
-            Message::Hook(req) => requests::hook(&session, &req),
+            Message::Hook(req) => requests::hook(&mut session, &req),
             Message::Check => requests::check(&session),
             other => Err(Error::other(format!(
                 "`{}` is not a request this host understands (slipway {})",

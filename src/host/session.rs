@@ -28,4 +28,10 @@ pub struct Session<R, W: Write> {
     /// never commands, variables or time budgets sent by the client. Only
     /// `serve --trust-client`, outside a forced command, lifts it.
     pub confined: bool,
+    /// Who the host saw connect, recorded with every history record this
+    /// session writes ([`crate::protocol::Record::via`]).
+    pub via: Option<String>,
+    /// Releases whose health check ran in this session, and whether it
+    /// passed: a `healthy` record is written only after one that did.
+    pub health: std::collections::HashMap<String, bool>,
 }

@@ -58,6 +58,7 @@ fn activate(l: &Layout, name: &str) -> crate::error::Result<crate::protocol::Rec
             action: "activate".into(),
             reason: None,
             mark_left_bad: false,
+            via: None,
         },
     )
 }
@@ -97,6 +98,7 @@ fn expect_is_a_compare_and_swap() {
         action: "activate".into(),
         reason: None,
         mark_left_bad: false,
+        via: None,
     };
     let err = activate::switch(&l, &s).unwrap_err();
     assert_eq!(err.exit(), Exit::ExpectMismatch);
@@ -114,16 +116,16 @@ fn rollback_walks_back_through_history_and_skips_bad_releases() {
         release(&l, v, &format!("t{i}"));
         activate(&l, v).unwrap();
     }
-    let r = activate::rollback(&l, None, None, "a@b", None).unwrap();
+    let r = activate::rollback(&l, None, None, "a@b", None, None).unwrap();
     assert_eq!(r.to, "v2");
     assert!(l.release_meta("v3").unwrap().unwrap().bad);
-    let r = activate::rollback(&l, None, None, "a@b", None).unwrap();
+    let r = activate::rollback(&l, None, None, "a@b", None, None).unwrap();
     assert_eq!(r.to, "v1");
-    let err = activate::rollback(&l, None, None, "a@b", None).unwrap_err();
+    let err = activate::rollback(&l, None, None, "a@b", None, None).unwrap_err();
     assert!(err.to_string().contains("nothing to roll back to"), "{err}");
     assert_eq!(err.exit(), Exit::Error);
     // --to may name a bad release; activating clears its mark
-    activate::rollback(&l, Some("v3"), None, "a@b", None).unwrap();
+    activate::rollback(&l, Some("v3"), None, "a@b", None, None).unwrap();
     assert!(!l.release_meta("v3").unwrap().unwrap().bad);
     assert_eq!(link(&l), "releases/v3");
 }
@@ -143,6 +145,7 @@ fn a_crash_between_rename_and_history_is_reconciled() {
         id: l.release_meta("v2").unwrap().unwrap().id,
         reason: None,
         signer: None,
+        via: None,
     };
     history::write_intent(
         &l,
@@ -191,6 +194,7 @@ fn a_crashed_rollback_is_finished_with_its_marks_once() {
             id: l.release_meta("v1").unwrap().unwrap().id,
             reason: None,
             signer: None,
+            via: None,
         },
         mark_left_bad: true,
     };
@@ -223,7 +227,7 @@ fn a_torn_history_line_is_tolerated_and_reported() {
     let (records, warnings) = history::read(&l).unwrap();
     assert_eq!(records.len(), 2);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(activate::rollback(&l, None, None, "a@b", None).is_ok());
+    assert!(activate::rollback(&l, None, None, "a@b", None, None).is_ok());
 }
 
 #[test]

@@ -85,10 +85,14 @@ pub enum Message {
     Status,
     /// Host → client: the host's state.
     StatusReport(Box<HostStatus>),
-    /// Request: the activation log, newest first, at most `limit` records. Answer: `history_report`.
+    /// Request: the activation log, newest first, at most `limit` records,
+    /// only those of bundle `id` when given (a host older than `id` ignores
+    /// it and sends them all: the client filters again). Answer: `history_report`.
     History {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<Digest>,
     },
     /// Host → client: history records (newest first) and warnings about unreadable lines.
     HistoryReport {

@@ -42,6 +42,11 @@ pub struct Record {
     /// The principal whose signature the host accepted for `to`, if it checks signatures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signer: Option<String>,
+    /// Who the host saw connect (its account, the ssh peer address, and the
+    /// key name its forced command gives), beside the `actor` the client
+    /// claims. Absent in records written before slipway recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 /// Who holds (or asks for) the lock.

@@ -2,6 +2,7 @@
 //! each a single round trip on the session's connection.
 
 use super::session::HostSession;
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::protocol::{
     ActivateRequest, CheckReport, Drift, HookRequest, HookResult, HostStatus, LockInfo, Message, PruneReport, Record,
@@ -118,8 +119,26 @@ impl HostSession {
     /// # Errors
     /// On refusal or a broken connection.
     pub fn history(&mut self, limit: Option<usize>) -> Result<(Vec<Record>, Vec<String>)> {
-        match self.request(Message::History { limit }, "history")? {
+        match self.request(Message::History { limit, id: None }, "history")? {
             Message::HistoryReport { records, warnings } => Ok((records, warnings)),
+            other => Err(self.unexpected(&other, "history_report")),
+        }
+    }
+
+    /// The history records of bundle `id`, newest first (the host filters;
+    /// an older host sends every record and this filters them).
+    ///
+    /// # Errors
+    /// On refusal or a broken connection.
+    pub fn history_of(&mut self, id: Digest) -> Result<Vec<Record>> {
+        match self.request(
+            Message::History {
+                limit: None,
+                id: Some(id),
+            },
+            "history",
+        )? {
+            Message::HistoryReport { records, .. } => Ok(records.into_iter().filter(|r| r.id == id).collect()),
             other => Err(self.unexpected(&other, "history_report")),
         }
     }

@@ -50,6 +50,7 @@ const VOLATILE: &[&str] = &[
     "user",
     "owner",
     "signature",
+    "via",
 ];
 
 /// A JSON value that keeps its keys in the order they were printed (key

@@ -552,3 +552,207 @@ fn what_a_host_recorded_never_drives_the_operators_terminal() {
         .json();
     assert_eq!(json[0]["reason"], reason);
 }
+
+/// A `slipway serve --trust-client` child (as the client starts it), greeted.
+fn raw_trusted(root: &Path) -> (Child, Channel<ChildStdout, ChildStdin>) {
+    let mut child = Command::new(bin())
+        .arg("serve")
+        .arg("--root")
+        .arg(root)
+        .arg("--trust-client")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ch = Channel::new(child.stdout.take().unwrap(), child.stdin.take().unwrap(), Peer::Host);
+    ch.send(&Message::hello()).unwrap();
+    assert_eq!(ch.recv().unwrap(), Message::hello());
+    (child, ch)
+}
+
+#[test]
+fn a_trusted_clients_hook_budget_is_bounded_by_the_host() {
+    let env = Env::new();
+    let root = env.path("host");
+    write_file(&env.path("site/index.html"), b"v1");
+    env.slipway().args(["build", "--dir", "site", "--name", "v1"]).ok();
+    env.slipway().arg("deploy").arg("v1").arg("-t").arg(&root).ok();
+    std::fs::write(
+        root.join(".slipway/hooks.toml"),
+        "health_timeout = \"2s\"\nhook_timeout = \"1s\"\n",
+    )
+    .unwrap();
+    let (mut child, mut ch) = raw_trusted(&root);
+    let started = Instant::now();
+    ch.send(&hostile_hook("health", "v1", "exit 1")).unwrap();
+    let Ok(Message::HookResult(r)) = ch.recv() else {
+        panic!("expected a hook result")
+    };
+    assert!(!r.ok && r.attempts >= 1, "{r:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "retried for {:?}",
+        started.elapsed()
+    );
+    // One attempt is killed after the host's hook_timeout, not the client's.
+    let started = Instant::now();
+    ch.send(&hostile_hook("after_activate", "v1", "sleep 30")).unwrap();
+    let Ok(Message::HookResult(r)) = ch.recv() else {
+        panic!("expected a hook result")
+    };
+    assert!(
+        r.timed_out && started.elapsed() < Duration::from_secs(10),
+        "{r:?} {:?}",
+        started.elapsed()
+    );
+    drop(ch);
+    let _ = child.wait();
+}
+
+#[test]
+fn healthy_is_recorded_only_from_a_health_check_that_passed_on_the_host() {
+    let env = Env::new();
+    let root = env.path("host");
+    write_file(&env.path("site/index.html"), b"v1");
+    env.slipway().args(["build", "--dir", "site", "--name", "v1"]).ok();
+    env.slipway().arg("deploy").arg("v1").arg("-t").arg(&root).ok();
+    let healthy = |root: &Path| {
+        std::fs::read_to_string(root.join(".slipway/history.jsonl"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("\"action\":\"healthy\""))
+            .count()
+    };
+    assert_eq!(healthy(&root), 0, "no health check configured: nothing was checked");
+
+    // A client's word alone: refused, confined or trusted.
+    for trusted in [false, true] {
+        let (mut child, mut ch) = if trusted { raw_trusted(&root) } else { raw_local(&root) };
+        ch.send(&Message::MarkHealthy {
+            name: "v1".into(),
+            actor: "mallory@evil".into(),
+        })
+        .unwrap();
+        let e = ch.recv().unwrap_err().to_string();
+        assert!(
+            e.contains("cannot record `v1` as healthy") && e.contains("no health check of it ran here"),
+            "{e}"
+        );
+        let _ = child.wait();
+    }
+    // The host's own check fails: a confined client cannot record it healthy.
+    std::fs::write(
+        root.join(".slipway/hooks.toml"),
+        "health = \"exit 1\"\nhealth_timeout = \"1s\"\n",
+    )
+    .unwrap();
+    let (mut child, mut ch) = raw_local(&root);
+    ch.send(&hostile_hook("health", "v1", "true")).unwrap();
+    let Ok(Message::HookResult(r)) = ch.recv() else {
+        panic!("expected a hook result")
+    };
+    assert!(!r.ok, "{r:?}");
+    ch.send(&Message::MarkHealthy {
+        name: "v1".into(),
+        actor: "mallory@evil".into(),
+    })
+    .unwrap();
+    let e = ch.recv().unwrap_err().to_string();
+    assert!(e.contains("its health check failed here"), "{e}");
+    let _ = child.wait();
+    assert_eq!(healthy(&root), 0);
+
+    // It passes: recorded, with who the host saw connect.
+    std::fs::write(root.join(".slipway/hooks.toml"), "health = \"test -f index.html\"\n").unwrap();
+    env.write(
+        "slipway.toml",
+        format!(
+            "[targets.web]\nhosts = [\"{}\"]\n[targets.web.hooks]\nhealth = \"true\"\n",
+            root.display()
+        ),
+    );
+    env.slipway().args(["activate", "v1", "-t", "web"]).ok();
+    env.slipway().args(["deploy", "v1", "-t", "web"]).ok();
+    assert_eq!(healthy(&root), 1);
+    let json = env
+        .slipway()
+        .arg("history")
+        .arg("-t")
+        .arg(&root)
+        .arg("--json")
+        .ok()
+        .json();
+    assert_eq!(json[0]["action"], "healthy");
+    assert!(json[0]["via"].as_str().unwrap().contains("local"), "{json}");
+}
+
+#[test]
+fn history_stays_readable_however_long_the_log_and_its_reasons() {
+    let env = Env::new();
+    let root = env.path("host");
+    for v in ["v1", "v2"] {
+        write_file(&env.path("site/index.html"), v.as_bytes());
+        env.slipway().args(["build", "--dir", "site", "--name", v]).ok();
+        env.slipway().arg("deploy").arg(v).arg("-t").arg(&root).ok();
+    }
+    // A reason of 20 KB is kept to 1 KiB.
+    let long = "r".repeat(20_000);
+    env.slipway()
+        .arg("rollback")
+        .arg("-t")
+        .arg(&root)
+        .args(["--reason", &long])
+        .ok();
+    let json = env
+        .slipway()
+        .arg("history")
+        .arg("-t")
+        .arg(&root)
+        .arg("--json")
+        .ok()
+        .json();
+    let kept = json[0]["reason"].as_str().unwrap();
+    assert_eq!(kept.len(), 1024, "{}", kept.len());
+    assert!(kept.ends_with('…'));
+
+    // Years of records, and lines a slipway that bounded nothing wrote.
+    let log = root.join(".slipway/history.jsonl");
+    let last = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    let mut text = String::new();
+    for i in 0..3000 {
+        text.push_str(&last.replace("\"rollback\"", &format!("\"activate\",\"n\":{i}")));
+        text.push('\n');
+    }
+    let huge = format!("{{\"reason\":\"{}\"}}\n", "x".repeat(3 * 1024 * 1024));
+    text.push_str(&huge);
+    text.push_str(&huge);
+    text.push_str(&last);
+    text.push('\n');
+    std::fs::write(&log, text).unwrap();
+
+    let out = env.slipway().arg("history").arg("-t").arg(&root).arg("--json").ok();
+    assert_eq!(out.json().as_array().unwrap().len(), 100, "the default limit");
+    assert!(out.stderr().contains("record longer than 65536 bytes skipped"), "{out}");
+    let all = env
+        .slipway()
+        .arg("history")
+        .arg("-t")
+        .arg(&root)
+        .args(["--all", "--json"])
+        .ok()
+        .json();
+    assert_eq!(all.as_array().unwrap().len(), 3001);
+    env.slipway().arg("status").arg("-t").arg(&root).ok();
+    env.slipway()
+        .arg("rollback")
+        .arg("-t")
+        .arg(&root)
+        .args(["--to", "v2"])
+        .ok();
+}
