@@ -1238,8 +1238,8 @@ pub fn describe_push(name: &str, o: &PushOutcome) -> String {
     format!(
         "staged {name}: {} files, {} needed, {} sent",
         o.files,
-        crate::commands::human_bytes(o.bytes_needed),
-        crate::commands::human_bytes(o.bytes_sent)
+        crate::output::human_bytes(o.bytes_needed),
+        crate::output::human_bytes(o.bytes_sent)
     )
 }
 

@@ -3,6 +3,8 @@
 //! stdout carries data (ids, tables, `--json`); stderr carries progress,
 //! notes and errors. Progress bars appear only when stderr is a terminal and
 //! `-q` is not given; colour only on a terminal and without `NO_COLOR`.
+//! Formatting for people that more than one layer needs ([`human_bytes`])
+//! lives here too, so no layer reaches up into `commands` for it.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -127,5 +129,34 @@ impl Output {
         bar.set_prefix(prefix.to_string());
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
+    }
+}
+
+/// `1.2 MiB`-style sizes for people.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_bytes;
+
+    #[test]
+    fn sizes_for_people_use_binary_units_with_one_decimal() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1024), "1.0 KiB");
+        assert_eq!(human_bytes(1536 * 1024), "1.5 MiB");
     }
 }

@@ -10,12 +10,12 @@
 
 use serde::Serialize;
 
-use super::human_bytes;
 use crate::Context;
 use crate::cli::PushArgs;
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::fleet::Fleet;
+use crate::output::human_bytes;
 use crate::remote::push::{PushJob, PushOutcome};
 
 /// One element of `push --json` (a stable schema: field order is key order).

@@ -33,12 +33,12 @@ use super::objects::{self, Feed, ObjectSink};
 use super::serve::Session;
 use super::signatures;
 use crate::bundle::unpack::{Visitor, read_bundle};
-use crate::commands::human_bytes;
 use crate::config::LinkMode;
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result, describe_io};
 use crate::fs;
 use crate::manifest::{Entry, Kind, MAX_MANIFEST_BYTES, Manifest, ObjectKey, validate_name};
+use crate::output::human_bytes;
 use crate::protocol::{Channel, Message, Need, PushOffer, Staged, encode_indices};
 use crate::signature;
 

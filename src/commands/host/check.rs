@@ -257,8 +257,8 @@ fn judge(spec: &HostSpec, r: &CheckReport, lines: &mut Lines) {
         lines.problem("root", p.problem.clone(), p.fix.clone());
     }
 
-    let free = crate::commands::human_bytes(r.free_bytes);
-    let total = crate::commands::human_bytes(r.total_bytes);
+    let free = crate::output::human_bytes(r.free_bytes);
+    let total = crate::output::human_bytes(r.total_bytes);
     let percent = r.free_bytes.saturating_mul(100).checked_div(r.total_bytes).unwrap_or(0);
     if r.free_bytes < MIN_FREE_BYTES || percent < MIN_FREE_PERCENT {
         lines.problem(

@@ -85,7 +85,7 @@ pub fn install(args: &HostInstallArgs, ctx: &Context) -> Result<()> {
     ctx.out.info(&format!(
         "installing slipway {VERSION} ({}, {}, sha256 {}) as {} on {} host(s)",
         platform(),
-        crate::commands::human_bytes(bin.size),
+        crate::output::human_bytes(bin.size),
         &bin.sha256.hex()[..12],
         args.path,
         hosts.len()
