@@ -25,7 +25,7 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::Context;
-use crate::config::TargetConfig;
+use crate::config::Hooks;
 use crate::error::{Error, Exit, Result};
 use crate::host::lock::LockInfo;
 use crate::host::status::HostStatus;
@@ -36,32 +36,6 @@ use crate::remote::{HostSpec, Target};
 
 /// Default `parallel`.
 pub const DEFAULT_PARALLEL: usize = 16;
-
-/// The hooks of a target, resolved.
-#[derive(Debug, Clone, Default)]
-pub struct Hooks {
-    pub before_activate: Option<String>,
-    pub after_activate: Option<String>,
-    pub health: Option<String>,
-    pub health_timeout: Duration,
-    pub hook_timeout: Duration,
-}
-
-impl Hooks {
-    /// # Errors
-    /// Usage error for a malformed duration.
-    pub fn from_config(target: &str, c: &TargetConfig) -> Result<Hooks> {
-        let h = &c.hooks;
-        let timeouts = h.timeouts(&format!("targets.{target}.hooks"))?;
-        Ok(Hooks {
-            before_activate: h.before_activate.clone().filter(|s| !s.trim().is_empty()),
-            after_activate: h.after_activate.clone().filter(|s| !s.trim().is_empty()),
-            health: h.health.clone().filter(|s| !s.trim().is_empty()),
-            health_timeout: timeouts.health,
-            hook_timeout: timeouts.hook,
-        })
-    }
-}
 
 /// One host's line of a fleet report (`--json`: one object per host).
 #[derive(Debug, Clone, Serialize, Default)]
@@ -572,7 +546,7 @@ impl<'a> Fleet<'a> {
         if matches!(goal, Goal::Activate { .. })
             && let Some(cmd) = self.hooks.before_activate.clone()
         {
-            self.run_hook_everywhere("before_activate", &cmd, self.hooks.hook_timeout);
+            self.run_hook_everywhere("before_activate", &cmd, self.hooks.timeouts.hook);
             self.first_error(&format!("{verb}: before_activate"))?;
         }
 
@@ -644,7 +618,7 @@ impl<'a> Fleet<'a> {
                         "after_activate",
                         cmd,
                         &name,
-                        hooks.hook_timeout,
+                        hooks.timeouts.hook,
                         Duration::ZERO,
                         out,
                     ) {
@@ -653,8 +627,8 @@ impl<'a> Fleet<'a> {
                 }
                 if let Some(cmd) = &hooks.health {
                     slot.report.phase = "health".into();
-                    let timeout = hooks.hook_timeout.min(hooks.health_timeout).max(Duration::from_secs(1));
-                    if !run_hook(slot, "health", cmd, &name, timeout, hooks.health_timeout, out) {
+                    let timeout = hooks.timeouts.health_attempt();
+                    if !run_hook(slot, "health", cmd, &name, timeout, hooks.timeouts.health, out) {
                         return;
                     }
                     // The record promotion gates read (`require_healthy_on`).
@@ -941,7 +915,7 @@ impl<'a> Fleet<'a> {
                     }
                     out.info(&format!("{}: switched back to {back}", slot.spec.label));
                     if let Some(cmd) = &hooks.after_activate
-                        && let Some(w) = after_revert_hook(slot, cmd, &back, &new, hooks.hook_timeout, out)
+                        && let Some(w) = after_revert_hook(slot, cmd, &back, &new, hooks.timeouts.hook, out)
                     {
                         out.warn(&w);
                     }

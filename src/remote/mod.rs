@@ -132,7 +132,7 @@ pub fn resolve_target(target: &str, config: Option<&ProjectConfig>, config_origi
         };
         // The hooks' durations are used later (by the fleet); check them
         // here, where the file they come from is known.
-        crate::fleet::Hooks::from_config(target, tc).map_err(in_config)?;
+        crate::config::Hooks::from_config(target, tc).map_err(in_config)?;
         if tc.hosts.is_empty() {
             return Err(Error::usage(format!(
                 "`{config_origin}`: target `{target}` has no hosts"
