@@ -18,7 +18,6 @@
 //! ready.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
@@ -184,32 +183,7 @@ fn each<F>(slots: &mut [Slot], parallel: usize, f: F)
 where
     F: Fn(&mut Slot) + Sync,
 {
-    each_of(slots.iter_mut().collect(), parallel, f);
-}
-
-/// Run `f` on every item, at most `parallel` at a time.
-fn each_of<T: Send, F>(items: Vec<T>, parallel: usize, f: F)
-where
-    F: Fn(T) + Sync,
-{
-    let workers = parallel.clamp(1, items.len().max(1));
-    let queue = Mutex::new(items.into_iter());
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                loop {
-                    let next = match queue.lock() {
-                        Ok(mut q) => q.next(),
-                        Err(_) => None,
-                    };
-                    match next {
-                        Some(item) => f(item),
-                        None => break,
-                    }
-                }
-            });
-        }
-    });
+    crate::parallel::map(slots.iter_mut().collect(), parallel, f);
 }
 
 /// A target's hosts, connected as needed.
@@ -268,29 +242,10 @@ impl<'a> Fleet<'a> {
         F: Fn(&mut HostSession) -> Result<T> + Sync,
     {
         self.connect_all();
-        let results: Mutex<Vec<(usize, Result<T>)>> = Mutex::new(Vec::new());
-        let labels: Vec<String> = self.slots.iter().map(|s| s.spec.label.clone()).collect();
-        let mut indexed: Vec<(usize, &mut Slot)> = self.slots.iter_mut().enumerate().collect();
-        let queue = Mutex::new(indexed.iter_mut());
-        let workers = self.parallel.clamp(1, labels.len().max(1));
-        std::thread::scope(|scope| {
-            for _ in 0..workers {
-                scope.spawn(|| {
-                    loop {
-                        let next = match queue.lock() {
-                            Ok(mut q) => q.next().map(|(i, s)| (*i, &mut **s)),
-                            Err(_) => None,
-                        };
-                        let Some((i, slot)) = next else { break };
-                        let r = match slot.error.take() {
-                            Some(e) => Err(e),
-                            None => slot.session().and_then(&f),
-                        };
-                        if let Ok(mut v) = results.lock() {
-                            v.push((i, r));
-                        }
-                    }
-                });
+        let results = crate::parallel::map(self.slots.iter_mut().collect(), self.parallel, |slot| {
+            match slot.error.take() {
+                Some(e) => Err(e),
+                None => slot.session().and_then(&f),
             }
         });
         for slot in &mut self.slots {
@@ -298,9 +253,7 @@ impl<'a> Fleet<'a> {
                 let _ = s.close();
             }
         }
-        let mut v = results.into_inner().unwrap_or_default();
-        v.sort_by_key(|(i, _)| *i);
-        v.into_iter().map(|(i, r)| (labels[i].clone(), r)).collect()
+        self.slots.iter().map(|s| s.spec.label.clone()).zip(results).collect()
     }
 
     /// The per-host report.
@@ -378,7 +331,7 @@ impl<'a> Fleet<'a> {
             }
             streams.push(group);
         }
-        each_of(streams, self.parallel, |stream| send_contents(job, stream));
+        crate::parallel::map(streams, self.parallel, |stream| send_contents(job, stream));
 
         self.first_error("push")
     }

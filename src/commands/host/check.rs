@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use super::{bare, per_host, ssh_fix};
+use super::{bare, ssh_fix};
 use crate::Context;
 use crate::cli::HostCheckArgs;
 use crate::error::{Error, Result};
@@ -90,7 +90,7 @@ pub fn check(args: &HostCheckArgs, ctx: &Context) -> Result<()> {
     let target = crate::commands::load_target(ctx, &args.target.target)?;
     let hosts = select_hosts(&target, &args.target.hosts)?;
     let parallel = target.config.parallel.unwrap_or(DEFAULT_PARALLEL);
-    let results = per_host(&hosts, parallel, check_host);
+    let results = crate::parallel::map(hosts.iter().collect(), parallel, check_host);
     if ctx.out.json {
         ctx.out.json_value(&results);
     } else {
