@@ -36,17 +36,182 @@ use crate::remote::{HostSpec, Target};
 /// Default `parallel`.
 pub const DEFAULT_PARALLEL: usize = 16;
 
+/// The last phase a host reached in a fleet command (`phase` in `--json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    #[default]
+    Connect,
+    Push,
+    Lock,
+    BeforeActivate,
+    Activate,
+    Rollback,
+    AfterActivate,
+    Health,
+    Revert,
+    Done,
+}
+
+impl Phase {
+    /// The name in reports and `--json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Connect => "connect",
+            Phase::Push => "push",
+            Phase::Lock => "lock",
+            Phase::BeforeActivate => "before_activate",
+            Phase::Activate => "activate",
+            Phase::Rollback => "rollback",
+            Phase::AfterActivate => "after_activate",
+            Phase::Health => "health",
+            Phase::Revert => "revert",
+            Phase::Done => "done",
+        }
+    }
+
+    /// A hook's phase: a failure here is the release's own, not the network's.
+    fn is_hook(self) -> bool {
+        matches!(self, Phase::BeforeActivate | Phase::AfterActivate | Phase::Health)
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so that table widths (`{:<15}`) apply.
+        f.pad(self.as_str())
+    }
+}
+
+/// How a host fared in a fleet command (`result` in `--json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    /// Already on the release: nothing to do.
+    Unchanged,
+    Failed,
+    /// Switched, then switched back because a host failed.
+    Reverted,
+    /// Stopped before this host's turn.
+    #[default]
+    NotStarted,
+    /// Skipped with `--skip-unreachable`.
+    Unreachable,
+}
+
+impl Outcome {
+    /// The name in reports and `--json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Failed => "failed",
+            Outcome::Reverted => "reverted",
+            Outcome::NotStarted => "not_started",
+            Outcome::Unreachable => "unreachable",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// A hook the fleet runs on each host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HookKind {
+    BeforeActivate,
+    AfterActivate,
+    Health,
+}
+
+impl HookKind {
+    /// The name on the wire (`HookRequest::kind`) and in messages.
+    fn as_str(self) -> &'static str {
+        match self {
+            HookKind::BeforeActivate => "before_activate",
+            HookKind::AfterActivate => "after_activate",
+            HookKind::Health => "health",
+        }
+    }
+
+    fn phase(self) -> Phase {
+        match self {
+            HookKind::BeforeActivate => Phase::BeforeActivate,
+            HookKind::AfterActivate => Phase::AfterActivate,
+            HookKind::Health => Phase::Health,
+        }
+    }
+}
+
+impl std::fmt::Display for HookKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a switch is, in its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verb {
+    Activation,
+    Rollback,
+}
+
+impl Verb {
+    /// The phase a host that cannot do this is reported in.
+    fn phase(self) -> Phase {
+        match self {
+            Verb::Activation => Phase::Activate,
+            Verb::Rollback => Phase::Rollback,
+        }
+    }
+}
+
+impl std::fmt::Display for Verb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verb::Activation => "activation",
+            Verb::Rollback => "rollback",
+        })
+    }
+}
+
+/// The step a fleet command stops at when a host fails it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Push,
+    Connect(Verb),
+    Lock(Verb),
+    Plan(Verb),
+    BeforeActivate(Verb),
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Push => f.write_str("push"),
+            Step::Connect(v) => write!(f, "{v}: connecting"),
+            Step::Lock(v) => write!(f, "{v}: locking"),
+            Step::Plan(v) => write!(f, "{v}"),
+            Step::BeforeActivate(v) => write!(f, "{v}: before_activate"),
+        }
+    }
+}
+
 /// One host's line of a fleet report (`--json`: one object per host).
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct HostReport {
     pub host: String,
     /// The last phase the host reached: `connect`, `push`, `lock`,
     /// `before_activate`, `activate`, `after_activate`, `health`, `revert`, `done`.
-    pub phase: String,
+    pub phase: Phase,
     /// `ok`, `unchanged` (already on the release), `failed`, `reverted`,
     /// `not_started` (stopped because another host failed), `unreachable`
     /// (skipped with `--skip-unreachable`).
-    pub result: String,
+    pub result: Outcome,
     /// The release current on the host when the command ended.
     pub current: Option<String>,
     /// The release current before the command.
@@ -81,6 +246,15 @@ pub enum Goal {
         expect: Option<String>,
         reason: Option<String>,
     },
+}
+
+impl Goal {
+    fn verb(&self) -> Verb {
+        match self {
+            Goal::Activate { .. } => Verb::Activation,
+            Goal::Rollback { .. } => Verb::Rollback,
+        }
+    }
 }
 
 /// Options of a switch.
@@ -125,8 +299,8 @@ impl Slot {
     fn new(spec: HostSpec) -> Slot {
         let report = HostReport {
             host: spec.label.clone(),
-            phase: "connect".into(),
-            result: "not_started".into(),
+            phase: Phase::Connect,
+            result: Outcome::NotStarted,
             ..HostReport::default()
         };
         Slot {
@@ -146,10 +320,10 @@ impl Slot {
         }
     }
 
-    fn fail(&mut self, phase: &str, e: Error) {
+    fn fail(&mut self, phase: Phase, e: Error) {
         self.broken |= e.is_connection();
-        self.report.phase = phase.into();
-        self.report.result = "failed".into();
+        self.report.phase = phase;
+        self.report.result = Outcome::Failed;
         let text = e.to_string();
         let text = text.strip_prefix(&format!("{}: ", self.spec.label)).unwrap_or(&text);
         self.report.reason = Some(one_line(text));
@@ -268,7 +442,7 @@ impl<'a> Fleet<'a> {
             }
             match HostSession::open(&slot.spec) {
                 Ok(s) => slot.session = Some(s),
-                Err(e) => slot.fail("connect", e),
+                Err(e) => slot.fail(Phase::Connect, e),
             }
         });
     }
@@ -291,7 +465,7 @@ impl<'a> Fleet<'a> {
             if slot.error.is_some() {
                 return;
             }
-            slot.report.phase = "push".into();
+            slot.report.phase = Phase::Push;
             let clock = Instant::now();
             let bar: ProgressBar = out.bytes_bar(0, &slot.spec.label);
             let link_mode = slot.spec.link_mode;
@@ -303,7 +477,7 @@ impl<'a> Fleet<'a> {
                 Ok(Offered::Need(needed)) => slot.pushing = Some((needed, bar, clock)),
                 Err(e) => {
                     bar.finish_and_clear();
-                    slot.fail("push", e);
+                    slot.fail(Phase::Push, e);
                 }
             }
         });
@@ -333,7 +507,7 @@ impl<'a> Fleet<'a> {
         }
         crate::parallel::map(streams, self.parallel, |stream| send_contents(job, stream));
 
-        self.first_error("push")
+        self.first_error(Step::Push)
     }
 
     /// Each host's push outcome and seconds (`None` where it did not succeed).
@@ -357,7 +531,7 @@ impl<'a> Fleet<'a> {
         first.map_or(Ok(()), Err)
     }
 
-    fn first_error(&mut self, what: &str) -> Result<()> {
+    fn first_error(&mut self, what: Step) -> Result<()> {
         let failed: Vec<&Slot> = self.slots.iter().filter(|s| s.error.is_some()).collect();
         let Some(first) = failed.first() else {
             return Ok(());
@@ -396,7 +570,7 @@ impl<'a> Fleet<'a> {
         } else {
             let detail = first.report.reason.clone().unwrap_or_default();
             // A push activates nothing, but the other hosts keep what they staged.
-            let outcome = if what == "push" {
+            let outcome = if what == Step::Push {
                 "nothing was activated, and a re-run sends only what is missing"
             } else {
                 "nothing changed"
@@ -409,8 +583,8 @@ impl<'a> Fleet<'a> {
             )
         };
         for s in self.slots.iter_mut().filter(|s| s.error.is_none()) {
-            if !matches!(s.report.result.as_str(), "ok" | "unchanged" | "unreachable") {
-                s.report.result = "not_started".into();
+            if !matches!(s.report.result, Outcome::Ok | Outcome::Unchanged | Outcome::Unreachable) {
+                s.report.result = Outcome::NotStarted;
             }
         }
         Err(with_exit(exit, msg))
@@ -433,19 +607,16 @@ impl<'a> Fleet<'a> {
     }
 
     fn switch_inner(&mut self, goal: &Goal, opts: &SwitchOptions) -> Result<()> {
-        let verb = match goal {
-            Goal::Activate { .. } => "activation",
-            Goal::Rollback { .. } => "rollback",
-        };
+        let verb = goal.verb();
         // What an earlier phase (the push) reported is not this phase's result.
         for s in self.slots.iter_mut().filter(|s| s.error.is_none()) {
-            s.report.result = "not_started".into();
+            s.report.result = Outcome::NotStarted;
         }
         // 1. Reach every host.
         self.connect_all();
         if opts.skip_unreachable {
             for s in self.slots.iter_mut().filter(|s| s.error.is_some()) {
-                s.report.result = "unreachable".into();
+                s.report.result = Outcome::Unreachable;
                 s.error = None;
                 s.goal = None;
                 self.ctx.out.warn(&format!(
@@ -461,7 +632,7 @@ impl<'a> Fleet<'a> {
                 )));
             }
         }
-        self.first_error(&format!("{verb}: connecting"))?;
+        self.first_error(Step::Connect(verb))?;
 
         // 2. Lock every host.
         let me = LockInfo {
@@ -474,7 +645,7 @@ impl<'a> Fleet<'a> {
             if slot.session.is_none() {
                 return;
             }
-            slot.report.phase = "lock".into();
+            slot.report.phase = Phase::Lock;
             let r = slot.session().and_then(|s| {
                 s.lock(&me, opts.wait)?;
                 s.status()
@@ -486,21 +657,21 @@ impl<'a> Fleet<'a> {
                     slot.report.current = st.current.clone();
                     slot.status = Some(st);
                 }
-                Err(e) => slot.fail("lock", e),
+                Err(e) => slot.fail(Phase::Lock, e),
             }
         });
-        self.first_error(&format!("{verb}: locking"))?;
+        self.first_error(Step::Lock(verb))?;
 
         // 3. Decide each host's goal.
         self.plan(goal)?;
-        self.first_error(verb)?;
+        self.first_error(Step::Plan(verb))?;
 
         // 4. before_activate in the staged release, everywhere, before anything switches.
         if matches!(goal, Goal::Activate { .. })
             && let Some(cmd) = self.hooks.before_activate.clone()
         {
-            self.run_hook_everywhere("before_activate", &cmd, self.hooks.timeouts.hook);
-            self.first_error(&format!("{verb}: before_activate"))?;
+            self.run_hook_everywhere(HookKind::BeforeActivate, &cmd, self.hooks.timeouts.hook);
+            self.first_error(Step::BeforeActivate(verb))?;
         }
 
         // 5. Switch, batch by batch.
@@ -531,7 +702,7 @@ impl<'a> Fleet<'a> {
                     return;
                 }
                 let Some(name) = slot.goal.clone() else { return };
-                slot.report.phase = "activate".into();
+                slot.report.phase = Phase::Activate;
                 let res = slot.session().and_then(|s| {
                     if is_rollback {
                         s.rollback(RollbackRequest {
@@ -562,13 +733,13 @@ impl<'a> Fleet<'a> {
                             record.to
                         ));
                     }
-                    Err(e) => return slot.fail("activate", e),
+                    Err(e) => return slot.fail(Phase::Activate, e),
                 }
                 if let Some(cmd) = &hooks.after_activate {
-                    slot.report.phase = "after_activate".into();
+                    slot.report.phase = Phase::AfterActivate;
                     if !run_hook(
                         slot,
-                        "after_activate",
+                        HookKind::AfterActivate,
                         cmd,
                         &name,
                         hooks.timeouts.hook,
@@ -579,9 +750,9 @@ impl<'a> Fleet<'a> {
                     }
                 }
                 if let Some(cmd) = &hooks.health {
-                    slot.report.phase = "health".into();
+                    slot.report.phase = Phase::Health;
                     let timeout = hooks.timeouts.health_attempt();
-                    if !run_hook(slot, "health", cmd, &name, timeout, hooks.timeouts.health, out) {
+                    if !run_hook(slot, HookKind::Health, cmd, &name, timeout, hooks.timeouts.health, out) {
                         return;
                     }
                     // The record promotion gates read (`require_healthy_on`).
@@ -593,13 +764,13 @@ impl<'a> Fleet<'a> {
                         ));
                     }
                 }
-                slot.report.phase = "done".into();
-                slot.report.result = "ok".into();
+                slot.report.phase = Phase::Done;
+                slot.report.result = Outcome::Ok;
             });
             if let Some(bad) = self.slots.iter().find(|s| s.error.is_some()) {
                 let lost = bad.error.as_ref().is_some_and(Error::is_connection);
-                let exit = match bad.report.phase.as_str() {
-                    "health" if !lost => Exit::HealthRolledBack,
+                let exit = match bad.report.phase {
+                    Phase::Health if !lost => Exit::HealthRolledBack,
                     _ => bad.error.as_ref().map(Error::exit).unwrap_or(Exit::Error),
                 };
                 failure = Some((bad.spec.label.clone(), exit));
@@ -614,7 +785,7 @@ impl<'a> Fleet<'a> {
                 .slots
                 .iter()
                 .find(|s| s.spec.label == host)
-                .map(|s| s.report.phase.clone())
+                .map(|s| s.report.phase)
                 .unwrap_or_default();
             let reason = self
                 .slots
@@ -638,10 +809,10 @@ impl<'a> Fleet<'a> {
         for s in self
             .slots
             .iter_mut()
-            .filter(|s| s.goal.is_none() && s.report.result == "not_started")
+            .filter(|s| s.goal.is_none() && s.report.result == Outcome::NotStarted)
         {
-            s.report.result = "unchanged".into();
-            s.report.phase = "done".into();
+            s.report.result = Outcome::Unchanged;
+            s.report.phase = Phase::Done;
         }
 
         // 7. Prune after a fully successful deploy.
@@ -677,17 +848,17 @@ impl<'a> Fleet<'a> {
                     });
                     match found {
                         Some(r) if !r.complete => slot.fail(
-                            "activate",
+                            Phase::Activate,
                             Error::other(format!("release `{}` is still being staged here; push it again", r.name))
                                 .on_host(&slot.spec.label),
                         ),
                         Some(r) if !again && st.current.as_deref() == Some(r.name.as_str()) => {
-                            slot.report.result = "unchanged".into();
-                            slot.report.phase = "done".into();
+                            slot.report.result = Outcome::Unchanged;
+                            slot.report.phase = Phase::Done;
                         }
                         Some(r) => slot.goal = Some(r.name.clone()),
                         None => slot.fail(
-                            "activate",
+                            Phase::Activate,
                             Error::other(format!(
                                 "release `{release}` is not on this host; push it first with `slipway push {release} -t {}`",
                                 self.target.name
@@ -721,7 +892,7 @@ impl<'a> Fleet<'a> {
                                     st.current.as_deref().unwrap_or("none")
                                 ),
                             };
-                            slot.fail("rollback", Error::other(why).on_host(&slot.spec.label));
+                            slot.fail(Phase::Rollback, Error::other(why).on_host(&slot.spec.label));
                         }
                     }
                 }
@@ -758,10 +929,8 @@ impl<'a> Fleet<'a> {
     /// marked bad) over a mismatch known in advance. Hosts with nothing to
     /// do are not checked; the host checks again when it switches.
     fn check_expect(&mut self, goal: &Goal) {
-        let (expect, phase) = match goal {
-            Goal::Activate { expect, .. } => (expect, "activate"),
-            Goal::Rollback { expect, .. } => (expect, "rollback"),
-        };
+        let phase = goal.verb().phase();
+        let (Goal::Activate { expect, .. } | Goal::Rollback { expect, .. }) = goal;
         let Some(expect) = expect else { return };
         for slot in self.slots.iter_mut().filter(|s| s.goal.is_some() && s.error.is_none()) {
             let Some(st) = &slot.status else { continue };
@@ -780,14 +949,14 @@ impl<'a> Fleet<'a> {
         }
     }
 
-    fn run_hook_everywhere(&mut self, kind: &str, cmd: &str, timeout: Duration) {
+    fn run_hook_everywhere(&mut self, kind: HookKind, cmd: &str, timeout: Duration) {
         let out = &self.ctx.out;
         each(&mut self.slots, self.parallel, |slot| {
             let Some(name) = slot.goal.clone() else { return };
             if slot.error.is_some() {
                 return;
             }
-            slot.report.phase = kind.into();
+            slot.report.phase = kind.phase();
             run_hook(slot, kind, cmd, &name, timeout, Duration::ZERO, out);
         });
     }
@@ -809,17 +978,15 @@ impl<'a> Fleet<'a> {
         // health check), not when a connection or a lock did: re-running
         // a plain rollback after a network failure must aim at the same
         // release, not one further back.
-        let release_failed = self.slots.iter().any(|s| {
-            s.error.is_some() && matches!(s.report.phase.as_str(), "before_activate" | "after_activate" | "health")
-        });
+        let release_failed = self.slots.iter().any(|s| s.error.is_some() && s.report.phase.is_hook());
         let mark_left_bad = !matches!(goal, Goal::Rollback { .. }) || release_failed;
         each(&mut self.slots, self.parallel, |slot| {
             if slot.goal.is_some() && !slot.switched && slot.error.is_none() {
-                slot.report.result = "not_started".into();
+                slot.report.result = Outcome::NotStarted;
             }
             // The connection broke during the switch, or after it: whether
             // the host switched is unknown, and the session is gone. Look again.
-            if slot.broken && (slot.switched || slot.report.phase == "activate") {
+            if slot.broken && (slot.switched || slot.report.phase == Phase::Activate) {
                 recheck(slot, &me);
             }
             if !slot.switched {
@@ -831,7 +998,7 @@ impl<'a> Fleet<'a> {
                 let r = slot
                     .session()
                     .and_then(|s| s.mark_bad(&new, "failed during a fleet switch"));
-                slot.report.result = "failed".into();
+                slot.report.result = Outcome::Failed;
                 slot.report.reason = Some(match r {
                     Ok(()) => format!("stayed on `{new}` (marked bad): there was no release to switch back to"),
                     Err(e) => format!("stayed on `{new}`: {}", e.without_host()),
@@ -860,11 +1027,11 @@ impl<'a> Fleet<'a> {
                     slot.switched = false;
                     slot.report.current = Some(back.clone());
                     if !was_failed {
-                        slot.report.phase = "revert".into();
-                        slot.report.result = "reverted".into();
+                        slot.report.phase = Phase::Revert;
+                        slot.report.result = Outcome::Reverted;
                         slot.report.reason = Some(format!("switched back to `{back}` because another host failed"));
                     } else {
-                        slot.report.result = "reverted".into();
+                        slot.report.result = Outcome::Reverted;
                     }
                     out.info(&format!("{}: switched back to {back}", slot.spec.label));
                     if let Some(cmd) = &hooks.after_activate
@@ -874,7 +1041,7 @@ impl<'a> Fleet<'a> {
                     }
                 }
                 Err(e) => {
-                    slot.report.result = "failed".into();
+                    slot.report.result = Outcome::Failed;
                     let e = e.to_string();
                     let e = e.strip_prefix(&format!("{}: ", slot.spec.label)).unwrap_or(&e);
                     let earlier = match (&slot.report.reason, was_failed) {
@@ -941,7 +1108,7 @@ fn recheck(slot: &mut Slot, me: &LockInfo) {
         Err(e) => {
             slot.switched = false;
             slot.unknown = true;
-            slot.report.result = "failed".into();
+            slot.report.result = Outcome::Failed;
             let before = slot.report.reason.clone().unwrap_or_default();
             slot.report.reason = Some(format!(
                 "{before}; could not reconnect to check whether it switched to `{goal}`: {}",
@@ -975,7 +1142,15 @@ fn after_revert_hook(
     out: &crate::output::Output,
 ) -> Option<String> {
     let label = slot.spec.label.clone();
-    let mut req = hook_request(&label, "after_activate", cmd, back, Some(left), timeout, Duration::ZERO);
+    let mut req = hook_request(
+        &label,
+        HookKind::AfterActivate,
+        cmd,
+        back,
+        Some(left),
+        timeout,
+        Duration::ZERO,
+    );
     if let Some(id) = release_id(slot, back) {
         req.env.insert("SLIPWAY_ID".into(), id);
     }
@@ -997,7 +1172,7 @@ fn release_id(slot: &Slot, release: &str) -> Option<String> {
 
 fn hook_request(
     label: &str,
-    kind: &str,
+    kind: HookKind,
     cmd: &str,
     release: &str,
     previous: Option<&str>,
@@ -1008,7 +1183,7 @@ fn hook_request(
     env.insert("SLIPWAY_HOST".to_string(), label.to_string());
     env.insert("SLIPWAY_PREVIOUS".to_string(), previous.unwrap_or_default().to_string());
     HookRequest {
-        kind: kind.into(),
+        kind: kind.as_str().into(),
         release: release.into(),
         command: cmd.into(),
         env,
@@ -1026,7 +1201,7 @@ fn show_output(out: &crate::output::Output, label: &str, output: &str) {
 /// Run one hook on a slot; on failure record it and return false.
 fn run_hook(
     slot: &mut Slot,
-    kind: &str,
+    kind: HookKind,
     cmd: &str,
     release: &str,
     timeout: Duration,
@@ -1072,11 +1247,11 @@ fn run_hook(
                 .collect::<Vec<_>>()
                 .join("\n");
             slot.report.output = Some(tail);
-            slot.fail(kind, Error::other(why));
+            slot.fail(kind.phase(), Error::other(why));
             false
         }
         Err(e) => {
-            slot.fail(kind, e);
+            slot.fail(kind.phase(), e);
             false
         }
     }
@@ -1124,7 +1299,7 @@ fn send_contents(job: &PushJob<'_>, mut stream: Vec<&mut Slot>) {
             drop(group);
             for (i, result) in members.into_iter().zip(results) {
                 if let Err(e) = result {
-                    stream[i].fail("push", e);
+                    stream[i].fail(Phase::Push, e);
                 }
             }
         }
@@ -1133,7 +1308,7 @@ fn send_contents(job: &PushJob<'_>, mut stream: Vec<&mut Slot>) {
         if slot.error.is_none()
             && let Err(e) = slot.session().and_then(|s| s.send_done(job))
         {
-            slot.fail("push", e);
+            slot.fail(Phase::Push, e);
         }
     }
     for slot in stream {
@@ -1146,7 +1321,7 @@ fn send_contents(job: &PushJob<'_>, mut stream: Vec<&mut Slot>) {
         }
         match slot.session().and_then(|s| s.await_staged(job, &needed)) {
             Ok(o) => slot.pushed_now(&o, clock),
-            Err(e) => slot.fail("push", e),
+            Err(e) => slot.fail(Phase::Push, e),
         }
     }
 }
@@ -1154,7 +1329,7 @@ fn send_contents(job: &PushJob<'_>, mut stream: Vec<&mut Slot>) {
 fn record_push(report: &mut HostReport, o: &PushOutcome) {
     report.bytes_sent = Some(o.bytes_sent);
     report.objects_reused = Some(o.objects_reused);
-    report.result = "ok".into();
+    report.result = Outcome::Ok;
 }
 
 /// A one-line summary of a push.
@@ -1195,5 +1370,34 @@ pub fn print_reports(ctx: &Context, reports: &[HostReport]) {
                 ctx.out.data(&format!("{:<w$}    | {line}", ""));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Outcome, Phase};
+
+    #[test]
+    fn phases_and_outcomes_serialize_as_their_report_names() {
+        use Phase::*;
+        for p in [
+            Connect,
+            Push,
+            Lock,
+            BeforeActivate,
+            Activate,
+            Rollback,
+            AfterActivate,
+            Health,
+            Revert,
+            Done,
+        ] {
+            assert_eq!(serde_json::to_value(p).ok(), Some(p.as_str().into()));
+        }
+        use Outcome::*;
+        for o in [Ok, Unchanged, Failed, Reverted, NotStarted, Unreachable] {
+            assert_eq!(serde_json::to_value(o).ok(), Some(o.as_str().into()));
+        }
+        assert_eq!(format!("[{:<8}]", Phase::Lock), "[lock    ]");
     }
 }
