@@ -1,0 +1,143 @@
+//! One host of a fleet through a command: its connection, its line of the
+//! report, and what each stage leaves for the next — the push in flight or
+//! done ([`PushStage`]), the state read under the lock, and what the host
+//! switches to and where it stands ([`Planned`]).
+//!
+//! Invariant: a member that failed holds its error and says so in its
+//! report (`failed`, with the phase and a one-line reason); later stages
+//! skip it. Only [`Member::fail`] records a failure.
+
+use crate::error::{Error, Result};
+use crate::host::lock::LockInfo;
+use crate::host::status::HostStatus;
+use crate::remote::HostSpec;
+use crate::remote::session::HostSession;
+
+use super::push::PushStage;
+use super::report::{HostReport, Outcome, Phase, one_line};
+
+/// One host of a fleet.
+pub(super) struct Member {
+    pub(super) spec: HostSpec,
+    pub(super) session: Option<HostSession>,
+    pub(super) report: HostReport,
+    pub(super) error: Option<Error>,
+    /// The connection broke (not a refusal): the session is unusable, and a
+    /// switch in flight may or may not have happened.
+    pub(super) broken: bool,
+    /// Where the push to this host is.
+    pub(super) push: PushStage,
+    /// The host's state, read under its lock (`None` before it is locked).
+    pub(super) status: Option<HostStatus>,
+    /// What the host switches to (`None`: nothing to do here).
+    pub(super) plan: Option<Planned>,
+}
+
+/// What a host switches to, and how far it got.
+pub(super) struct Planned {
+    /// The release (a name on the host).
+    pub(super) to: String,
+    pub(super) at: Position,
+}
+
+/// Where a planned host stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Position {
+    /// Still on the release it was on (or found there again).
+    NotSwitched,
+    /// On the new release.
+    Switched,
+    /// Switched, then switched back.
+    SwitchedBack,
+    /// Lost during the switch and not reachable again: nobody knows.
+    Unknown,
+}
+
+impl Planned {
+    pub(super) fn new(to: String) -> Planned {
+        Planned {
+            to,
+            at: Position::NotSwitched,
+        }
+    }
+}
+
+impl Member {
+    pub(super) fn new(spec: HostSpec) -> Member {
+        let report = HostReport {
+            host: spec.label.clone(),
+            ..HostReport::default()
+        };
+        Member {
+            spec,
+            session: None,
+            report,
+            error: None,
+            broken: false,
+            push: PushStage::Idle,
+            status: None,
+            plan: None,
+        }
+    }
+
+    /// Record that the host failed in `phase`.
+    pub(super) fn fail(&mut self, phase: Phase, e: Error) {
+        self.broken |= e.is_connection();
+        self.report.phase = phase;
+        self.report.result = Outcome::Failed;
+        let text = e.to_string();
+        let text = text.strip_prefix(&format!("{}: ", self.spec.label)).unwrap_or(&text);
+        self.report.reason = Some(one_line(text));
+        self.error = Some(e);
+    }
+
+    /// The open session.
+    ///
+    /// # Errors
+    /// When it was closed after an earlier failure.
+    pub(super) fn session(&mut self) -> Result<&mut HostSession> {
+        let label = self.spec.label.clone();
+        self.session
+            .as_mut()
+            .ok_or_else(|| Error::other("the connection was closed after an earlier failure").on_host(&label))
+    }
+
+    /// The release current before the command (read under the lock).
+    pub(super) fn previous(&self) -> Option<&str> {
+        self.status.as_ref().and_then(|st| st.current.as_deref())
+    }
+
+    /// The bundle id of `release` here, from the status read under the lock.
+    pub(super) fn release_id(&self, release: &str) -> Option<String> {
+        self.status
+            .as_ref()
+            .and_then(|st| st.releases.iter().find(|r| r.name == release).map(|r| r.id.to_string()))
+    }
+
+    /// Is the host on its new release?
+    pub(super) fn switched(&self) -> bool {
+        self.position() == Some(Position::Switched)
+    }
+
+    pub(super) fn position(&self) -> Option<Position> {
+        self.plan.as_ref().map(|p| p.at)
+    }
+
+    pub(super) fn set_position(&mut self, at: Position) {
+        if let Some(p) = &mut self.plan {
+            p.at = at;
+        }
+    }
+
+    /// Drop a broken session and open a new one holding the host lock,
+    /// waiting up to `wait` for the broken session's `serve` to let it go.
+    ///
+    /// # Errors
+    /// When the host cannot be reached or its lock stays held.
+    pub(super) fn reopen(&mut self, me: &LockInfo, wait: std::time::Duration) -> Result<&mut HostSession> {
+        drop(self.session.take());
+        let mut s = HostSession::open(&self.spec)?;
+        s.lock(me, Some(wait))?;
+        Ok(self.session.insert(s))
+    }
+}

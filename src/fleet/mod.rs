@@ -1,0 +1,166 @@
+//! Many hosts at once: parallel push, then a two-phase, all-or-nothing
+//! switch of `current` with hooks and health checks.
+//!
+//! Every command that changes `current` on a target goes through
+//! [`Fleet::switch`], one host or many:
+//!
+//! 1. connect to every host (unreachable: stop, unless `--skip-unreachable`);
+//! 2. take every host's lock (one held by someone else: stop, exit 4);
+//! 3. read each host's state and decide what it switches to;
+//! 4. run `before_activate` everywhere (deploy/activate only);
+//! 5. per batch: switch, run `after_activate`, check `health`;
+//! 6. on any failure, switch every switched host back (marking the new
+//!    release bad there) and run `after_activate` again.
+//!
+//! Invariant: either every selected host ends on the new release, or every
+//! host that was switched is back where it was; the report says which for
+//! each host. Nothing is switched anywhere before every host is locked and
+//! ready.
+//!
+//! One file a stage: [`member`] is one host and the state each stage leaves
+//! for the next; [`push`] stages a release everywhere; [`plan`] decides
+//! what each host switches to; [`switch`] runs steps 1–5 and [`revert`]
+//! step 6; [`hooks`] runs a hook on a host; [`report`] is what the command
+//! says per host and in its error. Hosts are driven in parallel through
+//! [`crate::parallel`], and every list this module returns is in the
+//! target's host order.
+
+mod hooks;
+mod member;
+mod plan;
+mod push;
+mod report;
+mod revert;
+mod switch;
+
+pub use plan::Goal;
+pub use report::{HostReport, Outcome, Phase, describe_push, print_reports};
+pub use switch::SwitchOptions;
+
+use crate::Context;
+use crate::config::Hooks;
+use crate::error::{Error, Result};
+use crate::remote::session::HostSession;
+use crate::remote::{HostSpec, Target};
+use member::Member;
+
+/// Default `parallel`.
+pub const DEFAULT_PARALLEL: usize = 16;
+
+/// A target's hosts, connected as needed.
+pub struct Fleet<'a> {
+    ctx: &'a Context,
+    target: &'a Target,
+    members: Vec<Member>,
+    parallel: usize,
+    hooks: Hooks,
+}
+
+/// Select `--hosts` from a target.
+///
+/// # Errors
+/// Usage error naming an unknown host and the target's hosts.
+pub fn select_hosts(target: &Target, only: &[String]) -> Result<Vec<HostSpec>> {
+    if only.is_empty() {
+        return Ok(target.hosts.clone());
+    }
+    let mut out = Vec::new();
+    for want in only {
+        match target.hosts.iter().find(|h| &h.label == want) {
+            Some(h) => out.push(h.clone()),
+            None => {
+                let known: Vec<&str> = target.hosts.iter().map(|h| h.label.as_str()).collect();
+                return Err(Error::usage(format!(
+                    "`{want}` is not a host of target `{}` (its hosts: {})",
+                    target.name,
+                    known.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Run `f` on every member, at most `parallel` at a time.
+fn each<F>(members: &mut [Member], parallel: usize, f: F)
+where
+    F: Fn(&mut Member) + Sync,
+{
+    crate::parallel::map(members.iter_mut().collect(), parallel, f);
+}
+
+impl<'a> Fleet<'a> {
+    /// # Errors
+    /// Usage error for unknown `--hosts` or malformed hook settings.
+    pub fn new(ctx: &'a Context, target: &'a Target, only: &[String]) -> Result<Fleet<'a>> {
+        let hosts = select_hosts(target, only)?;
+        Ok(Fleet {
+            ctx,
+            target,
+            members: hosts.into_iter().map(Member::new).collect(),
+            parallel: target.config.parallel.unwrap_or(DEFAULT_PARALLEL).max(1),
+            hooks: Hooks::from_config(&target.name, &target.config)?,
+        })
+    }
+
+    /// Run `f` on every host's session in parallel (connecting first);
+    /// results in the target's host order.
+    pub fn query<T, F>(&mut self, f: F) -> Vec<(String, Result<T>)>
+    where
+        T: Send,
+        F: Fn(&mut HostSession) -> Result<T> + Sync,
+    {
+        self.connect_all();
+        let results = crate::parallel::map(self.members.iter_mut().collect(), self.parallel, |m| {
+            match m.error.take() {
+                Some(e) => Err(e),
+                None => m.session().and_then(&f),
+            }
+        });
+        self.drop_sessions();
+        self.members.iter().map(|m| m.spec.label.clone()).zip(results).collect()
+    }
+
+    /// The per-host report.
+    pub fn reports(&self) -> Vec<HostReport> {
+        self.members.iter().map(|m| m.report.clone()).collect()
+    }
+
+    /// End every session cleanly (waiting for each host's `serve` to exit).
+    ///
+    /// # Errors
+    /// The first host whose `serve` exited unsuccessfully.
+    pub fn close(&mut self) -> Result<()> {
+        let mut first = None;
+        for m in &mut self.members {
+            if let Some(s) = m.session.take()
+                && let Err(e) = s.close()
+            {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Close every session, ignoring how each ends (their locks go with them).
+    fn drop_sessions(&mut self) {
+        for m in &mut self.members {
+            if let Some(s) = m.session.take() {
+                let _ = s.close();
+            }
+        }
+    }
+
+    /// Connect to every host not yet connected (or failed).
+    fn connect_all(&mut self) {
+        each(&mut self.members, self.parallel, |m| {
+            if m.session.is_some() || m.error.is_some() {
+                return;
+            }
+            match HostSession::open(&m.spec) {
+                Ok(s) => m.session = Some(s),
+                Err(e) => m.fail(Phase::Connect, e),
+            }
+        });
+    }
+}
