@@ -7,13 +7,17 @@
 //! report (`failed`, with the phase and a one-line reason); later stages
 //! skip it. Only [`Member::fail`] records a failure.
 
+use std::time::Instant;
+
+use indicatif::ProgressBar;
+
 use crate::error::{Error, Result};
 use crate::host::lock::LockInfo;
 use crate::host::status::HostStatus;
 use crate::remote::HostSpec;
+use crate::remote::push::{Needed, PushOutcome};
 use crate::remote::session::HostSession;
 
-use super::push::PushStage;
 use super::report::{HostReport, Outcome, Phase, one_line};
 
 /// One host of a fleet.
@@ -31,6 +35,32 @@ pub(super) struct Member {
     pub(super) status: Option<HostStatus>,
     /// What the host switches to (`None`: nothing to do here).
     pub(super) plan: Option<Planned>,
+}
+
+/// Where the push to one host is.
+pub(super) enum PushStage {
+    /// Not pushed: not yet, or the push failed (the report says which).
+    Idle,
+    /// Offered: the host lacks these contents, and they are on their way.
+    Sending(Sending),
+    /// Staged on the host: what the push did, and how long it took (seconds).
+    Staged(PushOutcome, f64),
+}
+
+/// A push between its offer and its end.
+pub(super) struct Sending {
+    pub(super) needed: Needed,
+    pub(super) bar: ProgressBar,
+    pub(super) started: Instant,
+}
+
+impl PushStage {
+    pub(super) fn sending(&self) -> Option<&Sending> {
+        match self {
+            PushStage::Sending(s) => Some(s),
+            PushStage::Idle | PushStage::Staged(..) => None,
+        }
+    }
 }
 
 /// What a host switches to, and how far it got.

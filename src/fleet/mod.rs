@@ -15,15 +15,18 @@
 //! Invariant: either every selected host ends on the new release, or every
 //! host that was switched is back where it was; the report says which for
 //! each host. Nothing is switched anywhere before every host is locked and
-//! ready.
+//! ready. When a step fails somewhere, its one error names the failed hosts
+//! and exits with the code of the host it quotes first.
 //!
-//! One file a stage: [`member`] is one host and the state each stage leaves
-//! for the next; [`push`] stages a release everywhere; [`plan`] decides
-//! what each host switches to; [`switch`] runs steps 1–5 and [`revert`]
-//! step 6; [`hooks`] runs a hook on a host; [`report`] is what the command
-//! says per host and in its error. Hosts are driven in parallel through
-//! [`crate::parallel`], and every list this module returns is in the
-//! target's host order.
+//! One file a stage: `member` is one host and the state each stage leaves
+//! for the next; `push` stages a release everywhere; `plan` decides
+//! what each host switches to; `switch` runs steps 1–5 and `revert`
+//! step 6; `hooks` runs a hook on a host; `report` is what the command
+//! says per host. This file holds the [`Fleet`] itself: connecting,
+//! queries, and the one error a failed step ends with. Hosts are driven in
+//! parallel through [`crate::parallel`], and every list this module returns
+//! is in the target's host order. Siblings import only downwards
+//! (`report` ← `member` ← the stages), never each other both ways.
 
 mod hooks;
 mod member;
@@ -39,10 +42,11 @@ pub use switch::SwitchOptions;
 
 use crate::Context;
 use crate::config::Hooks;
-use crate::error::{Error, Result};
+use crate::error::{Error, Exit, Result};
 use crate::remote::session::HostSession;
 use crate::remote::{HostSpec, Target};
 use member::Member;
+use report::{Step, one_line, with_exit};
 
 /// Default `parallel`.
 pub const DEFAULT_PARALLEL: usize = 16;
@@ -163,4 +167,75 @@ impl<'a> Fleet<'a> {
             }
         });
     }
+
+    /// After `step` ran on every host: when any failed, one error naming
+    /// them (the hosts that did not finish become `not_started`).
+    ///
+    /// # Errors
+    /// Exit 4, 5 or 6 when a failed host's error has that code (or the one
+    /// failed host's own code), 1 otherwise.
+    fn first_error(&mut self, step: Step) -> Result<()> {
+        let failed: Vec<&Member> = self.members.iter().filter(|m| m.error.is_some()).collect();
+        let Some((exit, first)) = quoted_failure(&failed) else {
+            return Ok(());
+        };
+        let msg = if self.members.len() == 1 {
+            // A single host: its own error, which names it, is the clearest line.
+            first
+                .error
+                .as_ref()
+                .map(|e| one_line(&e.to_string()))
+                .unwrap_or_default()
+        } else {
+            let mut hosts: Vec<&str> = vec![first.spec.label.as_str()];
+            hosts.extend(
+                failed
+                    .iter()
+                    .map(|m| m.spec.label.as_str())
+                    .filter(|l| *l != first.spec.label),
+            );
+            let detail = first.report.reason.clone().unwrap_or_default();
+            // A push activates nothing, but the other hosts keep what they staged.
+            let outcome = if step == Step::Push {
+                "nothing was activated, and a re-run sends only what is missing"
+            } else {
+                "nothing changed"
+            };
+            format!(
+                "{step} failed on {} of {} host(s) ({}): {detail}; {outcome}",
+                failed.len(),
+                self.members.len(),
+                hosts.join(", ")
+            )
+        };
+        for m in self.members.iter_mut().filter(|m| m.error.is_none()) {
+            if !matches!(m.report.result, Outcome::Ok | Outcome::Unchanged | Outcome::Unreachable) {
+                m.report.result = Outcome::NotStarted;
+            }
+        }
+        Err(with_exit(exit, msg))
+    }
+}
+
+/// The exit code of a step that `failed` hosts failed (`None`: none did),
+/// and the host to quote: a lock, integrity or `--expect` failure outranks
+/// a plain one, and a single failed host gives its own code.
+fn quoted_failure<'m>(failed: &[&'m Member]) -> Option<(Exit, &'m Member)> {
+    let first = *failed.first()?;
+    let exit = if failed.len() == 1 {
+        first.error.as_ref().map_or(Exit::Error, Error::exit)
+    } else {
+        failed
+            .iter()
+            .filter_map(|m| m.error.as_ref())
+            .map(Error::exit)
+            .find(|e| *e == Exit::Locked || *e == Exit::Integrity || *e == Exit::ExpectMismatch)
+            .unwrap_or(Exit::Error)
+    };
+    let quoted = failed
+        .iter()
+        .find(|m| m.error.as_ref().map(Error::exit) == Some(exit))
+        .copied()
+        .unwrap_or(first);
+    Some((exit, quoted))
 }

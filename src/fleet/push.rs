@@ -18,37 +18,11 @@ use std::time::Instant;
 use indicatif::ProgressBar;
 
 use crate::error::Result;
-use crate::remote::push::{Contents, Needed, Offered, PushJob, PushOutcome, send_batches, send_bundle_to_all};
+use crate::remote::push::{Contents, Offered, PushJob, PushOutcome, send_batches, send_bundle_to_all};
 
-use super::member::Member;
+use super::member::{Member, PushStage, Sending};
 use super::report::{Outcome, Phase, Step};
 use super::{Fleet, each};
-
-/// Where the push to one host is.
-pub(super) enum PushStage {
-    /// Not pushed: not yet, or the push failed (the report says which).
-    Idle,
-    /// Offered: the host lacks these contents, and they are on their way.
-    Sending(Sending),
-    /// Staged on the host: what the push did, and how long it took (seconds).
-    Staged(PushOutcome, f64),
-}
-
-/// A push between its offer and its end.
-pub(super) struct Sending {
-    needed: Needed,
-    bar: ProgressBar,
-    started: Instant,
-}
-
-impl PushStage {
-    fn sending(&self) -> Option<&Sending> {
-        match self {
-            PushStage::Sending(s) => Some(s),
-            PushStage::Idle | PushStage::Staged(..) => None,
-        }
-    }
-}
 
 impl Member {
     /// The push to this host ended well: record its figures.

@@ -1,21 +1,16 @@
 //! What a fleet command says: one [`HostReport`] per host (a table, or
-//! `--json`), and the one error that sums up a step that failed somewhere.
+//! `--json`), and the words its errors are made of ([`Step`], [`Verb`]).
 //!
 //! Invariant: `--json` is a documented, stable schema (`docs/json.md`):
 //! field order is key order, and [`Phase`] and [`Outcome`] serialize as the
-//! same snake_case words the table prints. An error's exit code and the
-//! host it quotes agree: the host named first is one whose error gives the
-//! exit code.
+//! same snake_case words the table prints.
 
 use serde::Serialize;
 
 use crate::Context;
-use crate::error::{Error, Exit, Result};
+use crate::error::{Error, Exit};
 use crate::output::human_bytes;
 use crate::remote::push::PushOutcome;
-
-use super::Fleet;
-use super::member::Member;
 
 /// One host's line of a fleet report (`--json`: one object per host).
 #[derive(Debug, Clone, Serialize, Default)]
@@ -173,79 +168,6 @@ impl std::fmt::Display for Step {
             Step::BeforeActivate(v) => write!(f, "{v}: before_activate"),
         }
     }
-}
-
-impl Fleet<'_> {
-    /// After `step` ran on every host: when any failed, one error naming
-    /// them (the hosts that did not finish become `not_started`).
-    ///
-    /// # Errors
-    /// Exit 4, 5 or 6 when a failed host's error has that code (or the one
-    /// failed host's own code), 1 otherwise.
-    pub(super) fn first_error(&mut self, step: Step) -> Result<()> {
-        let failed: Vec<&Member> = self.members.iter().filter(|m| m.error.is_some()).collect();
-        let Some((exit, first)) = quoted_failure(&failed) else {
-            return Ok(());
-        };
-        let msg = if self.members.len() == 1 {
-            // A single host: its own error, which names it, is the clearest line.
-            first
-                .error
-                .as_ref()
-                .map(|e| one_line(&e.to_string()))
-                .unwrap_or_default()
-        } else {
-            let mut hosts: Vec<&str> = vec![first.spec.label.as_str()];
-            hosts.extend(
-                failed
-                    .iter()
-                    .map(|m| m.spec.label.as_str())
-                    .filter(|l| *l != first.spec.label),
-            );
-            let detail = first.report.reason.clone().unwrap_or_default();
-            // A push activates nothing, but the other hosts keep what they staged.
-            let outcome = if step == Step::Push {
-                "nothing was activated, and a re-run sends only what is missing"
-            } else {
-                "nothing changed"
-            };
-            format!(
-                "{step} failed on {} of {} host(s) ({}): {detail}; {outcome}",
-                failed.len(),
-                self.members.len(),
-                hosts.join(", ")
-            )
-        };
-        for m in self.members.iter_mut().filter(|m| m.error.is_none()) {
-            if !matches!(m.report.result, Outcome::Ok | Outcome::Unchanged | Outcome::Unreachable) {
-                m.report.result = Outcome::NotStarted;
-            }
-        }
-        Err(with_exit(exit, msg))
-    }
-}
-
-/// The exit code of a step that `failed` hosts failed (`None`: none did),
-/// and the host to quote: a lock, integrity or `--expect` failure outranks
-/// a plain one, and a single failed host gives its own code.
-fn quoted_failure<'m>(failed: &[&'m Member]) -> Option<(Exit, &'m Member)> {
-    let first = *failed.first()?;
-    let exit = if failed.len() == 1 {
-        first.error.as_ref().map_or(Exit::Error, Error::exit)
-    } else {
-        failed
-            .iter()
-            .filter_map(|m| m.error.as_ref())
-            .map(Error::exit)
-            .find(|e| *e == Exit::Locked || *e == Exit::Integrity || *e == Exit::ExpectMismatch)
-            .unwrap_or(Exit::Error)
-    };
-    let quoted = failed
-        .iter()
-        .find(|m| m.error.as_ref().map(Error::exit) == Some(exit))
-        .copied()
-        .unwrap_or(first);
-    Some((exit, quoted))
 }
 
 /// An error of the kind that gives `exit`, saying `msg`.
