@@ -3,9 +3,11 @@
 //! done ([`PushStage`]), the state read under the lock, and what the host
 //! switches to and where it stands ([`Planned`]).
 //!
-//! Invariant: a member that failed holds its error and says so in its
-//! report (`failed`, with the phase and a one-line reason); later stages
-//! skip it. Only [`Member::fail`] records a failure.
+//! Invariant: a member whose `error` is set failed a stage, and its report
+//! says so (`failed`, the phase, a one-line reason; [`Member::fail`] sets
+//! all three); later stages skip it. Only `--skip-unreachable` clears an
+//! error (the host becomes `unreachable`), and a failed switch back is
+//! reported without one, since no stage follows it.
 
 use std::time::Instant;
 
