@@ -43,10 +43,12 @@ impl Output {
         }
     }
 
-    /// A line of data on stdout.
+    /// One line of data on stdout. Its control characters, newlines
+    /// included, are escaped: a line may quote what a host sent (a reason,
+    /// an actor), which must not forge lines or drive the terminal.
     pub fn data(&self, line: &str) {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
+        let _ = writeln!(out, "{}", one_line(line));
     }
 
     /// Bytes on stdout as they are (a completion script, a man page).
@@ -61,21 +63,24 @@ impl Output {
 
     /// A JSON document on stdout (pretty, one trailing newline).
     pub fn json_value<T: Serialize>(&self, value: &T) {
+        // serde_json escapes every control character inside strings.
         let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".to_string());
-        self.data(&text);
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
     }
 
-    /// A note on stderr, silenced by `-q`.
+    /// A note on stderr, silenced by `-q` (control characters escaped, as
+    /// for [`Output::data`]).
     pub fn info(&self, msg: &str) {
         if !self.quiet {
-            self.eprint(msg);
+            self.eprint(&printable(msg));
         }
     }
 
-    /// Extra detail on stderr, shown with `-v`.
+    /// Extra detail on stderr, shown with `-v` (control characters escaped).
     pub fn detail(&self, msg: &str) {
         if self.verbose > 0 && !self.quiet {
-            self.eprint(msg);
+            self.eprint(&printable(msg));
         }
     }
 
@@ -148,9 +153,29 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// `text` with every control character but newline and tab escaped
+/// (`\u{1b}`), so that what a host or a hook printed can neither forge
+/// lines of its own kind nor drive the operator's terminal (colours, titles,
+/// cursor moves).
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let is_bad = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(is_bad) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if is_bad(c) {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::human_bytes;
+    use super::{human_bytes, printable};
 
     #[test]
     fn sizes_for_people_use_binary_units_with_one_decimal() {
@@ -158,5 +183,11 @@ mod tests {
         assert_eq!(human_bytes(1023), "1023 B");
         assert_eq!(human_bytes(1024), "1.0 KiB");
         assert_eq!(human_bytes(1536 * 1024), "1.5 MiB");
+    }
+
+    #[test]
+    fn printable_escapes_terminal_controls_but_keeps_lines() {
+        assert_eq!(printable("a\tb\nc"), "a\tb\nc");
+        assert_eq!(printable("\u{1b}]0;owned\u{7}x\r"), "\\u{1b}]0;owned\\u{7}x\\r");
     }
 }

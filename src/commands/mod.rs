@@ -64,6 +64,18 @@ pub fn named_release(
     Ok(record)
 }
 
+/// Name each symlink of release `name` that leaves the release, on stderr
+/// (`import`, `push`, `deploy`): the builder allowed it, and a host accepts
+/// it only where its `.slipway/allowed_links` lists it.
+pub fn note_external_links(ctx: &crate::Context, name: &str, manifest: &crate::manifest::Manifest) {
+    for link in manifest.external_links() {
+        ctx.out.warn(&format!(
+            "`{name}` links out of the release: `{}` (a host accepts it only if its `.slipway/allowed_links` lists it)",
+            link.escape_debug()
+        ));
+    }
+}
+
 /// `slipway VERB ARGS…` as typed, for the lock holder's details.
 pub fn command_line() -> String {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -10,6 +10,7 @@ pub mod fault;
 pub mod history;
 pub mod hooks;
 pub mod layout;
+pub mod links;
 pub mod lock;
 pub mod objects;
 pub mod prune;

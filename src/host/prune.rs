@@ -184,9 +184,13 @@ pub fn remove_release(layout: &Layout, name: &str) -> Result<()> {
     let doomed = layout
         .tmp_dir()
         .join(format!("{name}.removing-{}", fs::unique_suffix()));
-    if fs::symlink_metadata_optional(&dir)?.is_some() {
-        // A read-only directory cannot be moved to another parent (its `..` changes).
-        fs::set_mode(&dir, 0o755)?;
+    if let Some(meta) = fs::symlink_metadata_optional(&dir)? {
+        // A read-only directory cannot be moved to another parent (its `..`
+        // changes). Anything else in its place (a planted symlink) is moved
+        // and removed itself, never followed.
+        if meta.is_dir() {
+            fs::set_dir_mode_nofollow(&dir, 0o755)?;
+        }
         fs::rename(&dir, &doomed)?;
         fs::fsync_dir(&layout.releases_dir())?;
         super::fault::point("mid-prune");
