@@ -3,8 +3,8 @@
 //! stdout carries data (ids, tables, `--json`); stderr carries progress,
 //! notes and errors. Progress bars appear only when stderr is a terminal and
 //! `-q` is not given; colour only on a terminal and without `NO_COLOR`.
-//! Formatting for people that more than one layer needs ([`human_bytes`])
-//! lives here too, so no layer reaches up into `commands` for it.
+//! Also how sizes read for people ([`human_bytes`]), so that the host's
+//! errors and the client's tables say them the same way.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -13,6 +13,22 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::error::{Error, one_line};
+
+/// `1.2 MiB`-style sizes for people.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Output {
@@ -134,22 +150,6 @@ impl Output {
         bar.set_prefix(prefix.to_string());
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
-    }
-}
-
-/// `1.2 MiB`-style sizes for people.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < UNITS.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
     }
 }
 

@@ -23,6 +23,10 @@ pub mod sign;
 pub mod status;
 pub mod verify;
 
+// Sizes are formatted where all output is (the host's errors use it too);
+// the commands and the fleet keep naming it here.
+pub use crate::output::human_bytes;
+
 /// Resolve `-t TARGET` against `--config` (or `./slipway.toml`).
 ///
 /// # Errors

@@ -14,8 +14,8 @@ use std::time::Instant;
 use indicatif::ProgressBar;
 
 use crate::error::{Error, Result};
-use crate::host::lock::LockInfo;
-use crate::host::status::HostStatus;
+use crate::protocol::HostStatus;
+use crate::protocol::LockInfo;
 use crate::remote::HostSpec;
 use crate::remote::push::{Needed, PushOutcome};
 use crate::remote::session::HostSession;

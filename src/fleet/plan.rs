@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
-use crate::host::status::{HostStatus, ReleaseStatus};
+use crate::protocol::{HostStatus, ReleaseStatus};
 
 use super::Fleet;
 use super::member::{Member, Planned};

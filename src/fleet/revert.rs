@@ -12,9 +12,9 @@
 use std::time::Duration;
 
 use crate::error::{Error, Exit};
-use crate::host::lock::LockInfo;
 use crate::output::Output;
 use crate::protocol::ActivateRequest;
+use crate::protocol::LockInfo;
 use crate::remote::session::HostSession;
 
 use super::hooks::{Hook, HookKind};

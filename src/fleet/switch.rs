@@ -10,9 +10,9 @@
 use std::time::Duration;
 
 use crate::error::{Error, Exit, Result};
-use crate::host::history::Record;
-use crate::host::lock::LockInfo;
 use crate::output::Output;
+use crate::protocol::LockInfo;
+use crate::protocol::Record;
 use crate::protocol::{ActivateRequest, RollbackRequest};
 use crate::remote::session::HostSession;
 

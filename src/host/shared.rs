@@ -65,7 +65,7 @@ pub fn link_target(path: &str) -> PathBuf {
 ///
 /// # Errors
 /// When a missing path would have to be created through a symlink below
-/// `shared/` (see [`prepare`]), or on I/O failure.
+/// `shared/` (see `prepare`), or on I/O failure.
 pub fn link_into(layout: &Layout, tree: &Path, shared: &[String], shared_files: &[String]) -> Result<()> {
     for (p, is_dir) in shared
         .iter()

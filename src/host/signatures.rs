@@ -15,16 +15,15 @@
 //! signature, unknown key, wrong name; a missing or unreadable
 //! `allowed_signers` never means "accept" once the path exists (fail closed).
 
-use std::fmt;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::layout::{HostRelease, Layout};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::fs;
+use crate::protocol::Signer;
 use crate::signature::{self, Signature, clean, parse_statement, statement};
 
 /// Most signatures looked at for one release (each costs a few `ssh-keygen` runs).
@@ -57,21 +56,6 @@ pub fn check_offered(name: &str, offered: &[Value]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Who signed a release, as this host's `allowed_signers` says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Signer {
-    /// The principal `allowed_signers` lists for the key.
-    pub principal: String,
-    /// `SHA256:…` of the key.
-    pub key_fingerprint: String,
-}
-
-impl fmt::Display for Signer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.principal, self.key_fingerprint)
-    }
 }
 
 /// Check `release` against this host's `allowed_signers`.

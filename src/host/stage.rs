@@ -30,7 +30,7 @@ use serde::Deserialize;
 
 use super::layout::{HostRelease, Layout};
 use super::objects::{self, Feed, ObjectSink};
-use super::serve::Session;
+use super::session::Session;
 use super::signatures;
 use crate::bundle::unpack::{Visitor, read_bundle};
 use crate::config::LinkMode;
