@@ -15,9 +15,9 @@ use crate::error::Error;
 use crate::output::Output;
 use crate::protocol::{HookRequest, HookResult};
 
+use super::connect::{Fleet, each};
 use super::member::Member;
 use super::report::Phase;
-use super::{Fleet, each};
 
 /// How many lines of a failed hook's output the report keeps.
 const OUTPUT_TAIL: usize = 10;

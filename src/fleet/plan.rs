@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use crate::error::{Error, Result};
 use crate::protocol::{HostStatus, ReleaseStatus};
 
-use super::Fleet;
+use super::connect::Fleet;
 use super::member::{Member, Planned};
 use super::report::{Outcome, Phase, Verb};
 

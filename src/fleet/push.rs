@@ -20,9 +20,9 @@ use indicatif::ProgressBar;
 use crate::error::Result;
 use crate::remote::push::{Contents, Offered, PushJob, PushOutcome, send_batches, send_bundle_to_all};
 
+use super::connect::{Fleet, each};
 use super::member::{Member, PushStage, Sending};
 use super::report::{Outcome, Phase, Step};
-use super::{Fleet, each};
 
 impl Member {
     /// The push to this host ended well: record its figures.

@@ -17,12 +17,12 @@ use crate::protocol::ActivateRequest;
 use crate::protocol::LockInfo;
 use crate::remote::session::HostSession;
 
+use super::connect::{Fleet, each};
 use super::hooks::{Hook, HookKind};
 use super::member::{Member, Position};
 use super::plan::Goal;
 use super::report::{Outcome, Phase, one_line, with_exit};
 use super::switch::{SwitchOptions, lock_holder};
-use super::{Fleet, each};
 
 /// How long a reconnected revert waits for the host's lock: the broken
 /// session's `serve` may still hold it until it notices the closed connection.

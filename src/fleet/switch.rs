@@ -16,11 +16,11 @@ use crate::protocol::Record;
 use crate::protocol::{ActivateRequest, RollbackRequest};
 use crate::remote::session::HostSession;
 
+use super::connect::{Fleet, each};
 use super::hooks::{Hook, HookKind};
 use super::member::{Member, Position};
 use super::plan::Goal;
 use super::report::{Outcome, Phase, Step};
-use super::{Fleet, each};
 
 /// Options of a switch.
 #[derive(Debug, Clone, Default)]
