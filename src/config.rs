@@ -118,6 +118,32 @@ impl HooksConfig {
     }
 }
 
+/// A target's hooks, resolved from its `[hooks]` section: blank commands
+/// are dropped, durations parsed (the fleet runs them; `remote` resolves
+/// them once when it reads the target, where the file is known).
+#[derive(Debug, Clone)]
+pub struct Hooks {
+    pub before_activate: Option<String>,
+    pub after_activate: Option<String>,
+    pub health: Option<String>,
+    pub timeouts: HookTimeouts,
+}
+
+impl Hooks {
+    /// # Errors
+    /// Usage error for a malformed duration, naming `targets.TARGET.hooks.KEY`.
+    pub fn from_config(target: &str, c: &TargetConfig) -> Result<Hooks> {
+        let h = &c.hooks;
+        let command = |c: &Option<String>| c.clone().filter(|s| !s.trim().is_empty());
+        Ok(Hooks {
+            before_activate: command(&h.before_activate),
+            after_activate: command(&h.after_activate),
+            health: command(&h.health),
+            timeouts: h.timeouts(&format!("targets.{target}.hooks"))?,
+        })
+    }
+}
+
 /// Parse `slipway.toml` text; `origin` names it in errors (a path, or `v1.2:slipway.toml`).
 ///
 /// # Errors

@@ -14,6 +14,7 @@
 //! - [`protocol`] is the framed wire format; [`remote`] is its client end
 //!   (targets, transports, sessions), [`host`] its server end (`serve`, staging);
 //! - [`output`] is the only writer to stdout/stderr; [`fs`] owns durable writes;
+//!   [`parallel`] runs one closure per host, bounded, results in host order;
 //! - [`error`] maps every failure to a documented exit code.
 
 pub mod bundle;
@@ -27,6 +28,7 @@ pub mod fs;
 pub mod host;
 pub mod manifest;
 pub mod output;
+pub mod parallel;
 pub mod protocol;
 pub mod provenance;
 pub mod remote;

@@ -175,7 +175,15 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
-    use super::printable;
+    use super::{human_bytes, printable};
+
+    #[test]
+    fn sizes_for_people_use_binary_units_with_one_decimal() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1024), "1.0 KiB");
+        assert_eq!(human_bytes(1536 * 1024), "1.5 MiB");
+    }
 
     #[test]
     fn printable_escapes_terminal_controls_but_keeps_lines() {

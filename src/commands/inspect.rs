@@ -64,13 +64,13 @@ pub fn run(args: &RelArgs, ctx: &Context) -> Result<()> {
     );
     line(
         "size",
-        format!("{} ({} bytes)", super::human_bytes(report.size), report.size),
+        format!("{} ({} bytes)", crate::output::human_bytes(report.size), report.size),
     );
     line(
         "compressed",
         format!(
             "{} ({} bytes)",
-            super::human_bytes(report.compressed_size),
+            crate::output::human_bytes(report.compressed_size),
             report.compressed_size
         ),
     );

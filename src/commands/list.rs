@@ -50,7 +50,7 @@ pub fn run(ctx: &Context) -> Result<()> {
             "{:<w$}  {:<12}  {:>10}  {}",
             r.name,
             super::short_id(&r.id),
-            super::human_bytes(r.size),
+            crate::output::human_bytes(r.size),
             r.built_at.unwrap_or_default()
         ));
     }

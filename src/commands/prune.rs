@@ -62,7 +62,7 @@ pub fn run(args: &PruneArgs, ctx: &Context) -> Result<()> {
                 "{}: {verb} {rels}; {} object(s), {}; {} staging leftover(s)",
                 r.host,
                 r.report.objects,
-                super::human_bytes(r.report.object_bytes),
+                crate::output::human_bytes(r.report.object_bytes),
                 r.report.tmp_entries
             ));
             for n in &r.report.notes {

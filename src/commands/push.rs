@@ -10,12 +10,12 @@
 
 use serde::Serialize;
 
-use super::human_bytes;
 use crate::Context;
 use crate::cli::PushArgs;
 use crate::digest::Digest;
 use crate::error::Result;
-use crate::fleet::Fleet;
+use crate::fleet::{Fleet, Outcome};
+use crate::output::human_bytes;
 use crate::remote::push::{PushJob, PushOutcome};
 
 /// One element of `push --json` (a stable schema: field order is key order).
@@ -31,7 +31,7 @@ struct HostReport<'a> {
     objects_reused: Option<u64>,
     seconds: Option<f64>,
     /// `ok`, `failed`, or `not_started`.
-    result: String,
+    result: Outcome,
     reason: Option<String>,
 }
 
@@ -67,7 +67,7 @@ pub fn run(args: &PushArgs, ctx: &Context) -> Result<()> {
                     bytes_sent: Some(outcome.bytes_sent),
                     objects_reused: Some(outcome.objects_reused),
                     seconds: Some(seconds),
-                    result: "ok".into(),
+                    result: Outcome::Ok,
                     reason: None,
                 }
             }
@@ -80,10 +80,9 @@ pub fn run(args: &PushArgs, ctx: &Context) -> Result<()> {
                 bytes_sent: None,
                 objects_reused: None,
                 seconds: None,
-                result: if row.result == "not_started" {
-                    row.result
-                } else {
-                    "failed".into()
+                result: match row.result {
+                    Outcome::NotStarted => Outcome::NotStarted,
+                    _ => Outcome::Failed,
                 },
                 reason: row.reason,
             },

@@ -107,7 +107,7 @@ fn print_text(ctx: &Context, rows: &[HostJson]) {
                 "  {:<20} {}  {:>10}  pushed {} by {}{}",
                 rel.name,
                 super::short_id(&rel.id),
-                super::human_bytes(rel.size),
+                crate::output::human_bytes(rel.size),
                 rel.pushed_at.as_deref().unwrap_or("-"),
                 rel.pushed_by.as_deref().unwrap_or("-"),
                 if marks.is_empty() {

@@ -164,7 +164,7 @@ fn repair(rows: &[HostVerify], target: &crate::remote::Target, ctx: &Context) ->
             ctx.out.info(&format!(
                 "{}: rebuilt {name} ({} re-sent)",
                 row.host,
-                super::human_bytes(outcome.bytes_sent)
+                crate::output::human_bytes(outcome.bytes_sent)
             ));
         }
     }

@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use super::{bare, per_host, ssh_fix};
+use super::{bare, ssh_fix};
 use crate::Context;
 use crate::cli::HostCheckArgs;
 use crate::error::{Error, Result};
@@ -89,7 +89,7 @@ pub fn check(args: &HostCheckArgs, ctx: &Context) -> Result<()> {
     let target = crate::commands::load_target(ctx, &args.target.target)?;
     let hosts = select_hosts(&target, &args.target.hosts)?;
     let parallel = target.config.parallel.unwrap_or(DEFAULT_PARALLEL);
-    let results = per_host(&hosts, parallel, check_host);
+    let results = crate::parallel::map(hosts.iter().collect(), parallel, check_host);
     if ctx.out.json {
         ctx.out.json_value(&results);
     } else {
@@ -256,8 +256,8 @@ fn judge(spec: &HostSpec, r: &CheckReport, lines: &mut Lines) {
         lines.problem("root", p.problem.clone(), p.fix.clone());
     }
 
-    let free = crate::commands::human_bytes(r.free_bytes);
-    let total = crate::commands::human_bytes(r.total_bytes);
+    let free = crate::output::human_bytes(r.free_bytes);
+    let total = crate::output::human_bytes(r.total_bytes);
     let percent = r.free_bytes.saturating_mul(100).checked_div(r.total_bytes).unwrap_or(0);
     if r.free_bytes < MIN_FREE_BYTES || percent < MIN_FREE_PERCENT {
         lines.problem(

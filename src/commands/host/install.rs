@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{bare, per_host, ssh_fix};
+use super::{bare, ssh_fix};
 use crate::Context;
 use crate::cli::HostInstallArgs;
 use crate::digest::{Digest, HashingReader};
@@ -85,13 +85,13 @@ pub fn install(args: &HostInstallArgs, ctx: &Context) -> Result<()> {
     ctx.out.info(&format!(
         "installing slipway {VERSION} ({}, {}, sha256 {}) as {} on {} host(s)",
         platform(),
-        crate::commands::human_bytes(bin.size),
+        crate::output::human_bytes(bin.size),
         &bin.sha256.hex()[..12],
         args.path,
         hosts.len()
     ));
     let parallel = target.config.parallel.unwrap_or(DEFAULT_PARALLEL);
-    let results = per_host(&hosts, parallel, |h| install_one(h, &args.path, &bin));
+    let results = crate::parallel::map(hosts.iter().collect(), parallel, |h| install_one(h, &args.path, &bin));
     if ctx.out.json {
         ctx.out.json_value(&results);
     } else {

@@ -9,35 +9,8 @@ mod install;
 pub use check::check;
 pub use install::install;
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use crate::error::Error;
 use crate::remote::{HostSpec, Location};
-
-/// Run `f` for every host, at most `parallel` at a time; results in host order.
-fn per_host<T: Send>(hosts: &[HostSpec], parallel: usize, f: impl Fn(&HostSpec) -> T + Sync) -> Vec<T> {
-    let next = AtomicUsize::new(0);
-    let done: Mutex<Vec<(usize, T)>> = Mutex::new(Vec::new());
-    let workers = parallel.clamp(1, hosts.len().max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(host) = hosts.get(i) else { break };
-                    let r = f(host);
-                    if let Ok(mut d) = done.lock() {
-                        d.push((i, r));
-                    }
-                }
-            });
-        }
-    });
-    let mut done = done.into_inner().unwrap_or_default();
-    done.sort_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, r)| r).collect()
-}
 
 /// An error's text without the `host: ` prefix (the output names the host already).
 fn bare(e: &Error) -> String {

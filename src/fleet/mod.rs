@@ -1,0 +1,43 @@
+//! Many hosts at once: parallel push, then a two-phase, all-or-nothing
+//! switch of `current` with hooks and health checks.
+//!
+//! Every command that changes `current` on a target goes through
+//! [`Fleet::switch`], one host or many:
+//!
+//! 1. connect to every host (unreachable: stop, unless `--skip-unreachable`);
+//! 2. take every host's lock (one held by someone else: stop, exit 4);
+//! 3. read each host's state and decide what it switches to;
+//! 4. run `before_activate` everywhere (deploy/activate only);
+//! 5. per batch: switch, run `after_activate`, check `health`;
+//! 6. on any failure, switch every switched host back (marking the new
+//!    release bad there) and run `after_activate` again.
+//!
+//! Invariant: either every selected host ends on the new release, or every
+//! host that was switched is back where it was; the report says which for
+//! each host. Nothing is switched anywhere before every host is locked and
+//! ready. When a step fails somewhere, its one error names the failed hosts
+//! and exits with the code of the host it quotes first.
+//!
+//! One file a stage: `member` is one host and the state each stage leaves
+//! for the next; `push` stages a release everywhere; `plan` decides
+//! what each host switches to; `switch` runs steps 1–5 and `revert`
+//! step 6; `hooks` runs a hook on a host; `report` is what the command
+//! says per host; `connect` holds the [`Fleet`] itself (connecting,
+//! queries, and the one error a failed step ends with). This file only
+//! names them. Hosts are driven in parallel through [`crate::parallel`],
+//! and every list this module returns is in the target's host order. The
+//! files import one way only: `report` ← `member` ← `connect` ← the stages.
+
+mod connect;
+mod hooks;
+mod member;
+mod plan;
+mod push;
+mod report;
+mod revert;
+mod switch;
+
+pub use connect::{DEFAULT_PARALLEL, Fleet, select_hosts};
+pub use plan::Goal;
+pub use report::{HostReport, Outcome, Phase, describe_push, print_reports};
+pub use switch::SwitchOptions;

@@ -1,0 +1,188 @@
+//! Deciding, from each host's state read under its lock, what the host
+//! switches to — before anything switches anywhere.
+//!
+//! Invariant: planning changes nothing on any host. A host that cannot do
+//! what is asked (release missing or half-staged, nothing to roll back to,
+//! `--expect` not met) fails here, so the switch stops before it starts;
+//! a host already on the release has nothing to do (`unchanged`); a plain
+//! rollback where hosts disagree on the release to go back to is refused.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+use crate::protocol::{HostStatus, ReleaseStatus};
+
+use super::connect::Fleet;
+use super::member::{Member, Planned};
+use super::report::{Outcome, Phase, Verb};
+
+/// What a switch does on each host.
+#[derive(Debug, Clone)]
+pub enum Goal {
+    /// Activate this release (name or id prefix) everywhere. With `again`,
+    /// hosts already on it activate it anyway (recorded); otherwise they skip.
+    Activate {
+        release: String,
+        expect: Option<String>,
+        again: bool,
+        /// Recorded in the history (e.g. a gate override's reason).
+        reason: Option<String>,
+    },
+    /// Roll back to `to`, or each host's previous good release.
+    Rollback {
+        to: Option<String>,
+        expect: Option<String>,
+        reason: Option<String>,
+    },
+}
+
+impl Goal {
+    pub(super) fn verb(&self) -> Verb {
+        match self {
+            Goal::Activate { .. } => Verb::Activation,
+            Goal::Rollback { .. } => Verb::Rollback,
+        }
+    }
+
+    /// `--expect`: the release that must be current on each host.
+    pub(super) fn expect(&self) -> Option<&String> {
+        match self {
+            Goal::Activate { expect, .. } | Goal::Rollback { expect, .. } => expect.as_ref(),
+        }
+    }
+
+    /// Why, for the history (e.g. a gate override's reason).
+    pub(super) fn reason(&self) -> Option<&String> {
+        match self {
+            Goal::Activate { reason, .. } | Goal::Rollback { reason, .. } => reason.as_ref(),
+        }
+    }
+}
+
+/// The release `rel` (a name, or an id prefix) among a host's releases.
+fn find<'s>(st: &'s HostStatus, rel: &str) -> Option<&'s ReleaseStatus> {
+    st.releases
+        .iter()
+        .find(|r| r.name == rel || (crate::digest::looks_like_id(rel) && r.id.matches_prefix(rel)))
+}
+
+impl Fleet<'_> {
+    /// Decide per host what to switch to; hosts already there do nothing.
+    ///
+    /// # Errors
+    /// When a plain rollback's hosts disagree about the release to go back
+    /// to. A host that cannot do its part fails on its own (in the report).
+    pub(super) fn plan(&mut self, goal: &Goal) -> Result<()> {
+        let target = self.target.name.as_str();
+        for m in self.members.iter_mut().filter(|m| m.session.is_some()) {
+            match goal {
+                Goal::Activate { release, again, .. } => plan_activate(m, release, *again, target),
+                Goal::Rollback { to, .. } => plan_rollback(m, to.as_deref(), target),
+            }
+        }
+        if let Goal::Rollback { to: None, .. } = goal {
+            self.agree_on_rollback()?;
+        }
+        self.check_expect(goal);
+        Ok(())
+    }
+
+    /// A plain rollback goes back to one release everywhere: hosts whose
+    /// histories lead to different releases need `--to`.
+    fn agree_on_rollback(&self) -> Result<()> {
+        let mut targets: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for m in &self.members {
+            let Some(plan) = &m.plan else { continue };
+            let cur = m.previous().unwrap_or("none");
+            targets
+                .entry(plan.to.as_str())
+                .or_default()
+                .push(format!("{} (on {cur})", m.spec.label));
+        }
+        if targets.len() <= 1 {
+            return Ok(());
+        }
+        let detail: Vec<String> = targets
+            .iter()
+            .map(|(t, hosts)| format!("{} -> {t}", hosts.join(", ")))
+            .collect();
+        Err(Error::other(format!(
+            "the hosts of `{}` disagree about what to roll back to: {}; choose one with `--to REL`",
+            self.target.name,
+            detail.join("; ")
+        )))
+    }
+
+    /// `--expect` against each host's state, read under its lock: a host on
+    /// another release stops the switch before any host is touched (exit 6),
+    /// so no host switches, runs hooks and is switched back (its new release
+    /// marked bad) over a mismatch known in advance. Hosts with nothing to
+    /// do are not checked; the host checks again when it switches.
+    fn check_expect(&mut self, goal: &Goal) {
+        let Some(expect) = goal.expect() else { return };
+        let phase = goal.verb().phase();
+        for m in self
+            .members
+            .iter_mut()
+            .filter(|m| m.plan.is_some() && m.error.is_none())
+        {
+            let Some(st) = &m.status else { continue };
+            let wanted = find(st, expect).map_or(expect.as_str(), |r| r.name.as_str());
+            if st.current.as_deref() != Some(wanted) {
+                let msg = format!(
+                    "the host is on `{}`, not `{expect}` (--expect)",
+                    st.current.as_deref().unwrap_or("no release")
+                );
+                let e = Error::ExpectMismatch(msg).on_host(&m.spec.label);
+                m.fail(phase, e);
+            }
+        }
+    }
+}
+
+/// Activate `release` on a host: it must be there and complete; a host
+/// already on it has nothing to do unless `again`.
+fn plan_activate(m: &mut Member, release: &str, again: bool, target: &str) {
+    let Some(st) = &m.status else { return };
+    let why = match find(st, release) {
+        Some(r) if !r.complete => format!("release `{}` is still being staged here; push it again", r.name),
+        Some(r) if !again && st.current.as_deref() == Some(r.name.as_str()) => {
+            m.report.result = Outcome::Unchanged;
+            m.report.phase = Phase::Done;
+            return;
+        }
+        Some(r) => {
+            m.plan = Some(Planned::new(r.name.clone()));
+            return;
+        }
+        None => {
+            format!("release `{release}` is not on this host; push it first with `slipway push {release} -t {target}`")
+        }
+    };
+    let e = Error::other(why).on_host(&m.spec.label);
+    m.fail(Phase::Activate, e);
+}
+
+/// Roll a host back to `to`, or to its previous good release.
+fn plan_rollback(m: &mut Member, to: Option<&str>, target: &str) {
+    let Some(st) = &m.status else { return };
+    let name = match to {
+        Some(rel) => find(st, rel).map(|r| r.name.clone()),
+        None => st.previous.clone(),
+    };
+    if let Some(n) = name {
+        m.plan = Some(Planned::new(n));
+        return;
+    }
+    let why = match to {
+        Some(rel) => {
+            format!("release `{rel}` is not on this host; `slipway status -t {target}` lists the releases there")
+        }
+        None => format!(
+            "nothing to roll back to: no earlier good release in its history (current: {}); name one with `--to REL`",
+            st.current.as_deref().unwrap_or("none")
+        ),
+    };
+    let e = Error::other(why).on_host(&m.spec.label);
+    m.fail(Phase::Rollback, e);
+}

@@ -1,0 +1,286 @@
+//! The two-phase switch of `current` across a fleet (steps 1–5 and the
+//! prune after success; step 6, switching back, is [`super::revert`]).
+//!
+//! Invariant: nothing switches anywhere before every selected host is
+//! connected, locked, planned and through `before_activate`; then hosts
+//! switch batch by batch, and the first batch with a failed host is the
+//! last. Every session (and so every host lock) is closed when the switch
+//! ends, whatever happened.
+
+use std::time::Duration;
+
+use crate::error::{Error, Exit, Result};
+use crate::output::Output;
+use crate::protocol::LockInfo;
+use crate::protocol::Record;
+use crate::protocol::{ActivateRequest, RollbackRequest};
+use crate::remote::session::HostSession;
+
+use super::connect::{Fleet, each};
+use super::hooks::{Hook, HookKind};
+use super::member::{Member, Position};
+use super::plan::Goal;
+use super::report::{Outcome, Phase, Step};
+
+/// Options of a switch.
+#[derive(Debug, Clone, Default)]
+pub struct SwitchOptions {
+    pub wait: Option<Duration>,
+    pub skip_unreachable: bool,
+    /// Hosts per batch (rolling); `None`: all at once.
+    pub batch: Option<usize>,
+    /// Prune beyond `keep` after a fully successful switch.
+    pub prune_keep: Option<usize>,
+    /// The command line, for the lock holder's details.
+    pub command: String,
+}
+
+/// Who holds a host's lock during a switch (the details others see).
+pub(super) fn lock_holder(command: &str) -> LockInfo {
+    LockInfo {
+        actor: crate::config::actor(),
+        command: command.to_string(),
+        pid: 0,
+        since: crate::provenance::now_rfc3339(),
+    }
+}
+
+/// What every host of a batch is asked to do, and the hooks that follow.
+struct Switching {
+    rollback: bool,
+    expect: Option<String>,
+    reason: Option<String>,
+    actor: String,
+    after_activate: Option<Hook>,
+    health: Option<Hook>,
+}
+
+impl Switching {
+    /// Switch a host's `current` to `name`.
+    fn send(&self, s: &mut HostSession, name: &str) -> Result<Record> {
+        if self.rollback {
+            s.rollback(RollbackRequest {
+                to: Some(name.to_string()),
+                expect: self.expect.clone(),
+                actor: self.actor.clone(),
+                reason: self.reason.clone(),
+            })
+        } else {
+            s.activate(ActivateRequest {
+                release: name.to_string(),
+                expect: self.expect.clone(),
+                actor: self.actor.clone(),
+                action: "activate".into(),
+                reason: self.reason.clone(),
+                mark_left_bad: false,
+            })
+        }
+    }
+}
+
+impl Fleet<'_> {
+    /// Switch `current` on every host: all or nothing.
+    ///
+    /// # Errors
+    /// Exit 4 when a lock is held, 6 when `--expect` does not match, 3 when a
+    /// health check failed and the hosts were switched back, 1 otherwise.
+    pub fn switch(&mut self, goal: &Goal, opts: &SwitchOptions) -> Result<()> {
+        let result = self.switch_inner(goal, opts);
+        // Locks go with the sessions: close them all, whatever happened.
+        self.drop_sessions();
+        result
+    }
+
+    fn switch_inner(&mut self, goal: &Goal, opts: &SwitchOptions) -> Result<()> {
+        let verb = goal.verb();
+        // What an earlier phase (the push) reported is not this phase's result.
+        for m in self.members.iter_mut().filter(|m| m.error.is_none()) {
+            m.report.result = Outcome::NotStarted;
+        }
+        // 1. Reach every host.
+        self.reach_all(opts.skip_unreachable)?;
+        self.first_error(Step::Connect(verb))?;
+        // 2. Lock every host.
+        self.lock_all(&lock_holder(&opts.command), opts.wait);
+        self.first_error(Step::Lock(verb))?;
+        // 3. Decide each host's goal.
+        self.plan(goal)?;
+        self.first_error(Step::Plan(verb))?;
+        // 4. before_activate in the staged release, everywhere, before anything switches.
+        if matches!(goal, Goal::Activate { .. })
+            && let Some(hook) = Hook::of(&self.hooks, HookKind::BeforeActivate)
+        {
+            self.run_hook_everywhere(&hook);
+            self.first_error(Step::BeforeActivate(verb))?;
+        }
+        // 5. Switch, batch by batch; 6. all or nothing.
+        if let Some((host, exit)) = self.switch_batches(goal, opts) {
+            return Err(self.undo(goal, opts, &host, exit));
+        }
+        for m in self
+            .members
+            .iter_mut()
+            .filter(|m| m.plan.is_none() && m.report.result == Outcome::NotStarted)
+        {
+            m.report.result = Outcome::Unchanged;
+            m.report.phase = Phase::Done;
+        }
+        // 7. Prune after a fully successful deploy.
+        if let Some(keep) = opts.prune_keep {
+            self.prune(keep);
+        }
+        Ok(())
+    }
+
+    /// Connect to every host; with `skip_unreachable`, leave out (with a
+    /// warning) those that cannot be reached.
+    ///
+    /// # Errors
+    /// When skipping and no host at all could be reached.
+    fn reach_all(&mut self, skip_unreachable: bool) -> Result<()> {
+        self.connect_all();
+        if !skip_unreachable {
+            return Ok(());
+        }
+        for m in self.members.iter_mut().filter(|m| m.error.is_some()) {
+            m.report.result = Outcome::Unreachable;
+            m.error = None;
+            self.ctx.out.warn(&format!(
+                "skipping {}: {}",
+                m.spec.label,
+                m.report.reason.clone().unwrap_or_default()
+            ));
+        }
+        if self.members.iter().all(|m| m.session.is_none()) {
+            return Err(Error::other(format!(
+                "no host of `{}` could be reached; nothing changed",
+                self.target.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Take every connected host's lock as `me`, and read its state under it.
+    fn lock_all(&mut self, me: &LockInfo, wait: Option<Duration>) {
+        each(&mut self.members, self.parallel, |m| {
+            if m.session.is_none() {
+                return;
+            }
+            m.report.phase = Phase::Lock;
+            let r = m.session().and_then(|s| {
+                s.lock(me, wait)?;
+                s.status()
+            });
+            match r {
+                Ok(st) => {
+                    m.report.previous = st.current.clone();
+                    m.report.current = st.current.clone();
+                    m.status = Some(st);
+                }
+                Err(e) => m.fail(Phase::Lock, e),
+            }
+        });
+    }
+
+    /// Switch the planned hosts, batch by batch; the first batch with a
+    /// failed host is the last. Returns that host and the exit code its
+    /// failure calls for.
+    fn switch_batches(&mut self, goal: &Goal, opts: &SwitchOptions) -> Option<(String, Exit)> {
+        let active: Vec<usize> = (0..self.members.len())
+            .filter(|i| self.members[*i].plan.is_some())
+            .collect();
+        let batch = opts.batch.unwrap_or(active.len()).max(1);
+        let how = Switching {
+            rollback: matches!(goal, Goal::Rollback { .. }),
+            expect: goal.expect().cloned(),
+            reason: goal.reason().cloned(),
+            actor: crate::config::actor(),
+            after_activate: Hook::of(&self.hooks, HookKind::AfterActivate),
+            health: Hook::of(&self.hooks, HookKind::Health),
+        };
+        for (n, chunk) in active.chunks(batch).enumerate() {
+            if opts.batch.is_some() {
+                let labels: Vec<&str> = chunk.iter().map(|i| self.members[*i].spec.label.as_str()).collect();
+                self.ctx.out.info(&format!("batch {}: {}", n + 1, labels.join(", ")));
+            }
+            let out = &self.ctx.out;
+            let members: Vec<&mut Member> = self
+                .members
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, _)| chunk.contains(i))
+                .map(|(_, m)| m)
+                .collect();
+            crate::parallel::map(members, self.parallel, |m| switch_one(m, &how, out));
+            if let Some(bad) = self.members.iter().find(|m| m.error.is_some()) {
+                let lost = bad.error.as_ref().is_some_and(Error::is_connection);
+                let exit = match bad.report.phase {
+                    Phase::Health if !lost => Exit::HealthRolledBack,
+                    _ => bad.error.as_ref().map_or(Exit::Error, Error::exit),
+                };
+                return Some((bad.spec.label.clone(), exit));
+            }
+        }
+        None
+    }
+
+    /// Prune beyond `keep` on every host (failures are only warnings).
+    fn prune(&mut self, keep: usize) {
+        let pinned = self.target.config.pinned.clone();
+        let out = &self.ctx.out;
+        each(&mut self.members, self.parallel, |m| {
+            let Ok(s) = m.session() else { return };
+            match s.prune(keep, &pinned, false) {
+                Ok(r) if !r.releases.is_empty() => {
+                    out.info(&format!("{}: pruned {}", m.spec.label, r.releases.join(", ")));
+                }
+                Ok(_) => {}
+                Err(e) => out.warn(&format!("{}: prune failed: {}", m.spec.label, e.without_host())),
+            }
+        });
+    }
+}
+
+/// Switch one host, then run `after_activate` and the health check there;
+/// a failure is recorded on the host and ends its turn.
+fn switch_one(m: &mut Member, how: &Switching, out: &Output) {
+    let Some(name) = m.plan.as_ref().map(|p| p.to.clone()) else {
+        return;
+    };
+    m.report.phase = Phase::Activate;
+    match m.session().and_then(|s| how.send(s, &name)) {
+        Ok(record) => {
+            m.set_position(Position::Switched);
+            m.report.current = Some(record.to.clone());
+            out.info(&format!(
+                "{}: {} -> {}",
+                m.spec.label,
+                record.from.as_deref().unwrap_or("(none)"),
+                record.to
+            ));
+        }
+        Err(e) => return m.fail(Phase::Activate, e),
+    }
+    if let Some(hook) = &how.after_activate {
+        m.report.phase = Phase::AfterActivate;
+        if !hook.run(m, &name, out) {
+            return;
+        }
+    }
+    if let Some(hook) = &how.health {
+        m.report.phase = Phase::Health;
+        if !hook.run(m, &name, out) {
+            return;
+        }
+        // The record promotion gates read (`require_healthy_on`).
+        if let Err(e) = m.session().and_then(|s| s.mark_healthy(&name, &how.actor)) {
+            out.warn(&format!(
+                "{}: could not record the health check: {}",
+                m.spec.label,
+                e.without_host()
+            ));
+        }
+    }
+    m.report.phase = Phase::Done;
+    m.report.result = Outcome::Ok;
+}
