@@ -10,6 +10,7 @@
 
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod sshd;
 
 use std::ffi::OsStr;
