@@ -10,6 +10,7 @@
 
 #![allow(dead_code)]
 
+pub mod archive;
 pub mod faults;
 pub mod sshd;
 
