@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod archive;
+pub mod docs;
 pub mod faults;
 pub mod sshd;
 
