@@ -31,7 +31,7 @@ use crate::support::faults::{
     leftovers, make_release, object_path, present, records, serve_gone, signal, wait_timeout,
 };
 use crate::support::sshd::{self, Sshd};
-use crate::support::{Env, noise};
+use crate::support::{Env, Scenario, noise};
 
 // ------------------------------------------------------- fault points (local)
 
@@ -224,19 +224,15 @@ fn faults_a_prune_stopped_mid_removal_is_finished_by_the_next_prune() {
 
 #[test]
 fn faults_a_fleet_host_lost_mid_activation_is_checked_again_and_switched_back() {
-    let env = Env::new();
-    make_release(&env, "v1", 2, 1024, 1, 1);
-    make_release(&env, "v2", 2, 1024, 1, 2);
-    let (a, b) = (env.path("host-a"), env.path("host-b"));
-    env.write(
-        "slipway.toml",
-        format!("[targets.prod]\nhosts = [\"{}\", \"{}\"]\n", a.display(), b.display()),
-    );
-    env.slipway().args(["deploy", "v1", "-t", "prod"]).ok();
+    let s = Scenario::new().local_hosts(2).start();
+    make_release(&s.env, "v1", 2, 1024, 1, 1);
+    make_release(&s.env, "v2", 2, 1024, 1, 2);
+    let (a, b) = (s.root(0), s.root(1));
+    s.slipway().args(["deploy", "v1", "-t", "prod"]).ok();
     // b's serve dies right after renaming `current`: the client cannot know
     // whether b switched; all or nothing means it must look and switch b back.
-    let fired = env.path("fault-fired");
-    let out = env
+    let fired = s.env.path("fault-fired");
+    let out = s
         .slipway()
         .env("SLIPWAY_FAULT", format!("before-history@{}", b.display()))
         .env("SLIPWAY_FAULT_ONCE", &fired)
@@ -264,7 +260,7 @@ fn faults_a_fleet_host_lost_mid_activation_is_checked_again_and_switched_back() 
         ["v1", "v2", "v1"],
         "b's crashed switch is recorded, then its revert"
     );
-    env.slipway().args(["deploy", "v2", "-t", "prod"]).ok();
+    s.slipway().args(["deploy", "v2", "-t", "prod"]).ok();
     for root in [&a, &b] {
         assert_eq!(current_name(root).as_deref(), Some("v2"));
     }
