@@ -1,6 +1,7 @@
-//! Issue 6, faults: kill anywhere, racing operators, disk full, network loss
-//! and a torn history — through the real binary, over a real sshd where it
-//! says so.
+//! A host survives faults: kills anywhere, racing operators, a full disk,
+//! network loss and a torn history — through the real binary, over a real
+//! sshd where it says so. The rig is in
+//! [`support::faults`](crate::support::faults).
 //!
 //! After every fault a host must keep its promises
 //! ([`violations`](crate::support::faults::violations)):

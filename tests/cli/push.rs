@@ -1,5 +1,7 @@
-//! Issue 3: `slipway push` to local-path targets (the same `serve` and
-//! protocol as over SSH, without SSH).
+//! `slipway push` stages a release exactly as bundled, read-only and not
+//! live, sending only what a host lacks and surviving kills and races — on
+//! local-path targets (the same `serve` and protocol as over SSH, without
+//! SSH) and over a real sshd.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -527,7 +529,7 @@ fn body_frames(bundle: &[u8]) -> (Vec<(usize, usize)>, usize) {
 }
 
 #[test]
-fn issue_3_an_incremental_push_decodes_only_the_frames_it_needs_and_checks_what_it_sends() {
+fn an_incremental_push_decodes_only_the_frames_it_needs_and_checks_what_it_sends() {
     let env = Env::new();
     site_v1(&env);
     for host in ["host1", "host2"] {

@@ -1,5 +1,6 @@
-//! Issue 4: releases on a host — activate, rollback, history, status, locks,
-//! prune, shared data and the drift check, on local paths and over SSH.
+//! Releases on a host — activate, rollback, history, status, locks, prune,
+//! shared data and the drift check — keep `current`, history and the
+//! operator's exit codes in agreement, on local paths and over SSH.
 
 use std::path::Path;
 use std::process::Command;
@@ -310,7 +311,7 @@ fn prune_keeps_current_previous_pinned_and_waiting_releases_and_dry_run_lists() 
     assert_eq!(current(&root), "v4");
 }
 
-/// Issue 8: the lock file a finished push leaves (`tmp/<name>.lock`) is not a
+/// The lock file a finished push leaves (`tmp/<name>.lock`) is not a
 /// staging leftover worth reporting; a killed push's `.partial` is.
 #[test]
 fn prune_does_not_report_release_lock_files_as_staging_leftovers() {
