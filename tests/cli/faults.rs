@@ -252,7 +252,7 @@ fn faults_a_fleet_host_lost_mid_activation_is_checked_again_and_switched_back() 
         assert_eq!(current_name(root).as_deref(), Some("v1"), "{}: {out}", root.display());
         assert_eq!(disagreement(root), None);
     }
-    let tos: Vec<String> = records(&b)
+    let tos: Vec<String> = records(b)
         .iter()
         .map(|r| r["to"].as_str().unwrap().to_string())
         .collect();

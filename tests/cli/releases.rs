@@ -308,7 +308,7 @@ fn prune_keeps_current_previous_pinned_and_waiting_releases_and_dry_run_lists() 
     assert!(!root.join("releases/v2").exists() && !root.join(".slipway/releases/v2.json").exists());
     s.slipway().args(["verify", "-t", "prod"]).ok();
     s.slipway().args(["rollback", "-t", "prod"]).ok();
-    assert_eq!(current(&root), "v4");
+    assert_eq!(current(root), "v4");
 }
 
 /// The lock file a finished push leaves (`tmp/<name>.lock`) is not a
