@@ -37,7 +37,7 @@
 //! `pack` and `unpack` use `format`, which uses none of them.
 
 pub mod format;
-mod frames;
+pub mod frames;
 pub mod git;
 pub mod index;
 pub mod pack;
