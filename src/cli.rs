@@ -330,6 +330,8 @@ pub struct PushArgs {
     /// Release name or (a unique prefix of) a bundle id
     pub rel: String,
     /// A slipway.toml target, ssh://[user@]host[:port]/abs/root, or a local path
+    // The doc comment is `--help` text, not rustdoc: its brackets are not links.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(short = 't', long, value_name = "TARGET")]
     pub target: String,
     /// Only these hosts of the target (as written in slipway.toml), comma-separated
@@ -341,6 +343,8 @@ pub struct PushArgs {
 #[derive(Debug, Args, Clone)]
 pub struct TargetArgs {
     /// A slipway.toml target, ssh://[user@]host[:port]/abs/root, or a local path
+    // The doc comment is `--help` text, not rustdoc: its brackets are not links.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(short = 't', long, value_name = "TARGET")]
     pub target: String,
     /// Only these hosts (comma-separated, as written in slipway.toml)

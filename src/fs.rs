@@ -179,6 +179,34 @@ pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| Error::io("chmod", path, e))
 }
 
+/// Set the mode of the directory at `path` without following a symlink
+/// there: a link planted in place of a directory is refused, never chmodded
+/// through (prune and tree removal walk host trees that others may change).
+///
+/// # Errors
+/// When `path` is a symlink or not a directory, or on I/O failure.
+pub fn set_dir_mode_nofollow(path: &Path, mode: u32) -> Result<()> {
+    use rustix::fs::{CWD, Mode, OFlags, fchmod, openat};
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = openat(CWD, path, flags, Mode::empty()).map_err(|e| match e {
+        rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => Error::other(format!(
+            "`{}` is not a directory (a symlink or file in its place); slipway does not change modes through it",
+            path.display()
+        )),
+        e => Error::io("open", path, e.into()),
+    })?;
+    // fchmod does not take O_PATH descriptors on every kernel: go through
+    // /proc, which names exactly the directory opened above.
+    match fchmod(&fd, Mode::from_raw_mode(mode)) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::BADF) => {
+            let via = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+            fs::set_permissions(&via, fs::Permissions::from_mode(mode)).map_err(|e| Error::io("chmod", path, e))
+        }
+        Err(e) => Err(Error::io("chmod", path, e.into())),
+    }
+}
+
 /// Set a file's modification time to `epoch` seconds.
 pub fn set_mtime(file: &File, path: &Path, epoch: i64) -> Result<()> {
     let t = if epoch >= 0 {
@@ -345,7 +373,7 @@ pub fn remove_tree(path: &Path) -> Result<()> {
 fn make_writable(dir: &Path) -> Result<()> {
     let m = symlink_metadata(dir)?;
     if m.permissions().mode() & 0o700 != 0o700 {
-        set_mode(dir, 0o755)?;
+        set_dir_mode_nofollow(dir, 0o755)?;
     }
     for entry in fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
         let entry = entry.map_err(|e| Error::io("list", dir, e))?;

@@ -290,6 +290,17 @@ impl Manifest {
         self.entries.iter().fold(0u64, |sum, e| sum.saturating_add(e.size))
     }
 
+    /// Every symlink its builder allowed to leave the release
+    /// (`external`), as `PATH -> TARGET`: the receivers name them, and a host
+    /// accepts one only where its owner lists it.
+    pub fn external_links(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|e| e.kind == Kind::Symlink && e.external)
+            .map(|e| format!("{} -> {}", e.path, e.target.as_deref().unwrap_or_default()))
+            .collect()
+    }
+
     pub fn file_count(&self) -> usize {
         self.entries.iter().filter(|e| e.kind == Kind::File).count()
     }

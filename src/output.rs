@@ -3,6 +3,8 @@
 //! stdout carries data (ids, tables, `--json`); stderr carries progress,
 //! notes and errors. Progress bars appear only when stderr is a terminal and
 //! `-q` is not given; colour only on a terminal and without `NO_COLOR`.
+//! Also how sizes read for people ([`human_bytes`]), so that the host's
+//! errors and the client's tables say them the same way.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -11,6 +13,22 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::error::{Error, one_line};
+
+/// `1.2 MiB`-style sizes for people.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Output {
@@ -41,10 +59,12 @@ impl Output {
         }
     }
 
-    /// A line of data on stdout.
+    /// One line of data on stdout. Its control characters, newlines
+    /// included, are escaped: a line may quote what a host sent (a reason,
+    /// an actor), which must not forge lines or drive the terminal.
     pub fn data(&self, line: &str) {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
+        let _ = writeln!(out, "{}", one_line(line));
     }
 
     /// Bytes on stdout as they are (a completion script, a man page).
@@ -59,21 +79,24 @@ impl Output {
 
     /// A JSON document on stdout (pretty, one trailing newline).
     pub fn json_value<T: Serialize>(&self, value: &T) {
+        // serde_json escapes every control character inside strings.
         let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".to_string());
-        self.data(&text);
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
     }
 
-    /// A note on stderr, silenced by `-q`.
+    /// A note on stderr, silenced by `-q` (control characters escaped, as
+    /// for [`Output::data`]).
     pub fn info(&self, msg: &str) {
         if !self.quiet {
-            self.eprint(msg);
+            self.eprint(&printable(msg));
         }
     }
 
-    /// Extra detail on stderr, shown with `-v`.
+    /// Extra detail on stderr, shown with `-v` (control characters escaped).
     pub fn detail(&self, msg: &str) {
         if self.verbose > 0 && !self.quiet {
-            self.eprint(msg);
+            self.eprint(&printable(msg));
         }
     }
 
@@ -127,5 +150,36 @@ impl Output {
         bar.set_prefix(prefix.to_string());
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
+    }
+}
+
+/// `text` with every control character but newline and tab escaped
+/// (`\u{1b}`), so that what a host or a hook printed can neither forge
+/// lines of its own kind nor drive the operator's terminal (colours, titles,
+/// cursor moves).
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let is_bad = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(is_bad) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if is_bad(c) {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn printable_escapes_terminal_controls_but_keeps_lines() {
+        assert_eq!(printable("a\tb\nc"), "a\tb\nc");
+        assert_eq!(printable("\u{1b}]0;owned\u{7}x\r"), "\\u{1b}]0;owned\\u{7}x\\r");
     }
 }

@@ -330,31 +330,42 @@ pub fn verify_own(sig: &Signature, name: &str, id: &Digest, tmp_dir: &Path) -> R
 /// signature by a key already present replaces that one when it is at least
 /// as recent (`signed_at`). Returns true when `existing` changed.
 pub fn merge(existing: &mut Vec<Value>, incoming: impl IntoIterator<Item = Value>) -> bool {
+    let fingerprint = |v: &Value| v.get("key_fingerprint").and_then(Value::as_str).map(str::to_string);
+    let signed_at = |v: &Value| {
+        v.get("signed_at")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    // One index by key, so merging n signatures costs O(n), whoever sends them.
+    let mut by_key: std::collections::HashMap<String, usize> = existing
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| fingerprint(v).map(|k| (k, i)))
+        .collect();
+    let mut keyless: std::collections::HashSet<String> = existing
+        .iter()
+        .filter(|v| fingerprint(v).is_none())
+        .map(Value::to_string)
+        .collect();
     let mut changed = false;
     for new in incoming {
-        if existing.contains(&new) {
-            continue;
-        }
-        let key = new.get("key_fingerprint").and_then(Value::as_str);
-        let same_key = key.and_then(|k| {
-            existing
-                .iter()
-                .position(|old| old.get("key_fingerprint").and_then(Value::as_str) == Some(k))
-        });
-        match same_key {
+        match fingerprint(&new).and_then(|k| by_key.get(&k).copied()) {
+            Some(i) if existing[i] == new => {}
             Some(i) => {
-                let at = |v: &Value| {
-                    v.get("signed_at")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string()
-                };
-                if at(&new) >= at(&existing[i]) {
+                if signed_at(&new) >= signed_at(&existing[i]) {
                     existing[i] = new;
                     changed = true;
                 }
             }
             None => {
+                match fingerprint(&new) {
+                    Some(k) => {
+                        by_key.insert(k, existing.len());
+                    }
+                    None if !keyless.insert(new.to_string()) => continue,
+                    None => {}
+                }
                 existing.push(new);
                 changed = true;
             }

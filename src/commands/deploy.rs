@@ -33,6 +33,7 @@ pub fn run(args: &DeployArgs, ctx: &Context) -> Result<()> {
         args.reason.as_deref(),
     )?;
     let manifest = store.manifest(&id)?;
+    super::note_external_links(ctx, &record.name, &manifest);
     let job = PushJob::new(&store, &record, &manifest, &target, false);
     let mut fleet = Fleet::new(ctx, &target, &args.target.hosts)?;
     if let Err(e) = fleet.push(&job) {

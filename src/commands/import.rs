@@ -163,6 +163,7 @@ pub fn run(args: &ImportArgs, ctx: &Context) -> Result<()> {
             "bundle `{origin}`: re-packed manifest differs from the archive's"
         )));
     }
+    super::note_external_links(ctx, &name, &manifest);
     if let Some(claimed) = sidecar.as_ref().and_then(|s| s.get("id")).and_then(|v| v.as_str())
         && claimed != id.to_string()
     {

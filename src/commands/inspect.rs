@@ -23,6 +23,8 @@ struct Inspect {
     source_date_epoch: i64,
     provenance: Option<Provenance>,
     signatures: Vec<serde_json::Value>,
+    /// Symlinks that leave the release, `PATH -> TARGET`.
+    external_links: Vec<String>,
 }
 
 /// # Errors
@@ -44,6 +46,7 @@ pub fn run(args: &RelArgs, ctx: &Context) -> Result<()> {
         source_date_epoch: m.source_date_epoch,
         provenance: record.as_ref().and_then(|r| r.provenance.clone()),
         signatures: record.map(|r| r.signatures).unwrap_or_default(),
+        external_links: m.external_links(),
     };
     if ctx.out.json {
         ctx.out.json_value(&report);
@@ -96,6 +99,9 @@ pub fn run(args: &RelArgs, ctx: &Context) -> Result<()> {
     }
     for value in &report.signatures {
         line("signature", describe_signature(value));
+    }
+    for link in &report.external_links {
+        line("links out", link.escape_debug().to_string());
     }
     Ok(())
 }

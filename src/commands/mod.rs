@@ -23,6 +23,10 @@ pub mod sign;
 pub mod status;
 pub mod verify;
 
+// Sizes are formatted where all output is (the host's errors use it too);
+// the commands and the fleet keep naming it here.
+pub use crate::output::human_bytes;
+
 /// Resolve `-t TARGET` against `--config` (or `./slipway.toml`).
 ///
 /// # Errors
@@ -64,26 +68,22 @@ pub fn named_release(
     Ok(record)
 }
 
+/// Name each symlink of release `name` that leaves the release, on stderr
+/// (`import`, `push`, `deploy`): the builder allowed it, and a host accepts
+/// it only where its `.slipway/allowed_links` lists it.
+pub fn note_external_links(ctx: &crate::Context, name: &str, manifest: &crate::manifest::Manifest) {
+    for link in manifest.external_links() {
+        ctx.out.warn(&format!(
+            "`{name}` links out of the release: `{}` (a host accepts it only if its `.slipway/allowed_links` lists it)",
+            link.escape_debug()
+        ));
+    }
+}
+
 /// `slipway VERB ARGS…` as typed, for the lock holder's details.
 pub fn command_line() -> String {
     let args: Vec<String> = std::env::args().skip(1).collect();
     format!("slipway {}", args.join(" "))
-}
-
-/// `1.2 MiB`-style sizes for people.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < UNITS.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
 }
 
 /// The first 12 hex digits of an id, for tables.

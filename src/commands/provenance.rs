@@ -9,9 +9,7 @@ use crate::cli::ProvenanceArgs;
 use crate::digest::{Digest, looks_like_id};
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
-use crate::host::history::Record;
-use crate::host::signatures::Signer;
-use crate::host::status::HostStatus;
+use crate::protocol::{HostStatus, Record, Signer};
 use crate::provenance::Provenance;
 
 #[derive(Serialize)]

@@ -8,8 +8,7 @@ use crate::Context;
 use crate::cli::PruneArgs;
 use crate::error::Result;
 use crate::fleet::Fleet;
-use crate::host::lock::LockInfo;
-use crate::host::prune::PruneReport;
+use crate::protocol::{LockInfo, PruneReport};
 
 #[derive(Serialize)]
 struct Row {

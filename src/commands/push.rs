@@ -44,6 +44,7 @@ pub fn run(args: &PushArgs, ctx: &Context) -> Result<()> {
     let id = record.id;
     let target = super::load_target(ctx, &args.target)?;
     let manifest = store.manifest(&id)?;
+    super::note_external_links(ctx, &record.name, &manifest);
     let job = PushJob::new(&store, &record, &manifest, &target, false);
 
     let mut fleet = Fleet::new(ctx, &target, &args.hosts)?;

@@ -9,7 +9,7 @@ use crate::Context;
 use crate::cli::StatusArgs;
 use crate::error::Result;
 use crate::fleet::Fleet;
-use crate::host::status::HostStatus;
+use crate::protocol::HostStatus;
 
 #[derive(Serialize)]
 struct HostJson {

@@ -39,7 +39,7 @@ struct HostVerify {
     host: String,
     ok: bool,
     releases: Vec<String>,
-    drift: Vec<crate::host::verify::Drift>,
+    drift: Vec<crate::protocol::Drift>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }

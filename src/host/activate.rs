@@ -1,19 +1,21 @@
 //! Activation and rollback: point `current` at a release in one atomic
 //! rename, and record it.
 //!
-//! The sequence (DESIGN.md "Activation and durability"), always under the
-//! host lock: reconcile a crashed predecessor, check `--expect`, write the
-//! intent, create `current.<unique>` -> `releases/<name>`, rename it over
-//! `current`, fsync the root, append the history record, drop the intent.
-//! `ln -sfn` is never used: `current` is at the old or the new release at
-//! every instant, never missing, never at a partial tree.
+//! The sequence, always under the host lock: reconcile a crashed
+//! predecessor ([`reconcile`]), check `--expect`, write the intent, create
+//! `current.<unique>` -> `releases/<name>`, rename it over `current`, fsync
+//! the root, append the history record, drop the intent. `ln -sfn` is never
+//! used: `current` is at the old or the new release at every instant, never
+//! missing, never at a partial tree; history and `current` never disagree
+//! once the next switch (or `status`, `history`, `prune`) has reconciled.
 
-use super::history::{self, Intent, Record};
+use super::history::{self, Intent, PendingIntent};
 use super::layout::{HostRelease, Layout};
 use crate::digest::looks_like_id;
 use crate::error::{Error, Result};
 use crate::fs;
 use crate::manifest::validate_name;
+use crate::protocol::Record;
 use crate::provenance::now_rfc3339_millis;
 
 /// What to switch to and how to record it.
@@ -118,7 +120,7 @@ fn sweep_leftovers(layout: &Layout) -> Result<()> {
 /// `ExpectMismatch` (exit 6) when `--expect` does not match; the release is
 /// missing; I/O failures. Nothing changes on error before the rename.
 pub fn switch(layout: &Layout, req: &Switch) -> Result<Record> {
-    history::reconcile(layout)?;
+    reconcile(layout)?;
     sweep_leftovers(layout)?;
     let meta = complete_release(layout, &req.name)?;
     meta.checked_id()?;
@@ -160,9 +162,38 @@ pub fn switch(layout: &Layout, req: &Switch) -> Result<Record> {
     Ok(intent.record)
 }
 
+/// Finish what a crashed activation started (call under the lock): if an
+/// intent exists and `current` already points at its `to`, make sure the log
+/// has its record and the release marks are settled; then drop the intent.
+/// (An intent whose rename never happened is dropped: nothing changed.)
+/// Returns the record it appended.
+///
+/// # Errors
+/// On I/O failure.
+pub fn reconcile(layout: &Layout) -> Result<Option<Record>> {
+    let intent = match history::pending_intent(layout)? {
+        PendingIntent::Absent => return Ok(None),
+        PendingIntent::Unreadable => None,
+        PendingIntent::Found(intent) => Some(*intent),
+    };
+    let mut appended = None;
+    if let Some(intent) = intent
+        && layout.current_name().ok().flatten().as_deref() == Some(intent.record.to.as_str())
+    {
+        let (records, _) = history::read(layout)?;
+        if records.last() != Some(&intent.record) {
+            history::append(layout, &intent.record)?;
+            appended = Some(intent.record.clone());
+        }
+        settle_marks(layout, &intent)?;
+    }
+    history::clear_intent(layout)?;
+    Ok(appended)
+}
+
 /// The marks a finished switch leaves: the release switched to is not bad
 /// (activating clears its mark); with `mark_left_bad`, the one it left is.
-/// Idempotent, so [`history::reconcile`] can redo it after a crash.
+/// Idempotent, so [`reconcile`] can redo it after a crash.
 ///
 /// # Errors
 /// On I/O failure.
@@ -232,7 +263,7 @@ pub fn rollback(
     actor: &str,
     reason: Option<String>,
 ) -> Result<Record> {
-    history::reconcile(layout)?;
+    reconcile(layout)?;
     let current = layout.current_name()?;
     let name = match to {
         Some(rel) => resolve_release(layout, rel)?,
@@ -266,7 +297,7 @@ pub fn rollback(
 /// # Errors
 /// When `name` is not the current release, or on I/O failure.
 pub fn mark_healthy(layout: &Layout, name: &str, actor: &str) -> Result<Record> {
-    history::reconcile(layout)?;
+    reconcile(layout)?;
     let meta = complete_release(layout, name)?;
     let current = layout.current_name()?;
     if current.as_deref() != Some(name) {

@@ -9,75 +9,10 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use serde::{Deserialize, Serialize};
-
 use super::layout::Layout;
 use crate::error::Result;
 use crate::fs;
-
-/// The answer to `check`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CheckReport {
-    /// The host's slipway version and protocol.
-    pub version: String,
-    pub protocol: u32,
-    /// `uname -s` and `uname -m` of the host.
-    pub os: String,
-    pub arch: String,
-    /// The canonical root.
-    pub root: String,
-    /// The effective user of `serve` (the deploy user), and its name when known.
-    pub uid: u32,
-    #[serde(default)]
-    pub user: Option<String>,
-    /// The owner of the root, and its name when known.
-    pub owner_uid: u32,
-    #[serde(default)]
-    pub owner: Option<String>,
-    /// Permission bits of the root (e.g. 0o755).
-    pub mode: u32,
-    /// Bytes available to the deploy user, and the size of the file system.
-    pub free_bytes: u64,
-    pub total_bytes: u64,
-    /// What `current` is.
-    pub current: CurrentState,
-    /// True when `current` is absent or a relative link to a complete release.
-    pub current_ok: bool,
-    /// Anything else wrong under the root, each with its fix.
-    pub problems: Vec<Finding>,
-}
-
-/// One problem the host noticed, and what to do about it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Finding {
-    pub problem: String,
-    pub fix: String,
-}
-
-/// The state of `<root>/current`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum CurrentState {
-    /// No release was ever activated.
-    Absent,
-    /// `current -> releases/<release>`, a complete release.
-    Ok { release: String },
-    /// `current` exists but is not a symlink.
-    NotSymlink,
-    /// A symlink, but not to `releases/<name>` (absolute, or elsewhere).
-    Unmanaged { target: String },
-    /// A link to `releases/<release>`, which does not exist.
-    Missing { release: String },
-    /// A link to a release whose push never finished, or without metadata.
-    Incomplete { release: String },
-}
-
-impl CurrentState {
-    /// Absent, or a link to a complete release.
-    pub fn is_ok(&self) -> bool {
-        matches!(self, CurrentState::Absent | CurrentState::Ok { .. })
-    }
-}
+use crate::protocol::{CheckReport, CurrentState, Finding, PROTOCOL, VERSION, who};
 
 /// Gather the facts of `layout`'s host.
 ///
@@ -125,8 +60,8 @@ pub fn check(layout: &Layout) -> Result<CheckReport> {
         }
     }
     Ok(CheckReport {
-        version: crate::protocol::VERSION.to_string(),
-        protocol: crate::protocol::PROTOCOL,
+        version: VERSION.to_string(),
+        protocol: PROTOCOL,
         os: uname.sysname().to_string_lossy().into_owned(),
         arch: uname.machine().to_string_lossy().into_owned(),
         root: layout.root.display().to_string(),
@@ -141,14 +76,6 @@ pub fn check(layout: &Layout) -> Result<CheckReport> {
         current,
         problems,
     })
-}
-
-/// `name (uid N)`, or `uid N`.
-pub fn who(uid: u32, name: Option<&str>) -> String {
-    match name {
-        Some(n) => format!("`{n}` (uid {uid})"),
-        None => format!("uid {uid}"),
-    }
 }
 
 fn current_state(layout: &Layout) -> Result<CurrentState> {

@@ -5,8 +5,8 @@
 //! file system. Unset (always, in production) it costs one environment
 //! lookup per process.
 //!
-//! The points are the instants random kills rarely hit (DESIGN.md
-//! "Activation and durability"); `tests/cli/faults.rs` stops `serve` at each
+//! The points are the instants random kills rarely hit (between the steps
+//! of an activation, see [`super::activate`], and of staging); `tests/cli/faults.rs` stops `serve` at each
 //! and checks that nothing is lost, and `scripts/torture.sh` mixes them with
 //! random kills. The variable reaches a local-path target's `serve` (a child
 //! of the client) by inheritance; over SSH, sshd does not forward it, so a

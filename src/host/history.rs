@@ -6,38 +6,17 @@
 //! first, and skipped with a warning when read). Before `current` is renamed,
 //! the record to be appended is written to `.slipway/intent.json`, with what
 //! the switch does to release marks afterwards; whoever takes the lock next
-//! finishes the switch if `current` moved: appends the record if the log
-//! lacks it and settles the marks (both idempotent), then drops the intent.
+//! finishes the switch if `current` moved ([`super::activate::reconcile`]:
+//! appends the record if the log lacks it and settles the marks, both
+//! idempotent), then drops the intent. This file only keeps the log and the
+//! intent; what a switch does is `activate`'s.
 
 use serde::{Deserialize, Serialize};
 
 use super::layout::Layout;
-use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::fs;
-
-/// One activation (DESIGN: host, time, actor, action, from, to, id).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
-    /// RFC 3339 UTC.
-    pub time: String,
-    /// `user@host` of the operator.
-    pub actor: String,
-    /// `activate`, `rollback`, `revert` (a fleet switching a host back), or
-    /// `healthy` (the release passed its health check here; `from` = `to`).
-    pub action: String,
-    /// The release that was current before (`None` on the first activation).
-    pub from: Option<String>,
-    pub to: String,
-    /// The bundle id of `to`.
-    pub id: Digest,
-    /// Why (rollback reason, gate override reason), when given.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// The principal whose signature the host accepted for `to`, if it checks signatures.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signer: Option<String>,
-}
+use crate::protocol::Record;
 
 /// `.slipway/intent.json`: a switch that has started and not yet finished.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,6 +89,32 @@ pub fn write_intent(layout: &Layout, intent: &Intent) -> Result<()> {
     fs::write_atomic(&intent_path(layout), &bytes)
 }
 
+/// What `.slipway/intent.json` holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PendingIntent {
+    /// No switch is in progress, and none crashed.
+    Absent,
+    /// A switch started and has not finished (or crashed).
+    Found(Box<Intent>),
+    /// The file exists but is not an intent (torn or damaged): dropped like
+    /// an intent whose rename never happened.
+    Unreadable,
+}
+
+/// Read the intent a switch left, if any.
+///
+/// # Errors
+/// When the file exists but cannot be read.
+pub fn pending_intent(layout: &Layout) -> Result<PendingIntent> {
+    let Some(bytes) = fs::read_optional(&intent_path(layout))? else {
+        return Ok(PendingIntent::Absent);
+    };
+    Ok(match serde_json::from_slice(&bytes) {
+        Ok(intent) => PendingIntent::Found(Box::new(intent)),
+        Err(_) => PendingIntent::Unreadable,
+    })
+}
+
 /// Remove the intent once its record is in the log.
 ///
 /// # Errors
@@ -117,33 +122,4 @@ pub fn write_intent(layout: &Layout, intent: &Intent) -> Result<()> {
 pub fn clear_intent(layout: &Layout) -> Result<()> {
     fs::remove_file_optional(&intent_path(layout))?;
     fs::fsync_dir(&layout.meta_dir())
-}
-
-/// Finish what a crashed activation started (call under the lock): if an
-/// intent exists and `current` already points at its `to`, make sure the log
-/// has its record and the release marks are settled; then drop the intent.
-/// (An intent whose rename never happened is dropped: nothing changed.)
-/// Returns the record it appended.
-///
-/// # Errors
-/// On I/O failure.
-pub fn reconcile(layout: &Layout) -> Result<Option<Record>> {
-    let path = intent_path(layout);
-    let Some(bytes) = fs::read_optional(&path)? else {
-        return Ok(None);
-    };
-    let intent: Option<Intent> = serde_json::from_slice(&bytes).ok();
-    let mut appended = None;
-    if let Some(intent) = intent
-        && layout.current_name().ok().flatten().as_deref() == Some(intent.record.to.as_str())
-    {
-        let (records, _) = read(layout)?;
-        if records.last() != Some(&intent.record) {
-            append(layout, &intent.record)?;
-            appended = Some(intent.record.clone());
-        }
-        super::activate::settle_marks(layout, &intent)?;
-    }
-    clear_intent(layout)?;
-    Ok(appended)
 }

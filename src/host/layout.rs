@@ -1,4 +1,4 @@
-//! The host layout of DESIGN.md and the per-release metadata file.
+//! The host layout (`docs/host-layout.md`) and the per-release metadata file.
 //!
 //! ```text
 //! <root>/current -> releases/<name>       relative symlink; only activation changes it
@@ -21,11 +21,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::signatures::Signer;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::fs;
 use crate::manifest::{Manifest, ObjectKey};
+use crate::protocol::Signer;
 use crate::provenance::Provenance;
 
 /// Paths of one host root. `root` is canonical (no symlinks, absolute).

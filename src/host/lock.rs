@@ -10,34 +10,13 @@
 use std::fs::{File, TryLockError};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use super::layout::Layout;
 use crate::error::{Error, Result};
 use crate::fs;
 
-/// Who holds (or asks for) the lock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockInfo {
-    /// `user@host` of the operator.
-    pub actor: String,
-    /// The operator's command, e.g. `slipway activate v2`.
-    pub command: String,
-    /// pid of the process holding the lock on the host.
-    pub pid: u32,
-    /// RFC 3339 UTC.
-    pub since: String,
-}
-
-impl std::fmt::Display for LockInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} (pid {}, `{}`, since {})",
-            self.actor, self.pid, self.command, self.since
-        )
-    }
-}
+// Temporary: `fleet.rs` still imports `host::lock::LockInfo`; the type lives in
+// `protocol::types`, which is where new code should import it from.
+pub use crate::protocol::LockInfo;
 
 /// A held exclusive lock; dropped, it is released.
 pub struct HostLock {

@@ -9,27 +9,13 @@
 use std::collections::{BTreeSet, HashSet};
 use std::os::unix::fs::MetadataExt;
 
-use serde::{Deserialize, Serialize};
-
-use super::activate::previous;
+use super::activate::{previous, reconcile};
 use super::history;
 use super::layout::Layout;
 use crate::error::{Error, Result};
 use crate::fs;
 use crate::manifest::ObjectKey;
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PruneReport {
-    pub dry_run: bool,
-    /// Release names removed (or that would be).
-    pub releases: Vec<String>,
-    pub objects: usize,
-    pub object_bytes: u64,
-    /// Leftovers of killed pushes in `tmp/` (release lock files are not counted).
-    pub tmp_entries: usize,
-    /// Why some things were kept (e.g. a push in progress).
-    pub notes: Vec<String>,
-}
+use crate::protocol::PruneReport;
 
 /// Which releases `prune --keep keep` removes (call under the host lock).
 ///
@@ -87,7 +73,7 @@ pub fn prune(layout: &Layout, keep: usize, pinned: &[String], dry_run: bool, app
             layout.root.display()
         )));
     }
-    history::reconcile(layout)?;
+    reconcile(layout)?;
     let mut report = PruneReport {
         dry_run,
         releases: plan(layout, keep, pinned)?,
@@ -184,9 +170,13 @@ pub fn remove_release(layout: &Layout, name: &str) -> Result<()> {
     let doomed = layout
         .tmp_dir()
         .join(format!("{name}.removing-{}", fs::unique_suffix()));
-    if fs::symlink_metadata_optional(&dir)?.is_some() {
-        // A read-only directory cannot be moved to another parent (its `..` changes).
-        fs::set_mode(&dir, 0o755)?;
+    if let Some(meta) = fs::symlink_metadata_optional(&dir)? {
+        // A read-only directory cannot be moved to another parent (its `..`
+        // changes). Anything else in its place (a planted symlink) is moved
+        // and removed itself, never followed.
+        if meta.is_dir() {
+            fs::set_dir_mode_nofollow(&dir, 0o755)?;
+        }
         fs::rename(&dir, &doomed)?;
         fs::fsync_dir(&layout.releases_dir())?;
         super::fault::point("mid-prune");

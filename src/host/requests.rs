@@ -10,11 +10,11 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use super::activate::{self, Switch};
-use super::lock::{self, HostLock, LockInfo};
-use super::serve::Session;
+use super::lock::{self, HostLock};
+use super::session::Session;
 use super::{check, history, hooks, prune, status, verify};
 use crate::error::{Error, Result};
-use crate::protocol::{ActivateRequest, HookRequest, Message, RollbackRequest};
+use crate::protocol::{ActivateRequest, HookRequest, HookResult, LockInfo, Message, RollbackRequest};
 
 fn check_actor(actor: &str) -> Result<()> {
     if actor.is_empty() || actor.len() > 256 || actor.chars().any(char::is_control) {
@@ -133,7 +133,7 @@ fn settle<R: Read, W: Write>(s: &Session<R, W>) -> Result<()> {
         return Ok(());
     }
     if s.lock.is_some() {
-        return history::reconcile(&s.layout).map(drop);
+        return activate::reconcile(&s.layout).map(drop);
     }
     let me = LockInfo {
         actor: "slipway".into(),
@@ -142,7 +142,7 @@ fn settle<R: Read, W: Write>(s: &Session<R, W>) -> Result<()> {
         since: crate::provenance::now_rfc3339(),
     };
     match lock::acquire(&s.layout, &me, None) {
-        Ok(_held) => history::reconcile(&s.layout).map(drop),
+        Ok(_held) => activate::reconcile(&s.layout).map(drop),
         Err(Error::Locked(_)) => Ok(()),
         Err(e) => Err(e),
     }
@@ -232,7 +232,7 @@ pub fn hook<R: Read, W: Write>(s: &Session<R, W>, req: &HookRequest) -> Result<M
     // environment; the client's command, variables and budgets are ignored.
     match hooks::confine(&s.layout, req)? {
         Some(own) => Ok(Message::HookResult(Box::new(hooks::run(&s.layout, &own)?))),
-        None => Ok(Message::HookResult(Box::new(crate::protocol::HookResult {
+        None => Ok(Message::HookResult(Box::new(HookResult {
             ok: true,
             exit_code: None,
             timed_out: false,

@@ -16,26 +16,10 @@ use std::os::fd::AsFd;
 use std::path::Path;
 
 use super::layout::Layout;
+use super::session::Session;
 use super::{requests, stage};
 use crate::error::{Error, Result};
 use crate::protocol::{Channel, Message, Peer, check_hello};
-
-/// What every request handler gets.
-pub struct Session<R, W: Write> {
-    pub ch: Channel<R, W>,
-    pub layout: Layout,
-    /// `--append-only`: refuse prune and any deletion of releases or objects.
-    pub append_only: bool,
-    /// The client's slipway version, from its `hello`.
-    pub client_version: String,
-    /// The host lock, while this session holds it (`lock` … `unlock`).
-    pub lock: Option<super::lock::HostLock>,
-    /// Confined (the default): only the host's own hooks
-    /// (`.slipway/hooks.toml`) run, with the host's timeouts and environment,
-    /// never commands, variables or time budgets sent by the client. Only
-    /// `serve --trust-client`, outside a forced command, lifts it.
-    pub confined: bool,
-}
 
 /// Whether `serve` may run what its client sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,10 +3,10 @@
 //! never touch them.
 //!
 //! Invariant: slipway creates a missing `shared/<path>` (an empty directory or
-//! file) and never deletes or modifies anything under `shared/`.
+//! file) and never deletes or modifies anything under `shared/`; it never
+//! creates anything through a symlink below `shared/` (the application can
+//! write there), so a planted link cannot make it write outside the root.
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::layout::Layout;
@@ -64,30 +64,97 @@ pub fn link_target(path: &str) -> PathBuf {
 /// Create missing `shared/` paths and link them into the staged `tree`.
 ///
 /// # Errors
-/// On I/O failure.
+/// When a missing path would have to be created through a symlink below
+/// `shared/` (see `prepare`), or on I/O failure.
 pub fn link_into(layout: &Layout, tree: &Path, shared: &[String], shared_files: &[String]) -> Result<()> {
     for (p, is_dir) in shared
         .iter()
         .map(|p| (p, true))
         .chain(shared_files.iter().map(|p| (p, false)))
     {
-        let target = layout.shared_dir().join(p);
-        if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent)?;
-        }
-        if fs::symlink_metadata_optional(&target)?.is_none() {
-            if is_dir {
-                fs::create_dir_all(&target)?;
-            } else {
-                OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o640)
-                    .open(&target)
-                    .map_err(|e| Error::io("create", &target, e))?;
-            }
-        }
+        prepare(layout, p, is_dir)?;
         fs::symlink(&link_target(p), &tree.join(p))?;
+    }
+    Ok(())
+}
+
+/// Make `shared/<path>` exist: an empty directory (`is_dir`) or an empty
+/// 0640 file, with its missing parent directories.
+///
+/// `shared/` is writable by the application, so nothing is created through
+/// a symlink below it: each component is opened relative to its parent with
+/// `O_NOFOLLOW`. A path that already exists through such a link (one the
+/// owner planted, e.g. `shared/data -> /mnt/data` with `/mnt/data/uploads`
+/// made by hand) is used as it is; one that would have to be created
+/// through it is refused, naming the link. `shared` itself is the root
+/// owner's and is followed.
+fn prepare(layout: &Layout, path: &str, is_dir: bool) -> Result<()> {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags, mkdirat, openat, statat};
+    use rustix::io::Errno;
+    let base = layout.shared_dir();
+    fs::create_dir_all(&base)?;
+    let full = base.join(path);
+    let open_dir = |at: &dyn std::os::fd::AsFd, name: &str, shown: &Path| {
+        openat(
+            at,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io("open", shown, e.into()))
+    };
+    let mut dir = openat(
+        rustix::fs::CWD,
+        &base,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io("open", &base, e.into()))?;
+    let parts: Vec<&str> = path.split('/').collect();
+    for (i, name) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let here = base.join(parts[..=i].join("/"));
+        match statat(&dir, *name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
+                if full.exists() {
+                    return Ok(()); // the owner's link, and what it leads to exists
+                }
+                return Err(Error::other(format!(
+                    "cannot create shared path `{path}` in `{}`: `{}` is a symlink, and slipway never creates anything through a link in `shared/`; create `{path}` where it points yourself, or replace the link with a directory",
+                    base.display(),
+                    here.display()
+                )));
+            }
+            Ok(_) if last => return Ok(()),
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                dir = open_dir(&dir, name, &here)?;
+            }
+            Ok(_) => {
+                return Err(Error::other(format!(
+                    "cannot create shared path `{path}`: `{}` is not a directory",
+                    here.display()
+                )));
+            }
+            Err(Errno::NOENT) if last && !is_dir => {
+                openat(
+                    &dir,
+                    *name,
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o640),
+                )
+                .map_err(|e| Error::io("create", &here, e.into()))?;
+            }
+            Err(Errno::NOENT) => {
+                match mkdirat(&dir, *name, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(Error::io("create directory", &here, e.into())),
+                }
+                if !last {
+                    dir = open_dir(&dir, name, &here)?;
+                }
+            }
+            Err(e) => return Err(Error::io("access", &here, e.into())),
+        }
     }
     Ok(())
 }

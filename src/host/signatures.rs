@@ -15,34 +15,47 @@
 //! signature, unknown key, wrong name; a missing or unreadable
 //! `allowed_signers` never means "accept" once the path exists (fail closed).
 
-use std::fmt;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::layout::{HostRelease, Layout};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::fs;
+use crate::protocol::Signer;
 use crate::signature::{self, Signature, clean, parse_statement, statement};
 
 /// Most signatures looked at for one release (each costs a few `ssh-keygen` runs).
 pub const MAX_SIGNATURES: usize = 32;
 
-/// Who signed a release, as this host's `allowed_signers` says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Signer {
-    /// The principal `allowed_signers` lists for the key.
-    pub principal: String,
-    /// `SHA256:…` of the key.
-    pub key_fingerprint: String,
-}
+/// Largest signature object a host accepts, as JSON (an sshsig of an
+/// ed25519 or RSA-4096 key with its metadata is well under 4 KiB).
+pub const MAX_SIGNATURE_BYTES: usize = 16 * 1024;
 
-impl fmt::Display for Signer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.principal, self.key_fingerprint)
+/// Bound what a client offers before any work is done with it: at most
+/// [`MAX_SIGNATURES`] signatures of at most [`MAX_SIGNATURE_BYTES`] each.
+/// Whether a host enforces signatures or not, it never stores more.
+///
+/// # Errors
+/// Integrity error (exit 5) naming the release and the limit.
+pub fn check_offered(name: &str, offered: &[Value]) -> Result<()> {
+    if offered.len() > MAX_SIGNATURES {
+        return Err(Error::integrity(format!(
+            "release `{name}` refused: the push offers {} signatures, more than the {MAX_SIGNATURES} a host keeps",
+            offered.len()
+        )));
     }
+    for (i, v) in offered.iter().enumerate() {
+        let size = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
+        if size > MAX_SIGNATURE_BYTES {
+            return Err(Error::integrity(format!(
+                "release `{name}` refused: signature {} of the push is {size} bytes, more than the {MAX_SIGNATURE_BYTES} a host accepts",
+                i + 1
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Check `release` against this host's `allowed_signers`.

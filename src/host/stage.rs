@@ -30,15 +30,15 @@ use serde::Deserialize;
 
 use super::layout::{HostRelease, Layout};
 use super::objects::{self, Feed, ObjectSink};
-use super::serve::Session;
+use super::session::Session;
 use super::signatures;
 use crate::bundle::unpack::{Visitor, read_bundle};
-use crate::commands::human_bytes;
 use crate::config::LinkMode;
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result, describe_io};
 use crate::fs;
 use crate::manifest::{Entry, Kind, MAX_MANIFEST_BYTES, Manifest, ObjectKey, validate_name};
+use crate::output::human_bytes;
 use crate::protocol::{Channel, Message, Need, PushOffer, Staged, encode_indices};
 use crate::signature;
 
@@ -60,6 +60,7 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     let layout = session.layout.clone();
     let ch = &mut session.ch;
     let name = offer.name.as_str();
+    signatures::check_offered(name, &offer.signatures)?;
     let _staging = fs::lock_shared(&layout.stage_lock_path())?;
     let _release = fs::lock_exclusive(&layout.name_lock_path(name))?;
 
@@ -89,6 +90,13 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     // before a single byte of content arrives.
     let mut signatures = existing.as_ref().map(|m| m.signatures.clone()).unwrap_or_default();
     let added = signature::merge(&mut signatures, offer.signatures.iter().cloned());
+    if signatures.len() > signatures::MAX_SIGNATURES {
+        return Err(Error::integrity(format!(
+            "release `{name}` refused: with the push's signatures it would carry {}, more than the {} a host keeps",
+            signatures.len(),
+            signatures::MAX_SIGNATURES
+        )));
+    }
     let signed_by = signatures::check_signatures(&layout, name, &offer.id, &signatures)?;
     if let Some(staged) = already {
         // Signed after it was pushed: record the new signatures (and signer).
@@ -109,6 +117,7 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     })?;
     let (manifest, manifest_size) = receive_manifest(ch, &layout, &bases, &offer)?;
     super::shared::check(&manifest, &offer.shared, &offer.shared_files)?;
+    super::links::check(&layout, name, &manifest)?;
     if offer.repair {
         drop_damaged_objects(&layout, &manifest)?;
     }

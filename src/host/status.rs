@@ -1,47 +1,19 @@
 //! What a host has: current and previous release, every release with its id,
-//! size, pusher and bad mark, and the lock holder.
-
-use serde::Serialize;
+//! size, pusher and bad mark, and the lock holder ([`HostStatus`]).
+//!
+//! Invariant: reading the state changes nothing and takes no lock; every
+//! file it reads is replaced atomically, so each is seen whole.
 
 use super::activate::previous;
 use super::history;
 use super::layout::Layout;
-use super::lock::{self, LockInfo};
-use crate::digest::Digest;
+use super::lock;
 use crate::error::Result;
+use crate::protocol::ReleaseStatus;
 
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct ReleaseStatus {
-    pub name: String,
-    pub id: Digest,
-    pub size: u64,
-    pub files: usize,
-    pub pushed_at: Option<String>,
-    pub pushed_by: Option<String>,
-    pub bad: bool,
-    pub bad_reason: Option<String>,
-    /// False while a push is staging it (or was killed before it finished).
-    pub complete: bool,
-    /// RFC 3339 time it last became current, if ever.
-    pub last_activated: Option<String>,
-    /// Who signed it (the principal accepted by the host's `allowed_signers`).
-    #[serde(default)]
-    pub signed_by: Option<super::signatures::Signer>,
-    /// How the bundle was built (tag, commit, builder, …), as pushed.
-    #[serde(default)]
-    pub provenance: Option<crate::provenance::Provenance>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct HostStatus {
-    pub current: Option<String>,
-    pub current_id: Option<Digest>,
-    pub previous: Option<String>,
-    pub releases: Vec<ReleaseStatus>,
-    pub lock: Option<LockInfo>,
-    /// Problems noticed while reading (e.g. a torn history line).
-    pub warnings: Vec<String>,
-}
+// Temporary: `fleet.rs` still imports `host::status::HostStatus`; the type lives in
+// `protocol::types`, which is where new code should import it from.
+pub use crate::protocol::HostStatus;
 
 /// Read the host's state (no lock needed: every file is replaced atomically).
 ///

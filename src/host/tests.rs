@@ -48,7 +48,7 @@ fn release(l: &Layout, name: &str, pushed_at: &str) {
     .unwrap();
 }
 
-fn activate(l: &Layout, name: &str) -> crate::error::Result<history::Record> {
+fn activate(l: &Layout, name: &str) -> crate::error::Result<crate::protocol::Record> {
     activate::switch(
         l,
         &Switch {
@@ -134,7 +134,7 @@ fn a_crash_between_rename_and_history_is_reconciled() {
     release(&l, "v1", "t1");
     release(&l, "v2", "t2");
     activate(&l, "v1").unwrap();
-    let intent = history::Record {
+    let intent = crate::protocol::Record {
         time: "2026-01-01T00:00:00Z".into(),
         actor: "crashed@op".into(),
         action: "activate".into(),
@@ -153,7 +153,7 @@ fn a_crash_between_rename_and_history_is_reconciled() {
     )
     .unwrap();
     activate::point_current(&l, "v2").unwrap(); // ... and the process died here
-    let appended = history::reconcile(&l).unwrap();
+    let appended = activate::reconcile(&l).unwrap();
     assert_eq!(appended, Some(intent.clone()));
     let (records, _) = history::read(&l).unwrap();
     assert_eq!(records.last(), Some(&intent));
@@ -161,7 +161,7 @@ fn a_crash_between_rename_and_history_is_reconciled() {
     history::write_intent(
         &l,
         &history::Intent {
-            record: history::Record {
+            record: crate::protocol::Record {
                 to: "v1".into(),
                 ..intent
             },
@@ -169,7 +169,7 @@ fn a_crash_between_rename_and_history_is_reconciled() {
         },
     )
     .unwrap();
-    assert_eq!(history::reconcile(&l).unwrap(), None);
+    assert_eq!(activate::reconcile(&l).unwrap(), None);
     assert_eq!(history::read(&l).unwrap().0.len(), 2);
 }
 
@@ -182,7 +182,7 @@ fn a_crashed_rollback_is_finished_with_its_marks_once() {
     activate(&l, "v2").unwrap();
     activate::mark_bad(&l, "v1", "an old mark").unwrap();
     let intent = history::Intent {
-        record: history::Record {
+        record: crate::protocol::Record {
             time: "2026-01-01T00:00:00Z".into(),
             actor: "crashed@op".into(),
             action: "rollback".into(),
@@ -198,7 +198,7 @@ fn a_crashed_rollback_is_finished_with_its_marks_once() {
     for appended in [true, false] {
         history::write_intent(&l, &intent).unwrap();
         activate::point_current(&l, "v1").unwrap();
-        let got = history::reconcile(&l).unwrap();
+        let got = activate::reconcile(&l).unwrap();
         assert_eq!(got.is_some(), appended);
         assert!(
             !l.release_meta("v1").unwrap().unwrap().bad,

@@ -1,26 +1,19 @@
 //! Drift check: re-hash release trees (and so the objects they link) against
-//! their manifests, and report every path that differs.
+//! their manifests, and report every path that differs ([`Drift`]).
+//!
+//! Invariant: it only reads; a damaged release is repaired by a push
+//! (`verify --repair`), never here.
 
 use std::collections::HashSet;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-
-use serde::{Deserialize, Serialize};
 
 use super::layout::{HostRelease, Layout};
 use crate::digest::Hasher;
 use crate::error::{Error, Result};
 use crate::fs;
 use crate::manifest::Kind;
-
-/// One drifted path of a release.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Drift {
-    pub release: String,
-    pub path: String,
-    /// `changed`, `missing`, `extra`, `mode` or `kind`.
-    pub problem: String,
-}
+use crate::protocol::Drift;
 
 /// Verify one release tree. Returns the drifted paths (empty: intact).
 ///

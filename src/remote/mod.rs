@@ -131,8 +131,11 @@ pub fn resolve_target(target: &str, config: Option<&ProjectConfig>, config_origi
             None => DEFAULT_CONNECT_TIMEOUT,
         };
         // The hooks' durations are used later (by the fleet); check them
-        // here, where the file they come from is known.
-        crate::fleet::Hooks::from_config(target, tc).map_err(in_config)?;
+        // here, where the file they come from is known (the same check the
+        // fleet's `Hooks::from_config` makes, without importing the fleet).
+        tc.hooks
+            .timeouts(&format!("targets.{target}.hooks"))
+            .map_err(in_config)?;
         if tc.hosts.is_empty() {
             return Err(Error::usage(format!(
                 "`{config_origin}`: target `{target}` has no hosts"

@@ -3,13 +3,10 @@
 
 use super::session::HostSession;
 use crate::error::{Error, Result};
-use crate::host::check::CheckReport;
-use crate::host::history::Record;
-use crate::host::lock::LockInfo;
-use crate::host::prune::PruneReport;
-use crate::host::status::HostStatus;
-use crate::host::verify::Drift;
-use crate::protocol::{ActivateRequest, HookRequest, HookResult, Message, RollbackRequest};
+use crate::protocol::{
+    ActivateRequest, CheckReport, Drift, HookRequest, HookResult, HostStatus, LockInfo, Message, PruneReport, Record,
+    RollbackRequest,
+};
 
 impl HostSession {
     /// Send one request and read its answer; a refusal ends the session.

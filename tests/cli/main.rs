@@ -11,6 +11,7 @@ mod gates;
 mod help;
 mod host;
 mod hostile;
+mod json_golden;
 mod push;
 mod releases;
 mod security;

@@ -222,19 +222,22 @@ fn a_restricted_key_runs_no_client_command_whatever_the_request() {
 
         for how in [Request::Shell, Request::ExecClaimingTrust, Request::Subsystem] {
             let (mut child, mut ch) = raw_ssh(&host, &root, how);
-            // A kind the host does not define: nothing runs.
-            ch.send(&hostile_hook("after_activate", "v2", &evil)).unwrap();
-            match ch.recv() {
-                Ok(Message::HookResult(r)) => {
-                    assert!(r.ok && r.attempts == 0, "{how:?}{options}: {r:?}");
-                    assert!(r.output.contains("this host runs only its own hooks"), "{r:?}");
+            if matches!(how, Request::Subsystem) {
+                // Refused as a whole, right after `hello`; whatever follows is not read.
+                let e = ch.recv().unwrap_err().to_string();
+                assert!(e.contains("this key may only run"), "{how:?}{options}: {e}");
+                let _ = ch.send(&hostile_hook("after_activate", "v2", &evil));
+                let _ = ch.recv();
+            } else {
+                // A kind the host does not define: nothing runs.
+                ch.send(&hostile_hook("after_activate", "v2", &evil)).unwrap();
+                match ch.recv() {
+                    Ok(Message::HookResult(r)) => {
+                        assert!(r.ok && r.attempts == 0, "{how:?}{options}: {r:?}");
+                        assert!(r.output.contains("this host runs only its own hooks"), "{r:?}");
+                    }
+                    other => panic!("{how:?}{options}: {other:?}"),
                 }
-                // The subsystem request is refused as a whole.
-                Err(e) => assert!(
-                    matches!(how, Request::Subsystem) && e.to_string().contains("this key may only run"),
-                    "{how:?}{options}: {e}"
-                ),
-                other => panic!("{how:?}{options}: {other:?}"),
             }
             assert!(!pwned.exists(), "{how:?}{options}: the client's command ran");
             assert!(root.join("releases/v1").is_dir(), "{how:?}{options}");
@@ -270,4 +273,282 @@ fn a_restricted_key_runs_no_client_command_whatever_the_request() {
         }
         assert!(root.join("releases/v2").is_dir());
     }
+}
+
+/// Releases v1..=n of a site with a `data/` directory, for shared paths below it.
+fn data_site_releases(env: &Env, n: usize) {
+    for i in 1..=n {
+        write_file(&env.path("site/index.html"), format!("v{i}").as_bytes());
+        write_file(&env.path("site/data/README"), b"shared data lives here");
+        env.slipway()
+            .args(["build", "--dir", "site", "--name", &format!("v{i}")])
+            .ok();
+    }
+}
+
+#[test]
+fn a_symlink_planted_in_shared_never_makes_a_push_create_outside_the_root() {
+    let env = Env::new();
+    data_site_releases(&env, 2);
+    let root = env.path("host");
+    let elsewhere = env.path("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    env.write(
+        "slipway.toml",
+        format!(
+            "[targets.web]\nhosts = [\"{}\"]\nshared = [\"data/uploads\"]\nshared_files = [\"data/app.env\"]\n",
+            root.display()
+        ),
+    );
+    env.slipway().args(["deploy", "v1", "-t", "web"]).ok();
+    assert!(root.join("shared/data/uploads").is_dir());
+    // The application (which may write to shared/) swaps a directory for a link.
+    std::fs::rename(root.join("shared/data"), root.join("shared/data.old")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, root.join("shared/data")).unwrap();
+
+    env.slipway()
+        .args(["push", "v2", "-t", "web"])
+        .fails(1)
+        .one_line_error()
+        .stderr_has(&format!(
+            "cannot create shared path `data/uploads` in `{0}/shared`: `{0}/shared/data` is a symlink, and slipway \
+             never creates anything through a link in `shared/`; create `data/uploads` where it points yourself, \
+             or replace the link with a directory\n",
+            root.display()
+        ));
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "nothing created outside the root"
+    );
+    assert!(!root.join("releases/v2").exists(), "a refused push binds no release");
+
+    // What the owner made there by hand is used as it is.
+    std::fs::create_dir(elsewhere.join("uploads")).unwrap();
+    std::fs::write(elsewhere.join("app.env"), "KEY=1").unwrap();
+    env.slipway().args(["deploy", "v2", "-t", "web"]).ok();
+    assert_eq!(
+        std::fs::read_to_string(root.join("current/data/app.env")).unwrap(),
+        "KEY=1"
+    );
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 2);
+}
+
+#[test]
+fn prune_never_changes_modes_through_a_symlink_in_releases() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    data_site_releases(&env, 3);
+    let root = env.path("host");
+    env.write(
+        "slipway.toml",
+        format!("[targets.web]\nhosts = [\"{}\"]\nkeep = 5\n", root.display()),
+    );
+    for v in ["v1", "v2", "v3"] {
+        env.slipway().args(["deploy", v, "-t", "web"]).ok();
+    }
+    // Someone with the deploy account's rights swaps releases/v1 for a link
+    // to a private directory elsewhere.
+    let private = env.path("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::write(private.join("secret"), "s").unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let v1 = root.join("releases/v1");
+    Command::new("chmod").arg("-R").arg("u+w").arg(&v1).status().unwrap();
+    std::fs::remove_dir_all(&v1).unwrap();
+    std::os::unix::fs::symlink(&private, &v1).unwrap();
+
+    env.slipway().args(["prune", "-t", "web", "--keep", "0"]).ok();
+    let mode = std::fs::metadata(&private).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o700, "prune changed the mode of a directory outside the root");
+    assert_eq!(std::fs::read_to_string(private.join("secret")).unwrap(), "s");
+    assert!(
+        std::fs::symlink_metadata(&v1).is_err(),
+        "the planted link itself is removed"
+    );
+}
+
+/// A `slipway serve` child (confined, as a forced command runs it), greeted.
+fn raw_local(root: &Path) -> (Child, Channel<ChildStdout, ChildStdin>) {
+    let mut child = Command::new(bin())
+        .arg("serve")
+        .arg("--root")
+        .arg(root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ch = Channel::new(child.stdout.take().unwrap(), child.stdin.take().unwrap(), Peer::Host);
+    ch.send(&Message::hello()).unwrap();
+    assert_eq!(ch.recv().unwrap(), Message::hello());
+    (child, ch)
+}
+
+fn offer_with_signatures(name: &str, n: usize) -> Message {
+    let signatures = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "format": "sshsig",
+                "key_fingerprint": format!("SHA256:{i:040}"),
+                "signed_at": "2026-01-01T00:00:00Z",
+                "signature": "x",
+            })
+        })
+        .collect();
+    Message::Push(Box::new(slipway::protocol::PushOffer {
+        name: name.into(),
+        id: slipway::digest::Digest::of(b"whatever"),
+        provenance: None,
+        signatures,
+        link_mode: Default::default(),
+        pushed_by: "mallory@evil".into(),
+        shared: vec![],
+        shared_files: vec![],
+        repair: false,
+    }))
+}
+
+#[test]
+fn a_push_offering_too_many_signatures_is_refused_before_any_work() {
+    let env = Env::new();
+    let root = env.path("host");
+    // 120,000 distinct signatures in one 9 MB frame: refused at once, not
+    // merged first (that took minutes of CPU), and nothing is stored.
+    for n in [120_000, 33] {
+        let (mut child, mut ch) = raw_local(&root);
+        let started = Instant::now();
+        ch.send(&offer_with_signatures("v1", n)).unwrap();
+        let err = ch.recv().unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{n}: took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("release `v1` refused: the push offers {n} signatures, more than the 32 a host keeps")
+        );
+        assert_eq!(err.exit().code(), 5);
+        let _ = child.wait();
+        assert!(!root.join(".slipway/releases/v1.json").exists());
+    }
+    // A signature object far larger than any real one.
+    let (mut child, mut ch) = raw_local(&root);
+    let Message::Push(mut offer) = offer_with_signatures("v1", 1) else {
+        unreachable!()
+    };
+    offer.signatures[0]["signature"] = serde_json::Value::String("A".repeat(100_000));
+    ch.send(&Message::Push(offer)).unwrap();
+    let err = ch.recv().unwrap_err().to_string();
+    assert!(
+        err.contains("signature 1 of the push is 100") && err.contains("more than the 16384"),
+        "{err}"
+    );
+    let _ = child.wait();
+}
+
+#[test]
+fn links_out_of_the_release_are_named_and_accepted_only_where_the_host_lists_them() {
+    let env = Env::new();
+    let root = env.path("host");
+    env.write(
+        "slipway.toml",
+        format!(
+            "[build]\nallow_links = [\"passwd.txt\", \"signers\"]\n[targets.web]\nhosts = [\"{}\"]\n",
+            root.display()
+        ),
+    );
+    write_file(&env.path("site/index.html"), b"v1");
+    std::os::unix::fs::symlink("/etc/passwd", env.path("site/passwd.txt")).unwrap();
+    env.slipway().args(["build", "--dir", "site", "--name", "v1"]).ok();
+
+    let shown = env.slipway().args(["inspect", "v1"]).ok().stdout();
+    assert!(shown.contains("links out   passwd.txt -> /etc/passwd\n"), "{shown}");
+    let json = env.slipway().args(["inspect", "v1", "--json"]).ok().json();
+    assert_eq!(json["external_links"], serde_json::json!(["passwd.txt -> /etc/passwd"]));
+
+    let note = "warning: `v1` links out of the release: `passwd.txt -> /etc/passwd` \
+                (a host accepts it only if its `.slipway/allowed_links` lists it)\n";
+    let list = root.join(".slipway/allowed_links");
+    env.slipway()
+        .args(["push", "v1", "-t", "web"])
+        .fails(5)
+        .stderr_has(note)
+        .stderr_has(&format!(
+            "release `v1` refused: its symlink `passwd.txt -> /etc/passwd` points outside the release, and `{0}` \
+             does not list it; if this host should accept it, add the line `passwd.txt -> /etc/passwd` there\n",
+            list.display()
+        ));
+    assert!(!root.join("releases/v1").exists());
+
+    let file = env.path("v1.tar.zst");
+    env.slipway().args(["export", "v1", "-o"]).arg(&file).ok();
+    env.slipway()
+        .env("SLIPWAY_STORE", env.path("other-store"))
+        .arg("import")
+        .arg(&file)
+        .ok()
+        .stderr_has(note);
+
+    // The owner allows exactly this link: accepted.
+    std::fs::write(&list, "# links this host accepts\npasswd.txt   ->   /etc/passwd\n").unwrap();
+    env.slipway().args(["deploy", "v1", "-t", "web"]).ok();
+    assert_eq!(
+        std::fs::read_link(root.join("current/passwd.txt"))
+            .unwrap()
+            .to_string_lossy(),
+        "/etc/passwd"
+    );
+
+    // A link into slipway's own state: refused even when listed.
+    std::fs::remove_file(env.path("site/passwd.txt")).unwrap();
+    std::os::unix::fs::symlink("../../.slipway/allowed_signers", env.path("site/signers")).unwrap();
+    env.slipway().args(["build", "--dir", "site", "--name", "v2"]).ok();
+    std::fs::write(&list, "signers -> ../../.slipway/allowed_signers\n").unwrap();
+    env.slipway()
+        .args(["push", "v2", "-t", "web"])
+        .fails(5)
+        .stderr_has(&format!(
+            "release `v2` refused: its symlink `signers -> ../../.slipway/allowed_signers` leads into `{}`, \
+             slipway's own state, which no release may link to\n",
+            root.join(".slipway").display()
+        ));
+    assert!(!root.join("releases/v2").exists());
+}
+
+#[test]
+fn what_a_host_recorded_never_drives_the_operators_terminal() {
+    let env = Env::new();
+    let root = env.path("host");
+    for v in ["v1", "v2"] {
+        write_file(&env.path("site/index.html"), v.as_bytes());
+        env.slipway().args(["build", "--dir", "site", "--name", v]).ok();
+        env.slipway().arg("deploy").arg(v).arg("-t").arg(&root).ok();
+    }
+    // A reason that sets the terminal's title, then forges a history line.
+    let reason = "\u{1b}]0;owned\u{7}\nFORGED  activate  v9";
+    env.slipway()
+        .arg("rollback")
+        .arg("-t")
+        .arg(&root)
+        .args(["--reason", reason])
+        .ok();
+    let text = env.slipway().arg("history").arg("-t").arg(&root).ok().stdout();
+    assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text:?}");
+    assert!(!text.lines().any(|l| l.starts_with("FORGED")), "{text}");
+    assert!(
+        text.contains("(\\u{1b}]0;owned\\u{7}\\nFORGED  activate  v9)"),
+        "{text}"
+    );
+    // --json keeps the exact text, escaped the JSON way.
+    let json = env
+        .slipway()
+        .arg("history")
+        .arg("-t")
+        .arg(&root)
+        .arg("--json")
+        .ok()
+        .json();
+    assert_eq!(json[0]["reason"], reason);
 }

@@ -14,8 +14,7 @@ use crate::Context;
 use crate::cli::HostCheckArgs;
 use crate::error::{Error, Result};
 use crate::fleet::{DEFAULT_PARALLEL, select_hosts};
-use crate::host::check::{CheckReport, CurrentState, who};
-use crate::protocol::{PROTOCOL, VERSION};
+use crate::protocol::{CheckReport, CurrentState, PROTOCOL, VERSION, who};
 use crate::remote::session::HostSession;
 use crate::remote::{HostSpec, Location};
 

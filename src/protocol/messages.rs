@@ -1,0 +1,407 @@
+//! The messages: every control message either side sends, the requests'
+//! and answers' payloads, the greeting check, and the index list that
+//! follows `need`.
+//!
+//! Invariants: a message's wire name is its variant in snake_case (the
+//! `type` key); the shapes of `hello` and `error` never change, so any two
+//! slipway versions can tell each other that they cannot talk; an `error`
+//! carries [`Error::kind`], so the exit code survives the trip.
+
+use serde::{Deserialize, Serialize};
+
+use super::codec::Peer;
+use super::types::{CheckReport, Drift, HostStatus, LockInfo, PruneReport, Record};
+use super::version::{PROTOCOL, VERSION};
+use crate::config::LinkMode;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::provenance::Provenance;
+
+/// Every control message. On the wire: `{"type": "<snake_case name>", …fields}`.
+///
+/// Requests (client → host) start an exchange and have one host handler each
+/// (`host::serve`); the exchange ends with the request's answer or `error`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    /// First frame in both directions. Its shape never changes.
+    Hello { protocol: u32, version: String },
+    /// Host → client: the exchange failed. `kind` is [`Error::kind`], so the
+    /// exit code survives the trip. Its shape never changes.
+    Error { kind: String, message: String },
+
+    /// Request: stage a release (`push`).
+    Push(Box<PushOffer>),
+    /// Host → client: the release is not staged yet; send its manifest,
+    /// optionally compressed against one of these manifests the host has.
+    SendManifest { bases: Vec<Digest> },
+    /// Client → host: the canonical manifest follows as one zstd frame of
+    /// `size` bytes (uncompressed), with `base`'s manifest as reference prefix.
+    Manifest {
+        size: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        base: Option<Digest>,
+    },
+    /// Host → client: what is missing; the manifest entry indices of one file
+    /// per missing object follow as data (u32 big-endian each).
+    Need(Need),
+    /// Client → host: the stored bundle `.tar.zst` follows verbatim as data.
+    Bundle { size: u64 },
+    /// Client → host: one zstd frame follows as data, holding the contents of
+    /// these manifest entries (ascending) back to back.
+    Batch { entries: Vec<u32> },
+    /// Client → host: every content has been sent.
+    Done,
+    /// Host → client: the release is complete at `releases/<name>`.
+    Staged(Staged),
+
+    /// Request: take the host's operator lock for this session (held until
+    /// `unlock` or the end of the session). Answer: `locked`.
+    Lock {
+        holder: LockInfo,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wait_ms: Option<u64>,
+    },
+    /// Host → client: the lock is held by this session.
+    Locked,
+    /// Request: release the lock. Answer: `unlocked`.
+    Unlock,
+    /// Host → client: the lock is released.
+    Unlocked,
+    /// Request: point `current` at a release (needs the lock). Answer: `switched`.
+    Activate(Box<ActivateRequest>),
+    /// Request: roll back to `to`, or to the previous good release (needs the lock). Answer: `switched`.
+    Rollback(Box<RollbackRequest>),
+    /// Host → client: `current` changed; the history record.
+    Switched(Box<Record>),
+    /// Request: record that the current release `name` passed its health
+    /// check (needs the lock). Answer: `switched` (the `healthy` record).
+    MarkHealthy { name: String, actor: String },
+    /// Request: mark a release bad (needs the lock). Answer: `marked`.
+    MarkBad { name: String, reason: String },
+    /// Host → client: done.
+    Marked,
+    /// Request: the host's state. Answer: `status_report`.
+    Status,
+    /// Host → client: the host's state.
+    StatusReport(Box<HostStatus>),
+    /// Request: the activation log, newest first, at most `limit` records. Answer: `history_report`.
+    History {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+    },
+    /// Host → client: history records (newest first) and warnings about unreadable lines.
+    HistoryReport {
+        records: Vec<Record>,
+        warnings: Vec<String>,
+    },
+    /// Request: remove old releases and unreferenced objects (needs the lock). Answer: `pruned`.
+    Prune {
+        keep: usize,
+        pinned: Vec<String>,
+        dry_run: bool,
+    },
+    /// Host → client: what prune removed (or would).
+    Pruned(Box<PruneReport>),
+    /// Request: re-hash release trees (`release`, or all). Answer: `verified`.
+    Verify {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        release: Option<String>,
+    },
+    /// Host → client: releases checked and every drifted path.
+    Verified { releases: Vec<String>, drift: Vec<Drift> },
+    /// Request: run a hook in a release directory. Answer: `hook_result`.
+    Hook(Box<HookRequest>),
+    /// Host → client: how the hook ended.
+    HookResult(Box<HookResult>),
+    /// Request: the facts `slipway host check` judges (owner, mode, free
+    /// space, `current`). Answer: `check_report`.
+    Check,
+    /// Host → client: those facts.
+    CheckReport(Box<CheckReport>),
+}
+
+impl Message {
+    /// The wire name of the message (its `type`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Hello { .. } => "hello",
+            Message::Error { .. } => "error",
+            Message::Push(_) => "push",
+            Message::SendManifest { .. } => "send_manifest",
+            Message::Manifest { .. } => "manifest",
+            Message::Need(_) => "need",
+            Message::Bundle { .. } => "bundle",
+            Message::Batch { .. } => "batch",
+            Message::Done => "done",
+            Message::Staged(_) => "staged",
+            Message::Lock { .. } => "lock",
+            Message::Locked => "locked",
+            Message::Unlock => "unlock",
+            Message::Unlocked => "unlocked",
+            Message::Activate(_) => "activate",
+            Message::Rollback(_) => "rollback",
+            Message::Switched(_) => "switched",
+            Message::MarkHealthy { .. } => "mark_healthy",
+            Message::MarkBad { .. } => "mark_bad",
+            Message::Marked => "marked",
+            Message::Status => "status",
+            Message::StatusReport(_) => "status_report",
+            Message::History { .. } => "history",
+            Message::HistoryReport { .. } => "history_report",
+            Message::Prune { .. } => "prune",
+            Message::Pruned(_) => "pruned",
+            Message::Verify { .. } => "verify",
+            Message::Verified { .. } => "verified",
+            Message::Hook(_) => "hook",
+            Message::HookResult(_) => "hook_result",
+            Message::Check => "check",
+            Message::CheckReport(_) => "check_report",
+        }
+    }
+
+    /// This side's `hello`.
+    pub fn hello() -> Message {
+        Message::Hello {
+            protocol: PROTOCOL,
+            version: VERSION.to_string(),
+        }
+    }
+
+    /// The `error` message carrying `e`.
+    pub fn error(e: &Error) -> Message {
+        Message::Error {
+            kind: e.kind().to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// `push`: what the client offers. The manifest itself follows on request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PushOffer {
+    pub name: String,
+    pub id: Digest,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub link_mode: LinkMode,
+    /// `user@host` of the operator (recorded as `pushed_by`).
+    pub pushed_by: String,
+    /// The target's `shared` directories, linked into the release.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared: Vec<String>,
+    /// The target's `shared_files`, linked into the release.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_files: Vec<String>,
+    /// `verify --repair`: the release is already here but damaged; re-check
+    /// its objects, receive the bad ones and swap in a rebuilt tree.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repair: bool,
+}
+
+/// `activate`: switch `current` to `release` (a name or id prefix on the host).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivateRequest {
+    pub release: String,
+    /// Compare-and-swap: the release that must be current.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<String>,
+    /// `user@host` of the operator.
+    pub actor: String,
+    /// `activate` or `revert` (a fleet switching a host back).
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Mark the release being left as bad (reverts).
+    #[serde(default)]
+    pub mark_left_bad: bool,
+}
+
+/// `rollback`: to `to`, or to the previous good release from the history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<String>,
+    pub actor: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `hook`: run `command` with `sh -c` in `releases/<release>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HookRequest {
+    /// `before_activate`, `after_activate` or `health` (names it in output and errors).
+    pub kind: String,
+    pub release: String,
+    pub command: String,
+    /// Extra environment (`SLIPWAY_HOST`, `SLIPWAY_PREVIOUS`, …).
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Each attempt is killed after this long.
+    pub timeout_ms: u64,
+    /// Retry failed attempts (one second apart) until this long has passed (health checks).
+    #[serde(default)]
+    pub retry_for_ms: u64,
+}
+
+/// `hook_result`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HookResult {
+    pub ok: bool,
+    /// Exit status of the last attempt (`None`: killed by a signal or the timeout).
+    pub exit_code: Option<i32>,
+    pub timed_out: bool,
+    pub attempts: u32,
+    pub seconds: f64,
+    /// The last few KiB of the last attempt's combined stdout and stderr.
+    pub output: String,
+}
+
+/// `need`: the host's answer to a manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Need {
+    /// Missing content objects (entries in the index list that follows).
+    pub objects: u64,
+    /// Their total size, uncompressed.
+    pub bytes: u64,
+    /// Objects of the release the host already has.
+    pub reused: u64,
+}
+
+/// `staged`: the release is on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Staged {
+    /// True when it was already there (nothing was sent).
+    pub already: bool,
+    pub files: u64,
+    pub objects_reused: u64,
+    pub objects_written: u64,
+    pub bytes_written: u64,
+}
+
+/// Check the other side's `hello`; returns its slipway version.
+///
+/// # Errors
+/// As [`check_hello_for`], with `TARGET` standing for the target in the fix.
+pub fn check_hello(msg: Message, peer: Peer) -> Result<String> {
+    check_hello_for(msg, peer, None)
+}
+
+/// Check the other side's `hello`; returns its slipway version. `target` is
+/// the client's `-t TARGET`, named in the fix of a mismatch.
+///
+/// # Errors
+/// One error naming both versions, what to upgrade, and the `slipway host
+/// install` command that puts the client's slipway on the host, when the
+/// protocols differ; an error when the first message is not a `hello`.
+pub fn check_hello_for(msg: Message, peer: Peer, target: Option<&str>) -> Result<String> {
+    let (protocol, version) = match msg {
+        Message::Hello { protocol, version } => (protocol, version),
+        other => {
+            return Err(Error::other(format!(
+                "the {peer} opened with `{}` instead of `hello`; it does not speak the slipway protocol",
+                other.name()
+            )));
+        }
+    };
+    if protocol == PROTOCOL {
+        return Ok(version);
+    }
+    Err(Error::other(mismatch_text(peer, protocol, &version, target)))
+}
+
+fn mismatch_text(peer: Peer, theirs: u32, their_version: &str, target: Option<&str>) -> String {
+    let their_version = their_version.escape_debug();
+    let (us, upgrade_them, upgrade_us) = match peer {
+        Peer::Host => ("this client", "on the host", "on this machine (the client)"),
+        Peer::Client => ("this host", "on the client machine", "on this host"),
+    };
+    let (side, to) = if theirs < PROTOCOL {
+        (upgrade_them, VERSION.to_string())
+    } else {
+        (upgrade_us, their_version.to_string())
+    };
+    let install = format!("slipway host install -t {}", target.unwrap_or("TARGET"));
+    let fix = match (peer, theirs < PROTOCOL) {
+        (Peer::Host, true) => format!(": run `{install}`"),
+        (Peer::Host, false) => format!(", or run `{install}` to put this slipway ({VERSION}) on the host"),
+        (Peer::Client, _) => format!(", or run `{install}` on the client machine to put its slipway here"),
+    };
+    format!(
+        "the {peer} runs slipway {their_version} (protocol {theirs}) but {us} runs slipway {VERSION} (protocol {PROTOCOL}): upgrade slipway {side} to {to}{fix}"
+    )
+}
+
+/// Encode manifest entry indices as the data of `need` (u32 big-endian each).
+pub fn encode_indices(indices: &[u32]) -> Vec<u8> {
+    indices.iter().flat_map(|i| i.to_be_bytes()).collect()
+}
+
+/// Decode the data of `need`.
+///
+/// # Errors
+/// When the length is not a multiple of 4.
+pub fn decode_indices(bytes: &[u8]) -> Result<Vec<u32>> {
+    if !bytes.len().is_multiple_of(4) {
+        return Err(Error::other("the list of missing objects is malformed"));
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_mismatch_names_both_versions_and_what_to_upgrade() {
+        let old = Message::Hello {
+            protocol: 0,
+            version: "0.0.1".into(),
+        };
+        let e = check_hello(old, Peer::Host).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "the host runs slipway 0.0.1 (protocol 0) but this client runs slipway {VERSION} (protocol 1): upgrade slipway on the host to {VERSION}: run `slipway host install -t TARGET`"
+            )
+        );
+        let old = Message::Hello {
+            protocol: 0,
+            version: "0.0.1".into(),
+        };
+        let e = check_hello_for(old, Peer::Host, Some("prod")).unwrap_err().to_string();
+        assert!(e.ends_with(": run `slipway host install -t prod`"), "{e}");
+        let new = Message::Hello {
+            protocol: 9,
+            version: "9.0.0".into(),
+        };
+        let e = check_hello(new.clone(), Peer::Host).unwrap_err().to_string();
+        assert!(
+            e.ends_with(&format!(
+                "upgrade slipway on this machine (the client) to 9.0.0, or run `slipway host install -t TARGET` to put this slipway ({VERSION}) on the host"
+            )),
+            "{e}"
+        );
+        let e = check_hello(new, Peer::Client).unwrap_err().to_string();
+        assert!(e.starts_with("the client runs slipway 9.0.0 (protocol 9)"), "{e}");
+        assert_eq!(check_hello(Message::hello(), Peer::Host).unwrap(), VERSION);
+    }
+
+    #[test]
+    fn wire_names_match() {
+        let m = Message::Batch { entries: vec![1, 2] };
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(json, r#"{"type":"batch","entries":[1,2]}"#);
+        assert_eq!(m.name(), "batch");
+        assert_eq!(serde_json::to_string(&Message::Done).unwrap(), r#"{"type":"done"}"#);
+        assert_eq!(decode_indices(&encode_indices(&[0, 70000])).unwrap(), vec![0, 70000]);
+    }
+}

@@ -1,0 +1,214 @@
+//! The types the host's answers carry: its state (`status_report`), the
+//! activation log (`switched`, `history_report`), the lock holder (`lock`,
+//! and in `Locked` errors), what prune removed, drifted paths, who signed a
+//! release, and the facts `slipway host check` judges.
+//!
+//! They are the wire form and, for [`Record`], [`LockInfo`] and [`Signer`],
+//! also what the host keeps in its files (`history.jsonl`, `lock.info`,
+//! `releases/<name>.json`); the host fills them in, the client reads them,
+//! and neither side's code is needed to understand them.
+//!
+//! Invariant: their serde shape is the wire format. Renaming or retyping a
+//! field is a protocol change ([`PROTOCOL`](super::version::PROTOCOL)); a
+//! field added later needs a serde default, so that answers from older
+//! hosts, and the files they wrote, still parse.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::provenance::Provenance;
+
+/// One activation (host, time, actor, action, from, to, id): a line of
+/// `.slipway/history.jsonl`, and what `switched` and `history_report` carry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// RFC 3339 UTC.
+    pub time: String,
+    /// `user@host` of the operator.
+    pub actor: String,
+    /// `activate`, `rollback`, `revert` (a fleet switching a host back), or
+    /// `healthy` (the release passed its health check here; `from` = `to`).
+    pub action: String,
+    /// The release that was current before (`None` on the first activation).
+    pub from: Option<String>,
+    pub to: String,
+    /// The bundle id of `to`.
+    pub id: Digest,
+    /// Why (rollback reason, gate override reason), when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The principal whose signature the host accepted for `to`, if it checks signatures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
+}
+
+/// Who holds (or asks for) the lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// `user@host` of the operator.
+    pub actor: String,
+    /// The operator's command, e.g. `slipway activate v2`.
+    pub command: String,
+    /// pid of the process holding the lock on the host.
+    pub pid: u32,
+    /// RFC 3339 UTC.
+    pub since: String,
+}
+
+impl fmt::Display for LockInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} (pid {}, `{}`, since {})",
+            self.actor, self.pid, self.command, self.since
+        )
+    }
+}
+
+/// The host's state: the answer to `status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostStatus {
+    pub current: Option<String>,
+    pub current_id: Option<Digest>,
+    pub previous: Option<String>,
+    pub releases: Vec<ReleaseStatus>,
+    pub lock: Option<LockInfo>,
+    /// Problems noticed while reading (e.g. a torn history line).
+    pub warnings: Vec<String>,
+}
+
+/// One release on a host, as `status` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseStatus {
+    pub name: String,
+    pub id: Digest,
+    pub size: u64,
+    pub files: usize,
+    pub pushed_at: Option<String>,
+    pub pushed_by: Option<String>,
+    pub bad: bool,
+    pub bad_reason: Option<String>,
+    /// False while a push is staging it (or was killed before it finished).
+    pub complete: bool,
+    /// RFC 3339 time it last became current, if ever.
+    pub last_activated: Option<String>,
+    /// Who signed it (the principal accepted by the host's `allowed_signers`).
+    #[serde(default)]
+    pub signed_by: Option<Signer>,
+    /// How the bundle was built (tag, commit, builder, …), as pushed.
+    #[serde(default)]
+    pub provenance: Option<Provenance>,
+}
+
+/// Who signed a release, as this host's `allowed_signers` says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signer {
+    /// The principal `allowed_signers` lists for the key.
+    pub principal: String,
+    /// `SHA256:…` of the key.
+    pub key_fingerprint: String,
+}
+
+impl fmt::Display for Signer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.principal, self.key_fingerprint)
+    }
+}
+
+/// What prune removed (or would): the answer to `prune`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PruneReport {
+    pub dry_run: bool,
+    /// Release names removed (or that would be).
+    pub releases: Vec<String>,
+    pub objects: usize,
+    pub object_bytes: u64,
+    /// Leftovers of killed pushes in `tmp/` (release lock files are not counted).
+    pub tmp_entries: usize,
+    /// Why some things were kept (e.g. a push in progress).
+    pub notes: Vec<String>,
+}
+
+/// One drifted path of a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drift {
+    pub release: String,
+    pub path: String,
+    /// `changed`, `missing`, `extra`, `mode` or `kind`.
+    pub problem: String,
+}
+
+/// The answer to `check`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckReport {
+    /// The host's slipway version and protocol.
+    pub version: String,
+    pub protocol: u32,
+    /// `uname -s` and `uname -m` of the host.
+    pub os: String,
+    pub arch: String,
+    /// The canonical root.
+    pub root: String,
+    /// The effective user of `serve` (the deploy user), and its name when known.
+    pub uid: u32,
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The owner of the root, and its name when known.
+    pub owner_uid: u32,
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Permission bits of the root (e.g. 0o755).
+    pub mode: u32,
+    /// Bytes available to the deploy user, and the size of the file system.
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+    /// What `current` is.
+    pub current: CurrentState,
+    /// True when `current` is absent or a relative link to a complete release.
+    pub current_ok: bool,
+    /// Anything else wrong under the root, each with its fix.
+    pub problems: Vec<Finding>,
+}
+
+/// One problem the host noticed, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub problem: String,
+    pub fix: String,
+}
+
+/// The state of `<root>/current`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum CurrentState {
+    /// No release was ever activated.
+    Absent,
+    /// `current -> releases/<release>`, a complete release.
+    Ok { release: String },
+    /// `current` exists but is not a symlink.
+    NotSymlink,
+    /// A symlink, but not to `releases/<name>` (absolute, or elsewhere).
+    Unmanaged { target: String },
+    /// A link to `releases/<release>`, which does not exist.
+    Missing { release: String },
+    /// A link to a release whose push never finished, or without metadata.
+    Incomplete { release: String },
+}
+
+impl CurrentState {
+    /// Absent, or a link to a complete release.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, CurrentState::Absent | CurrentState::Ok { .. })
+    }
+}
+
+/// A user as `check` findings and `slipway host check` name one:
+/// `` `name` (uid N) ``, or `uid N` when the name is unknown.
+pub fn who(uid: u32, name: Option<&str>) -> String {
+    match name {
+        Some(n) => format!("`{n}` (uid {uid})"),
+        None => format!("uid {uid}"),
+    }
+}

@@ -1,0 +1,175 @@
+//! The exchange around the contents, one host at a time: offer the release
+//! (`push`), send the manifest the host asks for, learn what it lacks
+//! (`need` and the index list) and decide how that goes; after the
+//! contents, `done` and the host's `staged`.
+//!
+//! Invariant: nothing the host says is trusted for the local side: the
+//! entries it asks for must be files of the release, ascending, no more than
+//! it has, or the push stops before any content is sent.
+
+use indicatif::ProgressBar;
+
+use super::job::{Contents, Needed, Offered, PushJob, PushOutcome};
+use crate::config::LinkMode;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::fs;
+use crate::manifest::Kind;
+use crate::protocol::{Message, PushOffer, decode_indices};
+use crate::remote::session::{HostChannel, HostSession};
+
+/// Send the stored bundle verbatim when the host lacks at least this share
+/// of the release's bytes (in percent). High on purpose: a re-run of an
+/// interrupted push must send only what is still missing, and the host
+/// would otherwise decode and hash the whole bundle for a part of it.
+pub const BUNDLE_PERCENT: u8 = 95;
+
+impl HostSession {
+    /// Offer `job` and learn what the host lacks (requests `push`,
+    /// `manifest`; answers `send_manifest`, `need`).
+    ///
+    /// # Errors
+    /// As [`HostSession::push`].
+    pub fn offer(&mut self, job: &PushJob<'_>, link_mode: LinkMode, bar: &ProgressBar) -> Result<Offered> {
+        let before = self.ch.data_bytes_sent();
+        match offer_on(&mut self.ch, job, link_mode, bar) {
+            Ok(Offered::Need(mut n)) => {
+                n.sent_before = before;
+                Ok(Offered::Need(n))
+            }
+            Ok(o) => Ok(o),
+            Err(e) => Err(self.fail(e, &format!("the push of `{}`", job.name))),
+        }
+    }
+
+    /// End the push once the contents are sent: `done`, then the host's `staged`.
+    ///
+    /// # Errors
+    /// As [`HostSession::push`].
+    pub fn finish_push(&mut self, job: &PushJob<'_>, needed: &Needed) -> Result<PushOutcome> {
+        self.send_done(job)?;
+        self.await_staged(job, needed)
+    }
+
+    /// Tell the host every content is sent (`done`): it builds and binds
+    /// the release. Several hosts can be told before any is awaited.
+    ///
+    /// # Errors
+    /// As [`HostSession::push`].
+    pub fn send_done(&mut self, job: &PushJob<'_>) -> Result<()> {
+        let sent = self.ch.send(&Message::Done).and_then(|()| self.ch.flush());
+        sent.map_err(|e| self.fail(e, &format!("the push of `{}`", job.name)))
+    }
+
+    /// The host's `staged` after [`HostSession::send_done`].
+    ///
+    /// # Errors
+    /// As [`HostSession::push`].
+    pub fn await_staged(&mut self, job: &PushJob<'_>, needed: &Needed) -> Result<PushOutcome> {
+        let staged = match self.ch.recv() {
+            Ok(Message::Staged(s)) => Ok(s),
+            Ok(other) => Err(unexpected(&other, "`staged`")),
+            Err(e) => Err(e),
+        };
+        match staged {
+            Ok(staged) => Ok(PushOutcome {
+                already: false,
+                files: staged.files,
+                bytes_needed: needed.bytes,
+                bytes_sent: self.ch.data_bytes_sent() - needed.sent_before,
+                objects_reused: needed.reused,
+            }),
+            Err(e) => Err(self.fail(e, &format!("the push of `{}`", job.name))),
+        }
+    }
+}
+
+fn unexpected(msg: &Message, wanted: &str) -> Error {
+    Error::other(format!(
+        "the host answered `{}` where {wanted} was expected",
+        msg.name()
+    ))
+}
+
+fn offer_on(ch: &mut HostChannel, job: &PushJob<'_>, link_mode: LinkMode, bar: &ProgressBar) -> Result<Offered> {
+    // Until the host says what it lacks, the whole bundle is the estimate.
+    if let Ok(m) = fs::metadata(&job.store.bundle_path(&job.id)) {
+        bar.set_length(m.len());
+    }
+    ch.send(&Message::Push(Box::new(PushOffer {
+        name: job.name.to_string(),
+        id: job.id,
+        provenance: job.provenance.clone(),
+        signatures: job.signatures.clone(),
+        link_mode,
+        pushed_by: job.pushed_by.clone(),
+        shared: job.shared.to_vec(),
+        shared_files: job.shared_files.to_vec(),
+        repair: job.repair,
+    })))?;
+    let bases = match ch.recv()? {
+        Message::Staged(s) if s.already => {
+            return Ok(Offered::Already(PushOutcome {
+                already: true,
+                files: s.files,
+                bytes_needed: 0,
+                bytes_sent: 0,
+                objects_reused: s.objects_reused,
+            }));
+        }
+        Message::SendManifest { bases } => bases,
+        other => return Err(unexpected(&other, "`send_manifest`")),
+    };
+    send_manifest(ch, job, &bases)?;
+
+    let need = match ch.recv()? {
+        Message::Need(n) => n,
+        other => return Err(unexpected(&other, "`need`")),
+    };
+    let entries = &job.manifest.entries;
+    if need.objects > entries.len() as u64 {
+        return Err(Error::other("the host asked for more objects than the release has"));
+    }
+    let indices = decode_indices(&ch.recv_blob(need.objects * 4, "the list of missing objects")?)?;
+    let mut needed_bytes = 0;
+    for (n, &i) in indices.iter().enumerate() {
+        if n > 0 && indices[n - 1] >= i {
+            return Err(Error::other(format!("the host asked for entry {i} out of order")));
+        }
+        match entries.get(i as usize) {
+            Some(e) if e.kind == Kind::File => needed_bytes += e.size,
+            _ => {
+                return Err(Error::other(format!(
+                    "the host asked for entry {i}, which is not a file"
+                )));
+            }
+        }
+    }
+    let total = job.object_bytes();
+    let how = if indices.is_empty() {
+        Contents::Nothing
+    } else if u128::from(needed_bytes) * 100 >= u128::from(total) * u128::from(BUNDLE_PERCENT) {
+        Contents::Bundle
+    } else {
+        bar.set_length(needed_bytes);
+        Contents::Batches
+    };
+    Ok(Offered::Need(Needed {
+        indices,
+        how,
+        bytes: need.bytes,
+        reused: need.reused,
+        sent_before: 0,
+    }))
+}
+
+/// Send the canonical manifest, compressed against a manifest the host
+/// offered when the local store has it too (a new release differs little
+/// from the last one, so this is usually a few kilobytes).
+fn send_manifest(ch: &mut HostChannel, job: &PushJob<'_>, bases: &[Digest]) -> Result<()> {
+    let size = job.canonical().len() as u64;
+    let (base, compressed) = job.manifest_for(bases)?;
+    ch.send(&Message::Manifest { size, base })?;
+    ch.send_data(&compressed)?;
+    ch.send_end()
+}
