@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Peak resident memory of slipway on a 1 GiB bundle: issue 2 asks that a
-# bundle of 1 GiB builds "with well under 200 MiB resident".
+# Peak resident memory of slipway on a 1 GiB bundle: the goal in
+# docs/benchmarks.md is that a bundle of 1 GiB builds "with well under
+# 200 MiB resident".
 #
 # Generates a deterministic tree (scripts/gen-tree.py: 6 large files of
 # 128 MiB, half incompressible, plus ~10k small files, 1 GiB in all) in a

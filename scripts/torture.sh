@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The long fault campaign (docs/reliability-faults.md): against a throwaway
+# The long fault campaign (docs/reliability.md): against a throwaway
 # sshd on 127.0.0.1, ROUNDS random commands among deploy, push, activate,
 # rollback and prune, each kill -9'd at a random moment on the client or on
 # the host's `serve`, or stopped at a fault point (SLIPWAY_FAULT); after
@@ -12,9 +12,9 @@
 #   ROUNDS=1000 OPERATORS=16 scripts/torture.sh
 #   SEED=1234 scripts/torture.sh           # replay a run (the seed is printed)
 #
-# It is the ignored test `torture` in tests/cli/faults.rs, built with
-# --release; it needs what scripts/test.sh installs (openssh-server,
-# openssh-client, git, zstd).
+# It is the ignored test `torture` in tests/cli/faults.rs (its rig is in
+# tests/cli/support/faults.rs), built with --release; it needs what
+# scripts/test.sh installs (openssh-server, openssh-client, git, zstd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -39,6 +39,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
+use super::format::BODY_ALIGN;
 use crate::manifest::Manifest;
 
 /// zstd skippable frame magic of the index (0x184D2A5B: one of the sixteen
@@ -210,7 +211,7 @@ pub fn parse(bytes: &[u8], file_len: u64, manifest: &Manifest) -> Option<Index> 
     let chunk_size = u32_at(bytes, 16);
     let entries = u32_at(bytes, 20);
     if body_offset == 0
-        || !body_offset.is_multiple_of(super::pack::BODY_ALIGN as u64)
+        || !body_offset.is_multiple_of(BODY_ALIGN as u64)
         || !(MIN_CHUNK..=MAX_CHUNK).contains(&chunk_size)
         || entries as usize != manifest.entries.len()
     {

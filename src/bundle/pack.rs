@@ -1,325 +1,38 @@
-//! Writing bundles: snapshot a directory, or re-pack verified entries.
+//! Writing bundles: snapshot a directory ([`pack_dir`]), or re-pack
+//! verified entries ([`BundleWriter`]).
 //!
-//! The body's tar stream is cut into chunks of [`BODY_CHUNK`] bytes, each
-//! compressed into an independent zstd frame by a pool of single-threaded
-//! compressors (`Frames`) and written in order; the position of each
-//! entry's first header goes into the index ([`super::index`]) written at
-//! the end.
+//! The body's tar stream goes to the compressor ([`super::frames`]), which
+//! cuts it into chunks of [`BODY_CHUNK`] bytes, each an independent zstd
+//! frame; the position of each entry's first header goes into the index
+//! ([`super::index`]) written at the end, and the manifest frame, padded to
+//! [`BODY_ALIGN`], is put in front of the body without copying it where the
+//! file system allows. A directory is listed and checked by
+//! [`super::tree`] and its files read by [`super::read_ahead`].
 //!
 //! Invariant: the bytes written depend only on the manifest and the contents,
 //! never on the machine, the number of threads, the time, the user or the
 //! order files were read in.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
-use std::num::NonZeroU64;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, channel, sync_channel};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use indicatif::ProgressBar;
 use tar::{EntryType, Header};
 
+pub use super::format::{BODY_ALIGN, BODY_CHUNK};
+use super::format::{MANIFEST_PATH, pad_to_body_align};
+use super::frames::{Frames, Writeback, zstd_encoder, zstd_workers};
 use super::index::{self, Index};
-use super::{MANIFEST_PATH, ZSTD_LEVEL, read_ahead, zstd_workers};
+use super::read_ahead;
+pub use super::tree::{Scanned, prevalidate, scan_dir};
+use super::tree::{changed, read_some};
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::fs;
 use crate::manifest::{Entry, Kind, MANIFEST_VERSION, Manifest};
 
 type Body = tar::Builder<Frames>;
-
-/// The body file, written front to back. Every [`WRITEBACK_STEP`] bytes the
-/// range just written is handed to the kernel for writeback, so the disk
-/// works while the CPUs compress and the fsync at the end finds little left
-/// to write (it used to wait for the whole bundle).
-struct Writeback {
-    file: File,
-    written: u64,
-    kicked: u64,
-}
-
-const WRITEBACK_STEP: u64 = 8 << 20;
-
-impl Write for Writeback {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.written += n as u64;
-        if self.written - self.kicked >= WRITEBACK_STEP {
-            // POSIX_FADV_DONTNEED starts writeback of the range's dirty pages
-            // without waiting for it. Only advice: a failure costs nothing
-            // but speed, and the final fsync is what makes the file durable.
-            let _ = rustix::fs::fadvise(
-                &self.file,
-                self.kicked,
-                NonZeroU64::new(self.written - self.kicked),
-                rustix::fs::Advice::DontNeed,
-            );
-            self.kicked = self.written;
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-}
-
-/// Uncompressed bytes of the body's tar stream per zstd frame. Each frame is
-/// compressed on its own, so a reader can start decoding at any frame; the
-/// price is the history each frame starts without. On the 300 MiB /
-/// 20,000-file tree of `scripts/bench-build.sh`, against the previous single
-/// multithreaded stream: 1 MiB frames +0.53 %, 2 MiB +0.25 %, 4 MiB +0.11 %,
-/// 8 MiB +0.04 % (docs/bundles.md). A reader wanting one entry decodes half
-/// a frame before it on average, a few milliseconds at 4 MiB.
-pub const BODY_CHUNK: u32 = 4 << 20;
-
-/// Chunks handed to the compressors and not yet written, per worker: enough
-/// that a worker finishing early finds the next chunk waiting, few enough
-/// that memory stays at a few chunks (input and output) per worker.
-const CHUNKS_PER_WORKER: usize = 2;
-
-/// One chunk for a compressor: its sequence number, the input, and an
-/// output buffer to fill (recycled from an earlier frame when possible).
-struct Job {
-    seq: u64,
-    input: Vec<u8>,
-    output: Vec<u8>,
-}
-
-/// A compressed chunk coming back, with its buffers.
-struct Done {
-    seq: u64,
-    input: Vec<u8>,
-    output: io::Result<Vec<u8>>,
-}
-
-/// The body's compressor: a [`Write`] that cuts the tar stream into
-/// [`BODY_CHUNK`]-byte chunks, has `workers` threads compress each into an
-/// independent zstd frame (level [`ZSTD_LEVEL`], checksum, content size,
-/// single-threaded compressors: the bytes of a frame depend only on its
-/// chunk), and writes the frames in order. At most
-/// `workers × CHUNKS_PER_WORKER` chunks are in flight.
-struct Frames {
-    out: Writeback,
-    chunk_size: usize,
-    chunk: Vec<u8>,
-    /// Uncompressed bytes accepted so far: the position in the tar stream.
-    position: u64,
-    pool: Pool,
-    /// Chunks submitted, and chunks written (so `submitted - written` are in flight).
-    submitted: u64,
-    written: u64,
-    limit: u64,
-    /// Compressed frames that finished before an earlier one.
-    ready: BTreeMap<u64, Vec<u8>>,
-    /// Spare buffers.
-    inputs: Vec<Vec<u8>>,
-    outputs: Vec<Vec<u8>>,
-    /// Compressed size of each frame written, in order.
-    sizes: Vec<u32>,
-}
-
-/// The compressor threads: jobs go in, finished frames come back. Dropping
-/// it stops and joins them.
-struct Pool {
-    jobs: Option<SyncSender<Job>>,
-    done: Receiver<Done>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl Pool {
-    fn new(workers: usize, queue: usize) -> io::Result<Pool> {
-        let (jobs, jobs_rx) = sync_channel::<Job>(queue);
-        let (done_tx, done) = channel();
-        let jobs_rx = Arc::new(Mutex::new(jobs_rx));
-        let mut pool = Pool {
-            jobs: Some(jobs),
-            done,
-            threads: Vec::with_capacity(workers),
-        };
-        for _ in 0..workers {
-            let (rx, tx) = (jobs_rx.clone(), done_tx.clone());
-            pool.threads.push(
-                std::thread::Builder::new()
-                    .name("slipway-zstd".into())
-                    .spawn(move || compress_worker(&rx, &tx))?,
-            );
-        }
-        Ok(pool)
-    }
-
-    fn send(&self, job: Job) -> io::Result<()> {
-        match &self.jobs {
-            Some(jobs) if jobs.send(job).is_ok() => Ok(()),
-            _ => Err(stopped()),
-        }
-    }
-}
-
-impl Drop for Pool {
-    fn drop(&mut self) {
-        self.jobs = None;
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
-fn stopped() -> io::Error {
-    io::Error::other("the zstd compressor threads stopped")
-}
-
-fn compress_worker(jobs: &Mutex<Receiver<Job>>, done: &Sender<Done>) {
-    let mut compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL).and_then(|mut c| {
-        c.include_checksum(true)?;
-        c.include_contentsize(true)?;
-        Ok(c)
-    });
-    loop {
-        let job = match jobs.lock() {
-            Ok(rx) => rx.recv(),
-            Err(_) => return,
-        };
-        let Ok(Job { seq, input, mut output }) = job else {
-            return;
-        };
-        output.clear();
-        output.reserve(zstd::zstd_safe::compress_bound(input.len()));
-        let output = match &mut compressor {
-            Ok(c) => c.compress_to_buffer(&input, &mut output).map(|_| output),
-            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-        };
-        if done.send(Done { seq, input, output }).is_err() {
-            return;
-        }
-    }
-}
-
-impl Frames {
-    fn new(out: Writeback, workers: u32, chunk_size: u32) -> io::Result<Frames> {
-        let workers = workers.max(1) as usize;
-        let limit = workers * CHUNKS_PER_WORKER;
-        Ok(Frames {
-            out,
-            chunk_size: chunk_size as usize,
-            chunk: Vec::with_capacity(chunk_size as usize),
-            position: 0,
-            pool: Pool::new(workers, limit)?,
-            submitted: 0,
-            written: 0,
-            limit: limit as u64,
-            ready: BTreeMap::new(),
-            inputs: Vec::new(),
-            outputs: Vec::new(),
-            sizes: Vec::new(),
-        })
-    }
-
-    /// Hand the current chunk to the compressors, first waiting for (and
-    /// writing) the oldest when `limit` chunks are in flight.
-    fn submit(&mut self) -> io::Result<()> {
-        while self.submitted - self.written >= self.limit {
-            self.wait_one()?;
-        }
-        let next = self.inputs.pop().unwrap_or_else(|| Vec::with_capacity(self.chunk_size));
-        let input = std::mem::replace(&mut self.chunk, next);
-        let job = Job {
-            seq: self.submitted,
-            input,
-            output: self.outputs.pop().unwrap_or_default(),
-        };
-        self.submitted += 1;
-        self.pool.send(job)?;
-        // Write whatever is already done, so the disk starts early.
-        while let Ok(done) = self.pool.done.try_recv() {
-            self.accept(done)?;
-        }
-        Ok(())
-    }
-
-    /// Wait for one compressed chunk and write what is now in order.
-    fn wait_one(&mut self) -> io::Result<()> {
-        loop {
-            match self.pool.done.recv_timeout(std::time::Duration::from_secs(1)) {
-                Ok(done) => return self.accept(done),
-                // Workers only end when the pool is dropped: one that ended
-                // now panicked, and its chunk will never come back.
-                Err(RecvTimeoutError::Timeout) if !self.pool.threads.iter().any(|t| t.is_finished()) => {}
-                Err(_) => return Err(stopped()),
-            }
-        }
-    }
-
-    fn accept(&mut self, done: Done) -> io::Result<()> {
-        let Done { seq, mut input, output } = done;
-        input.clear();
-        self.inputs.push(input);
-        self.ready.insert(seq, output?);
-        while let Some(frame) = self.ready.remove(&self.written) {
-            self.out.write_all(&frame)?;
-            let size = u32::try_from(frame.len()).map_err(|_| io::Error::other("a zstd frame over 4 GiB"))?;
-            self.sizes.push(size);
-            self.written += 1;
-            self.outputs.push(frame);
-        }
-        Ok(())
-    }
-
-    /// Compress the last chunk, write every frame, stop the threads; the
-    /// file and the compressed size of each frame.
-    fn finish(mut self) -> io::Result<(Writeback, Vec<u32>)> {
-        if !self.chunk.is_empty() {
-            self.submit()?;
-        }
-        while self.written < self.submitted {
-            self.wait_one()?;
-        }
-        let Frames { out, sizes, .. } = self;
-        Ok((out, sizes))
-    }
-}
-
-impl Write for Frames {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf.len().min(self.chunk_size - self.chunk.len());
-        self.chunk.extend_from_slice(&buf[..n]);
-        self.position += n as u64;
-        if self.chunk.len() == self.chunk_size {
-            self.submit()?;
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Output buffer of the manifest frame's encoder. Each write drains at most
-/// this much of the finished jobs' output; zstd's default 32 KiB drained 8
-/// times slower than 256 KiB writes bring input, so every job's 8 MiB output
-/// buffer stayed allocated until the job table filled up (when the body went
-/// through this encoder too: about 30 MiB resident more with 2 workers,
-/// 100 MiB more with 8).
-const ENCODER_OUT_BUF: usize = 1 << 20;
-
-/// The encoder of the manifest frame: level [`ZSTD_LEVEL`], checksum, and
-/// always the multithreaded mode (`workers` >= 1), whose output does not
-/// depend on the number of workers (a manifest of a few hundred MiB is
-/// compressed in parallel too). The body's frames are [`Frames`]'.
-fn zstd_encoder<W: Write>(w: W, workers: u32) -> io::Result<zstd::stream::write::Encoder<'static, W>> {
-    let raw = zstd::stream::raw::Encoder::new(ZSTD_LEVEL)?;
-    let mut enc = zstd::stream::write::Encoder::with_writer(zstd::stream::zio::Writer::new_with_capacity(
-        w,
-        raw,
-        ENCODER_OUT_BUF,
-    ));
-    enc.include_checksum(true)?;
-    enc.multithread(workers.max(1))?;
-    Ok(enc)
-}
 
 /// Streams entries into a new bundle in a temporary directory.
 pub struct BundleWriter {
@@ -391,12 +104,7 @@ impl BundleWriter {
         chunk_size: u32,
     ) -> Result<BundleWriter> {
         let (file, body_file) = fs::temp_file_in(tmp_dir)?.into_parts();
-        let file = Writeback {
-            file,
-            written: 0,
-            kicked: 0,
-        };
-        let frames = Frames::new(file, workers, chunk_size).map_err(write_err(&body_file))?;
+        let frames = Frames::new(Writeback::new(file), workers, chunk_size).map_err(write_err(&body_file))?;
         Ok(BundleWriter {
             tmp_dir: tmp_dir.to_path_buf(),
             body: tar::Builder::new(frames),
@@ -413,9 +121,9 @@ impl BundleWriter {
     /// it, with a GNU long-name entry in front when the path needs one).
     fn mark_entry(&mut self) {
         let frames = self.body.get_ref();
-        let chunk = frames.chunk_size as u64;
-        let frame = (frames.position / chunk) as usize;
-        let offset = (frames.position % chunk) as u32;
+        let chunk = frames.chunk_size() as u64;
+        let frame = (frames.position() / chunk) as usize;
+        let offset = (frames.position() % chunk) as u32;
         if self.starts.len() <= frame {
             self.starts.resize(frame, None);
             self.starts.push(Some((self.entries.len() as u32, offset)));
@@ -524,7 +232,7 @@ impl BundleWriter {
             workers,
         } = self;
         let frames = body.into_inner().map_err(write_err(&body_file))?;
-        let chunk_size = frames.chunk_size as u32;
+        let chunk_size = frames.chunk_size() as u32;
         let (mut body, sizes) = frames.finish().map_err(write_err(&body_file))?;
 
         let manifest = Manifest {
@@ -561,7 +269,7 @@ impl BundleWriter {
             .collect();
         let index = Index::new(prefix.len() as u64, chunk_size, manifest.entries.len() as u32, frames);
         body.write_all(&index.encode()).map_err(write_err(&body_file))?;
-        let body = body.file;
+        let body = body.into_file();
         let out = prepend(body, body_file, &prefix, &tmp_dir, true)?;
         let out_path = out.path().to_path_buf();
         out.as_file().sync_all().map_err(|e| Error::io("fsync", &out_path, e))?;
@@ -572,45 +280,6 @@ impl BundleWriter {
             compressed_size,
         })
     }
-}
-
-/// Read into `buf`, retrying on EINTR; 0 at the end.
-pub(crate) fn read_some(content: &mut dyn Read, buf: &mut [u8], origin: &Path) -> Result<usize> {
-    loop {
-        match content.read(buf) {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io("read", origin, e)),
-        }
-    }
-}
-
-/// The error for a file whose size is not the one it had when it was listed.
-pub(crate) fn changed(origin: &Path, size: u64) -> Error {
-    Error::other(format!(
-        "`{}` changed while it was being read (expected {size} bytes); rerun when nothing writes to it",
-        origin.display()
-    ))
-}
-
-/// Where the body starts in an archive: the manifest frame is followed by a
-/// zstd skippable frame (ignored by every zstd decoder) that pads it to a
-/// multiple of this. A constant, so the bytes stay the same on every machine
-/// and file system; 4 KiB is a multiple of the block size of common file
-/// systems, which lets [`prepend`] insert the prefix without copying the body.
-pub const BODY_ALIGN: usize = 4096;
-
-/// Magic number of the zstd skippable frame used as padding (0x184D2A50,
-/// the first of the sixteen the format reserves).
-const SKIPPABLE_MAGIC: u32 = 0x184D_2A50;
-
-/// Append one skippable frame to `prefix` so that its length becomes a
-/// multiple of [`BODY_ALIGN`] (8 to `BODY_ALIGN + 7` bytes).
-fn pad_to_body_align(prefix: &mut Vec<u8>) {
-    let pad = (BODY_ALIGN - (prefix.len() + 8) % BODY_ALIGN) % BODY_ALIGN;
-    prefix.extend_from_slice(&SKIPPABLE_MAGIC.to_le_bytes());
-    prefix.extend_from_slice(&(pad as u32).to_le_bytes());
-    prefix.resize(prefix.len() + pad, 0);
 }
 
 /// Put `prefix` in front of the body file and return the whole archive as a
@@ -643,106 +312,6 @@ fn prepend(
         .map_err(|e| Error::io("read", &body_path, e))?;
     io::copy(&mut body, out.as_file_mut()).map_err(write_err(&out_path))?;
     Ok(out)
-}
-
-/// One path found by [`scan_dir`].
-pub struct Scanned {
-    pub rel: String,
-    pub abs: PathBuf,
-    pub kind: Kind,
-    pub executable: bool,
-    pub size: u64,
-    pub target: Option<String>,
-}
-
-/// Walk `root` and list its entries sorted bytewise by path, refusing special
-/// files, non-UTF-8 names and the reserved `.slipway/`.
-///
-/// # Errors
-/// One-line error naming the offending path.
-pub fn scan_dir(root: &Path) -> Result<Vec<Scanned>> {
-    let meta = fs::metadata(root)?;
-    if !meta.is_dir() {
-        return Err(Error::usage(format!("`{}` is not a directory", root.display())));
-    }
-    let mut out = Vec::new();
-    let mut stack = vec![(root.to_path_buf(), String::new())];
-    while let Some((dir, prefix)) = stack.pop() {
-        for (name, abs) in fs::read_dir_sorted(&dir)? {
-            let Some(name) = name.to_str() else {
-                return Err(Error::other(format!(
-                    "`{}` has a name that is not valid UTF-8; rename it",
-                    abs.display()
-                )));
-            };
-            let rel = if prefix.is_empty() {
-                name.to_string()
-            } else {
-                format!("{prefix}/{name}")
-            };
-            let m = fs::symlink_metadata(&abs)?;
-            let ft = m.file_type();
-            let (kind, executable, size, target) = if ft.is_dir() {
-                stack.push((abs.clone(), rel.clone()));
-                (Kind::Dir, false, 0, None)
-            } else if ft.is_file() {
-                (Kind::File, m.permissions().mode() & 0o111 != 0, m.size(), None)
-            } else if ft.is_symlink() {
-                let t = fs::read_link(&abs)?;
-                let Some(t) = t.to_str() else {
-                    return Err(Error::other(format!(
-                        "symlink `{}` has a target that is not valid UTF-8",
-                        abs.display()
-                    )));
-                };
-                (Kind::Symlink, false, 0, Some(t.to_string()))
-            } else {
-                return Err(Error::other(format!(
-                    "`{}` is a special file (device, fifo or socket); bundles hold only files, directories and symlinks",
-                    abs.display()
-                )));
-            };
-            out.push(Scanned {
-                rel,
-                abs,
-                kind,
-                executable,
-                size,
-                target,
-            });
-        }
-    }
-    out.sort_by(|a, b| a.rel.as_bytes().cmp(b.rel.as_bytes()));
-    Ok(out)
-}
-
-/// Check a scanned tree against the manifest rules before reading any content.
-///
-/// # Errors
-/// Integrity error naming the first bad path.
-pub fn prevalidate(scanned: &[Scanned], source_date_epoch: i64, allow_links: &[String]) -> Result<()> {
-    let entries = scanned
-        .iter()
-        .map(|s| to_entry(s, Digest([0; 32]), allow_links))
-        .collect();
-    Manifest {
-        version: MANIFEST_VERSION,
-        source_date_epoch,
-        entries,
-    }
-    .validate()
-}
-
-fn to_entry(s: &Scanned, digest: Digest, allow_links: &[String]) -> Entry {
-    match s.kind {
-        Kind::Dir => Entry::dir(s.rel.clone()),
-        Kind::File => Entry::file(s.rel.clone(), s.executable, s.size, digest),
-        Kind::Symlink => {
-            let mut e = Entry::symlink(s.rel.clone(), s.target.clone().unwrap_or_default());
-            e.external = allow_links.iter().any(|a| a == &s.rel);
-            e
-        }
-    }
 }
 
 /// Snapshot the directory `root` into a bundle file in `tmp_dir`.
@@ -904,20 +473,6 @@ mod tests {
         // What follows the body is the index frame, the file's last bytes.
         assert_eq!(index.frame_offset(7) as usize + index.encode().len(), bytes.len());
         assert!(bytes.ends_with(b"SLWX"));
-    }
-
-    #[test]
-    fn padding_is_one_skippable_frame_ending_at_the_body_alignment() {
-        for len in [0usize, 1, 100, 4087, 4088, 4089, 4096, 10_000] {
-            let mut p = vec![7u8; len];
-            pad_to_body_align(&mut p);
-            assert_eq!(p.len() % BODY_ALIGN, 0, "{len}");
-            assert!(p.len() >= len + 8 && p.len() < len + 8 + BODY_ALIGN, "{len}");
-            assert_eq!(p[len..len + 4], SKIPPABLE_MAGIC.to_le_bytes());
-            let size = u32::from_le_bytes([p[len + 4], p[len + 5], p[len + 6], p[len + 7]]) as usize;
-            assert_eq!(len + 8 + size, p.len());
-            assert!(p[len + 8..].iter().all(|b| *b == 0));
-        }
     }
 
     #[test]

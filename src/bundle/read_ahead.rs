@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
-use super::pack::{changed, read_some};
+use super::tree::{changed, read_some};
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::fs;

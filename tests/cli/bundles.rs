@@ -1,4 +1,7 @@
-//! Issue 2: reproducible, content-addressed bundles in the local store.
+//! Bundles in the local store are reproducible and content-addressed: the
+//! same tag gives the same id and the same bytes; a name is never rebound;
+//! unsafe trees, bad tags and corrupt or lying imports are refused before
+//! anything is stored.
 
 use std::os::unix::fs::PermissionsExt;
 

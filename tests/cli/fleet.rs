@@ -1,5 +1,5 @@
 //! Fleet commands through the real binary over three real sshd hosts on
-//! loopback (issue 5): deploy, health checks and reverts, unreachable hosts,
+//! loopback: deploy, health checks and reverts, unreachable hosts,
 //! hooks and their environment, rolling batches, hook timeouts, rollback,
 //! canaries and locks.
 //!
@@ -738,8 +738,8 @@ fn fleet_expect_that_one_host_does_not_match_switches_nothing_and_exits_6() {
     }
     assert_eq!(f.history(0), ["activate none->v1"]);
 
-    // `activate` re-activates a host already on the release (DESIGN: it
-    // succeeds and is recorded), so `--expect` is checked there too.
+    // `activate` re-activates a host already on the release (it succeeds
+    // and is recorded: `releases.rs`), so `--expect` is checked there too.
     f.slipway()
         .args(["activate", "v2", "-t", "prod", "--expect", "v1", "--json"])
         .fails(6);

@@ -1,4 +1,7 @@
-//! Issue 7: promotion gates and the audit trail (history, provenance).
+//! Promotion gates and the audit trail: a gated target takes only bundles
+//! that are healthy on every host of its staging target, an override needs
+//! a reason that history records, and provenance says where a release was
+//! tested and when it went live.
 
 use crate::support::{Env, write_file};
 

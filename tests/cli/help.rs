@@ -1,4 +1,4 @@
-//! Issue 8: help pages are part of the interface. `slipway --help` and
+//! Help pages are part of the interface. `slipway --help` and
 //! `slipway COMMAND --help` (nested ones too: `host check`) are compared with
 //! `tests/snapshots/help/<slipway|command[-sub]>.txt`, at a fixed width of
 //! 100 columns.

@@ -1,5 +1,5 @@
-//! Issue 8: `slipway host check` and `slipway host install`, over a real sshd
-//! on loopback (and a local path), read the way a newcomer reads them: one
+//! `slipway host check` and `slipway host install`, over a real sshd on
+//! loopback (and a local path), read the way a newcomer reads them: one
 //! line per check, a fix for each problem, both versions on a mismatch.
 
 use std::os::unix::fs::PermissionsExt;

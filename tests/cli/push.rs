@@ -1,10 +1,12 @@
-//! Issue 3: `slipway push` to local-path targets (the same `serve` and
-//! protocol as over SSH, without SSH).
+//! `slipway push` stages a release exactly as bundled, read-only and not
+//! live, sending only what a host lacks and surviving kills and races — on
+//! local-path targets (the same `serve` and protocol as over SSH, without
+//! SSH) and over a real sshd.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::support::{Env, noise, snapshot, write_file};
+use crate::support::{Env, Scenario, noise, snapshot, write_file};
 
 /// A release tree with every kind of entry.
 fn tree(env: &Env, dir: &str) -> PathBuf {
@@ -452,56 +454,30 @@ fn leftovers_of_a_killed_push_are_removed_when_the_release_is_pushed_again() {
 
 #[test]
 fn push_over_real_sshd_to_a_two_host_target_then_incrementally() {
-    let a = crate::support::sshd::Sshd::start();
-    let b = crate::support::sshd::Sshd::start();
-    let env = Env::new();
-    let ssh_config = crate::support::sshd::write_ssh_config(&env.path("ssh_config"), &[&a, &b]);
-    let root_a = env.path("host-a");
-    let root_b = env.path("host-b");
-    env.write(
-        "slipway.toml",
-        format!(
-            "[targets.prod]\nhosts = [\"{}\", \"{}\"]\n",
-            a.url(&root_a),
-            b.url(&root_b)
-        ),
-    );
-    site_v1(&env);
-    let out = env
-        .slipway()
-        .via_ssh(&ssh_config)
-        .args(["push", "v1", "-t", "prod", "--json"])
-        .ok();
+    let mut s = Scenario::new().ssh_hosts(2).start();
+    site_v1(&s.env);
+    let out = s.slipway().args(["push", "v1", "-t", "prod", "--json"]).ok();
     let hosts = out.json();
     assert_eq!(hosts.as_array().map(Vec::len), Some(2), "{out}");
-    assert_eq!(hosts[0]["host"], a.url(&root_a).as_str());
-    for root in [&root_a, &root_b] {
+    assert_eq!(hosts[0]["host"], s.label(0));
+    for i in 0..2 {
         assert_eq!(
-            snapshot(&root.join("releases/v1")),
-            snapshot(&env.path("site")),
+            snapshot(&s.root(i).join("releases/v1")),
+            snapshot(&s.env.path("site")),
             "staged over ssh = the tree"
         );
     }
-    env.write("site/index.html", "<h1>v2</h1>\n");
-    env.slipway().args(["build", "--dir", "site", "--name", "v2"]).ok();
-    let out = env
-        .slipway()
-        .via_ssh(&ssh_config)
-        .args(["push", "v2", "-t", "prod", "--json"])
-        .ok();
+    s.env.write("site/index.html", "<h1>v2</h1>\n");
+    s.env.slipway().args(["build", "--dir", "site", "--name", "v2"]).ok();
+    let out = s.slipway().args(["push", "v2", "-t", "prod", "--json"]).ok();
     for h in out.json().as_array().unwrap() {
         let sent = h["bytes_sent"].as_u64().unwrap();
         assert!(sent < 16 * 1024, "incremental push over ssh sent {sent} bytes: {out}");
     }
     // An unreachable host: one line naming it, exit 1.
-    let mut a = a;
-    a.stop();
-    let out = env
-        .slipway()
-        .via_ssh(&ssh_config)
-        .args(["push", "v2", "-t", "prod"])
-        .fails(1);
-    out.one_line_error().stderr_has(&a.url(&root_a));
+    s.stop_host(0);
+    let out = s.slipway().args(["push", "v2", "-t", "prod"]).fails(1);
+    out.one_line_error().stderr_has(s.label(0));
 }
 
 /// A mistyped root (`-t /etc`) or another tool's deploy root is refused
@@ -553,7 +529,7 @@ fn body_frames(bundle: &[u8]) -> (Vec<(usize, usize)>, usize) {
 }
 
 #[test]
-fn issue_3_an_incremental_push_decodes_only_the_frames_it_needs_and_checks_what_it_sends() {
+fn an_incremental_push_decodes_only_the_frames_it_needs_and_checks_what_it_sends() {
     let env = Env::new();
     site_v1(&env);
     for host in ["host1", "host2"] {

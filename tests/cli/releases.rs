@@ -1,10 +1,11 @@
-//! Issue 4: releases on a host — activate, rollback, history, status, locks,
-//! prune, shared data and the drift check, on local paths and over SSH.
+//! Releases on a host — activate, rollback, history, status, locks, prune,
+//! shared data and the drift check — keep `current`, history and the
+//! operator's exit codes in agreement, on local paths and over SSH.
 
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{Env, write_file};
+use crate::support::{Env, Scenario, write_file};
 
 /// Build releases v1..=n from a small tree whose index.html names the release.
 fn releases(env: &Env, n: usize) {
@@ -234,17 +235,13 @@ fn racing_operators_each_succeed_once_or_exit_4_and_history_matches_current() {
 
 #[test]
 fn shared_data_survives_activate_rollback_and_prune() {
-    let env = Env::new();
-    releases(&env, 4);
-    let root = env.path("host");
-    env.write(
-        "slipway.toml",
-        format!(
-            "[targets.web]\nhosts = [\"{}\"]\nshared = [\"uploads\", \"static/cache\"]\nshared_files = [\"config.env\"]\nkeep = 1\n",
-            root.display()
-        ),
-    );
-    env.slipway().args(["deploy", "v1", "-t", "web"]).ok();
+    let s = Scenario::new()
+        .tags(["v1", "v2", "v3", "v4"])
+        .local_hosts(1)
+        .toml("shared = [\"uploads\", \"static/cache\"]\nshared_files = [\"config.env\"]\nkeep = 1\n")
+        .start();
+    let root = s.root(0);
+    s.slipway().args(["deploy", "v1", "-t", "prod"]).ok();
     // the application writes through current/
     std::fs::write(root.join("current/uploads/photo.jpg"), "precious").unwrap();
     std::fs::write(root.join("current/config.env"), "SECRET=1").unwrap();
@@ -256,10 +253,10 @@ fn shared_data_survives_activate_rollback_and_prune() {
         "../../shared/uploads"
     );
     for v in ["v2", "v3", "v4"] {
-        env.slipway().args(["deploy", v, "-t", "web"]).ok();
+        s.slipway().args(["deploy", v, "-t", "prod"]).ok();
     }
-    env.slipway().args(["rollback", "-t", "web"]).ok();
-    env.slipway().args(["prune", "-t", "web", "--keep", "1"]).ok();
+    s.slipway().args(["rollback", "-t", "prod"]).ok();
+    s.slipway().args(["prune", "-t", "prod", "--keep", "1"]).ok();
     assert_eq!(
         std::fs::read_to_string(root.join("current/uploads/photo.jpg")).unwrap(),
         "precious"
@@ -272,53 +269,49 @@ fn shared_data_survives_activate_rollback_and_prune() {
         std::fs::read_to_string(root.join("current/static/cache/x")).unwrap(),
         "cached"
     );
-    env.slipway().args(["verify", "-t", "web"]).ok();
+    s.slipway().args(["verify", "-t", "prod"]).ok();
 
     // a bundle with a file where a shared path goes is refused, naming it
-    write_file(&env.path("site/uploads"), b"oops");
-    env.slipway().args(["build", "--dir", "site", "--name", "v5"]).ok();
-    env.slipway()
-        .args(["push", "v5", "-t", "web"])
+    s.repo.write("uploads", "oops");
+    s.tag("v5");
+    s.slipway()
+        .args(["push", "v5", "-t", "prod"])
         .fails(1)
         .stderr_has("the bundle has a file at shared path `uploads`");
 }
 
 #[test]
 fn prune_keeps_current_previous_pinned_and_waiting_releases_and_dry_run_lists() {
-    let env = Env::new();
-    releases(&env, 6);
-    let root = env.path("host");
-    env.write(
-        "slipway.toml",
-        format!(
-            "[targets.web]\nhosts = [\"{}\"]\npinned = [\"v1\"]\nkeep = 5\n",
-            root.display()
-        ),
-    );
+    let s = Scenario::new()
+        .tags(["v1", "v2", "v3", "v4", "v5", "v6"])
+        .local_hosts(1)
+        .toml("pinned = [\"v1\"]\nkeep = 5\n")
+        .start();
+    let root = s.root(0);
     for v in ["v1", "v2", "v3", "v4", "v5"] {
-        env.slipway().args(["push", v, "-t", "web"]).ok();
-        env.slipway().args(["activate", v, "-t", "web"]).ok();
+        s.slipway().args(["push", v, "-t", "prod"]).ok();
+        s.slipway().args(["activate", v, "-t", "prod"]).ok();
     }
-    env.slipway().args(["push", "v6", "-t", "web"]).ok(); // waiting to go live
-    let dry = env
+    s.slipway().args(["push", "v6", "-t", "prod"]).ok(); // waiting to go live
+    let dry = s
         .slipway()
-        .args(["prune", "-t", "web", "--keep", "0", "--dry-run", "--json"])
+        .args(["prune", "-t", "prod", "--keep", "0", "--dry-run", "--json"])
         .ok()
         .json();
     assert_eq!(dry[0]["releases"], serde_json::json!(["v2", "v3"]), "{dry}");
     assert!(root.join("releases/v2").is_dir(), "dry run removes nothing");
-    let out = env.slipway().args(["prune", "-t", "web", "--keep", "0"]).ok();
+    let out = s.slipway().args(["prune", "-t", "prod", "--keep", "0"]).ok();
     assert!(out.stdout().contains("removed v2, v3"), "{out}");
     for kept in ["v1", "v4", "v5", "v6"] {
         assert!(root.join("releases").join(kept).is_dir(), "{kept} kept");
     }
     assert!(!root.join("releases/v2").exists() && !root.join(".slipway/releases/v2.json").exists());
-    env.slipway().args(["verify", "-t", "web"]).ok();
-    env.slipway().args(["rollback", "-t", "web"]).ok();
-    assert_eq!(current(&root), "v4");
+    s.slipway().args(["verify", "-t", "prod"]).ok();
+    s.slipway().args(["rollback", "-t", "prod"]).ok();
+    assert_eq!(current(root), "v4");
 }
 
-/// Issue 8: the lock file a finished push leaves (`tmp/<name>.lock`) is not a
+/// The lock file a finished push leaves (`tmp/<name>.lock`) is not a
 /// staging leftover worth reporting; a killed push's `.partial` is.
 #[test]
 fn prune_does_not_report_release_lock_files_as_staging_leftovers() {
@@ -424,37 +417,19 @@ fn a_killed_activate_leaves_current_at_the_old_or_the_new_release() {
 
 #[test]
 fn activate_and_rollback_over_real_sshd() {
-    let host = crate::support::sshd::Sshd::start();
-    let env = Env::new();
-    releases(&env, 2);
-    let root = env.path("srv");
-    let url = host.url(&root);
+    let s = Scenario::new().tags(["v1", "v2"]).ssh_hosts(1).start();
+    let (root, url) = (s.root(0), s.label(0));
     for v in ["v1", "v2"] {
-        env.slipway()
-            .via_ssh(host.ssh_config_path())
-            .args(["deploy", v, "-t", &url])
-            .ok();
+        s.slipway().args(["deploy", v, "-t", url]).ok();
     }
-    assert_eq!(current(&root), "v2");
-    env.slipway()
-        .via_ssh(host.ssh_config_path())
-        .args(["rollback", "-t", &url])
-        .ok();
-    assert_eq!(current(&root), "v1");
-    let st = env
-        .slipway()
-        .via_ssh(host.ssh_config_path())
-        .args(["status", "--json", "-t", &url])
-        .ok()
-        .json();
-    assert_eq!(st[0]["host"], url.as_str());
+    assert_eq!(current(root), "v2");
+    s.slipway().args(["rollback", "-t", url]).ok();
+    assert_eq!(current(root), "v1");
+    let st = s.slipway().args(["status", "--json", "-t", url]).ok().json();
+    assert_eq!(st[0]["host"], url);
     assert_eq!(st[0]["current"], "v1");
-    env.slipway()
-        .via_ssh(host.ssh_config_path())
-        .args(["activate", "v2", "-t", &url, "--expect", "v2"])
+    s.slipway()
+        .args(["activate", "v2", "-t", url, "--expect", "v2"])
         .fails(6);
-    env.slipway()
-        .via_ssh(host.ssh_config_path())
-        .args(["verify", "-t", &url])
-        .ok();
+    s.slipway().args(["verify", "-t", url]).ok();
 }

@@ -1,6 +1,6 @@
-//! Issue 3: `slipway serve` against a crafted client that speaks the protocol
-//! wrongly or maliciously. Everything is refused with nothing written
-//! outside `.slipway/tmp/` and no release bound.
+//! `slipway serve` against a crafted client that speaks the protocol wrongly
+//! or maliciously: everything is refused with nothing written outside
+//! `.slipway/tmp/` and no release bound.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
-//! Issue 8: a newcomer's first commands — `init`, `completions`, `man` —
-//! which need no store, no home directory and no host.
+//! A newcomer's first commands — `init`, `completions`, `man` — need no
+//! store, no home directory and no host, write files others can read, and
+//! answer first mistakes in one line that says what to do.
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -127,7 +128,7 @@ fn mode(p: &std::path::Path) -> u32 {
         & 0o777
 }
 
-/// Issue 8: files written for the user (an export and its sidecar, man pages,
+/// Files written for the user (an export and its sidecar, man pages,
 /// `slipway.toml`) are 0644 minus the umask, like any other program's, not
 /// 0600 like slipway's scratch files.
 #[test]
@@ -153,7 +154,7 @@ fn exports_man_pages_and_init_are_readable_by_others_minus_the_umask() {
     }
 }
 
-/// Issue 8: `SLIPWAY_STORE=` (set but empty) means unset, as an empty
+/// `SLIPWAY_STORE=` (set but empty) means unset, as an empty
 /// `XDG_DATA_HOME` does: the default store, not a usage error.
 #[test]
 fn an_empty_slipway_store_means_the_default_store() {
@@ -175,7 +176,7 @@ fn an_empty_slipway_store_means_the_default_store() {
     assert!(elsewhere.join("names").is_dir() && !elsewhere.join("names/v1.json").exists());
 }
 
-/// Issue 8, "errors read well": a newcomer's first mistakes each get one
+/// Errors read well: a newcomer's first mistakes each get one
 /// line saying what happened, where, and what to do next, with the
 /// documented exit code.
 #[test]

@@ -1,4 +1,4 @@
-//! Issue 7: signed releases. `slipway sign` and `build --sign` with real
+//! Signed releases. `slipway sign` and `build --sign` with real
 //! `ssh-keygen`-made keys (files and an ssh-agent), signatures through
 //! `inspect`, `export`/`import` and `push`, and hosts that enforce
 //! `.slipway/allowed_signers` — over a local path and over a real sshd.

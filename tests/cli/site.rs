@@ -1,4 +1,4 @@
-//! Issue 8, a real project end to end: a small static site is built from
+//! A real project end to end: a small static site is built from
 //! tags by its own build command, deployed over SSH to two hosts that each
 //! serve `<root>/current` through a web server, reloaded by `after_activate`
 //! and checked by an HTTP `health` hook — then deployed again and rolled

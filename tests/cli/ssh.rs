@@ -1,10 +1,13 @@
-//! Issue 3: the SSH transport, over a real sshd on loopback.
+//! The SSH transport, over a real sshd on loopback: bytes round-trip at a
+//! decent rate, arguments arrive quoted, the operator's ssh config and host
+//! keys apply, and a refused, silent or unauthenticated connection, an
+//! unknown host key or a missing remote slipway is one line naming the host
+//! (within the connect timeout where it is a wait).
 //!
-//! `serve` and `push` live on another branch, so these tests drive the
-//! transport through the library (`slipway::remote::connect`) with a stand-in
-//! remote command: a script that ignores its arguments and echoes stdin back.
-//! Once `push` exists, the CLI tests use the same harness through
-//! `Cmd::via_ssh`.
+//! These tests drive the transport through the library
+//! (`slipway::remote::connect`) with a stand-in remote command: a script
+//! that ignores its arguments and echoes stdin back. The CLI tests reach
+//! sshd through the same harness with `Cmd::via_ssh`.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;

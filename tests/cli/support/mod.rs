@@ -5,12 +5,27 @@
 //! let env = Env::new();
 //! let repo = env.repo("app");
 //! repo.write("index.html", "hi").commit("first").tag("v1");
-//! let id = env.slipway().args(["build", "v1"]).current_dir(&repo.path).ok().stdout_line();
+//! let id = env.slipway().args(["build", "v1"]).current_dir(&repo.path).ok().line();
 //! ```
+//!
+//! A test that needs hosts starts from a [`Scenario`] (tags, hosts over
+//! sshd or local paths, `slipway.toml`). The rest is harness for one family
+//! of tests each: [`sshd`] (throwaway servers), [`faults`] (the fault rig),
+//! [`archive`] (hostile archives), [`docs`] (the doc runner).
+//!
+//! Invariant: the binary a test runs sees a clean environment (no store,
+//! ssh config, remote binary or `SOURCE_DATE_EPOCH` inherited from the
+//! caller), and each test's files live in temp directories of its own.
 
 #![allow(dead_code)]
 
+pub mod archive;
+pub mod docs;
+pub mod faults;
+pub mod scenario;
 pub mod sshd;
+
+pub use scenario::Scenario;
 
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
