@@ -1,7 +1,7 @@
-//! The body's compressor: [`Frames`] is a [`Write`] that cuts the tar
+//! The body's compressor: `Frames` is a [`Write`] that cuts the tar
 //! stream into chunks of a fixed size (`BODY_CHUNK` in a bundle), has a
 //! pool of threads compress each chunk into an independent zstd frame, and
-//! writes the frames in order to a [`Writeback`] file; [`zstd_encoder`]
+//! writes the frames in order to a `Writeback` file; `zstd_encoder`
 //! makes the manifest frame; [`zstd_workers`] says how many threads a build
 //! uses.
 //!

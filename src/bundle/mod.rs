@@ -27,7 +27,7 @@
 //!   whole ([`unpack::read_bundle`]) or only some entries, decoding only the
 //!   frames that hold them ([`unpack::read_entries`]),
 //! - [`index`] owns the index format (a hint: never trusted for content),
-//! - [`format`] holds the geometry all of them share (manifest path, zstd
+//! - [`format`](mod@format) holds the geometry all of them share (manifest path, zstd
 //!   level, chunk size, body alignment),
 //! - [`git`] exports a tag's tree.
 //!

@@ -1,13 +1,13 @@
 //! The directory a bundle is made from: listing it ([`scan_dir`]), checking
 //! the listing against the manifest rules before any content is read
-//! ([`prevalidate`]), and reading its files ([`read_some`], [`changed`]) —
+//! ([`prevalidate`]), and reading its files (`read_some`, `changed`) —
 //! shared by [`super::pack`] and [`super::read_ahead`], which read the
 //! files on a thread of its own.
 //!
 //! Invariant: a listing is sorted bytewise by path and holds only files,
 //! directories and symlinks whose names and targets are UTF-8; a file that
 //! is read back with another size than it was listed with is an error
-//! naming it ([`changed`]), never a different bundle.
+//! naming it (`changed`), never a different bundle.
 
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

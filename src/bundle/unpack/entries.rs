@@ -57,7 +57,7 @@ fn decoder_at<'f>(file: &'f File, pos: u64, end: u64, origin: &str) -> Result<Sp
 /// and its content (empty for directories and symlinks), read from the
 /// bundle at `path`, which must hold `manifest` (id `id`).
 ///
-/// With the bundle's index ([`super::index`]) only the frames holding the
+/// With the bundle's index ([`crate::bundle::index`]) only the frames holding the
 /// wanted entries are decoded: for each wanted entry a decoder starts at the
 /// frame where its header starts, unless the current decoder is at or before
 /// that frame's first entry already (then it reads on, skipping the members

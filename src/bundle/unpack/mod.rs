@@ -24,9 +24,9 @@
 //! start in the middle of a frame skips less than one chunk (at most
 //! [`super::index::MAX_CHUNK`]) of decoded bytes.
 //!
-//! - [`whole`] reads a whole bundle from any reader ([`read_bundle`]),
-//! - [`entries`] reads some entries of a bundle file ([`read_entries`]),
-//! - [`members`] is what both read with: the raw members under limits, each
+//! - `whole` reads a whole bundle from any reader ([`read_bundle`]),
+//! - `entries` reads some entries of a bundle file ([`read_entries`]),
+//! - `members` is what both read with: the raw members under limits, each
 //!   checked against its manifest entry.
 //!
 //! `entries` uses `whole` (to read a bundle without an index) and both use

@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use super::{bare, ssh_fix};
+use super::reach::{bare, ssh_fix};
 use crate::Context;
 use crate::cli::HostCheckArgs;
 use crate::error::{Error, Result};

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{bare, ssh_fix};
+use super::reach::{bare, ssh_fix};
 use crate::Context;
 use crate::cli::HostInstallArgs;
 use crate::digest::{Digest, HashingReader};

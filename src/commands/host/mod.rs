@@ -5,44 +5,7 @@
 
 mod check;
 mod install;
+mod reach;
 
 pub use check::check;
 pub use install::install;
-
-use crate::error::Error;
-use crate::remote::{HostSpec, Location};
-
-/// An error's text without the `host: ` prefix (the output names the host already).
-fn bare(e: &Error) -> String {
-    match e {
-        Error::Host { source, .. } => bare(source),
-        other => other.to_string(),
-    }
-}
-
-/// How to try the same connection by hand: `ssh [-F CONFIG] [-p PORT] [USER@]HOST`.
-fn ssh_command(spec: &HostSpec) -> String {
-    let Location::Ssh { user, host, port, .. } = &spec.location else {
-        return String::new();
-    };
-    let mut cmd = String::from("ssh");
-    if let Some(c) = &spec.ssh_config {
-        cmd.push_str(&format!(" -F {}", c.display()));
-    }
-    if let Some(p) = port {
-        cmd.push_str(&format!(" -p {p}"));
-    }
-    match user {
-        Some(u) => cmd.push_str(&format!(" {u}@{host}")),
-        None => cmd.push_str(&format!(" {host}")),
-    }
-    cmd
-}
-
-/// The fix for a host that cannot be reached.
-fn ssh_fix(spec: &HostSpec) -> String {
-    format!(
-        "make `{} true` work from this machine (host up, key in your agent, host key in known_hosts); see docs/ssh.md",
-        ssh_command(spec)
-    )
-}
