@@ -190,7 +190,7 @@ fn racing_operators_each_succeed_once_or_exit_4_and_history_matches_current() {
     env.slipway().args(["activate", "v1", "-t", &t]).ok();
     let before = env
         .slipway()
-        .args(["history", "--json", "-t", &t])
+        .args(["history", "--all", "--json", "-t", &t])
         .ok()
         .json()
         .as_array()
@@ -223,9 +223,9 @@ fn racing_operators_each_succeed_once_or_exit_4_and_history_matches_current() {
         }
     }
     assert!(ok >= 1);
-    let hist = env.slipway().args(["history", "--json", "-t", &t]).ok().json();
+    let hist = env.slipway().args(["history", "--all", "--json", "-t", &t]).ok().json();
     let hist = hist.as_array().unwrap();
-    assert!(hist.len() <= before + ok, "at most one record per successful operator");
+    assert_eq!(hist.len(), before + ok, "one record per successful operator");
     assert_eq!(
         hist[0]["to"].as_str().unwrap(),
         current(&root),
