@@ -3,9 +3,9 @@
 //! operator's exit codes in agreement, on local paths and over SSH.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
-use crate::support::{Env, Scenario, write_file};
+use crate::support::{Env, Scenario, has_open, hold_lock, wait_for, write_file};
 
 /// Build releases v1..=n from a small tree whose index.html names the release.
 fn releases(env: &Env, n: usize) {
@@ -161,21 +161,43 @@ fn a_held_lock_fails_fast_naming_the_holder_or_is_waited_for() {
         r#"{"actor":"alice@laptop","command":"slipway activate v9","pid":4242,"since":"2026-01-01T00:00:00Z"}"#,
     )
     .unwrap();
-    let mut holder = Command::new("flock")
-        .arg(root.join(".slipway/lock"))
-        .args(["sleep", "3"])
-        .spawn()
-        .expect("flock(1) from util-linux");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Held until `release` appears, however slow this machine is.
+    let release = env.path("release-lock");
+    let mut holder = hold_lock(&root, &release);
     let out = env.slipway().args(["activate", "v2", "-t", t]).fails(4);
-    out.stderr_has("locked by alice@laptop (pid 4242, `slipway activate v9`");
+    out.stderr_has("locked by alice@laptop (pid 1, `slipway activate v9`");
     assert_eq!(current(&root), "v1", "nothing changed");
     let st = status(&env, t);
     assert_eq!(st["lock"]["actor"], "alice@laptop");
     env.slipway().args(["prune", "-t", t]).fails(4);
-    env.slipway().args(["activate", "v2", "-t", t, "--wait", "20"]).ok();
+
+    // --wait waits: its `serve` opens the lock file and stays while it is held.
+    let mut waiting = env
+        .slipway()
+        .args(["activate", "v2", "-t", t, "--wait", "60"])
+        .cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lock = root.join(".slipway/lock");
+    let pid = waiting.id();
+    wait_for(30, "the waiting activate to open the lock file", || {
+        let gone = waiting.try_wait().unwrap();
+        assert!(gone.is_none(), "activate --wait ended ({gone:?}) while the lock was held");
+        has_open(pid, &lock)
+    });
+    assert!(waiting.try_wait().unwrap().is_none(), "activate --wait gave up while the lock was held");
+    assert_eq!(current(&root), "v1", "nothing switched while waiting");
+    std::fs::write(&release, "").unwrap();
+    assert!(holder.wait().success());
+    let out = waiting.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "activate --wait: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(current(&root), "v2");
-    let _ = holder.wait();
 }
 
 #[test]
