@@ -41,6 +41,7 @@ for m in "${modules[@]}"; do
   args=()
   for f in $files; do args+=(--file "$f"); done
   echo "== $m: $files (tests: $filters)" >&2
+  mkdir -p "target/mutants/$m"
   start=$(date +%s)
   # Exit 2 means "some mutants were missed": report it, go on to the next module.
   # shellcheck disable=SC2086
