@@ -775,7 +775,9 @@ fn fleet_push_with_a_host_dying_mid_stream_stages_the_others_and_a_rerun_complet
             .fails(1);
         // --json still reports every host: scripts learn which ones have it.
         let rows = out.json();
-        for (i, row) in rows.as_array().unwrap().iter().enumerate() {
+        let rows = rows.as_array().unwrap();
+        assert_eq!(rows.len(), f.labels.len(), "one row per host: {out}");
+        for (i, row) in rows.iter().enumerate() {
             assert_eq!(row["host"], f.labels[i].as_str(), "{out}");
             if i == victim {
                 assert_eq!(row["result"], "failed", "{out}");
