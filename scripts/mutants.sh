@@ -18,15 +18,16 @@ command -v cargo-mutants >/dev/null 2>&1 || {
   exit 1
 }
 
-# module -> "file(s)|test filters" (cargo test name filters: unit tests of the
-# module in the library, then the CLI tests that drive it).
+# module -> "file(s)|test targets|test name filters": the CLI tests that
+# drive the module, plus its unit tests where it has some (`--lib`, which
+# costs one more compilation of the library per mutant).
 declare -A SCOPE=(
-  [signatures]="src/host/signatures.rs|host::signatures sign::"
-  [activate]="src/host/activate.rs|host::activate releases:: sign::releases_staged faults::faults_an_activation faults::faults_a_torn_history"
-  [lock]="src/host/lock.rs|host::lock releases::a_held_lock releases::racing fleet::fleet_activate_fails_fast"
-  [prune]="src/host/prune.rs|host::prune releases:: security::an_append_only faults::faults_a_prune prune"
-  [manifest]="src/manifest.rs|manifest:: bundles:: hostile::"
-  [stage]="src/host/stage.rs src/host/objects.rs|host::stage host::objects push:: hostile:: sign::"
+  [signatures]="src/host/signatures.rs|--test cli|sign::"
+  [activate]="src/host/activate.rs|--test cli|releases:: sign::releases_staged faults::faults_an_activation faults::faults_a_torn_history"
+  [lock]="src/host/lock.rs|--test cli|releases::a_held_lock releases::racing fleet::fleet_activate_fails_fast"
+  [prune]="src/host/prune.rs|--test cli|releases:: security::an_append_only faults::faults_a_prune prune"
+  [manifest]="src/manifest.rs|--lib --test cli|manifest:: bundles:: hostile::"
+  [stage]="src/host/stage.rs src/host/objects.rs|--test cli|push:: hostile:: sign::"
 )
 ORDER=(activate signatures lock prune manifest stage)
 
@@ -36,8 +37,7 @@ modules=("$@")
 for m in "${modules[@]}"; do
   scope=${SCOPE[$m]:-}
   [ -n "$scope" ] || { echo "unknown module \`$m\` (one of: ${ORDER[*]})" >&2; exit 2; }
-  files=${scope%%|*}
-  filters=${scope#*|}
+  IFS='|' read -r files targets filters <<<"$scope"
   args=()
   for f in $files; do args+=(--file "$f"); done
   echo "== $m: $files (tests: $filters)" >&2
@@ -47,6 +47,6 @@ for m in "${modules[@]}"; do
   # shellcheck disable=SC2086
   cargo mutants "${args[@]}" --jobs "${JOBS:-1}" --baseline skip --timeout 300 \
     --output "target/mutants/$m" \
-    -- --lib --test cli -- $filters || [ $? -eq 2 ]
+    -- $targets -- $filters || [ $? -eq 2 ]
   echo "== $m: $(( $(date +%s) - start )) s" >&2
 done
