@@ -440,3 +440,15 @@ pub fn has_open(pid: u32, path: &Path) -> bool {
             .unwrap_or(false)
     })
 }
+
+/// `UPDATE_SNAPSHOTS=1`: rewrite snapshots instead of comparing. Refused
+/// under `CI=true` (`.ci/run` sets it), where a rewrite would make the
+/// comparison pass whatever the output is.
+pub fn update_snapshots() -> bool {
+    let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| !v.is_empty() && v != "0");
+    assert!(
+        !(update && std::env::var("CI").is_ok_and(|v| v == "true")),
+        "UPDATE_SNAPSHOTS is set under CI=true: snapshots are compared in CI, never rewritten"
+    );
+    update
+}
