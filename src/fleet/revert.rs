@@ -56,8 +56,7 @@ impl Fleet<'_> {
             && matches!(
                 exit,
                 Exit::HealthRolledBack | Exit::Locked | Exit::Integrity | Exit::ExpectMismatch
-            )
-        {
+            ) {
             exit
         } else {
             Exit::Error

@@ -471,7 +471,10 @@ fn usage(dir: &std::path::Path) -> (u64, u64) {
 fn frozen(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next())
+        })
         .is_none_or(|state| matches!(state, 'T' | 't' | 'Z' | 'X'))
 }
 
@@ -534,7 +537,11 @@ fn a_killed_build_leaves_the_store_as_it_was() {
             Some(9),
             "the kill at {point} found the build already over ({status})"
         );
-        assert_eq!(durable(), before, "a build killed at {point} changed the store outside tmp/");
+        assert_eq!(
+            durable(),
+            before,
+            "a build killed at {point} changed the store outside tmp/"
+        );
         env.slipway().args(["inspect", "big"]).fails(1);
         env.slipway().args(["verify", "small"]).ok();
     }

@@ -45,14 +45,21 @@ fn docs_blocks_are_marked_and_toml_examples_parse() {
 /// `/opt/slipway`), and the real `HOME`'s slipway store and config; each
 /// only when it does not exist yet, so that its appearance is the leak.
 fn guarded_paths(pages: &[(String, crate::support::docs::Page)], plans: &[(String, Plan)]) -> Vec<PathBuf> {
-    let mut texts: Vec<&str> = plans.iter().flat_map(|(_, p)| p.steps.iter().map(|s| s.text.as_str())).collect();
+    let mut texts: Vec<&str> = plans
+        .iter()
+        .flat_map(|(_, p)| p.steps.iter().map(|s| s.text.as_str()))
+        .collect();
     texts.extend(pages.iter().flat_map(|(_, p)| p.tomls.iter().map(|(_, t)| t.as_str())));
     let mut paths: BTreeSet<PathBuf> = BTreeSet::new();
     for text in texts {
         for word in text.split(|c: char| c.is_whitespace() || "\"'=,[]()<>;|`".contains(c)) {
             let Some(rest) = word.strip_prefix('/') else { continue };
             let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).take(2).collect();
-            if parts.iter().all(|p| p.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))) && !parts.is_empty() {
+            if parts
+                .iter()
+                .all(|p| p.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)))
+                && !parts.is_empty()
+            {
                 paths.insert(PathBuf::from(format!("/{}", parts.join("/"))));
             }
         }

@@ -397,7 +397,11 @@ fn host_install_refuses_a_copy_that_arrives_corrupted() {
         .run();
     let ours = {
         let out = std::process::Command::new("sha256sum").arg(bin()).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
     };
     let theirs = {
         let mut bytes = std::fs::read(bin()).unwrap();
@@ -407,10 +411,12 @@ fn host_install_refuses_a_copy_that_arrives_corrupted() {
     let a = host.alias();
     let text = out.stdout();
     assert!(
-        text.starts_with(&format!("{a}: not installed: the copy `{}.slipway-tmp-", dest.display()))
-            && text.contains(&format!(
-                "` has sha256 {theirs}, but this slipway has sha256 {ours}; nothing was installed\n"
-            )),
+        text.starts_with(&format!(
+            "{a}: not installed: the copy `{}.slipway-tmp-",
+            dest.display()
+        )) && text.contains(&format!(
+            "` has sha256 {theirs}, but this slipway has sha256 {ours}; nothing was installed\n"
+        )),
         "{out}"
     );
     assert!(
@@ -421,8 +427,15 @@ fn host_install_refuses_a_copy_that_arrives_corrupted() {
         "error: slipway was not installed on 1 of 1 host(s): {a} (see the fixes above)\n"
     ));
     assert_eq!(out.out.status.code(), Some(5), "an integrity failure: {out}");
-    let left: Vec<_> = std::fs::read_dir(env.path("opt")).unwrap().flatten().map(|e| e.file_name()).collect();
-    assert!(left.is_empty(), "nothing is installed and the copy is removed: {left:?}");
+    let left: Vec<_> = std::fs::read_dir(env.path("opt"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "nothing is installed and the copy is removed: {left:?}"
+    );
 }
 
 #[test]

@@ -184,10 +184,16 @@ fn a_held_lock_fails_fast_naming_the_holder_or_is_waited_for() {
     let pid = waiting.id();
     wait_for(30, "the waiting activate to open the lock file", || {
         let gone = waiting.try_wait().unwrap();
-        assert!(gone.is_none(), "activate --wait ended ({gone:?}) while the lock was held");
+        assert!(
+            gone.is_none(),
+            "activate --wait ended ({gone:?}) while the lock was held"
+        );
         has_open(pid, &lock)
     });
-    assert!(waiting.try_wait().unwrap().is_none(), "activate --wait gave up while the lock was held");
+    assert!(
+        waiting.try_wait().unwrap().is_none(),
+        "activate --wait gave up while the lock was held"
+    );
     assert_eq!(current(&root), "v1", "nothing switched while waiting");
     std::fs::write(&release, "").unwrap();
     assert!(holder.wait().success());

@@ -112,9 +112,7 @@ fn an_append_only_key_cannot_prune() {
     let names = ["v1", "v2", "v3", "v4"];
     for name in names {
         write_file(&env.path(&format!("{name}/index.html")), name.as_bytes());
-        env.slipway()
-            .args(["build", "--dir", name, "--name", name])
-            .ok();
+        env.slipway().args(["build", "--dir", name, "--name", name]).ok();
         env.slipway()
             .via_ssh(host.ssh_config_path())
             .args(["deploy", name, "-t", &url])

@@ -723,7 +723,11 @@ fn releases_staged_before_enforcement_cannot_be_activated_or_rolled_back_to() {
     }
     let root = std::fs::canonicalize(root).unwrap();
     let allowed = root.join(".slipway/allowed_signers");
-    std::fs::write(&allowed, format!("alice@example.com namespaces=\"slipway\" {}\n", alice.public)).unwrap();
+    std::fs::write(
+        &allowed,
+        format!("alice@example.com namespaces=\"slipway\" {}\n", alice.public),
+    )
+    .unwrap();
     let before = history_lines(&root);
 
     let refusal = |name: &str| {

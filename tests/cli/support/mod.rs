@@ -436,7 +436,10 @@ pub fn has_open(pid: u32, path: &Path) -> bool {
         let p = e.file_name().to_string_lossy().into_owned();
         let ours = p.parse() == Ok(pid) || parent(&p) == Some(pid);
         ours && std::fs::read_dir(format!("/proc/{p}/fd"))
-            .map(|fds| fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == target)))
+            .map(|fds| {
+                fds.flatten()
+                    .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == target))
+            })
             .unwrap_or(false)
     })
 }
