@@ -461,3 +461,44 @@ fn activate_and_rollback_over_real_sshd() {
         .fails(6);
     s.slipway().args(["verify", "-t", url]).ok();
 }
+
+#[test]
+fn activation_sweeps_leftover_links_and_refuses_a_release_whose_push_never_finished() {
+    let env = Env::new();
+    releases(&env, 2);
+    let root = env.path("host");
+    let t = root.to_str().unwrap();
+    env.slipway().args(["push", "v1", "-t", t]).ok();
+    env.slipway().args(["push", "v2", "-t", t]).ok();
+    // What an activation killed between its symlink and the rename leaves.
+    std::os::unix::fs::symlink("releases/v2", root.join("current.crashed-1234")).unwrap();
+    env.slipway().args(["activate", "v1", "-t", t]).ok();
+    assert_eq!(current(&root), "v1");
+    assert!(
+        std::fs::symlink_metadata(root.join("current.crashed-1234")).is_err(),
+        "the leftover link is swept"
+    );
+
+    // v2's push is undone the way a kill before its end leaves it: its
+    // metadata without `pushed_at`, or its tree gone.
+    let meta = root.join(".slipway/releases/v2.json");
+    let original = std::fs::read(&meta).unwrap();
+    let mut unfinished: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    unfinished.as_object_mut().unwrap().remove("pushed_at");
+    std::fs::write(&meta, serde_json::to_vec(&unfinished).unwrap()).unwrap();
+    let refused = |env: &Env| {
+        let out = env.slipway().args(["activate", "v2", "-t", t]).run();
+        assert_ne!(out.out.status.code(), Some(0), "{out}");
+        out.one_line_error().stderr_has("release `v2` ");
+        assert_eq!(current(&root), "v1", "nothing changed");
+    };
+    refused(&env);
+    std::fs::write(&meta, &original).unwrap();
+    let tree = root.join("releases/v2");
+    let aside = root.join("v2-aside");
+    std::fs::rename(&tree, &aside).unwrap();
+    refused(&env);
+    std::fs::rename(&aside, &tree).unwrap();
+    env.slipway().args(["activate", "v2", "-t", t]).ok();
+    assert_eq!(current(&root), "v2");
+}
