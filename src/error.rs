@@ -2,6 +2,13 @@
 //!
 //! Every failure that reaches the user is an [`Error`]; its [`Error::exit`]
 //! decides the process exit status, so scripts can rely on the codes below.
+//!
+//! Invariants: a failure a caller reacts to is a variant, never a message
+//! compared as text; every variant's exit code is fixed by its kind alone
+//! (the table in `docs/exit-codes.md`); an error that happened on a host
+//! says so once, through [`Error::on_host`], and [`Error::without_host`]
+//! takes that prefix off again. The protocol carries the variant's kind
+//! (`protocol::ErrorKind`), so it survives the trip from a host.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -51,6 +58,14 @@ pub enum Error {
     /// A health check failed and the release was rolled back (exit 3).
     #[error("{0}")]
     HealthRolledBack(String),
+    /// A host does not understand a request: it runs an older slipway than
+    /// the client (exit 1).
+    #[error("{0}")]
+    UnknownRequest(String),
+    /// A forced command (`command=` in `authorized_keys`) refused what the
+    /// client asked for: another command, root or flag (exit 2).
+    #[error("{0}")]
+    Restricted(String),
     /// Anything else (exit 1).
     #[error("{0}")]
     Other(String),
@@ -103,7 +118,8 @@ impl Error {
         }
     }
 
-    /// Attach the host this error happened on.
+    /// Attach the host this error happened on: its message then starts with
+    /// `host: `. An error that names its host already keeps that one.
     pub fn on_host(self, host: &str) -> Error {
         match self {
             Error::Host { .. } => self,
@@ -114,8 +130,9 @@ impl Error {
         }
     }
 
-    /// The error without the host it happened on, to quote inside a message
-    /// that names the host already.
+    /// The error without the host it happened on (the inverse of
+    /// [`Error::on_host`]), to quote inside a message or a row that names
+    /// the host already.
     pub fn without_host(&self) -> &Error {
         match self {
             Error::Host { source, .. } => source.without_host(),
@@ -126,8 +143,8 @@ impl Error {
     /// The process exit status for this error.
     pub fn exit(&self) -> Exit {
         match self {
-            Error::Io { .. } | Error::Other(_) | Error::Connection(_) => Exit::Error,
-            Error::Usage(_) => Exit::Usage,
+            Error::Io { .. } | Error::Other(_) | Error::Connection(_) | Error::UnknownRequest(_) => Exit::Error,
+            Error::Usage(_) | Error::Restricted(_) => Exit::Usage,
             Error::Integrity(_) => Exit::Integrity,
             Error::Locked(_) => Exit::Locked,
             Error::ExpectMismatch(_) => Exit::ExpectMismatch,
@@ -136,27 +153,35 @@ impl Error {
         }
     }
 
-    /// A stable short name of the kind, used in the protocol and `--json`.
-    pub fn kind(&self) -> &'static str {
-        match self.exit() {
-            Exit::Success | Exit::Error => "error",
-            Exit::Usage => "usage",
-            Exit::HealthRolledBack => "health",
-            Exit::Locked => "locked",
-            Exit::Integrity => "integrity",
-            Exit::ExpectMismatch => "expect",
+    /// An error of the kind that gives `exit`, saying `message` (a summary
+    /// of several hosts' errors keeps the exit code they decided).
+    pub fn with_exit(exit: Exit, message: String) -> Error {
+        match exit {
+            Exit::Locked => Error::Locked(message),
+            Exit::Integrity => Error::Integrity(message),
+            Exit::ExpectMismatch => Error::ExpectMismatch(message),
+            Exit::HealthRolledBack => Error::HealthRolledBack(message),
+            Exit::Usage => Error::Usage(message),
+            Exit::Success | Exit::Error => Error::Other(message),
         }
     }
 
-    /// Rebuild an error from its kind and message (the inverse of [`Error::kind`]).
-    pub fn from_kind(kind: &str, message: String) -> Error {
-        match kind {
-            "usage" => Error::Usage(message),
-            "health" => Error::HealthRolledBack(message),
-            "locked" => Error::Locked(message),
-            "integrity" => Error::Integrity(message),
-            "expect" => Error::ExpectMismatch(message),
-            _ => Error::Other(message),
+    /// An error of the same kind (the same variant, so the same exit code
+    /// and the same reaction from callers) saying `message` instead, without
+    /// the host: for a message that quotes this one, or that names the host
+    /// itself.
+    pub fn reworded(&self, message: String) -> Error {
+        match self {
+            Error::Usage(_) => Error::Usage(message),
+            Error::Integrity(_) => Error::Integrity(message),
+            Error::Locked(_) => Error::Locked(message),
+            Error::ExpectMismatch(_) => Error::ExpectMismatch(message),
+            Error::HealthRolledBack(_) => Error::HealthRolledBack(message),
+            Error::UnknownRequest(_) => Error::UnknownRequest(message),
+            Error::Restricted(_) => Error::Restricted(message),
+            Error::Connection(_) => Error::Connection(message),
+            Error::Host { source, .. } => source.reworded(message),
+            Error::Io { .. } | Error::Other(_) => Error::Other(message),
         }
     }
 
@@ -224,6 +249,8 @@ mod tests {
         assert_eq!(Error::Locked("x".into()).exit().code(), 4);
         assert_eq!(Error::integrity("x").exit().code(), 5);
         assert_eq!(Error::ExpectMismatch("x".into()).exit().code(), 6);
+        assert_eq!(Error::UnknownRequest("x".into()).exit().code(), 1);
+        assert_eq!(Error::Restricted("x".into()).exit().code(), 2);
         let io = Error::io("read", Path::new("/x"), io::Error::from_raw_os_error(2));
         assert_eq!(io.exit().code(), 1);
         assert_eq!(io.to_string(), "cannot read `/x`: no such file or directory");
@@ -231,7 +258,7 @@ mod tests {
     }
 
     #[test]
-    fn kinds_round_trip() {
+    fn reworded_errors_keep_their_kind() {
         for e in [
             Error::other("m"),
             Error::usage("m"),
@@ -239,9 +266,16 @@ mod tests {
             Error::Locked("m".into()),
             Error::integrity("m"),
             Error::ExpectMismatch("m".into()),
+            Error::UnknownRequest("m".into()),
+            Error::Restricted("m".into()),
         ] {
-            assert_eq!(Error::from_kind(e.kind(), "m".into()).exit(), e.exit());
+            let again = e.reworded("n".into());
+            assert_eq!(again.exit(), e.exit());
+            assert_eq!(std::mem::discriminant(&again), std::mem::discriminant(&e));
+            assert_eq!(again.to_string(), "n");
+            assert_eq!(Error::with_exit(e.exit(), "n".into()).exit(), e.exit());
         }
+        assert_eq!(Error::other("m").on_host("app1").reworded("n".into()).to_string(), "n");
     }
 
     #[test]

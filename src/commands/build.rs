@@ -154,7 +154,7 @@ pub fn run(args: &BuildArgs, ctx: &Context) -> Result<()> {
     }
     if let Some(key) = &key {
         let (sig, replaced) = super::sign::sign_release(&store, &name, id, key, args.principal.as_deref())
-            .map_err(|e| Error::from_kind(e.kind(), format!("built `{name}` ({id}) but did not sign it: {e}")))?;
+            .map_err(|e| e.reworded(format!("built `{name}` ({id}) but did not sign it: {e}")))?;
         ctx.out.info(&super::sign::describe(&name, &sig, replaced));
     }
     if ctx.out.json {

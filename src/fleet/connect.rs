@@ -14,7 +14,7 @@ use crate::remote::session::HostSession;
 use crate::remote::{HostSpec, Target};
 
 use super::member::Member;
-use super::report::{HostReport, Outcome, Phase, Step, one_line, with_exit};
+use super::report::{HostReport, Outcome, Phase, Step, one_line};
 
 /// Default `parallel`.
 pub const DEFAULT_PARALLEL: usize = 16;
@@ -182,7 +182,7 @@ impl<'a> Fleet<'a> {
                 m.report.result = Outcome::NotStarted;
             }
         }
-        Err(with_exit(exit, msg))
+        Err(Error::with_exit(exit, msg))
     }
 }
 

@@ -8,7 +8,6 @@
 use serde::Serialize;
 
 use crate::Context;
-use crate::error::{Error, Exit};
 use crate::output::human_bytes;
 use crate::remote::push::PushOutcome;
 
@@ -167,18 +166,6 @@ impl std::fmt::Display for Step {
             Step::Plan(v) => write!(f, "{v}"),
             Step::BeforeActivate(v) => write!(f, "{v}: before_activate"),
         }
-    }
-}
-
-/// An error of the kind that gives `exit`, saying `msg`.
-pub(super) fn with_exit(exit: Exit, msg: String) -> Error {
-    match exit {
-        Exit::Locked => Error::Locked(msg),
-        Exit::Integrity => Error::Integrity(msg),
-        Exit::ExpectMismatch => Error::ExpectMismatch(msg),
-        Exit::HealthRolledBack => Error::HealthRolledBack(msg),
-        Exit::Usage => Error::Usage(msg),
-        Exit::Success | Exit::Error => Error::Other(msg),
     }
 }
 

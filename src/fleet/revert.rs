@@ -21,7 +21,7 @@ use super::connect::{Fleet, each};
 use super::hooks::{Hook, HookKind};
 use super::member::{Member, Position};
 use super::plan::Goal;
-use super::report::{Outcome, Phase, one_line, with_exit};
+use super::report::{Outcome, Phase, one_line};
 use super::switch::{SwitchOptions, lock_holder};
 
 /// How long a reconnected revert waits for the host's lock: the broken
@@ -55,7 +55,7 @@ impl Fleet<'_> {
         } else {
             Exit::Error
         };
-        with_exit(exit, msg)
+        Error::with_exit(exit, msg)
     }
 
     /// Switch every switched host back; returns a sentence for the error.

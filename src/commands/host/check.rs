@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use super::reach::{bare, ssh_fix};
+use super::reach::ssh_fix;
 use crate::Context;
 use crate::cli::HostCheckArgs;
 use crate::error::{Error, Result};
@@ -150,7 +150,7 @@ fn run_checks(spec: &HostSpec, lines: &mut Lines) -> Option<CheckReport> {
                 Location::Ssh { .. } => ssh_fix(spec),
                 Location::Local { .. } => "check that this slipway can run `slipway serve` here".into(),
             };
-            lines.problem("ssh", bare(&e), fix);
+            lines.problem("ssh", e.without_host().to_string(), fix);
             return None;
         }
     };
@@ -173,7 +173,7 @@ fn run_checks(spec: &HostSpec, lines: &mut Lines) -> Option<CheckReport> {
                     spec.remote_bin
                 )
             };
-            lines.problem("slipway", bare(&e), fix);
+            lines.problem("slipway", e.without_host().to_string(), fix);
             return None;
         }
     };
@@ -195,13 +195,12 @@ fn run_checks(spec: &HostSpec, lines: &mut Lines) -> Option<CheckReport> {
     let report = match session.check() {
         Ok(r) => r,
         Err(e) => {
-            let text = bare(&e);
-            let fix = if text.contains("not a request this host understands") {
+            let fix = if matches!(e.without_host(), Error::UnknownRequest(_)) {
                 install
             } else {
                 root_fix(spec)
             };
-            lines.problem("root", text, fix);
+            lines.problem("root", e.without_host().to_string(), fix);
             return None;
         }
     };

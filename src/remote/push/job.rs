@@ -210,7 +210,7 @@ pub(super) fn stream_results(
         .map(|((session, _), failed)| match (failed, streamed) {
             (Some(e), _) => Err(session.fail(e, phase)),
             (None, Ok(())) => Ok(()),
-            (None, Err(e)) => Err(session.fail(Error::from_kind(e.kind(), e.to_string()), phase)),
+            (None, Err(e)) => Err(session.fail(e.reworded(e.to_string()), phase)),
         })
         .collect()
 }
