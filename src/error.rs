@@ -69,6 +69,11 @@ pub enum Error {
     /// Anything else (exit 1).
     #[error("{0}")]
     Other(String),
+    /// The thread this one hands work to stopped (exit 1); that thread's
+    /// own error says why, so whoever joins both reports that one instead.
+    /// `0` says what the thread does (`writing the objects`).
+    #[error("the thread {0} stopped")]
+    ThreadStopped(&'static str),
     /// The connection to the other side of the protocol broke or was closed
     /// (exit 1); the client replaces it with the host's own error when there is one.
     #[error("{0}")]
@@ -143,7 +148,11 @@ impl Error {
     /// The process exit status for this error.
     pub fn exit(&self) -> Exit {
         match self {
-            Error::Io { .. } | Error::Other(_) | Error::Connection(_) | Error::UnknownRequest(_) => Exit::Error,
+            Error::Io { .. }
+            | Error::Other(_)
+            | Error::Connection(_)
+            | Error::UnknownRequest(_)
+            | Error::ThreadStopped(_) => Exit::Error,
             Error::Usage(_) | Error::Restricted(_) => Exit::Usage,
             Error::Integrity(_) => Exit::Integrity,
             Error::Locked(_) => Exit::Locked,
@@ -181,7 +190,7 @@ impl Error {
             Error::Restricted(_) => Error::Restricted(message),
             Error::Connection(_) => Error::Connection(message),
             Error::Host { source, .. } => source.reworded(message),
-            Error::Io { .. } | Error::Other(_) => Error::Other(message),
+            Error::Io { .. } | Error::Other(_) | Error::ThreadStopped(_) => Error::Other(message),
         }
     }
 

@@ -174,8 +174,9 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     });
     let (objects_written, bytes_written) = match (received, written) {
         (Ok(()), Ok(w)) => w,
-        // The reader only saw the writer stop; the writer's error says why.
-        (Err(e), Err(w)) if objects::stopped_writer(&e) => return Err(w),
+        // The reader only saw the writer stop (through the feed, the one
+        // thread it hands work to); the writer's error says why.
+        (Err(Error::ThreadStopped(_)), Err(w)) => return Err(w),
         (Err(e), _) | (Ok(()), Err(e)) => return Err(e),
     };
     if let Some(index) = wanted.values().min() {

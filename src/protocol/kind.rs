@@ -50,7 +50,11 @@ impl ErrorKind {
             Error::HealthRolledBack(_) => ErrorKind::Health,
             Error::UnknownRequest(_) => ErrorKind::UnknownRequest,
             Error::Restricted(_) => ErrorKind::Restricted,
-            Error::Io { .. } | Error::Other(_) | Error::Connection(_) | Error::Host { .. } => ErrorKind::Error,
+            Error::Io { .. }
+            | Error::Other(_)
+            | Error::Connection(_)
+            | Error::ThreadStopped(_)
+            | Error::Host { .. } => ErrorKind::Error,
         }
     }
 
