@@ -195,20 +195,19 @@ fn run_build_command(cmd: &str, tree: &Path, epoch: i64, ctx: &Context) -> Resul
         .stdin(Stdio::null())
         .stdout(std::io::stderr())
         .status()
-        .map_err(|e| {
-            Error::other(format!(
-                "cannot run the build command `{cmd}`: {}",
-                crate::error::describe_io(&e)
-            ))
+        .map_err(|source| Error::BuildNotRun {
+            command: cmd.to_string(),
+            source,
         })?;
     if !status.success() {
         let how = match status.code() {
             Some(c) => format!("exit status {c}"),
             None => "a signal".to_string(),
         };
-        return Err(Error::other(format!(
-            "build command `{cmd}` failed with {how}; nothing was stored"
-        )));
+        return Err(Error::BuildFailed {
+            command: cmd.to_string(),
+            how,
+        });
     }
     Ok(())
 }
@@ -226,8 +225,9 @@ fn output_dir(tree: &Path, output: Option<&str>, origin: &str) -> Result<PathBuf
     let dir = tree.join(rel);
     match crate::fs::symlink_metadata_optional(&dir)? {
         Some(m) if m.is_dir() => Ok(dir),
-        _ => Err(Error::other(format!(
-            "build output `{out}` (from `{origin}`) is not a directory after the build command ran"
-        ))),
+        _ => Err(Error::BuildOutputMissing {
+            output: out.to_string(),
+            origin: origin.to_string(),
+        }),
     }
 }

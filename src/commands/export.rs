@@ -64,7 +64,7 @@ pub fn run(args: &ExportArgs, ctx: &Context) -> Result<()> {
         Some(r) => serde_json::to_vec_pretty(r),
         None => serde_json::to_vec_pretty(&serde_json::json!({"id": id})),
     }
-    .map_err(|e| Error::other(e.to_string()))?;
+    .map_err(Error::Encode)?;
     fs::write_user_file(&sidecar, &meta)?;
     if ctx.out.json {
         ctx.out.json_value(&serde_json::json!({

@@ -59,11 +59,11 @@ pub fn named_release(
         ))
     })?;
     if !store.has_bundle(&id) {
-        return Err(Error::other(format!(
-            "the bundle of `{}` ({id}) is missing from the store `{}`; build or import it again",
-            record.name,
-            store.root().display()
-        )));
+        return Err(Error::BundleMissing {
+            release: record.name.clone(),
+            id: id.to_string(),
+            store: store.root().to_path_buf(),
+        });
     }
     Ok(record)
 }

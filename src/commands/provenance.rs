@@ -53,12 +53,12 @@ pub fn run(args: &ProvenanceArgs, ctx: &Context) -> Result<()> {
     }
     let wanted = match &args.rel {
         Some(r) => r.clone(),
-        None => hosts.iter().find_map(|(_, st, _)| st.current.clone()).ok_or_else(|| {
-            Error::other(format!(
-                "nothing is current on `{0}` yet; name a release: `slipway provenance REL -t {0}`",
-                target.name
-            ))
-        })?,
+        None => hosts
+            .iter()
+            .find_map(|(_, st, _)| st.current.clone())
+            .ok_or_else(|| Error::NothingCurrent {
+                target: target.name.clone(),
+            })?,
     };
     let found = hosts.iter().find_map(|(_, st, _)| {
         st.releases
@@ -67,10 +67,10 @@ pub fn run(args: &ProvenanceArgs, ctx: &Context) -> Result<()> {
             .cloned()
     });
     let Some(rel) = found else {
-        return Err(Error::other(format!(
-            "release `{wanted}` is on no host of `{0}`; `slipway status -t {0}` lists what is there",
-            target.name
-        )));
+        return Err(Error::ReleaseOnNoHost {
+            release: wanted,
+            target: target.name.clone(),
+        });
     };
     // Only this bundle's records: the host filters, so a long log costs little.
     for ((_, _, hist), (_, r)) in hosts.iter_mut().zip(fleet.query(|s| s.history_of(rel.id))) {

@@ -133,12 +133,11 @@ pub fn run(layout: &Layout, req: &HookRequest) -> Result<HookResult> {
     crate::manifest::validate_name(&req.release)?;
     let dir = layout.release_dir(&req.release);
     if !dir.is_dir() {
-        return Err(Error::other(format!(
-            "cannot run the {} hook: release `{}` is not on `{}`",
-            req.kind,
-            req.release,
-            layout.root.display()
-        )));
+        return Err(Error::HookWithoutRelease {
+            kind: req.kind.clone(),
+            release: req.release.clone(),
+            root: layout.root.clone(),
+        });
     }
     let started = Instant::now();
     let retry_for = Duration::from_millis(req.retry_for_ms);
@@ -191,12 +190,10 @@ fn attempt(
     }
     cmd.env("SLIPWAY_RELEASE", &req.release)
         .env("SLIPWAY_ROOT", &layout.root);
-    let mut child = cmd.spawn().map_err(|e| {
-        Error::other(format!(
-            "cannot start the {} hook: {}",
-            req.kind,
-            crate::error::describe_io(&e)
-        ))
+    let mut child = cmd.spawn().map_err(|source| Error::Hook {
+        kind: req.kind.clone(),
+        action: "start",
+        source,
     })?;
     let buf = Arc::new(Mutex::new(Vec::new()));
     let readers: Vec<_> = [
@@ -221,12 +218,12 @@ fn attempt(
                 break child.wait().ok();
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => {
-                return Err(Error::other(format!(
-                    "cannot wait for the {} hook: {}",
-                    req.kind,
-                    crate::error::describe_io(&e)
-                )));
+            Err(source) => {
+                return Err(Error::Hook {
+                    kind: req.kind.clone(),
+                    action: "wait for",
+                    source,
+                });
             }
         }
     };

@@ -141,21 +141,25 @@ pub fn mark_healthy<R: Read, W: Write>(s: &mut Session<R, W>, name: &str, actor:
     match s.health.get(name) {
         Some(true) => {}
         Some(false) => {
-            return Err(Error::other(format!(
-                "cannot record `{name}` as healthy on `{}`: its health check failed here",
-                s.layout.root.display()
-            )));
+            return Err(Error::NotHealthy {
+                release: name.to_string(),
+                root: s.layout.root.clone(),
+                why: "its health check failed here".into(),
+            });
         }
         None => {
-            return Err(Error::other(format!(
-                "cannot record `{name}` as healthy on `{}`: no health check of it ran here{}",
-                s.layout.root.display(),
-                if s.confined {
-                    " (this host runs only the `health` hook of its own `.slipway/hooks.toml`)"
-                } else {
-                    ""
-                }
-            )));
+            return Err(Error::NotHealthy {
+                release: name.to_string(),
+                root: s.layout.root.clone(),
+                why: format!(
+                    "no health check of it ran here{}",
+                    if s.confined {
+                        " (this host runs only the `health` hook of its own `.slipway/hooks.toml`)"
+                    } else {
+                        ""
+                    }
+                ),
+            });
         }
     }
     let _held = ensure_lock(s, "mark-healthy")?;
@@ -228,10 +232,9 @@ pub fn prune<R: Read, W: Write>(
     dry_run: bool,
 ) -> Result<Message> {
     if s.append_only {
-        return Err(Error::other(format!(
-            "`{}` is served with `--append-only`: prune and every deletion are refused; prune with a key whose `slipway serve` lacks `--append-only`",
-            s.layout.root.display()
-        )));
+        return Err(Error::AppendOnly {
+            root: s.layout.root.clone(),
+        });
     }
     let _held = ensure_lock(s, "prune")?;
     let report = prune::prune(&s.layout, keep, pinned, dry_run, s.append_only)?;

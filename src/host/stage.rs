@@ -69,15 +69,16 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
         match &existing {
             Some(meta) if meta.id == offer.id => {}
             Some(meta) => {
-                return Err(Error::other(format!(
-                    "cannot repair `{name}`: this host has {}, not {}",
-                    meta.id, offer.id
-                )));
+                return Err(Error::RepairOtherBundle {
+                    release: name.to_string(),
+                    bound: meta.id.to_string(),
+                    offered: offer.id.to_string(),
+                });
             }
             None => {
-                return Err(Error::other(format!(
-                    "cannot repair `{name}`: it is not on this host; push it"
-                )));
+                return Err(Error::RepairMissing {
+                    release: name.to_string(),
+                });
             }
         }
     }
@@ -224,10 +225,10 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
 }
 
 fn unexpected(msg: &Message, wanted: &str) -> Error {
-    Error::other(format!(
-        "the client sent `{}` where {wanted} was expected; is it a slipway of the same protocol?",
-        msg.name()
-    ))
+    Error::UnexpectedRequest {
+        got: msg.name(),
+        wanted: wanted.to_string(),
+    }
 }
 
 fn validate_actor(actor: &str) -> Result<()> {
@@ -246,10 +247,11 @@ fn already_staged(layout: &Layout, offer: &PushOffer, existing: Option<&HostRele
     let name = &offer.name;
     let tree = fs::symlink_metadata_optional(&layout.release_dir(name))?;
     match existing {
-        Some(meta) if meta.id != offer.id => Err(Error::other(format!(
-            "release `{name}` on this host is {}, not {}; a name is never rebound to another bundle: give this bundle another name (`--name` of `slipway build` or `slipway import`) and push that",
-            meta.id, offer.id
-        ))),
+        Some(meta) if meta.id != offer.id => Err(Error::HostRebound {
+            release: name.to_string(),
+            bound: meta.id.to_string(),
+            offered: offer.id.to_string(),
+        }),
         Some(meta) => match tree {
             Some(t) if t.is_dir() => {
                 heal_mode(layout, name, &t)?;
@@ -263,16 +265,14 @@ fn already_staged(layout: &Layout, offer: &PushOffer, existing: Option<&HostRele
             }
             // Bound but its tree never appeared (killed before the rename): stage it again.
             None => Ok(None),
-            Some(_) => Err(Error::other(format!(
-                "`{}` is not a directory; move it away and push again",
-                layout.release_dir(name).display()
-            ))),
+            Some(_) => Err(Error::ReleaseNotADirectory {
+                path: layout.release_dir(name),
+            }),
         },
-        None if tree.is_some() => Err(Error::other(format!(
-            "`{}` exists but `{}` does not; move the directory away and push again",
-            layout.release_dir(name).display(),
-            layout.release_meta_path(name).display()
-        ))),
+        None if tree.is_some() => Err(Error::TreeWithoutMeta {
+            tree: layout.release_dir(name),
+            meta: layout.release_meta_path(name),
+        }),
         None => Ok(None),
     }
 }
@@ -368,14 +368,13 @@ fn receive_manifest<R: Read, W: Write>(
     let prefix = match base {
         None => None,
         Some(id) => {
-            let base_name = bases.get(&id).ok_or_else(|| {
-                Error::other(format!(
-                    "the client compressed the manifest of `{name}` against {id}, which this host did not offer"
-                ))
+            let base_name = bases.get(&id).ok_or_else(|| Error::BaseNotOffered {
+                release: name.to_string(),
+                base: id.to_string(),
             })?;
-            let meta = layout
-                .release_meta(base_name)?
-                .ok_or_else(|| Error::other(format!("release `{base_name}` vanished during the push; push again")))?;
+            let meta = layout.release_meta(base_name)?.ok_or_else(|| Error::BaseVanished {
+                release: base_name.clone(),
+            })?;
             meta.checked_id()?;
             Some(meta.manifest.canonical_bytes())
         }
@@ -492,12 +491,12 @@ fn check_space(
             .sum::<u64>();
     }
     if needed > available {
-        return Err(Error::other(format!(
-            "no space for release `{name}` in `{}`: it needs {} but {} are free; free some space (e.g. `slipway prune`) and push again",
-            layout.root.display(),
-            human_bytes(needed),
-            human_bytes(available)
-        )));
+        return Err(Error::NoSpace {
+            release: name.to_string(),
+            root: layout.root.clone(),
+            needs: human_bytes(needed),
+            free: human_bytes(available),
+        });
     }
     Ok(())
 }
@@ -800,10 +799,10 @@ fn publish(layout: &Layout, name: &str, repair: bool) -> Result<()> {
         return fs::remove_tree(&partial);
     }
     if !fs::rename_noreplace(&partial, &dest)? {
-        return Err(Error::other(format!(
-            "`{}` appeared while `{name}` was being staged; move it away and push again",
-            dest.display()
-        )));
+        return Err(Error::AppearedWhileStaging {
+            path: dest,
+            release: name.to_string(),
+        });
     }
     super::fault::point("after-publish");
     fs::set_mode(&dest, 0o555)?;

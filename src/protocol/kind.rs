@@ -50,11 +50,7 @@ impl ErrorKind {
             Error::HealthRolledBack(_) => ErrorKind::Health,
             Error::UnknownRequest(_) => ErrorKind::UnknownRequest,
             Error::Restricted(_) => ErrorKind::Restricted,
-            Error::Io { .. }
-            | Error::Other(_)
-            | Error::Connection(_)
-            | Error::ThreadStopped(_)
-            | Error::Host { .. } => ErrorKind::Error,
+            _ => ErrorKind::Error,
         }
     }
 

@@ -279,11 +279,12 @@ fn known_hosts_for(value: &str) -> KnownHosts {
     }
 }
 
-fn ssh_not_runnable(e: io::Error) -> Error {
-    Error::other(format!(
-        "cannot run `ssh`: {}; install the OpenSSH client (e.g. apt-get install openssh-client)",
-        describe_io(&e)
-    ))
+fn ssh_not_runnable(source: io::Error) -> Error {
+    Error::Run {
+        program: "ssh".into(),
+        hint: "; install the OpenSSH client (e.g. apt-get install openssh-client)",
+        source,
+    }
 }
 
 fn connect_error(e: openssh::Error) -> Error {
