@@ -267,6 +267,21 @@ pub enum Error {
     #[error("the client sent `{got}` where {wanted} was expected; is it a slipway of the same protocol?")]
     UnexpectedRequest { got: &'static str, wanted: String },
 
+    // Reaching a host over ssh.
+    /// ssh could not connect to the host; `why` is ssh's reason.
+    #[error("cannot connect: {why}")]
+    CannotConnect { why: String },
+    /// The ssh session did not give one of its standard streams (`which`).
+    #[error("the ssh session has no {which}")]
+    SshStreamMissing { which: &'static str },
+    /// One of the ssh session's standard streams (`which`) cannot be used.
+    #[error("cannot use the ssh session's {which}: {}", describe_io(source))]
+    SshStream {
+        which: &'static str,
+        #[source]
+        source: io::Error,
+    },
+
     // Many hosts.
     /// No host of a target could be reached.
     #[error("no host of `{target}` could be reached; nothing changed")]
