@@ -756,3 +756,65 @@ fn history_stays_readable_however_long_the_log_and_its_reasons() {
         .args(["--to", "v2"])
         .ok();
 }
+
+#[test]
+fn host_check_lists_the_releases_allowed_signers_would_refuse() {
+    let env = Env::new();
+    let root = env.path("host");
+    for v in ["v1", "v2"] {
+        write_file(&env.path("site/index.html"), v.as_bytes());
+        env.slipway().args(["build", "--dir", "site", "--name", v]).ok();
+        env.slipway().arg("deploy").arg(v).arg("-t").arg(&root).ok();
+    }
+    let key = env.path("signer");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "rel@example.com", "-f"])
+        .arg(&key)
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    // Enforcement is turned on after both releases were staged unsigned;
+    // v2 gets signed and pushed again, v1 is forgotten.
+    std::fs::write(
+        root.join(".slipway/allowed_signers"),
+        format!("rel@example.com namespaces=\"slipway\" {public}"),
+    )
+    .unwrap();
+    env.slipway().args(["sign", "v2", "--key"]).arg(&key).ok();
+    env.slipway().arg("push").arg("v2").arg("-t").arg(&root).ok();
+
+    let json = env
+        .slipway()
+        .args(["host", "check", "--json", "-t"])
+        .arg(&root)
+        .ok()
+        .json();
+    let signed = json[0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "signed")
+        .unwrap()
+        .clone();
+    assert_eq!(signed["status"], "note", "{signed}");
+    let detail = signed["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("allowed_signers would refuse 1 release(s) here")
+            && detail.contains("release `v1` refused: missing signature"),
+        "{detail}"
+    );
+    assert!(!detail.contains("`v2`"), "{detail}");
+    // And it is right: a rollback to v1 is refused, v2 stays current.
+    let refused = env.slipway().arg("rollback").arg("-t").arg(&root).run();
+    assert!(!refused.out.status.success(), "{refused}");
+    assert!(
+        refused.stderr().contains("release `v1` refused: missing signature"),
+        "{refused}"
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("current")).unwrap().to_string_lossy(),
+        "releases/v2"
+    );
+}
