@@ -38,6 +38,7 @@ pub mod provenance;
 pub mod remote;
 pub mod signature;
 pub mod store;
+pub mod tail;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

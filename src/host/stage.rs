@@ -30,7 +30,7 @@ use serde::Deserialize;
 
 use super::layout::{HostRelease, Layout};
 use super::objects::{self, Feed, ObjectSink};
-use super::session::Session;
+use super::session::{Session, validate_actor};
 use super::signatures;
 use crate::bundle::unpack::{Visitor, read_bundle};
 use crate::config::LinkMode;
@@ -227,16 +227,6 @@ fn unexpected(msg: &Message, wanted: &str) -> Error {
         "the client sent `{}` where {wanted} was expected; is it a slipway of the same protocol?",
         msg.name()
     ))
-}
-
-fn validate_actor(actor: &str) -> Result<()> {
-    if actor.is_empty() || actor.len() > 256 || actor.chars().any(char::is_control) {
-        return Err(Error::usage(format!(
-            "`{}` is not a valid operator name (user@host, at most 256 characters)",
-            actor.escape_debug()
-        )));
-    }
-    Ok(())
 }
 
 /// The name binding: `Some` when the release is already complete here with
