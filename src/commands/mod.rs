@@ -80,6 +80,30 @@ pub fn note_external_links(ctx: &crate::Context, name: &str, manifest: &crate::m
     }
 }
 
+/// Switch every host of `fleet` to `goal` as `activate` and `rollback` do
+/// (their `--wait` and `--skip-unreachable`, no batches, no prune), then
+/// print each host's report.
+///
+/// # Errors
+/// As [`crate::fleet::Fleet::switch`].
+pub fn switch_and_report(
+    ctx: &crate::Context,
+    fleet: &mut crate::fleet::Fleet,
+    goal: &crate::fleet::Goal,
+    args: &crate::cli::SwitchArgs,
+) -> crate::error::Result<()> {
+    let opts = crate::fleet::SwitchOptions {
+        wait: args.wait.map(std::time::Duration::from_secs),
+        skip_unreachable: args.skip_unreachable,
+        batch: None,
+        prune_keep: None,
+        command: command_line(),
+    };
+    let result = fleet.switch(goal, &opts);
+    crate::fleet::print_reports(ctx, &fleet.reports());
+    result
+}
+
 /// `slipway VERB ARGS…` as typed, for the lock holder's details.
 pub fn command_line() -> String {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -21,7 +21,7 @@ use super::connect::{Fleet, each};
 use super::hooks::{Hook, HookKind};
 use super::member::{Member, Position};
 use super::plan::Goal;
-use super::report::{Outcome, Phase, one_line};
+use super::report::{Outcome, Phase, lines_joined};
 use super::switch::{SwitchOptions, lock_holder};
 
 /// How long a reconnected revert waits for the host's lock: the broken
@@ -156,7 +156,7 @@ fn revert_one(m: &mut Member, how: &Reverting, out: &Output) {
             };
             m.report.reason = Some(format!(
                 "{earlier}could not switch back to `{back}`: {}; fix by hand with `slipway activate {back} -t {} --hosts {}`",
-                one_line(e),
+                lines_joined(e),
                 how.target,
                 m.spec.label
             ));
@@ -231,7 +231,7 @@ fn recheck(m: &mut Member, me: &LockInfo) {
             let before = m.report.reason.clone().unwrap_or_default();
             m.report.reason = Some(format!(
                 "{before}; could not reconnect to check whether it switched to `{goal}`: {}",
-                one_line(&e.without_host().to_string())
+                lines_joined(&e.without_host().to_string())
             ));
         }
     }

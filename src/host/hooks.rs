@@ -202,7 +202,7 @@ fn attempt(
     ]
     .into_iter()
     .flatten()
-    .map(|r| tail_into(r, buf.clone()))
+    .map(|r| crate::tail::keep_tail(r, buf.clone(), OUTPUT_TAIL))
     .collect();
     let deadline = Instant::now() + timeout;
     let mut timed_out = false;
@@ -246,22 +246,4 @@ fn attempt(
         output.push_str(&format!("\n[slipway: killed after {:.1} s]", timeout.as_secs_f64()));
     }
     Ok((status.and_then(|s| s.code()), timed_out, output))
-}
-
-fn tail_into(mut r: Box<dyn Read + Send>, buf: Arc<Mutex<Vec<u8>>>) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n) = r.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            if let Ok(mut b) = buf.lock() {
-                b.extend_from_slice(&chunk[..n]);
-                let len = b.len();
-                if len > OUTPUT_TAIL {
-                    b.drain(..len - OUTPUT_TAIL);
-                }
-            }
-        }
-    })
 }

@@ -10,6 +10,25 @@
 //!   ─▶ .slipway/releases/<name>.json ─▶ rename to releases/<name> ─▶ fsync releases/
 //! ```
 //!
+//! **The staging pipeline** (while the contents arrive): four threads and
+//! two bounded queues, all in one `std::thread::scope`, so none outlives the
+//! push and the first error stops the others.
+//!
+//! ```text
+//!  [1 reader]  this thread: reads frames, decompresses, checks each sha256 as it
+//!      │        arrives (bundle::unpack or a batch), hands bytes on
+//!      │  Feed: at most PIECES_IN_FLIGHT pieces of PIECE bytes (16 MiB), spare
+//!      ▼        buffers returned on a second queue of the same size (objects.rs)
+//!  [2 writer]  objects::spawn: writes each missing object as its file in
+//!      │        tmp/<name>.partial/<path>, with its mode and mtime
+//!      │  groups: a queue of one group of COMMIT_OBJECTS objects or COMMIT_BYTES
+//!      ▼
+//!  [3 committer] syncfs, then hard-links the group's files into objects/
+//!
+//!  [4 tree]    Tree::fill: meanwhile links every file whose object the host
+//!              already had, and makes the symlinks (reads nothing from 1–3)
+//! ```
+//!
 //! Invariants: a name is never rebound to another id; on a host with
 //! `.slipway/allowed_signers`, nothing is received for (or bound to) a release
 //! without an acceptable signature ([`super::signatures::check`]); nothing outside
@@ -30,7 +49,7 @@ use serde::Deserialize;
 
 use super::layout::{HostRelease, Layout};
 use super::objects::{self, Feed, ObjectSink};
-use super::session::Session;
+use super::session::{Session, validate_actor};
 use super::signatures;
 use crate::bundle::unpack::{Visitor, read_bundle};
 use crate::config::LinkMode;
@@ -229,16 +248,6 @@ fn unexpected(msg: &Message, wanted: &str) -> Error {
         got: msg.name(),
         wanted: wanted.to_string(),
     }
-}
-
-fn validate_actor(actor: &str) -> Result<()> {
-    if actor.is_empty() || actor.len() > 256 || actor.chars().any(char::is_control) {
-        return Err(Error::usage(format!(
-            "`{}` is not a valid operator name (user@host, at most 256 characters)",
-            actor.escape_debug()
-        )));
-    }
-    Ok(())
 }
 
 /// The name binding: `Some` when the release is already complete here with

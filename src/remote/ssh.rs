@@ -155,15 +155,8 @@ fn connect_inner(spec: &HostSpec) -> Result<Connection> {
             .arg("--root")
             .arg(root)
             .arg("--trust-client")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().await?;
-        // Plain blocking pipes from here on: the ssh master is at their other end.
-        let stdin = child.stdin().take().map(|s| s.into_owned_fd()).transpose();
-        let stdout = child.stdout().take().map(|s| s.into_owned_fd()).transpose();
-        let stderr = child.stderr().take().map(|s| s.into_owned_fd()).transpose();
-        Ok::<_, openssh::Error>((child, stdin, stdout, stderr))
+            .stdin(Stdio::piped());
+        spawn_piped(cmd).await
     });
     let (child, stdin, stdout, stderr) = started.map_err(|e| {
         Error::other(format!(
@@ -572,14 +565,8 @@ impl HostShell {
         let piped = input.is_some();
         let started = self.runtime.block_on(async {
             let mut cmd = self.session.clone().arc_raw_command(script);
-            cmd.stdin(if piped { Stdio::piped() } else { Stdio::null() })
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            let mut child = cmd.spawn().await?;
-            let stdin = child.stdin().take().map(|s| s.into_owned_fd()).transpose();
-            let stdout = child.stdout().take().map(|s| s.into_owned_fd()).transpose();
-            let stderr = child.stderr().take().map(|s| s.into_owned_fd()).transpose();
-            Ok::<_, openssh::Error>((child, stdin, stdout, stderr))
+            cmd.stdin(if piped { Stdio::piped() } else { Stdio::null() });
+            spawn_piped(cmd).await
         });
         let (child, stdin, stdout, stderr) =
             started.map_err(|e| Error::other(format!("cannot run a command over ssh: {}", describe_openssh(&e))))?;
@@ -631,6 +618,26 @@ impl HostShell {
             stderr,
         })
     }
+}
+
+/// A remote child and its pipes as plain file descriptors.
+type Spawned = (
+    openssh::Child<Arc<Session>>,
+    io::Result<Option<std::os::fd::OwnedFd>>,
+    io::Result<Option<std::os::fd::OwnedFd>>,
+    io::Result<Option<std::os::fd::OwnedFd>>,
+);
+
+/// Spawn `cmd` (its stdin already set) with stdout and stderr piped, and
+/// take the three pipes as plain blocking descriptors: the ssh master is at
+/// their other end.
+async fn spawn_piped(mut cmd: openssh::OwningCommand<Arc<Session>>) -> Result<Spawned, openssh::Error> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().await?;
+    let stdin = child.stdin().take().map(|s| s.into_owned_fd()).transpose();
+    let stdout = child.stdout().take().map(|s| s.into_owned_fd()).transpose();
+    let stderr = child.stderr().take().map(|s| s.into_owned_fd()).transpose();
+    Ok((child, stdin, stdout, stderr))
 }
 
 #[cfg(test)]

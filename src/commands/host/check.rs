@@ -53,7 +53,7 @@ struct HostCheck {
     report: Option<CheckReport>,
 }
 
-const CHECKS: [&str; 5] = ["ssh", "slipway", "root", "space", "current"];
+const CHECKS: [&str; 6] = ["ssh", "slipway", "root", "space", "current", "signed"];
 
 struct Lines(Vec<Line>);
 
@@ -292,4 +292,38 @@ fn judge(spec: &HostSpec, r: &CheckReport, lines: &mut Lines) {
             format!("push it again (`slipway push {release} -t {t}`), or {activate}"),
         ),
     }
+    judge_signatures(t, r, lines);
+}
+
+/// With `allowed_signers` on the host: the releases it would refuse to
+/// activate or roll back to (a note: new signed releases deploy fine, but a
+/// rollback to one of these would stop at 3 a.m.).
+fn judge_signatures(t: &str, r: &CheckReport, lines: &mut Lines) {
+    if !r.enforces_signatures {
+        lines.ok(
+            "signed",
+            "no allowed_signers: this host accepts unsigned releases".into(),
+        );
+        return;
+    }
+    if r.refused_by_signers.is_empty() {
+        lines.ok(
+            "signed",
+            "every release here is signed by a key in allowed_signers".into(),
+        );
+        return;
+    }
+    let names: Vec<String> = r.refused_by_signers.iter().map(|f| f.problem.clone()).collect();
+    lines.push(
+        "signed",
+        Status::Note,
+        format!(
+            "allowed_signers would refuse {} release(s) here, so neither activate nor rollback can go to them: {}",
+            names.len(),
+            names.join("; ")
+        ),
+        Some(format!(
+            "sign each (`slipway sign REL`) and push it again (`slipway push REL -t {t}`: only the signatures travel), or prune it"
+        )),
+    );
 }
