@@ -1,4 +1,4 @@
-//! The error type and the exit-code table of DESIGN.md.
+//! The error type and the exit-code table (`docs/exit-codes.md`).
 //!
 //! Every failure that reaches the user is an [`Error`]; its [`Error::exit`]
 //! decides the process exit status, so scripts can rely on the codes below.
@@ -13,7 +13,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// Documented process exit codes (DESIGN.md, `docs/exit-codes.md`).
+/// Documented process exit codes (`docs/exit-codes.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Exit {
