@@ -21,6 +21,7 @@
 //! whom, the path of a release through the modules, the invariants each
 //! layer keeps, and how to add a request to the protocol.
 
+pub mod build;
 pub mod bundle;
 pub mod cli;
 pub mod commands;
