@@ -78,53 +78,20 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     validate_actor(&offer.pushed_by)?;
     let layout = session.layout.clone();
     let ch = &mut session.ch;
-    let name = offer.name.as_str();
+    let name_owned = offer.name.clone();
+    let name = name_owned.as_str();
     signatures::check_offered(name, &offer.signatures)?;
     let _staging = fs::lock_shared(&layout.stage_lock_path())?;
     let _release = fs::lock_exclusive(&layout.name_lock_path(name))?;
 
-    let existing = layout.release_meta(name)?;
-    if offer.repair {
-        match &existing {
-            Some(meta) if meta.id == offer.id => {}
-            Some(meta) => {
-                return Err(Error::RepairOtherBundle {
-                    release: name.to_string(),
-                    bound: meta.id.to_string(),
-                    offered: offer.id.to_string(),
-                });
-            }
-            None => {
-                return Err(Error::RepairMissing {
-                    release: name.to_string(),
-                });
-            }
-        }
-    }
-    let already = if offer.repair {
-        None
-    } else {
-        already_staged(&layout, &offer, existing.as_ref())?
-    };
-    // The host's signatures and the offered ones, one per key, checked
-    // before a single byte of content arrives.
-    let mut signatures = existing.as_ref().map(|m| m.signatures.clone()).unwrap_or_default();
-    let added = signature::merge(&mut signatures, offer.signatures.iter().cloned());
-    if signatures.len() > signatures::MAX_SIGNATURES {
-        return Err(Error::integrity(format!(
-            "release `{name}` refused: with the push's signatures it would carry {}, more than the {} a host keeps",
-            signatures.len(),
-            signatures::MAX_SIGNATURES
-        )));
-    }
-    let signed_by = signatures::check_signatures(&layout, name, &offer.id, &signatures)?;
-    if let Some(staged) = already {
+    let admitted = admit(&layout, &offer)?;
+    if let Some(staged) = admitted.already {
         // Signed after it was pushed: record the new signatures (and signer).
-        if let Some(mut meta) = existing
-            && (added || meta.signed_by != signed_by)
+        if let Some(mut meta) = admitted.existing
+            && (admitted.added || meta.signed_by != admitted.signed_by)
         {
-            meta.signatures = signatures;
-            meta.signed_by = signed_by;
+            meta.signatures = admitted.signatures;
+            meta.signed_by = admitted.signed_by;
             layout.write_release_meta(&meta)?;
         }
         return Ok(Message::Staged(staged));
@@ -154,15 +121,106 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     let copy = offer.link_mode == LinkMode::Copy;
     // The directories first: the missing files are written straight into them.
     let tree = Tree::new(&layout, name, &manifest, copy)?;
-    let sink = ObjectSink::new(&layout, name, manifest.source_date_epoch, copy)?;
-    let mut wanted = plan.wanted;
+    let (objects_written, bytes_written, early) = receive_contents(ch, &layout, &offer, &manifest, &tree, plan.wanted)?;
+    super::fault::point("after-objects");
+
+    tree.finish(&layout, &manifest, &offer, &early)?;
+    let files = manifest.file_count() as u64;
+    bind(&layout, offer, manifest, admitted.signatures, admitted.signed_by)?;
+    Ok(Message::Staged(Staged {
+        already: false,
+        files,
+        objects_reused: plan.reused,
+        objects_written,
+        bytes_written,
+    }))
+}
+
+/// What the host decided about an offer before any content arrives.
+struct Admitted {
+    /// The release's record on this host, if the name is bound here.
+    existing: Option<HostRelease>,
+    /// `Some` when the release is already complete here (not for a repair).
+    already: Option<Staged>,
+    /// The host's signatures and the offered ones, one per key.
+    signatures: Vec<serde_json::Value>,
+    /// The offer added or replaced a signature.
+    added: bool,
+    /// The signer `allowed_signers` accepts (`None`: nothing enforced).
+    signed_by: Option<crate::protocol::Signer>,
+}
+
+/// Check an offer against what the host has, before a byte of content: a
+/// repair needs the same bundle, a bound name another bundle is refused,
+/// and the signatures (the host's and the offered ones, one per key, at
+/// most [`signatures::MAX_SIGNATURES`]) must satisfy `allowed_signers`.
+fn admit(layout: &Layout, offer: &PushOffer) -> Result<Admitted> {
+    let name = offer.name.as_str();
+    let existing = layout.release_meta(name)?;
+    if offer.repair {
+        match &existing {
+            Some(meta) if meta.id == offer.id => {}
+            Some(meta) => {
+                return Err(Error::RepairOtherBundle {
+                    release: name.to_string(),
+                    bound: meta.id.to_string(),
+                    offered: offer.id.to_string(),
+                });
+            }
+            None => {
+                return Err(Error::RepairMissing {
+                    release: name.to_string(),
+                });
+            }
+        }
+    }
+    let already = if offer.repair {
+        None
+    } else {
+        already_staged(layout, offer, existing.as_ref())?
+    };
+    let mut signatures = existing.as_ref().map(|m| m.signatures.clone()).unwrap_or_default();
+    let added = signature::merge(&mut signatures, offer.signatures.iter().cloned());
+    if signatures.len() > signatures::MAX_SIGNATURES {
+        return Err(Error::integrity(format!(
+            "release `{name}` refused: with the push's signatures it would carry {}, more than the {} a host keeps",
+            signatures.len(),
+            signatures::MAX_SIGNATURES
+        )));
+    }
+    let signed_by = signatures::check_signatures(layout, name, &offer.id, &signatures)?;
+    Ok(Admitted {
+        existing,
+        already,
+        signatures,
+        added,
+        signed_by,
+    })
+}
+
+/// Receive the missing contents (the staging pipeline of the module docs):
+/// returns the objects and bytes written, and the entries the tree thread
+/// left for later (their objects were among the missing).
+///
+/// # Errors
+/// A connection or verification error, the writer's own error when it
+/// stopped, or content the client said it sent but never did.
+fn receive_contents<R: Read, W: Write>(
+    ch: &mut crate::protocol::Channel<R, W>,
+    layout: &Layout,
+    offer: &PushOffer,
+    manifest: &Manifest,
+    tree: &Tree,
+    mut wanted: HashMap<ObjectKey, u32>,
+) -> Result<(u64, u64, Vec<usize>)> {
+    let sink = ObjectSink::new(layout, &offer.name, manifest.source_date_epoch, tree.copy)?;
     // While the missing contents arrive, a second thread links the files
     // already here into the tree, and a third writes the files this one
     // reads, decompresses and hashes.
     let missing: HashSet<ObjectKey> = wanted.keys().copied().collect();
     let stop = AtomicBool::new(false);
     let (received, written, early) = std::thread::scope(|scope| {
-        let early = scope.spawn(|| tree.fill(&layout, &manifest, &missing, &stop));
+        let early = scope.spawn(|| tree.fill(layout, manifest, &missing, &stop));
         let (mut feed, writer) = objects::spawn(scope, sink);
         let mut incoming = Incoming {
             tree: &tree.partial,
@@ -172,8 +230,8 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
         let received = (|| -> Result<()> {
             loop {
                 match ch.recv()? {
-                    Message::Bundle { .. } => receive_bundle(ch, &offer, &mut incoming)?,
-                    Message::Batch { entries } => receive_batch(ch, &manifest, &entries, &mut incoming)?,
+                    Message::Bundle { .. } => receive_bundle(ch, offer, &mut incoming)?,
+                    Message::Batch { entries } => receive_batch(ch, manifest, &entries, &mut incoming)?,
                     Message::Done => return incoming.feed.finish(),
                     other => return Err(unexpected(&other, "`bundle`, `batch` or `done`")),
                 }
@@ -205,12 +263,23 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
             "the client said it was done but never sent the content of `{path}`; nothing was staged"
         )));
     }
-    super::fault::point("after-objects");
+    Ok((objects_written, bytes_written, early?))
+}
 
-    tree.finish(&layout, &manifest, &offer, &early?)?;
-    let files = manifest.file_count() as u64;
+/// Bind the name (write `.slipway/releases/<name>.json`), then make the
+/// finished tree `releases/<name>` in one rename. A repair keeps the old
+/// record's push time, pusher and marks: it restores bytes, it is not a
+/// new push.
+fn bind(
+    layout: &Layout,
+    offer: PushOffer,
+    manifest: Manifest,
+    signatures: Vec<serde_json::Value>,
+    signed_by: Option<crate::protocol::Signer>,
+) -> Result<()> {
+    let name = offer.name.clone();
     let mut meta = HostRelease {
-        name: name.to_string(),
+        name: name.clone(),
         id: offer.id,
         manifest,
         provenance: offer.provenance,
@@ -224,23 +293,15 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
         bad_reason: None,
     };
     if offer.repair
-        && let Some(old) = layout.release_meta(name)?
+        && let Some(old) = layout.release_meta(&name)?
     {
-        // A repair restores bytes; it is not a new push (prune and marks see the old one).
         meta.pushed_at = old.pushed_at.or(meta.pushed_at);
         meta.pushed_by = old.pushed_by.or(meta.pushed_by);
         meta.bad = old.bad;
         meta.bad_reason = old.bad_reason;
     }
     layout.write_release_meta(&meta)?;
-    publish(&layout, name, offer.repair)?;
-    Ok(Message::Staged(Staged {
-        already: false,
-        files,
-        objects_reused: plan.reused,
-        objects_written,
-        bytes_written,
-    }))
+    publish(layout, &name, offer.repair)
 }
 
 fn unexpected(msg: &Message, wanted: &str) -> Error {
