@@ -31,6 +31,7 @@ pub mod error;
 pub mod fleet;
 pub mod fs;
 pub mod host;
+pub mod import;
 pub mod manifest;
 pub mod output;
 pub mod parallel;

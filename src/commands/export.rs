@@ -12,9 +12,7 @@ use crate::fs;
 
 /// The sidecar beside an exported bundle: `FILE.meta.json`.
 pub fn sidecar_path(file: &Path) -> PathBuf {
-    let mut s = file.as_os_str().to_os_string();
-    s.push(".meta.json");
-    PathBuf::from(s)
+    crate::import::sidecar_path(file)
 }
 
 /// A reader that copies everything it reads into `sink`.
