@@ -460,6 +460,21 @@ pub fn lowercase_first(text: &str) -> String {
     }
 }
 
+/// One error of each kind a caller or the wire tells apart (unit tests).
+#[cfg(test)]
+pub(crate) fn one_of_each_kind() -> Vec<Error> {
+    vec![
+        Error::other("m"),
+        Error::usage("m"),
+        Error::HealthRolledBack("m".into()),
+        Error::Locked("m".into()),
+        Error::integrity("m"),
+        Error::ExpectMismatch("m".into()),
+        Error::UnknownRequest("m".into()),
+        Error::Restricted("m".into()),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,16 +498,7 @@ mod tests {
 
     #[test]
     fn reworded_errors_keep_their_kind() {
-        for e in [
-            Error::other("m"),
-            Error::usage("m"),
-            Error::HealthRolledBack("m".into()),
-            Error::Locked("m".into()),
-            Error::integrity("m"),
-            Error::ExpectMismatch("m".into()),
-            Error::UnknownRequest("m".into()),
-            Error::Restricted("m".into()),
-        ] {
+        for e in one_of_each_kind() {
             let again = e.reworded("n".into());
             assert_eq!(again.exit(), e.exit());
             assert_eq!(std::mem::discriminant(&again), std::mem::discriminant(&e));

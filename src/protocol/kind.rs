@@ -122,17 +122,9 @@ mod tests {
 
     #[test]
     fn kinds_round_trip_with_their_exit_codes() {
-        for e in [
-            Error::other("m"),
-            Error::usage("m"),
-            Error::HealthRolledBack("m".into()),
-            Error::Locked("m".into()),
-            Error::integrity("m"),
-            Error::ExpectMismatch("m".into()),
-            Error::UnknownRequest("m".into()),
-            Error::Restricted("m".into()),
-            Error::integrity("m").on_host("app1"),
-        ] {
+        let mut all = crate::error::one_of_each_kind();
+        all.push(Error::integrity("m").on_host("app1"));
+        for e in all {
             let back = ErrorKind::of(&e).error("m".into());
             assert_eq!(back.exit(), e.exit());
             assert_eq!(ErrorKind::of(&back), ErrorKind::of(&e));

@@ -368,12 +368,15 @@ fn prune_never_changes_modes_through_a_symlink_in_releases() {
     );
 }
 
-/// A `slipway serve` child (confined, as a forced command runs it), greeted.
-fn raw_local(root: &Path) -> (Child, Channel<ChildStdout, ChildStdin>) {
-    let mut child = Command::new(bin())
-        .arg("serve")
-        .arg("--root")
-        .arg(root)
+/// A `slipway serve` child, greeted: confined as a forced command runs it,
+/// or with `--trust-client` as the client starts it.
+fn raw_serve(root: &Path, trusted: bool) -> (Child, Channel<ChildStdout, ChildStdin>) {
+    let mut cmd = Command::new(bin());
+    cmd.arg("serve").arg("--root").arg(root);
+    if trusted {
+        cmd.arg("--trust-client");
+    }
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -383,6 +386,14 @@ fn raw_local(root: &Path) -> (Child, Channel<ChildStdout, ChildStdin>) {
     ch.send(&Message::hello()).unwrap();
     assert_eq!(ch.recv().unwrap(), Message::hello());
     (child, ch)
+}
+
+fn raw_local(root: &Path) -> (Child, Channel<ChildStdout, ChildStdin>) {
+    raw_serve(root, false)
+}
+
+fn raw_trusted(root: &Path) -> (Child, Channel<ChildStdout, ChildStdin>) {
+    raw_serve(root, true)
 }
 
 fn offer_with_signatures(name: &str, n: usize) -> Message {
@@ -551,24 +562,6 @@ fn what_a_host_recorded_never_drives_the_operators_terminal() {
         .ok()
         .json();
     assert_eq!(json[0]["reason"], reason);
-}
-
-/// A `slipway serve --trust-client` child (as the client starts it), greeted.
-fn raw_trusted(root: &Path) -> (Child, Channel<ChildStdout, ChildStdin>) {
-    let mut child = Command::new(bin())
-        .arg("serve")
-        .arg("--root")
-        .arg(root)
-        .arg("--trust-client")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut ch = Channel::new(child.stdout.take().unwrap(), child.stdin.take().unwrap(), Peer::Host);
-    ch.send(&Message::hello()).unwrap();
-    assert_eq!(ch.recv().unwrap(), Message::hello());
-    (child, ch)
 }
 
 #[test]
