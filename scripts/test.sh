@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need when
-# it is missing (as root, through apt-get), then runs every test.
+# it is missing (as root, through apt-get), then runs every test, compiles
+# the fuzz targets (their own workspace, in fuzz/) and runs a short torture
+# campaign (20 rounds of random kills, scripts/torture.sh) on the debug build.
 #
-#   scripts/test.sh            # all tests
-#   scripts/test.sh build_     # only tests whose name contains `build_`
+#   scripts/test.sh            # all of it (what CI runs, through .ci/run)
+#   scripts/test.sh build_     # only tests whose name contains `build_`; no fuzz, no torture
 #
 # SSH tests start their own throwaway sshd on 127.0.0.1. Under CI=true they
 # fail (never skip) when sshd cannot run.
@@ -47,3 +49,10 @@ if [ "$(id -u)" = 0 ] && [ ! -d /run/sshd ]; then
 fi
 
 cargo test --locked --all-targets "$@"
+
+if [ $# -eq 0 ]; then
+  echo "== fuzz targets compile (fuzz/Cargo.toml)" >&2
+  cargo check --locked --manifest-path fuzz/Cargo.toml --bins
+  echo "== a short torture run" >&2
+  ROUNDS="${TORTURE_ROUNDS:-20}" PROFILE=dev scripts/torture.sh
+fi

@@ -11,15 +11,24 @@
 #   scripts/torture.sh                     # 200 rounds, 8 racing operators
 #   ROUNDS=1000 OPERATORS=16 scripts/torture.sh
 #   SEED=1234 scripts/torture.sh           # replay a run (the seed is printed)
+#   ROUNDS=20 PROFILE=dev scripts/torture.sh   # CI's short run (scripts/test.sh),
+#                                          # on the debug build the suite already made
 #
 # It is the ignored test `torture` in tests/cli/faults.rs (its rig is in
-# tests/cli/support/faults.rs), built with --release; it needs what
+# tests/cli/support/faults.rs), built with --release (PROFILE=dev: the
+# debug build); it needs what
 # scripts/test.sh installs (openssh-server, openssh-client, git, zstd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS="${ROUNDS:-200}"
 OPERATORS="${OPERATORS:-8}"
+PROFILE="${PROFILE:-release}"
+case "$PROFILE" in
+  release) build=(--release) ;;
+  dev) build=() ;;
+  *) echo "PROFILE must be release or dev" >&2; exit 2 ;;
+esac
 case "$ROUNDS$OPERATORS" in
   *[!0-9]*) echo "ROUNDS and OPERATORS must be numbers" >&2; exit 2 ;;
 esac
@@ -50,7 +59,7 @@ fi
 
 started=$(date +%s)
 status=0
-cargo test --release --locked --test cli torture -- --ignored --exact faults::torture --nocapture --test-threads 1 || status=$?
+cargo test "${build[@]}" --locked --test cli torture -- --ignored --exact faults::torture --nocapture --test-threads 1 || status=$?
 
 echo
 echo "== torture: $ROUNDS rounds, $OPERATORS racing operators, $(( $(date +%s) - started )) s with the build =="

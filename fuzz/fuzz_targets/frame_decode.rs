@@ -1,11 +1,8 @@
-//! The protocol frame decoder (`slipway::protocol`, from the branch that
-//! brings `serve`) on arbitrary bytes, as `serve` reads a client: frames one
-//! after the other until the end or an error, and every MESSAGE payload
+//! The protocol frame decoder (`slipway::protocol`) on arbitrary bytes, as
+//! `serve` reads a client: frames one after the other until the end or an
+//! error, and every MESSAGE payload
 //! decoded as a `Message` the way `Channel` does. It must return frames or
 //! errors, never panic, and never hand out a payload over `MAX_FRAME`.
-//!
-//! Not built until `src/protocol.rs` is merged: its `[[bin]]` in
-//! `fuzz/Cargo.toml` is commented out (enable it then).
 
 #![no_main]
 

@@ -7,7 +7,7 @@
 //! read under its lock before the switch. A host whose connection broke is
 //! reached again before anything is assumed about it; one that cannot be
 //! reached is reported as unknown, never as switched back. The error that
-//! ends the switch exits 3, 4 or 6 only when every switched host is back.
+//! ends the switch exits 3, 4, 5 or 6 only when every switched host is back.
 
 use std::time::Duration;
 
@@ -48,9 +48,15 @@ impl Fleet<'_> {
         let reason = failed.and_then(|m| m.report.reason.clone()).unwrap_or_default();
         let msg = format!("{} failed on {host} ({phase}): {reason}; {reverted}", goal.verb());
         // Exit 3 promises that every switched host is back: a host left
-        // on the new release makes it a plain failure.
+        // on the new release makes it a plain failure. A host refusing the
+        // release (an unacceptable signature, a tree that no longer matches)
+        // exits 5, as the same refusal does at push (docs/control.md).
         let all_back = self.members.iter().all(|m| !m.switched());
-        let exit = if all_back && matches!(exit, Exit::HealthRolledBack | Exit::Locked | Exit::ExpectMismatch) {
+        let exit = if all_back
+            && matches!(
+                exit,
+                Exit::HealthRolledBack | Exit::Locked | Exit::Integrity | Exit::ExpectMismatch
+            ) {
             exit
         } else {
             Exit::Error

@@ -5,7 +5,13 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use crate::support::{Env, Repo, snapshot, write_file};
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+
+use rustix::process::Signal;
+
+use crate::support::faults::signal;
+use crate::support::{Env, Repo, noise, snapshot, wait_for, write_file};
 
 fn sample(env: &Env) -> Repo {
     let repo = env.repo("app");
@@ -446,44 +452,98 @@ fn global_flags_go_before_or_after_and_list_gc_work() {
     env.slipway().args(["inspect", json["id"].as_str().unwrap()]).fails(1);
 }
 
+/// Files and bytes under `dir`.
+fn usage(dir: &std::path::Path) -> (u64, u64) {
+    let mut total = (0, 0);
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(m) = e.metadata() else { continue };
+        if m.is_dir() {
+            let (f, b) = usage(&e.path());
+            total = (total.0 + f, total.1 + b);
+        } else {
+            total = (total.0 + 1, total.1 + m.len());
+        }
+    }
+    total
+}
+
+/// Process `pid` is stopped (or gone): its state in `/proc/<pid>/stat`.
+fn frozen(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next())
+        })
+        .is_none_or(|state| matches!(state, 'T' | 't' | 'Z' | 'X'))
+}
+
 #[test]
 fn a_killed_build_leaves_the_store_as_it_was() {
     let env = Env::new();
-    // ~64 MiB of poorly compressible data, so the build takes a moment.
-    let mut state = 0x9e3779b97f4a7c15u64;
-    let chunk: Vec<u8> = (0..(1 << 20))
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
+    // 64 MiB that does not compress (each file its own noise: a repeated
+    // chunk would, within zstd's window), so the bundle grows as it is built.
     for i in 0..64 {
-        let mut c = chunk.clone();
-        c[0] = i as u8;
-        write_file(&env.path(&format!("big/f{i:02}")), &c);
+        write_file(&env.path(&format!("big/f{i:02}")), &noise(1 << 20, i + 1));
     }
-    for delay_ms in [50u64, 150, 400] {
+    // A store with something in it, to compare against after each kill.
+    env.write("small/index.html", "small\n");
+    env.slipway().args(["build", "--dir", "small", "--name", "small"]).ok();
+    let durable = || {
+        let mut s = snapshot(&env.store);
+        s.retain(|path, _| !path.starts_with("tmp/"));
+        s
+    };
+    let before = durable();
+    // Kill points by what the build has done, not by the clock: a first new
+    // file anywhere in the store; 16 MiB written; 40 MiB written.
+    let points: [(&str, u64, u64); 3] = [
+        ("its first file", 1, 0),
+        ("16 MiB written", 0, 16 << 20),
+        ("40 MiB written", 0, 40 << 20),
+    ];
+    for (point, more_files, more_bytes) in points {
+        let (files0, bytes0) = usage(&env.store);
+        let reached = || {
+            let (files, bytes) = usage(&env.store);
+            files >= files0 + more_files && bytes >= bytes0 + more_bytes
+        };
         let mut child = env
             .slipway()
             .args(["build", "--dir", "big", "--name", "big"])
             .cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        let _ = child.wait();
-        let names: Vec<_> = std::fs::read_dir(env.store.join("names"))
-            .map(|d| d.count())
-            .into_iter()
-            .collect();
-        if names == [1] {
-            // It finished before the kill: the bundle must be complete.
-            env.slipway().args(["verify", "big"]).ok();
-        } else {
-            env.slipway().args(["inspect", "big"]).fails(1);
+        // Step the build: frozen (SIGSTOP) while the point is checked, so
+        // however the machine schedules, the kill lands where it is aimed.
+        let pid = child.id();
+        loop {
+            signal(pid, Signal::STOP);
+            wait_for(10, "the build to stop", || frozen(pid));
+            if reached() {
+                break;
+            }
+            let done = child.try_wait().unwrap();
+            assert!(done.is_none(), "the build ended ({done:?}) before {point}");
+            signal(pid, Signal::CONT);
+            std::thread::sleep(std::time::Duration::from_millis(2));
         }
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "the kill at {point} found the build already over ({status})"
+        );
+        assert_eq!(
+            durable(),
+            before,
+            "a build killed at {point} changed the store outside tmp/"
+        );
+        env.slipway().args(["inspect", "big"]).fails(1);
+        env.slipway().args(["verify", "small"]).ok();
     }
     env.slipway().args(["build", "--dir", "big", "--name", "big"]).ok();
     env.slipway().args(["verify", "big"]).ok();

@@ -8,13 +8,13 @@
 //! the machine.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::support::sshd::{self, Sshd};
-use crate::support::{Cmd, Env, Outcome, noise};
+use crate::support::{Cmd, Env, Outcome, hold_lock, noise, wait_for};
 
 /// Three hosts, one `prod` target over them, and a local store.
 struct Fleet {
@@ -165,15 +165,6 @@ fn env_file(path: &Path) -> std::collections::BTreeMap<String, String> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
-}
-
-/// Poll `f` every 20 ms until it is true; panic with `what` after `secs`.
-fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -566,30 +557,6 @@ fn fleet_canary_deploy_touches_only_the_named_host_and_status_shows_divergence()
         .stderr_has("error: `app9` is not a host of target `prod` (its hosts: ");
 }
 
-/// Hold `root`'s host lock from outside slipway until `release` exists.
-fn hold_lock(root: &Path, release: &Path) -> std::process::Child {
-    let lock = root.join(".slipway/lock");
-    let info = r#"{"actor":"alice@laptop","command":"slipway activate v9","pid":1,"since":"2026-01-01T00:00:00Z"}"#;
-    std::fs::write(root.join(".slipway/lock.info"), info).unwrap();
-    let child = Command::new("flock")
-        .arg(&lock)
-        .arg("sh")
-        .arg("-c")
-        .arg(format!("while [ ! -e '{}' ]; do sleep 0.05; done", release.display()))
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("run flock (util-linux)");
-    wait_for(10, "flock to take the lock", || {
-        Command::new("flock")
-            .args(["-n", "-s"])
-            .arg(&lock)
-            .arg("true")
-            .status()
-            .is_ok_and(|s| !s.success())
-    });
-    child
-}
-
 #[test]
 fn fleet_activate_fails_fast_on_a_held_lock_naming_the_holder_or_waits_for_it() {
     let f = Fleet::start("");
@@ -639,7 +606,7 @@ fn fleet_activate_fails_fast_on_a_held_lock_naming_the_holder_or_waits_for_it() 
     });
     assert_eq!(f.link(1), "releases/v2", "nothing switched while waiting");
     std::fs::write(&release, "").unwrap();
-    assert!(holder.wait().unwrap().success());
+    assert!(holder.wait().success());
     let out = waiting.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -808,7 +775,9 @@ fn fleet_push_with_a_host_dying_mid_stream_stages_the_others_and_a_rerun_complet
             .fails(1);
         // --json still reports every host: scripts learn which ones have it.
         let rows = out.json();
-        for (i, row) in rows.as_array().unwrap().iter().enumerate() {
+        let rows = rows.as_array().unwrap();
+        assert_eq!(rows.len(), f.labels.len(), "one row per host: {out}");
+        for (i, row) in rows.iter().enumerate() {
             assert_eq!(row["host"], f.labels[i].as_str(), "{out}");
             if i == victim {
                 assert_eq!(row["result"], "failed", "{out}");

@@ -5,15 +5,18 @@
 
 use crate::support::{Env, write_file};
 
-fn setup(env: &Env) -> (std::path::PathBuf, std::path::PathBuf) {
-    let staging = env.path("staging-host");
+/// A `staging` target of two hosts (a health hook each) and a
+/// `production` target gated on it; v1 and v2 built.
+fn setup(env: &Env) -> ([std::path::PathBuf; 2], std::path::PathBuf) {
+    let staging = [env.path("staging-host1"), env.path("staging-host2")];
     let prod = env.path("prod-host");
     env.write(
         "slipway.toml",
         format!(
-            "[targets.staging]\nhosts = [\"{}\"]\n[targets.staging.hooks]\nhealth = \"test -f index.html\"\n\n\
+            "[targets.staging]\nhosts = [\"{}\", \"{}\"]\n[targets.staging.hooks]\nhealth = \"test -f index.html\"\n\n\
              [targets.production]\nhosts = [\"{}\"]\nrequire_healthy_on = \"staging\"\n",
-            staging.display(),
+            staging[0].display(),
+            staging[1].display(),
             prod.display()
         ),
     );
@@ -27,14 +30,34 @@ fn setup(env: &Env) -> (std::path::PathBuf, std::path::PathBuf) {
 #[test]
 fn a_gated_target_accepts_only_ids_healthy_on_every_staging_host() {
     let env = Env::new();
-    let (_staging, prod) = setup(&env);
+    let (staging, prod) = setup(&env);
+    let id = env.slipway().args(["inspect", "v1", "--json"]).ok().json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let gate = |missing: &str| {
+        format!(
+            "gate: `production` requires a bundle healthy on every host of `staging`, and `v1` ({id}) \
+             has not passed its health check on {missing}; deploy it to `staging` first"
+        )
+    };
+    let (one, two) = (staging[0].display().to_string(), staging[1].display().to_string());
     let out = env.slipway().args(["deploy", "v1", "-t", "production"]).fails(1);
-    out.one_line_error()
-        .stderr_has("gate: `production` requires a bundle healthy on every host of `staging`")
-        .stderr_has("deploy it to `staging` first");
+    out.one_line_error().stderr_has(&gate(&format!("{one}, {two}")));
     assert!(!prod.join("releases/v1").exists(), "nothing pushed past the gate");
 
-    env.slipway().args(["deploy", "v1", "-t", "staging"]).ok();
+    // Healthy on one staging host of two is not enough.
+    env.slipway()
+        .args(["deploy", "v1", "-t", "staging", "--hosts", &one])
+        .ok();
+    assert!(!staging[1].join("releases/v1").exists());
+    let out = env.slipway().args(["deploy", "v1", "-t", "production"]).fails(1);
+    out.one_line_error().stderr_has(&gate(&two));
+    assert!(!prod.join("releases/v1").exists(), "nothing pushed past the gate");
+
+    env.slipway()
+        .args(["deploy", "v1", "-t", "staging", "--hosts", &two])
+        .ok();
     env.slipway().args(["deploy", "v1", "-t", "production"]).ok();
 
     // activate is gated too (v2 pushed to production but never healthy on staging)

@@ -110,7 +110,7 @@ fn diff(expected: &str, actual: &str) -> String {
 
 #[test]
 fn help_pages_match_their_snapshots() {
-    let update = std::env::var("UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1");
+    let update = crate::support::update_snapshots();
     let dir = snapshot_dir();
     if update {
         std::fs::create_dir_all(&dir).expect("create the snapshot directory");

@@ -372,6 +372,73 @@ fn host_install_refuses_another_platform_and_says_how_to_build_there() {
 }
 
 #[test]
+fn host_install_refuses_a_copy_that_arrives_corrupted() {
+    let env = Env::new();
+    // The host's `chmod` damages the file it is given (one byte appended,
+    // as a disk or a transfer could), after `cat` wrote it and before it is hashed.
+    script(
+        &env,
+        "fakebin/chmod",
+        "for last; do :; done\ncase \"$last\" in *.slipway-tmp-*) printf x >> \"$last\";; esac\nexec /bin/chmod \"$@\"",
+    );
+    let host = Sshd::builder()
+        .set_env(&format!(
+            "PATH={}:/usr/local/bin:/usr/bin:/bin",
+            env.path("fakebin").display()
+        ))
+        .start();
+    config(&env, &[host.alias()], &env.path("srv"), "");
+    let dest = env.path("opt/slipway");
+    let out = env
+        .slipway()
+        .env("SLIPWAY_SSH_CONFIG", host.ssh_config_path())
+        .args(["host", "install", "-t", "prod", "--path"])
+        .arg(&dest)
+        .run();
+    let ours = {
+        let out = std::process::Command::new("sha256sum").arg(bin()).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let theirs = {
+        let mut bytes = std::fs::read(bin()).unwrap();
+        bytes.push(b'x');
+        slipway::digest::Digest::of(&bytes).hex()
+    };
+    let a = host.alias();
+    let text = out.stdout();
+    assert!(
+        text.starts_with(&format!(
+            "{a}: not installed: the copy `{}.slipway-tmp-",
+            dest.display()
+        )) && text.contains(&format!(
+            "` has sha256 {theirs}, but this slipway has sha256 {ours}; nothing was installed\n"
+        )),
+        "{out}"
+    );
+    assert!(
+        text.contains(&format!("{a}: fix: run `slipway host install -t prod` again")),
+        "{out}"
+    );
+    out.stderr_has(&format!(
+        "error: slipway was not installed on 1 of 1 host(s): {a} (see the fixes above)\n"
+    ));
+    assert_eq!(out.out.status.code(), Some(5), "an integrity failure: {out}");
+    let left: Vec<_> = std::fs::read_dir(env.path("opt"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "nothing is installed and the copy is removed: {left:?}"
+    );
+}
+
+#[test]
 fn host_install_to_a_local_path_target_copies_locally() {
     let env = Env::new();
     let root = env.path("srv");

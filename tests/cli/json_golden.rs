@@ -285,7 +285,7 @@ impl Golden {
                 user,
             },
             mismatches: Vec::new(),
-            update: std::env::var_os("UPDATE_SNAPSHOTS").is_some(),
+            update: crate::support::update_snapshots(),
         }
     }
 

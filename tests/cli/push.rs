@@ -173,12 +173,8 @@ fn a_one_file_change_sends_kilobytes_and_shares_unchanged_files_by_inode() {
     let again = host_json(&again);
     assert_eq!(again["bytes_sent"], 0);
     assert_eq!(again["bytes_needed"], 0);
-    env.slipway()
-        .args(["push", "v2", "-t"])
-        .arg(&root)
-        .ok()
-        .stdout()
-        .contains("already staged");
+    let again = env.slipway().args(["push", "v2", "-t"]).arg(&root).ok().stdout();
+    assert!(again.contains("already staged"), "{again}");
     // by id prefix too
     env.slipway().args(["push", &id2[..20], "-t"]).arg(&root).ok();
     assert!(std::fs::symlink_metadata(root.join("current")).is_err());

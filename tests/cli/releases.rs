@@ -3,9 +3,9 @@
 //! operator's exit codes in agreement, on local paths and over SSH.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
-use crate::support::{Env, Scenario, write_file};
+use crate::support::{Env, Scenario, has_open, hold_lock, wait_for, write_file};
 
 /// Build releases v1..=n from a small tree whose index.html names the release.
 fn releases(env: &Env, n: usize) {
@@ -161,21 +161,49 @@ fn a_held_lock_fails_fast_naming_the_holder_or_is_waited_for() {
         r#"{"actor":"alice@laptop","command":"slipway activate v9","pid":4242,"since":"2026-01-01T00:00:00Z"}"#,
     )
     .unwrap();
-    let mut holder = Command::new("flock")
-        .arg(root.join(".slipway/lock"))
-        .args(["sleep", "3"])
-        .spawn()
-        .expect("flock(1) from util-linux");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Held until `release` appears, however slow this machine is.
+    let release = env.path("release-lock");
+    let mut holder = hold_lock(&root, &release);
     let out = env.slipway().args(["activate", "v2", "-t", t]).fails(4);
-    out.stderr_has("locked by alice@laptop (pid 4242, `slipway activate v9`");
+    out.stderr_has("locked by alice@laptop (pid 1, `slipway activate v9`");
     assert_eq!(current(&root), "v1", "nothing changed");
     let st = status(&env, t);
     assert_eq!(st["lock"]["actor"], "alice@laptop");
     env.slipway().args(["prune", "-t", t]).fails(4);
-    env.slipway().args(["activate", "v2", "-t", t, "--wait", "20"]).ok();
+
+    // --wait waits: its `serve` opens the lock file and stays while it is held.
+    let mut waiting = env
+        .slipway()
+        .args(["activate", "v2", "-t", t, "--wait", "60"])
+        .cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lock = root.join(".slipway/lock");
+    let pid = waiting.id();
+    wait_for(30, "the waiting activate to open the lock file", || {
+        let gone = waiting.try_wait().unwrap();
+        assert!(
+            gone.is_none(),
+            "activate --wait ended ({gone:?}) while the lock was held"
+        );
+        has_open(pid, &lock)
+    });
+    assert!(
+        waiting.try_wait().unwrap().is_none(),
+        "activate --wait gave up while the lock was held"
+    );
+    assert_eq!(current(&root), "v1", "nothing switched while waiting");
+    std::fs::write(&release, "").unwrap();
+    assert!(holder.wait().success());
+    let out = waiting.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "activate --wait: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(current(&root), "v2");
-    let _ = holder.wait();
 }
 
 #[test]
@@ -190,7 +218,7 @@ fn racing_operators_each_succeed_once_or_exit_4_and_history_matches_current() {
     env.slipway().args(["activate", "v1", "-t", &t]).ok();
     let before = env
         .slipway()
-        .args(["history", "--json", "-t", &t])
+        .args(["history", "--all", "--json", "-t", &t])
         .ok()
         .json()
         .as_array()
@@ -223,9 +251,9 @@ fn racing_operators_each_succeed_once_or_exit_4_and_history_matches_current() {
         }
     }
     assert!(ok >= 1);
-    let hist = env.slipway().args(["history", "--json", "-t", &t]).ok().json();
+    let hist = env.slipway().args(["history", "--all", "--json", "-t", &t]).ok().json();
     let hist = hist.as_array().unwrap();
-    assert!(hist.len() <= before + ok, "at most one record per successful operator");
+    assert_eq!(hist.len(), before + ok, "one record per successful operator");
     assert_eq!(
         hist[0]["to"].as_str().unwrap(),
         current(&root),
@@ -432,4 +460,45 @@ fn activate_and_rollback_over_real_sshd() {
         .args(["activate", "v2", "-t", url, "--expect", "v2"])
         .fails(6);
     s.slipway().args(["verify", "-t", url]).ok();
+}
+
+#[test]
+fn activation_sweeps_leftover_links_and_refuses_a_release_whose_push_never_finished() {
+    let env = Env::new();
+    releases(&env, 2);
+    let root = env.path("host");
+    let t = root.to_str().unwrap();
+    env.slipway().args(["push", "v1", "-t", t]).ok();
+    env.slipway().args(["push", "v2", "-t", t]).ok();
+    // What an activation killed between its symlink and the rename leaves.
+    std::os::unix::fs::symlink("releases/v2", root.join("current.crashed-1234")).unwrap();
+    env.slipway().args(["activate", "v1", "-t", t]).ok();
+    assert_eq!(current(&root), "v1");
+    assert!(
+        std::fs::symlink_metadata(root.join("current.crashed-1234")).is_err(),
+        "the leftover link is swept"
+    );
+
+    // v2's push is undone the way a kill before its end leaves it: its
+    // metadata without `pushed_at`, or its tree gone.
+    let meta = root.join(".slipway/releases/v2.json");
+    let original = std::fs::read(&meta).unwrap();
+    let mut unfinished: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    unfinished.as_object_mut().unwrap().remove("pushed_at");
+    std::fs::write(&meta, serde_json::to_vec(&unfinished).unwrap()).unwrap();
+    let refused = |env: &Env| {
+        let out = env.slipway().args(["activate", "v2", "-t", t]).run();
+        assert_ne!(out.out.status.code(), Some(0), "{out}");
+        out.one_line_error().stderr_has("release `v2` ");
+        assert_eq!(current(&root), "v1", "nothing changed");
+    };
+    refused(&env);
+    std::fs::write(&meta, &original).unwrap();
+    let tree = root.join("releases/v2");
+    let aside = root.join("v2-aside");
+    std::fs::rename(&tree, &aside).unwrap();
+    refused(&env);
+    std::fs::rename(&aside, &tree).unwrap();
+    env.slipway().args(["activate", "v2", "-t", t]).ok();
+    assert_eq!(current(&root), "v2");
 }

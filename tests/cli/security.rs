@@ -108,23 +108,38 @@ fn an_append_only_key_cannot_prune() {
         root.display()
     );
     let host = Sshd::builder().key_options(&line).start();
-    write_file(&env.path("site/index.html"), b"v1");
-    env.slipway().args(["build", "--dir", "site", "--name", "v1"]).ok();
     let url = host.url(&root);
+    let names = ["v1", "v2", "v3", "v4"];
+    for name in names {
+        write_file(&env.path(&format!("{name}/index.html")), name.as_bytes());
+        env.slipway().args(["build", "--dir", name, "--name", name]).ok();
+        env.slipway()
+            .via_ssh(host.ssh_config_path())
+            .args(["deploy", name, "-t", &url])
+            .ok();
+    }
+    // With `keep = 0`, v1 and v2 (neither current nor the rollback target)
+    // are what a prune removes: a plain `serve` of the same root says so.
+    let plan = env
+        .slipway()
+        .args(["prune", "--keep", "0", "--dry-run", "--json", "-t"])
+        .arg(&root)
+        .ok()
+        .json();
+    assert_eq!(plan[0]["releases"], serde_json::json!(["v1", "v2"]), "{plan}");
     env.slipway()
         .via_ssh(host.ssh_config_path())
-        .args(["deploy", "v1", "-t", &url])
-        .ok();
-    env.slipway()
-        .via_ssh(host.ssh_config_path())
-        .args(["prune", "-t", &url])
+        .args(["prune", "--keep", "0", "-t", &url])
         .fails(1)
         .stderr_has(&format!(
             "error: {url}: `{}` is served with `--append-only`: prune and every deletion are refused; \
              prune with a key whose `slipway serve` lacks `--append-only`\n",
             root.display()
         ));
-    assert!(root.join("releases/v1").is_dir());
+    for name in names {
+        assert!(root.join("releases").join(name).is_dir(), "{name} was pruned");
+        assert!(root.join(format!(".slipway/releases/{name}.json")).is_file());
+    }
 }
 
 /// How a raw client reaches a forced-command key.

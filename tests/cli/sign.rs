@@ -694,3 +694,65 @@ fn one_acceptable_signature_among_several_is_enough_and_otherwise_each_reason_is
         "{text}"
     );
 }
+
+/// `current`'s target, e.g. `releases/v2`.
+fn current(root: &Path) -> PathBuf {
+    std::fs::read_link(root.join("current")).unwrap()
+}
+
+fn history_lines(root: &Path) -> usize {
+    std::fs::read_to_string(root.join(".slipway/history.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+#[test]
+fn releases_staged_before_enforcement_cannot_be_activated_or_rolled_back_to() {
+    let env = Env::new();
+    let alice = Key::new(&env, "keys/alice", "alice@example.com");
+    // Staged and activated while the host enforced nothing: no signatures.
+    let root = env.path("host");
+    for name in ["v1", "v2", "v3"] {
+        build(&env, name);
+        env.write("site/index.html", format!("<h1>{name}</h1>\n"));
+        push(&env, name, &root).ok();
+    }
+    for name in ["v1", "v2"] {
+        slipway(&env).args(["activate", name, "-t"]).arg(&root).ok();
+    }
+    let root = std::fs::canonicalize(root).unwrap();
+    let allowed = root.join(".slipway/allowed_signers");
+    std::fs::write(
+        &allowed,
+        format!("alice@example.com namespaces=\"slipway\" {}\n", alice.public),
+    )
+    .unwrap();
+    let before = history_lines(&root);
+
+    let refusal = |name: &str| {
+        format!(
+            "release `{name}` refused: missing signature: this host accepts only releases signed by a key in `{}`; \
+             sign it with `slipway sign {name}` and push again",
+            allowed.display()
+        )
+    };
+    let attempts: [(&[&str], &str); 3] = [
+        (&["activate", "v3"], "v3"),
+        (&["rollback", "--to", "v1"], "v1"),
+        (&["rollback"], "v1"),
+    ];
+    for (args, refused) in attempts {
+        let out = slipway(&env).args(args).arg("-t").arg(&root).fails(5);
+        out.one_line_error().stderr_has(&refusal(refused));
+        assert_eq!(current(&root), Path::new("releases/v2"), "{args:?} moved current");
+        assert_eq!(history_lines(&root), before, "{args:?} wrote history");
+        assert_ne!(host_meta(&root, "v2")["bad"], true, "{args:?} marked v2 bad");
+    }
+
+    // Signed and pushed again (signatures only), the same release goes live.
+    slipway(&env).args(["sign", "v1", "--key"]).arg(&alice.path).ok();
+    push(&env, "v1", &root).ok();
+    slipway(&env).args(["rollback", "--to", "v1", "-t"]).arg(&root).ok();
+    assert_eq!(current(&root), Path::new("releases/v1"));
+}

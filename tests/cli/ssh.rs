@@ -2,7 +2,7 @@
 //! decent rate, arguments arrive quoted, the operator's ssh config and host
 //! keys apply, and a refused, silent or unauthenticated connection, an
 //! unknown host key or a missing remote slipway is one line naming the host
-//! (within the connect timeout where it is a wait).
+//! (a refusal within the connect timeout, a silence soon after it).
 //!
 //! These tests drive the transport through the library
 //! (`slipway::remote::connect`) with a stand-in remote command: a script
@@ -147,7 +147,7 @@ fn connection_refused_is_one_line_naming_the_host_within_the_timeout() {
 }
 
 #[test]
-fn a_silent_server_times_out_within_the_connect_timeout() {
+fn a_silent_server_times_out_after_the_connect_timeout_not_much_later() {
     let env = Env::new();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
@@ -160,7 +160,11 @@ fn a_silent_server_times_out_within_the_connect_timeout() {
         msg.starts_with("app1: cannot connect: ") && msg.contains("timed out"),
         "{msg}"
     );
-    assert!(took < Duration::from_millis(2500), "took {took:?}: {msg}");
+    // It waited for the timeout, and gave up within 1.5 s of it.
+    assert!(
+        took >= spec.connect_timeout && took < spec.connect_timeout + Duration::from_millis(1500),
+        "took {took:?}: {msg}"
+    );
     drop(listener);
 }
 

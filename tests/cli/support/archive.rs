@@ -437,6 +437,12 @@ pub struct Peak {
 
 impl Peak {
     pub fn assert_within(&self, case: &str, rss: u64, time: Duration) {
+        // 0 means `/proc/<pid>/status` was never read: nothing was measured,
+        // and 0 would pass any bound.
+        assert!(
+            self.rss > 0,
+            "{case}: the peak RSS was never measured (no VmHWM in /proc/<pid>/status)"
+        );
         assert!(
             self.rss < rss,
             "{case}: peak RSS {} MiB, more than {} MiB",

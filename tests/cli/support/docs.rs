@@ -39,8 +39,10 @@
 //! `app1.example.com`, `app2.example.com`) in the ssh config named by
 //! `SLIPWAY_SSH_CONFIG`. Each host's sessions get a `HOME` of their own and a
 //! `slipway` on `PATH` that moves every absolute `--root` (`/srv/shop`) into
-//! that host's directory, so the documented roots run unchanged and nothing
-//! is written outside the temp directory (checked at the end).
+//! that host's directory, so the documented roots run unchanged. At the end
+//! the test checks that none of the absolute paths the docs name (to two
+//! components: `/srv/shop`, `/opt/slipway`), nor the real `HOME`'s slipway
+//! store and config, appeared during the run.
 //!
 //! The working directory is a sample git repository, `shop`: README.md
 //! starts from a repository with no `slipway.toml` and no tag (its Quickstart

@@ -353,3 +353,105 @@ pub fn snapshot(root: &Path) -> std::collections::BTreeMap<String, String> {
     walk(root, root, &mut out);
     out
 }
+
+/// Poll `f` every 20 ms until it is true; panic with `what` after `secs`.
+pub fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A process holding a host lock until its release file appears. Dropped
+/// without [`LockHolder::wait`] (a failing test), it is released and
+/// reaped, so no holder outlives its test.
+pub struct LockHolder {
+    child: Option<std::process::Child>,
+    release: PathBuf,
+}
+
+impl LockHolder {
+    /// Wait for the holder to let go (after its release file appeared).
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.take().expect("waited once").wait().unwrap()
+    }
+}
+
+impl Drop for LockHolder {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = std::fs::write(&self.release, "");
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Hold `root`'s host lock from outside slipway (as `alice@laptop`) until
+/// `release` exists; returns once the lock is held.
+pub fn hold_lock(root: &Path, release: &Path) -> LockHolder {
+    let lock = root.join(".slipway/lock");
+    let info = r#"{"actor":"alice@laptop","command":"slipway activate v9","pid":1,"since":"2026-01-01T00:00:00Z"}"#;
+    std::fs::write(root.join(".slipway/lock.info"), info).unwrap();
+    let child = Command::new("flock")
+        .arg(&lock)
+        .arg("sh")
+        .arg("-c")
+        .arg(format!("while [ ! -e '{}' ]; do sleep 0.05; done", release.display()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run flock (util-linux)");
+    let holder = LockHolder {
+        child: Some(child),
+        release: release.to_path_buf(),
+    };
+    wait_for(10, "flock to take the lock", || {
+        Command::new("flock")
+            .args(["-n", "-s"])
+            .arg(&lock)
+            .arg("true")
+            .status()
+            .is_ok_and(|s| !s.success())
+    });
+    holder
+}
+
+/// True when process `pid` or one of its children has `path` open (read
+/// from `/proc`): a client and the `serve` it spawned, at the lock file.
+pub fn has_open(pid: u32, path: &Path) -> bool {
+    let Ok(target) = std::fs::canonicalize(path) else {
+        return false;
+    };
+    let parent = |p: &str| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+        stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+    };
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|e| {
+        let p = e.file_name().to_string_lossy().into_owned();
+        let ours = p.parse() == Ok(pid) || parent(&p) == Some(pid);
+        ours && std::fs::read_dir(format!("/proc/{p}/fd"))
+            .map(|fds| {
+                fds.flatten()
+                    .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == target))
+            })
+            .unwrap_or(false)
+    })
+}
+
+/// `UPDATE_SNAPSHOTS=1`: rewrite snapshots instead of comparing. Refused
+/// under `CI=true` (`.ci/run` sets it), where a rewrite would make the
+/// comparison pass whatever the output is.
+pub fn update_snapshots() -> bool {
+    let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| !v.is_empty() && v != "0");
+    assert!(
+        !(update && std::env::var("CI").is_ok_and(|v| v == "true")),
+        "UPDATE_SNAPSHOTS is set under CI=true: snapshots are compared in CI, never rewritten"
+    );
+    update
+}

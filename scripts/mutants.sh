@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Mutation testing of the modules that guard safety (not part of CI): each
+# mutant of a module is tested against the tests that cover that module, and
+# every mutant the tests miss must be killed by a new test or justified in
+# docs/reliability.md ("Mutation testing").
+#
+#   scripts/mutants.sh                  # every module below, one after another
+#   scripts/mutants.sh lock activate    # only these
+#   JOBS=2 scripts/mutants.sh prune     # mutants built and tested in parallel
+#
+# Needs cargo-mutants (`cargo install --locked cargo-mutants`). Results go to
+# target/mutants/<module>/mutants.out/ (caught.txt, missed.txt, …).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v cargo-mutants >/dev/null 2>&1 || {
+  echo "cargo-mutants is missing: cargo install --locked cargo-mutants" >&2
+  exit 1
+}
+
+# module -> "file(s)|test targets|test name filters": the CLI tests that
+# drive the module, plus its unit tests where it has some (`--lib`, which
+# costs one more compilation of the library per mutant).
+declare -A SCOPE=(
+  [signatures]="src/host/signatures.rs|--test cli|sign::"
+  [activate]="src/host/activate.rs|--test cli|releases:: sign::releases_staged gates:: faults::faults_an_activation faults::faults_a_torn_history"
+  [lock]="src/host/lock.rs|--test cli|releases::a_held_lock releases::racing fleet::fleet_activate_fails_fast"
+  [prune]="src/host/prune.rs|--test cli|releases:: security::an_append_only faults::faults_a_prune prune"
+  [manifest]="src/manifest.rs|--lib --test cli|manifest:: bundles:: hostile::"
+  [stage]="src/host/stage.rs src/host/objects.rs|--test cli|push:: hostile:: sign::"
+)
+ORDER=(activate signatures lock prune manifest stage)
+
+modules=("$@")
+[ ${#modules[@]} -gt 0 ] || modules=("${ORDER[@]}")
+
+for m in "${modules[@]}"; do
+  scope=${SCOPE[$m]:-}
+  [ -n "$scope" ] || { echo "unknown module \`$m\` (one of: ${ORDER[*]})" >&2; exit 2; }
+  IFS='|' read -r files targets filters <<<"$scope"
+  args=()
+  for f in $files; do args+=(--file "$f"); done
+  echo "== $m: $files (tests: $filters)" >&2
+  mkdir -p "target/mutants/$m"
+  start=$(date +%s)
+  # Exit 2 means "some mutants were missed": report it, go on to the next module.
+  # shellcheck disable=SC2086
+  # --copy-target: start from this tree's build instead of building every
+  # dependency again in each module's scratch copy (minutes on 2 cores).
+  cargo mutants "${args[@]}" --jobs "${JOBS:-1}" --baseline skip --timeout 300 --copy-target true \
+    --output "target/mutants/$m" \
+    -- $targets -- $filters || [ $? -eq 2 ]
+  echo "== $m: $(( $(date +%s) - start )) s" >&2
+done
