@@ -34,4 +34,32 @@ for t in t1 t2; do
   { printf '\0'; cat "$work/$t.tar.zst"; } >"$b/$t-zst"
   { printf '\3'; zstd -dc "$work/$t.tar.zst"; } >"$b/$t-tar"
 done
-echo "seeded $m and $b"
+# Protocol sessions as a hostile client writes them (for frame_decode): the
+# requests a restricted key must not get anything from (docs/security.md).
+f=fuzz/corpus/frame_decode
+mkdir -p "$f"
+python3 - "$f" <<'PY'
+import json, struct, sys
+out = sys.argv[1]
+def frame(msg):
+    body = json.dumps(msg).encode()
+    return struct.pack(">IB", len(body), 1) + body
+hello = {"type": "hello", "protocol": 1, "version": "0.1.0"}
+zero = "sha256:" + "0" * 64
+sessions = {
+    "hook-hostile": {"type": "hook", "kind": "health", "release": "v1", "command": "id > /tmp/x",
+                     "env": {"SLIPWAY_ROOT": "/tmp/elsewhere"}, "timeout_ms": 10**15, "retry_for_ms": 10**15},
+    "push-many-signatures": {"type": "push", "name": "v1", "id": zero, "link_mode": "hardlink",
+                             "pushed_by": "mallory@evil",
+                             "signatures": [{"format": "sshsig", "key_fingerprint": "SHA256:%040d" % i,
+                                             "signed_at": "2026-01-01T00:00:00Z"} for i in range(40)]},
+    "mark-healthy-forged": {"type": "mark_healthy", "name": "v1", "actor": "alice@laptop"},
+    "history-by-id": {"type": "history", "limit": 5, "id": zero},
+    "rollback-reason-escapes": {"type": "rollback", "actor": "a@b",
+                                "reason": "\u001b]0;owned\u0007\nFORGED" + "x" * 5000},
+}
+for name, msg in sessions.items():
+    with open(f"{out}/{name}", "wb") as fh:
+        fh.write(frame(hello) + frame(msg))
+PY
+echo "seeded $m, $b and $f"

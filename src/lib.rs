@@ -16,7 +16,12 @@
 //! - [`output`] is the only writer to stdout/stderr; [`fs`] owns durable writes;
 //!   [`parallel`] runs one closure per host, bounded, results in host order;
 //! - [`error`] maps every failure to a documented exit code.
+//!
+//! `docs/architecture.md` is the longer map: the layers and who may import
+//! whom, the path of a release through the modules, the invariants each
+//! layer keeps, and how to add a request to the protocol.
 
+pub mod build;
 pub mod bundle;
 pub mod cli;
 pub mod commands;
@@ -26,6 +31,7 @@ pub mod error;
 pub mod fleet;
 pub mod fs;
 pub mod host;
+pub mod import;
 pub mod manifest;
 pub mod output;
 pub mod parallel;
@@ -34,6 +40,7 @@ pub mod provenance;
 pub mod remote;
 pub mod signature;
 pub mod store;
+pub mod tail;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -617,6 +617,20 @@ pub fn validate_name(name: &str) -> Result<()> {
     }
 }
 
+/// A manifest of files `f000`, `f001`, … with these sizes (unit tests).
+#[cfg(test)]
+pub(crate) fn sized_for_tests(sizes: &[u64]) -> Manifest {
+    Manifest {
+        version: 1,
+        source_date_epoch: 0,
+        entries: sizes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Entry::file(format!("f{i:03}"), false, *s, Digest::of(&i.to_le_bytes())))
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

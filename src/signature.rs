@@ -649,11 +649,10 @@ fn ssh_keygen(args: &[&OsStr], input: Input<'_>) -> Result<Ran> {
         Input::Inherit => Stdio::inherit(),
         Input::Bytes(_) => Stdio::piped(),
     });
-    let mut child = cmd.spawn().map_err(|e| {
-        Error::other(format!(
-            "cannot run `ssh-keygen`: {}; install the OpenSSH client tools (e.g. `apt-get install openssh-client`)",
-            describe_io(&e)
-        ))
+    let mut child = cmd.spawn().map_err(|source| Error::Run {
+        program: "ssh-keygen".into(),
+        hint: "; install the OpenSSH client tools (e.g. `apt-get install openssh-client`)",
+        source,
     })?;
     if let (Input::Bytes(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
         // ssh-keygen may exit before reading (a bad key): its status says why.

@@ -181,7 +181,7 @@ impl Store {
     pub fn bind(&self, record: &ReleaseRecord) -> Result<Bound> {
         validate_name(&record.name)?;
         let path = self.name_path(&record.name);
-        let bytes = serde_json::to_vec_pretty(record).map_err(|e| Error::other(e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(record).map_err(Error::Encode)?;
         if fs::write_new(&path, &bytes)? {
             return Ok(Bound::New);
         }
@@ -189,10 +189,11 @@ impl Store {
         if existing.id == record.id {
             Ok(Bound::Existing)
         } else {
-            Err(Error::other(format!(
-                "release `{}` is already bound to {} in this store, not {}; a name is never rebound to another bundle: build it under another name with `--name`",
-                record.name, existing.id, record.id
-            )))
+            Err(Error::StoreRebound {
+                release: record.name.clone(),
+                bound: existing.id.to_string(),
+                offered: record.id.to_string(),
+            })
         }
     }
 
@@ -208,7 +209,7 @@ impl Store {
                 record.name, existing.id
             )));
         }
-        let bytes = serde_json::to_vec_pretty(record).map_err(|e| Error::other(e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(record).map_err(Error::Encode)?;
         fs::write_atomic(&self.name_path(&record.name), &bytes)
     }
 
@@ -219,7 +220,7 @@ impl Store {
     pub fn record(&self, name: &str) -> Result<ReleaseRecord> {
         let path = self.name_path(name);
         let bytes = fs::read(&path)?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::other(format!("cannot parse `{}`: {e}", path.display())))
+        serde_json::from_slice(&bytes).map_err(|source| Error::Parse { path, source })
     }
 
     /// All bound releases, sorted by name.
@@ -292,10 +293,10 @@ impl Store {
                 }
             }
         }
-        Err(Error::other(format!(
-            "no release or bundle `{rel}` in the store `{}`; `slipway list` shows what is there",
-            self.root.display()
-        )))
+        Err(Error::NotInStore {
+            rel: rel.to_string(),
+            store: self.root.clone(),
+        })
     }
 
     /// Remove bundles no name refers to and leftovers in `tmp/`.

@@ -25,11 +25,10 @@ fn git(repo: &Path, args: &[&str]) -> Result<std::process::Output> {
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| {
-            Error::other(format!(
-                "cannot run `git`: {}; is git installed?",
-                crate::error::describe_io(&e)
-            ))
+        .map_err(|source| Error::Run {
+            program: "git".into(),
+            hint: "; is git installed?",
+            source,
         })
 }
 
@@ -98,7 +97,11 @@ pub fn export_tree(repo: &Path, commit: &str, dest: &Path) -> Result<()> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| Error::other(format!("cannot run `git archive`: {}", crate::error::describe_io(&e))))?;
+        .map_err(|source| Error::Run {
+            program: "git archive".into(),
+            hint: "",
+            source,
+        })?;
     let stdout = archive
         .stdout
         .take()
@@ -112,7 +115,11 @@ pub fn export_tree(repo: &Path, commit: &str, dest: &Path) -> Result<()> {
         .stdin(stdout)
         .stderr(Stdio::piped())
         .output()
-        .map_err(|e| Error::other(format!("cannot run `tar`: {}", crate::error::describe_io(&e))))?;
+        .map_err(|source| Error::Run {
+            program: "tar".into(),
+            hint: "",
+            source,
+        })?;
     let archived = archive.wait_with_output().map_err(|e| {
         Error::other(format!(
             "cannot wait for `git archive`: {}",

@@ -43,10 +43,7 @@ pub fn scan_dir(root: &Path) -> Result<Vec<Scanned>> {
     while let Some((dir, prefix)) = stack.pop() {
         for (name, abs) in fs::read_dir_sorted(&dir)? {
             let Some(name) = name.to_str() else {
-                return Err(Error::other(format!(
-                    "`{}` has a name that is not valid UTF-8; rename it",
-                    abs.display()
-                )));
+                return Err(Error::NameNotUtf8 { path: abs });
             };
             let rel = if prefix.is_empty() {
                 name.to_string()
@@ -63,17 +60,11 @@ pub fn scan_dir(root: &Path) -> Result<Vec<Scanned>> {
             } else if ft.is_symlink() {
                 let t = fs::read_link(&abs)?;
                 let Some(t) = t.to_str() else {
-                    return Err(Error::other(format!(
-                        "symlink `{}` has a target that is not valid UTF-8",
-                        abs.display()
-                    )));
+                    return Err(Error::LinkTargetNotUtf8 { path: abs });
                 };
                 (Kind::Symlink, false, 0, Some(t.to_string()))
             } else {
-                return Err(Error::other(format!(
-                    "`{}` is a special file (device, fifo or socket); bundles hold only files, directories and symlinks",
-                    abs.display()
-                )));
+                return Err(Error::SpecialFile { path: abs });
             };
             out.push(Scanned {
                 rel,
@@ -131,8 +122,8 @@ pub(crate) fn read_some(content: &mut dyn Read, buf: &mut [u8], origin: &Path) -
 
 /// The error for a file whose size is not the one it had when it was listed.
 pub(crate) fn changed(origin: &Path, size: u64) -> Error {
-    Error::other(format!(
-        "`{}` changed while it was being read (expected {size} bytes); rerun when nothing writes to it",
-        origin.display()
-    ))
+    Error::ChangedWhileRead {
+        path: origin.to_path_buf(),
+        size,
+    }
 }

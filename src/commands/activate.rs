@@ -1,11 +1,9 @@
 //! `slipway activate REL -t TARGET`: switch `current` on every host, all or nothing.
 
-use std::time::Duration;
-
 use crate::Context;
 use crate::cli::ActivateArgs;
 use crate::error::Result;
-use crate::fleet::{Fleet, Goal, SwitchOptions, print_reports};
+use crate::fleet::{Fleet, Goal};
 
 /// # Errors
 /// Exit 4 (a lock is held), 6 (`--expect`), 3 (health failed, switched back), 1.
@@ -25,16 +23,7 @@ pub fn run(args: &ActivateArgs, ctx: &Context) -> Result<()> {
         again: true,
         reason,
     };
-    let opts = SwitchOptions {
-        wait: args.switch.wait.map(Duration::from_secs),
-        skip_unreachable: args.switch.skip_unreachable,
-        batch: None,
-        prune_keep: None,
-        command: super::command_line(),
-    };
-    let result = fleet.switch(&goal, &opts);
-    print_reports(ctx, &fleet.reports());
-    result
+    super::switch_and_report(ctx, &mut fleet, &goal, &args.switch)
 }
 
 /// The name and id behind REL, from the local store (a gate is checked by id).

@@ -1,23 +1,16 @@
 //! `slipway build`: a tag (or a directory) becomes a bundle in the local store.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::Context;
-use crate::bundle::{git, pack};
 use crate::cli::BuildArgs;
-use crate::config::{BuildConfig, parse_project};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::manifest::validate_name;
 use crate::provenance::{Provenance, now_rfc3339};
 use crate::store::{Bound, ReleaseRecord};
-
-/// `source_date_epoch` of `build --dir` when `$SOURCE_DATE_EPOCH` is unset: 1980-01-01.
-pub const DEFAULT_DIR_EPOCH: i64 = 315_532_800;
 
 #[derive(Serialize)]
 struct BuildReport<'a> {
@@ -52,84 +45,28 @@ pub fn run(args: &BuildArgs, ctx: &Context) -> Result<()> {
     };
     let bar = ctx.out.bytes_bar(0, "packing");
 
-    let (name, packed, mut provenance) = if let Some(dir) = &args.dir {
-        let name = args.name.clone().unwrap_or_default();
-        validate_name(&name)?;
-        let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-            Ok(v) if !v.is_empty() => v
-                .trim()
-                .parse::<i64>()
-                .map_err(|_| Error::usage(format!("SOURCE_DATE_EPOCH=`{v}` is not a number of seconds")))?,
-            _ => DEFAULT_DIR_EPOCH,
-        };
-        match crate::fs::metadata_optional(dir)? {
-            Some(m) if m.is_dir() => {}
-            Some(_) => return Err(Error::usage(format!("`--dir {}` is not a directory", dir.display()))),
-            None => return Err(Error::usage(format!("`--dir {}` does not exist", dir.display()))),
+    let built = match &args.dir {
+        Some(dir) => crate::build::from_dir(
+            dir,
+            args.name.as_deref().unwrap_or_default(),
+            &local_allow_links(ctx)?,
+            &store.tmp_dir(),
+            &bar,
+        )?,
+        None => {
+            let tag = args
+                .tag
+                .as_deref()
+                .ok_or_else(|| Error::usage("give a TAG, or `--dir DIR --name NAME`"))?;
+            let repo = std::env::current_dir().map_err(|e| Error::io("read", Path::new("."), e))?;
+            crate::build::from_tag(&repo, tag, args.name.as_deref(), &store.tmp_dir(), &ctx.out, &bar)?
         }
-        let allow = local_allow_links(ctx)?;
-        let packed = pack::pack_dir(dir, &store.tmp_dir(), epoch, &allow, &bar)?;
-        let prov = Provenance {
-            source: "dir".into(),
-            dir: Some(dir.display().to_string()),
-            ..Provenance::default()
-        };
-        (name, packed, prov)
-    } else {
-        let tag = args
-            .tag
-            .clone()
-            .ok_or_else(|| Error::usage("give a TAG, or `--dir DIR --name NAME`"))?;
-        let name = args.name.clone().unwrap_or_else(|| tag.clone());
-        if validate_name(&name).is_err() {
-            return Err(if args.name.is_some() {
-                validate_name(&name).unwrap_err()
-            } else {
-                Error::usage(format!(
-                    "tag `{}` is not a valid release name; give one with `--name` (1-128 of A-Z a-z 0-9 . _ + -)",
-                    tag.escape_debug()
-                ))
-            });
-        }
-        let repo = std::env::current_dir().map_err(|e| Error::io("read", Path::new("."), e))?;
-        let info = git::resolve_tag(&repo, &tag)?;
-        let origin = format!("{tag}:slipway.toml");
-        let build = match git::read_at(&repo, &info.commit, "slipway.toml")? {
-            Some(bytes) => {
-                let text = String::from_utf8(bytes).map_err(|_| Error::usage(format!("`{origin}` is not UTF-8")))?;
-                parse_project(&text, &origin)?.build
-            }
-            None => BuildConfig::default(),
-        };
-        let work = tempfile::Builder::new()
-            .prefix("build-")
-            .tempdir_in(store.tmp_dir())
-            .map_err(|e| Error::io("create a directory in", &store.tmp_dir(), e))?;
-        let tree = work.path().join("tree");
-        crate::fs::create_dir_all(&tree)?;
-        ctx.out
-            .detail(&format!("exporting {tag} ({}) into {}", info.commit, tree.display()));
-        git::export_tree(&repo, &info.commit, &tree)?;
-        if let Some(cmd) = &build.command {
-            run_build_command(cmd, &tree, info.commit_time, ctx)?;
-        }
-        let out_dir = output_dir(&tree, build.output.as_deref(), &origin)?;
-        let packed = pack::pack_dir(&out_dir, &store.tmp_dir(), info.commit_time, &build.allow_links, &bar)?;
-        let result = (
-            name,
-            packed,
-            Provenance {
-                source: "git".into(),
-                tag: Some(tag.clone()),
-                tag_object: info.tag_object.clone(),
-                commit: Some(info.commit.clone()),
-                build_command: build.command.clone(),
-                ..Provenance::default()
-            },
-        );
-        crate::fs::remove_tree(work.path())?;
-        result
     };
+    let crate::build::Built {
+        name,
+        packed,
+        mut provenance,
+    } = built;
     bar.finish_and_clear();
 
     provenance.builder = builder;
@@ -154,7 +91,7 @@ pub fn run(args: &BuildArgs, ctx: &Context) -> Result<()> {
     }
     if let Some(key) = &key {
         let (sig, replaced) = super::sign::sign_release(&store, &name, id, key, args.principal.as_deref())
-            .map_err(|e| Error::from_kind(e.kind(), format!("built `{name}` ({id}) but did not sign it: {e}")))?;
+            .map_err(|e| e.reworded(format!("built `{name}` ({id}) but did not sign it: {e}")))?;
         ctx.out.info(&super::sign::describe(&name, &sig, replaced));
     }
     if ctx.out.json {
@@ -182,52 +119,5 @@ fn local_allow_links(ctx: &Context) -> Result<Vec<String>> {
             ctx.config_path.display()
         ))),
         None => Ok(Vec::new()),
-    }
-}
-
-fn run_build_command(cmd: &str, tree: &Path, epoch: i64, ctx: &Context) -> Result<()> {
-    ctx.out.info(&format!("running build command: {cmd}"));
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .current_dir(tree)
-        .env("SOURCE_DATE_EPOCH", epoch.to_string())
-        .stdin(Stdio::null())
-        .stdout(std::io::stderr())
-        .status()
-        .map_err(|e| {
-            Error::other(format!(
-                "cannot run the build command `{cmd}`: {}",
-                crate::error::describe_io(&e)
-            ))
-        })?;
-    if !status.success() {
-        let how = match status.code() {
-            Some(c) => format!("exit status {c}"),
-            None => "a signal".to_string(),
-        };
-        return Err(Error::other(format!(
-            "build command `{cmd}` failed with {how}; nothing was stored"
-        )));
-    }
-    Ok(())
-}
-
-fn output_dir(tree: &Path, output: Option<&str>, origin: &str) -> Result<PathBuf> {
-    let Some(out) = output else {
-        return Ok(tree.to_path_buf());
-    };
-    let rel = Path::new(out);
-    if rel.is_absolute() || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
-        return Err(Error::usage(format!(
-            "`{origin}`: `[build] output = \"{out}\"` must be a relative path inside the tree"
-        )));
-    }
-    let dir = tree.join(rel);
-    match crate::fs::symlink_metadata_optional(&dir)? {
-        Some(m) if m.is_dir() => Ok(dir),
-        _ => Err(Error::other(format!(
-            "build output `{out}` (from `{origin}`) is not a directory after the build command ran"
-        ))),
     }
 }

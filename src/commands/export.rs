@@ -12,9 +12,7 @@ use crate::fs;
 
 /// The sidecar beside an exported bundle: `FILE.meta.json`.
 pub fn sidecar_path(file: &Path) -> PathBuf {
-    let mut s = file.as_os_str().to_os_string();
-    s.push(".meta.json");
-    PathBuf::from(s)
+    crate::import::sidecar_path(file)
 }
 
 /// A reader that copies everything it reads into `sink`.
@@ -64,7 +62,7 @@ pub fn run(args: &ExportArgs, ctx: &Context) -> Result<()> {
         Some(r) => serde_json::to_vec_pretty(r),
         None => serde_json::to_vec_pretty(&serde_json::json!({"id": id})),
     }
-    .map_err(|e| Error::other(e.to_string()))?;
+    .map_err(Error::Encode)?;
     fs::write_user_file(&sidecar, &meta)?;
     if ctx.out.json {
         ctx.out.json_value(&serde_json::json!({

@@ -78,12 +78,7 @@ root = "/srv/app"
 /// When the file already exists (exit 1, naming it) or cannot be written.
 pub fn run(ctx: &Context) -> Result<()> {
     let path = &ctx.config_path;
-    let exists = || {
-        Error::other(format!(
-            "`{}` already exists; edit it, or move it away to start over",
-            path.display()
-        ))
-    };
+    let exists = || Error::ConfigExists { path: path.clone() };
     if fs::symlink_metadata_optional(path)?.is_some() {
         return Err(exists());
     }

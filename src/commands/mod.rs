@@ -59,11 +59,11 @@ pub fn named_release(
         ))
     })?;
     if !store.has_bundle(&id) {
-        return Err(Error::other(format!(
-            "the bundle of `{}` ({id}) is missing from the store `{}`; build or import it again",
-            record.name,
-            store.root().display()
-        )));
+        return Err(Error::BundleMissing {
+            release: record.name.clone(),
+            id: id.to_string(),
+            store: store.root().to_path_buf(),
+        });
     }
     Ok(record)
 }
@@ -78,6 +78,30 @@ pub fn note_external_links(ctx: &crate::Context, name: &str, manifest: &crate::m
             link.escape_debug()
         ));
     }
+}
+
+/// Switch every host of `fleet` to `goal` as `activate` and `rollback` do
+/// (their `--wait` and `--skip-unreachable`, no batches, no prune), then
+/// print each host's report.
+///
+/// # Errors
+/// As [`crate::fleet::Fleet::switch`].
+pub fn switch_and_report(
+    ctx: &crate::Context,
+    fleet: &mut crate::fleet::Fleet,
+    goal: &crate::fleet::Goal,
+    args: &crate::cli::SwitchArgs,
+) -> crate::error::Result<()> {
+    let opts = crate::fleet::SwitchOptions {
+        wait: args.wait.map(std::time::Duration::from_secs),
+        skip_unreachable: args.skip_unreachable,
+        batch: None,
+        prune_keep: None,
+        command: command_line(),
+    };
+    let result = fleet.switch(goal, &opts);
+    crate::fleet::print_reports(ctx, &fleet.reports());
+    result
 }
 
 /// `slipway VERB ARGS…` as typed, for the lock holder's details.

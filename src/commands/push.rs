@@ -21,7 +21,7 @@ use crate::remote::push::{PushJob, PushOutcome};
 /// One element of `push --json` (a stable schema: field order is key order).
 /// The figures are null where the push did not succeed.
 #[derive(Debug, Serialize)]
-struct HostReport<'a> {
+struct PushRow<'a> {
     host: String,
     release: &'a str,
     id: Digest,
@@ -58,7 +58,7 @@ pub fn run(args: &PushArgs, ctx: &Context) -> Result<()> {
                 if succeeded && !ctx.out.json {
                     ctx.out.data(&describe(&record.name, &host, &outcome, seconds));
                 }
-                HostReport {
+                PushRow {
                     host,
                     release: &record.name,
                     id,
@@ -71,7 +71,7 @@ pub fn run(args: &PushArgs, ctx: &Context) -> Result<()> {
                     reason: None,
                 }
             }
-            None => HostReport {
+            None => PushRow {
                 host,
                 release: &record.name,
                 id,

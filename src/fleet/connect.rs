@@ -14,7 +14,7 @@ use crate::remote::session::HostSession;
 use crate::remote::{HostSpec, Target};
 
 use super::member::Member;
-use super::report::{HostReport, Outcome, Phase, Step, one_line, with_exit};
+use super::report::{HostReport, Outcome, Phase, Step, lines_joined};
 
 /// Default `parallel`.
 pub const DEFAULT_PARALLEL: usize = 16;
@@ -153,7 +153,7 @@ impl<'a> Fleet<'a> {
             first
                 .error
                 .as_ref()
-                .map(|e| one_line(&e.to_string()))
+                .map(|e| lines_joined(&e.to_string()))
                 .unwrap_or_default()
         } else {
             let mut hosts: Vec<&str> = vec![first.spec.label.as_str()];
@@ -182,7 +182,7 @@ impl<'a> Fleet<'a> {
                 m.report.result = Outcome::NotStarted;
             }
         }
-        Err(with_exit(exit, msg))
+        Err(Error::with_exit(exit, msg))
     }
 }
 

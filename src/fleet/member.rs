@@ -20,7 +20,7 @@ use crate::remote::HostSpec;
 use crate::remote::push::{Needed, PushOutcome};
 use crate::remote::session::HostSession;
 
-use super::report::{HostReport, Outcome, Phase, one_line};
+use super::report::{HostReport, Outcome, Phase, lines_joined};
 
 /// One host of a fleet.
 pub(super) struct Member {
@@ -119,7 +119,7 @@ impl Member {
         self.report.result = Outcome::Failed;
         let text = e.to_string();
         let text = text.strip_prefix(&format!("{}: ", self.spec.label)).unwrap_or(&text);
-        self.report.reason = Some(one_line(text));
+        self.report.reason = Some(lines_joined(text));
         self.error = Some(e);
     }
 

@@ -22,7 +22,8 @@
 //! for the next; `push` stages a release everywhere; `plan` decides
 //! what each host switches to; `switch` runs steps 1–5 and `revert`
 //! step 6; `hooks` runs a hook on a host; `report` is what the command
-//! says per host; `connect` holds the [`Fleet`] itself (connecting,
+//! says per host; `provenance` gathers what `slipway provenance` shows;
+//! `connect` holds the [`Fleet`] itself (connecting,
 //! queries, and the one error a failed step ends with). This file only
 //! names them. Hosts are driven in parallel through [`crate::parallel`],
 //! and every list this module returns is in the target's host order. The
@@ -32,6 +33,7 @@ mod connect;
 mod hooks;
 mod member;
 mod plan;
+pub mod provenance;
 mod push;
 mod report;
 mod revert;

@@ -106,11 +106,10 @@ impl Fleet<'_> {
             .iter()
             .map(|(t, hosts)| format!("{} -> {t}", hosts.join(", ")))
             .collect();
-        Err(Error::other(format!(
-            "the hosts of `{}` disagree about what to roll back to: {}; choose one with `--to REL`",
-            self.target.name,
-            detail.join("; ")
-        )))
+        Err(Error::RollbackDisagrees {
+            target: self.target.name.clone(),
+            choices: detail.join("; "),
+        })
     }
 
     /// `--expect` against each host's state, read under its lock: a host on

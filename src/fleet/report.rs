@@ -8,7 +8,6 @@
 use serde::Serialize;
 
 use crate::Context;
-use crate::error::{Error, Exit};
 use crate::output::human_bytes;
 use crate::remote::push::PushOutcome;
 
@@ -56,6 +55,20 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in the order a command goes through them.
+    pub const ALL: [Phase; 10] = [
+        Phase::Connect,
+        Phase::Push,
+        Phase::Lock,
+        Phase::BeforeActivate,
+        Phase::Activate,
+        Phase::Rollback,
+        Phase::AfterActivate,
+        Phase::Health,
+        Phase::Revert,
+        Phase::Done,
+    ];
+
     /// The name in reports and `--json`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -170,20 +183,8 @@ impl std::fmt::Display for Step {
     }
 }
 
-/// An error of the kind that gives `exit`, saying `msg`.
-pub(super) fn with_exit(exit: Exit, msg: String) -> Error {
-    match exit {
-        Exit::Locked => Error::Locked(msg),
-        Exit::Integrity => Error::Integrity(msg),
-        Exit::ExpectMismatch => Error::ExpectMismatch(msg),
-        Exit::HealthRolledBack => Error::HealthRolledBack(msg),
-        Exit::Usage => Error::Usage(msg),
-        Exit::Success | Exit::Error => Error::Other(msg),
-    }
-}
-
 /// A multi-line message on one line: trimmed lines joined with ` / `.
-pub(super) fn one_line(s: &str) -> String {
+pub(super) fn lines_joined(s: &str) -> String {
     s.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -238,19 +239,7 @@ mod tests {
 
     #[test]
     fn phases_and_outcomes_serialize_as_their_report_names() {
-        use Phase::*;
-        for p in [
-            Connect,
-            Push,
-            Lock,
-            BeforeActivate,
-            Activate,
-            Rollback,
-            AfterActivate,
-            Health,
-            Revert,
-            Done,
-        ] {
+        for p in Phase::ALL {
             assert_eq!(serde_json::to_value(p).ok(), Some(p.as_str().into()));
         }
         use Outcome::*;

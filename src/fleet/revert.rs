@@ -21,7 +21,7 @@ use super::connect::{Fleet, each};
 use super::hooks::{Hook, HookKind};
 use super::member::{Member, Position};
 use super::plan::Goal;
-use super::report::{Outcome, Phase, one_line, with_exit};
+use super::report::{Outcome, Phase, lines_joined};
 use super::switch::{SwitchOptions, lock_holder};
 
 /// How long a reconnected revert waits for the host's lock: the broken
@@ -61,7 +61,7 @@ impl Fleet<'_> {
         } else {
             Exit::Error
         };
-        with_exit(exit, msg)
+        Error::with_exit(exit, msg)
     }
 
     /// Switch every switched host back; returns a sentence for the error.
@@ -162,7 +162,7 @@ fn revert_one(m: &mut Member, how: &Reverting, out: &Output) {
             };
             m.report.reason = Some(format!(
                 "{earlier}could not switch back to `{back}`: {}; fix by hand with `slipway activate {back} -t {} --hosts {}`",
-                one_line(e),
+                lines_joined(e),
                 how.target,
                 m.spec.label
             ));
@@ -237,7 +237,7 @@ fn recheck(m: &mut Member, me: &LockInfo) {
             let before = m.report.reason.clone().unwrap_or_default();
             m.report.reason = Some(format!(
                 "{before}; could not reconnect to check whether it switched to `{goal}`: {}",
-                one_line(&e.without_host().to_string())
+                lines_joined(&e.without_host().to_string())
             ));
         }
     }

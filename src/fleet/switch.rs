@@ -152,10 +152,9 @@ impl Fleet<'_> {
             ));
         }
         if self.members.iter().all(|m| m.session.is_none()) {
-            return Err(Error::other(format!(
-                "no host of `{}` could be reached; nothing changed",
-                self.target.name
-            )));
+            return Err(Error::NoHostReached {
+                target: self.target.name.clone(),
+            });
         }
         Ok(())
     }

@@ -74,10 +74,10 @@ pub fn resolve_release(layout: &Layout, rel: &str) -> Result<String> {
 }
 
 fn not_here(layout: &Layout, name: &str) -> Error {
-    Error::other(format!(
-        "release `{name}` is not on `{}`; push it first with `slipway push {name} -t TARGET`",
-        layout.root.display()
-    ))
+    Error::ReleaseNotOnHost {
+        release: name.to_string(),
+        root: layout.root.clone(),
+    }
 }
 
 /// The metadata of a release whose tree is complete on this host.
@@ -273,12 +273,9 @@ pub fn rollback(
         Some(rel) => resolve_release(layout, rel)?,
         None => {
             let (records, _) = history::read(layout)?;
-            previous(layout, &records, current.as_deref())?.ok_or_else(|| {
-                Error::other(format!(
-                    "nothing to roll back to on `{}`: no earlier good release in its history (current: {}); name one with `--to REL`",
-                    layout.root.display(),
-                    current.as_deref().unwrap_or("none")
-                ))
+            previous(layout, &records, current.as_deref())?.ok_or_else(|| Error::NothingToRollBack {
+                root: layout.root.clone(),
+                current: current.as_deref().unwrap_or("none").to_string(),
             })?
         }
     };
@@ -306,10 +303,11 @@ pub fn mark_healthy(layout: &Layout, name: &str, actor: &str, via: Option<String
     let meta = complete_release(layout, name)?;
     let current = layout.current_name()?;
     if current.as_deref() != Some(name) {
-        return Err(Error::other(format!(
-            "cannot record `{name}` as healthy on `{}`: it is not the current release",
-            layout.root.display()
-        )));
+        return Err(Error::NotHealthy {
+            release: name.to_string(),
+            root: layout.root.clone(),
+            why: "it is not the current release".into(),
+        });
     }
     let record = Record {
         time: now_rfc3339_millis(),

@@ -59,6 +59,7 @@ pub fn check(layout: &Layout) -> Result<CheckReport> {
             });
         }
     }
+    let (enforces_signatures, refused_by_signers) = signature_findings(layout)?;
     Ok(CheckReport {
         version: VERSION.to_string(),
         protocol: PROTOCOL,
@@ -75,7 +76,30 @@ pub fn check(layout: &Layout) -> Result<CheckReport> {
         current_ok: current.is_ok(),
         current,
         problems,
+        enforces_signatures,
+        refused_by_signers,
     })
+}
+
+/// With an `allowed_signers`, every complete release on the host it would
+/// refuse (an emergency rollback to one of them would stop), with why.
+fn signature_findings(layout: &Layout) -> Result<(bool, Vec<Finding>)> {
+    if fs::symlink_metadata_optional(&layout.allowed_signers_path())?.is_none() {
+        return Ok((false, Vec::new()));
+    }
+    let mut refused = Vec::new();
+    for name in layout.release_names()? {
+        let Ok(meta) = super::activate::complete_release(layout, &name) else {
+            continue;
+        };
+        if let Err(e) = super::signatures::check(layout, &meta) {
+            refused.push(Finding {
+                problem: e.to_string(),
+                fix: format!("slipway sign {name}, then slipway push {name} to this host"),
+            });
+        }
+    }
+    Ok((true, refused))
 }
 
 fn current_state(layout: &Layout) -> Result<CurrentState> {

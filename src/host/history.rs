@@ -45,7 +45,7 @@ pub fn intent_pending(layout: &Layout) -> bool {
 /// On I/O failure.
 pub fn append(layout: &Layout, record: &Record) -> Result<()> {
     let path = layout.history_path();
-    let line = serde_json::to_string(record).map_err(|e| Error::other(e.to_string()))?;
+    let line = serde_json::to_string(record).map_err(Error::Encode)?;
     let torn = match fs::read_optional_tail(&path, 1)? {
         Some(last) => last.first() != Some(&b'\n') && !last.is_empty(),
         None => false,
@@ -188,7 +188,7 @@ fn read_line(reader: &mut impl std::io::BufRead, line: &mut Vec<u8>) -> std::io:
 /// # Errors
 /// On I/O failure.
 pub fn write_intent(layout: &Layout, intent: &Intent) -> Result<()> {
-    let bytes = serde_json::to_vec(intent).map_err(|e| Error::other(e.to_string()))?;
+    let bytes = serde_json::to_vec(intent).map_err(Error::Encode)?;
     fs::write_atomic(&intent_path(layout), &bytes)
 }
 

@@ -133,12 +133,11 @@ pub fn run(layout: &Layout, req: &HookRequest) -> Result<HookResult> {
     crate::manifest::validate_name(&req.release)?;
     let dir = layout.release_dir(&req.release);
     if !dir.is_dir() {
-        return Err(Error::other(format!(
-            "cannot run the {} hook: release `{}` is not on `{}`",
-            req.kind,
-            req.release,
-            layout.root.display()
-        )));
+        return Err(Error::HookWithoutRelease {
+            kind: req.kind.clone(),
+            release: req.release.clone(),
+            root: layout.root.clone(),
+        });
     }
     let started = Instant::now();
     let retry_for = Duration::from_millis(req.retry_for_ms);
@@ -191,12 +190,10 @@ fn attempt(
     }
     cmd.env("SLIPWAY_RELEASE", &req.release)
         .env("SLIPWAY_ROOT", &layout.root);
-    let mut child = cmd.spawn().map_err(|e| {
-        Error::other(format!(
-            "cannot start the {} hook: {}",
-            req.kind,
-            crate::error::describe_io(&e)
-        ))
+    let mut child = cmd.spawn().map_err(|source| Error::Hook {
+        kind: req.kind.clone(),
+        action: "start",
+        source,
     })?;
     let buf = Arc::new(Mutex::new(Vec::new()));
     let readers: Vec<_> = [
@@ -205,7 +202,7 @@ fn attempt(
     ]
     .into_iter()
     .flatten()
-    .map(|r| tail_into(r, buf.clone()))
+    .map(|r| crate::tail::keep_tail(r, buf.clone(), OUTPUT_TAIL))
     .collect();
     let deadline = Instant::now() + timeout;
     let mut timed_out = false;
@@ -221,12 +218,12 @@ fn attempt(
                 break child.wait().ok();
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => {
-                return Err(Error::other(format!(
-                    "cannot wait for the {} hook: {}",
-                    req.kind,
-                    crate::error::describe_io(&e)
-                )));
+            Err(source) => {
+                return Err(Error::Hook {
+                    kind: req.kind.clone(),
+                    action: "wait for",
+                    source,
+                });
             }
         }
     };
@@ -249,22 +246,4 @@ fn attempt(
         output.push_str(&format!("\n[slipway: killed after {:.1} s]", timeout.as_secs_f64()));
     }
     Ok((status.and_then(|s| s.code()), timed_out, output))
-}
-
-fn tail_into(mut r: Box<dyn Read + Send>, buf: Arc<Mutex<Vec<u8>>>) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n) = r.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            if let Ok(mut b) = buf.lock() {
-                b.extend_from_slice(&chunk[..n]);
-                let len = b.len();
-                if len > OUTPUT_TAIL {
-                    b.drain(..len - OUTPUT_TAIL);
-                }
-            }
-        }
-    })
 }

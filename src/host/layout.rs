@@ -66,10 +66,10 @@ fn refuse_foreign(root: &Path) -> Result<()> {
         .collect::<Vec<_>>()
         .join(", ");
     let more = if foreign.len() > 3 { ", …" } else { "" };
-    Err(Error::other(format!(
-        "`{}` is not a slipway root: it holds {shown}{more} and no `.slipway/`; give the target a new or empty directory as its root",
-        root.display()
-    )))
+    Err(Error::NotASlipwayRoot {
+        root: root.to_path_buf(),
+        holds: format!("{shown}{more}"),
+    })
 }
 
 impl Layout {
@@ -177,16 +177,13 @@ impl Layout {
                 let t = target.to_string_lossy();
                 match t.strip_prefix("releases/") {
                     Some(name) if crate::manifest::validate_name(name).is_ok() => Ok(Some(name.to_string())),
-                    _ => Err(Error::other(format!(
-                        "`{}` points at `{t}`, not at a release under `releases/`",
-                        path.display()
-                    ))),
+                    _ => Err(Error::CurrentOutsideReleases {
+                        path,
+                        target: t.to_string(),
+                    }),
                 }
             }
-            Some(_) => Err(Error::other(format!(
-                "`{}` exists but is not a symlink; move it away so slipway can manage it",
-                path.display()
-            ))),
+            Some(_) => Err(Error::CurrentNotASymlink { path }),
         }
     }
 
@@ -200,7 +197,7 @@ impl Layout {
             None => Ok(None),
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
-                .map_err(|e| Error::other(format!("cannot parse `{}`: {e}", path.display()))),
+                .map_err(|source| Error::Parse { path, source }),
         }
     }
 
@@ -209,7 +206,7 @@ impl Layout {
     /// # Errors
     /// On I/O failure.
     pub fn write_release_meta(&self, meta: &HostRelease) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(meta).map_err(|e| Error::other(e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(meta).map_err(Error::Encode)?;
         fs::write_atomic(&self.release_meta_path(&meta.name), &bytes)
     }
 

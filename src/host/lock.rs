@@ -57,7 +57,7 @@ pub fn acquire(layout: &Layout, me: &LockInfo, wait: Option<Duration>) -> Result
             Err(TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
         }
     }
-    let bytes = serde_json::to_vec(me).map_err(|e| Error::other(e.to_string()))?;
+    let bytes = serde_json::to_vec(me).map_err(Error::Encode)?;
     fs::write_atomic(&layout.lock_info_path(), &bytes)?;
     Ok(HostLock { _file: file })
 }

@@ -221,15 +221,18 @@ fn write_objects(sink: ObjectSink<'_>, rx: &Receiver<Job>, spare: &SyncSender<Ve
         match (written, committed) {
             (Ok(true), Ok(counts)) => Ok(counts),
             (Ok(false), Ok(_)) => Err(Error::other("the push stopped while its objects were written")),
-            // The writer only saw the committer stop; its error says why.
-            (Err(w), Err(c)) if matches!(&w, Error::Other(m) if m == COMMITTER_STOPPED) => Err(c),
+            // The writer only saw the committer stop (the one thread it
+            // hands work to); the committer's error says why.
+            (Err(Error::ThreadStopped(_)), Err(c)) => Err(c),
             (Err(e), _) | (Ok(_), Err(e)) => Err(e),
         }
     })
 }
 
-/// The writer's error when the committing thread stopped.
-const COMMITTER_STOPPED: &str = "the thread linking the objects stopped";
+/// What the committing thread does, as its [`Error::ThreadStopped`] names it.
+const COMMITTER: &str = "linking the objects";
+/// What the writing thread does, as its [`Error::ThreadStopped`] names it.
+const WRITER: &str = "writing the objects";
 
 /// Write the files the feed sends; hand each group of verified ones to
 /// `groups`. `Ok(true)` once the feed finished, `Ok(false)` when it was
@@ -252,7 +255,7 @@ fn write_files(
     let commit = |group: &mut Vec<Unverified>| -> Result<()> {
         groups
             .send(std::mem::take(group))
-            .map_err(|_| Error::other(COMMITTER_STOPPED))
+            .map_err(|_| Error::ThreadStopped(COMMITTER))
     };
     while let Ok(job) = rx.recv() {
         match job {
@@ -309,7 +312,7 @@ pub struct Feed {
 
 impl Feed {
     fn send(&mut self, job: Job) -> Result<()> {
-        let stopped = || Error::other(WRITER_STOPPED);
+        let stopped = || Error::ThreadStopped(WRITER);
         self.tx.as_ref().ok_or_else(stopped)?.send(job).map_err(|_| stopped())
     }
 
@@ -320,7 +323,7 @@ impl Feed {
     ///
     /// # Errors
     /// Integrity error for short or unreadable content; a
-    /// [`stopped_writer`] error when the writing thread failed (its own
+    /// [`Error::ThreadStopped`] when the writing thread failed (its own
     /// error says why).
     pub fn write(
         &mut self,
@@ -368,7 +371,7 @@ impl Feed {
     /// The oldest object sent and not yet accepted is verified.
     ///
     /// # Errors
-    /// A [`stopped_writer`] error.
+    /// [`Error::ThreadStopped`] when the writing thread failed.
     pub fn accept(&mut self) -> Result<()> {
         self.send(Job::Accept)
     }
@@ -377,21 +380,12 @@ impl Feed {
     /// last group and returns.
     ///
     /// # Errors
-    /// A [`stopped_writer`] error.
+    /// [`Error::ThreadStopped`] when the writing thread failed.
     pub fn finish(&mut self) -> Result<()> {
         let sent = self.send(Job::Finish);
         self.tx = None;
         sent
     }
-}
-
-/// A [`Feed`]'s error when the writing thread stopped; the thread's own
-/// error says why.
-const WRITER_STOPPED: &str = "the thread writing the objects stopped";
-
-/// Whether `e` is a [`Feed`]'s error for a writing thread that stopped.
-pub fn stopped_writer(e: &Error) -> bool {
-    matches!(e, Error::Other(m) if m == WRITER_STOPPED)
 }
 
 impl Drop for ObjectSink<'_> {

@@ -68,10 +68,9 @@ pub fn plan(layout: &Layout, keep: usize, pinned: &[String]) -> Result<Vec<Strin
 /// When refused, or on I/O failure.
 pub fn prune(layout: &Layout, keep: usize, pinned: &[String], dry_run: bool, append_only: bool) -> Result<PruneReport> {
     if append_only {
-        return Err(Error::other(format!(
-            "`{}` is served with `--append-only`: prune and every deletion are refused; prune with a key whose `slipway serve` lacks `--append-only`",
-            layout.root.display()
-        )));
+        return Err(Error::AppendOnly {
+            root: layout.root.clone(),
+        });
     }
     reconcile(layout)?;
     let mut report = PruneReport {

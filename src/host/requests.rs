@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::activate::{self, Switch};
 use super::lock::{self, HostLock};
-use super::session::Session;
+use super::session::{Session, validate_actor};
 use super::{check, history, hooks, prune, status, verify};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -34,22 +34,12 @@ fn bounded(text: String) -> String {
     format!("{}…", &text[..end])
 }
 
-fn check_actor(actor: &str) -> Result<()> {
-    if actor.is_empty() || actor.len() > 256 || actor.chars().any(char::is_control) {
-        return Err(Error::usage(format!(
-            "`{}` is not a valid operator name",
-            actor.escape_debug()
-        )));
-    }
-    Ok(())
-}
-
 /// `lock`.
 ///
 /// # Errors
 /// `Locked` (exit 4) naming the holder.
 pub fn take_lock<R: Read, W: Write>(s: &mut Session<R, W>, holder: LockInfo, wait_ms: Option<u64>) -> Result<Message> {
-    check_actor(&holder.actor)?;
+    validate_actor(&holder.actor)?;
     if s.lock.is_none() {
         let me = LockInfo {
             pid: std::process::id(),
@@ -86,7 +76,7 @@ fn ensure_lock<R: Read, W: Write>(s: &Session<R, W>, what: &str) -> Result<Optio
 /// # Errors
 /// As [`activate::switch`].
 pub fn activate<R: Read, W: Write>(s: &mut Session<R, W>, req: ActivateRequest) -> Result<Message> {
-    check_actor(&req.actor)?;
+    validate_actor(&req.actor)?;
     if !matches!(req.action.as_str(), "activate" | "revert") {
         return Err(Error::usage(format!(
             "unknown activation action `{}`",
@@ -115,7 +105,7 @@ pub fn activate<R: Read, W: Write>(s: &mut Session<R, W>, req: ActivateRequest) 
 /// # Errors
 /// As [`activate::rollback`].
 pub fn rollback<R: Read, W: Write>(s: &mut Session<R, W>, req: RollbackRequest) -> Result<Message> {
-    check_actor(&req.actor)?;
+    validate_actor(&req.actor)?;
     let _held = ensure_lock(s, "rollback")?;
     let record = activate::rollback(
         &s.layout,
@@ -137,25 +127,29 @@ pub fn rollback<R: Read, W: Write>(s: &mut Session<R, W>, req: RollbackRequest) 
 /// is not current.
 pub fn mark_healthy<R: Read, W: Write>(s: &mut Session<R, W>, name: &str, actor: &str) -> Result<Message> {
     crate::manifest::validate_name(name)?;
-    check_actor(actor)?;
+    validate_actor(actor)?;
     match s.health.get(name) {
         Some(true) => {}
         Some(false) => {
-            return Err(Error::other(format!(
-                "cannot record `{name}` as healthy on `{}`: its health check failed here",
-                s.layout.root.display()
-            )));
+            return Err(Error::NotHealthy {
+                release: name.to_string(),
+                root: s.layout.root.clone(),
+                why: "its health check failed here".into(),
+            });
         }
         None => {
-            return Err(Error::other(format!(
-                "cannot record `{name}` as healthy on `{}`: no health check of it ran here{}",
-                s.layout.root.display(),
-                if s.confined {
-                    " (this host runs only the `health` hook of its own `.slipway/hooks.toml`)"
-                } else {
-                    ""
-                }
-            )));
+            return Err(Error::NotHealthy {
+                release: name.to_string(),
+                root: s.layout.root.clone(),
+                why: format!(
+                    "no health check of it ran here{}",
+                    if s.confined {
+                        " (this host runs only the `health` hook of its own `.slipway/hooks.toml`)"
+                    } else {
+                        ""
+                    }
+                ),
+            });
         }
     }
     let _held = ensure_lock(s, "mark-healthy")?;
@@ -228,10 +222,9 @@ pub fn prune<R: Read, W: Write>(
     dry_run: bool,
 ) -> Result<Message> {
     if s.append_only {
-        return Err(Error::other(format!(
-            "`{}` is served with `--append-only`: prune and every deletion are refused; prune with a key whose `slipway serve` lacks `--append-only`",
-            s.layout.root.display()
-        )));
+        return Err(Error::AppendOnly {
+            root: s.layout.root.clone(),
+        });
     }
     let _held = ensure_lock(s, "prune")?;
     let report = prune::prune(&s.layout, keep, pinned, dry_run, s.append_only)?;

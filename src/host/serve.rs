@@ -119,12 +119,13 @@ pub fn connected_via(forced: bool, key_name: Option<&str>) -> Option<String> {
 /// `--trust-client` (which a forced command ignores: it stays confined).
 ///
 /// # Errors
-/// Usage error naming what was asked and what this key allows.
+/// [`Error::Restricted`] (exit 2) naming what was asked and what this key
+/// allows.
 pub fn check_forced(root: &Path, asked: &str) -> Result<()> {
     let words = shell_words(asked);
     let allowed = format!("this key may only run `slipway serve --root {}`", root.display());
     let Some(at) = words.iter().position(|w| w == "serve") else {
-        return Err(Error::usage(format!(
+        return Err(Error::Restricted(format!(
             "{allowed}; it asked for `{}`",
             asked.escape_debug()
         )));
@@ -135,17 +136,17 @@ pub fn check_forced(root: &Path, asked: &str) -> Result<()> {
             "--append-only" | "--trust-client" => {}
             "--key-name" => {
                 if rest.next().is_none() {
-                    return Err(Error::usage(format!("{allowed}; `--key-name` without a value")));
+                    return Err(Error::Restricted(format!("{allowed}; `--key-name` without a value")));
                 }
             }
             "--root" => {
                 let Some(r) = rest.next() else {
-                    return Err(Error::usage(format!("{allowed}; `--root` without a value")));
+                    return Err(Error::Restricted(format!("{allowed}; `--root` without a value")));
                 };
                 let wanted = std::fs::canonicalize(r).unwrap_or_else(|_| Path::new(r).to_path_buf());
                 let own = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
                 if wanted != own {
-                    return Err(Error::usage(format!(
+                    return Err(Error::Restricted(format!(
                         "this key is restricted to the root `{}`; the client asked for `{}`: point the target at `{}`, or use a key allowed there",
                         root.display(),
                         r.escape_debug(),
@@ -154,7 +155,7 @@ pub fn check_forced(root: &Path, asked: &str) -> Result<()> {
                 }
             }
             other => {
-                return Err(Error::usage(format!(
+                return Err(Error::Restricted(format!(
                     "{allowed}; the flag `{}` is not allowed",
                     other.escape_debug()
                 )));
@@ -263,7 +264,7 @@ pub fn serve<R: Read, W: Write>(root: &Path, opts: &Options, reader: R, writer: 
             Message::Verify { release } => requests::verify(&session, release.as_deref()),
             Message::Hook(req) => requests::hook(&mut session, &req),
             Message::Check => requests::check(&session),
-            other => Err(Error::other(format!(
+            other => Err(Error::UnknownRequest(format!(
                 "`{}` is not a request this host understands (slipway {})",
                 other.name(),
                 crate::protocol::VERSION

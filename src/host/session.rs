@@ -11,6 +11,7 @@ use std::io::Write;
 
 use super::layout::Layout;
 use super::lock::HostLock;
+use crate::error::{Error, Result};
 use crate::protocol::Channel;
 
 /// What every request handler gets.
@@ -34,4 +35,20 @@ pub struct Session<R, W: Write> {
     /// Releases whose health check ran in this session, and whether it
     /// passed: a `healthy` record is written only after one that did.
     pub health: std::collections::HashMap<String, bool>,
+}
+
+/// Check an operator name a client sends (`actor`, `pushed_by`, a lock
+/// holder): 1 to 256 bytes without control characters, as every record
+/// that keeps it is shown to people.
+///
+/// # Errors
+/// Usage error naming the value.
+pub fn validate_actor(actor: &str) -> Result<()> {
+    if actor.is_empty() || actor.len() > 256 || actor.chars().any(char::is_control) {
+        return Err(Error::usage(format!(
+            "`{}` is not a valid operator name (user@host, at most 256 characters)",
+            actor.escape_debug()
+        )));
+    }
+    Ok(())
 }

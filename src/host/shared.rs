@@ -32,21 +32,22 @@ pub fn check(manifest: &Manifest, shared: &[String], shared_files: &[String]) ->
             return Err(Error::usage(format!("shared path `{p}` is listed twice")));
         }
         if let Some(e) = manifest.entries.iter().find(|e| e.path == *p) {
-            return Err(Error::other(format!(
-                "the bundle has a {} at shared path `{p}`; remove it from the build output or from `shared`",
-                match e.kind {
+            return Err(Error::SharedInBundle {
+                path: p.clone(),
+                kind: match e.kind {
                     Kind::File => "file",
                     Kind::Dir => "directory",
                     Kind::Symlink => "symlink",
-                }
-            )));
+                },
+            });
         }
         if let Some((parent, _)) = p.rsplit_once('/')
             && !manifest.entries.iter().any(|e| e.path == parent && e.kind == Kind::Dir)
         {
-            return Err(Error::other(format!(
-                "shared path `{p}` needs the directory `{parent}` in the bundle"
-            )));
+            return Err(Error::SharedWithoutParent {
+                path: p.clone(),
+                parent: parent.to_string(),
+            });
         }
     }
     Ok(())
@@ -119,21 +120,21 @@ fn prepare(layout: &Layout, path: &str, is_dir: bool) -> Result<()> {
                 if full.exists() {
                     return Ok(()); // the owner's link, and what it leads to exists
                 }
-                return Err(Error::other(format!(
-                    "cannot create shared path `{path}` in `{}`: `{}` is a symlink, and slipway never creates anything through a link in `shared/`; create `{path}` where it points yourself, or replace the link with a directory",
-                    base.display(),
-                    here.display()
-                )));
+                return Err(Error::SharedThroughLink {
+                    path: path.to_string(),
+                    base,
+                    at: here,
+                });
             }
             Ok(_) if last => return Ok(()),
             Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
                 dir = open_dir(&dir, name, &here)?;
             }
             Ok(_) => {
-                return Err(Error::other(format!(
-                    "cannot create shared path `{path}`: `{}` is not a directory",
-                    here.display()
-                )));
+                return Err(Error::SharedNotADirectory {
+                    path: path.to_string(),
+                    at: here,
+                });
             }
             Err(Errno::NOENT) if last && !is_dir => {
                 openat(

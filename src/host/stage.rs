@@ -10,6 +10,25 @@
 //!   ─▶ .slipway/releases/<name>.json ─▶ rename to releases/<name> ─▶ fsync releases/
 //! ```
 //!
+//! **The staging pipeline** (while the contents arrive): four threads and
+//! two bounded queues, all in one `std::thread::scope`, so none outlives the
+//! push and the first error stops the others.
+//!
+//! ```text
+//!  [1 reader]  this thread: reads frames, decompresses, checks each sha256 as it
+//!      │        arrives (bundle::unpack or a batch), hands bytes on
+//!      │  Feed: at most PIECES_IN_FLIGHT pieces of PIECE bytes (16 MiB), spare
+//!      ▼        buffers returned on a second queue of the same size (objects.rs)
+//!  [2 writer]  objects::spawn: writes each missing object as its file in
+//!      │        tmp/<name>.partial/<path>, with its mode and mtime
+//!      │  groups: a queue of one group of COMMIT_OBJECTS objects or COMMIT_BYTES
+//!      ▼
+//!  [3 committer] syncfs, then hard-links the group's files into objects/
+//!
+//!  [4 tree]    Tree::fill: meanwhile links every file whose object the host
+//!              already had, and makes the symlinks (reads nothing from 1–3)
+//! ```
+//!
 //! Invariants: a name is never rebound to another id; on a host with
 //! `.slipway/allowed_signers`, nothing is received for (or bound to) a release
 //! without an acceptable signature ([`super::signatures::check`]); nothing outside
@@ -30,7 +49,7 @@ use serde::Deserialize;
 
 use super::layout::{HostRelease, Layout};
 use super::objects::{self, Feed, ObjectSink};
-use super::session::Session;
+use super::session::{Session, validate_actor};
 use super::signatures;
 use crate::bundle::unpack::{Visitor, read_bundle};
 use crate::config::LinkMode;
@@ -59,52 +78,20 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     validate_actor(&offer.pushed_by)?;
     let layout = session.layout.clone();
     let ch = &mut session.ch;
-    let name = offer.name.as_str();
+    let name_owned = offer.name.clone();
+    let name = name_owned.as_str();
     signatures::check_offered(name, &offer.signatures)?;
     let _staging = fs::lock_shared(&layout.stage_lock_path())?;
     let _release = fs::lock_exclusive(&layout.name_lock_path(name))?;
 
-    let existing = layout.release_meta(name)?;
-    if offer.repair {
-        match &existing {
-            Some(meta) if meta.id == offer.id => {}
-            Some(meta) => {
-                return Err(Error::other(format!(
-                    "cannot repair `{name}`: this host has {}, not {}",
-                    meta.id, offer.id
-                )));
-            }
-            None => {
-                return Err(Error::other(format!(
-                    "cannot repair `{name}`: it is not on this host; push it"
-                )));
-            }
-        }
-    }
-    let already = if offer.repair {
-        None
-    } else {
-        already_staged(&layout, &offer, existing.as_ref())?
-    };
-    // The host's signatures and the offered ones, one per key, checked
-    // before a single byte of content arrives.
-    let mut signatures = existing.as_ref().map(|m| m.signatures.clone()).unwrap_or_default();
-    let added = signature::merge(&mut signatures, offer.signatures.iter().cloned());
-    if signatures.len() > signatures::MAX_SIGNATURES {
-        return Err(Error::integrity(format!(
-            "release `{name}` refused: with the push's signatures it would carry {}, more than the {} a host keeps",
-            signatures.len(),
-            signatures::MAX_SIGNATURES
-        )));
-    }
-    let signed_by = signatures::check_signatures(&layout, name, &offer.id, &signatures)?;
-    if let Some(staged) = already {
+    let admitted = admit(&layout, &offer)?;
+    if let Some(staged) = admitted.already {
         // Signed after it was pushed: record the new signatures (and signer).
-        if let Some(mut meta) = existing
-            && (added || meta.signed_by != signed_by)
+        if let Some(mut meta) = admitted.existing
+            && (admitted.added || meta.signed_by != admitted.signed_by)
         {
-            meta.signatures = signatures;
-            meta.signed_by = signed_by;
+            meta.signatures = admitted.signatures;
+            meta.signed_by = admitted.signed_by;
             layout.write_release_meta(&meta)?;
         }
         return Ok(Message::Staged(staged));
@@ -134,15 +121,106 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     let copy = offer.link_mode == LinkMode::Copy;
     // The directories first: the missing files are written straight into them.
     let tree = Tree::new(&layout, name, &manifest, copy)?;
-    let sink = ObjectSink::new(&layout, name, manifest.source_date_epoch, copy)?;
-    let mut wanted = plan.wanted;
+    let (objects_written, bytes_written, early) = receive_contents(ch, &layout, &offer, &manifest, &tree, plan.wanted)?;
+    super::fault::point("after-objects");
+
+    tree.finish(&layout, &manifest, &offer, &early)?;
+    let files = manifest.file_count() as u64;
+    bind(&layout, offer, manifest, admitted.signatures, admitted.signed_by)?;
+    Ok(Message::Staged(Staged {
+        already: false,
+        files,
+        objects_reused: plan.reused,
+        objects_written,
+        bytes_written,
+    }))
+}
+
+/// What the host decided about an offer before any content arrives.
+struct Admitted {
+    /// The release's record on this host, if the name is bound here.
+    existing: Option<HostRelease>,
+    /// `Some` when the release is already complete here (not for a repair).
+    already: Option<Staged>,
+    /// The host's signatures and the offered ones, one per key.
+    signatures: Vec<serde_json::Value>,
+    /// The offer added or replaced a signature.
+    added: bool,
+    /// The signer `allowed_signers` accepts (`None`: nothing enforced).
+    signed_by: Option<crate::protocol::Signer>,
+}
+
+/// Check an offer against what the host has, before a byte of content: a
+/// repair needs the same bundle, a bound name another bundle is refused,
+/// and the signatures (the host's and the offered ones, one per key, at
+/// most [`signatures::MAX_SIGNATURES`]) must satisfy `allowed_signers`.
+fn admit(layout: &Layout, offer: &PushOffer) -> Result<Admitted> {
+    let name = offer.name.as_str();
+    let existing = layout.release_meta(name)?;
+    if offer.repair {
+        match &existing {
+            Some(meta) if meta.id == offer.id => {}
+            Some(meta) => {
+                return Err(Error::RepairOtherBundle {
+                    release: name.to_string(),
+                    bound: meta.id.to_string(),
+                    offered: offer.id.to_string(),
+                });
+            }
+            None => {
+                return Err(Error::RepairMissing {
+                    release: name.to_string(),
+                });
+            }
+        }
+    }
+    let already = if offer.repair {
+        None
+    } else {
+        already_staged(layout, offer, existing.as_ref())?
+    };
+    let mut signatures = existing.as_ref().map(|m| m.signatures.clone()).unwrap_or_default();
+    let added = signature::merge(&mut signatures, offer.signatures.iter().cloned());
+    if signatures.len() > signatures::MAX_SIGNATURES {
+        return Err(Error::integrity(format!(
+            "release `{name}` refused: with the push's signatures it would carry {}, more than the {} a host keeps",
+            signatures.len(),
+            signatures::MAX_SIGNATURES
+        )));
+    }
+    let signed_by = signatures::check_signatures(layout, name, &offer.id, &signatures)?;
+    Ok(Admitted {
+        existing,
+        already,
+        signatures,
+        added,
+        signed_by,
+    })
+}
+
+/// Receive the missing contents (the staging pipeline of the module docs):
+/// returns the objects and bytes written, and the entries the tree thread
+/// left for later (their objects were among the missing).
+///
+/// # Errors
+/// A connection or verification error, the writer's own error when it
+/// stopped, or content the client said it sent but never did.
+fn receive_contents<R: Read, W: Write>(
+    ch: &mut crate::protocol::Channel<R, W>,
+    layout: &Layout,
+    offer: &PushOffer,
+    manifest: &Manifest,
+    tree: &Tree,
+    mut wanted: HashMap<ObjectKey, u32>,
+) -> Result<(u64, u64, Vec<usize>)> {
+    let sink = ObjectSink::new(layout, &offer.name, manifest.source_date_epoch, tree.copy)?;
     // While the missing contents arrive, a second thread links the files
     // already here into the tree, and a third writes the files this one
     // reads, decompresses and hashes.
     let missing: HashSet<ObjectKey> = wanted.keys().copied().collect();
     let stop = AtomicBool::new(false);
     let (received, written, early) = std::thread::scope(|scope| {
-        let early = scope.spawn(|| tree.fill(&layout, &manifest, &missing, &stop));
+        let early = scope.spawn(|| tree.fill(layout, manifest, &missing, &stop));
         let (mut feed, writer) = objects::spawn(scope, sink);
         let mut incoming = Incoming {
             tree: &tree.partial,
@@ -152,8 +230,8 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
         let received = (|| -> Result<()> {
             loop {
                 match ch.recv()? {
-                    Message::Bundle { .. } => receive_bundle(ch, &offer, &mut incoming)?,
-                    Message::Batch { entries } => receive_batch(ch, &manifest, &entries, &mut incoming)?,
+                    Message::Bundle { .. } => receive_bundle(ch, offer, &mut incoming)?,
+                    Message::Batch { entries } => receive_batch(ch, manifest, &entries, &mut incoming)?,
                     Message::Done => return incoming.feed.finish(),
                     other => return Err(unexpected(&other, "`bundle`, `batch` or `done`")),
                 }
@@ -174,8 +252,9 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     });
     let (objects_written, bytes_written) = match (received, written) {
         (Ok(()), Ok(w)) => w,
-        // The reader only saw the writer stop; the writer's error says why.
-        (Err(e), Err(w)) if objects::stopped_writer(&e) => return Err(w),
+        // The reader only saw the writer stop (through the feed, the one
+        // thread it hands work to); the writer's error says why.
+        (Err(Error::ThreadStopped(_)), Err(w)) => return Err(w),
         (Err(e), _) | (Ok(()), Err(e)) => return Err(e),
     };
     if let Some(index) = wanted.values().min() {
@@ -184,12 +263,23 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
             "the client said it was done but never sent the content of `{path}`; nothing was staged"
         )));
     }
-    super::fault::point("after-objects");
+    Ok((objects_written, bytes_written, early?))
+}
 
-    tree.finish(&layout, &manifest, &offer, &early?)?;
-    let files = manifest.file_count() as u64;
+/// Bind the name (write `.slipway/releases/<name>.json`), then make the
+/// finished tree `releases/<name>` in one rename. A repair keeps the old
+/// record's push time, pusher and marks: it restores bytes, it is not a
+/// new push.
+fn bind(
+    layout: &Layout,
+    offer: PushOffer,
+    manifest: Manifest,
+    signatures: Vec<serde_json::Value>,
+    signed_by: Option<crate::protocol::Signer>,
+) -> Result<()> {
+    let name = offer.name.clone();
     let mut meta = HostRelease {
-        name: name.to_string(),
+        name: name.clone(),
         id: offer.id,
         manifest,
         provenance: offer.provenance,
@@ -203,40 +293,22 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
         bad_reason: None,
     };
     if offer.repair
-        && let Some(old) = layout.release_meta(name)?
+        && let Some(old) = layout.release_meta(&name)?
     {
-        // A repair restores bytes; it is not a new push (prune and marks see the old one).
         meta.pushed_at = old.pushed_at.or(meta.pushed_at);
         meta.pushed_by = old.pushed_by.or(meta.pushed_by);
         meta.bad = old.bad;
         meta.bad_reason = old.bad_reason;
     }
     layout.write_release_meta(&meta)?;
-    publish(&layout, name, offer.repair)?;
-    Ok(Message::Staged(Staged {
-        already: false,
-        files,
-        objects_reused: plan.reused,
-        objects_written,
-        bytes_written,
-    }))
+    publish(layout, &name, offer.repair)
 }
 
 fn unexpected(msg: &Message, wanted: &str) -> Error {
-    Error::other(format!(
-        "the client sent `{}` where {wanted} was expected; is it a slipway of the same protocol?",
-        msg.name()
-    ))
-}
-
-fn validate_actor(actor: &str) -> Result<()> {
-    if actor.is_empty() || actor.len() > 256 || actor.chars().any(char::is_control) {
-        return Err(Error::usage(format!(
-            "`{}` is not a valid operator name (user@host, at most 256 characters)",
-            actor.escape_debug()
-        )));
+    Error::UnexpectedRequest {
+        got: msg.name(),
+        wanted: wanted.to_string(),
     }
-    Ok(())
 }
 
 /// The name binding: `Some` when the release is already complete here with
@@ -245,10 +317,11 @@ fn already_staged(layout: &Layout, offer: &PushOffer, existing: Option<&HostRele
     let name = &offer.name;
     let tree = fs::symlink_metadata_optional(&layout.release_dir(name))?;
     match existing {
-        Some(meta) if meta.id != offer.id => Err(Error::other(format!(
-            "release `{name}` on this host is {}, not {}; a name is never rebound to another bundle: give this bundle another name (`--name` of `slipway build` or `slipway import`) and push that",
-            meta.id, offer.id
-        ))),
+        Some(meta) if meta.id != offer.id => Err(Error::HostRebound {
+            release: name.to_string(),
+            bound: meta.id.to_string(),
+            offered: offer.id.to_string(),
+        }),
         Some(meta) => match tree {
             Some(t) if t.is_dir() => {
                 heal_mode(layout, name, &t)?;
@@ -262,16 +335,14 @@ fn already_staged(layout: &Layout, offer: &PushOffer, existing: Option<&HostRele
             }
             // Bound but its tree never appeared (killed before the rename): stage it again.
             None => Ok(None),
-            Some(_) => Err(Error::other(format!(
-                "`{}` is not a directory; move it away and push again",
-                layout.release_dir(name).display()
-            ))),
+            Some(_) => Err(Error::ReleaseNotADirectory {
+                path: layout.release_dir(name),
+            }),
         },
-        None if tree.is_some() => Err(Error::other(format!(
-            "`{}` exists but `{}` does not; move the directory away and push again",
-            layout.release_dir(name).display(),
-            layout.release_meta_path(name).display()
-        ))),
+        None if tree.is_some() => Err(Error::TreeWithoutMeta {
+            tree: layout.release_dir(name),
+            meta: layout.release_meta_path(name),
+        }),
         None => Ok(None),
     }
 }
@@ -367,14 +438,13 @@ fn receive_manifest<R: Read, W: Write>(
     let prefix = match base {
         None => None,
         Some(id) => {
-            let base_name = bases.get(&id).ok_or_else(|| {
-                Error::other(format!(
-                    "the client compressed the manifest of `{name}` against {id}, which this host did not offer"
-                ))
+            let base_name = bases.get(&id).ok_or_else(|| Error::BaseNotOffered {
+                release: name.to_string(),
+                base: id.to_string(),
             })?;
-            let meta = layout
-                .release_meta(base_name)?
-                .ok_or_else(|| Error::other(format!("release `{base_name}` vanished during the push; push again")))?;
+            let meta = layout.release_meta(base_name)?.ok_or_else(|| Error::BaseVanished {
+                release: base_name.clone(),
+            })?;
             meta.checked_id()?;
             Some(meta.manifest.canonical_bytes())
         }
@@ -491,12 +561,12 @@ fn check_space(
             .sum::<u64>();
     }
     if needed > available {
-        return Err(Error::other(format!(
-            "no space for release `{name}` in `{}`: it needs {} but {} are free; free some space (e.g. `slipway prune`) and push again",
-            layout.root.display(),
-            human_bytes(needed),
-            human_bytes(available)
-        )));
+        return Err(Error::NoSpace {
+            release: name.to_string(),
+            root: layout.root.clone(),
+            needs: human_bytes(needed),
+            free: human_bytes(available),
+        });
     }
     Ok(())
 }
@@ -799,10 +869,10 @@ fn publish(layout: &Layout, name: &str, repair: bool) -> Result<()> {
         return fs::remove_tree(&partial);
     }
     if !fs::rename_noreplace(&partial, &dest)? {
-        return Err(Error::other(format!(
-            "`{}` appeared while `{name}` was being staged; move it away and push again",
-            dest.display()
-        )));
+        return Err(Error::AppearedWhileStaging {
+            path: dest,
+            release: name.to_string(),
+        });
     }
     super::fault::point("after-publish");
     fs::set_mode(&dest, 0o555)?;

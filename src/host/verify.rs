@@ -23,11 +23,10 @@ pub fn verify_release(layout: &Layout, meta: &HostRelease) -> Result<Vec<Drift>>
     meta.checked_id()?;
     let root = layout.release_dir(&meta.name);
     if !root.is_dir() {
-        return Err(Error::other(format!(
-            "release `{}` has no tree under `{}`",
-            meta.name,
-            layout.releases_dir().display()
-        )));
+        return Err(Error::NoReleaseTree {
+            release: meta.name.clone(),
+            releases: layout.releases_dir(),
+        });
     }
     let mut drift = Vec::new();
     let d = |path: &str, problem: &str| Drift {

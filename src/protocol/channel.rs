@@ -13,6 +13,7 @@ use std::os::fd::AsFd;
 use std::path::Path;
 
 use super::codec::{DATA_CHUNK, DataHeader, FrameReader, FrameType, FrameWriter, Peer};
+use super::kind::ErrorKind;
 use super::messages::Message;
 use crate::error::{Error, Result, describe_io};
 
@@ -166,7 +167,7 @@ impl<R: Read, W: Write> Channel<R, W> {
         })?;
         if let Message::Error { kind, message } = msg {
             self.peer_failed = true;
-            return Err(Error::from_kind(&kind, message));
+            return Err(ErrorKind::from_old_host(kind, &message).error(message));
         }
         Ok(msg)
     }
@@ -239,6 +240,20 @@ impl<R: Read, W: Write> Channel<R, W> {
             ch: self,
             buf: Vec::with_capacity(DATA_CHUNK),
             error: None,
+        }
+    }
+}
+
+/// The `error` that a `serve` wrote in `output`, when `output` is one:
+/// what a command run over ssh prints when a forced command in
+/// `authorized_keys` ran `serve` instead (its `hello`, then its refusal,
+/// typically [`Error::Restricted`]).
+pub fn refusal(output: &[u8]) -> Option<Error> {
+    let mut ch = Channel::new(output, io::sink(), Peer::Host);
+    loop {
+        match ch.recv() {
+            Ok(_) => {}
+            Err(e) => return ch.peer_failed().then_some(e),
         }
     }
 }
@@ -409,5 +424,18 @@ mod tests {
         assert_eq!(e.exit().code(), 5);
         assert_eq!(e.to_string(), "bad bytes");
         assert!(back.peer_failed());
+    }
+
+    #[test]
+    fn a_forced_commands_refusal_is_read_from_its_output() {
+        let mut ch = Channel::new(io::empty(), Vec::new(), Peer::Client);
+        ch.send(&Message::hello()).unwrap();
+        ch.send(&Message::error(&Error::Restricted("this key may only run …".into())))
+            .unwrap();
+        ch.flush().unwrap();
+        let bytes = ch.writer.take().unwrap().into_inner();
+        assert!(matches!(refusal(&bytes), Some(Error::Restricted(_))));
+        assert!(refusal(b"Linux x86_64\n").is_none());
+        assert!(refusal(b"").is_none());
     }
 }

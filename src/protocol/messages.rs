@@ -5,11 +5,13 @@
 //! Invariants: a message's wire name is its variant in snake_case (the
 //! `type` key); the shapes of `hello` and `error` never change, so any two
 //! slipway versions can tell each other that they cannot talk; an `error`
-//! carries [`Error::kind`], so the exit code survives the trip.
+//! carries its [`ErrorKind`], so the variant (and the exit code) survives
+//! the trip.
 
 use serde::{Deserialize, Serialize};
 
 use super::codec::Peer;
+use super::kind::ErrorKind;
 use super::types::{CheckReport, Drift, HostStatus, LockInfo, PruneReport, Record};
 use super::version::{PROTOCOL, VERSION};
 use crate::config::LinkMode;
@@ -26,9 +28,10 @@ use crate::provenance::Provenance;
 pub enum Message {
     /// First frame in both directions. Its shape never changes.
     Hello { protocol: u32, version: String },
-    /// Host → client: the exchange failed. `kind` is [`Error::kind`], so the
-    /// exit code survives the trip. Its shape never changes.
-    Error { kind: String, message: String },
+    /// Host → client: the exchange failed. `kind` says which error, so the
+    /// client rebuilds it (and its exit code) without reading `message`.
+    /// Its shape never changes.
+    Error { kind: ErrorKind, message: String },
 
     /// Request: stage a release (`push`).
     Push(Box<PushOffer>),
@@ -175,7 +178,7 @@ impl Message {
     /// The `error` message carrying `e`.
     pub fn error(e: &Error) -> Message {
         Message::Error {
-            kind: e.kind().to_string(),
+            kind: ErrorKind::of(e),
             message: e.to_string(),
         }
     }

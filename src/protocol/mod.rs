@@ -4,6 +4,7 @@
 //!
 //! Layers, each a file, each using only those before it:
 //! - [`version`]: the protocol number and this slipway's version;
+//! - [`kind`]: the kinds of error an `error` message carries;
 //! - [`codec`]: frames — building and parsing every frame header, reading
 //!   and writing frames, splicing file contents into DATA frames;
 //! - [`types`]: what the host's answers carry (status, history records,
@@ -23,12 +24,14 @@
 
 pub mod channel;
 pub mod codec;
+pub mod kind;
 pub mod messages;
 pub mod types;
 pub mod version;
 
-pub use channel::{Channel, DataReader, DataWriter};
+pub use channel::{Channel, DataReader, DataWriter, refusal};
 pub use codec::{DATA_CHUNK, DataHeader, FRAME_HEADER, FrameReader, FrameType, FrameWriter, MAX_FRAME, Peer};
+pub use kind::ErrorKind;
 pub use messages::{
     ActivateRequest, HookRequest, HookResult, Message, Need, PushOffer, RollbackRequest, Staged, check_hello,
     check_hello_for, decode_indices, encode_indices,

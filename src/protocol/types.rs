@@ -175,6 +175,14 @@ pub struct CheckReport {
     pub current_ok: bool,
     /// Anything else wrong under the root, each with its fix.
     pub problems: Vec<Finding>,
+    /// Whether the root has an `allowed_signers` (a host older than this
+    /// field says nothing, read as `false`).
+    #[serde(default)]
+    pub enforces_signatures: bool,
+    /// The releases on the host its `allowed_signers` would refuse to
+    /// activate or roll back to, each with why.
+    #[serde(default)]
+    pub refused_by_signers: Vec<Finding>,
 }
 
 /// One problem the host noticed, and what to do about it.

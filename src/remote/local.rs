@@ -16,22 +16,8 @@ struct LocalChild {
 }
 
 /// Keep the last 16 KiB of a child's stderr.
-pub fn collect_stderr(mut r: impl Read + Send + 'static, buf: Arc<Mutex<Vec<u8>>>) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n) = r.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            if let Ok(mut b) = buf.lock() {
-                b.extend_from_slice(&chunk[..n]);
-                let len = b.len();
-                if len > 16384 {
-                    b.drain(..len - 16384);
-                }
-            }
-        }
-    })
+pub fn collect_stderr(r: impl Read + Send + 'static, buf: Arc<Mutex<Vec<u8>>>) -> std::thread::JoinHandle<()> {
+    crate::tail::keep_tail(r, buf, 16 * 1024)
 }
 
 impl RemoteProcess for LocalChild {

@@ -120,55 +120,9 @@ fn looks_like_path(s: &str) -> bool {
 /// # Errors
 /// Usage error for an unknown target or a malformed host entry.
 pub fn resolve_target(target: &str, config: Option<&ProjectConfig>, config_origin: &str) -> Result<Target> {
-    let env_bin = std::env::var("SLIPWAY_REMOTE_BIN").ok().filter(|v| !v.is_empty());
-    let env_ssh_config = std::env::var_os("SLIPWAY_SSH_CONFIG")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
+    let env = Overrides::from_env();
     if let Some(tc) = config.and_then(|c| c.targets.get(target)) {
-        let in_config = |e: Error| Error::usage(format!("`{config_origin}`: {e}"));
-        let timeout = match &tc.connect_timeout {
-            Some(t) => parse_duration(t, &format!("targets.{target}.connect_timeout")).map_err(in_config)?,
-            None => DEFAULT_CONNECT_TIMEOUT,
-        };
-        // The hooks' durations are used later (by the fleet); check them
-        // here, where the file they come from is known.
-        crate::config::Hooks::from_config(target, tc).map_err(in_config)?;
-        if tc.hosts.is_empty() {
-            return Err(Error::usage(format!(
-                "`{config_origin}`: target `{target}` has no hosts"
-            )));
-        }
-        let mut hosts = Vec::new();
-        for entry in &tc.hosts {
-            let location = host_entry(entry, tc.root.as_deref(), target, config_origin)?;
-            hosts.push(HostSpec {
-                label: entry.clone(),
-                target: target.to_string(),
-                location,
-                remote_bin: env_bin
-                    .clone()
-                    .or_else(|| tc.remote_bin.clone())
-                    .unwrap_or_else(|| "slipway".into()),
-                ssh_config: env_ssh_config
-                    .clone()
-                    .or_else(|| tc.ssh_config.as_ref().map(PathBuf::from)),
-                connect_timeout: timeout,
-                link_mode: tc.link_mode.unwrap_or_default(),
-            });
-        }
-        let mut labels: Vec<&str> = hosts.iter().map(|h| h.label.as_str()).collect();
-        labels.sort_unstable();
-        if let Some(w) = labels.windows(2).find(|w| w[0] == w[1]) {
-            return Err(Error::usage(format!(
-                "`{config_origin}`: target `{target}` lists host `{}` twice",
-                w[0]
-            )));
-        }
-        return Ok(Target {
-            name: target.to_string(),
-            hosts,
-            config: tc.clone(),
-        });
+        return configured_target(target, tc, config_origin, &env);
     }
     let location = if target.starts_with("ssh://") {
         parse_ssh_url(target)?
@@ -177,25 +131,7 @@ pub fn resolve_target(target: &str, config: Option<&ProjectConfig>, config_origi
             root: absolute(target)?,
         }
     } else {
-        if target.is_empty() {
-            return Err(Error::usage(
-                "the target is empty; give a target name from `slipway.toml`, ssh://[user@]host[:port]/abs/root or a local path",
-            ));
-        }
-        let known: Vec<&String> = config.map(|c| c.targets.keys().collect()).unwrap_or_default();
-        let known = if config.is_none() {
-            format!("there is no `{config_origin}` here (run `slipway init` to write one, or pass `--config FILE`)")
-        } else if known.is_empty() {
-            format!("`{config_origin}` defines no targets")
-        } else {
-            format!(
-                "`{config_origin}` defines {}",
-                known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
-            )
-        };
-        return Err(Error::usage(format!(
-            "unknown target `{target}`: {known}; or give ssh://[user@]host[:port]/abs/root or a local path"
-        )));
+        return Err(unknown_target(target, config, config_origin));
     };
     Ok(Target {
         name: target.to_string(),
@@ -203,13 +139,105 @@ pub fn resolve_target(target: &str, config: Option<&ProjectConfig>, config_origi
             label: target.to_string(),
             target: target.to_string(),
             location,
-            remote_bin: env_bin.unwrap_or_else(|| "slipway".into()),
-            ssh_config: env_ssh_config,
+            remote_bin: env.remote_bin.unwrap_or_else(|| "slipway".into()),
+            ssh_config: env.ssh_config,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             link_mode: LinkMode::default(),
         }],
         config: TargetConfig::default(),
     })
+}
+
+/// `SLIPWAY_REMOTE_BIN` and `SLIPWAY_SSH_CONFIG`, which win over a target's keys.
+struct Overrides {
+    remote_bin: Option<String>,
+    ssh_config: Option<PathBuf>,
+}
+
+impl Overrides {
+    fn from_env() -> Overrides {
+        Overrides {
+            remote_bin: std::env::var("SLIPWAY_REMOTE_BIN").ok().filter(|v| !v.is_empty()),
+            ssh_config: std::env::var_os("SLIPWAY_SSH_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+        }
+    }
+}
+
+/// A target of `slipway.toml`: its hosts, each resolved, with the
+/// target's timeouts and hooks checked where the file is known.
+fn configured_target(target: &str, tc: &TargetConfig, config_origin: &str, env: &Overrides) -> Result<Target> {
+    let in_config = |e: Error| Error::usage(format!("`{config_origin}`: {e}"));
+    let timeout = match &tc.connect_timeout {
+        Some(t) => parse_duration(t, &format!("targets.{target}.connect_timeout")).map_err(in_config)?,
+        None => DEFAULT_CONNECT_TIMEOUT,
+    };
+    // The hooks' durations are used later (by the fleet); check them
+    // here, where the file they come from is known.
+    crate::config::Hooks::from_config(target, tc).map_err(in_config)?;
+    if tc.hosts.is_empty() {
+        return Err(Error::usage(format!(
+            "`{config_origin}`: target `{target}` has no hosts"
+        )));
+    }
+    let mut hosts = Vec::new();
+    for entry in &tc.hosts {
+        let location = host_entry(entry, tc.root.as_deref(), target, config_origin)?;
+        hosts.push(HostSpec {
+            label: entry.clone(),
+            target: target.to_string(),
+            location,
+            remote_bin: env
+                .remote_bin
+                .clone()
+                .or_else(|| tc.remote_bin.clone())
+                .unwrap_or_else(|| "slipway".into()),
+            ssh_config: env
+                .ssh_config
+                .clone()
+                .or_else(|| tc.ssh_config.as_ref().map(PathBuf::from)),
+            connect_timeout: timeout,
+            link_mode: tc.link_mode.unwrap_or_default(),
+        });
+    }
+    let mut labels: Vec<&str> = hosts.iter().map(|h| h.label.as_str()).collect();
+    labels.sort_unstable();
+    if let Some(w) = labels.windows(2).find(|w| w[0] == w[1]) {
+        return Err(Error::usage(format!(
+            "`{config_origin}`: target `{target}` lists host `{}` twice",
+            w[0]
+        )));
+    }
+    Ok(Target {
+        name: target.to_string(),
+        hosts,
+        config: tc.clone(),
+    })
+}
+
+/// The usage error for a TARGET that is no target, URL or path, naming
+/// the targets there are.
+fn unknown_target(target: &str, config: Option<&ProjectConfig>, config_origin: &str) -> Error {
+    if target.is_empty() {
+        return Error::usage(
+            "the target is empty; give a target name from `slipway.toml`, ssh://[user@]host[:port]/abs/root or a local path",
+        );
+    }
+    let known: Vec<&String> = config.map(|c| c.targets.keys().collect()).unwrap_or_default();
+    let known = if config.is_none() {
+        format!("there is no `{config_origin}` here (run `slipway init` to write one, or pass `--config FILE`)")
+    } else if known.is_empty() {
+        format!("`{config_origin}` defines no targets")
+    } else {
+        format!(
+            "`{config_origin}` defines {}",
+            known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+        )
+    };
+    Error::usage(format!(
+        "unknown target `{target}`: {known}; or give ssh://[user@]host[:port]/abs/root or a local path"
+    ))
 }
 
 fn absolute(path: &str) -> Result<PathBuf> {

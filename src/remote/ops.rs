@@ -17,10 +17,10 @@ impl HostSession {
     }
 
     fn unexpected(&mut self, got: &Message, wanted: &str) -> Error {
-        let e = Error::other(format!(
-            "the host answered `{}` where `{wanted}` was expected",
-            got.name()
-        ));
+        let e = Error::UnexpectedAnswer {
+            got: got.name(),
+            wanted: format!("`{wanted}`"),
+        };
         self.fail(e, wanted)
     }
 

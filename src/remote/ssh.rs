@@ -122,10 +122,12 @@ fn open_master(spec: &HostSpec) -> Result<Master> {
         };
         match tokio::time::timeout(timeout + CONNECT_SLACK, setup).await {
             Ok(r) => r,
-            Err(_) => Err(Error::other(format!(
-                "cannot connect: no answer within {}s; check that the host is up, or raise the target's `connect_timeout`",
-                timeout.as_secs()
-            ))),
+            Err(_) => Err(Error::CannotConnect {
+                why: format!(
+                    "no answer within {}s; check that the host is up, or raise the target's `connect_timeout`",
+                    timeout.as_secs()
+                ),
+            }),
         }
     })?;
     Ok(Master {
@@ -153,15 +155,8 @@ fn connect_inner(spec: &HostSpec) -> Result<Connection> {
             .arg("--root")
             .arg(root)
             .arg("--trust-client")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().await?;
-        // Plain blocking pipes from here on: the ssh master is at their other end.
-        let stdin = child.stdin().take().map(|s| s.into_owned_fd()).transpose();
-        let stdout = child.stdout().take().map(|s| s.into_owned_fd()).transpose();
-        let stderr = child.stderr().take().map(|s| s.into_owned_fd()).transpose();
-        Ok::<_, openssh::Error>((child, stdin, stdout, stderr))
+            .stdin(Stdio::piped());
+        spawn_piped(cmd).await
     });
     let (child, stdin, stdout, stderr) = started.map_err(|e| {
         Error::other(format!(
@@ -170,13 +165,10 @@ fn connect_inner(spec: &HostSpec) -> Result<Connection> {
             describe_openssh(&e)
         ))
     })?;
-    let pipe = |fd: io::Result<Option<std::os::fd::OwnedFd>>, which: &str| match fd {
+    let pipe = |fd: io::Result<Option<std::os::fd::OwnedFd>>, which: &'static str| match fd {
         Ok(Some(fd)) => Ok(File::from(fd)),
-        Ok(None) => Err(Error::other(format!("the ssh session has no {which}"))),
-        Err(e) => Err(Error::other(format!(
-            "cannot use the ssh session's {which}: {}",
-            describe_io(&e)
-        ))),
+        Ok(None) => Err(Error::SshStreamMissing { which }),
+        Err(source) => Err(Error::SshStream { which, source }),
     };
     let writer = pipe(stdin, "stdin")?;
     let reader = pipe(stdout, "stdout")?;
@@ -253,10 +245,9 @@ async fn operator_settings(
         .kill_on_drop(true);
     let out = cmd.output().await.map_err(ssh_not_runnable)?;
     if !out.status.success() {
-        return Err(Error::other(format!(
-            "cannot connect: ssh: {}",
-            ssh_reason(&String::from_utf8_lossy(&out.stderr))
-        )));
+        return Err(Error::CannotConnect {
+            why: format!("ssh: {}", ssh_reason(&String::from_utf8_lossy(&out.stderr))),
+        });
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let setting = |key: &str| text.lines().find_map(|l| l.strip_prefix(key)).map(str::trim);
@@ -279,22 +270,27 @@ fn known_hosts_for(value: &str) -> KnownHosts {
     }
 }
 
-fn ssh_not_runnable(e: io::Error) -> Error {
-    Error::other(format!(
-        "cannot run `ssh`: {}; install the OpenSSH client (e.g. apt-get install openssh-client)",
-        describe_io(&e)
-    ))
+fn ssh_not_runnable(source: io::Error) -> Error {
+    Error::Run {
+        program: "ssh".into(),
+        hint: "; install the OpenSSH client (e.g. apt-get install openssh-client)",
+        source,
+    }
 }
 
 fn connect_error(e: openssh::Error) -> Error {
     match e {
         // Spawning `ssh` itself failed (a real OS error, not ssh's log).
         openssh::Error::Connect(io) if io.raw_os_error().is_some() => ssh_not_runnable(io),
-        openssh::Error::Connect(io) => Error::other(format!("cannot connect: ssh: {}", ssh_reason(&io.to_string()))),
+        openssh::Error::Connect(io) => Error::CannotConnect {
+            why: format!("ssh: {}", ssh_reason(&io.to_string())),
+        },
         openssh::Error::Master(io) => {
             Error::other(format!("cannot create the ssh control directory: {}", describe_io(&io)))
         }
-        other => Error::other(format!("cannot connect: {}", describe_openssh(&other))),
+        other => Error::CannotConnect {
+            why: describe_openssh(&other),
+        },
     }
 }
 
@@ -569,27 +565,18 @@ impl HostShell {
         let piped = input.is_some();
         let started = self.runtime.block_on(async {
             let mut cmd = self.session.clone().arc_raw_command(script);
-            cmd.stdin(if piped { Stdio::piped() } else { Stdio::null() })
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            let mut child = cmd.spawn().await?;
-            let stdin = child.stdin().take().map(|s| s.into_owned_fd()).transpose();
-            let stdout = child.stdout().take().map(|s| s.into_owned_fd()).transpose();
-            let stderr = child.stderr().take().map(|s| s.into_owned_fd()).transpose();
-            Ok::<_, openssh::Error>((child, stdin, stdout, stderr))
+            cmd.stdin(if piped { Stdio::piped() } else { Stdio::null() });
+            spawn_piped(cmd).await
         });
         let (child, stdin, stdout, stderr) =
             started.map_err(|e| Error::other(format!("cannot run a command over ssh: {}", describe_openssh(&e))))?;
-        let fd = |fd: io::Result<Option<std::os::fd::OwnedFd>>, which: &str| match fd {
+        let fd = |fd: io::Result<Option<std::os::fd::OwnedFd>>, which: &'static str| match fd {
             Ok(fd) => Ok(fd.map(File::from)),
-            Err(e) => Err(Error::other(format!(
-                "cannot use the ssh session's {which}: {}",
-                describe_io(&e)
-            ))),
+            Err(source) => Err(Error::SshStream { which, source }),
         };
         let stdin = fd(stdin, "stdin")?;
-        let mut stdout = fd(stdout, "stdout")?.ok_or_else(|| Error::other("the ssh session has no stdout"))?;
-        let stderr = fd(stderr, "stderr")?.ok_or_else(|| Error::other("the ssh session has no stderr"))?;
+        let mut stdout = fd(stdout, "stdout")?.ok_or(Error::SshStreamMissing { which: "stdout" })?;
+        let stderr = fd(stderr, "stderr")?.ok_or(Error::SshStreamMissing { which: "stderr" })?;
         let err_buf = Arc::new(Mutex::new(Vec::new()));
         let err_reader = collect_stderr(stderr, err_buf.clone());
         let out_reader = std::thread::spawn(move || {
@@ -631,6 +618,26 @@ impl HostShell {
             stderr,
         })
     }
+}
+
+/// A remote child and its pipes as plain file descriptors.
+type Spawned = (
+    openssh::Child<Arc<Session>>,
+    io::Result<Option<std::os::fd::OwnedFd>>,
+    io::Result<Option<std::os::fd::OwnedFd>>,
+    io::Result<Option<std::os::fd::OwnedFd>>,
+);
+
+/// Spawn `cmd` (its stdin already set) with stdout and stderr piped, and
+/// take the three pipes as plain blocking descriptors: the ssh master is at
+/// their other end.
+async fn spawn_piped(mut cmd: openssh::OwningCommand<Arc<Session>>) -> Result<Spawned, openssh::Error> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().await?;
+    let stdin = child.stdin().take().map(|s| s.into_owned_fd()).transpose();
+    let stdout = child.stdout().take().map(|s| s.into_owned_fd()).transpose();
+    let stderr = child.stderr().take().map(|s| s.into_owned_fd()).transpose();
+    Ok((child, stdin, stdout, stderr))
 }
 
 #[cfg(test)]

@@ -104,7 +104,7 @@ fn host_check_passes_a_ready_host_and_gives_a_fix_for_each_problem() {
         .iter()
         .map(|c| c["check"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["ssh", "slipway", "root", "space", "current"]);
+    assert_eq!(names, ["ssh", "slipway", "root", "space", "current", "signed"]);
     assert_eq!(h["checks"][4]["detail"], "releases/v1 (complete)");
     assert_eq!(
         h["report"]["current"],

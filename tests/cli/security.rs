@@ -383,12 +383,15 @@ fn prune_never_changes_modes_through_a_symlink_in_releases() {
     );
 }
 
-/// A `slipway serve` child (confined, as a forced command runs it), greeted.
-fn raw_local(root: &Path) -> (Child, Channel<ChildStdout, ChildStdin>) {
-    let mut child = Command::new(bin())
-        .arg("serve")
-        .arg("--root")
-        .arg(root)
+/// A `slipway serve` child, greeted: confined as a forced command runs it,
+/// or with `--trust-client` as the client starts it.
+fn raw_serve(root: &Path, trusted: bool) -> (Child, Channel<ChildStdout, ChildStdin>) {
+    let mut cmd = Command::new(bin());
+    cmd.arg("serve").arg("--root").arg(root);
+    if trusted {
+        cmd.arg("--trust-client");
+    }
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -398,6 +401,14 @@ fn raw_local(root: &Path) -> (Child, Channel<ChildStdout, ChildStdin>) {
     ch.send(&Message::hello()).unwrap();
     assert_eq!(ch.recv().unwrap(), Message::hello());
     (child, ch)
+}
+
+fn raw_local(root: &Path) -> (Child, Channel<ChildStdout, ChildStdin>) {
+    raw_serve(root, false)
+}
+
+fn raw_trusted(root: &Path) -> (Child, Channel<ChildStdout, ChildStdin>) {
+    raw_serve(root, true)
 }
 
 fn offer_with_signatures(name: &str, n: usize) -> Message {
@@ -566,24 +577,6 @@ fn what_a_host_recorded_never_drives_the_operators_terminal() {
         .ok()
         .json();
     assert_eq!(json[0]["reason"], reason);
-}
-
-/// A `slipway serve --trust-client` child (as the client starts it), greeted.
-fn raw_trusted(root: &Path) -> (Child, Channel<ChildStdout, ChildStdin>) {
-    let mut child = Command::new(bin())
-        .arg("serve")
-        .arg("--root")
-        .arg(root)
-        .arg("--trust-client")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut ch = Channel::new(child.stdout.take().unwrap(), child.stdin.take().unwrap(), Peer::Host);
-    ch.send(&Message::hello()).unwrap();
-    assert_eq!(ch.recv().unwrap(), Message::hello());
-    (child, ch)
 }
 
 #[test]
@@ -770,4 +763,192 @@ fn history_stays_readable_however_long_the_log_and_its_reasons() {
         .arg(&root)
         .args(["--to", "v2"])
         .ok();
+}
+
+#[test]
+fn host_check_lists_the_releases_allowed_signers_would_refuse() {
+    let env = Env::new();
+    let root = env.path("host");
+    for v in ["v1", "v2"] {
+        write_file(&env.path("site/index.html"), v.as_bytes());
+        env.slipway().args(["build", "--dir", "site", "--name", v]).ok();
+        env.slipway().arg("deploy").arg(v).arg("-t").arg(&root).ok();
+    }
+    let key = env.path("signer");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "rel@example.com", "-f"])
+        .arg(&key)
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    // Enforcement is turned on after both releases were staged unsigned;
+    // v2 gets signed and pushed again, v1 is forgotten.
+    std::fs::write(
+        root.join(".slipway/allowed_signers"),
+        format!("rel@example.com namespaces=\"slipway\" {public}"),
+    )
+    .unwrap();
+    env.slipway().args(["sign", "v2", "--key"]).arg(&key).ok();
+    env.slipway().arg("push").arg("v2").arg("-t").arg(&root).ok();
+
+    let json = env
+        .slipway()
+        .args(["host", "check", "--json", "-t"])
+        .arg(&root)
+        .ok()
+        .json();
+    let signed = json[0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "signed")
+        .unwrap()
+        .clone();
+    assert_eq!(signed["status"], "note", "{signed}");
+    let detail = signed["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("allowed_signers would refuse 1 release(s) here")
+            && detail.contains("release `v1` refused: missing signature"),
+        "{detail}"
+    );
+    assert!(!detail.contains("`v2`"), "{detail}");
+    // And it is right: a rollback to v1 is refused, v2 stays current.
+    let refused = env.slipway().arg("rollback").arg("-t").arg(&root).run();
+    assert!(!refused.out.status.success(), "{refused}");
+    assert!(
+        refused.stderr().contains("release `v1` refused: missing signature"),
+        "{refused}"
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("current")).unwrap().to_string_lossy(),
+        "releases/v2"
+    );
+}
+
+/// Every "cannot" of docs/security.md's "What a leaked restricted key can
+/// and cannot do", tried in order over a real sshd with the documented line.
+#[test]
+fn a_leaked_restricted_key_can_do_only_what_security_md_says() {
+    let env = Env::new();
+    let root = env.path("srv/shop");
+    let line = format!(
+        "restrict,command=\"{} serve --root {} --append-only --key-name ci@build\"",
+        bin(),
+        root.display()
+    );
+    let host = Sshd::builder().key_options(&line).start();
+    let url = host.url(&root);
+    let sl = || env.slipway().via_ssh(host.ssh_config_path());
+    for v in ["v1", "v2"] {
+        write_file(&env.path("site/index.html"), v.as_bytes());
+        env.slipway().args(["build", "--dir", "site", "--name", v]).ok();
+        sl().args(["deploy", v, "-t", &url]).ok();
+    }
+    // What it can do, it does: staged and switched.
+    assert_eq!(
+        std::fs::read_link(root.join("current")).unwrap().to_string_lossy(),
+        "releases/v2"
+    );
+
+    // 1. No shell, no other command.
+    let out = ssh(&host, "id; echo pwned > /tmp/slipway-leaked-key");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("uid="), "{out:?}");
+    // 2. No hook of its own (over a shell request, the one without SSH_ORIGINAL_COMMAND).
+    let pwned = env.path("pwned");
+    let (mut child, mut ch) = raw_ssh(&host, &root, Request::Shell);
+    ch.send(&hostile_hook("health", "v2", &format!("touch {}", pwned.display())))
+        .unwrap();
+    let Ok(Message::HookResult(r)) = ch.recv() else {
+        panic!("expected a hook result")
+    };
+    assert_eq!(r.attempts, 0, "{r:?}");
+    assert!(!pwned.exists());
+    // 6. Not healthy on its word.
+    ch.send(&Message::MarkHealthy {
+        name: "v2".into(),
+        actor: "alice@laptop".into(),
+    })
+    .unwrap();
+    assert!(
+        ch.recv()
+            .unwrap_err()
+            .to_string()
+            .contains("cannot record `v2` as healthy")
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    // 10. No other content under a bound name.
+    let (mut child, mut ch) = raw_ssh(&host, &root, Request::Shell);
+    ch.send(&offer_with_signatures("v1", 0)).unwrap();
+    let e = ch.recv().unwrap_err().to_string();
+    assert!(e.contains("a name is never rebound to another bundle"), "{e}");
+    let _ = child.kill();
+    let _ = child.wait();
+    // 3. No other root.
+    sl().args(["push", "v1", "-t", &host.url(env.path("srv/other"))])
+        .fails(2);
+    assert!(!env.path("srv/other").exists());
+    // 4. No deletion.
+    env.write("prune.toml", format!("[targets.p]\nhosts = [\"{url}\"]\nkeep = 0\n"));
+    sl().arg("--config")
+        .arg(env.path("prune.toml"))
+        .args(["prune", "-t", "p"])
+        .fails(1);
+    assert!(root.join("releases/v1").is_dir());
+    // 8. Reasons are bounded; 7. every record says which key did it.
+    sl().args(["rollback", "-t", &url, "--reason", &"x".repeat(100_000)])
+        .ok();
+    let json = env
+        .slipway()
+        .arg("history")
+        .arg("-t")
+        .arg(&root)
+        .arg("--json")
+        .ok()
+        .json();
+    assert_eq!(json[0]["reason"].as_str().unwrap().len(), 1024);
+    for r in json.as_array().unwrap() {
+        let via = r["via"].as_str().unwrap_or_default();
+        assert!(
+            via.contains("ssh from 127.0.0.1") && via.ends_with("key ci@build"),
+            "{r}"
+        );
+    }
+    // 5. Nothing a listed key did not sign, no link out that the host did not list.
+    write_file(&env.path("site/index.html"), b"v3");
+    std::os::unix::fs::symlink("/etc/passwd", env.path("site/passwd")).unwrap();
+    env.write("slipway.toml", "[build]\nallow_links = [\"passwd\"]\n");
+    env.slipway().args(["build", "--dir", "site", "--name", "v3"]).ok();
+    sl().args(["push", "v3", "-t", &url])
+        .fails(5)
+        .stderr_has("does not list it");
+    std::fs::write(
+        root.join(".slipway/allowed_signers"),
+        "nobody@example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ\n",
+    )
+    .unwrap();
+    std::fs::write(root.join(".slipway/allowed_links"), "passwd -> /etc/passwd\n").unwrap();
+    sl().args(["push", "v3", "-t", &url])
+        .fails(5)
+        .stderr_has("release `v3` refused: missing signature");
+    assert!(!root.join("releases/v3").exists());
+    // 9. Nothing outside the root through a planted link in shared/.
+    let elsewhere = env.path("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::create_dir_all(root.join("shared")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, root.join("shared/data")).unwrap();
+    std::fs::remove_file(root.join(".slipway/allowed_signers")).unwrap();
+    env.write(
+        "shared.toml",
+        format!("[targets.p]\nhosts = [\"{url}\"]\nshared = [\"data/uploads\"]\n"),
+    );
+    write_file(&env.path("site2/data/README"), b"d");
+    env.slipway().args(["build", "--dir", "site2", "--name", "v4"]).ok();
+    sl().arg("--config")
+        .arg(env.path("shared.toml"))
+        .args(["push", "v4", "-t", "p"])
+        .fails(1);
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
 }

@@ -13,7 +13,9 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::members::{Members, ZSTD_WINDOW_LOG_MAX, check_member, corrupt, manifest_member, read_file, skip_file};
+use super::members::{
+    Members, ZSTD_WINDOW_LOG_MAX, check_member, corrupt, damaged, manifest_member, read_file, skip_file,
+};
 use super::whole::{Visitor, read_bundle};
 use crate::bundle::format::MANIFEST_PATH;
 use crate::bundle::index;
@@ -121,7 +123,7 @@ pub fn read_entries(
         let skipped =
             io::copy(&mut (&mut decoder).take(u64::from(offset)), &mut io::sink()).map_err(|e| corrupt(origin, e))?;
         if skipped != u64::from(offset) {
-            return Err(corrupt(
+            return Err(damaged(
                 origin,
                 format!("body frame {frame} ends before the header its index points at"),
             ));
@@ -136,7 +138,7 @@ pub fn read_entries(
             while next <= j {
                 let expected = &manifest.entries[next as usize];
                 let Some(mut member) = members.next()? else {
-                    return Err(corrupt(origin, format!("archive ends before `{}`", expected.path)));
+                    return Err(damaged(origin, format!("archive ends before `{}`", expected.path)));
                 };
                 if next == first && member.path.trim_end_matches('/') != expected.path {
                     return Err(Error::integrity(format!(
@@ -179,7 +181,7 @@ fn check_manifest_frame(file: &File, body_offset: u64, id: Digest, origin: &str)
     io::copy(&mut content, &mut io::sink()).map_err(|e| corrupt(origin, e))?;
     let (_, digest, count) = content.into_parts();
     if count != size {
-        return Err(corrupt(origin, format!("`{MANIFEST_PATH}` is truncated")));
+        return Err(damaged(origin, format!("`{MANIFEST_PATH}` is truncated")));
     }
     if digest != id {
         return Err(not_holding(origin, id, digest));

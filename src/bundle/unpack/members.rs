@@ -28,21 +28,43 @@ pub const MAX_PAX_HEADER: u64 = 64 * 1024;
 /// Largest GNU long name or long link accepted: a path and its NUL.
 pub const MAX_EXTENSION: u64 = MAX_PATH_BYTES as u64 + 1;
 
-/// An integrity error: bundle `origin`'s stream is damaged or cut short
-/// (or asks for a larger zstd window than slipway accepts).
-pub(super) fn corrupt(origin: &str, e: impl std::fmt::Display) -> Error {
-    let text = e.to_string();
-    if text.contains("Frame requires too much memory") {
+/// An integrity error: reading bundle `origin` failed with `e`: its stream
+/// is damaged or cut short, or asks for a larger zstd window than slipway
+/// accepts.
+pub(super) fn corrupt(origin: &str, e: io::Error) -> Error {
+    if window_too_large(&e) {
         return Error::integrity(format!(
             "bundle `{origin}` was compressed with a zstd window larger than {} MiB, more than slipway accepts; \
              recompress it without `--long` or `--ultra` (or export it again with slipway)",
             (1u64 << ZSTD_WINDOW_LOG_MAX) >> 20
         ));
     }
+    damaged(origin, e)
+}
+
+/// An integrity error: bundle `origin`'s stream is damaged or cut short, as `what` says.
+pub(super) fn damaged(origin: &str, what: impl std::fmt::Display) -> Error {
     Error::integrity(format!(
         "bundle `{origin}` is corrupt or truncated: {}",
-        one_line(&crate::error::lowercase_first(&text))
+        one_line(&crate::error::lowercase_first(&what.to_string()))
     ))
+}
+
+/// Whether `e`, or an error it wraps (tar wraps the decoder's), is zstd
+/// refusing a frame whose window exceeds [`ZSTD_WINDOW_LOG_MAX`]: the
+/// `zstd::Error` code, never its text.
+fn window_too_large(e: &io::Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = e.get_ref().map(|inner| inner as _);
+    while let Some(cause) = next {
+        if let Some(z) = cause.downcast_ref::<zstd::Error>() {
+            return z.is(zstd::zstd_safe::zstd_sys::ZSTD_ErrorCode::ZSTD_error_frameParameter_windowTooLarge);
+        }
+        next = match cause.downcast_ref::<io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as _),
+            None => cause.source(),
+        };
+    }
+    false
 }
 
 /// An integrity error: bundle `origin` holds `what`, which no bundle may.
@@ -107,7 +129,7 @@ impl<'a, R: Read> Members<'a, R> {
         let entry = loop {
             let Some(mut entry) = self.next_raw()? else {
                 if long_name.is_some() || long_link.is_some() || pax.is_some() {
-                    return Err(corrupt(origin, "the archive ends after an extension header"));
+                    return Err(damaged(origin, "the archive ends after an extension header"));
                 }
                 return Ok(None);
             };
@@ -192,7 +214,8 @@ impl<'a, R: Read> Members<'a, R> {
 pub(super) struct Content<R> {
     pub(super) inner: HashingReader<R>,
     pub(super) expected: u64,
-    pub(super) damage: Option<String>,
+    /// The stream's own error (the visitor gets a copy of its text).
+    pub(super) damage: Option<io::Error>,
     pub(super) ended_early: bool,
 }
 
@@ -216,8 +239,9 @@ impl<R: Read> Read for Content<R> {
             }
             Ok(n) => Ok(n),
             Err(e) => {
-                self.damage = Some(e.to_string());
-                Err(e)
+                let copy = io::Error::new(e.kind(), e.to_string());
+                self.damage = Some(e);
+                Err(copy)
             }
         }
     }
@@ -227,9 +251,9 @@ impl<R: Read> Read for Content<R> {
 /// then `.slipway/manifest.json`, a regular file of at most
 /// [`MAX_MANIFEST_BYTES`].
 pub(super) fn manifest_member<'a, R: Read>(members: &mut Members<'a, R>, origin: &str) -> Result<Member<'a, R>> {
-    let mut first = members.next()?.ok_or_else(|| corrupt(origin, "empty archive"))?;
+    let mut first = members.next()?.ok_or_else(|| damaged(origin, "empty archive"))?;
     if first.ty == EntryType::Directory && first.path.trim_end_matches('/') == ".slipway" && first.size == 0 {
-        first = members.next()?.ok_or_else(|| corrupt(origin, "no manifest"))?;
+        first = members.next()?.ok_or_else(|| damaged(origin, "no manifest"))?;
     }
     if first.path != MANIFEST_PATH || first.ty != EntryType::Regular {
         return Err(Error::integrity(format!(
@@ -251,7 +275,7 @@ pub(super) fn skip_file<R: Read>(member: &mut Member<'_, R>, expected: &Entry, o
     let skipped =
         io::copy(&mut (&mut member.entry).take(expected.size), &mut io::sink()).map_err(|e| corrupt(origin, e))?;
     if skipped != expected.size {
-        return Err(corrupt(origin, format!("`{}` is truncated", expected.path)));
+        return Err(damaged(origin, format!("`{}` is truncated", expected.path)));
     }
     Ok(())
 }
@@ -272,14 +296,14 @@ pub(super) fn read_file<R: Read>(
         return Err(corrupt(origin, d));
     }
     if reader.ended_early {
-        return Err(corrupt(origin, format!("`{}` is truncated", expected.path)));
+        return Err(damaged(origin, format!("`{}` is truncated", expected.path)));
     }
     visited?;
     io::copy(&mut reader, &mut io::sink()).map_err(|e| corrupt(origin, e))?;
     let Content { inner, ended_early, .. } = reader;
     let (_, digest, count) = inner.into_parts();
     if count != expected.size || ended_early {
-        return Err(corrupt(origin, format!("`{}` is truncated", expected.path)));
+        return Err(damaged(origin, format!("`{}` is truncated", expected.path)));
     }
     if Some(digest) != expected.sha256 {
         return Err(Error::integrity(format!(

@@ -9,7 +9,8 @@
 use std::io::Read;
 
 use super::members::{
-    Content, Members, ZSTD_WINDOW_LOG_MAX, check_member, corrupt, manifest_member, read_file, refused, skip_file,
+    Content, Members, ZSTD_WINDOW_LOG_MAX, check_member, corrupt, damaged, manifest_member, read_file, refused,
+    skip_file,
 };
 use crate::bundle::format::MANIFEST_PATH;
 use crate::digest::Digest;
@@ -60,7 +61,7 @@ pub fn read_bundle(input: impl Read, origin: &str, visitor: &mut dyn Visitor) ->
             return Err(corrupt(origin, d));
         }
         if content.ended_early || (parsed.is_ok() && content.inner.count() != size) {
-            return Err(corrupt(origin, format!("`{MANIFEST_PATH}` is truncated")));
+            return Err(damaged(origin, format!("`{MANIFEST_PATH}` is truncated")));
         }
         let (manifest, id) = parsed.map_err(|e| refused(origin, e))?;
         drop(first);
@@ -68,7 +69,7 @@ pub fn read_bundle(input: impl Read, origin: &str, visitor: &mut dyn Visitor) ->
 
         for expected in &manifest.entries {
             let Some(mut member) = members.next()? else {
-                return Err(corrupt(origin, format!("archive ends before `{}`", expected.path)));
+                return Err(damaged(origin, format!("archive ends before `{}`", expected.path)));
             };
             check_member(&member, expected, origin)?;
             if expected.kind == Kind::File && !visitor.wants_content(expected) {
@@ -100,11 +101,11 @@ pub fn read_bundle(input: impl Read, origin: &str, visitor: &mut dyn Visitor) ->
         match rest.read(&mut buf) {
             Ok(0) => break,
             Ok(n) if buf[..n].iter().all(|b| *b == 0) => padding += n as u64,
-            Ok(_) => return Err(corrupt(origin, "data after the end of the archive")),
+            Ok(_) => return Err(damaged(origin, "data after the end of the archive")),
             Err(e) => return Err(corrupt(origin, e)),
         }
         if padding > MAX_TRAILING_ZEROS {
-            return Err(corrupt(
+            return Err(damaged(
                 origin,
                 format!("more than {MAX_TRAILING_ZEROS} bytes of padding after the end of the archive"),
             ));

@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use super::reach::{bare, ssh_fix};
+use super::reach::ssh_fix;
 use crate::Context;
 use crate::cli::HostCheckArgs;
 use crate::error::{Error, Result};
@@ -53,7 +53,7 @@ struct HostCheck {
     report: Option<CheckReport>,
 }
 
-const CHECKS: [&str; 5] = ["ssh", "slipway", "root", "space", "current"];
+const CHECKS: [&str; 6] = ["ssh", "slipway", "root", "space", "current", "signed"];
 
 struct Lines(Vec<Line>);
 
@@ -150,7 +150,7 @@ fn run_checks(spec: &HostSpec, lines: &mut Lines) -> Option<CheckReport> {
                 Location::Ssh { .. } => ssh_fix(spec),
                 Location::Local { .. } => "check that this slipway can run `slipway serve` here".into(),
             };
-            lines.problem("ssh", bare(&e), fix);
+            lines.problem("ssh", e.without_host().to_string(), fix);
             return None;
         }
     };
@@ -173,7 +173,7 @@ fn run_checks(spec: &HostSpec, lines: &mut Lines) -> Option<CheckReport> {
                     spec.remote_bin
                 )
             };
-            lines.problem("slipway", bare(&e), fix);
+            lines.problem("slipway", e.without_host().to_string(), fix);
             return None;
         }
     };
@@ -195,13 +195,12 @@ fn run_checks(spec: &HostSpec, lines: &mut Lines) -> Option<CheckReport> {
     let report = match session.check() {
         Ok(r) => r,
         Err(e) => {
-            let text = bare(&e);
-            let fix = if text.contains("not a request this host understands") {
+            let fix = if matches!(e.without_host(), Error::UnknownRequest(_)) {
                 install
             } else {
                 root_fix(spec)
             };
-            lines.problem("root", text, fix);
+            lines.problem("root", e.without_host().to_string(), fix);
             return None;
         }
     };
@@ -293,4 +292,38 @@ fn judge(spec: &HostSpec, r: &CheckReport, lines: &mut Lines) {
             format!("push it again (`slipway push {release} -t {t}`), or {activate}"),
         ),
     }
+    judge_signatures(t, r, lines);
+}
+
+/// With `allowed_signers` on the host: the releases it would refuse to
+/// activate or roll back to (a note: new signed releases deploy fine, but a
+/// rollback to one of these would stop at 3 a.m.).
+fn judge_signatures(t: &str, r: &CheckReport, lines: &mut Lines) {
+    if !r.enforces_signatures {
+        lines.ok(
+            "signed",
+            "no allowed_signers: this host accepts unsigned releases".into(),
+        );
+        return;
+    }
+    if r.refused_by_signers.is_empty() {
+        lines.ok(
+            "signed",
+            "every release here is signed by a key in allowed_signers".into(),
+        );
+        return;
+    }
+    let names: Vec<String> = r.refused_by_signers.iter().map(|f| f.problem.clone()).collect();
+    lines.push(
+        "signed",
+        Status::Note,
+        format!(
+            "allowed_signers would refuse {} release(s) here, so neither activate nor rollback can go to them: {}",
+            names.len(),
+            names.join("; ")
+        ),
+        Some(format!(
+            "sign each (`slipway sign REL`) and push it again (`slipway push REL -t {t}`: only the signatures travel), or prune it"
+        )),
+    );
 }

@@ -15,14 +15,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::reach::{bare, ssh_fix};
+use super::reach::ssh_fix;
 use crate::Context;
 use crate::cli::HostInstallArgs;
 use crate::digest::{Digest, HashingReader};
-use crate::error::{Error, Result, describe_io};
+use crate::error::{Error, Exit, Result, describe_io};
 use crate::fleet::{DEFAULT_PARALLEL, select_hosts};
 use crate::fs;
-use crate::protocol::VERSION;
+use crate::protocol::{VERSION, refusal};
 use crate::remote::ssh::HostShell;
 use crate::remote::{HostSpec, Location};
 
@@ -67,9 +67,9 @@ struct Installed {
     error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     fix: Option<String>,
-    /// The error's kind (decides the exit code); not printed.
+    /// The exit code the error decides; not printed.
     #[serde(skip)]
-    kind: &'static str,
+    exit: Exit,
 }
 
 /// # Errors
@@ -107,8 +107,8 @@ pub fn install(args: &HostInstallArgs, ctx: &Context) -> Result<()> {
         return Ok(());
     };
     let names: Vec<&str> = failed.iter().map(|r| r.host.as_str()).collect();
-    Err(Error::from_kind(
-        first.kind,
+    Err(Error::with_exit(
+        first.exit,
         format!(
             "slipway was not installed on {} of {} host(s): {} (see the fixes above)",
             failed.len(),
@@ -253,7 +253,7 @@ fn install_one(spec: &HostSpec, path: &str, bin: &Binary) -> Installed {
         note: None,
         error: None,
         fix: None,
-        kind: "error",
+        exit: Exit::Error,
     };
     let outcome = match &spec.location {
         Location::Ssh { .. } => over_ssh(spec, path, bin, &mut r),
@@ -262,8 +262,8 @@ fn install_one(spec: &HostSpec, path: &str, bin: &Binary) -> Installed {
     match outcome {
         Ok(o) => r.result = o,
         Err(e) => {
-            r.kind = e.kind();
-            r.error = Some(bare(&e));
+            r.exit = e.exit();
+            r.error = Some(e.without_host().to_string());
         }
     }
     r
@@ -289,7 +289,7 @@ fn over_ssh(spec: &HostSpec, path: &str, bin: &Binary, r: &mut Installed) -> Res
         (Some(0), Some((os, arch))) if !os.is_empty() && !arch.contains(' ') => (os.to_string(), arch.to_string()),
         _ => {
             let tail = probe.stderr_tail();
-            if tail.contains("may only run") {
+            if matches!(refusal(&probe.stdout), Some(Error::Restricted(_))) {
                 r.fix = Some("this key is restricted to `slipway serve` (a forced command): install with an unrestricted account, or copy the binary there yourself".into());
             }
             return Err(Error::other(format!(

@@ -1,17 +1,8 @@
-//! How the `host` commands talk about reaching a host: an error's text
-//! without the host prefix, and the `ssh …` command line that tries the
-//! same connection by hand. A leaf: `check` and `install` both use it.
+//! How the `host` commands talk about reaching a host: the `ssh …` command
+//! line that tries the same connection by hand. A leaf: `check` and
+//! `install` both use it.
 
-use crate::error::Error;
 use crate::remote::{HostSpec, Location};
-
-/// An error's text without the `host: ` prefix (the output names the host already).
-pub(super) fn bare(e: &Error) -> String {
-    match e {
-        Error::Host { source, .. } => bare(source),
-        other => other.to_string(),
-    }
-}
 
 /// How to try the same connection by hand: `ssh [-F CONFIG] [-p PORT] [USER@]HOST`.
 pub(super) fn ssh_command(spec: &HostSpec) -> String {

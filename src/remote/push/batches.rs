@@ -232,18 +232,9 @@ impl<F: FnMut(Piece<'_>) -> Result<()>> BatchEncoder<'_, F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::Digest;
 
     fn manifest(sizes: &[u64]) -> Manifest {
-        Manifest {
-            version: 1,
-            source_date_epoch: 0,
-            entries: sizes
-                .iter()
-                .enumerate()
-                .map(|(i, s)| Entry::file(format!("f{i:03}"), false, *s, Digest::of(&i.to_le_bytes())))
-                .collect(),
-        }
+        crate::manifest::sized_for_tests(sizes)
     }
 
     #[test]

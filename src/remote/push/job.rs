@@ -210,7 +210,7 @@ pub(super) fn stream_results(
         .map(|((session, _), failed)| match (failed, streamed) {
             (Some(e), _) => Err(session.fail(e, phase)),
             (None, Ok(())) => Ok(()),
-            (None, Err(e)) => Err(session.fail(Error::from_kind(e.kind(), e.to_string()), phase)),
+            (None, Err(e)) => Err(session.fail(e.reworded(e.to_string()), phase)),
         })
         .collect()
 }
@@ -228,18 +228,9 @@ mod tests {
     use std::io::Read;
 
     use super::*;
-    use crate::manifest::Entry;
 
     fn manifest(sizes: &[u64]) -> Manifest {
-        Manifest {
-            version: 1,
-            source_date_epoch: 0,
-            entries: sizes
-                .iter()
-                .enumerate()
-                .map(|(i, s)| Entry::file(format!("f{i:03}"), false, *s, Digest::of(&i.to_le_bytes())))
-                .collect(),
-        }
+        crate::manifest::sized_for_tests(sizes)
     }
 
     #[test]

@@ -85,10 +85,10 @@ impl HostSession {
 }
 
 fn unexpected(msg: &Message, wanted: &str) -> Error {
-    Error::other(format!(
-        "the host answered `{}` where {wanted} was expected",
-        msg.name()
-    ))
+    Error::UnexpectedAnswer {
+        got: msg.name(),
+        wanted: wanted.to_string(),
+    }
 }
 
 fn offer_on(ch: &mut HostChannel, job: &PushJob<'_>, link_mode: LinkMode, bar: &ProgressBar) -> Result<Offered> {
