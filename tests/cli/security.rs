@@ -446,8 +446,10 @@ fn a_push_offering_too_many_signatures_is_refused_before_any_work() {
         let started = Instant::now();
         ch.send(&offer_with_signatures("v1", n)).unwrap();
         let err = ch.recv().unwrap_err();
+        // Linear work is a few seconds of a debug build, even on a loaded
+        // machine; the quadratic merge took minutes.
         assert!(
-            started.elapsed() < Duration::from_secs(5),
+            started.elapsed() < Duration::from_secs(30),
             "{n}: took {:?}",
             started.elapsed()
         );
