@@ -89,12 +89,17 @@ pub fn newest(layout: &Layout, limit: Option<usize>, id: Option<&Digest>) -> Res
         }
         bytes += record_size(&r);
         kept.push_back(r);
-        while limit.is_some_and(|n| kept.len() > n) || (bytes > MAX_REPLY_BYTES && kept.len() > 1) {
+        // Older records make way for newer ones: past the limit silently,
+        // past the reply's size with a warning.
+        if limit.is_some_and(|n| kept.len() > n)
+            && let Some(old) = kept.pop_front()
+        {
+            bytes -= record_size(&old);
+        }
+        while bytes > MAX_REPLY_BYTES && kept.len() > 1 {
             if let Some(old) = kept.pop_front() {
                 bytes -= record_size(&old);
-                if limit.is_none_or(|n| kept.len() < n) {
-                    dropped += 1;
-                }
+                dropped += 1;
             }
         }
     })?;
@@ -107,6 +112,8 @@ pub fn newest(layout: &Layout, limit: Option<usize>, id: Option<&Digest>) -> Res
     Ok((kept.into_iter().rev().collect(), warnings))
 }
 
+/// About how many bytes `r` takes in an answer (its strings, and a fixed
+/// allowance for the keys, time and id).
 fn record_size(r: &Record) -> usize {
     256 + r.actor.len()
         + r.reason.as_ref().map_or(0, String::len)

@@ -61,7 +61,7 @@ pub fn serve_stdio(root: &Path, append_only: bool, trust_client: bool, key_name:
             append_only,
             trust,
             forced,
-            via,
+            via: Some(via),
         },
         BufReader::with_capacity(256 * 1024, input),
         output,
@@ -85,7 +85,7 @@ pub struct Options {
 /// claims: the account `serve` runs as, the ssh peer (`SSH_CONNECTION`), and
 /// the key name a forced command line gives (`--key-name`), e.g.
 /// `deploy, ssh from 10.0.0.5, key ci@build`.
-pub fn connected_via(forced: bool, key_name: Option<&str>) -> Option<String> {
+pub fn connected_via(forced: bool, key_name: Option<&str>) -> String {
     let mut parts = Vec::new();
     let uid = rustix::process::getuid().as_raw();
     let user = std::env::var("USER")
@@ -110,7 +110,7 @@ pub fn connected_via(forced: bool, key_name: Option<&str>) -> Option<String> {
     } else if forced {
         parts.push("a restricted key".into());
     }
-    Some(parts.join(", "))
+    parts.join(", ")
 }
 
 /// Check what the client asked for against the forced command: only `serve`,
