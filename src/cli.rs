@@ -233,6 +233,20 @@ Examples:
   slipway host install -t production"
     )]
     Host(HostCommand),
+    /// Start, stop or inspect a target's service slots (A/B deploys)
+    #[command(
+        subcommand,
+        after_help = "\
+For targets with a `[service]` section (docs/ab-deploys.md). slipway's
+own supervisor does not restart a crashed instance or start anything at
+boot: `slipway service start` does, from cron `@reboot` or a unit.
+
+Examples:
+  slipway service status -t production
+  slipway service start -t production
+  slipway service stop -t production --slot b"
+    )]
+    Service(ServiceCommand),
     /// The host side: speak slipway's protocol on stdin/stdout for one root
     #[command(after_help = "\
 Started by the client over SSH (or as a child process for a local
@@ -287,6 +301,50 @@ Examples:
   slipway host install -t production
   slipway host install -t production --path /usr/local/bin/slipway")]
     Install(HostInstallArgs),
+}
+
+/// `slipway service …`.
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Each slot's release, instance, check and traffic, per host
+    #[command(after_help = "\
+Runs each running instance's check once. Exit 1 when a host cannot be
+reached or its live instance is not running.
+
+Examples:
+  slipway service status -t production
+  slipway service status -t production --json")]
+    Status(ServiceArgs),
+    /// Start the release a slot holds where its instance is not running, and check it
+    #[command(after_help = "\
+Without --slot: every slot that holds a release. Nothing moves traffic.
+
+Examples:
+  slipway service start -t production
+  slipway service start -t production --slot a")]
+    Start(ServiceArgs),
+    /// Stop a slot's instance (the one with traffic only with --force)
+    #[command(after_help = "\
+Examples:
+  slipway service stop -t production --slot b")]
+    Stop(ServiceArgs),
+    /// Stop a slot's instance and start it again, checked (the one with traffic only with --force)
+    #[command(after_help = "\
+Examples:
+  slipway service restart -t production --slot b")]
+    Restart(ServiceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// The slot (`a` or `b`); `stop` and `restart` need it
+    #[arg(long, value_parser = ["a", "b"])]
+    pub slot: Option<String>,
+    /// Stop or restart the slot that has the traffic (it is then unserved)
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

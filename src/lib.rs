@@ -98,7 +98,12 @@ fn resolve(cli: &Cli, out: Output) -> Result<Context> {
         // and setting up needs no store yet.
         None if matches!(
             cli.command,
-            Command::Serve(_) | Command::Init | Command::Host(_) | Command::Completions(_) | Command::Man(_)
+            Command::Serve(_)
+                | Command::Init
+                | Command::Host(_)
+                | Command::Service(_)
+                | Command::Completions(_)
+                | Command::Man(_)
         ) =>
         {
             PathBuf::new()
@@ -142,6 +147,7 @@ pub fn run(command: &Command, ctx: &Context) -> Result<()> {
         Command::Prune(a) => commands::prune::run(a, ctx),
         Command::Host(HostCommand::Check(a)) => commands::host::check(a, ctx),
         Command::Host(HostCommand::Install(a)) => commands::host::install(a, ctx),
+        Command::Service(c) => commands::service::run(c, ctx),
         Command::Serve(a) => commands::serve::run(a, ctx),
         Command::Completions(a) => commands::completions::run(a, ctx),
         Command::Man(a) => commands::man::run(a, ctx),

@@ -19,6 +19,7 @@ pub mod prune;
 pub mod push;
 pub mod rollback;
 pub mod serve;
+pub mod service;
 pub mod sign;
 pub mod status;
 pub mod verify;

@@ -83,6 +83,23 @@ fn print_text(ctx: &Context, rows: &[HostJson]) {
             "  previous  {}",
             st.previous.as_deref().unwrap_or("none (nothing to roll back to)")
         ));
+        if let Some(svc) = &st.service {
+            for slot in &svc.slots {
+                let instance = match (slot.running, slot.pid) {
+                    (Some(true), Some(pid)) => format!("running (pid {pid})"),
+                    (Some(true), None) => "running".into(),
+                    (Some(false), _) => "stopped".into(),
+                    (None, _) => "run by its supervisor".into(),
+                };
+                out.data(&format!(
+                    "  slot {}    {}  port {}  {instance}{}",
+                    slot.slot,
+                    slot.release.as_deref().unwrap_or("empty"),
+                    slot.port.map_or("-".to_string(), |p| p.to_string()),
+                    if slot.live { "  [traffic]" } else { "" }
+                ));
+            }
+        }
         if let Some(l) = &st.lock {
             out.data(&format!("  lock      held by {l}"));
         }

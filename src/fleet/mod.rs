@@ -43,4 +43,5 @@ mod switch;
 pub use connect::{DEFAULT_PARALLEL, Fleet, select_hosts};
 pub use plan::Goal;
 pub use report::{HostReport, Outcome, Phase, describe_push, print_reports};
+pub use service::{ServiceAction, ServiceOutcome};
 pub use switch::SwitchOptions;

@@ -13,7 +13,7 @@
 use crate::config::{ServiceMode, ServiceSpec};
 use crate::error::Error;
 use crate::output::Output;
-use crate::protocol::{ServiceOp, ServiceRequest, ServiceSwitch, StartFailure};
+use crate::protocol::{ServiceOp, ServiceReport, ServiceRequest, ServiceSwitch, SlotStatus, StartFailure};
 
 use super::connect::{Fleet, each};
 use super::member::Member;
@@ -199,4 +199,88 @@ impl Fleet<'_> {
             }
         });
     }
+}
+
+/// What `slipway service` does on each host.
+#[derive(Debug, Clone)]
+pub enum ServiceAction {
+    /// Report each slot, running each instance's check once.
+    Status,
+    /// Start a slot's release (or every slot's) where it is not running.
+    Start(Option<String>),
+    /// Stop a slot's instance (`true`: even the live one).
+    Stop(String, bool),
+    /// Stop a slot's instance and start it again, checked.
+    Restart(String, bool),
+}
+
+/// One host's answer to a [`ServiceAction`]: the slots after it, and the
+/// instances that failed their check on the way.
+pub type ServiceOutcome = (ServiceReport, Vec<StartFailure>);
+
+impl Fleet<'_> {
+    /// Run `action` on every host, in parallel; results in host order.
+    pub fn service(&mut self, action: &ServiceAction) -> Vec<(String, crate::error::Result<ServiceOutcome>)> {
+        self.connect_all();
+        let results = crate::parallel::map(self.members.iter_mut().collect(), self.parallel, |m| {
+            match m.error.take() {
+                Some(e) => Err(e),
+                None => service_on(m, action),
+            }
+        });
+        self.drop_sessions();
+        self.members.iter().map(|m| m.spec.label.clone()).zip(results).collect()
+    }
+}
+
+fn service_on(m: &mut Member, action: &ServiceAction) -> crate::error::Result<ServiceOutcome> {
+    if !m.runs_service() {
+        return Err(Error::usage(format!(
+            "target `{}` has no `[service]` section for this host",
+            m.spec.target
+        ))
+        .on_host(&m.spec.label));
+    }
+    let ops = match action {
+        ServiceAction::Status => vec![ServiceOp::Status { check: true }],
+        ServiceAction::Start(Some(slot)) => vec![ServiceOp::StartSlot { slot: slot.clone() }],
+        ServiceAction::Start(None) => {
+            let req = m.service_request(ServiceOp::Status { check: false });
+            let now = m.session()?.service(req)?;
+            // The live slot first: it is the one serving.
+            let mut slots: Vec<&SlotStatus> = now.slots.iter().filter(|s| s.release.is_some()).collect();
+            slots.sort_by_key(|s| !s.live);
+            slots
+                .into_iter()
+                .map(|s| ServiceOp::StartSlot { slot: s.slot.clone() })
+                .collect()
+        }
+        ServiceAction::Stop(slot, force) => vec![ServiceOp::Stop {
+            slot: slot.clone(),
+            force: *force,
+        }],
+        ServiceAction::Restart(slot, force) => vec![
+            ServiceOp::Stop {
+                slot: slot.clone(),
+                force: *force,
+            },
+            ServiceOp::StartSlot { slot: slot.clone() },
+        ],
+    };
+    let mut failures = Vec::new();
+    let mut last = None;
+    for op in ops {
+        let req = m.service_request(op);
+        let mut r = m.session()?.service(req)?;
+        failures.extend(r.failure.take());
+        last = Some(r);
+    }
+    let last = match last {
+        Some(r) => r,
+        None => {
+            let req = m.service_request(ServiceOp::Status { check: false });
+            m.session()?.service(req)?
+        }
+    };
+    Ok((last, failures))
 }

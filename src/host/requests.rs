@@ -382,8 +382,14 @@ pub fn service<R: Read, W: Write>(s: &mut Session<R, W>, req: ServiceRequest) ->
             Ok(st) => started = Some(st),
             Err(f) => failure = Some(f),
         },
-        ServiceOp::Stop { slot } => {
+        ServiceOp::Stop { slot, force } => {
             service::validate_slot(&slot)?;
+            if !force && service::live(layout)?.is_some_and(|l| l.slot == slot) {
+                return Err(Error::usage(format!(
+                    "slot {slot} has the traffic on `{}`: stopping it leaves the service unserved; pass --force to do it anyway",
+                    layout.root.display()
+                )));
+            }
             note = service::stop(layout, &spec, &slot)?.map(|i| format!("stopped {} in slot {slot}", i.release));
         }
         ServiceOp::Status { .. } => {}

@@ -269,8 +269,12 @@ pub enum ServiceOp {
     Settle,
     /// Start the release a slot names, if its instance is not running.
     StartSlot { slot: String },
-    /// Stop a slot's instance.
-    Stop { slot: String },
+    /// Stop a slot's instance (the live one only with `force`).
+    Stop {
+        slot: String,
+        #[serde(default)]
+        force: bool,
+    },
     /// Each slot's state; with `check`, run each instance's check once.
     Status { check: bool },
 }
