@@ -12,7 +12,8 @@
 //! sshd or local paths, `slipway.toml`). The rest is harness for one family
 //! of tests each: [`sshd`] (throwaway servers), [`faults`] (the fault rig),
 //! [`archive`] (hostile archives), [`docs`] (the doc runner), [`load`] (a
-//! client counting failed requests).
+//! client counting failed requests), [`webapp`] (the web service a release
+//! ships).
 //!
 //! Invariant: the binary a test runs sees a clean environment (no store,
 //! ssh config, remote binary or `SOURCE_DATE_EPOCH` inherited from the
@@ -26,6 +27,7 @@ pub mod faults;
 pub mod load;
 pub mod scenario;
 pub mod sshd;
+pub mod webapp;
 
 pub use scenario::Scenario;
 
