@@ -11,9 +11,9 @@
 //! A test that needs hosts starts from a [`Scenario`] (tags, hosts over
 //! sshd or local paths, `slipway.toml`). The rest is harness for one family
 //! of tests each: [`sshd`] (throwaway servers), [`faults`] (the fault rig),
-//! [`archive`] (hostile archives), [`docs`] (the doc runner), [`load`] (a
-//! client counting failed requests), [`webapp`] (the web service a release
-//! ships).
+//! [`archive`] (hostile archives), [`docs`] (the doc runner), and for
+//! services behind a proxy [`nginx`] (a throwaway nginx), [`webapp`] (the
+//! web service a release ships) and [`load`] (a client counting failures).
 //!
 //! Invariant: the binary a test runs sees a clean environment (no store,
 //! ssh config, remote binary or `SOURCE_DATE_EPOCH` inherited from the
@@ -25,6 +25,7 @@ pub mod archive;
 pub mod docs;
 pub mod faults;
 pub mod load;
+pub mod nginx;
 pub mod scenario;
 pub mod sshd;
 pub mod webapp;
