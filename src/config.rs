@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -38,7 +38,7 @@ pub struct BuildConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
-    pub hosts: Vec<String>,
+    pub hosts: Vec<HostEntry>,
     pub root: Option<String>,
     pub keep: Option<usize>,
     #[serde(default)]
@@ -55,6 +55,254 @@ pub struct TargetConfig {
     pub require_healthy_on: Option<String>,
     #[serde(default)]
     pub hooks: HooksConfig,
+    /// `[targets.NAME.service]`: run the release as a service in A/B slots
+    /// (docs/ab-deploys.md). An empty table: each host's own
+    /// `.slipway/service.toml` says how.
+    pub service: Option<ServiceConfig>,
+}
+
+/// One entry of a target's `hosts`: a host (`app1`, `user@app1:22`, an
+/// `ssh://` URL or a local path), or a table `{ host = "app2", … }` whose
+/// other keys override the target's `[service]` values for that host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostEntry {
+    pub host: String,
+    pub service: ServiceConfig,
+}
+
+impl HostEntry {
+    /// An entry without overrides.
+    pub fn plain(host: &str) -> HostEntry {
+        HostEntry {
+            host: host.to_string(),
+            service: ServiceConfig::default(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HostEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        match toml::Value::deserialize(d)? {
+            toml::Value::String(host) => Ok(HostEntry::plain(&host)),
+            toml::Value::Table(mut t) => {
+                let host = match t.remove("host") {
+                    Some(toml::Value::String(h)) => h,
+                    Some(_) => return Err(D::Error::custom("a host entry's `host` must be a string")),
+                    None => return Err(D::Error::custom("a host entry table needs `host = \"NAME\"`")),
+                };
+                let service = ServiceConfig::deserialize(toml::Value::Table(t)).map_err(|e| {
+                    D::Error::custom(format!(
+                        "host `{host}`: {} (a host entry may override only the target's `[service]` values)",
+                        e.message().trim()
+                    ))
+                })?;
+                Ok(HostEntry { host, service })
+            }
+            other => Err(D::Error::custom(format!(
+                "a host entry is a string or a table, not {}",
+                other.type_str()
+            ))),
+        }
+    }
+}
+
+/// `[targets.NAME.service]`, a host entry's overrides, or a host's
+/// `.slipway/service.toml`: how a release runs as a service in two slots.
+/// Every key is optional here; [`ServiceConfig::resolve`] checks that
+/// together they make a whole [`ServiceSpec`].
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub start: Option<String>,
+    pub stop: Option<String>,
+    pub stop_timeout: Option<String>,
+    pub ports: Option<Vec<u16>>,
+    pub check: Option<String>,
+    pub check_timeout: Option<String>,
+    pub upstream: Option<String>,
+    pub reload: Option<String>,
+    pub switch: Option<String>,
+    pub drain: Option<String>,
+    pub keep_warm: Option<bool>,
+}
+
+/// Default `check_timeout`.
+pub const DEFAULT_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Default `stop_timeout`: TERM, then KILL after this long.
+pub const DEFAULT_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How traffic moves to a slot's port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Traffic {
+    /// Write `server 127.0.0.1:PORT;` to `path` atomically, then run `reload`.
+    Upstream { path: String, reload: Option<String> },
+    /// Run this command with `SLIPWAY_PORT` set.
+    Switch { command: String },
+}
+
+/// A whole, checked service definition: what a deploy sends a host (a
+/// trusted one; a confined host reads its own `.slipway/service.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub start: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<String>,
+    pub stop_timeout_ms: u64,
+    /// Slot a's port, slot b's port.
+    pub ports: [u16; 2],
+    pub check: String,
+    pub check_timeout_ms: u64,
+    pub traffic: Traffic,
+    pub drain_ms: u64,
+    pub keep_warm: bool,
+}
+
+impl ServiceConfig {
+    /// True when no key is set (an empty `[service]` table).
+    pub fn is_empty(&self) -> bool {
+        *self == ServiceConfig::default()
+    }
+
+    /// `self` with every key `over` sets replaced by its value.
+    pub fn overridden_by(&self, over: &ServiceConfig) -> ServiceConfig {
+        fn pick<T: Clone>(a: &Option<T>, b: &Option<T>) -> Option<T> {
+            b.clone().or_else(|| a.clone())
+        }
+        ServiceConfig {
+            start: pick(&self.start, &over.start),
+            stop: pick(&self.stop, &over.stop),
+            stop_timeout: pick(&self.stop_timeout, &over.stop_timeout),
+            ports: pick(&self.ports, &over.ports),
+            check: pick(&self.check, &over.check),
+            check_timeout: pick(&self.check_timeout, &over.check_timeout),
+            upstream: pick(&self.upstream, &over.upstream),
+            reload: pick(&self.reload, &over.reload),
+            switch: pick(&self.switch, &over.switch),
+            drain: pick(&self.drain, &over.drain),
+            keep_warm: pick(&self.keep_warm, &over.keep_warm),
+        }
+    }
+
+    /// Check the values and resolve them; `section` names where they come
+    /// from in errors (`targets.production.service`, a host's
+    /// `service.toml`).
+    ///
+    /// # Errors
+    /// Usage error naming the key: a missing `start` or `check`, ports not
+    /// exactly two different ones, both or neither of `upstream` and
+    /// `switch`, a relative `upstream`, a malformed duration.
+    pub fn resolve(&self, section: &str) -> Result<ServiceSpec> {
+        let bad = |key: &str, why: &str| Error::usage(format!("`{section}.{key}`: {why}"));
+        let command = |v: &Option<String>, key: &str| -> Result<String> {
+            v.clone()
+                .filter(|c| !c.trim().is_empty())
+                .ok_or_else(|| bad(key, "missing (a command, run with `sh -c`)"))
+        };
+        let start = command(&self.start, "start")?;
+        let check = command(&self.check, "check")?;
+        let ports = match self.ports.as_deref() {
+            Some([a, b]) if a != b && *a != 0 && *b != 0 => [*a, *b],
+            Some([a, b]) if a == b => return Err(bad("ports", "the two ports must differ")),
+            Some(_) | None => {
+                return Err(bad(
+                    "ports",
+                    "give exactly two ports, slot a's and slot b's (e.g. `[8081, 8082]`)",
+                ));
+            }
+        };
+        let nonblank = |v: &Option<String>| v.clone().filter(|c| !c.trim().is_empty());
+        let traffic = match (nonblank(&self.upstream), nonblank(&self.switch)) {
+            (Some(path), None) => {
+                if !path.starts_with('/') {
+                    return Err(bad("upstream", "must be an absolute path"));
+                }
+                Traffic::Upstream {
+                    path,
+                    reload: nonblank(&self.reload),
+                }
+            }
+            (None, Some(command)) => {
+                if nonblank(&self.reload).is_some() {
+                    return Err(bad("reload", "goes with `upstream`, not with `switch`"));
+                }
+                Traffic::Switch { command }
+            }
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    "switch",
+                    "set either `upstream` (with `reload`) or `switch`, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(bad(
+                    "upstream",
+                    "missing: set `upstream` (a file slipway writes, with `reload`) or `switch` (a command)",
+                ));
+            }
+        };
+        let dur = |v: &Option<String>, key: &str, default: std::time::Duration| -> Result<u64> {
+            let d = match v {
+                Some(v) => parse_duration(v, &format!("{section}.{key}"))?,
+                None => default,
+            };
+            Ok(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        };
+        Ok(ServiceSpec {
+            start,
+            stop: nonblank(&self.stop),
+            stop_timeout_ms: dur(&self.stop_timeout, "stop_timeout", DEFAULT_STOP_TIMEOUT)?,
+            ports,
+            check,
+            check_timeout_ms: dur(&self.check_timeout, "check_timeout", DEFAULT_CHECK_TIMEOUT)?,
+            traffic,
+            drain_ms: dur(&self.drain, "drain", std::time::Duration::ZERO)?,
+            keep_warm: self.keep_warm.unwrap_or(true),
+        })
+    }
+}
+
+/// How a host of a target runs its service: not at all, as the host's own
+/// `.slipway/service.toml` says, or as the target (with the host's
+/// overrides) says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceMode {
+    None,
+    HostDefined,
+    Given(ServiceSpec),
+}
+
+impl ServiceMode {
+    /// The mode of `host` of `target`.
+    ///
+    /// # Errors
+    /// Usage error naming the target, host and key.
+    pub fn of(target: &str, tc: &TargetConfig, entry: &HostEntry) -> Result<ServiceMode> {
+        let Some(service) = &tc.service else {
+            if !entry.service.is_empty() {
+                return Err(Error::usage(format!(
+                    "host `{}` of target `{target}` overrides service values, but the target has no `[targets.{target}.service]`",
+                    entry.host
+                )));
+            }
+            return Ok(ServiceMode::None);
+        };
+        let merged = service.overridden_by(&entry.service);
+        if merged.is_empty() {
+            return Ok(ServiceMode::HostDefined);
+        }
+        let section = if entry.service.is_empty() {
+            format!("targets.{target}.service")
+        } else {
+            format!("targets.{target}.service (with host `{}`'s values)", entry.host)
+        };
+        merged.resolve(&section).map(ServiceMode::Given)
+    }
+
+    pub fn is_none(&self) -> bool {
+        matches!(self, ServiceMode::None)
+    }
 }
 
 /// How release files are made from objects on a host.
@@ -149,6 +397,14 @@ impl Hooks {
 /// # Errors
 /// Usage error with origin, line and the offending key.
 pub fn parse_project(text: &str, origin: &str) -> Result<ProjectConfig> {
+    toml::from_str(text).map_err(|e| toml_error(&e, text, origin))
+}
+
+/// Parse any TOML file of slipway's (`origin` names it in errors).
+///
+/// # Errors
+/// Usage error with origin, line and the offending key.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T> {
     toml::from_str(text).map_err(|e| toml_error(&e, text, origin))
 }
 

@@ -37,6 +37,8 @@ pub(super) struct Member {
     pub(super) status: Option<HostStatus>,
     /// What the host switches to (`None`: nothing to do here).
     pub(super) plan: Option<Planned>,
+    /// Where its release runs, on a host with a service (after `start`).
+    pub(super) slots: Option<super::service::SlotPlan>,
 }
 
 /// Where the push to one host is.
@@ -109,6 +111,7 @@ impl Member {
             push: PushStage::Idle,
             status: None,
             plan: None,
+            slots: None,
         }
     }
 

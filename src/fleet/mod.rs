@@ -37,6 +37,7 @@ pub mod provenance;
 mod push;
 mod report;
 mod revert;
+mod service;
 mod switch;
 
 pub use connect::{DEFAULT_PARALLEL, Fleet, select_hosts};

@@ -43,6 +43,8 @@ pub enum Phase {
     Push,
     Lock,
     BeforeActivate,
+    /// Starting the release in a service slot and checking it there.
+    Start,
     /// Switching `current` (activate, deploy), or finding the release to.
     Activate,
     /// Finding what to roll back to, or `--expect`, in a rollback.
@@ -56,11 +58,12 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in the order a command goes through them.
-    pub const ALL: [Phase; 10] = [
+    pub const ALL: [Phase; 11] = [
         Phase::Connect,
         Phase::Push,
         Phase::Lock,
         Phase::BeforeActivate,
+        Phase::Start,
         Phase::Activate,
         Phase::Rollback,
         Phase::AfterActivate,
@@ -76,6 +79,7 @@ impl Phase {
             Phase::Push => "push",
             Phase::Lock => "lock",
             Phase::BeforeActivate => "before_activate",
+            Phase::Start => "start",
             Phase::Activate => "activate",
             Phase::Rollback => "rollback",
             Phase::AfterActivate => "after_activate",
@@ -87,7 +91,10 @@ impl Phase {
 
     /// A hook's phase: a failure here is the release's own, not the network's.
     pub(super) fn is_hook(self) -> bool {
-        matches!(self, Phase::BeforeActivate | Phase::AfterActivate | Phase::Health)
+        matches!(
+            self,
+            Phase::BeforeActivate | Phase::Start | Phase::AfterActivate | Phase::Health
+        )
     }
 }
 

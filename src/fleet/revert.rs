@@ -43,6 +43,9 @@ impl Fleet<'_> {
     /// that ends the switch.
     pub(super) fn undo(&mut self, goal: &Goal, opts: &SwitchOptions, host: &str, exit: Exit) -> Error {
         let reverted = self.revert(goal, opts);
+        // Services: what was started for the switch stops again, and the
+        // warm instances it displaced run again.
+        self.abandon_started();
         let failed = self.members.iter().find(|m| m.spec.label == host);
         let phase = failed.map(|m| m.report.phase).unwrap_or_default();
         let reason = failed.and_then(|m| m.report.reason.clone()).unwrap_or_default();
@@ -180,6 +183,7 @@ fn switch_back(m: &mut Member, how: &Reverting, back: &str, new: &str, out: &Out
         action: "revert".into(),
         reason: Some("another host failed; switching back".into()),
         mark_left_bad: how.mark_left_bad,
+        service: m.switch_back_to_slot(),
     };
     let mut res = m.session().and_then(|s| s.activate(req.clone()));
     if res.as_ref().is_err_and(Error::is_connection) {

@@ -13,7 +13,7 @@ use crate::error::{Error, Exit, Result};
 use crate::output::Output;
 use crate::protocol::LockInfo;
 use crate::protocol::Record;
-use crate::protocol::{ActivateRequest, RollbackRequest};
+use crate::protocol::{ActivateRequest, RollbackRequest, ServiceSwitch};
 use crate::remote::session::HostSession;
 
 use super::connect::{Fleet, each};
@@ -56,14 +56,15 @@ struct Switching {
 }
 
 impl Switching {
-    /// Switch a host's `current` to `name`.
-    fn send(&self, s: &mut HostSession, name: &str) -> Result<Record> {
+    /// Switch a host's `current` (and its traffic, with `service`) to `name`.
+    fn send(&self, s: &mut HostSession, name: &str, service: Option<ServiceSwitch>) -> Result<Record> {
         if self.rollback {
             s.rollback(RollbackRequest {
                 to: Some(name.to_string()),
                 expect: self.expect.clone(),
                 actor: self.actor.clone(),
                 reason: self.reason.clone(),
+                service,
             })
         } else {
             s.activate(ActivateRequest {
@@ -73,6 +74,7 @@ impl Switching {
                 action: "activate".into(),
                 reason: self.reason.clone(),
                 mark_left_bad: false,
+                service,
             })
         }
     }
@@ -125,6 +127,8 @@ impl Fleet<'_> {
             m.report.result = Outcome::Unchanged;
             m.report.phase = Phase::Done;
         }
+        // Services: the old instances drain and stop, unless kept warm.
+        self.settle_services();
         // 7. Prune after a fully successful deploy.
         if let Some(keep) = opts.prune_keep {
             self.prune(keep);
@@ -203,6 +207,19 @@ impl Fleet<'_> {
                 self.ctx.out.info(&format!("batch {}: {}", n + 1, labels.join(", ")));
             }
             let out = &self.ctx.out;
+            // Services first: every host of the batch runs its new release,
+            // checked, before any of them switches.
+            let members: Vec<&mut Member> = self
+                .members
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, _)| chunk.contains(i))
+                .map(|(_, m)| m)
+                .collect();
+            crate::parallel::map(members, self.parallel, |m| super::service::start_one(m, out));
+            if let Some(failed) = self.batch_failure() {
+                return Some(failed);
+            }
             let members: Vec<&mut Member> = self
                 .members
                 .iter_mut()
@@ -211,16 +228,22 @@ impl Fleet<'_> {
                 .map(|(_, m)| m)
                 .collect();
             crate::parallel::map(members, self.parallel, |m| switch_one(m, &how, out));
-            if let Some(bad) = self.members.iter().find(|m| m.error.is_some()) {
-                let lost = bad.error.as_ref().is_some_and(Error::is_connection);
-                let exit = match bad.report.phase {
-                    Phase::Health if !lost => Exit::HealthRolledBack,
-                    _ => bad.error.as_ref().map_or(Exit::Error, Error::exit),
-                };
-                return Some((bad.spec.label.clone(), exit));
+            if let Some(failed) = self.batch_failure() {
+                return Some(failed);
             }
         }
         None
+    }
+
+    /// The first failed host, and the exit code its failure calls for.
+    fn batch_failure(&self) -> Option<(String, Exit)> {
+        let bad = self.members.iter().find(|m| m.error.is_some())?;
+        let lost = bad.error.as_ref().is_some_and(Error::is_connection);
+        let exit = match bad.report.phase {
+            Phase::Health | Phase::Start if !lost => Exit::HealthRolledBack,
+            _ => bad.error.as_ref().map_or(Exit::Error, Error::exit),
+        };
+        Some((bad.spec.label.clone(), exit))
     }
 
     /// Prune beyond `keep` on every host (failures are only warnings).
@@ -247,7 +270,8 @@ fn switch_one(m: &mut Member, how: &Switching, out: &Output) {
         return;
     };
     m.report.phase = Phase::Activate;
-    match m.session().and_then(|s| how.send(s, &name)) {
+    let service = m.switch_to_slot();
+    match m.session().and_then(|s| how.send(s, &name, service)) {
         Ok(record) => {
             m.set_position(Position::Switched);
             m.report.current = Some(record.to.clone());

@@ -32,7 +32,14 @@ pub struct Switch {
     pub mark_left_bad: bool,
     /// Who the host saw connect ([`Record::via`]).
     pub via: Option<String>,
+    /// The service slot that takes the traffic ([`Record::slot`]).
+    pub slot: Option<String>,
 }
+
+/// What moves the traffic to the release being switched to (given its
+/// name), right before `current` is renamed: nothing, for a host without
+/// a service.
+pub type Traffic<'a> = &'a mut dyn FnMut(&str) -> Result<()>;
 
 /// Resolve REL among this host's releases: a name, or a unique id prefix.
 ///
@@ -122,6 +129,16 @@ fn sweep_leftovers(layout: &Layout) -> Result<()> {
 /// `ExpectMismatch` (exit 6) when `--expect` does not match; the release is
 /// missing; I/O failures. Nothing changes on error before the rename.
 pub fn switch(layout: &Layout, req: &Switch) -> Result<Record> {
+    switch_with(layout, req, &mut |_| Ok(()))
+}
+
+/// [`switch`], moving the traffic with `traffic` once every check has
+/// passed and right before `current` is renamed; when it fails, nothing
+/// has changed (it puts back what it changed itself).
+///
+/// # Errors
+/// As [`switch`], and what `traffic` returns.
+pub fn switch_with(layout: &Layout, req: &Switch, traffic: Traffic<'_>) -> Result<Record> {
     reconcile(layout)?;
     sweep_leftovers(layout)?;
     let meta = complete_release(layout, &req.name)?;
@@ -150,7 +167,9 @@ pub fn switch(layout: &Layout, req: &Switch) -> Result<Record> {
         reason: req.reason.clone(),
         signer: meta.signed_by.as_ref().map(|s| s.principal.clone()),
         via: req.via.clone(),
+        slot: req.slot.clone(),
     };
+    traffic(&req.name)?;
     let intent = Intent {
         record,
         mark_left_bad: req.mark_left_bad,
@@ -267,30 +286,49 @@ pub fn rollback(
     reason: Option<String>,
     via: Option<String>,
 ) -> Result<Record> {
+    let name = rollback_target(layout, to)?;
+    switch(layout, &rollback_switch(name, expect, actor, reason, via))
+}
+
+/// What a rollback switches to (call with the lock held, before
+/// [`rollback_switch`]): `to`, or [`previous`].
+///
+/// # Errors
+/// When there is nothing to roll back to (exit 1), or `to` is not here.
+pub fn rollback_target(layout: &Layout, to: Option<&str>) -> Result<String> {
     reconcile(layout)?;
     let current = layout.current_name()?;
-    let name = match to {
-        Some(rel) => resolve_release(layout, rel)?,
+    match to {
+        Some(rel) => resolve_release(layout, rel),
         None => {
             let (records, _) = history::read(layout)?;
             previous(layout, &records, current.as_deref())?.ok_or_else(|| Error::NothingToRollBack {
                 root: layout.root.clone(),
                 current: current.as_deref().unwrap_or("none").to_string(),
-            })?
+            })
         }
-    };
-    switch(
-        layout,
-        &Switch {
-            name,
-            expect,
-            actor: actor.to_string(),
-            action: "rollback".into(),
-            reason,
-            mark_left_bad: true,
-            via,
-        },
-    )
+    }
+}
+
+/// The switch of a rollback to `name`: recorded as `rollback`, and the
+/// release it leaves is marked bad.
+pub fn rollback_switch(
+    name: String,
+    expect: Option<String>,
+    actor: &str,
+    reason: Option<String>,
+    via: Option<String>,
+) -> Switch {
+    Switch {
+        name,
+        expect,
+        actor: actor.to_string(),
+        action: "rollback".into(),
+        reason,
+        mark_left_bad: true,
+        via,
+        slot: None,
+    }
 }
 
 /// Record that `name` (the current release) passed its health check here
@@ -319,6 +357,7 @@ pub fn mark_healthy(layout: &Layout, name: &str, actor: &str, via: Option<String
         reason: None,
         signer: meta.signed_by.as_ref().map(|s| s.principal.clone()),
         via,
+        slot: None,
     };
     history::append(layout, &record)?;
     Ok(record)

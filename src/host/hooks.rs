@@ -175,23 +175,42 @@ fn attempt(
     dir: &std::path::Path,
     timeout: Duration,
 ) -> Result<(Option<i32>, bool, String)> {
+    let mut env: Vec<(String, String)> = req
+        .env
+        .iter()
+        .filter(|(k, _)| CLIENT_ENV.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    env.push(("SLIPWAY_RELEASE".into(), req.release.clone()));
+    env.push(("SLIPWAY_ROOT".into(), layout.root.display().to_string()));
+    run_shell(&req.kind, &req.command, dir, &env, timeout)
+}
+
+/// Run `sh -c command` in `dir` with `env` added, in a process group of its
+/// own that is killed when `timeout` passes. Returns its exit code (`None`:
+/// a signal or the timeout), whether it timed out, and the last
+/// [`OUTPUT_TAIL`] bytes of its combined output. `kind` names it in errors.
+///
+/// # Errors
+/// When the shell cannot be started or waited for.
+pub fn run_shell(
+    kind: &str,
+    command: &str,
+    dir: &std::path::Path,
+    env: &[(String, String)],
+    timeout: Duration,
+) -> Result<(Option<i32>, bool, String)> {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
-        .arg(&req.command)
+        .arg(command)
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    for (k, v) in &req.env {
-        if CLIENT_ENV.contains(&k.as_str()) {
-            cmd.env(k, v);
-        }
-    }
-    cmd.env("SLIPWAY_RELEASE", &req.release)
-        .env("SLIPWAY_ROOT", &layout.root);
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     let mut child = cmd.spawn().map_err(|source| Error::Hook {
-        kind: req.kind.clone(),
+        kind: kind.to_string(),
         action: "start",
         source,
     })?;
@@ -220,7 +239,7 @@ fn attempt(
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
             Err(source) => {
                 return Err(Error::Hook {
-                    kind: req.kind.clone(),
+                    kind: kind.to_string(),
                     action: "wait for",
                     source,
                 });

@@ -36,7 +36,7 @@ pub struct Layout {
 
 /// Names a root may hold before slipway first uses it: its own layout
 /// (e.g. `shared/` prepared by hand) and a file system's `lost+found`.
-const LAYOUT_NAMES: [&str; 5] = [".slipway", "current", "releases", "shared", "lost+found"];
+const LAYOUT_NAMES: [&str; 6] = [".slipway", "current", "releases", "shared", "slots", "lost+found"];
 
 /// Refuse to turn an existing directory holding anything else into a
 /// root (a mistyped `-t /etc` or the root of another deploy tool): slipway

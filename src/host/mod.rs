@@ -16,6 +16,7 @@ pub mod objects;
 pub mod prune;
 pub mod requests;
 pub mod serve;
+pub mod service;
 pub mod session;
 pub mod shared;
 pub mod signatures;

@@ -3,6 +3,7 @@
 //!
 //! Never removed: the current release, the rollback target, pinned releases,
 //! releases pushed after the current one was activated (waiting to go live),
+//! releases a service slot names (running, or set aside warm),
 //! and the `keep` most recently activated. Objects and `tmp/` are collected
 //! only while no push holds the staging lock. `shared/` is never touched.
 
@@ -39,6 +40,8 @@ pub fn plan(layout: &Layout, keep: usize, pinned: &[String]) -> Result<Vec<Strin
     keep_set.extend(current.clone());
     keep_set.extend(prev);
     keep_set.extend(pinned.iter().cloned());
+    // A service slot's release may be running, or set aside warm.
+    keep_set.extend(super::service::slot_releases(layout)?);
     let mut out = Vec::new();
     for name in layout.release_names()? {
         if keep_set.contains(&name) {

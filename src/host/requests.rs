@@ -12,10 +12,13 @@ use std::time::Duration;
 use super::activate::{self, Switch};
 use super::lock::{self, HostLock};
 use super::session::{Session, validate_actor};
-use super::{check, history, hooks, prune, status, verify};
+use super::{check, history, hooks, prune, service, status, verify};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::protocol::{ActivateRequest, HookRequest, HookResult, LockInfo, Message, RollbackRequest};
+use crate::protocol::{
+    ActivateRequest, HookRequest, HookResult, LockInfo, Message, RollbackRequest, ServiceOp, ServiceRequest,
+    ServiceSwitch,
+};
 
 /// Longest reason (or lock command) a host records, in bytes; longer ones
 /// are cut there, ending in `…`, so the history stays readable whatever a
@@ -85,7 +88,8 @@ pub fn activate<R: Read, W: Write>(s: &mut Session<R, W>, req: ActivateRequest) 
     }
     let _held = ensure_lock(s, "activate")?;
     let name = activate::resolve_release(&s.layout, &req.release)?;
-    let record = activate::switch(
+    let (slot, mut traffic) = traffic_mover(s, req.service)?;
+    let record = activate::switch_with(
         &s.layout,
         &Switch {
             name,
@@ -95,9 +99,44 @@ pub fn activate<R: Read, W: Write>(s: &mut Session<R, W>, req: ActivateRequest) 
             reason: req.reason.map(bounded),
             mark_left_bad: req.mark_left_bad,
             via: s.via.clone(),
+            slot,
         },
+        &mut traffic,
     )?;
     Ok(Message::Switched(Box::new(record)))
+}
+
+/// Moves the traffic to a release's slot (see [`activate::Traffic`]).
+type Mover = Box<dyn FnMut(&str) -> Result<()>>;
+
+/// What moves the traffic with a switch: nothing without `service`;
+/// otherwise the slot (checked to run the release) and the mover. A
+/// confined host with its own `service.toml` refuses a switch that does
+/// not move the traffic, as its instances would go on serving the old
+/// release.
+fn traffic_mover<R: Read, W: Write>(s: &Session<R, W>, sw: Option<ServiceSwitch>) -> Result<(Option<String>, Mover)> {
+    let layout = s.layout.clone();
+    let Some(sw) = sw else {
+        if s.confined && service::host_file(&layout).is_file() {
+            return Err(Error::Restricted(format!(
+                "this host runs its release as a service (`{}`): deploy with a `[service]` section in the target",
+                service::host_file(&layout).display()
+            )));
+        }
+        return Ok((None, Box::new(|_: &str| Ok(()))));
+    };
+    let spec = service::spec_for(&layout, s.confined, sw.spec)?;
+    if let Some(slot) = &sw.slot {
+        service::validate_slot(slot)?;
+    }
+    let slot = sw.slot.clone();
+    let mover = move |name: &str| {
+        if let Some(slot) = &slot {
+            service::require_running(&layout, slot, name)?;
+        }
+        service::move_traffic(&layout, &spec, slot.as_deref(), name)
+    };
+    Ok((sw.slot, Box::new(mover)))
 }
 
 /// `rollback`.
@@ -107,14 +146,13 @@ pub fn activate<R: Read, W: Write>(s: &mut Session<R, W>, req: ActivateRequest) 
 pub fn rollback<R: Read, W: Write>(s: &mut Session<R, W>, req: RollbackRequest) -> Result<Message> {
     validate_actor(&req.actor)?;
     let _held = ensure_lock(s, "rollback")?;
-    let record = activate::rollback(
-        &s.layout,
-        req.to.as_deref(),
-        req.expect,
-        &req.actor,
-        req.reason.map(bounded),
-        s.via.clone(),
-    )?;
+    let (slot, mut traffic) = traffic_mover(s, req.service)?;
+    let name = activate::rollback_target(&s.layout, req.to.as_deref())?;
+    let how = Switch {
+        slot,
+        ..activate::rollback_switch(name, req.expect, &req.actor, req.reason.map(bounded), s.via.clone())
+    };
+    let record = activate::switch_with(&s.layout, &how, &mut traffic)?;
     Ok(Message::Switched(Box::new(record)))
 }
 
@@ -302,4 +340,57 @@ fn skipped<R: Read, W: Write>(s: &Session<R, W>, req: &HookRequest) -> HookResul
 /// When the root cannot be examined.
 pub fn check<R: Read, W: Write>(s: &Session<R, W>) -> Result<Message> {
     Ok(Message::CheckReport(Box::new(check::check(&s.layout)?)))
+}
+
+/// `service`: start, abandon, settle, start or stop a slot, or report.
+///
+/// # Errors
+/// When the host has no service definition it may use, a slot name is
+/// bad, or on I/O failure. A new instance that fails its check is a
+/// report with a `failure`, not an error.
+pub fn service<R: Read, W: Write>(s: &mut Session<R, W>, req: ServiceRequest) -> Result<Message> {
+    if let ServiceOp::Status { check } = req.op {
+        let spec = if check {
+            Some(service::spec_for(&s.layout, s.confined, req.spec)?)
+        } else {
+            None
+        };
+        return Ok(Message::ServiceReport(Box::new(service::report(
+            &s.layout,
+            spec.as_ref(),
+        )?)));
+    }
+    let spec = service::spec_for(&s.layout, s.confined, req.spec)?;
+    let _held = ensure_lock(s, "service")?;
+    let layout = &s.layout;
+    let (mut started, mut failure, mut note) = (None, None, None);
+    match req.op {
+        ServiceOp::Start { release } => {
+            crate::manifest::validate_name(&release)?;
+            activate::complete_release(layout, &release)?;
+            match service::start(layout, &spec, &release)? {
+                Ok(st) => started = Some(st),
+                Err(f) => failure = Some(f),
+            }
+        }
+        ServiceOp::Abort { slot } => {
+            service::validate_slot(&slot)?;
+            note = service::abort(layout, &spec, &slot)?;
+        }
+        ServiceOp::Settle => note = service::settle(layout, &spec)?,
+        ServiceOp::StartSlot { slot } => match service::start_slot(layout, &spec, &slot)? {
+            Ok(st) => started = Some(st),
+            Err(f) => failure = Some(f),
+        },
+        ServiceOp::Stop { slot } => {
+            service::validate_slot(&slot)?;
+            note = service::stop(layout, &spec, &slot)?.map(|i| format!("stopped {} in slot {slot}", i.release));
+        }
+        ServiceOp::Status { .. } => {}
+    }
+    let mut report = service::report(layout, None)?;
+    report.started = started;
+    report.failure = failure;
+    report.note = note;
+    Ok(Message::ServiceReport(Box::new(report)))
 }

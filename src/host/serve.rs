@@ -264,6 +264,7 @@ pub fn serve<R: Read, W: Write>(root: &Path, opts: &Options, reader: R, writer: 
             Message::Verify { release } => requests::verify(&session, release.as_deref()),
             Message::Hook(req) => requests::hook(&mut session, &req),
             Message::Check => requests::check(&session),
+            Message::Service(req) => requests::service(&mut session, *req),
             other => Err(Error::UnknownRequest(format!(
                 "`{}` is not a request this host understands (slipway {})",
                 other.name(),

@@ -52,5 +52,10 @@ pub fn status(layout: &Layout) -> Result<HostStatus> {
         releases,
         lock: lock::holder(layout)?,
         warnings,
+        service: if super::service::in_use(layout) {
+            Some(super::service::report(layout, None)?)
+        } else {
+            None
+        },
     })
 }

@@ -59,6 +59,7 @@ fn activate(l: &Layout, name: &str) -> crate::error::Result<crate::protocol::Rec
             reason: None,
             mark_left_bad: false,
             via: None,
+            slot: None,
         },
     )
 }
@@ -99,6 +100,7 @@ fn expect_is_a_compare_and_swap() {
         reason: None,
         mark_left_bad: false,
         via: None,
+        slot: None,
     };
     let err = activate::switch(&l, &s).unwrap_err();
     assert_eq!(err.exit(), Exit::ExpectMismatch);
@@ -146,6 +148,7 @@ fn a_crash_between_rename_and_history_is_reconciled() {
         reason: None,
         signer: None,
         via: None,
+        slot: None,
     };
     history::write_intent(
         &l,
@@ -195,6 +198,7 @@ fn a_crashed_rollback_is_finished_with_its_marks_once() {
             reason: None,
             signer: None,
             via: None,
+            slot: None,
         },
         mark_left_bad: true,
     };

@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::Peer;
 use super::kind::ErrorKind;
-use super::types::{CheckReport, Drift, HostStatus, LockInfo, PruneReport, Record};
+use super::types::{CheckReport, Drift, HostStatus, LockInfo, PruneReport, Record, ServiceReport};
 use super::version::{PROTOCOL, VERSION};
-use crate::config::LinkMode;
+use crate::config::{LinkMode, ServiceSpec};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::provenance::Provenance;
@@ -126,6 +126,11 @@ pub enum Message {
     Check,
     /// Host → client: those facts.
     CheckReport(Box<CheckReport>),
+    /// Request: start, check, stop or report the service slots (needs the
+    /// lock, except `status`). Answer: `service_report`.
+    Service(Box<ServiceRequest>),
+    /// Host → client: the slots after the request.
+    ServiceReport(Box<ServiceReport>),
 }
 
 impl Message {
@@ -164,6 +169,8 @@ impl Message {
             Message::HookResult(_) => "hook_result",
             Message::Check => "check",
             Message::CheckReport(_) => "check_report",
+            Message::Service(_) => "service",
+            Message::ServiceReport(_) => "service_report",
         }
     }
 
@@ -225,6 +232,47 @@ pub struct ActivateRequest {
     /// Mark the release being left as bad (reverts).
     #[serde(default)]
     pub mark_left_bad: bool,
+    /// Move the traffic with the switch, to a service slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceSwitch>,
+}
+
+/// The traffic part of a switch on a host that runs a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSwitch {
+    /// The slot that takes the traffic (it must run the release); `None`:
+    /// put back what the proxy had before slipway's first switch there.
+    pub slot: Option<String>,
+    /// The client's service definition (a confined host uses its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<ServiceSpec>,
+}
+
+/// `service`: what to do with the slots.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceRequest {
+    pub op: ServiceOp,
+    /// The client's service definition (a confined host uses its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<ServiceSpec>,
+}
+
+/// `service.op`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ServiceOp {
+    /// Run `release` checked in a slot without traffic (a deploy's start).
+    Start { release: String },
+    /// Stop what a deploy started in `slot` and restore the instance it displaced.
+    Abort { slot: String },
+    /// After a deploy: unless `keep_warm`, drain and stop the idle instance.
+    Settle,
+    /// Start the release a slot names, if its instance is not running.
+    StartSlot { slot: String },
+    /// Stop a slot's instance.
+    Stop { slot: String },
+    /// Each slot's state; with `check`, run each instance's check once.
+    Status { check: bool },
 }
 
 /// `rollback`: to `to`, or to the previous good release from the history.
@@ -237,6 +285,9 @@ pub struct RollbackRequest {
     pub actor: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Move the traffic with the switch, to a service slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceSwitch>,
 }
 
 /// `hook`: run `command` with `sh -c` in `releases/<release>`.

@@ -47,6 +47,10 @@ pub struct Record {
     /// claims. Absent in records written before slipway recorded it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub via: Option<String>,
+    /// The service slot (`a` or `b`) that took the traffic with this
+    /// switch, on a host that runs the release as a service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
 }
 
 /// Who holds (or asks for) the lock.
@@ -82,6 +86,75 @@ pub struct HostStatus {
     pub lock: Option<LockInfo>,
     /// Problems noticed while reading (e.g. a torn history line).
     pub warnings: Vec<String>,
+    /// The service slots, on a host that has run the release as a service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceReport>,
+}
+
+/// The service slots of a host (`service` answers, and `status`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceReport {
+    /// The slot with the traffic.
+    pub live: Option<String>,
+    /// Slot a, slot b.
+    pub slots: Vec<SlotStatus>,
+    /// What a `start` started (or found running).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<Started>,
+    /// Why a `start` failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<StartFailure>,
+    /// Something the operator should know (a warm instance restored, or not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One slot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlotStatus {
+    pub slot: String,
+    /// The release the slot points at.
+    pub release: Option<String>,
+    pub port: Option<u16>,
+    /// Whether its instance runs (`None`: a supervisor runs it; slipway
+    /// cannot tell).
+    pub running: Option<bool>,
+    pub pid: Option<u32>,
+    /// RFC 3339 time its instance started.
+    pub since: Option<String>,
+    /// Whether its check passes now (`None`: not checked).
+    pub check: Option<bool>,
+    /// It has the traffic.
+    pub live: bool,
+}
+
+/// Where a deploy's new instance runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Started {
+    pub slot: String,
+    pub port: u16,
+    pub pid: Option<u32>,
+    /// Already running (warm): nothing was started.
+    pub reused: bool,
+    /// The warm release this start displaced from the slot.
+    pub displaced: Option<String>,
+    /// The slot that had the traffic when it started.
+    pub live: Option<String>,
+}
+
+/// Why a new instance did not pass its check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartFailure {
+    pub slot: String,
+    pub port: u16,
+    /// One line.
+    pub why: String,
+    /// The last check's output (its tail).
+    pub output: String,
+    /// The tail of the instance's log.
+    pub log: String,
+    /// Whether the warm instance it displaced runs again (`None`: there was none).
+    pub restored: Option<bool>,
 }
 
 /// One release on a host, as `status` reports it.

@@ -17,7 +17,7 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{LinkMode, ProjectConfig, TargetConfig, parse_duration};
+use crate::config::{LinkMode, ProjectConfig, ServiceMode, TargetConfig, parse_duration};
 use crate::error::{Error, Result};
 
 /// Where a host root is.
@@ -48,6 +48,8 @@ pub struct HostSpec {
     pub ssh_config: Option<PathBuf>,
     pub connect_timeout: Duration,
     pub link_mode: LinkMode,
+    /// Whether (and how) the release runs as a service in A/B slots here.
+    pub service: ServiceMode,
 }
 
 /// A resolved `-t TARGET`.
@@ -143,6 +145,7 @@ pub fn resolve_target(target: &str, config: Option<&ProjectConfig>, config_origi
             ssh_config: env.ssh_config,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             link_mode: LinkMode::default(),
+            service: ServiceMode::None,
         }],
         config: TargetConfig::default(),
     })
@@ -183,9 +186,11 @@ fn configured_target(target: &str, tc: &TargetConfig, config_origin: &str, env: 
     }
     let mut hosts = Vec::new();
     for entry in &tc.hosts {
-        let location = host_entry(entry, tc.root.as_deref(), target, config_origin)?;
+        let location = host_entry(&entry.host, tc.root.as_deref(), target, config_origin)?;
+        let service = ServiceMode::of(target, tc, entry).map_err(in_config)?;
         hosts.push(HostSpec {
-            label: entry.clone(),
+            label: entry.host.clone(),
+            service,
             target: target.to_string(),
             location,
             remote_bin: env

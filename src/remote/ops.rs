@@ -6,7 +6,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::protocol::{
     ActivateRequest, CheckReport, Drift, HookRequest, HookResult, HostStatus, LockInfo, Message, PruneReport, Record,
-    RollbackRequest,
+    RollbackRequest, ServiceReport, ServiceRequest,
 };
 
 impl HostSession {
@@ -193,6 +193,19 @@ impl HostSession {
         match self.request(Message::Check, "check")? {
             Message::CheckReport(r) => Ok(*r),
             other => Err(self.unexpected(&other, "check_report")),
+        }
+    }
+
+    /// Start, abandon, settle or report the service slots.
+    ///
+    /// # Errors
+    /// On refusal (no service definition, a host too old to know `service`)
+    /// or a broken connection. A new instance failing its check is a report
+    /// with a `failure`.
+    pub fn service(&mut self, req: ServiceRequest) -> Result<ServiceReport> {
+        match self.request(Message::Service(Box::new(req)), "the service request")? {
+            Message::ServiceReport(r) => Ok(*r),
+            other => Err(self.unexpected(&other, "service_report")),
         }
     }
 }

@@ -30,6 +30,7 @@ fn spec(url: &str, config: PathBuf, remote_bin: &str) -> HostSpec {
         ssh_config: Some(config),
         connect_timeout: Duration::from_secs(5),
         link_mode: LinkMode::default(),
+        service: slipway::config::ServiceMode::None,
     }
 }
 

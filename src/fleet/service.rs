@@ -1,0 +1,202 @@
+//! The service steps of a switch, on hosts that run the release in A/B
+//! slots (docs/ab-deploys.md): `start` (the new release runs beside the
+//! live one and passes its check on its own port, before anything
+//! switches), the traffic move that rides on each host's switch, `abandon`
+//! (what was started is stopped again when the switch does not stand,
+//! and the warm instance it displaced is put back) and `settle` (after
+//! success, the old instance is drained and stopped unless kept warm).
+//!
+//! Invariant: a host's traffic moves only with its switch, and only to a
+//! slot whose instance passed its check in this command; a host without a
+//! service takes none of these steps.
+
+use crate::config::{ServiceMode, ServiceSpec};
+use crate::error::Error;
+use crate::output::Output;
+use crate::protocol::{ServiceOp, ServiceRequest, ServiceSwitch, StartFailure};
+
+use super::connect::{Fleet, each};
+use super::member::Member;
+use super::report::Phase;
+
+/// Where a host's release runs for this command.
+#[derive(Debug, Clone)]
+pub(super) struct SlotPlan {
+    /// The slot running the release this command switches to.
+    pub(super) slot: String,
+    /// The slot that had the traffic before (`None`: none had it yet).
+    pub(super) back: Option<String>,
+    /// This command started the instance (it was not already running), so
+    /// it is abandoned when the switch does not stand.
+    pub(super) started: bool,
+}
+
+impl Member {
+    /// Does this host run the release as a service?
+    pub(super) fn runs_service(&self) -> bool {
+        !self.spec.service.is_none()
+    }
+
+    /// The service definition sent to the host (`None`: it has its own).
+    fn service_spec(&self) -> Option<ServiceSpec> {
+        match &self.spec.service {
+            ServiceMode::Given(spec) => Some(spec.clone()),
+            ServiceMode::None | ServiceMode::HostDefined => None,
+        }
+    }
+
+    /// The traffic part of this host's switch to its new release.
+    pub(super) fn switch_to_slot(&self) -> Option<ServiceSwitch> {
+        let plan = self.slots.as_ref()?;
+        Some(ServiceSwitch {
+            slot: Some(plan.slot.clone()),
+            spec: self.service_spec(),
+        })
+    }
+
+    /// The traffic part of switching this host back.
+    pub(super) fn switch_back_to_slot(&self) -> Option<ServiceSwitch> {
+        let plan = self.slots.as_ref()?;
+        Some(ServiceSwitch {
+            slot: plan.back.clone(),
+            spec: self.service_spec(),
+        })
+    }
+
+    fn service_request(&self, op: ServiceOp) -> ServiceRequest {
+        ServiceRequest {
+            op,
+            spec: self.service_spec(),
+        }
+    }
+}
+
+/// Start the host's new release in its idle slot and check it there (or
+/// find it already running and passing its check); a failure is the
+/// host's, in phase `start`, exit 3.
+pub(super) fn start_one(m: &mut Member, out: &Output) {
+    let Some(name) = m.plan.as_ref().map(|p| p.to.clone()) else {
+        return;
+    };
+    if !m.runs_service() || m.error.is_some() {
+        return;
+    }
+    m.report.phase = Phase::Start;
+    let req = m.service_request(ServiceOp::Start { release: name.clone() });
+    let report = match m.session().and_then(|s| s.service(req)) {
+        Ok(r) => r,
+        Err(e) => return m.fail(Phase::Start, e),
+    };
+    let label = m.spec.label.clone();
+    if let Some(st) = report.started {
+        if st.reused {
+            out.info(&format!(
+                "{label}: {name} is already running in slot {} (port {}) and passes its check",
+                st.slot, st.port
+            ));
+        } else {
+            out.info(&format!(
+                "{label}: started {name} in slot {} (port {}); its check passed",
+                st.slot, st.port
+            ));
+        }
+        m.slots = Some(SlotPlan {
+            slot: st.slot,
+            back: st.live,
+            started: !st.reused,
+        });
+        return;
+    }
+    let Some(f) = report.failure else {
+        return m.fail(
+            Phase::Start,
+            Error::other("the host answered `service start` with neither an instance nor a failure"),
+        );
+    };
+    m.report.output = Some(failure_output(&f));
+    let restored = match f.restored {
+        Some(true) => "; the warm instance it displaced runs again",
+        Some(false) => "; the warm instance it displaced could not be started again, so a rollback will be cold",
+        None => "",
+    };
+    m.fail(
+        Phase::Start,
+        Error::HealthRolledBack(format!(
+            "{name} failed its check in slot {} (port {}): {}; it took no traffic{restored}",
+            f.slot, f.port, f.why
+        )),
+    );
+}
+
+/// The last lines of a failed check's output and of the instance's log.
+fn failure_output(f: &StartFailure) -> String {
+    let tail = |text: &str, n: usize| {
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    };
+    let mut parts = Vec::new();
+    let check = tail(&f.output, 5);
+    if !check.is_empty() {
+        parts.push(format!("check output:\n{check}"));
+    }
+    let log = tail(&f.log, 10);
+    if !log.is_empty() {
+        parts.push(format!("instance log:\n{log}"));
+    }
+    parts.join("\n")
+}
+
+impl Fleet<'_> {
+    /// After a switch that did not stand: on every host where this command
+    /// started an instance that has no traffic now, stop it and put back
+    /// the warm instance it displaced.
+    pub(super) fn abandon_started(&mut self) {
+        let out = &self.ctx.out;
+        each(&mut self.members, self.parallel, |m| {
+            let Some(plan) = m.slots.clone() else { return };
+            if !plan.started || m.switched() {
+                return;
+            }
+            let req = m.service_request(ServiceOp::Abort {
+                slot: plan.slot.clone(),
+            });
+            match m.session().and_then(|s| s.service(req)) {
+                Ok(r) => {
+                    if let Some(note) = r.note {
+                        out.info(&format!("{}: {note}", m.spec.label));
+                    }
+                }
+                Err(e) => out.warn(&format!(
+                    "{}: could not stop the new instance in slot {}: {}",
+                    m.spec.label,
+                    plan.slot,
+                    e.without_host()
+                )),
+            }
+        });
+    }
+
+    /// After a switch that stood: drain and stop each host's old instance,
+    /// unless it is kept warm (the host's definition decides).
+    pub(super) fn settle_services(&mut self) {
+        let out = &self.ctx.out;
+        each(&mut self.members, self.parallel, |m| {
+            if m.slots.is_none() || !m.switched() {
+                return;
+            }
+            let req = m.service_request(ServiceOp::Settle);
+            match m.session().and_then(|s| s.service(req)) {
+                Ok(r) => {
+                    if let Some(note) = r.note {
+                        out.info(&format!("{}: {note}", m.spec.label));
+                    }
+                }
+                Err(e) => out.warn(&format!(
+                    "{}: could not stop the old instance: {}",
+                    m.spec.label,
+                    e.without_host()
+                )),
+            }
+        });
+    }
+}
