@@ -7,8 +7,9 @@
 #   scripts/test.sh            # all of it (what CI runs, through .ci/run)
 #   scripts/test.sh build_     # only tests whose name contains `build_`; no fuzz, no torture
 #
-# SSH tests start their own throwaway sshd on 127.0.0.1. Under CI=true they
-# fail (never skip) when sshd cannot run.
+# SSH tests start their own throwaway sshd on 127.0.0.1, and proxy tests
+# their own nginx on a free loopback port. Under CI=true they fail (never
+# skip) when sshd or nginx cannot run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,8 @@ have git || missing+=(git)
 have zstd || missing+=(zstd)
 have tar || missing+=(tar)
 have rsync || missing+=(rsync)
+# The proxy in front of service slots (tests/cli/support/nginx.rs).
+have nginx || missing+=(nginx-light)
 # The site test's web server, build and health check; the health check runs
 # in an ssh session, whose PATH has /usr/bin and /usr/local/bin only.
 { [ -x /usr/bin/python3 ] || [ -x /usr/local/bin/python3 ]; } || missing+=(python3)
@@ -35,6 +38,15 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq >&2
     apt-get install -y -qq -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
       "${missing[@]}" >&2
+    # Debian's package starts its own nginx on port 80 where an init system
+    # lets it. The tests start their own on free ports; stop that one.
+    if [[ " ${missing[*]} " == *" nginx-light "* ]]; then
+      if [ -d /run/systemd/system ]; then
+        systemctl disable --now nginx >&2 || true
+      elif [ -s /run/nginx.pid ]; then
+        /usr/sbin/nginx -s quit >&2 || true
+      fi
+    fi
   else
     echo "missing: ${missing[*]}; install them (e.g. sudo apt-get install ${missing[*]})" >&2
     exit 1

@@ -11,7 +11,9 @@
 //! A test that needs hosts starts from a [`Scenario`] (tags, hosts over
 //! sshd or local paths, `slipway.toml`). The rest is harness for one family
 //! of tests each: [`sshd`] (throwaway servers), [`faults`] (the fault rig),
-//! [`archive`] (hostile archives), [`docs`] (the doc runner).
+//! [`archive`] (hostile archives), [`docs`] (the doc runner), and for
+//! services behind a proxy [`nginx`] (a throwaway nginx), [`webapp`] (the
+//! web service a release ships) and [`load`] (a client counting failures).
 //!
 //! Invariant: the binary a test runs sees a clean environment (no store,
 //! ssh config, remote binary or `SOURCE_DATE_EPOCH` inherited from the
@@ -22,8 +24,11 @@
 pub mod archive;
 pub mod docs;
 pub mod faults;
+pub mod load;
+pub mod nginx;
 pub mod scenario;
 pub mod sshd;
+pub mod webapp;
 
 pub use scenario::Scenario;
 
@@ -352,6 +357,13 @@ pub fn snapshot(root: &Path) -> std::collections::BTreeMap<String, String> {
     }
     walk(root, root, &mut out);
     out
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (someone may take it
+/// before the caller binds it: callers retry on "Address already in use").
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
 }
 
 /// Poll `f` every 20 ms until it is true; panic with `what` after `secs`.

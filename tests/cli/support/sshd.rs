@@ -115,7 +115,7 @@ impl Sshd {
         // A free port can be taken by someone else before sshd binds it: retry.
         let mut last_log = String::new();
         for _ in 0..8 {
-            let port = free_port();
+            let port = super::free_port();
             sshd_.port = port;
             let config = sshd_.write_sshd_config();
             let log = sshd_.dir.path().join(format!("sshd-{port}.log"));
@@ -355,11 +355,6 @@ fn ensure_privsep_dir() {
 fn current_user() -> String {
     let out = Command::new("id").arg("-un").output().expect("run id -un");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
 }
 
 /// Wait for "Server listening" in sshd's log; `Err(log and stderr)` if it exits.
