@@ -45,7 +45,7 @@ impl Fleet<'_> {
         let reverted = self.revert(goal, opts);
         // Services: what was started for the switch stops again, and the
         // warm instances it displaced run again.
-        self.abandon_started();
+        self.abandon_started(&lock_holder(&opts.command));
         let failed = self.members.iter().find(|m| m.spec.label == host);
         let phase = failed.map(|m| m.report.phase).unwrap_or_default();
         let reason = failed.and_then(|m| m.report.reason.clone()).unwrap_or_default();

@@ -16,6 +16,11 @@ use crate::output::Output;
 use crate::protocol::{ServiceOp, ServiceReport, ServiceRequest, ServiceSwitch, SlotStatus, StartFailure};
 
 use super::connect::{Fleet, each};
+use crate::protocol::LockInfo;
+
+/// How long a host reached again waits for its lock: the ended session's
+/// `serve` may still hold it for a moment.
+const REOPEN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 use super::member::Member;
 use super::report::Phase;
 
@@ -149,8 +154,9 @@ fn failure_output(f: &StartFailure) -> String {
 impl Fleet<'_> {
     /// After a switch that did not stand: on every host where this command
     /// started an instance that has no traffic now, stop it and put back
-    /// the warm instance it displaced.
-    pub(super) fn abandon_started(&mut self) {
+    /// the warm instance it displaced. A host whose session ended (a host
+    /// ends it after refusing a request) is reached again, under the lock.
+    pub(super) fn abandon_started(&mut self, me: &LockInfo) {
         let out = &self.ctx.out;
         each(&mut self.members, self.parallel, |m| {
             let Some(plan) = m.slots.clone() else { return };
@@ -160,7 +166,14 @@ impl Fleet<'_> {
             let req = m.service_request(ServiceOp::Abort {
                 slot: plan.slot.clone(),
             });
-            match m.session().and_then(|s| s.service(req)) {
+            let mut res = match &mut m.session {
+                Some(s) if !m.broken => s.service(req.clone()),
+                _ => Err(Error::connection("the session ended")),
+            };
+            if res.as_ref().is_err_and(Error::is_connection) {
+                res = m.reopen(me, REOPEN_LOCK_WAIT).and_then(|s| s.service(req));
+            }
+            match res {
                 Ok(r) => {
                     if let Some(note) = r.note {
                         out.info(&format!("{}: {note}", m.spec.label));

@@ -278,6 +278,31 @@ impl Instance {
     }
 }
 
+/// The live (not zombie) processes of session `sid`.
+fn session_members(sid: u32) -> Vec<u32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|p| p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .filter(|pid| proc_stat(*pid).is_some_and(|(state, s, _)| s == sid && !matches!(state, 'Z' | 'X')))
+        .collect()
+}
+
+fn session_alive(sid: u32) -> bool {
+    !session_members(sid).is_empty()
+}
+
+/// SIGKILL every process of session `sid`.
+fn kill_session(sid: u32) {
+    for pid in session_members(sid) {
+        if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
+            let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+        }
+    }
+}
+
 /// Socket inodes listening on TCP `port` (IPv4 and IPv6).
 fn listening_inodes(port: u16) -> Vec<u64> {
     let mut out = Vec::new();
@@ -367,8 +392,7 @@ fn service_env(layout: &Layout, slot: &str, port: u16, release: &str) -> Vec<(St
     env
 }
 
-/// `setsid`, when the host has it (util-linux): the instance then leads a
-/// session of its own, detached from the SSH session that started it.
+/// `setsid` (util-linux), which every instance is started through.
 fn setsid_program() -> Option<&'static str> {
     ["/usr/bin/setsid", "/bin/setsid"]
         .into_iter()
@@ -392,19 +416,15 @@ fn spawn(layout: &Layout, spec: &ServiceSpec, slot: &str, release: &str) -> Resu
         .open(&log)
         .map_err(|e| Error::io("create", &log, e))?;
     let err = out.try_clone().map_err(|e| Error::io("open", &log, e))?;
-    let mut cmd = match setsid_program() {
-        Some(setsid) => {
-            let mut c = Command::new(setsid);
-            c.arg("sh");
-            c
-        }
-        None => {
-            use std::os::unix::process::CommandExt;
-            let mut c = Command::new("sh");
-            c.process_group(0);
-            c
-        }
-    };
+    // The instance leads a session of its own: detached from the SSH
+    // session, and every process it starts can be found (and stopped) by it.
+    let setsid = setsid_program().ok_or_else(|| {
+        Error::other(
+            "`setsid` (util-linux) is not installed on this host: slipway needs it to start a service instance",
+        )
+    })?;
+    let mut cmd = Command::new(setsid);
+    cmd.arg("sh");
     cmd.arg("-c")
         .arg(&spec.start)
         .current_dir(layout.release_dir(release))
@@ -509,17 +529,20 @@ pub fn stop(layout: &Layout, spec: &ServiceSpec, slot: &str) -> Result<Option<In
         let _ = super::hooks::run_shell("stop", stop, &layout.root, &env, timeout);
     }
     if inst.running() == Some(true)
-        && let Some(pid) = inst.pid.and_then(|p| rustix::process::Pid::from_raw(p as i32))
+        && let Some(sid) = inst.pid
+        && let Some(pid) = rustix::process::Pid::from_raw(sid as i32)
     {
+        // The whole instance: every process of its session (the shell
+        // that ran `start` leads it), until none is left holding the port.
         let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::TERM);
         let deadline = Instant::now() + timeout;
-        while inst.running() == Some(true) && Instant::now() < deadline {
+        while session_alive(sid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        // Whatever of its group is left (or ignored TERM).
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while inst.running() == Some(true) && Instant::now() < deadline {
+        // Whatever of it is left (it ignored TERM, or left the group).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while session_alive(sid) && Instant::now() < deadline {
+            kill_session(sid);
             std::thread::sleep(Duration::from_millis(10));
         }
     }

@@ -17,6 +17,7 @@ mod push;
 mod releases;
 mod security;
 mod serve;
+mod service;
 mod setup;
 mod sign;
 mod site;

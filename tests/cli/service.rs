@@ -1,0 +1,385 @@
+//! A/B service slots (docs/ab-deploys.md) with real parts: hosts over
+//! sshd, a real nginx per host proxying to the live slot's port, and the
+//! web service of `support/webapp` as the release. A client sends requests
+//! through nginx the whole time the deploys, the failed deploy and the
+//! rollback run: not one may fail, the release that fails its check never
+//! answers one, and the rollback to the warm instance starts nothing.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::support::load::Load;
+use crate::support::nginx::{self, Nginx};
+use crate::support::scenario::{Scenario, Scene, TARGET};
+use crate::support::webapp::{self, Mode};
+use crate::support::{Outcome, free_port};
+
+/// Requests sent this long after a switch returned all reach the new
+/// instance (nginx retires its old worker ~100 ms after a reload).
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// A scene whose hosts each run the web service in two slots behind an
+/// nginx of their own. Every instance slipway started is killed on drop.
+struct Site {
+    scene: Scene,
+    nginx: Vec<Nginx>,
+    ports: Vec<[u16; 2]>,
+    upstreams: Vec<PathBuf>,
+}
+
+impl Site {
+    /// `hosts` ssh hosts; `releases` tagged and built in order; `service`:
+    /// more lines of `[targets.prod.service]`; `host_extra`: more keys of
+    /// each host's entry (e.g. its own `check`).
+    fn new(hosts: usize, releases: &[(&str, Mode)], service: &str, host_extra: &[&str]) -> Site {
+        let scene = Scenario::new().ssh_hosts(hosts).start();
+        let mut site = Site {
+            scene,
+            nginx: Vec::new(),
+            ports: Vec::new(),
+            upstreams: Vec::new(),
+        };
+        let mut entries = Vec::new();
+        for i in 0..hosts {
+            let ports = [free_port(), free_port()];
+            let upstream = site.scene.env.path(&format!("proxy{}/upstream.conf", i + 1));
+            // Before the first deploy nginx points at slot a, where nothing listens yet.
+            std::fs::create_dir_all(upstream.parent().unwrap()).unwrap();
+            nginx::write_upstream(&upstream, ports[0]);
+            let proxy = Nginx::start(&site.scene.env.path(&format!("proxy{}/nginx", i + 1)), &upstream);
+            let extra = host_extra.get(i).map(|e| format!(", {e}")).unwrap_or_default();
+            entries.push(format!(
+                "{{ host = \"{}\", ports = [{}, {}], upstream = \"{}\", reload = \"{}\"{extra} }}",
+                site.scene.label(i),
+                ports[0],
+                ports[1],
+                upstream.display(),
+                proxy.reload_command().replace('"', "\\\"")
+            ));
+            site.nginx.push(proxy);
+            site.ports.push(ports);
+            site.upstreams.push(upstream);
+        }
+        site.scene.env.write(
+            "slipway.toml",
+            format!(
+                "[targets.{TARGET}]\nhosts = [{}]\n\n[targets.{TARGET}.service]\nstart = \"{}\"\ncheck = \"{}\"\ncheck_timeout = \"5s\"\nstop_timeout = \"5s\"\n{service}",
+                entries.join(", "),
+                webapp::START,
+                webapp::CHECK,
+            ),
+        );
+        for (name, mode) in releases {
+            site.release(name, *mode);
+        }
+        site
+    }
+
+    /// Tag and build `name`, a web service behaving as `mode`.
+    fn release(&self, name: &str, mode: Mode) {
+        webapp::add_to(&self.scene.repo, name, mode)
+            .commit(&format!("release {name}"))
+            .tag(name);
+        self.scene
+            .env
+            .slipway()
+            .current_dir(&self.scene.repo.path)
+            .args(["build", name])
+            .ok();
+    }
+
+    fn slipway(&self, args: &[&str]) -> crate::support::Cmd {
+        self.scene.slipway().args(args)
+    }
+
+    /// `slipway service status --json` of host `i`: slot -> (release, pid, live).
+    fn slots(&self, i: usize) -> Vec<(String, Option<String>, Option<u64>, bool)> {
+        let out = self.slipway(&["service", "status", "-t", TARGET, "--json"]).run();
+        let json: serde_json::Value = serde_json::from_slice(&out.out.stdout).expect("json");
+        json[i]["slots"]
+            .as_array()
+            .expect("slots")
+            .iter()
+            .map(|s| {
+                (
+                    s["slot"].as_str().unwrap().to_string(),
+                    s["release"].as_str().map(str::to_string),
+                    s["pid"].as_u64(),
+                    s["live"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// The slot of host `i` holding `release`, with its pid.
+    fn slot_of(&self, i: usize, release: &str) -> (String, Option<u64>) {
+        let slots = self.slots(i);
+        let s = slots
+            .iter()
+            .find(|s| s.1.as_deref() == Some(release))
+            .unwrap_or_else(|| panic!("no slot holds {release}: {slots:?}"));
+        (s.0.clone(), s.2)
+    }
+
+    fn upstream(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.upstreams[i]).unwrap()
+    }
+
+    /// Every process slipway's supervisor started on the hosts, by pid.
+    fn instance_pids(&self) -> Vec<u32> {
+        let mut pids = Vec::new();
+        for i in 0..self.ports.len() {
+            for slot in ["a", "b"] {
+                let p = self.scene.root(i).join(format!(".slipway/service/{slot}.json"));
+                if let Ok(text) = std::fs::read_to_string(p)
+                    && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+                    && let Some(pid) = v["pid"].as_u64()
+                {
+                    pids.push(pid as u32);
+                }
+            }
+        }
+        pids
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        for pid in self.instance_pids() {
+            if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process_group(p, rustix::process::Signal::KILL);
+            }
+        }
+    }
+}
+
+/// Processes of the web service (`bin/server`) running in one of `site`'s
+/// hosts (their working directory is in the test's directory).
+fn servers_running(site: &Site) -> usize {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let dir = site.scene.env.dir.path().to_path_buf();
+    procs
+        .flatten()
+        .filter(|p| {
+            std::fs::read(p.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains("bin/server"))
+                && std::fs::read_link(p.path().join("cwd")).is_ok_and(|d| d.starts_with(&dir))
+        })
+        .count()
+}
+
+/// Every needle is in what the command printed (the report on stdout, the
+/// error and progress on stderr).
+fn assert_said(o: &Outcome, needles: &[&str]) {
+    let said = format!("{}{}", o.stdout(), o.stderr());
+    for n in needles {
+        assert!(said.contains(n), "the output lacks {n:?}: {o}");
+    }
+}
+
+#[test]
+fn a_service_deploy_checks_the_new_release_before_traffic_and_rolls_back_to_the_warm_instance() {
+    if nginx::skip_if_missing("service deploy") {
+        return;
+    }
+    let site = Site::new(
+        1,
+        &[("v1", Mode::Ok), ("v2", Mode::Ok), ("v3", Mode::FailCheck)],
+        "",
+        &[],
+    );
+    site.slipway(&["deploy", "v1", "-t", TARGET]).ok();
+    assert_eq!(site.upstream(0), format!("server 127.0.0.1:{};\n", site.ports[0][0]));
+    let load = Load::start(&site.nginx[0].url("/"));
+    load.wait_for_release("v1", 10);
+
+    // v2 starts beside v1 in slot b, is checked there, then takes the traffic.
+    let d = site.slipway(&["deploy", "v2", "-t", TARGET]).ok();
+    assert_said(&d, &["started v2 in slot b", "its check passed"]);
+    load.wait_for_release("v2", 10);
+    assert_eq!(site.upstream(0), format!("server 127.0.0.1:{};\n", site.ports[0][1]));
+    let (slot_a, v1_pid) = site.slot_of(0, "v1");
+    assert_eq!(slot_a, "a");
+    assert!(v1_pid.is_some(), "v1 stays warm in slot a");
+
+    // v3 fails its check: it never takes a request, nothing switches, and
+    // the warm v1 it displaced from slot a runs again.
+    let f = site.slipway(&["deploy", "v3", "-t", TARGET]).fails(3);
+    assert_said(
+        &f,
+        &[
+            "v3 failed its check in slot a",
+            "it took no traffic",
+            "the warm instance it displaced runs again",
+            "answered 500",
+        ],
+    );
+    assert_eq!(site.scene.current(0).as_deref(), Some("v2"));
+    assert_eq!(site.upstream(0), format!("server 127.0.0.1:{};\n", site.ports[0][1]));
+    let (slot, warm_pid) = site.slot_of(0, "v1");
+    assert_eq!(slot, "a");
+    let warm_pid = warm_pid.expect("v1 restored warm");
+    let slot_a = std::net::SocketAddr::from(([127, 0, 0, 1], site.ports[0][0]));
+    let warm_body = crate::support::load::get(slot_a, "/").unwrap().text();
+    assert!(warm_body.starts_with("v1 pid="), "{warm_body}");
+
+    // Rollback: traffic moves back to the warm v1; nothing starts.
+    let rolled = Instant::now();
+    let r = site.slipway(&["rollback", "-t", TARGET]).ok();
+    assert_said(&r, &["v1 is already running in slot a"]);
+    load.wait_for_release("v1", 10);
+    std::thread::sleep(SETTLE * 2);
+    let report = load.stop();
+    assert_eq!(site.slot_of(0, "v1"), ("a".to_string(), Some(warm_pid)));
+
+    assert_eq!(report.failures, 0, "{report}");
+    assert!(!report.saw("v3"), "v3 answered a request: {report}");
+    assert!(report.saw("v1") && report.saw("v2"), "{report}");
+    assert!(
+        report.longest_gap < Duration::from_millis(1000),
+        "the request rate dropped during a switch: {report}"
+    );
+    let after: Vec<_> = report
+        .samples
+        .iter()
+        .filter(|s| s.sent > rolled + SETTLE && s.done <= Instant::now())
+        .collect();
+    assert!(!after.is_empty(), "{report}");
+    for s in after {
+        let body = s.outcome.as_ref().expect("ok").text();
+        assert_eq!(body, warm_body, "{report}");
+    }
+    assert_eq!(site.scene.current(0).as_deref(), Some("v1"));
+}
+
+#[test]
+fn a_check_failing_on_one_host_moves_traffic_on_no_host() {
+    if nginx::skip_if_missing("service two hosts") {
+        return;
+    }
+    // Host 2 fails its check while `shared/sick` exists there.
+    let sick_check = format!(
+        "check = \"{} && test ! -e \\\"$SLIPWAY_ROOT/shared/sick\\\"\"",
+        webapp::CHECK
+    );
+    let site = Site::new(2, &[("v1", Mode::Ok), ("v2", Mode::Ok)], "", &["", &sick_check]);
+    site.slipway(&["deploy", "v1", "-t", TARGET]).ok();
+    let loads: Vec<Load> = site.nginx.iter().map(|n| Load::start(&n.url("/"))).collect();
+    for l in &loads {
+        l.wait_for_release("v1", 10);
+    }
+    std::fs::write(site.scene.root(1).join("shared/sick"), "").unwrap();
+    let f = site.slipway(&["deploy", "v2", "-t", TARGET]).fails(3);
+    assert_said(&f, &[site.scene.label(1), "v2 failed its check in slot b"]);
+    for i in 0..2 {
+        assert_eq!(site.scene.current(i).as_deref(), Some("v1"), "host {i}");
+        assert_eq!(site.upstream(i), format!("server 127.0.0.1:{};\n", site.ports[i][0]));
+    }
+    // Host 1's new instance, checked and ready, was stopped again.
+    let host1 = site.slots(0);
+    assert!(
+        host1.iter().all(|s| s.1.as_deref() != Some("v2") || s.2.is_none()),
+        "{host1:?}"
+    );
+    std::thread::sleep(SETTLE);
+    for l in loads {
+        let report = l.stop();
+        assert_eq!(report.failures, 0, "{report}");
+        assert!(!report.saw("v2"), "{report}");
+    }
+    // Healthy again: both hosts switch.
+    std::fs::remove_file(site.scene.root(1).join("shared/sick")).unwrap();
+    site.slipway(&["deploy", "v2", "-t", TARGET]).ok();
+    for i in 0..2 {
+        assert_eq!(site.scene.current(i).as_deref(), Some("v2"));
+        assert_eq!(site.upstream(i), format!("server 127.0.0.1:{};\n", site.ports[i][1]));
+        // nginx's old worker may answer for a moment after the reload.
+        crate::support::wait_for(5, "v2 behind nginx", || {
+            crate::support::load::get(site.nginx[i].addr(), "/").is_ok_and(|r| r.text().starts_with("v2 pid="))
+        });
+    }
+}
+
+#[test]
+fn a_new_instance_that_exits_hangs_or_finds_its_port_taken_is_reported_and_takes_no_traffic() {
+    if nginx::skip_if_missing("service faults") {
+        return;
+    }
+    let site = Site::new(
+        1,
+        &[
+            ("v1", Mode::Ok),
+            ("v2", Mode::Exit),
+            ("v3", Mode::Hang),
+            ("v4", Mode::Ok),
+        ],
+        "",
+        &[],
+    );
+    site.slipway(&["deploy", "v1", "-t", TARGET]).ok();
+    let before = servers_running(&site);
+
+    // Exits at once: its log says why.
+    let f = site.slipway(&["deploy", "v2", "-t", TARGET]).fails(3);
+    assert_said(&f, &["v2 failed its check in slot b", "exited", "refusing to start"]);
+    // Never listens: its check times out, and it is stopped.
+    let f = site.slipway(&["deploy", "v3", "-t", TARGET]).fails(3);
+    assert_said(&f, &["v3 failed its check in slot b", "checked for"]);
+    assert_eq!(servers_running(&site), before, "the hanging instance was stopped");
+    // A stray process on slot b's port: refused before anything starts.
+    let stray = std::net::TcpListener::bind(("127.0.0.1", site.ports[0][1])).unwrap();
+    let f = site.slipway(&["deploy", "v4", "-t", TARGET]).fails(3);
+    assert_said(
+        &f,
+        &[&format!(
+            "port {} of slot b is already in use by pid {}",
+            site.ports[0][1],
+            std::process::id()
+        )],
+    );
+    assert_eq!(servers_running(&site), before);
+    drop(stray);
+    for _ in 0..3 {
+        assert_eq!(site.scene.current(0).as_deref(), Some("v1"));
+        let body = crate::support::load::get(site.nginx[0].addr(), "/").unwrap().text();
+        assert!(body.starts_with("v1 pid="), "{body}");
+    }
+    site.slipway(&["deploy", "v4", "-t", TARGET]).ok();
+    assert_eq!(site.scene.current(0).as_deref(), Some("v4"));
+}
+
+#[test]
+fn a_failed_reload_puts_the_upstream_file_back_and_leaves_traffic_and_current_alone() {
+    if nginx::skip_if_missing("service reload failure") {
+        return;
+    }
+    let scene_flag = "reload-fails";
+    let site = Site::new(1, &[("v1", Mode::Ok), ("v2", Mode::Ok)], "", &[]);
+    site.slipway(&["deploy", "v1", "-t", TARGET]).ok();
+    // The reload fails after slipway wrote the new upstream file.
+    let flag = site.scene.env.path(scene_flag);
+    let toml = std::fs::read_to_string(site.scene.env.path("slipway.toml")).unwrap();
+    let reload = site.nginx[0].reload_command().replace('"', "\\\"");
+    let failing = format!("test ! -e {} && {reload}", flag.display());
+    site.scene.env.write("slipway.toml", toml.replace(&reload, &failing));
+    std::fs::write(&flag, "").unwrap();
+    let before = site.upstream(0);
+    let f = site.slipway(&["deploy", "v2", "-t", TARGET]).run();
+    assert_ne!(f.out.status.code(), Some(0), "{f}");
+    eprintln!("{f}");
+    assert_said(&f, &["`reload`", "was put back; traffic is unchanged"]);
+    assert_eq!(site.upstream(0), before);
+    assert_eq!(site.scene.current(0).as_deref(), Some("v1"));
+    let body = crate::support::load::get(site.nginx[0].addr(), "/").unwrap().text();
+    assert!(body.starts_with("v1 pid="), "{body}");
+    // The new instance was abandoned: only v1 runs.
+    let slots = site.slots(0);
+    assert!(
+        slots.iter().all(|s| s.1.as_deref() != Some("v2") || s.2.is_none()),
+        "{slots:?}"
+    );
+    std::fs::remove_file(&flag).unwrap();
+    site.slipway(&["deploy", "v2", "-t", TARGET]).ok();
+    assert_eq!(site.scene.current(0).as_deref(), Some("v2"));
+}
