@@ -58,7 +58,7 @@ impl Fleet<'_> {
         let exit = if all_back
             && matches!(
                 exit,
-                Exit::HealthRolledBack | Exit::Locked | Exit::Integrity | Exit::ExpectMismatch
+                Exit::HealthRolledBack | Exit::Locked | Exit::Integrity | Exit::ExpectMismatch | Exit::Usage
             ) {
             exit
         } else {

@@ -240,7 +240,7 @@ impl Fleet<'_> {
         let bad = self.members.iter().find(|m| m.error.is_some())?;
         let lost = bad.error.as_ref().is_some_and(Error::is_connection);
         let exit = match bad.report.phase {
-            Phase::Health | Phase::Start if !lost => Exit::HealthRolledBack,
+            Phase::Health if !lost => Exit::HealthRolledBack,
             _ => bad.error.as_ref().map_or(Exit::Error, Error::exit),
         };
         Some((bad.spec.label.clone(), exit))

@@ -153,20 +153,30 @@ impl Drop for Site {
     }
 }
 
-/// Processes of the web service (`bin/server`) running in one of `site`'s
-/// hosts (their working directory is in the test's directory).
+/// Instances of the web service (`bin/server`) running in one of `site`'s
+/// hosts (their working directory is in the test's directory), counted
+/// by session: the shell that ran `start` and the server it started are one.
 fn servers_running(site: &Site) -> usize {
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return 0;
     };
     let dir = site.scene.env.dir.path().to_path_buf();
-    procs
+    let mut sessions: Vec<String> = procs
         .flatten()
         .filter(|p| {
             std::fs::read(p.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains("bin/server"))
                 && std::fs::read_link(p.path().join("cwd")).is_ok_and(|d| d.starts_with(&dir))
         })
-        .count()
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(p.path().join("stat")).ok()?;
+            let after = &stat[stat.rfind(')')? + 1..];
+            let f: Vec<&str> = after.split_whitespace().collect();
+            (f.first() != Some(&"Z")).then(|| f.get(3).map(|s| s.to_string()))?
+        })
+        .collect();
+    sessions.sort();
+    sessions.dedup();
+    sessions.len()
 }
 
 /// Every needle is in what the command printed (the report on stdout, the
@@ -382,4 +392,250 @@ fn a_failed_reload_puts_the_upstream_file_back_and_leaves_traffic_and_current_al
     std::fs::remove_file(&flag).unwrap();
     site.slipway(&["deploy", "v2", "-t", TARGET]).ok();
     assert_eq!(site.scene.current(0).as_deref(), Some("v2"));
+}
+
+impl Site {
+    /// Rewrite `[targets.prod.service]`'s extra lines (after the fixed ones).
+    fn set_service_lines(&self, lines: &str) {
+        let path = self.scene.env.path("slipway.toml");
+        let toml = std::fs::read_to_string(&path).unwrap();
+        let head = toml.split("stop_timeout = \"5s\"\n").next().unwrap();
+        self.scene
+            .env
+            .write("slipway.toml", format!("{head}stop_timeout = \"5s\"\n{lines}"));
+    }
+
+    /// Start `slipway deploy REL`, wait until `when` holds, and kill -9 it.
+    fn kill_deploy_when(&self, release: &str, what: &str, when: impl Fn() -> bool) {
+        let mut child = self
+            .slipway(&["deploy", release, "-t", TARGET])
+            .cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        crate::support::wait_for(30, what, || {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "deploy {release} ended before {what}"
+            );
+            when()
+        });
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Wait until the host's `serve` lets the lock go: it finishes the
+    /// request in flight, then notices that its client is gone.
+    fn wait_unlocked(&self) {
+        crate::support::wait_for(60, "the host lock to be free", || {
+            let o = self.slipway(&["status", "-t", TARGET, "--json"]).run();
+            serde_json::from_slice::<serde_json::Value>(&o.out.stdout).is_ok_and(|j| j[0]["lock"].is_null())
+        });
+    }
+
+    /// What a user sees, checked: traffic reaches a working instance of
+    /// `live`, `status` says `live` has the traffic and runs, and no
+    /// instance runs that no slot names.
+    fn assert_truthful(&self, live: &str) {
+        crate::support::wait_for(5, &format!("{live} behind nginx"), || {
+            crate::support::load::get(self.nginx[0].addr(), "/")
+                .is_ok_and(|r| r.text().starts_with(&format!("{live} pid=")))
+        });
+        let slots = self.slots(0);
+        let live_slot = slots.iter().find(|s| s.3).expect("a live slot");
+        assert_eq!(live_slot.1.as_deref(), Some(live), "{slots:?}");
+        assert!(live_slot.2.is_some(), "the live instance runs: {slots:?}");
+        let named = slots.iter().filter(|s| s.2.is_some()).count();
+        assert_eq!(
+            servers_running(self),
+            named,
+            "every running instance is a slot's: {slots:?}"
+        );
+    }
+}
+
+#[test]
+fn a_deploy_killed_at_each_service_step_leaves_traffic_on_a_working_instance_and_the_next_deploy_succeeds() {
+    if nginx::skip_if_missing("service kill") {
+        return;
+    }
+    let site = Site::new(
+        1,
+        &[
+            ("v1", Mode::Ok),
+            ("v2", Mode::SlowStart(Duration::from_secs(2))),
+            ("v3", Mode::Ok),
+            ("v4", Mode::Ok),
+        ],
+        "",
+        &[],
+    );
+    site.slipway(&["deploy", "v1", "-t", TARGET]).ok();
+    let load = Load::start(&site.nginx[0].url("/"));
+    load.wait_for_release("v1", 10);
+    let instance = |slot: &str| site.scene.root(0).join(format!(".slipway/service/{slot}.json"));
+
+    // Killed while v2 starts (it listens only after 2 s) and is checked.
+    site.kill_deploy_when("v2", "v2 starting in slot b", || instance("b").exists());
+    site.wait_unlocked();
+    site.assert_truthful("v1");
+    site.slipway(&["deploy", "v2", "-t", TARGET]).ok();
+    site.assert_truthful("v2");
+
+    // Killed while the traffic moves: the reload waits for a file.
+    let moving = site.scene.env.path("moving");
+    let go = site.scene.env.path("go");
+    let toml = std::fs::read_to_string(site.scene.env.path("slipway.toml")).unwrap();
+    let reload = site.nginx[0].reload_command().replace('"', "\\\"");
+    let slow = format!(
+        "touch {}; while [ ! -e {} ]; do sleep 0.05; done; {reload}",
+        moving.display(),
+        go.display()
+    );
+    site.scene.env.write("slipway.toml", toml.replace(&reload, &slow));
+    site.kill_deploy_when("v3", "the traffic to move", || moving.exists());
+    std::fs::write(&go, "").unwrap();
+    site.wait_unlocked();
+    assert_eq!(
+        site.scene.current(0).as_deref(),
+        Some("v3"),
+        "the switch in flight finished"
+    );
+    site.assert_truthful("v3");
+    site.scene.env.write("slipway.toml", toml);
+
+    // Killed while the old instance drains.
+    site.set_service_lines("keep_warm = false\ndrain = \"3s\"\n");
+    site.kill_deploy_when("v4", "v4 to take the traffic", || {
+        site.scene.current(0).as_deref() == Some("v4")
+    });
+    site.wait_unlocked();
+    site.assert_truthful("v4");
+    site.slipway(&["deploy", "v3", "-t", TARGET]).ok();
+    site.assert_truthful("v3");
+    // Without keep_warm the old instance is gone after the drain.
+    let slots = site.slots(0);
+    assert_eq!(slots.iter().filter(|s| s.2.is_some()).count(), 1, "{slots:?}");
+
+    std::thread::sleep(SETTLE);
+    let report = load.stop();
+    assert_eq!(report.failures, 0, "{report}");
+}
+
+#[test]
+fn a_restricted_key_runs_only_the_hosts_own_service_definition() {
+    if nginx::skip_if_missing("service restricted") {
+        return;
+    }
+    use crate::support::sshd::Sshd;
+    let env = crate::support::Env::new();
+    let root = env.path("srv/app");
+    let line = format!(
+        "restrict,command=\"{} serve --root {}\"",
+        crate::support::bin(),
+        root.display()
+    );
+    let host = Sshd::builder().key_options(&line).start();
+    let repo = env.repo("app");
+    webapp::add_to(&repo, "v1", Mode::Ok).commit("v1").tag("v1");
+    env.slipway().current_dir(&repo.path).args(["build", "v1"]).ok();
+    // The client asks for its own commands, upstream file and ports.
+    let pwned = env.path("pwned");
+    let evil_upstream = env.path("evil.conf");
+    let (p1, p2) = (free_port(), free_port());
+    env.write(
+        "slipway.toml",
+        format!(
+            "[targets.{TARGET}]\nhosts = [\"{}\"]\n[targets.{TARGET}.service]\nstart = \"touch {0}; bin/server\"\ncheck = \"touch {0}\"\nports = [{p1}, {p2}]\nupstream = \"{}\"\nreload = \"touch {0}\"\n",
+            host.url(&root),
+            evil_upstream.display(),
+        )
+        .replace("{0}", &pwned.display().to_string()),
+    );
+    let deploy = || {
+        env.slipway()
+            .via_ssh(host.ssh_config_path())
+            .args(["deploy", "v1", "-t", TARGET])
+    };
+    // No service.toml on the host: refused, nothing run or written.
+    let refused = deploy().fails(2);
+    assert!(refused.stderr().contains(".slipway/service.toml"), "{refused}");
+    assert!(!pwned.exists() && !evil_upstream.exists());
+    assert!(!root.join("slots").exists());
+
+    // The host owner's definition: it runs, the client's does not.
+    let upstream = env.path("proxy/upstream.conf");
+    std::fs::create_dir_all(upstream.parent().unwrap()).unwrap();
+    let (a, b) = (free_port(), free_port());
+    nginx::write_upstream(&upstream, a);
+    let proxy = Nginx::start(&env.path("proxy/nginx"), &upstream);
+    std::fs::write(
+        root.join(".slipway/service.toml"),
+        format!(
+            "start = \"bin/server\"\ncheck = \"bin/check\"\nports = [{a}, {b}]\nupstream = \"{}\"\nreload = \"{}\"\n",
+            upstream.display(),
+            proxy.reload_command().replace('"', "\\\"")
+        ),
+    )
+    .unwrap();
+    deploy().ok();
+    assert!(!pwned.exists() && !evil_upstream.exists());
+    crate::support::wait_for(5, "v1 behind nginx", || {
+        crate::support::load::get(proxy.addr(), "/").is_ok_and(|r| r.text().starts_with("v1 pid="))
+    });
+    // Clean up the instance (the scene's guard does not know this root).
+    let inst = std::fs::read_to_string(root.join(".slipway/service/a.json")).unwrap();
+    let pid = serde_json::from_str::<serde_json::Value>(&inst).unwrap()["pid"]
+        .as_u64()
+        .unwrap();
+    let _ = rustix::process::kill_process_group(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    );
+}
+
+#[test]
+fn bad_service_configuration_is_refused_naming_the_key_before_any_host_is_touched() {
+    let scene = Scenario::new().ssh_hosts(1).start();
+    let cases = [
+        ("ports = [8081]\ncheck = \"true\"\nswitch = \"true\"\n", "service.ports"),
+        (
+            "ports = [8081, 8081]\ncheck = \"true\"\nswitch = \"true\"\n",
+            "the two ports must differ",
+        ),
+        ("ports = [8081, 8082]\nswitch = \"true\"\n", "service.check"),
+        ("ports = [8081, 8082]\ncheck = \"true\"\n", "service.upstream"),
+        (
+            "ports = [8081, 8082]\ncheck = \"true\"\nswitch = \"true\"\nupstream = \"/x\"\n",
+            "not both",
+        ),
+        (
+            "ports = [8081, 8082]\ncheck = \"true\"\nswitch = \"true\"\nprots = 1\n",
+            "prots",
+        ),
+    ];
+    for (lines, needle) in cases {
+        scene.env.write(
+            "slipway.toml",
+            format!(
+                "[targets.{TARGET}]\nhosts = [\"{}\"]\n[targets.{TARGET}.service]\nstart = \"bin/server\"\n{lines}",
+                scene.label(0)
+            ),
+        );
+        let o = scene.slipway().args(["status", "-t", TARGET]).fails(2);
+        assert!(o.stderr().contains(needle), "{needle}: {o}");
+        assert_eq!(o.stderr().lines().count(), 1, "{o}");
+    }
+    // A host entry's override of an unknown key.
+    scene.env.write(
+        "slipway.toml",
+        format!(
+            "[targets.{TARGET}]\nhosts = [{{ host = \"{}\", port = 1 }}]\n[targets.{TARGET}.service]\nstart = \"s\"\ncheck = \"c\"\nports = [1, 2]\nswitch = \"x\"\n",
+            scene.label(0)
+        ),
+    );
+    let o = scene.slipway().args(["status", "-t", TARGET]).fails(2);
+    assert!(o.stderr().contains("unknown field `port`"), "{o}");
+    assert!(!scene.root(0).exists(), "no host was touched");
 }
