@@ -22,6 +22,8 @@ have git || missing+=(git)
 have zstd || missing+=(zstd)
 have tar || missing+=(tar)
 have rsync || missing+=(rsync)
+have curl || missing+=(curl)          # the documented service checks (docs/ab-deploys.md)
+have setsid || missing+=(util-linux)  # service instances start in a session of their own
 # The proxy in front of service slots (tests/cli/support/nginx.rs).
 have nginx || missing+=(nginx-light)
 # The site test's web server, build and health check; the health check runs

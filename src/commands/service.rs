@@ -31,12 +31,13 @@ pub fn run(cmd: &ServiceCommand, ctx: &Context) -> Result<()> {
         ServiceCommand::Stop(a) => (a, ServiceAction::Stop(slot(a, "stop")?, a.force)),
         ServiceCommand::Restart(a) => (a, ServiceAction::Restart(slot(a, "restart")?, a.force)),
     };
-    let target = super::load_target(ctx, &args.target.target)?;
+    let mut target = super::load_target(ctx, &args.target.target)?;
+    // A target without `[service]` (an ssh:// URL or a path, say) uses
+    // each host's own `.slipway/service.toml`: what `@reboot` runs.
     if target.hosts.iter().all(|h| h.service.is_none()) {
-        return Err(Error::usage(format!(
-            "target `{}` has no `[targets.{}.service]` section (docs/ab-deploys.md)",
-            target.name, target.name
-        )));
+        for h in &mut target.hosts {
+            h.service = crate::config::ServiceMode::HostDefined;
+        }
     }
     let mut fleet = Fleet::new(ctx, &target, &args.target.hosts)?;
     let mut first_error = None;

@@ -111,7 +111,13 @@ impl Fleet<'_> {
                 unknown.join(", ")
             ));
         }
-        if parts.is_empty() {
+        let any_back = self
+            .members
+            .iter()
+            .any(|m| m.position() == Some(Position::SwitchedBack));
+        if parts.is_empty() && !any_back {
+            "no host was switched".into()
+        } else if parts.is_empty() {
             "every host that was switched is back on its previous release".into()
         } else {
             parts.join("; ")

@@ -350,15 +350,14 @@ pub fn check<R: Read, W: Write>(s: &Session<R, W>) -> Result<Message> {
 /// report with a `failure`, not an error.
 pub fn service<R: Read, W: Write>(s: &mut Session<R, W>, req: ServiceRequest) -> Result<Message> {
     if let ServiceOp::Status { check } = req.op {
-        let spec = if check {
-            Some(service::spec_for(&s.layout, s.confined, req.spec)?)
-        } else {
-            None
+        // Without a check, a host with no definition still reports its slots.
+        let spec = match service::spec_for(&s.layout, s.confined, req.spec) {
+            Ok(spec) => Some(spec),
+            Err(e) if check => return Err(e),
+            Err(_) => None,
         };
-        return Ok(Message::ServiceReport(Box::new(service::report(
-            &s.layout,
-            spec.as_ref(),
-        )?)));
+        let report = service::report(&s.layout, spec.as_ref(), check)?;
+        return Ok(Message::ServiceReport(Box::new(report)));
     }
     let spec = service::spec_for(&s.layout, s.confined, req.spec)?;
     let _held = ensure_lock(s, "service")?;
@@ -394,7 +393,7 @@ pub fn service<R: Read, W: Write>(s: &mut Session<R, W>, req: ServiceRequest) ->
         }
         ServiceOp::Status { .. } => {}
     }
-    let mut report = service::report(layout, None)?;
+    let mut report = service::report(layout, Some(&spec), false)?;
     report.started = started;
     report.failure = failure;
     report.note = note;

@@ -148,15 +148,18 @@ pub fn spec_for(layout: &Layout, confined: bool, given: Option<ServiceSpec>) -> 
         return Ok(spec);
     }
     host_spec(layout)?.ok_or_else(|| {
-        let why = if confined {
-            "this host's key is restricted to its own service definition"
+        let file = host_file(layout);
+        Error::Restricted(if confined {
+            format!(
+                "no service is defined on this host, and its key is restricted to the host's own definition: write `{}` (docs/ab-deploys.md)",
+                file.display()
+            )
         } else {
-            "the target's `[service]` section is empty"
-        };
-        Error::Restricted(format!(
-            "no service is defined on this host: {why}; write `{}` (see docs/ab-deploys.md)",
-            host_file(layout).display()
-        ))
+            format!(
+                "no service is defined for this host: write `{}`, or the values in the target's `[service]` section (docs/ab-deploys.md)",
+                file.display()
+            )
+        })
     })
 }
 
@@ -867,19 +870,20 @@ pub fn start_slot(
     }))
 }
 
-/// Each slot's state; with `spec`, whether each running instance passes
-/// its check now (one attempt).
+/// Each slot's state (with `spec`, its port even when nothing runs there);
+/// with `check`, whether each running instance passes its check now (one
+/// attempt).
 ///
 /// # Errors
 /// On I/O failure.
-pub fn report(layout: &Layout, spec: Option<&ServiceSpec>) -> Result<ServiceReport> {
+pub fn report(layout: &Layout, spec: Option<&ServiceSpec>, run_check: bool) -> Result<ServiceReport> {
     let live = live(layout)?;
     let mut slots = Vec::new();
     for slot in SLOTS {
         let release = slot_release(layout, slot)?;
         let inst = instance(layout, slot)?;
         let running = inst.as_ref().map_or(Some(false), Instance::running);
-        let check = match (spec, &inst) {
+        let check = match (spec.filter(|_| run_check), &inst) {
             (Some(spec), Some(i)) if running != Some(false) => {
                 let quick = ServiceSpec {
                     check_timeout_ms: 0,

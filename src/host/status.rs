@@ -53,7 +53,7 @@ pub fn status(layout: &Layout) -> Result<HostStatus> {
         lock: lock::holder(layout)?,
         warnings,
         service: if super::service::in_use(layout) {
-            Some(super::service::report(layout, None)?)
+            Some(super::service::report(layout, None, false)?)
         } else {
             None
         },

@@ -803,6 +803,9 @@ pub fn run_file(file: &str, plan: &Plan) -> Result<Duration, String> {
         .stderr(log)
         .status()
         .expect("run bash");
+    // What a failed run left behind (a proxy, a service instance the doc
+    // would have stopped at its end) does not outlive it.
+    kill_left_in(world.env.dir.path());
     let text = std::fs::read_to_string(&log_path).unwrap_or_default();
     if let Some(dir) = std::env::var_os("SLIPWAY_DOC_TEST_LOGS") {
         let dest = Path::new(&dir).join(format!("{}.log", file.replace('/', "_")));
@@ -821,6 +824,51 @@ pub fn run_file(file: &str, plan: &Plan) -> Result<Duration, String> {
     Err(format!(
         "{file}: the documented commands failed ({why}); the end of the session:\n{tail}"
     ))
+}
+
+/// SIGKILL every process working in `dir`, or naming it on its command
+/// line, with the session it leads (a daemon's workers name nothing).
+fn kill_left_in(dir: &Path) {
+    let stat = |pid: u32| -> Option<u32> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        text[text.rfind(')')? + 1..].split_whitespace().nth(3)?.parse().ok()
+    };
+    let pids = || -> Vec<u32> {
+        std::fs::read_dir("/proc")
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|p| p.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mine = stat(std::process::id());
+    let kill = |pid: u32| {
+        if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
+            let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+        }
+    };
+    for pid in pids() {
+        if pid == std::process::id() {
+            continue;
+        }
+        let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+        let in_dir = std::fs::read_link(proc_dir.join("cwd")).is_ok_and(|d| d.starts_with(dir))
+            || std::fs::read(proc_dir.join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*dir.to_string_lossy()));
+        if !in_dir {
+            continue;
+        }
+        match stat(pid) {
+            // It leads a session of its own: all of it goes.
+            Some(sid) if sid == pid && Some(sid) != mine => {
+                for other in pids().into_iter().filter(|o| stat(*o) == Some(sid)) {
+                    kill(other);
+                }
+            }
+            _ => kill(pid),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
