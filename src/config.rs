@@ -129,6 +129,9 @@ pub struct ServiceConfig {
 
 /// Default `check_timeout`.
 pub const DEFAULT_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Default `drain`: an instance that had traffic keeps serving this long
+/// after it lost it (a reloaded proxy's old workers finish with it).
+pub const DEFAULT_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 /// Default `stop_timeout`: TERM, then KILL after this long.
 pub const DEFAULT_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -257,7 +260,7 @@ impl ServiceConfig {
             check,
             check_timeout_ms: dur(&self.check_timeout, "check_timeout", DEFAULT_CHECK_TIMEOUT)?,
             traffic,
-            drain_ms: dur(&self.drain, "drain", std::time::Duration::ZERO)?,
+            drain_ms: dur(&self.drain, "drain", DEFAULT_DRAIN)?,
             keep_warm: self.keep_warm.unwrap_or(true),
         })
     }

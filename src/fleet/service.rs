@@ -163,8 +163,11 @@ impl Fleet<'_> {
             if !plan.started || m.switched() {
                 return;
             }
+            // Switched, then back: the proxy may still be finishing with it.
+            let drain = m.position() == Some(super::member::Position::SwitchedBack);
             let req = m.service_request(ServiceOp::Abort {
                 slot: plan.slot.clone(),
+                drain,
             });
             let mut res = match &mut m.session {
                 Some(s) if !m.broken => s.service(req.clone()),

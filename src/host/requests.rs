@@ -372,9 +372,9 @@ pub fn service<R: Read, W: Write>(s: &mut Session<R, W>, req: ServiceRequest) ->
                 Err(f) => failure = Some(f),
             }
         }
-        ServiceOp::Abort { slot } => {
+        ServiceOp::Abort { slot, drain } => {
             service::validate_slot(&slot)?;
-            note = service::abort(layout, &spec, &slot)?;
+            note = service::abort(layout, &spec, &slot, drain)?;
         }
         ServiceOp::Settle => note = service::settle(layout, &spec)?,
         ServiceOp::StartSlot { slot } => match service::start_slot(layout, &spec, &slot)? {

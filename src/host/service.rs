@@ -683,16 +683,21 @@ fn restore(layout: &Layout, spec: &ServiceSpec, slot: &str, release: &str) -> bo
 
 /// Abandon what a deploy started in `slot` (another host failed): stop the
 /// new instance and start the one it displaced. Never touches the live slot.
+/// With `drain`, the instance had traffic until the switch back: it keeps
+/// serving for `drain` first, as the proxy finishes what it sent there.
 /// Returns a sentence for the operator, when there is something to say.
 ///
 /// # Errors
 /// When `slot` is live, or on I/O failure.
-pub fn abort(layout: &Layout, spec: &ServiceSpec, slot: &str) -> Result<Option<String>> {
+pub fn abort(layout: &Layout, spec: &ServiceSpec, slot: &str, drain: bool) -> Result<Option<String>> {
     if live(layout)?.is_some_and(|l| l.slot == slot) {
         return Err(Error::usage(format!(
             "slot {slot} has the traffic on `{}`; it is not abandoned",
             layout.root.display()
         )));
+    }
+    if drain && instance(layout, slot)?.is_some() {
+        std::thread::sleep(Duration::from_millis(spec.drain_ms));
     }
     let Some(inst) = stop(layout, spec, slot)? else {
         return Ok(None);

@@ -263,8 +263,14 @@ pub struct ServiceRequest {
 pub enum ServiceOp {
     /// Run `release` checked in a slot without traffic (a deploy's start).
     Start { release: String },
-    /// Stop what a deploy started in `slot` and restore the instance it displaced.
-    Abort { slot: String },
+    /// Stop what a deploy started in `slot` and restore the instance it
+    /// displaced; with `drain`, after the definition's `drain` (the
+    /// instance had traffic, and the proxy may still be finishing with it).
+    Abort {
+        slot: String,
+        #[serde(default)]
+        drain: bool,
+    },
     /// After a deploy: unless `keep_warm`, drain and stop the idle instance.
     Settle,
     /// Start the release a slot names, if its instance is not running.

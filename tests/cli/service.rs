@@ -639,3 +639,77 @@ fn bad_service_configuration_is_refused_naming_the_key_before_any_host_is_touche
     assert!(o.stderr().contains("unknown field `port`"), "{o}");
     assert!(!scene.root(0).exists(), "no host was touched");
 }
+
+#[test]
+fn a_health_failure_after_the_switch_moves_traffic_back_to_the_warm_instance() {
+    if nginx::skip_if_missing("service health") {
+        return;
+    }
+    // The public check fails for v2 only (its VERSION file says so).
+    let site = Site::new(
+        1,
+        &[("v1", Mode::Ok), ("v2", Mode::Ok)],
+        "\n[targets.prod.hooks]\nhealth = \"grep -qv v2 VERSION\"\nhealth_timeout = \"1s\"\n",
+        &[],
+    );
+    site.slipway(&["deploy", "v1", "-t", TARGET]).ok();
+    let (_, v1_pid) = site.slot_of(0, "v1");
+    let load = Load::start(&site.nginx[0].url("/"));
+    load.wait_for_release("v1", 10);
+    let f = site.slipway(&["deploy", "v2", "-t", TARGET]).fails(3);
+    assert_said(
+        &f,
+        &[
+            "(health)",
+            "every host that was switched is back on its previous release",
+        ],
+    );
+    assert_eq!(site.scene.current(0).as_deref(), Some("v1"));
+    assert_eq!(site.upstream(0), format!("server 127.0.0.1:{};\n", site.ports[0][0]));
+    load.wait_for_release("v1", 10);
+    std::thread::sleep(SETTLE);
+    let report = load.stop();
+    assert_eq!(report.failures, 0, "{report}");
+    // Back on the same, warm, v1: nothing was started for the switch back,
+    // and v2's instance was stopped.
+    assert_eq!(site.slot_of(0, "v1"), ("a".to_string(), v1_pid));
+    let slots = site.slots(0);
+    assert!(
+        slots.iter().all(|s| s.1.as_deref() != Some("v2") || s.2.is_none()),
+        "{slots:?}"
+    );
+}
+
+#[test]
+fn after_a_reboot_service_status_says_what_is_not_running_and_service_start_brings_it_back() {
+    if nginx::skip_if_missing("service reboot") {
+        return;
+    }
+    let site = Site::new(1, &[("v1", Mode::Ok), ("v2", Mode::Ok)], "", &[]);
+    site.slipway(&["deploy", "v1", "-t", TARGET]).ok();
+    site.slipway(&["deploy", "v2", "-t", TARGET]).ok();
+    // A reboot: every instance is gone.
+    for pid in site.instance_pids() {
+        let _ = rustix::process::kill_process_group(
+            rustix::process::Pid::from_raw(pid as i32).unwrap(),
+            rustix::process::Signal::KILL,
+        );
+    }
+    crate::support::wait_for(5, "the instances to die", || servers_running(&site) == 0);
+    let st = site.slipway(&["service", "status", "-t", TARGET]).fails(1);
+    assert_said(&st, &["stopped", "has the traffic but is not running"]);
+    // Stopping the live slot needs --force.
+    site.slipway(&["service", "stop", "-t", TARGET, "--slot", "b"])
+        .fails(2)
+        .stderr_has("has the traffic");
+    site.slipway(&["service", "start", "-t", TARGET]).ok();
+    assert_eq!(servers_running(&site), 2);
+    site.slipway(&["service", "status", "-t", TARGET]).ok();
+    crate::support::wait_for(5, "v2 behind nginx", || {
+        crate::support::load::get(site.nginx[0].addr(), "/").is_ok_and(|r| r.text().starts_with("v2 pid="))
+    });
+    // The warm v1 is back too: a rollback starts nothing.
+    let (_, v1_pid) = site.slot_of(0, "v1");
+    site.slipway(&["rollback", "-t", TARGET]).ok();
+    assert_eq!(site.slot_of(0, "v1"), ("a".to_string(), v1_pid));
+}
