@@ -59,11 +59,19 @@ impl Goal {
     }
 }
 
-/// The release `rel` (a name, or an id prefix) among a host's releases.
+/// The release `rel` among a host's releases: by name, else by a unique
+/// id prefix, with or without `sha256:` (as the host resolves it).
 fn find<'s>(st: &'s HostStatus, rel: &str) -> Option<&'s ReleaseStatus> {
-    st.releases
-        .iter()
-        .find(|r| r.name == rel || (crate::digest::looks_like_id(rel) && r.id.matches_prefix(rel)))
+    if let Some(r) = st.releases.iter().find(|r| r.name == rel) {
+        return Some(r);
+    }
+    let bare_hex = !rel.is_empty() && rel.bytes().all(|c| c.is_ascii_hexdigit());
+    if !crate::digest::looks_like_id(rel) && !bare_hex {
+        return None;
+    }
+    let mut matching = st.releases.iter().filter(|r| r.id.matches_prefix(rel));
+    let first = matching.next()?;
+    matching.next().is_none().then_some(first)
 }
 
 impl Fleet<'_> {
@@ -184,4 +192,53 @@ fn plan_rollback(m: &mut Member, to: Option<&str>, target: &str) {
     };
     let e = Error::other(why).on_host(&m.spec.label);
     m.fail(Phase::Rollback, e);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find;
+    use crate::protocol::{HostStatus, ReleaseStatus};
+
+    fn release(name: &str, hex: &str) -> ReleaseStatus {
+        ReleaseStatus {
+            name: name.into(),
+            id: crate::digest::Digest::from_hex(hex).unwrap(),
+            size: 0,
+            files: 0,
+            pushed_at: None,
+            pushed_by: None,
+            bad: false,
+            bad_reason: None,
+            complete: true,
+            last_activated: None,
+            signed_by: None,
+            provenance: None,
+        }
+    }
+
+    #[test]
+    fn a_release_is_found_by_name_or_by_a_unique_id_prefix_with_or_without_sha256() {
+        let st = HostStatus {
+            current: None,
+            current_id: None,
+            previous: None,
+            releases: vec![
+                release("v1", &format!("ab12{}", "0".repeat(60))),
+                release("v2", &format!("ab34{}", "0".repeat(60))),
+                release("ab34", &format!("cd{}", "0".repeat(62))),
+            ],
+            lock: None,
+            warnings: Vec::new(),
+            service: None,
+        };
+        let name = |rel: &str| find(&st, rel).map(|r| r.name.clone());
+        assert_eq!(name("v1").as_deref(), Some("v1"));
+        assert_eq!(name("ab12").as_deref(), Some("v1"));
+        assert_eq!(name("sha256:ab12").as_deref(), Some("v1"));
+        assert_eq!(name("AB12").as_deref(), Some("v1"));
+        // A name wins over an id prefix; an ambiguous prefix finds nothing.
+        assert_eq!(name("ab34").as_deref(), Some("ab34"));
+        assert_eq!(name("ab"), None);
+        assert_eq!(name("v3"), None);
+    }
 }
