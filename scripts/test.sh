@@ -7,9 +7,10 @@
 #   scripts/test.sh            # all of it (what CI runs, through .ci/run)
 #   scripts/test.sh build_     # only tests whose name contains `build_`; no fuzz, no torture
 #
-# SSH tests start their own throwaway sshd on 127.0.0.1, and proxy tests
-# their own nginx on a free loopback port. Under CI=true they fail (never
-# skip) when sshd or nginx cannot run.
+# SSH tests start their own throwaway sshd on 127.0.0.1, proxy tests their
+# own nginx on a free loopback port, and database tests their own PostgreSQL
+# (initdb + postgres as a non-root user, on a free loopback port). Under
+# CI=true they fail (never skip) when sshd, nginx or PostgreSQL cannot run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,15 @@ have curl || missing+=(curl)          # the documented service checks (docs/ab-d
 have setsid || missing+=(util-linux)  # service instances start in a session of their own
 # The proxy in front of service slots (tests/cli/support/nginx.rs).
 have nginx || missing+=(nginx-light)
+# The database of the migration tests (tests/cli/support/postgres.rs):
+# initdb, postgres and pg_ctl (Debian keeps them in /usr/lib/postgresql/N/bin,
+# off PATH), and psql and pg_dump of the same version.
+have_pg_server() {
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || { have initdb && have postgres && have pg_ctl; }
+}
+have_pg_server || missing+=(postgresql)
+have psql || missing+=(postgresql-client)
+have pg_dump || missing+=(postgresql-client)
 # The site test's web server, build and health check; the health check runs
 # in an ssh session, whose PATH has /usr/bin and /usr/local/bin only.
 { [ -x /usr/bin/python3 ] || [ -x /usr/local/bin/python3 ]; } || missing+=(python3)
@@ -47,6 +57,23 @@ if [ ${#missing[@]} -gt 0 ]; then
         systemctl disable --now nginx >&2 || true
       elif [ -s /run/nginx.pid ]; then
         /usr/sbin/nginx -s quit >&2 || true
+      fi
+    fi
+    # Likewise Debian's postgresql creates a cluster and starts it on port
+    # 5432. The tests initdb their own; stop that one, and keep it stopped.
+    if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+      if [ -d /run/systemd/system ]; then
+        systemctl disable --now postgresql >&2 || true
+      fi
+      if command -v pg_lsclusters >/dev/null 2>&1; then
+        pg_lsclusters -h | while read -r version cluster _port status _rest; do
+          if [ "$status" = online ]; then
+            pg_ctlcluster "$version" "$cluster" stop >&2 || true
+          fi
+          # start.conf `manual`: no init script or reboot starts it again.
+          conf="/etc/postgresql/$version/$cluster/start.conf"
+          if [ -f "$conf" ]; then echo manual >"$conf"; fi
+        done || true
       fi
     fi
   else
