@@ -13,7 +13,8 @@
 //! of tests each: [`sshd`] (throwaway servers), [`faults`] (the fault rig),
 //! [`archive`] (hostile archives), [`docs`] (the doc runner), and for
 //! services behind a proxy [`nginx`] (a throwaway nginx), [`webapp`] (the
-//! web service a release ships) and [`load`] (a client counting failures).
+//! web service a release ships) and [`load`] (a client counting failures);
+//! for services with a database [`postgres`] (a throwaway PostgreSQL).
 //!
 //! Invariant: the binary a test runs sees a clean environment (no store,
 //! ssh config, remote binary or `SOURCE_DATE_EPOCH` inherited from the
@@ -26,6 +27,7 @@ pub mod docs;
 pub mod faults;
 pub mod load;
 pub mod nginx;
+pub mod postgres;
 pub mod scenario;
 pub mod sshd;
 pub mod webapp;
