@@ -13,6 +13,15 @@
 //! `nobody` otherwise), and is left out for anyone else (nginx ignores it,
 //! with a warning).
 //!
+//! [`Nginx::start_with_pause_flag`] adds a pause: while the flag file
+//! exists, nginx answers every request that may write (any method but
+//! `GET`, `HEAD` and `OPTIONS`) itself, `503` with `Retry-After: 1` and the
+//! body `paused\n`, never forwarding it; reads still pass through. It
+//! checks the file on every request (a `stat`; no open-file cache), so
+//! creating or removing it takes effect at once, without a reload. The
+//! check is the core rewrite module's `if (-f …)`, which every nginx build
+//! has (nginx-light included).
+//!
 //! [`Nginx::reload_command`] is the shell command an operator would
 //! configure: validate (`-t`), then signal the master (`-s reload`). The
 //! signal only starts the reload: the master re-reads its configuration,
@@ -99,6 +108,7 @@ pub struct Nginx {
     port: u16,
     child: Option<Child>,
     pid: u32,
+    pause_flag: Option<PathBuf>,
 }
 
 impl Nginx {
@@ -107,6 +117,27 @@ impl Nginx {
     /// exist and hold at least one `server` line). Panics, with nginx's
     /// error log, when nginx cannot start.
     pub fn start(dir: &Path, upstream_file: &Path) -> Nginx {
+        Nginx::launch(dir, upstream_file, None)
+    }
+
+    /// [`Nginx::start`], refusing writes (`503`, `Retry-After: 1`) while
+    /// `flag` exists (see the module docs). `flag` is an absolute path
+    /// without `"`, `$`, `\` or whitespace; it need not exist yet.
+    pub fn start_with_pause_flag(dir: &Path, upstream_file: &Path, flag: &Path) -> Nginx {
+        assert!(
+            flag.is_absolute(),
+            "the pause flag must be an absolute path, got {}",
+            flag.display()
+        );
+        let text = flag.to_string_lossy();
+        assert!(
+            !text.chars().any(|c| c.is_whitespace() || "\"$\\;{}".contains(c)),
+            "the pause flag's path cannot go into nginx.conf as is: {text}"
+        );
+        Nginx::launch(dir, upstream_file, Some(flag))
+    }
+
+    fn launch(dir: &Path, upstream_file: &Path, pause_flag: Option<&Path>) -> Nginx {
         let binary = find().unwrap_or_else(|| {
             panic!("nginx not found: proxy tests need it (scripts/test.sh installs it; or apt-get install nginx-light)")
         });
@@ -123,6 +154,7 @@ impl Nginx {
             port: 0,
             child: None,
             pid: 0,
+            pause_flag: pause_flag.map(Path::to_path_buf),
         };
         // A free port can be taken by someone else before nginx binds it: retry.
         let mut last = String::new();
@@ -185,6 +217,11 @@ impl Nginx {
     /// Its prefix directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The file that pauses writes while it exists, if it was started with one.
+    pub fn pause_flag(&self) -> Option<&Path> {
+        self.pause_flag.as_deref()
     }
 
     /// Its configuration file.
@@ -303,6 +340,30 @@ impl Nginx {
         } else {
             String::new()
         };
+        // The pause: `$intake` is `1p` for a write while the flag exists.
+        let (pause_map, pause) = match &self.pause_flag {
+            None => (String::new(), String::new()),
+            Some(flag) => (
+                "\x20 map $request_method $intake_write {\n\
+                 \x20   GET 0;\n\
+                 \x20   HEAD 0;\n\
+                 \x20   OPTIONS 0;\n\
+                 \x20   default 1;\n\
+                 \x20 }\n"
+                    .to_string(),
+                format!(
+                    "\x20     set $intake $intake_write;\n\
+                     \x20     if (-f \"{flag}\") {{\n\
+                     \x20       set $intake \"${{intake}}p\";\n\
+                     \x20     }}\n\
+                     \x20     if ($intake = 1p) {{\n\
+                     \x20       add_header Retry-After 1 always;\n\
+                     \x20       return 503 \"paused\\n\";\n\
+                     \x20     }}\n",
+                    flag = flag.display()
+                ),
+            ),
+        };
         let text = format!(
             "# Written by tests/cli/support/nginx.rs: a throwaway nginx for one test.\n\
              daemon off;\n\
@@ -320,6 +381,7 @@ impl Nginx {
              \x20 fastcgi_temp_path {d}/tmp/fastcgi;\n\
              \x20 uwsgi_temp_path {d}/tmp/uwsgi;\n\
              \x20 scgi_temp_path {d}/tmp/scgi;\n\
+             {pause_map}\
              \x20 upstream app {{\n\
              \x20   include {upstream};\n\
              \x20 }}\n\
@@ -330,6 +392,7 @@ impl Nginx {
              \x20     return 200 \"nginx {d}\\n\";\n\
              \x20   }}\n\
              \x20   location / {{\n\
+             {pause}\
              \x20     proxy_pass http://app;\n\
              \x20     proxy_http_version 1.1;\n\
              \x20     proxy_connect_timeout 2s;\n\
