@@ -14,7 +14,9 @@
 //! [`archive`] (hostile archives), [`docs`] (the doc runner), and for
 //! services behind a proxy [`nginx`] (a throwaway nginx), [`webapp`] (the
 //! web service a release ships) and [`load`] (a client counting failures);
-//! for services with a database [`postgres`] (a throwaway PostgreSQL).
+//! for services with a database [`postgres`] (a throwaway PostgreSQL) and
+//! [`dbapp`] (the web service that writes to it, with its migrations,
+//! backup and intake switch).
 //!
 //! Invariant: the binary a test runs sees a clean environment (no store,
 //! ssh config, remote binary or `SOURCE_DATE_EPOCH` inherited from the
@@ -23,6 +25,7 @@
 #![allow(dead_code)]
 
 pub mod archive;
+pub mod dbapp;
 pub mod docs;
 pub mod faults;
 pub mod load;
