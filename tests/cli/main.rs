@@ -12,6 +12,7 @@ mod help;
 mod host;
 mod hostile;
 mod json_golden;
+mod pg;
 mod proxy;
 mod push;
 mod releases;
