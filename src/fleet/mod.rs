@@ -30,6 +30,7 @@
 //! files import one way only: `report` ← `member` ← `connect` ← the stages.
 
 mod connect;
+mod db;
 mod hooks;
 mod member;
 mod plan;
