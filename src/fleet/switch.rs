@@ -94,7 +94,9 @@ impl Fleet<'_> {
     ///
     /// # Errors
     /// Exit 4 when a lock is held, 6 when `--expect` does not match, 3 when a
-    /// health check failed and the hosts were switched back, 1 otherwise.
+    /// health check (or a service's check) failed and the hosts were
+    /// switched back, 7 when the release expects another schema than the
+    /// database is at and nothing brings it there, 1 otherwise.
     pub fn switch(&mut self, goal: &Goal, opts: &SwitchOptions) -> Result<()> {
         let result = self.switch_inner(goal, opts);
         // Locks go with the sessions: close them all, whatever happened.
@@ -117,6 +119,9 @@ impl Fleet<'_> {
         // 3. Decide each host's goal.
         self.plan(goal)?;
         self.first_error(Step::Plan(verb))?;
+        // The database: what the release expects, and what runs (exit 7
+        // here, before any hook runs).
+        let mut db = self.plan_db(goal, opts)?;
         // 4. before_activate in the staged release, everywhere, before anything switches.
         if matches!(goal, Goal::Activate { .. })
             && let Some(hook) = Hook::of(&self.hooks, HookKind::BeforeActivate)
@@ -124,8 +129,6 @@ impl Fleet<'_> {
             self.run_hook_everywhere(&hook);
             self.first_error(Step::BeforeActivate(verb))?;
         }
-        // The database: what the release expects, and what runs (exit 7 here).
-        let mut db = self.plan_db(goal, opts)?;
         // 5. Switch, batch by batch (a migration right before the first);
         // 6. all or nothing; and intake resumed, whatever happened.
         if let Some((host, exit)) = self.switch_batches(goal, opts, &mut db) {
