@@ -419,6 +419,12 @@ pub struct SwitchArgs {
     /// Proceed on the reachable hosts when some cannot be reached, and report the others
     #[arg(long)]
     pub skip_unreachable: bool,
+    /// Switch to a release that expects another schema than the database is at, with no migration to bring it there
+    #[arg(long)]
+    pub allow_schema_rollback: bool,
+    /// Run the release's migration even though it already succeeded on this database
+    #[arg(long)]
+    pub migrate_again: bool,
 }
 
 #[derive(Debug, Args)]
@@ -461,6 +467,12 @@ pub struct DeployArgs {
     /// Wait up to SECS for a host's lock instead of failing at once (exit 4)
     #[arg(long, value_name = "SECS")]
     pub wait: Option<u64>,
+    /// Switch to a release that expects another schema than the database is at, with no migration to bring it there
+    #[arg(long)]
+    pub allow_schema_rollback: bool,
+    /// Run the release's migration even though it already succeeded on this database
+    #[arg(long)]
+    pub migrate_again: bool,
 }
 
 #[derive(Debug, Args)]

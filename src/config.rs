@@ -53,6 +53,9 @@ pub struct TargetConfig {
     pub ssh_config: Option<String>,
     pub connect_timeout: Option<String>,
     pub require_healthy_on: Option<String>,
+    /// The host that runs `backup`, `migrate` and `migrate_down` (as
+    /// written in `hosts`); default: the first host.
+    pub migrate_on: Option<String>,
     #[serde(default)]
     pub hooks: HooksConfig,
     /// `[targets.NAME.service]`: run the release as a service in A/B slots
@@ -327,6 +330,24 @@ pub struct HooksConfig {
     pub health: Option<String>,
     pub health_timeout: Option<String>,
     pub hook_timeout: Option<String>,
+    /// Once, on the `migrate_on` host, right before `migrate`; its last
+    /// line (a path or id) is recorded.
+    pub backup: Option<String>,
+    /// Every host, before `migrate`: stop intake.
+    pub pause: Option<String>,
+    /// Every host, always after `pause`.
+    pub resume: Option<String>,
+    /// Once per deploy, on the `migrate_on` host, in the new release.
+    pub migrate: Option<String>,
+    /// In the release being left: lets a rollback cross a schema change.
+    pub migrate_down: Option<String>,
+    /// Prints the schema version a release expects (run in that release).
+    pub schema: Option<String>,
+    /// Prints the version the database is at now.
+    pub db_schema: Option<String>,
+    /// The new release cannot pass its check before its migration: with a
+    /// service, start and check it after `migrate` (inside the pause).
+    pub start_after_migrate: Option<bool>,
 }
 
 /// Default `health_timeout`.
@@ -377,6 +398,14 @@ pub struct Hooks {
     pub before_activate: Option<String>,
     pub after_activate: Option<String>,
     pub health: Option<String>,
+    pub backup: Option<String>,
+    pub pause: Option<String>,
+    pub resume: Option<String>,
+    pub migrate: Option<String>,
+    pub migrate_down: Option<String>,
+    pub schema: Option<String>,
+    pub db_schema: Option<String>,
+    pub start_after_migrate: bool,
     pub timeouts: HookTimeouts,
 }
 
@@ -385,11 +414,35 @@ impl Hooks {
     /// Usage error for a malformed duration, naming `targets.TARGET.hooks.KEY`.
     pub fn from_config(target: &str, c: &TargetConfig) -> Result<Hooks> {
         let h = &c.hooks;
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|c| !c.trim().is_empty());
+        if set(&h.pause) != set(&h.resume) {
+            let (has, lacks) = if set(&h.pause) {
+                ("pause", "resume")
+            } else {
+                ("resume", "pause")
+            };
+            return Err(Error::usage(format!(
+                "`targets.{target}.hooks.{lacks}`: missing; `{has}` and `{lacks}` go together (intake paused is always resumed)"
+            )));
+        }
+        if set(&h.migrate_down) && !set(&h.migrate) {
+            return Err(Error::usage(format!(
+                "`targets.{target}.hooks.migrate`: missing; `migrate_down` undoes what `migrate` does"
+            )));
+        }
         let command = |c: &Option<String>| c.clone().filter(|s| !s.trim().is_empty());
         Ok(Hooks {
             before_activate: command(&h.before_activate),
             after_activate: command(&h.after_activate),
             health: command(&h.health),
+            backup: command(&h.backup),
+            pause: command(&h.pause),
+            resume: command(&h.resume),
+            migrate: command(&h.migrate),
+            migrate_down: command(&h.migrate_down),
+            schema: command(&h.schema),
+            db_schema: command(&h.db_schema),
+            start_after_migrate: h.start_after_migrate.unwrap_or(false),
             timeouts: h.timeouts(&format!("targets.{target}.hooks"))?,
         })
     }

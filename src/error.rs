@@ -24,6 +24,7 @@ pub enum Exit {
     Locked = 4,
     Integrity = 5,
     ExpectMismatch = 6,
+    SchemaMismatch = 7,
 }
 
 impl Exit {
@@ -58,6 +59,10 @@ pub enum Error {
     /// A health check failed and the release was rolled back (exit 3).
     #[error("{0}")]
     HealthRolledBack(String),
+    /// The release expects another schema than the database is at, and
+    /// nothing would bring it there (exit 7).
+    #[error("{0}")]
+    SchemaMismatch(String),
     /// A host does not understand a request: it runs an older slipway than
     /// the client (exit 1).
     #[error("{0}")]
@@ -371,6 +376,7 @@ impl Error {
             Error::Locked(_) => Exit::Locked,
             Error::ExpectMismatch(_) => Exit::ExpectMismatch,
             Error::HealthRolledBack(_) => Exit::HealthRolledBack,
+            Error::SchemaMismatch(_) => Exit::SchemaMismatch,
             Error::Host { source, .. } => source.exit(),
             // Every other variant (`Other`, `Io`, `UnknownRequest`, …) is a plain error.
             _ => Exit::Error,
@@ -386,6 +392,7 @@ impl Error {
             Exit::ExpectMismatch => Error::ExpectMismatch(message),
             Exit::HealthRolledBack => Error::HealthRolledBack(message),
             Exit::Usage => Error::Usage(message),
+            Exit::SchemaMismatch => Error::SchemaMismatch(message),
             Exit::Success | Exit::Error => Error::Other(message),
         }
     }
@@ -401,6 +408,7 @@ impl Error {
             Error::Locked(_) => Error::Locked(message),
             Error::ExpectMismatch(_) => Error::ExpectMismatch(message),
             Error::HealthRolledBack(_) => Error::HealthRolledBack(message),
+            Error::SchemaMismatch(_) => Error::SchemaMismatch(message),
             Error::UnknownRequest(_) => Error::UnknownRequest(message),
             Error::Restricted(_) => Error::Restricted(message),
             Error::Connection(_) => Error::Connection(message),

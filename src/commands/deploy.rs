@@ -60,6 +60,8 @@ pub fn run(args: &DeployArgs, ctx: &Context) -> Result<()> {
         batch: args.batch,
         prune_keep: Some(target.config.keep.unwrap_or(DEFAULT_KEEP)),
         command: super::command_line(),
+        allow_schema_rollback: args.allow_schema_rollback,
+        migrate_again: args.migrate_again,
     };
     let result = fleet.switch(&goal, &opts);
     print_reports(ctx, &fleet.reports());

@@ -99,6 +99,8 @@ pub fn switch_and_report(
         batch: None,
         prune_keep: None,
         command: command_line(),
+        allow_schema_rollback: args.allow_schema_rollback,
+        migrate_again: args.migrate_again,
     };
     let result = fleet.switch(goal, &opts);
     crate::fleet::print_reports(ctx, &fleet.reports());

@@ -100,6 +100,25 @@ fn print_text(ctx: &Context, rows: &[HostJson]) {
                 ));
             }
         }
+        if let Some(since) = &st.paused_since {
+            out.data(&format!(
+                "  intake    PAUSED since {since} (the next command on this host resumes it)"
+            ));
+        }
+        if let Some(m) = &st.migration {
+            out.data(&format!(
+                "  database  {} {} of {}{}{} at {}",
+                m.kind,
+                m.state,
+                m.release,
+                m.schema
+                    .as_deref()
+                    .map(|s| format!(" (schema {s})"))
+                    .unwrap_or_default(),
+                m.backup.as_deref().map(|b| format!(", backup {b}")).unwrap_or_default(),
+                m.time
+            ));
+        }
         if let Some(l) = &st.lock {
             out.data(&format!("  lock      held by {l}"));
         }

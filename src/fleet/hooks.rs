@@ -20,7 +20,7 @@ use super::member::Member;
 use super::report::Phase;
 
 /// How many lines of a failed hook's output the report keeps.
-const OUTPUT_TAIL: usize = 10;
+pub(super) const OUTPUT_TAIL: usize = 10;
 
 /// A hook the fleet runs on each host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +28,13 @@ pub(super) enum HookKind {
     BeforeActivate,
     AfterActivate,
     Health,
+    Backup,
+    Pause,
+    Resume,
+    Migrate,
+    MigrateDown,
+    Schema,
+    DbSchema,
 }
 
 impl HookKind {
@@ -37,6 +44,13 @@ impl HookKind {
             HookKind::BeforeActivate => "before_activate",
             HookKind::AfterActivate => "after_activate",
             HookKind::Health => "health",
+            HookKind::Backup => "backup",
+            HookKind::Pause => "pause",
+            HookKind::Resume => "resume",
+            HookKind::Migrate => "migrate",
+            HookKind::MigrateDown => "migrate_down",
+            HookKind::Schema => "schema",
+            HookKind::DbSchema => "db_schema",
         }
     }
 
@@ -46,6 +60,10 @@ impl HookKind {
             HookKind::BeforeActivate => Phase::BeforeActivate,
             HookKind::AfterActivate => Phase::AfterActivate,
             HookKind::Health => Phase::Health,
+            HookKind::Backup => Phase::Backup,
+            HookKind::Pause => Phase::Pause,
+            HookKind::Resume => Phase::Resume,
+            HookKind::Migrate | HookKind::MigrateDown | HookKind::Schema | HookKind::DbSchema => Phase::Migrate,
         }
     }
 }
@@ -74,10 +92,17 @@ impl Hook {
             HookKind::BeforeActivate => &hooks.before_activate,
             HookKind::AfterActivate => &hooks.after_activate,
             HookKind::Health => &hooks.health,
+            HookKind::Backup => &hooks.backup,
+            HookKind::Pause => &hooks.pause,
+            HookKind::Resume => &hooks.resume,
+            HookKind::Migrate => &hooks.migrate,
+            HookKind::MigrateDown => &hooks.migrate_down,
+            HookKind::Schema => &hooks.schema,
+            HookKind::DbSchema => &hooks.db_schema,
         };
         let (timeout, retry) = match kind {
             HookKind::Health => (hooks.timeouts.health_attempt(), hooks.timeouts.health),
-            HookKind::BeforeActivate | HookKind::AfterActivate => (hooks.timeouts.hook, Duration::ZERO),
+            _ => (hooks.timeouts.hook, Duration::ZERO),
         };
         Some(Hook {
             kind,
@@ -125,7 +150,7 @@ impl Hook {
         }
     }
 
-    fn request(&self, m: &Member, release: &str, previous: Option<&str>) -> HookRequest {
+    pub(super) fn request(&self, m: &Member, release: &str, previous: Option<&str>) -> HookRequest {
         let mut env = BTreeMap::new();
         env.insert("SLIPWAY_HOST".to_string(), m.spec.label.clone());
         env.insert("SLIPWAY_PREVIOUS".to_string(), previous.unwrap_or_default().to_string());
@@ -139,11 +164,13 @@ impl Hook {
             env,
             timeout_ms: self.timeout.as_millis() as u64,
             retry_for_ms: self.retry.as_millis() as u64,
+            undo: None,
+            again: false,
         }
     }
 
     /// Why a run that did not succeed failed, for the host's report.
-    fn why_failed(&self, r: &HookResult, started: Instant) -> String {
+    pub(super) fn why_failed(&self, r: &HookResult, started: Instant) -> String {
         let (kind, cmd) = (self.kind, &self.command);
         if r.timed_out {
             return format!(
@@ -180,14 +207,14 @@ impl Fleet<'_> {
 }
 
 /// A hook's output on stderr, each non-blank line under the host's label.
-fn show_output(out: &Output, label: &str, output: &str) {
+pub(super) fn show_output(out: &Output, label: &str, output: &str) {
     for line in output.lines().filter(|l| !l.trim().is_empty()) {
         out.info(&format!("[{label}] {line}"));
     }
 }
 
 /// The last `n` lines of `text`.
-fn last_lines(text: &str, n: usize) -> String {
+pub(super) fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

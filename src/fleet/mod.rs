@@ -6,11 +6,17 @@
 //!
 //! 1. connect to every host (unreachable: stop, unless `--skip-unreachable`);
 //! 2. take every host's lock (one held by someone else: stop, exit 4);
-//! 3. read each host's state and decide what it switches to;
+//! 3. read each host's state and decide what it switches to, and what the
+//!    switch does to the database (`db`: refused with exit 7 when nothing
+//!    brings the database to the release's schema);
 //! 4. run `before_activate` everywhere (deploy/activate only);
-//! 5. per batch: switch, run `after_activate`, check `health`;
+//! 5. per batch: start and check the release in a service slot (`service`),
+//!    then, before the first batch switches, `backup`, `pause` and the
+//!    migration (`db`); switch (moving a service's traffic with it), run
+//!    `after_activate`, check `health`;
 //! 6. on any failure, switch every switched host back (marking the new
-//!    release bad there) and run `after_activate` again.
+//!    release bad there), run `after_activate` again, and stop what was
+//!    started in service slots; whatever happened, `resume` intake.
 //!
 //! Invariant: either every selected host ends on the new release, or every
 //! host that was switched is back where it was; the report says which for
@@ -21,7 +27,7 @@
 //! One file a stage: `member` is one host and the state each stage leaves
 //! for the next; `push` stages a release everywhere; `plan` decides
 //! what each host switches to; `switch` runs steps 1–5 and `revert`
-//! step 6; `hooks` runs a hook on a host; `report` is what the command
+//! step 6; `service` and `db` are the service-slot and database steps; `hooks` runs a hook on a host; `report` is what the command
 //! says per host; `provenance` gathers what `slipway provenance` shows;
 //! `connect` holds the [`Fleet`] itself (connecting,
 //! queries, and the one error a failed step ends with). This file only
@@ -30,6 +36,7 @@
 //! files import one way only: `report` ← `member` ← `connect` ← the stages.
 
 mod connect;
+mod db;
 mod hooks;
 mod member;
 mod plan;

@@ -230,6 +230,8 @@ mod tests {
             lock: None,
             warnings: Vec::new(),
             service: None,
+            migration: None,
+            paused_since: None,
         };
         let name = |rel: &str| find(&st, rel).map(|r| r.name.clone());
         assert_eq!(name("v1").as_deref(), Some("v1"));

@@ -45,6 +45,12 @@ pub enum Phase {
     BeforeActivate,
     /// Starting the release in a service slot and checking it there.
     Start,
+    /// The database's backup, before a migration.
+    Backup,
+    /// Stopping intake before a migration.
+    Pause,
+    /// The migration (or `migrate_down`), and reading schema versions.
+    Migrate,
     /// Switching `current` (activate, deploy), or finding the release to.
     Activate,
     /// Finding what to roll back to, or `--expect`, in a rollback.
@@ -53,22 +59,28 @@ pub enum Phase {
     Health,
     /// Switched back because another host failed.
     Revert,
+    /// Resuming intake after the switch (or a failure).
+    Resume,
     Done,
 }
 
 impl Phase {
     /// Every phase, in the order a command goes through them.
-    pub const ALL: [Phase; 11] = [
+    pub const ALL: [Phase; 15] = [
         Phase::Connect,
         Phase::Push,
         Phase::Lock,
         Phase::BeforeActivate,
         Phase::Start,
+        Phase::Backup,
+        Phase::Pause,
+        Phase::Migrate,
         Phase::Activate,
         Phase::Rollback,
         Phase::AfterActivate,
         Phase::Health,
         Phase::Revert,
+        Phase::Resume,
         Phase::Done,
     ];
 
@@ -80,6 +92,10 @@ impl Phase {
             Phase::Lock => "lock",
             Phase::BeforeActivate => "before_activate",
             Phase::Start => "start",
+            Phase::Backup => "backup",
+            Phase::Pause => "pause",
+            Phase::Migrate => "migrate",
+            Phase::Resume => "resume",
             Phase::Activate => "activate",
             Phase::Rollback => "rollback",
             Phase::AfterActivate => "after_activate",

@@ -190,6 +190,7 @@ fn switch_back(m: &mut Member, how: &Reverting, back: &str, new: &str, out: &Out
         reason: Some("another host failed; switching back".into()),
         mark_left_bad: how.mark_left_bad,
         service: m.switch_back_to_slot(),
+        db: crate::protocol::DbFacts::default(),
     };
     let mut res = m.session().and_then(|s| s.activate(req.clone()));
     if res.as_ref().is_err_and(Error::is_connection) {

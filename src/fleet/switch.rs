@@ -33,6 +33,11 @@ pub struct SwitchOptions {
     pub prune_keep: Option<usize>,
     /// The command line, for the lock holder's details.
     pub command: String,
+    /// Switch to a release that expects another schema than the database
+    /// is at, with no migration to bring it there (else exit 7).
+    pub allow_schema_rollback: bool,
+    /// Run the migration even though it already succeeded here.
+    pub migrate_again: bool,
 }
 
 /// Who holds a host's lock during a switch (the details others see).
@@ -53,6 +58,8 @@ struct Switching {
     actor: String,
     after_activate: Option<Hook>,
     health: Option<Hook>,
+    /// What each switch's history record says about the database.
+    db: crate::protocol::DbFacts,
 }
 
 impl Switching {
@@ -65,6 +72,7 @@ impl Switching {
                 actor: self.actor.clone(),
                 reason: self.reason.clone(),
                 service,
+                db: self.db.clone(),
             })
         } else {
             s.activate(ActivateRequest {
@@ -75,6 +83,7 @@ impl Switching {
                 reason: self.reason.clone(),
                 mark_left_bad: false,
                 service,
+                db: self.db.clone(),
             })
         }
     }
@@ -85,7 +94,9 @@ impl Fleet<'_> {
     ///
     /// # Errors
     /// Exit 4 when a lock is held, 6 when `--expect` does not match, 3 when a
-    /// health check failed and the hosts were switched back, 1 otherwise.
+    /// health check (or a service's check) failed and the hosts were
+    /// switched back, 7 when the release expects another schema than the
+    /// database is at and nothing brings it there, 1 otherwise.
     pub fn switch(&mut self, goal: &Goal, opts: &SwitchOptions) -> Result<()> {
         let result = self.switch_inner(goal, opts);
         // Locks go with the sessions: close them all, whatever happened.
@@ -108,6 +119,9 @@ impl Fleet<'_> {
         // 3. Decide each host's goal.
         self.plan(goal)?;
         self.first_error(Step::Plan(verb))?;
+        // The database: what the release expects, and what runs (exit 7
+        // here, before any hook runs).
+        let mut db = self.plan_db(goal, opts)?;
         // 4. before_activate in the staged release, everywhere, before anything switches.
         if matches!(goal, Goal::Activate { .. })
             && let Some(hook) = Hook::of(&self.hooks, HookKind::BeforeActivate)
@@ -115,9 +129,17 @@ impl Fleet<'_> {
             self.run_hook_everywhere(&hook);
             self.first_error(Step::BeforeActivate(verb))?;
         }
-        // 5. Switch, batch by batch; 6. all or nothing.
-        if let Some((host, exit)) = self.switch_batches(goal, opts) {
-            return Err(self.undo(goal, opts, &host, exit));
+        // 5. Switch, batch by batch (a migration right before the first);
+        // 6. all or nothing; and intake resumed, whatever happened.
+        if let Some((host, exit)) = self.switch_batches(goal, opts, &mut db) {
+            let e = self.undo(goal, opts, &host, exit);
+            if let Some(p) = &mut db {
+                self.resume_paused(p);
+            }
+            return Err(after_migration(e, db.as_ref()));
+        }
+        if let Some(p) = &mut db {
+            self.resume_paused(p);
         }
         for m in self
             .members
@@ -188,18 +210,24 @@ impl Fleet<'_> {
     /// Switch the planned hosts, batch by batch; the first batch with a
     /// failed host is the last. Returns that host and the exit code its
     /// failure calls for.
-    fn switch_batches(&mut self, goal: &Goal, opts: &SwitchOptions) -> Option<(String, Exit)> {
+    fn switch_batches(
+        &mut self,
+        goal: &Goal,
+        opts: &SwitchOptions,
+        db: &mut Option<super::db::DbPlan>,
+    ) -> Option<(String, Exit)> {
         let active: Vec<usize> = (0..self.members.len())
             .filter(|i| self.members[*i].plan.is_some())
             .collect();
         let batch = opts.batch.unwrap_or(active.len()).max(1);
-        let how = Switching {
+        let mut how = Switching {
             rollback: matches!(goal, Goal::Rollback { .. }),
             expect: goal.expect().cloned(),
             reason: goal.reason().cloned(),
             actor: crate::config::actor(),
             after_activate: Hook::of(&self.hooks, HookKind::AfterActivate),
             health: Hook::of(&self.hooks, HookKind::Health),
+            db: db.as_ref().map(|p| p.facts.clone()).unwrap_or_default(),
         };
         for (n, chunk) in active.chunks(batch).enumerate() {
             if opts.batch.is_some() {
@@ -207,6 +235,16 @@ impl Fleet<'_> {
                 self.ctx.out.info(&format!("batch {}: {}", n + 1, labels.join(", ")));
             }
             let out = &self.ctx.out;
+            // A release that cannot pass its check before its migration.
+            if n == 0
+                && self.hooks.start_after_migrate
+                && let Some(plan) = db
+            {
+                if let Some(failed) = self.migrate_before_switch(plan, opts.migrate_again) {
+                    return Some(failed);
+                }
+                how.db = plan.facts.clone();
+            }
             // Services first: every host of the batch runs its new release,
             // checked, before any of them switches.
             let members: Vec<&mut Member> = self
@@ -219,6 +257,16 @@ impl Fleet<'_> {
             crate::parallel::map(members, self.parallel, |m| super::service::start_one(m, out));
             if let Some(failed) = self.batch_failure() {
                 return Some(failed);
+            }
+            // The database, once, before the first host switches.
+            if n == 0
+                && !self.hooks.start_after_migrate
+                && let Some(plan) = db
+            {
+                if let Some(failed) = self.migrate_before_switch(plan, opts.migrate_again) {
+                    return Some(failed);
+                }
+                how.db = plan.facts.clone();
             }
             let members: Vec<&mut Member> = self
                 .members
@@ -306,4 +354,24 @@ fn switch_one(m: &mut Member, how: &Switching, out: &Output) {
     }
     m.report.phase = Phase::Done;
     m.report.result = Outcome::Ok;
+}
+
+/// The error of a switch that failed after a migration: it says plainly
+/// that the database was migrated, what the backup was, and the options.
+fn after_migration(e: Error, db: Option<&super::db::DbPlan>) -> Error {
+    let Some(plan) = db.filter(|p| p.migrated) else {
+        return e;
+    };
+    let schema = plan.facts.db_schema.as_deref().unwrap_or("its new schema");
+    let backup = plan
+        .facts
+        .backup
+        .as_deref()
+        .map_or("no backup was taken".to_string(), |b| {
+            format!("the backup taken before it is {b}")
+        });
+    let msg = format!(
+        "{e}; note: the database was migrated to schema {schema} and stays there ({backup}): the hosts run the previous release on it,          which is fine when the migration only added what the old release ignores (expand/contract); otherwise fix forward with a new release,          or restore the backup"
+    );
+    e.reworded(msg)
 }

@@ -34,6 +34,8 @@ pub struct Switch {
     pub via: Option<String>,
     /// The service slot that takes the traffic ([`Record::slot`]).
     pub slot: Option<String>,
+    /// What the record says about the database.
+    pub db: crate::protocol::DbFacts,
 }
 
 /// What moves the traffic to the release being switched to (given its
@@ -168,6 +170,10 @@ pub fn switch_with(layout: &Layout, req: &Switch, traffic: Traffic<'_>) -> Resul
         signer: meta.signed_by.as_ref().map(|s| s.principal.clone()),
         via: req.via.clone(),
         slot: req.slot.clone(),
+        schema: req.db.schema.clone(),
+        db_schema: req.db.db_schema.clone(),
+        backup: req.db.backup.clone(),
+        paused_ms: None,
     };
     traffic(&req.name)?;
     let intent = Intent {
@@ -328,6 +334,7 @@ pub fn rollback_switch(
         mark_left_bad: true,
         via,
         slot: None,
+        db: crate::protocol::DbFacts::default(),
     }
 }
 
@@ -358,6 +365,10 @@ pub fn mark_healthy(layout: &Layout, name: &str, actor: &str, via: Option<String
         signer: meta.signed_by.as_ref().map(|s| s.principal.clone()),
         via,
         slot: None,
+        schema: None,
+        db_schema: None,
+        backup: None,
+        paused_ms: None,
     };
     history::append(layout, &record)?;
     Ok(record)

@@ -35,6 +35,10 @@ pub const EXIT: i32 = 99;
 /// has happened by then.
 pub const POINTS: &[(&str, &str)] = &[
     (
+        "after-pause-window",
+        "pause: the intake window recorded, `pause` not yet run",
+    ),
+    (
         "mid-objects",
         "push: one object received and verified, the others still arriving",
     ),

@@ -17,8 +17,18 @@ use crate::protocol::{HookRequest, HookResult};
 
 /// The variables a trusted client may set for a hook; everything else it
 /// sends is ignored, and the host's own `SLIPWAY_RELEASE` and `SLIPWAY_ROOT`
-/// always win. A confined `serve` takes none of them (see [`confine`]).
-pub const CLIENT_ENV: [&str; 3] = ["SLIPWAY_HOST", "SLIPWAY_PREVIOUS", "SLIPWAY_ID"];
+/// always win. A confined `serve` takes only [`DB_ENV`] of them (see [`confine`]).
+pub const CLIENT_ENV: [&str; 5] = [
+    "SLIPWAY_HOST",
+    "SLIPWAY_PREVIOUS",
+    "SLIPWAY_ID",
+    "SLIPWAY_SCHEMA",
+    "SLIPWAY_BACKUP",
+];
+
+/// Of [`CLIENT_ENV`], the database facts a confined host also takes (they
+/// are recorded with a migration and passed to the host's own command).
+pub const DB_ENV: [&str; 2] = ["SLIPWAY_SCHEMA", "SLIPWAY_BACKUP"];
 
 /// The host's own hooks, `<root>/.slipway/hooks.toml` (the same keys as a
 /// target's `[hooks]` section); empty when the file does not exist.
@@ -47,6 +57,13 @@ pub fn confine(layout: &Layout, req: &HookRequest) -> Result<Option<HookRequest>
         "before_activate" => hooks.before_activate.clone(),
         "after_activate" => hooks.after_activate.clone(),
         "health" => hooks.health.clone(),
+        "backup" => hooks.backup.clone(),
+        "pause" => hooks.pause.clone(),
+        "resume" => hooks.resume.clone(),
+        "migrate" => hooks.migrate.clone(),
+        "migrate_down" => hooks.migrate_down.clone(),
+        "schema" => hooks.schema.clone(),
+        "db_schema" => hooks.db_schema.clone(),
         _ => None,
     };
     let Some(command) = command.filter(|c| !c.trim().is_empty()) else {
@@ -71,6 +88,17 @@ pub fn confine(layout: &Layout, req: &HookRequest) -> Result<Option<HookRequest>
         "SLIPWAY_HOST".to_string(),
         rustix::system::uname().nodename().to_string_lossy().into_owned(),
     );
+    // Facts, not commands: what the migration brings the database to and
+    // the backup taken before it (one bounded line each).
+    for key in DB_ENV {
+        if let Some(v) = req
+            .env
+            .get(key)
+            .filter(|v| v.len() <= 256 && !v.chars().any(char::is_control))
+        {
+            env.insert(key.to_string(), v.clone());
+        }
+    }
     Ok(Some(HookRequest {
         kind: req.kind.clone(),
         release: req.release.clone(),
@@ -78,6 +106,8 @@ pub fn confine(layout: &Layout, req: &HookRequest) -> Result<Option<HookRequest>
         env,
         timeout_ms: timeout.as_millis() as u64,
         retry_for_ms: retry_for.as_millis() as u64,
+        undo: None,
+        again: req.again,
     }))
 }
 
@@ -163,6 +193,7 @@ pub fn run(layout: &Layout, req: &HookRequest) -> Result<HookResult> {
                 attempts,
                 seconds: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
                 output,
+                paused_ms: None,
             });
         }
         std::thread::sleep(Duration::from_secs(1));

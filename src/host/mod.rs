@@ -9,6 +9,7 @@ pub mod check;
 pub mod fault;
 pub mod history;
 pub mod hooks;
+pub mod intake;
 pub mod layout;
 pub mod links;
 pub mod lock;

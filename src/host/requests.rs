@@ -50,6 +50,12 @@ pub fn take_lock<R: Read, W: Write>(s: &mut Session<R, W>, holder: LockInfo, wai
             ..holder
         };
         s.lock = Some(lock::acquire(&s.layout, &me, wait_ms.map(Duration::from_millis))?);
+        // A window a killed `serve` left open: intake must not stay off.
+        let _ = super::intake::resume_left_open(
+            &s.layout,
+            s.via.clone(),
+            "resumed by the next command: the session that paused intake was killed before resuming it",
+        );
     }
     Ok(Message::Locked)
 }
@@ -100,10 +106,25 @@ pub fn activate<R: Read, W: Write>(s: &mut Session<R, W>, req: ActivateRequest) 
             mark_left_bad: req.mark_left_bad,
             via: s.via.clone(),
             slot,
+            db: checked_facts(req.db)?,
         },
         &mut traffic,
     )?;
     Ok(Message::Switched(Box::new(record)))
+}
+
+/// The database facts a client sends for the history: each at most 256
+/// bytes without control characters, as they are shown to people.
+fn checked_facts(db: crate::protocol::DbFacts) -> Result<crate::protocol::DbFacts> {
+    for v in [&db.schema, &db.db_schema, &db.backup].into_iter().flatten() {
+        if v.len() > 256 || v.chars().any(char::is_control) {
+            return Err(Error::usage(format!(
+                "`{}` is not a schema version or backup reference (at most 256 characters, one line)",
+                v.escape_debug()
+            )));
+        }
+    }
+    Ok(db)
 }
 
 /// Moves the traffic to a release's slot (see [`activate::Traffic`]).
@@ -150,6 +171,7 @@ pub fn rollback<R: Read, W: Write>(s: &mut Session<R, W>, req: RollbackRequest) 
     let name = activate::rollback_target(&s.layout, req.to.as_deref())?;
     let how = Switch {
         slot,
+        db: checked_facts(req.db)?,
         ..activate::rollback_switch(name, req.expect, &req.actor, req.reason.map(bounded), s.via.clone())
     };
     let record = activate::switch_with(&s.layout, &how, &mut traffic)?;
@@ -302,20 +324,91 @@ pub fn verify<R: Read, W: Write>(s: &Session<R, W>, release: Option<&str>) -> Re
 /// # Errors
 /// When the release is missing or the hook cannot be started.
 pub fn hook<R: Read, W: Write>(s: &mut Session<R, W>, req: &HookRequest) -> Result<Message> {
-    let result = if s.confined {
-        // Confined: only the host's own hook, with the host's timeouts and
-        // environment; the client's command, variables and budgets are ignored.
-        match hooks::confine(&s.layout, req)? {
-            Some(own) => hooks::run(&s.layout, &own)?,
-            None => skipped(s, req),
-        }
+    // Confined: only the host's own hook, with the host's timeouts and
+    // environment; the client's command, variables and budgets are ignored.
+    let own = if s.confined {
+        hooks::confine(&s.layout, req)?
     } else {
-        hooks::run(&s.layout, &hooks::bounded(&s.layout, req)?)?
+        Some(hooks::bounded(&s.layout, req)?)
+    };
+    let Some(own) = own else {
+        return Ok(Message::HookResult(Box::new(skipped(s, req))));
+    };
+    let result = match req.kind.as_str() {
+        "pause" => pause(s, req, &own)?,
+        "resume" => resume(s, &own)?,
+        "migrate" | "migrate_down" => migrate(s, &own)?,
+        _ => hooks::run(&s.layout, &own)?,
     };
     if req.kind == "health" && result.attempts > 0 {
         s.health.insert(req.release.clone(), result.ok);
     }
     Ok(Message::HookResult(Box::new(result)))
+}
+
+/// `pause`: record the open window (and the `resume` that closes it)
+/// before intake stops, so that it is resumed however the session ends.
+fn pause<R: Read, W: Write>(s: &mut Session<R, W>, req: &HookRequest, own: &HookRequest) -> Result<HookResult> {
+    let asked = HookRequest {
+        kind: "resume".into(),
+        command: req.undo.clone().unwrap_or_default(),
+        ..req.clone()
+    };
+    let resume = if s.confined {
+        hooks::confine(&s.layout, &asked)?
+    } else {
+        Some(hooks::bounded(&s.layout, &asked)?).filter(|r| !r.command.trim().is_empty())
+    };
+    let Some(resume) = resume else {
+        return Err(Error::usage(format!(
+            "`pause` needs a `resume` that undoes it on `{}`; nothing was paused",
+            s.layout.root.display()
+        )));
+    };
+    super::intake::open(&s.layout, resume)?;
+    s.paused = true;
+    super::fault::point("after-pause-window");
+    hooks::run(&s.layout, own)
+}
+
+/// `resume`: when it succeeds, the window closes and the history records
+/// how long intake was off.
+fn resume<R: Read, W: Write>(s: &mut Session<R, W>, own: &HookRequest) -> Result<HookResult> {
+    let mut r = hooks::run(&s.layout, own)?;
+    if r.ok {
+        if let Some(ms) = super::intake::close(&s.layout, "slipway", s.via.clone(), None)? {
+            r.paused_ms = Some(ms);
+        }
+        s.paused = false;
+    }
+    Ok(r)
+}
+
+/// `migrate` / `migrate_down`: once per release unless asked again,
+/// recorded before it runs and with its result after. It runs to its end
+/// even when the client goes away meanwhile.
+fn migrate<R: Read, W: Write>(s: &mut Session<R, W>, own: &HookRequest) -> Result<HookResult> {
+    if !own.again
+        && let Some(done) = super::intake::succeeded(&s.layout, &own.kind, &own.release)?
+    {
+        return Ok(HookResult {
+            ok: true,
+            exit_code: None,
+            timed_out: false,
+            attempts: 0,
+            seconds: 0.0,
+            output: format!(
+                "`{}` of {} already succeeded here at {}: not run again",
+                own.kind, own.release, done.time
+            ),
+            paused_ms: None,
+        });
+    }
+    let started = super::intake::started(own);
+    super::intake::record(&s.layout, &started)?;
+    let r = hooks::run(&s.layout, own)?;
+    super::intake::record(&s.layout, &super::intake::ended(&started, &r))?;
+    Ok(r)
 }
 
 /// The answer of a confined host that defines no hook of the requested kind.
@@ -331,6 +424,7 @@ fn skipped<R: Read, W: Write>(s: &Session<R, W>, req: &HookRequest) -> HookResul
             req.kind,
             s.layout.meta_dir().join("hooks.toml").display()
         ),
+        paused_ms: None,
     }
 }
 

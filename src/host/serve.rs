@@ -248,23 +248,39 @@ pub fn serve<R: Read, W: Write>(root: &Path, opts: &Options, reader: R, writer: 
         confined: opts.trust == Trust::Confined || opts.forced.is_some(),
         via: opts.via.clone(),
         health: std::collections::HashMap::new(),
+        paused: false,
     };
+    let result = requests_of(&mut session);
+    // However the session ends (its client gone, an error), intake it
+    // paused does not stay off.
+    if session.paused {
+        let _ = super::intake::resume_left_open(
+            &session.layout,
+            session.via.clone(),
+            "resumed by the host: the session that paused intake ended without resuming it",
+        );
+    }
+    result
+}
+
+/// Answer `session`'s requests until the client closes it or one fails.
+fn requests_of<R: Read, W: Write>(session: &mut Session<R, W>) -> Result<()> {
     while let Some(request) = session.ch.recv_optional()? {
         let reply = match request {
-            Message::Push(offer) => stage::push(&mut session, *offer),
-            Message::Lock { holder, wait_ms } => requests::take_lock(&mut session, holder, wait_ms),
-            Message::Unlock => Ok(requests::release_lock(&mut session)),
-            Message::Activate(req) => requests::activate(&mut session, *req),
-            Message::Rollback(req) => requests::rollback(&mut session, *req),
-            Message::MarkBad { name, reason } => requests::mark_bad(&mut session, &name, &reason),
-            Message::MarkHealthy { name, actor } => requests::mark_healthy(&mut session, &name, &actor),
-            Message::Status => requests::status(&session),
-            Message::History { limit, id } => requests::history(&session, limit, id.as_ref()),
-            Message::Prune { keep, pinned, dry_run } => requests::prune(&mut session, keep, &pinned, dry_run),
-            Message::Verify { release } => requests::verify(&session, release.as_deref()),
-            Message::Hook(req) => requests::hook(&mut session, &req),
-            Message::Check => requests::check(&session),
-            Message::Service(req) => requests::service(&mut session, *req),
+            Message::Push(offer) => stage::push(session, *offer),
+            Message::Lock { holder, wait_ms } => requests::take_lock(session, holder, wait_ms),
+            Message::Unlock => Ok(requests::release_lock(session)),
+            Message::Activate(req) => requests::activate(session, *req),
+            Message::Rollback(req) => requests::rollback(session, *req),
+            Message::MarkBad { name, reason } => requests::mark_bad(session, &name, &reason),
+            Message::MarkHealthy { name, actor } => requests::mark_healthy(session, &name, &actor),
+            Message::Status => requests::status(session),
+            Message::History { limit, id } => requests::history(session, limit, id.as_ref()),
+            Message::Prune { keep, pinned, dry_run } => requests::prune(session, keep, &pinned, dry_run),
+            Message::Verify { release } => requests::verify(session, release.as_deref()),
+            Message::Hook(req) => requests::hook(session, &req),
+            Message::Check => requests::check(session),
+            Message::Service(req) => requests::service(session, *req),
             other => Err(Error::UnknownRequest(format!(
                 "`{}` is not a request this host understands (slipway {})",
                 other.name(),

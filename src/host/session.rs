@@ -35,6 +35,9 @@ pub struct Session<R, W: Write> {
     /// Releases whose health check ran in this session, and whether it
     /// passed: a `healthy` record is written only after one that did.
     pub health: std::collections::HashMap<String, bool>,
+    /// This session paused intake (`pause`) and has not resumed it: when
+    /// it ends, the host resumes it itself.
+    pub paused: bool,
 }
 
 /// Check an operator name a client sends (`actor`, `pushed_by`, a lock

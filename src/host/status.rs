@@ -52,6 +52,8 @@ pub fn status(layout: &Layout) -> Result<HostStatus> {
         releases,
         lock: lock::holder(layout)?,
         warnings,
+        migration: super::intake::last(layout)?,
+        paused_since: super::intake::window(layout)?.map(|w| w.since),
         service: if super::service::in_use(layout) {
             Some(super::service::report(layout, None, false)?)
         } else {

@@ -60,6 +60,7 @@ fn activate(l: &Layout, name: &str) -> crate::error::Result<crate::protocol::Rec
             mark_left_bad: false,
             via: None,
             slot: None,
+            db: Default::default(),
         },
     )
 }
@@ -101,6 +102,7 @@ fn expect_is_a_compare_and_swap() {
         mark_left_bad: false,
         via: None,
         slot: None,
+        db: Default::default(),
     };
     let err = activate::switch(&l, &s).unwrap_err();
     assert_eq!(err.exit(), Exit::ExpectMismatch);
@@ -149,6 +151,10 @@ fn a_crash_between_rename_and_history_is_reconciled() {
         signer: None,
         via: None,
         slot: None,
+        schema: None,
+        db_schema: None,
+        backup: None,
+        paused_ms: None,
     };
     history::write_intent(
         &l,
@@ -199,6 +205,10 @@ fn a_crashed_rollback_is_finished_with_its_marks_once() {
             signer: None,
             via: None,
             slot: None,
+            schema: None,
+            db_schema: None,
+            backup: None,
+            paused_ms: None,
         },
         mark_left_bad: true,
     };

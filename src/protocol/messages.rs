@@ -235,6 +235,27 @@ pub struct ActivateRequest {
     /// Move the traffic with the switch, to a service slot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceSwitch>,
+    /// The database facts the history records with the switch.
+    #[serde(default, skip_serializing_if = "DbFacts::is_empty")]
+    pub db: DbFacts,
+}
+
+/// What a switch's history record says about the database: the schema the
+/// release expects, the version the database is at, the backup taken.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbFacts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_schema: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
+}
+
+impl DbFacts {
+    pub fn is_empty(&self) -> bool {
+        *self == DbFacts::default()
+    }
 }
 
 /// The traffic part of a switch on a host that runs a service.
@@ -298,6 +319,9 @@ pub struct RollbackRequest {
     /// Move the traffic with the switch, to a service slot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceSwitch>,
+    /// The database facts the history records with the switch.
+    #[serde(default, skip_serializing_if = "DbFacts::is_empty")]
+    pub db: DbFacts,
 }
 
 /// `hook`: run `command` with `sh -c` in `releases/<release>`.
@@ -315,6 +339,14 @@ pub struct HookRequest {
     /// Retry failed attempts (one second apart) until this long has passed (health checks).
     #[serde(default)]
     pub retry_for_ms: u64,
+    /// `pause`: the command that undoes it (`resume`), which the host runs
+    /// itself when the session ends with intake still off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo: Option<String>,
+    /// `migrate`: run even though this release's migration already
+    /// succeeded here (`--migrate-again`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub again: bool,
 }
 
 /// `hook_result`.
@@ -328,6 +360,9 @@ pub struct HookResult {
     pub seconds: f64,
     /// The last few KiB of the last attempt's combined stdout and stderr.
     pub output: String,
+    /// `resume`: how long intake was paused (the window the host recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_ms: Option<u64>,
 }
 
 /// `need`: the host's answer to a manifest.

@@ -51,6 +51,43 @@ pub struct Record {
     /// switch, on a host that runs the release as a service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<String>,
+    /// The schema version `to` expects (its `schema` hook), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// The version the database was at after this switch's migration (or
+    /// when it switched), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_schema: Option<String>,
+    /// The backup taken before this switch's migration (what `backup` printed last).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
+    /// `resume` records: how long intake was paused, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_ms: Option<u64>,
+}
+
+/// One run of `migrate` or `migrate_down` on a host: a line of
+/// `.slipway/migrations.jsonl` (`started`, then `ok` or `failed`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Migration {
+    pub time: String,
+    /// `migrate` or `migrate_down`.
+    pub kind: String,
+    /// The release it ran in.
+    pub release: String,
+    /// `started`, `ok` or `failed`.
+    pub state: String,
+    /// The schema the migration brings the database to, as the client said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// The backup taken before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+    /// The last KiB of its output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
 }
 
 /// Who holds (or asks for) the lock.
@@ -89,6 +126,12 @@ pub struct HostStatus {
     /// The service slots, on a host that has run the release as a service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceReport>,
+    /// The newest migration run on this host (`migrate_on`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<Migration>,
+    /// When intake was paused, while a window is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_since: Option<String>,
 }
 
 /// The service slots of a host (`service` answers, and `status`).

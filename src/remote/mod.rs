@@ -206,6 +206,13 @@ fn configured_target(target: &str, tc: &TargetConfig, config_origin: &str, env: 
             link_mode: tc.link_mode.unwrap_or_default(),
         });
     }
+    if let Some(on) = &tc.migrate_on
+        && !hosts.iter().any(|h| &h.label == on)
+    {
+        return Err(Error::usage(format!(
+            "`{config_origin}`: `migrate_on = \"{on}\"` of target `{target}` is not one of its hosts"
+        )));
+    }
     let mut labels: Vec<&str> = hosts.iter().map(|h| h.label.as_str()).collect();
     labels.sort_unstable();
     if let Some(w) = labels.windows(2).find(|w| w[0] == w[1]) {

@@ -195,6 +195,8 @@ fn hostile_hook(kind: &str, release: &str, command: &str) -> Message {
         env,
         timeout_ms: 1_000_000_000_000_000,
         retry_for_ms: 1_000_000_000_000_000,
+        undo: Some(format!("{command} # undo")),
+        again: true,
     }))
 }
 

@@ -235,8 +235,9 @@ fn a_service_deploy_checks_the_new_release_before_traffic_and_rolls_back_to_the_
     assert!(warm_body.starts_with("v1 pid="), "{warm_body}");
 
     // Rollback: traffic moves back to the warm v1; nothing starts.
-    let rolled = Instant::now();
     let r = site.slipway(&["rollback", "-t", TARGET]).ok();
+    // Every request sent once the rollback returned and nginx settled.
+    let rolled = Instant::now();
     assert_said(&r, &["v1 is already running in slot a"]);
     load.wait_for_release("v1", 10);
     std::thread::sleep(SETTLE * 2);

@@ -1,0 +1,315 @@
+//! The database steps of a switch (docs/ab-deploys.md, "Complex A/B"):
+//! before anything switches, learn the schema the release expects and the
+//! one the database is at; when they differ, migrate (once, on the
+//! `migrate_on` host, after `backup`, with intake paused on every host), or
+//! refuse (exit 7) a switch nothing would bring there; after the switch,
+//! or any failure, resume intake everywhere it was paused.
+//!
+//! Invariant: `migrate` and `migrate_down` run on one host per command;
+//! `resume` runs on every host where `pause` ran (or was tried), whatever
+//! happened in between, and a host whose session ends with intake paused
+//! resumes it itself.
+
+use std::time::Instant;
+
+use crate::error::{Error, Exit, Result};
+use crate::protocol::DbFacts;
+
+use super::connect::Fleet;
+use super::hooks::{Hook, HookKind, OUTPUT_TAIL, last_lines, show_output};
+use super::plan::Goal;
+use super::report::Phase;
+use super::switch::SwitchOptions;
+
+/// What a switch does to the database.
+#[derive(Debug, Clone)]
+pub(super) struct DbPlan {
+    /// The member that runs `backup`, `migrate`, `migrate_down`.
+    on: usize,
+    /// `Migrate` (in the release switched to) or `MigrateDown` (in the
+    /// release being left), when one is due.
+    run: Option<HookKind>,
+    /// The release the migration runs in.
+    run_in: String,
+    /// What each switch's history record says.
+    pub(super) facts: DbFacts,
+    /// The members where `pause` ran or was tried.
+    paused: Vec<usize>,
+    /// When the first `pause` started.
+    window: Option<Instant>,
+    /// The migration ran (the database may be at a new schema).
+    pub(super) migrated: bool,
+}
+
+impl Fleet<'_> {
+    /// Decide what the switch does to the database (read-only: runs the
+    /// `schema` and `db_schema` hooks). `None` when the target has no
+    /// database hooks or no host switches.
+    ///
+    /// # Errors
+    /// Exit 7 when the release expects another schema than the database is
+    /// at and nothing would bring it there (unless `--allow-schema-rollback`);
+    /// exit 2 when a migration is due and `--hosts` leaves out the
+    /// `migrate_on` host; a failing `schema` / `db_schema` hook.
+    pub(super) fn plan_db(&mut self, goal: &Goal, opts: &SwitchOptions) -> Result<Option<DbPlan>> {
+        let h = &self.hooks;
+        if h.migrate.is_none() && h.schema.is_none() && h.db_schema.is_none() && h.migrate_down.is_none() {
+            return Ok(None);
+        }
+        let Some(release) = self.members.iter().find_map(|m| m.plan.as_ref().map(|p| p.to.clone())) else {
+            return Ok(None);
+        };
+        let on_label = self
+            .target
+            .config
+            .migrate_on
+            .clone()
+            .or_else(|| self.target.hosts.first().map(|h| h.label.clone()))
+            .unwrap_or_default();
+        let Some(on) = self.members.iter().position(|m| m.spec.label == on_label) else {
+            if h.migrate.is_some() || h.migrate_down.is_some() {
+                return Err(Error::usage(format!(
+                    "database migrations of target `{}` run on `{on_label}` (`migrate_on`), which --hosts leaves out: include it, or deploy to the whole target",
+                    self.target.name
+                )));
+            }
+            return Ok(None);
+        };
+        let left = self.members[on].previous().map(str::to_string);
+        let expected = self.capture(on, HookKind::Schema, &release)?;
+        let db_now = match self.capture(on, HookKind::DbSchema, left.as_deref().unwrap_or(&release))? {
+            Some(v) => Some(v),
+            None => self.members[on]
+                .status
+                .as_ref()
+                .and_then(|st| st.migration.as_ref())
+                .filter(|m| m.state == "ok")
+                .and_then(|m| m.schema.clone()),
+        };
+        let differ = matches!((&expected, &db_now), (Some(e), Some(d)) if e != d);
+        let rollback = matches!(goal, Goal::Rollback { .. });
+        let mut run = None;
+        let mut run_in = release.clone();
+        if rollback && differ {
+            if self.hooks.migrate_down.is_some() && left.is_some() {
+                run = Some(HookKind::MigrateDown);
+                run_in = left.clone().unwrap_or_default();
+            }
+        } else if !rollback && self.hooks.migrate.is_some() && (differ || expected.is_none() || opts.migrate_again) {
+            run = Some(HookKind::Migrate);
+        }
+        if differ && run.is_none() && !opts.allow_schema_rollback {
+            let (e, d) = (expected.unwrap_or_default(), db_now.unwrap_or_default());
+            let down = if self.hooks.migrate_down.is_some() {
+                String::new()
+            } else {
+                ", or set `migrate_down` so the release being left can take the database back".to_string()
+            };
+            return Err(Error::SchemaMismatch(format!(
+                "{release} expects schema {e}, but the database is at schema {d}, and no migration here brings it there: \
+                 {release} would run on a schema it does not know; nothing was switched. Ways forward: deploy a release that expects schema {d}{down}, \
+                 or restore a backup taken at schema {e} and pass --allow-schema-rollback"
+            )));
+        }
+        Ok(Some(DbPlan {
+            on,
+            run,
+            run_in,
+            facts: DbFacts {
+                schema: expected,
+                db_schema: db_now,
+                backup: None,
+            },
+            paused: Vec::new(),
+            window: None,
+            migrated: false,
+        }))
+    }
+
+    /// Run `kind` on member `on` in `release` and return the last line it
+    /// printed (`None`: the target has no such hook, or the host skipped it).
+    fn capture(&mut self, on: usize, kind: HookKind, release: &str) -> Result<Option<String>> {
+        let Some(hook) = Hook::of(&self.hooks, kind) else {
+            return Ok(None);
+        };
+        let m = &mut self.members[on];
+        let req = hook.request(m, release, m.previous());
+        let started = Instant::now();
+        let r = m.session()?.hook(req)?;
+        if r.attempts == 0 {
+            return Ok(None);
+        }
+        if !r.ok {
+            return Err(Error::other(format!(
+                "{}: {}: {}",
+                m.spec.label,
+                hook.why_failed(&r, started),
+                last_lines(&r.output, 3).replace('\n', " / ")
+            )));
+        }
+        Ok(r.output
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .map(str::to_string))
+    }
+
+    /// Right before the first host switches: `backup`, `pause` on every
+    /// host that switches, then the migration, once. A failure is recorded
+    /// on its host; returns that host and the exit code.
+    pub(super) fn migrate_before_switch(&mut self, plan: &mut DbPlan, again: bool) -> Option<(String, Exit)> {
+        let kind = plan.run?;
+        let ctx = self.ctx;
+        let out = &ctx.out;
+        // backup, on the migrate_on host
+        if let Some(hook) = Hook::of(&self.hooks, HookKind::Backup) {
+            let m = &mut self.members[plan.on];
+            m.report.phase = Phase::Backup;
+            let req = hook.request(m, &plan.run_in, m.previous());
+            let started = Instant::now();
+            match m.session().and_then(|s| s.hook(req)) {
+                Ok(r) if r.ok => {
+                    show_output(out, &m.spec.label, &r.output);
+                    plan.facts.backup = r
+                        .output
+                        .lines()
+                        .rev()
+                        .map(str::trim)
+                        .find(|l| !l.is_empty())
+                        .map(str::to_string);
+                }
+                Ok(r) => {
+                    m.report.output = Some(last_lines(&r.output, OUTPUT_TAIL));
+                    let why = hook.why_failed(&r, started);
+                    m.fail(
+                        Phase::Backup,
+                        Error::other(format!("{why}; nothing was migrated or switched")),
+                    );
+                    return Some((m.spec.label.clone(), Exit::Error));
+                }
+                Err(e) => {
+                    m.fail(Phase::Backup, e);
+                    return Some((m.spec.label.clone(), Exit::Error));
+                }
+            }
+        }
+        // pause, everywhere that switches
+        if let Some(pause) = Hook::of(&self.hooks, HookKind::Pause) {
+            let undo = self.hooks.resume.clone();
+            plan.window = Some(Instant::now());
+            plan.paused = (0..self.members.len())
+                .filter(|i| self.members[*i].plan.is_some() && self.members[*i].error.is_none())
+                .collect();
+            for i in plan.paused.clone() {
+                let m = &mut self.members[i];
+                let release = m.plan.as_ref().map(|p| p.to.clone()).unwrap_or_default();
+                m.report.phase = Phase::Pause;
+                let mut req = pause.request(m, &release, m.previous());
+                req.undo = undo.clone();
+                let started = Instant::now();
+                match m.session().and_then(|s| s.hook(req)) {
+                    Ok(r) if r.ok => show_output(out, &m.spec.label, &r.output),
+                    Ok(r) => {
+                        m.report.output = Some(last_lines(&r.output, OUTPUT_TAIL));
+                        let why = pause.why_failed(&r, started);
+                        m.fail(
+                            Phase::Pause,
+                            Error::other(format!("{why}; nothing was migrated or switched")),
+                        );
+                        return Some((m.spec.label.clone(), Exit::Error));
+                    }
+                    Err(e) => {
+                        m.fail(Phase::Pause, e);
+                        return Some((m.spec.label.clone(), Exit::Error));
+                    }
+                }
+            }
+            out.info(&format!("intake paused on {} host(s)", plan.paused.len()));
+        }
+        // the migration, once
+        let hook = Hook::of(&self.hooks, kind)?;
+        let m = &mut self.members[plan.on];
+        m.report.phase = Phase::Migrate;
+        let mut req = hook.request(m, &plan.run_in, m.previous());
+        req.again = matches!(kind, HookKind::Migrate) && again;
+        if let Some(s) = &plan.facts.schema {
+            req.env.insert("SLIPWAY_SCHEMA".into(), s.clone());
+        }
+        if let Some(b) = &plan.facts.backup {
+            req.env.insert("SLIPWAY_BACKUP".into(), b.clone());
+        }
+        out.info(&format!("{}: running {kind} in {}", m.spec.label, plan.run_in));
+        let started = Instant::now();
+        match m.session().and_then(|s| s.hook(req)) {
+            Ok(r) if r.ok => {
+                show_output(out, &m.spec.label, &r.output);
+                plan.migrated = r.attempts > 0;
+            }
+            Ok(r) => {
+                m.report.output = Some(last_lines(&r.output, OUTPUT_TAIL));
+                let why = hook.why_failed(&r, started);
+                m.fail(Phase::Migrate, Error::other(format!("{why}; nothing was switched")));
+                return Some((m.spec.label.clone(), Exit::Error));
+            }
+            Err(e) => {
+                m.fail(Phase::Migrate, e);
+                return Some((m.spec.label.clone(), Exit::Error));
+            }
+        }
+        // where the database is now
+        let on = plan.on;
+        let release = plan.run_in.clone();
+        match self.capture(on, HookKind::DbSchema, &release) {
+            Ok(Some(v)) => plan.facts.db_schema = Some(v),
+            Ok(None) => {
+                plan.facts.db_schema = if kind == HookKind::MigrateDown {
+                    None
+                } else {
+                    plan.facts.schema.clone()
+                }
+            }
+            Err(e) => out.warn(&format!(
+                "could not read the database's schema after the migration: {e}"
+            )),
+        }
+        None
+    }
+
+    /// `resume` on every host where `pause` ran, whatever happened; prints
+    /// how long intake was off. A host where it fails keeps its window: its
+    /// `serve` resumes it when this session ends.
+    pub(super) fn resume_paused(&mut self, plan: &mut DbPlan) {
+        let Some(hook) = Hook::of(&self.hooks, HookKind::Resume) else {
+            return;
+        };
+        if plan.paused.is_empty() {
+            return;
+        }
+        let ctx = self.ctx;
+        let out = &ctx.out;
+        let paused = std::mem::take(&mut plan.paused);
+        for i in paused {
+            let m = &mut self.members[i];
+            let release = m.report.current.clone().unwrap_or_default();
+            let req = hook.request(m, &release, m.previous());
+            let started = Instant::now();
+            match m.session().and_then(|s| s.hook(req)) {
+                Ok(r) if r.ok => show_output(out, &m.spec.label, &r.output),
+                Ok(r) => out.warn(&format!(
+                    "{}: {}; intake is still paused there, and the host resumes it when this session ends (`slipway status` shows it)",
+                    m.spec.label,
+                    hook.why_failed(&r, started)
+                )),
+                Err(e) => out.warn(&format!(
+                    "{}: resume: {}; the host resumes intake itself when this session ends",
+                    m.spec.label,
+                    e.without_host()
+                )),
+            }
+        }
+        if let Some(t) = plan.window.take() {
+            out.info(&format!("intake was paused for {:.2} s", t.elapsed().as_secs_f64()));
+        }
+    }
+}
