@@ -288,9 +288,12 @@ fn pg_health_follows_the_database_schema_and_writes_name_their_release() {
     let v1 = db.tree("v1", 1, Mode::Ok);
     let v2 = db.tree("v2", 2, Mode::Ok);
     let sick = db.tree("v1-sick", 1, Mode::FailCheck);
+    let expand = db.tree("v1-expand", 1, Mode::Ok);
+    dbapp::set_accepts(&expand, &[1, 2]);
     let a = dbapp::start_server(&v1, &db.root);
     let b = dbapp::start_server(&v2, &db.root);
     let c = dbapp::start_server(&sick, &db.root);
+    let d = dbapp::start_server(&expand, &db.root);
     let health = |i: &crate::support::webapp::Instance| load::get(i.addr(), "/health").expect("GET /health");
 
     // Before any migration: unhealthy, and says why.
@@ -308,6 +311,7 @@ fn pg_health_follows_the_database_schema_and_writes_name_their_release() {
     assert_eq!(health(&b).status, 500);
     let h = health(&c);
     assert_eq!((h.status, h.text()), (500, "failing (MODE fail-check)\n".into()));
+    assert_eq!(health(&d).text(), "ok schema=1\n");
     let root = load::get(a.addr(), "/").unwrap().text();
     assert_eq!(root, format!("v1 pid={} schema=1\n", a.pid()));
     let w = load::post(a.addr(), "/write", b"from-v1").unwrap();
@@ -320,7 +324,12 @@ fn pg_health_follows_the_database_schema_and_writes_name_their_release() {
     assert!(w.text().contains("column \"note\""), "{}", w.text());
 
     db.run(&v2, dbapp::MIGRATE, &[]);
-    assert_eq!(health(&a).status, 500);
+    let h = health(&a);
+    assert_eq!(
+        (h.status, h.text()),
+        (500, "schema mismatch: the database is at 2, v1 expects 1\n".into())
+    );
+    assert_eq!(health(&d).text(), "ok schema=2\n", "ACCEPTS 1 2");
     assert_eq!(health(&b).text(), "ok schema=2\n");
     assert_eq!(load::post(b.addr(), "/write", b"from-v2").unwrap().status, 200);
     // A schema-1 server still writes to schema 2 (the new column is nullable).

@@ -18,7 +18,10 @@ Every program of the tree is a copy of this file; it does what its name says
 
 The tree (beside `bin/`) holds `VERSION` (the release's name, else
 $SLIPWAY_RELEASE), `SCHEMA` (the schema version it expects, 1 or 2), `MODE`
-(ok, fail-check; absent means ok) and maybe `MIGRATE_SLEEP` (seconds).
+(ok, fail-check; absent means ok), maybe `MIGRATE_SLEEP` (seconds) and maybe
+`ACCEPTS` (the schema versions the server is healthy on, e.g. `1 2` for a
+schema-1 release that runs on schema 2 too, as it does: the column schema 2
+adds is nullable; absent means SCHEMA only).
 
 Settings come from $SLIPWAY_ROOT/shared/db.env, KEY=VALUE lines written by
 the test, so that every slot on every host finds the same database:
@@ -40,7 +43,8 @@ SIGTERM stops it, exit 0):
 
     GET /          200 "RELEASE pid=PID schema=SCHEMA"
     GET /health    200 "ok schema=N" when the database's schema version is the
-                   tree's SCHEMA (and MODE is not fail-check), else 500 saying why
+                   tree's SCHEMA, or in ACCEPTS (and MODE is not fail-check),
+                   else 500 saying why
     POST /write    body ID: insert (ID, RELEASE[, note]) into items; 200
                    "wrote ID" once committed; the same ID again is a no-op, 200;
                    500 with the database's error otherwise
@@ -92,6 +96,7 @@ def read_tree_file(name):
 RELEASE = (read_tree_file("VERSION") or os.environ.get("SLIPWAY_RELEASE") or "unknown").splitlines()[0].strip()
 SCHEMA = int(read_tree_file("SCHEMA") or "1")
 MODE = (read_tree_file("MODE") or "ok").split()[0]
+ACCEPTS = sorted({int(v) for v in (read_tree_file("ACCEPTS") or str(SCHEMA)).split()})
 
 
 def shared(*parts):
@@ -299,8 +304,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return
             if MODE == "fail-check":
                 self.reply(500, "failing (MODE fail-check)\n")
-            elif have != SCHEMA:
-                self.reply(500, f"schema mismatch: the database is at {have}, {RELEASE} expects {SCHEMA}\n")
+            elif have not in ACCEPTS:
+                expects = " or ".join(map(str, ACCEPTS))
+                self.reply(500, f"schema mismatch: the database is at {have}, {RELEASE} expects {expects}\n")
             else:
                 self.reply(200, f"ok schema={have}\n")
         else:

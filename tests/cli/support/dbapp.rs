@@ -24,6 +24,11 @@
 //! [`calls`] lists the runs of `migrate` and `backup` on one host, no-ops
 //! included.
 //!
+//! [`HOOKS`] is the `[targets.NAME.hooks]` that runs them (docs/ab-deploys.md,
+//! "Complex A/B"). A schema-2 release fails its check until the database is
+//! at 2, so its deploy needs `start_after_migrate = true`; a schema-1 release
+//! with [`add_accepts`] `[1, 2]` stays healthy across the migration.
+//!
 //! ```ignore
 //! dbapp::add_to(&repo, "v1", 1, Mode::Ok).commit("v1").tag("v1");
 //! dbapp::add_to(&repo, "v2", 2, Mode::Ok);
@@ -58,6 +63,15 @@ pub const DB_SCHEMA: &str = "bin/db-schema";
 pub const BACKUP: &str = "bin/backup";
 /// `off` pauses writes at the proxy, `on` resumes them.
 pub const INTAKE: &str = "bin/intake";
+/// The database hooks of a target running this service, as lines of
+/// `[targets.NAME.hooks]`.
+pub const HOOKS: &str = "schema = \"bin/schema\"\n\
+                         db_schema = \"bin/db-schema\"\n\
+                         backup = \"bin/backup\"\n\
+                         pause = \"bin/intake off\"\n\
+                         resume = \"bin/intake on\"\n\
+                         migrate = \"bin/migrate\"\n\
+                         migrate_down = \"bin/migrate --down\"\n";
 /// Every program that is a copy of `dbapp.py`.
 pub const PROGRAMS: [&str; 6] = [START, MIGRATE, SCHEMA, DB_SCHEMA, BACKUP, INTAKE];
 
@@ -111,8 +125,12 @@ pub fn files(release: &str, schema: u32, mode: Mode) -> Vec<TreeFile> {
     out
 }
 
+/// The tree's optional files, which [`add_to`] and [`write_tree`] remove.
+const OPTIONAL: [&str; 2] = ["MIGRATE_SLEEP", "ACCEPTS"];
+
 /// Write the service's files into `repo`'s working tree, removing a
-/// `MIGRATE_SLEEP` left by a previous release (commit and tag are the caller's).
+/// `MIGRATE_SLEEP` or `ACCEPTS` left by a previous release (commit and tag
+/// are the caller's).
 pub fn add_to<'r>(repo: &'r Repo, release: &str, schema: u32, mode: Mode) -> &'r Repo {
     for f in files(release, schema, mode) {
         if f.executable {
@@ -121,7 +139,9 @@ pub fn add_to<'r>(repo: &'r Repo, release: &str, schema: u32, mode: Mode) -> &'r
             repo.write(f.path, &f.contents);
         }
     }
-    let _ = std::fs::remove_file(repo.path.join("MIGRATE_SLEEP"));
+    for f in OPTIONAL {
+        let _ = std::fs::remove_file(repo.path.join(f));
+    }
     repo
 }
 
@@ -129,6 +149,19 @@ pub fn add_to<'r>(repo: &'r Repo, release: &str, schema: u32, mode: Mode) -> &'r
 /// tree's `MIGRATE_SLEEP`): a window to observe, or to kill it in.
 pub fn add_migrate_sleep(repo: &Repo, d: Duration) -> &Repo {
     repo.write("MIGRATE_SLEEP", format!("{}\n", d.as_secs_f64()))
+}
+
+/// Make `repo`'s server healthy on each schema of `schemas` (the tree's
+/// `ACCEPTS`), not only its own: a release written to run before and after
+/// a migration ("expand, then contract" in docs/ab-deploys.md). A schema-1
+/// server does run on schema 2; a schema-2 one does not run on 1.
+pub fn add_accepts<'r>(repo: &'r Repo, schemas: &[u32]) -> &'r Repo {
+    repo.write("ACCEPTS", accepts_text(schemas))
+}
+
+fn accepts_text(schemas: &[u32]) -> String {
+    let words: Vec<String> = schemas.iter().map(u32::to_string).collect();
+    format!("{}\n", words.join(" "))
 }
 
 /// Write the service's files into `dir` (created if need be).
@@ -139,7 +172,14 @@ pub fn write_tree(dir: &Path, release: &str, schema: u32, mode: Mode) {
         let mode = if f.executable { 0o755 } else { 0o644 };
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
     }
-    set_migrate_sleep(dir, None);
+    for f in OPTIONAL {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+}
+
+/// Set the `ACCEPTS` of the tree in `dir` (see [`add_accepts`]).
+pub fn set_accepts(dir: &Path, schemas: &[u32]) {
+    super::write_file(&dir.join("ACCEPTS"), accepts_text(schemas).as_bytes());
 }
 
 /// Set (or with `None` remove) the `MIGRATE_SLEEP` of the tree in `dir`.
