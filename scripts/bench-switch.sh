@@ -8,6 +8,9 @@
 #                               in the idle slot (checked once, then switched)
 #   baseline:                   `slipway status` (connect, lock-free read) and
 #                               `ssh host true`, measured in the same round
+#   pause window:               a deploy whose migration takes 1 s (`sleep 1`):
+#                               from the first `pause` to the last `resume`, as
+#                               slipway prints it ("intake was paused for X s")
 #
 # for 1 and 8 hosts. The 8 "hosts" are ssh aliases of one throwaway sshd with
 # distinct roots, ports and nginx instances, so all share this machine.
@@ -187,8 +190,34 @@ EOF
   printf '  rollback: %s\n  activate: %s\n  status:   %s\n  ssh true: %s\n' "$(join "${rb[@]}")" "$(join "${act[@]}")" "$(join "${st[@]}")" "$(join "${rtt[@]}")"
 }
 
+# A deploy with a 1 s migration: releases m1, m2, … each expect a new schema.
+migrations=0
+window_for() {
+  local n=$1 w=() r out
+  cat >>slipway.toml <<EOF
+
+[targets.bench.hooks]
+schema = "cat SCHEMA"
+db_schema = "cat $work/db-schema"
+pause = "touch $work/paused-\$SLIPWAY_SLOT"
+resume = "rm -f $work/paused-\$SLIPWAY_SLOT"
+migrate = "sleep 1 && cp SCHEMA $work/db-schema"
+EOF
+  for r in $(seq 1 "$runs"); do
+    migrations=$((migrations + 1))
+    cp -a "$work/app-v1" "$work/app-m$migrations"
+    echo "$migrations" >"$work/app-m$migrations/SCHEMA"
+    "$slipway" build --dir "$work/app-m$migrations" --name "m$migrations" >/dev/null
+    out=$("$slipway" deploy "m$migrations" -t bench 2>&1 >/dev/null)
+    w+=("$(printf '%s\n' "$out" | awk '/intake was paused for/ {print $(NF-1)}')")
+  done
+  printf '%s hosts: pause window %s s with a 1 s migration (median of %s): %s\n' "$n" "$(median "${w[@]}")" "$runs" "$(join "${w[@]}")"
+}
+echo 0 >"$work/db-schema"
+
 note "$(machine_line)"
 run_for 1
+window_for 1
 kill_instances
 for i in $(seq 1 "$hosts"); do
   chmod -R u+w "$work/hosts/$i"
@@ -197,3 +226,4 @@ for i in $(seq 1 "$hosts"); do
   echo "server 127.0.0.1:${ports_a[$i]};" >"$work/proxy$i/upstream.conf"
 done
 run_for 8
+window_for 8

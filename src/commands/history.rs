@@ -24,6 +24,16 @@ struct Row {
     signer: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     via: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    slot: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schema: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    db_schema: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backup: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paused_ms: Option<u64>,
 }
 
 /// Records per host when neither `--limit` nor `--all` is given: years of
@@ -60,6 +70,11 @@ pub fn run(args: &HistoryArgs, ctx: &Context) -> Result<()> {
                     reason: r.reason,
                     signer: r.signer,
                     via: r.via,
+                    slot: r.slot,
+                    schema: r.schema,
+                    db_schema: r.db_schema,
+                    backup: r.backup,
+                    paused_ms: r.paused_ms,
                 }));
             }
             // The first failure is the command's error line; the others are warnings.
@@ -87,6 +102,21 @@ pub fn run(args: &HistoryArgs, ctx: &Context) -> Result<()> {
                 .as_deref()
                 .map(|x| format!("  signed by {x}"))
                 .unwrap_or_default();
+            if let Some(x) = &r.slot {
+                reason.push_str(&format!("  slot {x}"));
+            }
+            if let Some(x) = &r.schema {
+                reason.push_str(&format!("  schema {x}"));
+            }
+            if let Some(x) = r.db_schema.as_ref().filter(|d| Some(*d) != r.schema.as_ref()) {
+                reason.push_str(&format!("  (database at {x})"));
+            }
+            if let Some(x) = &r.backup {
+                reason.push_str(&format!("  backup {x}"));
+            }
+            if let Some(ms) = r.paused_ms {
+                reason.push_str(&format!("  intake paused {:.2} s", ms as f64 / 1000.0));
+            }
             if let Some(x) = &r.reason {
                 reason.push_str(&format!("  ({x})"));
             }

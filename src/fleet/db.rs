@@ -87,7 +87,15 @@ impl Fleet<'_> {
                 .and_then(|m| m.schema.clone()),
         };
         let differ = matches!((&expected, &db_now), (Some(e), Some(d)) if e != d);
-        let rollback = matches!(goal, Goal::Rollback { .. });
+        // Going back: a rollback, or activating a release that was live here
+        // before. Its `migrate` is not run to take the database back down
+        // (a migration tool brings a database up to a release, not back).
+        let seen_before = self.members[on]
+            .status
+            .as_ref()
+            .and_then(|st| st.releases.iter().find(|r| r.name == release))
+            .is_some_and(|r| r.last_activated.is_some());
+        let rollback = matches!(goal, Goal::Rollback { .. }) || (seen_before && !opts.migrate_again);
         let mut run = None;
         let mut run_in = release.clone();
         if rollback && differ {

@@ -4,6 +4,7 @@
 mod support;
 
 mod bundles;
+mod db;
 mod docs;
 mod faults;
 mod fleet;

@@ -1,0 +1,299 @@
+//! The database steps of a deploy (docs/ab-deploys.md, "Complex A/B") with
+//! a stand-in database: a directory of files that the hooks read and write
+//! the way a migration tool would (its schema version, one line per
+//! migration run, one line per pause and resume). Every step's ordering,
+//! run-once and always-resume promise is checked here over real sshd;
+//! `tests/cli/pg.rs` and `tests/cli/dbdeploy.rs` do it with PostgreSQL.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::scenario::{Scenario, Scene, TARGET};
+
+/// The stand-in database and the target's hooks over it.
+struct Db {
+    dir: PathBuf,
+}
+
+impl Db {
+    fn new(scene: &Scene) -> Db {
+        let dir = scene.env.path("db");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("schema"), "1\n").unwrap();
+        Db { dir }
+    }
+
+    /// `[targets.prod.hooks]` over this database; `extra`: more keys.
+    fn hooks(&self, extra: &str) -> String {
+        let d = self.dir.display();
+        format!(
+            "[targets.{TARGET}.hooks]\n\
+             schema = \"cat SCHEMA\"\n\
+             db_schema = \"cat {d}/schema\"\n\
+             backup = \"cp {d}/schema {d}/backup-$SLIPWAY_RELEASE && echo {d}/backup-$SLIPWAY_RELEASE\"\n\
+             pause = \"echo pause $SLIPWAY_HOST >> {d}/intake\"\n\
+             resume = \"echo resume $SLIPWAY_HOST >> {d}/intake\"\n\
+             migrate = \"test ! -e {d}/fail-migrate && echo $SLIPWAY_RELEASE >> {d}/runs && cp SCHEMA {d}/schema && echo migrated\"\n\
+             {extra}"
+        )
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
+    }
+
+    fn runs(&self) -> Vec<String> {
+        self.read("runs").lines().map(str::to_string).collect()
+    }
+
+    /// `pause` and `resume` lines: every pause is followed by its resume.
+    fn assert_resumed(&self) {
+        let intake = self.read("intake");
+        let paused = intake.lines().filter(|l| l.starts_with("pause ")).count();
+        let resumed = intake.lines().filter(|l| l.starts_with("resume ")).count();
+        assert_eq!(paused, resumed, "every pause is resumed:\n{intake}");
+    }
+}
+
+/// A scene of two ssh hosts whose releases `v1`… expect the schemas given.
+fn scene(schemas: &[(&str, &str)], extra: &str) -> (Scene, Db) {
+    let s = Scenario::new().ssh_hosts(2).start();
+    let db = Db::new(&s);
+    let labels = format!("\"{}\", \"{}\"", s.label(0), s.label(1));
+    s.env.write(
+        "slipway.toml",
+        format!("[targets.{TARGET}]\nhosts = [{labels}]\n{}", db.hooks(extra)),
+    );
+    for (tag, schema) in schemas {
+        s.repo.write("SCHEMA", format!("{schema}\n"));
+        s.tag(tag);
+    }
+    (s, db)
+}
+
+fn history(s: &Scene) -> Vec<serde_json::Value> {
+    let o = s.slipway().args(["history", "-t", TARGET, "--json"]).ok();
+    o.json().as_array().unwrap().clone()
+}
+
+#[test]
+fn a_migration_runs_once_on_migrate_on_between_pause_and_the_switch_and_intake_is_always_resumed() {
+    let (s, db) = scene(&[("v1", "1"), ("v2", "2"), ("v3", "2")], "");
+    s.slipway().args(["deploy", "v1", "-t", TARGET]).ok();
+    assert!(db.runs().is_empty(), "v1 expects the schema the database is at");
+    let d = s.slipway().args(["deploy", "v2", "-t", TARGET]).ok();
+    assert_eq!(db.runs(), ["v2"], "{d}");
+    assert_eq!(db.read("schema"), "2\n");
+    // Ordering: backup before pause before the migration before the switch before resume.
+    let err = d.stderr();
+    let at = |needle: &str| err.find(needle).unwrap_or_else(|| panic!("no {needle:?}: {d}"));
+    assert!(at("backup-v2") < at("intake paused on 2 host(s)"), "{d}");
+    assert!(at("intake paused on 2 host(s)") < at("running migrate in v2"), "{d}");
+    assert!(at("running migrate in v2") < at("v1 -> v2"), "{d}");
+    assert!(at("v1 -> v2") < at("intake was paused for"), "{d}");
+    assert!(db.read("intake").lines().count() == 4, "{}", db.read("intake"));
+    db.assert_resumed();
+    // History on every host: the schema, the database's version, the backup,
+    // and how long intake was paused.
+    let h = history(&s);
+    for host in [s.label(0), s.label(1)] {
+        let switch = h
+            .iter()
+            .find(|r| r["host"] == host && r["action"] == "activate" && r["to"] == "v2")
+            .unwrap_or_else(|| panic!("{h:?}"));
+        assert_eq!(switch["schema"], "2");
+        assert_eq!(switch["db_schema"], "2");
+        assert_eq!(switch["backup"], format!("{}/backup-v2", db.dir.display()), "{switch}");
+        let resume = h
+            .iter()
+            .find(|r| r["host"] == host && r["action"] == "resume")
+            .unwrap_or_else(|| panic!("{h:?}"));
+        assert!(resume["paused_ms"].as_u64().is_some(), "{resume}");
+    }
+    // v3 expects the same schema: no migration, no pause.
+    s.slipway().args(["deploy", "v3", "-t", TARGET]).ok();
+    assert_eq!(db.runs(), ["v2"]);
+    assert_eq!(db.read("intake").lines().count(), 4);
+    // Deploying v2 again finds the database already there.
+    s.slipway().args(["deploy", "v2", "-t", TARGET]).ok();
+    assert_eq!(db.runs(), ["v2"]);
+    // Unless asked.
+    s.slipway().args(["activate", "v3", "-t", TARGET]).ok();
+    s.slipway().args(["deploy", "v2", "-t", TARGET, "--migrate-again"]).ok();
+    assert_eq!(db.runs(), ["v2", "v2"]);
+    db.assert_resumed();
+}
+
+#[test]
+fn a_rollback_across_a_schema_change_is_refused_with_exit_7_unless_allowed_or_migrated_down() {
+    let (s, db) = scene(&[("v1", "1"), ("v2", "2")], "");
+    s.slipway().args(["deploy", "v1", "-t", TARGET]).ok();
+    s.slipway().args(["deploy", "v2", "-t", TARGET]).ok();
+    let refused = s.slipway().args(["rollback", "-t", TARGET]).fails(7);
+    refused.stderr_has("v1 expects schema 1, but the database is at schema 2");
+    assert_eq!(s.current(0).as_deref(), Some("v2"));
+    assert_eq!(s.current(1).as_deref(), Some("v2"));
+    s.slipway()
+        .args(["activate", "v1", "-t", TARGET])
+        .fails(7)
+        .stderr_has("nothing was switched");
+    s.slipway()
+        .args(["rollback", "-t", TARGET, "--allow-schema-rollback"])
+        .ok();
+    assert_eq!(s.current(0).as_deref(), Some("v1"));
+    assert_eq!(db.read("schema"), "2\n", "nothing touched the database");
+
+    // With migrate_down, the release being left takes the database back.
+    let d = db.dir.display();
+    s.env.write(
+        "slipway.toml",
+        format!(
+            "[targets.{TARGET}]\nhosts = [\"{}\", \"{}\"]\n{}",
+            s.label(0),
+            s.label(1),
+            db.hooks(&format!(
+                "migrate_down = \"echo down-$SLIPWAY_RELEASE >> {d}/runs && echo 1 > {d}/schema\"\n"
+            ))
+        ),
+    );
+    s.slipway().args(["activate", "v2", "-t", TARGET]).ok();
+    let r = s.slipway().args(["rollback", "-t", TARGET, "--to", "v1"]).ok();
+    assert!(r.stderr().contains("running migrate_down in v2"), "{r}");
+    assert_eq!(db.read("schema"), "1\n");
+    assert_eq!(db.runs().last().map(String::as_str), Some("down-v2"));
+    assert_eq!(s.current(1).as_deref(), Some("v1"));
+    db.assert_resumed();
+}
+
+#[test]
+fn a_failed_migration_switches_nothing_resumes_intake_and_runs_again_next_time() {
+    let (s, db) = scene(&[("v1", "1"), ("v2", "2")], "");
+    s.slipway().args(["deploy", "v1", "-t", TARGET]).ok();
+    std::fs::write(db.dir.join("fail-migrate"), "").unwrap();
+    let f = s.slipway().args(["deploy", "v2", "-t", TARGET]).fails(1);
+    f.stderr_has("(migrate)").stderr_has("nothing was switched");
+    assert_eq!(s.current(0).as_deref(), Some("v1"));
+    assert_eq!(s.current(1).as_deref(), Some("v1"));
+    db.assert_resumed();
+    let st = s.slipway().args(["status", "-t", TARGET, "--json"]).ok().json();
+    assert_eq!(st[0]["migration"]["state"], "failed", "{st}");
+    std::fs::remove_file(db.dir.join("fail-migrate")).unwrap();
+    s.slipway().args(["deploy", "v2", "-t", TARGET]).ok();
+    assert_eq!(db.runs(), ["v2"]);
+    db.assert_resumed();
+}
+
+#[test]
+fn a_failing_pause_or_backup_names_the_step_and_host_and_leaves_nothing_paused() {
+    let (s, db) = scene(&[("v1", "1"), ("v2", "2")], "");
+    s.slipway().args(["deploy", "v1", "-t", TARGET]).ok();
+    let toml = std::fs::read_to_string(s.env.path("slipway.toml")).unwrap();
+    let d = db.dir.display().to_string();
+    // pause fails on the second host only.
+    let failing = toml.replace(
+        "pause = \"echo pause $SLIPWAY_HOST",
+        &format!(
+            "pause = \"test \\\"$SLIPWAY_HOST\\\" != \\\"{}\\\" && echo pause $SLIPWAY_HOST",
+            s.label(1)
+        ),
+    );
+    s.env.write("slipway.toml", &failing);
+    let f = s.slipway().args(["deploy", "v2", "-t", TARGET]).fails(1);
+    f.stderr_has(&format!("on {} (pause)", s.label(1)));
+    assert!(db.runs().is_empty(), "no migration after a failed pause");
+    let intake = db.read("intake");
+    assert_eq!(
+        intake.lines().filter(|l| l.starts_with("resume ")).count(),
+        2,
+        "{intake}"
+    );
+    for i in 0..2 {
+        let st = s.slipway().args(["status", "-t", TARGET, "--json"]).ok().json();
+        assert!(st[i]["paused_since"].is_null(), "{st}");
+        assert_eq!(s.current(i).as_deref(), Some("v1"));
+    }
+    // backup fails: nothing paused at all.
+    let failing = toml.replace("backup = \"cp ", "backup = \"false && cp ");
+    s.env.write("slipway.toml", &failing);
+    std::fs::remove_file(db.dir.join("intake")).unwrap();
+    s.slipway()
+        .args(["deploy", "v2", "-t", TARGET])
+        .fails(1)
+        .stderr_has(&format!("on {} (backup)", s.label(0)));
+    assert_eq!(db.read("intake"), "", "nothing was paused");
+    assert!(Path::new(&d).join("schema").exists());
+}
+
+#[test]
+fn a_client_killed_with_intake_paused_has_it_resumed_by_the_host_within_seconds() {
+    // The migration waits for a file, so the client can be killed while
+    // every host has intake paused.
+    let (s, db) = scene(&[("v1", "1"), ("v2", "2")], "");
+    s.slipway().args(["deploy", "v1", "-t", TARGET]).ok();
+    let d = db.dir.display().to_string();
+    let toml = std::fs::read_to_string(s.env.path("slipway.toml")).unwrap();
+    s.env.write(
+        "slipway.toml",
+        toml.replace(
+            "migrate = \"",
+            &format!("migrate = \"touch {d}/migrating; while [ ! -e {d}/go ]; do sleep 0.05; done; "),
+        ),
+    );
+    let mut child = s
+        .slipway()
+        .args(["deploy", "v2", "-t", TARGET])
+        .cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::support::wait_for(30, "the migration to start", || db.dir.join("migrating").exists());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The host that is not migrating resumes at once; the migrating one
+    // finishes its migration first.
+    crate::support::wait_for(10, "the idle host to resume intake", || {
+        db.read("intake").contains(&format!("resume {}", s.label(1)))
+    });
+    std::fs::write(db.dir.join("go"), "").unwrap();
+    crate::support::wait_for(10, "the migrating host to resume intake", || {
+        db.read("intake").contains(&format!("resume {}", s.label(0)))
+    });
+    db.assert_resumed();
+    // The migration ran to its end, once; the next deploy does not run it again.
+    crate::support::wait_for(10, "the migration to finish", || db.runs() == ["v2"]);
+    s.slipway().args(["deploy", "v2", "-t", TARGET, "--wait", "30"]).ok();
+    assert_eq!(db.runs(), ["v2"]);
+    assert_eq!(s.current(0).as_deref(), Some("v2"));
+    // The history says who resumed, and why.
+    let h = history(&s);
+    assert!(
+        h.iter().any(|r| r["action"] == "resume"
+            && r["reason"]
+                .as_str()
+                .is_some_and(|t| t.contains("ended without resuming"))),
+        "{h:?}"
+    );
+}
+
+#[test]
+fn hosts_that_leave_out_migrate_on_are_refused_when_a_migration_may_run() {
+    let (s, _db) = scene(&[("v1", "1")], "");
+    let label = s.label(1).to_string();
+    s.slipway()
+        .args(["deploy", "v1", "-t", TARGET, "--hosts", &label])
+        .fails(2)
+        .stderr_has("(`migrate_on`), which --hosts leaves out");
+    // A migrate_on that is not a host of the target.
+    let toml = std::fs::read_to_string(s.env.path("slipway.toml")).unwrap();
+    s.env.write(
+        "slipway.toml",
+        toml.replace(
+            &format!("[targets.{TARGET}.hooks]"),
+            &format!("migrate_on = \"nope\"\n[targets.{TARGET}.hooks]"),
+        ),
+    );
+    s.slipway()
+        .args(["status", "-t", TARGET])
+        .fails(2)
+        .stderr_has("`migrate_on = \"nope\"` of target `prod` is not one of its hosts");
+}
