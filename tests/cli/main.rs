@@ -5,6 +5,7 @@ mod support;
 
 mod bundles;
 mod db;
+mod dbdeploy;
 mod docs;
 mod faults;
 mod fleet;
