@@ -59,6 +59,8 @@ root = "/srv/app"
 # connect_timeout = "10s"
 # A gate: only bundles found healthy on every host of this other target may deploy here.
 # require_healthy_on = "staging"
+# The host that runs backup, migrate and migrate_down (below) [default: the first host].
+# migrate_on = "app1.example.com"
 
 # Commands run on each host in the release directory, with SLIPWAY_RELEASE,
 # SLIPWAY_ID, SLIPWAY_PREVIOUS, SLIPWAY_ROOT and SLIPWAY_HOST set.
@@ -72,6 +74,24 @@ root = "/srv/app"
 # health_timeout = "30s"
 # A hook still running after this long is killed and counts as failed.
 # hook_timeout = "5m"
+# Database changes (docs/ab-deploys.md): the schema a release expects, and the
+# one the database is at; when they differ, a deploy runs backup, pause (every
+# host), migrate (once, on migrate_on), the switch, then resume (always).
+# schema = "cat db/VERSION"
+# db_schema = "bin/schema-now"
+# backup = "bin/backup"
+# pause = "bin/intake off"
+# resume = "bin/intake on"
+# migrate = "bin/migrate"
+# In the release being left: lets a rollback cross a schema change (else exit 7).
+# migrate_down = "bin/migrate --down"
+# With a service: start and check the new release after migrate, not before.
+# start_after_migrate = false
+
+# To run the release as a service in two slots per host (the new release
+# starts beside the live one, is checked on its own port, then takes the
+# traffic; the old one stays warm), add a [targets.production.service]
+# section: docs/ab-deploys.md shows it.
 "#;
 
 /// # Errors
