@@ -297,3 +297,69 @@ fn hosts_that_leave_out_migrate_on_are_refused_when_a_migration_may_run() {
         .fails(2)
         .stderr_has("`migrate_on = \"nope\"` of target `prod` is not one of its hosts");
 }
+
+#[test]
+fn a_client_killed_at_backup_pause_or_resume_leaves_intake_on_and_the_next_deploy_completes() {
+    // Each step waits for a file, so the client can be killed inside it.
+    for step in ["backup", "pause", "resume"] {
+        let (s, db) = scene(&[("v1", "1"), ("v2", "2")], "");
+        s.slipway().args(["deploy", "v1", "-t", TARGET]).ok();
+        let d = db.dir.display().to_string();
+        let toml = std::fs::read_to_string(s.env.path("slipway.toml")).unwrap();
+        let waiting = toml.replace(
+            &format!("{step} = \""),
+            &format!("{step} = \"touch {d}/in-{step}; while [ ! -e {d}/go ]; do sleep 0.05; done; "),
+        );
+        s.env.write("slipway.toml", &waiting);
+        let mut child = s
+            .slipway()
+            .args(["deploy", "v2", "-t", TARGET])
+            .cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        crate::support::wait_for(30, &format!("{step} to start"), || {
+            db.dir.join(format!("in-{step}")).exists()
+        });
+        child.kill().unwrap();
+        child.wait().unwrap();
+        std::fs::write(db.dir.join("go"), "").unwrap();
+        s.env.write("slipway.toml", &toml);
+        // Intake is on again everywhere within seconds, without another command.
+        crate::support::wait_for(15, &format!("intake resumed after a kill in {step}"), || {
+            let intake = db.read("intake");
+            intake.lines().filter(|l| l.starts_with("pause ")).count()
+                == intake.lines().filter(|l| l.starts_with("resume ")).count()
+        });
+        // The next deploy completes; a migration that completed is not run again.
+        s.slipway().args(["deploy", "v2", "-t", TARGET, "--wait", "30"]).ok();
+        assert_eq!(s.current(0).as_deref(), Some("v2"), "after a kill in {step}");
+        assert_eq!(db.runs(), ["v2"], "after a kill in {step}");
+        db.assert_resumed();
+        let st = s.slipway().args(["status", "-t", TARGET, "--json"]).ok().json();
+        assert!(
+            st[0]["paused_since"].is_null() && st[1]["paused_since"].is_null(),
+            "{st}"
+        );
+    }
+}
+
+#[test]
+fn a_failing_schema_or_db_schema_hook_names_the_step_and_host_and_switches_nothing() {
+    let (s, db) = scene(&[("v1", "1"), ("v2", "2")], "");
+    s.slipway().args(["deploy", "v1", "-t", TARGET]).ok();
+    let toml = std::fs::read_to_string(s.env.path("slipway.toml")).unwrap();
+    for (key, broken) in [
+        ("schema = \"", "schema = \"false && "),
+        ("db_schema = \"", "db_schema = \"false && "),
+    ] {
+        s.env.write("slipway.toml", toml.replacen(key, broken, 1));
+        let f = s.slipway().args(["deploy", "v2", "-t", TARGET]).fails(1);
+        let hook = key.trim_end_matches(" = \"");
+        f.stderr_has(&format!("{}: {hook} hook", s.label(0)));
+        assert_eq!(s.current(0).as_deref(), Some("v1"));
+        assert!(db.runs().is_empty());
+        assert_eq!(db.read("intake"), "", "nothing was paused");
+    }
+}
