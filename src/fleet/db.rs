@@ -13,12 +13,14 @@
 use std::time::Instant;
 
 use crate::error::{Error, Exit, Result};
+use crate::output::Output;
 use crate::protocol::DbFacts;
+use crate::protocol::{HookRequest, HookResult};
 
 use super::connect::Fleet;
 use super::hooks::{Hook, HookKind, OUTPUT_TAIL, last_lines, show_output};
+use super::member::Member;
 use super::plan::Goal;
-use super::report::Phase;
 use super::switch::SwitchOptions;
 
 /// What a switch does to the database.
@@ -155,56 +157,29 @@ impl Fleet<'_> {
                 last_lines(&r.output, 3).replace('\n', " / ")
             )));
         }
-        Ok(r.output
-            .lines()
-            .rev()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .map(str::to_string))
+        Ok(last_line(&r.output))
     }
 
     /// Right before the first host switches: `backup`, `pause` on every
     /// host that switches, then the migration, once. A failure is recorded
     /// on its host; returns that host and the exit code.
     pub(super) fn migrate_before_switch(&mut self, plan: &mut DbPlan, again: bool) -> Option<(String, Exit)> {
-        let kind = plan.run?;
+        self.db_steps(plan, again).err()
+    }
+
+    fn db_steps(&mut self, plan: &mut DbPlan, again: bool) -> std::result::Result<(), (String, Exit)> {
+        let Some(kind) = plan.run else { return Ok(()) };
         let ctx = self.ctx;
         let out = &ctx.out;
         // backup, on the migrate_on host
         if let Some(hook) = Hook::of(&self.hooks, HookKind::Backup) {
             let m = &mut self.members[plan.on];
-            m.report.phase = Phase::Backup;
             let req = hook.request(m, &plan.run_in, m.previous());
-            let started = Instant::now();
-            match m.session().and_then(|s| s.hook(req)) {
-                Ok(r) if r.ok => {
-                    show_output(out, &m.spec.label, &r.output);
-                    plan.facts.backup = r
-                        .output
-                        .lines()
-                        .rev()
-                        .map(str::trim)
-                        .find(|l| !l.is_empty())
-                        .map(str::to_string);
-                }
-                Ok(r) => {
-                    m.report.output = Some(last_lines(&r.output, OUTPUT_TAIL));
-                    let why = hook.why_failed(&r, started);
-                    m.fail(
-                        Phase::Backup,
-                        Error::other(format!("{why}; nothing was migrated or switched")),
-                    );
-                    return Some((m.spec.label.clone(), Exit::Error));
-                }
-                Err(e) => {
-                    m.fail(Phase::Backup, e);
-                    return Some((m.spec.label.clone(), Exit::Error));
-                }
-            }
+            let r = step(m, &hook, req, out, "nothing was migrated or switched")?;
+            plan.facts.backup = last_line(&r.output);
         }
         // pause, everywhere that switches
         if let Some(pause) = Hook::of(&self.hooks, HookKind::Pause) {
-            let undo = self.hooks.resume.clone();
             plan.window = Some(Instant::now());
             plan.paused = (0..self.members.len())
                 .filter(|i| self.members[*i].plan.is_some() && self.members[*i].error.is_none())
@@ -212,33 +187,17 @@ impl Fleet<'_> {
             for i in plan.paused.clone() {
                 let m = &mut self.members[i];
                 let release = m.plan.as_ref().map(|p| p.to.clone()).unwrap_or_default();
-                m.report.phase = Phase::Pause;
                 let mut req = pause.request(m, &release, m.previous());
-                req.undo = undo.clone();
-                let started = Instant::now();
-                match m.session().and_then(|s| s.hook(req)) {
-                    Ok(r) if r.ok => show_output(out, &m.spec.label, &r.output),
-                    Ok(r) => {
-                        m.report.output = Some(last_lines(&r.output, OUTPUT_TAIL));
-                        let why = pause.why_failed(&r, started);
-                        m.fail(
-                            Phase::Pause,
-                            Error::other(format!("{why}; nothing was migrated or switched")),
-                        );
-                        return Some((m.spec.label.clone(), Exit::Error));
-                    }
-                    Err(e) => {
-                        m.fail(Phase::Pause, e);
-                        return Some((m.spec.label.clone(), Exit::Error));
-                    }
-                }
+                req.undo = self.hooks.resume.clone();
+                step(m, &pause, req, out, "nothing was migrated or switched")?;
             }
             out.info(&format!("intake paused on {} host(s)", plan.paused.len()));
         }
         // the migration, once
-        let hook = Hook::of(&self.hooks, kind)?;
+        let Some(hook) = Hook::of(&self.hooks, kind) else {
+            return Ok(());
+        };
         let m = &mut self.members[plan.on];
-        m.report.phase = Phase::Migrate;
         let mut req = hook.request(m, &plan.run_in, m.previous());
         req.again = matches!(kind, HookKind::Migrate) && again;
         if let Some(s) = &plan.facts.schema {
@@ -248,23 +207,8 @@ impl Fleet<'_> {
             req.env.insert("SLIPWAY_BACKUP".into(), b.clone());
         }
         out.info(&format!("{}: running {kind} in {}", m.spec.label, plan.run_in));
-        let started = Instant::now();
-        match m.session().and_then(|s| s.hook(req)) {
-            Ok(r) if r.ok => {
-                show_output(out, &m.spec.label, &r.output);
-                plan.migrated = r.attempts > 0;
-            }
-            Ok(r) => {
-                m.report.output = Some(last_lines(&r.output, OUTPUT_TAIL));
-                let why = hook.why_failed(&r, started);
-                m.fail(Phase::Migrate, Error::other(format!("{why}; nothing was switched")));
-                return Some((m.spec.label.clone(), Exit::Error));
-            }
-            Err(e) => {
-                m.fail(Phase::Migrate, e);
-                return Some((m.spec.label.clone(), Exit::Error));
-            }
-        }
+        // attempts 0: the host found this migration already done.
+        plan.migrated = step(m, &hook, req, out, "nothing was switched")?.attempts > 0;
         // where the database is now
         let on = plan.on;
         let release = plan.run_in.clone();
@@ -281,7 +225,7 @@ impl Fleet<'_> {
                 "could not read the database's schema after the migration: {e}"
             )),
         }
-        None
+        Ok(())
     }
 
     /// `resume` on every host where `pause` ran, whatever happened; prints
@@ -320,4 +264,38 @@ impl Fleet<'_> {
             out.info(&format!("intake was paused for {:.2} s", t.elapsed().as_secs_f64()));
         }
     }
+}
+
+/// Run one database step on `m`; its output is shown under the host. On
+/// failure the host fails in the step's phase (the reason ends with
+/// `then`: what did not happen) and the host and exit code are returned.
+fn step(m: &mut Member, hook: &Hook, req: HookRequest, out: &Output, then: &str) -> Result<HookResult, (String, Exit)> {
+    let phase = hook.kind.phase();
+    m.report.phase = phase;
+    let started = Instant::now();
+    match m.session().and_then(|s| s.hook(req)) {
+        Ok(r) if r.ok => {
+            show_output(out, &m.spec.label, &r.output);
+            Ok(r)
+        }
+        Ok(r) => {
+            m.report.output = Some(last_lines(&r.output, OUTPUT_TAIL));
+            let why = hook.why_failed(&r, started);
+            m.fail(phase, Error::other(format!("{why}; {then}")));
+            Err((m.spec.label.clone(), Exit::Error))
+        }
+        Err(e) => {
+            m.fail(phase, e);
+            Err((m.spec.label.clone(), Exit::Error))
+        }
+    }
+}
+
+/// The last non-blank line of `text`, trimmed.
+fn last_line(text: &str) -> Option<String> {
+    text.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_string)
 }

@@ -235,46 +235,31 @@ impl Fleet<'_> {
                 self.ctx.out.info(&format!("batch {}: {}", n + 1, labels.join(", ")));
             }
             let out = &self.ctx.out;
-            // A release that cannot pass its check before its migration.
-            if n == 0
-                && self.hooks.start_after_migrate
-                && let Some(plan) = db
-            {
-                if let Some(failed) = self.migrate_before_switch(plan, opts.migrate_again) {
-                    return Some(failed);
+            // The database, once, before the first host switches: before the
+            // new instances start when they cannot pass their check on the
+            // old schema, else right after they did.
+            let migrate_first = self.hooks.start_after_migrate;
+            for before_start in [true, false] {
+                if before_start == migrate_first
+                    && n == 0
+                    && let Some(plan) = db.as_mut()
+                {
+                    if let Some(failed) = self.migrate_before_switch(plan, opts.migrate_again) {
+                        return Some(failed);
+                    }
+                    how.db = plan.facts.clone();
                 }
-                how.db = plan.facts.clone();
-            }
-            // Services first: every host of the batch runs its new release,
-            // checked, before any of them switches.
-            let members: Vec<&mut Member> = self
-                .members
-                .iter_mut()
-                .enumerate()
-                .filter(|(i, _)| chunk.contains(i))
-                .map(|(_, m)| m)
-                .collect();
-            crate::parallel::map(members, self.parallel, |m| super::service::start_one(m, out));
-            if let Some(failed) = self.batch_failure() {
-                return Some(failed);
-            }
-            // The database, once, before the first host switches.
-            if n == 0
-                && !self.hooks.start_after_migrate
-                && let Some(plan) = db
-            {
-                if let Some(failed) = self.migrate_before_switch(plan, opts.migrate_again) {
-                    return Some(failed);
+                if before_start {
+                    // Services: every host of the batch runs its new release,
+                    // checked, before any of them switches.
+                    let members = members_of(&mut self.members, chunk);
+                    crate::parallel::map(members, self.parallel, |m| super::service::start_one(m, out));
+                    if let Some(failed) = self.batch_failure() {
+                        return Some(failed);
+                    }
                 }
-                how.db = plan.facts.clone();
             }
-            let members: Vec<&mut Member> = self
-                .members
-                .iter_mut()
-                .enumerate()
-                .filter(|(i, _)| chunk.contains(i))
-                .map(|(_, m)| m)
-                .collect();
+            let members = members_of(&mut self.members, chunk);
             crate::parallel::map(members, self.parallel, |m| switch_one(m, &how, out));
             if let Some(failed) = self.batch_failure() {
                 return Some(failed);
@@ -309,6 +294,16 @@ impl Fleet<'_> {
             }
         });
     }
+}
+
+/// The members at the indices of `chunk`.
+fn members_of<'m>(members: &'m mut [Member], chunk: &[usize]) -> Vec<&'m mut Member> {
+    members
+        .iter_mut()
+        .enumerate()
+        .filter(|(i, _)| chunk.contains(i))
+        .map(|(_, m)| m)
+        .collect()
 }
 
 /// Switch one host, then run `after_activate` and the health check there;

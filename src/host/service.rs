@@ -279,6 +279,18 @@ impl Instance {
     fn up(&self) -> bool {
         self.running() != Some(false)
     }
+
+    /// What a `start` answers about this instance in `slot`.
+    fn started_in(&self, slot: &str, reused: bool, displaced: Option<String>, live: Option<&str>) -> Started {
+        Started {
+            slot: slot.to_string(),
+            port: self.port,
+            pid: self.pid,
+            reused,
+            displaced,
+            live: live.map(str::to_string),
+        }
+    }
 }
 
 /// The live (not zombie) processes of session `sid`.
@@ -635,14 +647,7 @@ pub fn start(layout: &Layout, spec: &ServiceSpec, release: &str) -> Result<std::
             continue;
         }
         if live_slot == Some(slot) || check(layout, spec, slot, &inst, None).is_ok() {
-            return Ok(Ok(Started {
-                slot: slot.to_string(),
-                port: inst.port,
-                pid: inst.pid,
-                reused: true,
-                displaced: None,
-                live: live_slot.map(str::to_string),
-            }));
+            return Ok(Ok(inst.started_in(slot, true, None, live_slot)));
         }
     }
     let idle = match live_slot {
@@ -655,14 +660,7 @@ pub fn start(layout: &Layout, spec: &ServiceSpec, release: &str) -> Result<std::
         _ => None,
     };
     match start_checked(layout, spec, idle, release, displaced.clone()) {
-        Ok(inst) => Ok(Ok(Started {
-            slot: idle.to_string(),
-            port: inst.port,
-            pid: inst.pid,
-            reused: false,
-            displaced,
-            live: live_slot.map(str::to_string),
-        })),
+        Ok(inst) => Ok(Ok(inst.started_in(idle, false, displaced, live_slot))),
         Err(mut failure) => {
             if let Some(back) = displaced {
                 failure.restored = Some(restore(layout, spec, idle, &back));
@@ -855,24 +853,11 @@ pub fn start_slot(
         && inst.up()
         && inst.release == release
     {
-        return Ok(Ok(Started {
-            slot: slot.to_string(),
-            port: inst.port,
-            pid: inst.pid,
-            reused: true,
-            displaced: None,
-            live,
-        }));
+        return Ok(Ok(inst.started_in(slot, true, None, live.as_deref())));
     }
     stop(layout, spec, slot)?;
-    Ok(start_checked(layout, spec, slot, &release, None).map(|inst| Started {
-        slot: slot.to_string(),
-        port: inst.port,
-        pid: inst.pid,
-        reused: false,
-        displaced: None,
-        live,
-    }))
+    Ok(start_checked(layout, spec, slot, &release, None)
+        .map(|inst| inst.started_in(slot, false, None, live.as_deref())))
 }
 
 /// Each slot's state (with `spec`, its port even when nothing runs there);
