@@ -231,38 +231,40 @@ impl Fleet<'_> {
     /// `resume` on every host where `pause` ran, whatever happened; prints
     /// how long intake was off. A host where it fails keeps its window: its
     /// `serve` resumes it when this session ends.
-    pub(super) fn resume_paused(&mut self, plan: &mut DbPlan) {
+    pub(super) fn resume_paused(&mut self, plan: &mut DbPlan) -> Result<()> {
         let Some(hook) = Hook::of(&self.hooks, HookKind::Resume) else {
-            return;
+            return Ok(());
         };
         if plan.paused.is_empty() {
-            return;
+            return Ok(());
         }
         let ctx = self.ctx;
         let out = &ctx.out;
-        let paused = std::mem::take(&mut plan.paused);
-        for i in paused {
+        let mut failed = Vec::new();
+        for i in std::mem::take(&mut plan.paused) {
             let m = &mut self.members[i];
             let release = m.report.current.clone().unwrap_or_default();
             let req = hook.request(m, &release, m.previous());
             let started = Instant::now();
             match m.session().and_then(|s| s.hook(req)) {
                 Ok(r) if r.ok => show_output(out, &m.spec.label, &r.output),
-                Ok(r) => out.warn(&format!(
-                    "{}: {}; intake is still paused there, and the host resumes it when this session ends (`slipway status` shows it)",
-                    m.spec.label,
-                    hook.why_failed(&r, started)
-                )),
-                Err(e) => out.warn(&format!(
-                    "{}: resume: {}; the host resumes intake itself when this session ends",
-                    m.spec.label,
-                    e.without_host()
-                )),
+                Ok(r) => {
+                    show_output(out, &m.spec.label, &r.output);
+                    failed.push(format!("{}: {}", m.spec.label, hook.why_failed(&r, started)));
+                }
+                Err(e) => failed.push(format!("{}: resume: {}", m.spec.label, e.without_host())),
             }
         }
         if let Some(t) = plan.window.take() {
             out.info(&format!("intake was paused for {:.2} s", t.elapsed().as_secs_f64()));
         }
+        if failed.is_empty() {
+            return Ok(());
+        }
+        Err(Error::other(format!(
+            "{}; intake is still paused there: the host runs `resume` again when this session ends and when the next command takes its lock (`slipway status` shows `intake PAUSED`)",
+            failed.join("; ")
+        )))
     }
 }
 

@@ -133,14 +133,19 @@ impl Fleet<'_> {
         // 6. all or nothing; and intake resumed, whatever happened.
         if let Some((host, exit)) = self.switch_batches(goal, opts, &mut db) {
             let e = self.undo(goal, opts, &host, exit);
-            if let Some(p) = &mut db {
-                self.resume_paused(p);
+            if let Some(p) = &mut db
+                && let Err(r) = self.resume_paused(p)
+            {
+                self.ctx.out.warn(&r.to_string());
             }
             return Err(after_migration(e, db.as_ref()));
         }
-        if let Some(p) = &mut db {
-            self.resume_paused(p);
-        }
+        // The switch stood; a host whose intake stays paused fails the
+        // command (after the steps that follow a switch that stood).
+        let resumed = match &mut db {
+            Some(p) => self.resume_paused(p),
+            None => Ok(()),
+        };
         for m in self
             .members
             .iter_mut()
@@ -152,10 +157,12 @@ impl Fleet<'_> {
         // Services: the old instances drain and stop, unless kept warm.
         self.settle_services();
         // 7. Prune after a fully successful deploy.
-        if let Some(keep) = opts.prune_keep {
+        if let Some(keep) = opts.prune_keep
+            && resumed.is_ok()
+        {
             self.prune(keep);
         }
-        Ok(())
+        resumed
     }
 
     /// Connect to every host; with `skip_unreachable`, leave out (with a

@@ -363,3 +363,37 @@ fn a_failing_schema_or_db_schema_hook_names_the_step_and_host_and_switches_nothi
         assert_eq!(db.read("intake"), "", "nothing was paused");
     }
 }
+
+#[test]
+fn a_failing_resume_fails_the_command_naming_the_host_and_the_host_resumes_when_it_can() {
+    let (s, db) = scene(&[("v1", "1"), ("v2", "2")], "");
+    s.slipway().args(["deploy", "v1", "-t", TARGET]).ok();
+    let d = db.dir.display().to_string();
+    let toml = std::fs::read_to_string(s.env.path("slipway.toml")).unwrap();
+    // resume fails on the second host while `stuck` exists.
+    s.env.write(
+        "slipway.toml",
+        toml.replace(
+            "resume = \"",
+            &format!(
+                "resume = \"test \\\"$SLIPWAY_HOST\\\" != \\\"{}\\\" -o ! -e {d}/stuck && ",
+                s.label(1)
+            ),
+        ),
+    );
+    std::fs::write(db.dir.join("stuck"), "").unwrap();
+    let f = s.slipway().args(["deploy", "v2", "-t", TARGET]).fails(1);
+    f.stderr_has(&format!("{}: resume hook", s.label(1)))
+        .stderr_has("intake is still paused there");
+    // The switch itself stood.
+    assert_eq!(s.current(1).as_deref(), Some("v2"));
+    let st = s.slipway().args(["status", "-t", TARGET, "--json"]).ok().json();
+    assert!(st[1]["paused_since"].is_string(), "{st}");
+    assert!(st[0]["paused_since"].is_null(), "{st}");
+    // Once it can, the next command that takes the lock resumes it.
+    std::fs::remove_file(db.dir.join("stuck")).unwrap();
+    s.slipway().args(["deploy", "v2", "-t", TARGET]).ok();
+    let st = s.slipway().args(["status", "-t", TARGET, "--json"]).ok().json();
+    assert!(st[1]["paused_since"].is_null(), "{st}");
+    db.assert_resumed();
+}
