@@ -184,12 +184,23 @@ impl Fleet<'_> {
             plan.paused = (0..self.members.len())
                 .filter(|i| self.members[*i].plan.is_some() && self.members[*i].error.is_none())
                 .collect();
-            for i in plan.paused.clone() {
-                let m = &mut self.members[i];
+            // Every host at once: the window is as short as the slowest `pause`.
+            let undo = self.hooks.resume.clone();
+            let members: Vec<&mut Member> = self
+                .members
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, _)| plan.paused.contains(i))
+                .map(|(_, m)| m)
+                .collect();
+            let results = crate::parallel::map(members, self.parallel, |m| {
                 let release = m.plan.as_ref().map(|p| p.to.clone()).unwrap_or_default();
                 let mut req = pause.request(m, &release, m.previous());
-                req.undo = self.hooks.resume.clone();
-                step(m, &pause, req, out, "nothing was migrated or switched")?;
+                req.undo = undo.clone();
+                step(m, &pause, req, out, "nothing was migrated or switched")
+            });
+            if let Some(Err(failed)) = results.into_iter().find(Result::is_err) {
+                return Err(failed);
             }
             out.info(&format!("intake paused on {} host(s)", plan.paused.len()));
         }
@@ -240,21 +251,34 @@ impl Fleet<'_> {
         }
         let ctx = self.ctx;
         let out = &ctx.out;
-        let mut failed = Vec::new();
-        for i in std::mem::take(&mut plan.paused) {
-            let m = &mut self.members[i];
+        // Every host at once, as `pause` ran.
+        let paused = std::mem::take(&mut plan.paused);
+        let members: Vec<&mut Member> = self
+            .members
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| paused.contains(i))
+            .map(|(_, m)| m)
+            .collect();
+        let failed: Vec<String> = crate::parallel::map(members, self.parallel, |m| {
             let release = m.report.current.clone().unwrap_or_default();
             let req = hook.request(m, &release, m.previous());
             let started = Instant::now();
             match m.session().and_then(|s| s.hook(req)) {
-                Ok(r) if r.ok => show_output(out, &m.spec.label, &r.output),
+                Ok(r) if r.ok => {
+                    show_output(out, &m.spec.label, &r.output);
+                    None
+                }
                 Ok(r) => {
                     show_output(out, &m.spec.label, &r.output);
-                    failed.push(format!("{}: {}", m.spec.label, hook.why_failed(&r, started)));
+                    Some(format!("{}: {}", m.spec.label, hook.why_failed(&r, started)))
                 }
-                Err(e) => failed.push(format!("{}: resume: {}", m.spec.label, e.without_host())),
+                Err(e) => Some(format!("{}: resume: {}", m.spec.label, e.without_host())),
             }
-        }
+        })
+        .into_iter()
+        .flatten()
+        .collect();
         if let Some(t) = plan.window.take() {
             out.info(&format!("intake was paused for {:.2} s", t.elapsed().as_secs_f64()));
         }
