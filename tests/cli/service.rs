@@ -714,3 +714,46 @@ fn after_a_reboot_service_status_says_what_is_not_running_and_service_start_brin
     site.slipway(&["rollback", "-t", TARGET]).ok();
     assert_eq!(site.slot_of(0, "v1"), ("a".to_string(), v1_pid));
 }
+
+#[test]
+fn a_check_answered_by_a_process_outside_the_new_instance_does_not_pass() {
+    if nginx::skip_if_missing("service impostor") {
+        return;
+    }
+    let site = Site::new(1, &[("v1", Mode::Ok), ("v2", Mode::Ok)], "", &[]);
+    site.slipway(&["deploy", "v1", "-t", TARGET]).ok();
+    // v2's start leaves a server of another session on the port and stays
+    // alive itself: the check's HTTP answer comes from outside the instance.
+    let toml_path = site.scene.env.path("slipway.toml");
+    let toml = std::fs::read_to_string(&toml_path).unwrap();
+    site.scene.env.write(
+        "slipway.toml",
+        toml.replace(
+            &format!("start = \"{}\"", webapp::START),
+            &format!(
+                "start = \"setsid -f {} >/dev/null 2>&1; exec sleep 3600\"",
+                webapp::START
+            ),
+        ),
+    );
+    let f = site.slipway(&["deploy", "v2", "-t", TARGET]).fails(3);
+    assert_said(&f, &["no process of the new instance listens on port"]);
+    assert_eq!(site.scene.current(0).as_deref(), Some("v1"));
+    let body = crate::support::load::get(site.nginx[0].addr(), "/").unwrap().text();
+    assert!(body.starts_with("v1 pid="), "{body}");
+    // The impostor lives in a session of its own: end it here.
+    let dir = site.scene.env.dir.path().to_path_buf();
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if std::fs::read_link(p.path().join("cwd")).is_ok_and(|d| d.starts_with(&dir))
+            && std::fs::read(p.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains("bin/server"))
+        {
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(pid).unwrap(),
+                rustix::process::Signal::KILL,
+            );
+        }
+    }
+}
