@@ -586,6 +586,23 @@ fn executable(p: &Path, text: &str) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
+/// `initdb` / `pg_ctl` for the docs' commands: PostgreSQL's own, which
+/// refuses to run as root; when the suite runs as root (CI), the wrapper
+/// runs it as `postgres`, owning the `-D` directory and able to reach it.
+fn pg_wrapper(real: &Path) -> String {
+    format!(
+        "#!/bin/sh\n# doc-test: PostgreSQL refuses root; as root, run it as postgres\n\
+         real={}\n\
+         [ \"$(id -u)\" != 0 ] && exec \"$real\" \"$@\"\n\
+         dir=; prev=\n\
+         for a do case $prev in -D) dir=$a ;; esac; prev=$a; done\n\
+         if [ -n \"$dir\" ]; then\n  mkdir -p \"$dir\" && chown postgres:postgres \"$dir\"\n  \
+         d=$(dirname \"$dir\"); while [ \"$d\" != / ]; do chmod o+x \"$d\"; d=$(dirname \"$d\"); done\nfi\n\
+         exec setpriv --reuid=postgres --regid=postgres --init-groups \"$real\" \"$@\"\n",
+        real.display()
+    )
+}
+
 impl World {
     fn new(start: Start) -> World {
         let env = Env::new();
@@ -594,6 +611,11 @@ impl World {
         std::fs::create_dir_all(home.join(".ssh")).expect("mkdir ~/.ssh");
         std::fs::create_dir_all(&bin_dir).expect("mkdir bin");
         std::os::unix::fs::symlink(bin(), bin_dir.join("slipway")).expect("symlink slipway");
+        if let Some(pg) = crate::support::postgres::bin_dir() {
+            for program in ["initdb", "pg_ctl"] {
+                executable(&bin_dir.join(program), &pg_wrapper(&pg.join(program)));
+            }
+        }
         crate::support::sshd::keygen(&home.join(".ssh/id_ed25519"));
 
         // One after the other, from this thread: each sshd dies with the
