@@ -194,6 +194,7 @@ impl Fleet<'_> {
 
     /// Take every connected host's lock as `me`, and read its state under it.
     fn lock_all(&mut self, me: &LockInfo, wait: Option<Duration>) {
+        let out = &self.ctx.out;
         each(&mut self.members, self.parallel, |m| {
             if m.session.is_none() {
                 return;
@@ -205,6 +206,9 @@ impl Fleet<'_> {
             });
             match r {
                 Ok(st) => {
+                    for w in &st.warnings {
+                        out.warn(&format!("{}: {w}", m.spec.label));
+                    }
                     m.report.previous = st.current.clone();
                     m.report.current = st.current.clone();
                     m.status = Some(st);

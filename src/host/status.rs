@@ -21,7 +21,17 @@ pub use crate::protocol::HostStatus;
 /// On I/O failure or a `current` that is not a release link.
 pub fn status(layout: &Layout) -> Result<HostStatus> {
     let current = layout.current_name()?;
-    let (records, warnings) = history::read(layout)?;
+    let (records, mut warnings) = history::read(layout)?;
+    // Intake the host had to resume itself is news until the next record.
+    if let Some(r) = records.last().filter(|r| r.action == "resume")
+        && let Some(why) = &r.reason
+    {
+        warnings.push(format!(
+            "intake was resumed at {} after {:.1} s: {why}",
+            r.time,
+            r.paused_ms.unwrap_or(0) as f64 / 1000.0
+        ));
+    }
     let mut releases = Vec::new();
     let mut current_id = None;
     for name in layout.release_names()? {

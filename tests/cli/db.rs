@@ -261,7 +261,12 @@ fn a_client_killed_with_intake_paused_has_it_resumed_by_the_host_within_seconds(
     db.assert_resumed();
     // The migration ran to its end, once; the next deploy does not run it again.
     crate::support::wait_for(10, "the migration to finish", || db.runs() == ["v2"]);
-    s.slipway().args(["deploy", "v2", "-t", TARGET, "--wait", "30"]).ok();
+    // The next command says what the hosts did on their own.
+    s.slipway()
+        .args(["deploy", "v2", "-t", TARGET, "--wait", "30"])
+        .ok()
+        .stderr_has("intake was resumed at")
+        .stderr_has("the session that paused intake ended without resuming it");
     assert_eq!(db.runs(), ["v2"]);
     assert_eq!(s.current(0).as_deref(), Some("v2"));
     // The history says who resumed, and why.
