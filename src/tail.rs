@@ -25,3 +25,45 @@ pub fn keep_tail(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>
         }
     })
 }
+
+/// [`keep_tail`], also sending each complete line (lossily decoded, at most
+/// 4 KiB of it) to `lines` as it arrives, for output streamed while the
+/// child runs.
+pub fn keep_tail_and_lines(
+    mut from: impl Read + Send + 'static,
+    into: Arc<Mutex<Vec<u8>>>,
+    limit: usize,
+    lines: std::sync::mpsc::Sender<String>,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        let mut pending: Vec<u8> = Vec::new();
+        while let Ok(n) = from.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut b) = into.lock() {
+                b.extend_from_slice(&chunk[..n]);
+                let len = b.len();
+                if len > limit {
+                    b.drain(..len - limit);
+                }
+            }
+            pending.extend_from_slice(&chunk[..n]);
+            while let Some(i) = pending.iter().position(|c| *c == b'\n') {
+                let line: Vec<u8> = pending.drain(..=i).collect();
+                let text =
+                    String::from_utf8_lossy(&line[..line.len() - 1].iter().take(4096).copied().collect::<Vec<_>>())
+                        .into_owned();
+                let _ = lines.send(text);
+            }
+            if pending.len() > 4096 {
+                let _ = lines.send(String::from_utf8_lossy(&pending).into_owned());
+                pending.clear();
+            }
+        }
+        if !pending.is_empty() {
+            let _ = lines.send(String::from_utf8_lossy(&pending).into_owned());
+        }
+    })
+}

@@ -295,13 +295,32 @@ impl Fleet<'_> {
 /// Run one database step on `m`; its output is shown under the host. On
 /// failure the host fails in the step's phase (the reason ends with
 /// `then`: what did not happen) and the host and exit code are returned.
-fn step(m: &mut Member, hook: &Hook, req: HookRequest, out: &Output, then: &str) -> Result<HookResult, (String, Exit)> {
+fn step(
+    m: &mut Member,
+    hook: &Hook,
+    mut req: HookRequest,
+    out: &Output,
+    then: &str,
+) -> Result<HookResult, (String, Exit)> {
     let phase = hook.kind.phase();
     m.report.phase = phase;
     let started = Instant::now();
-    match m.session().and_then(|s| s.hook(req)) {
+    // Long steps show their output as it comes, under the host's name.
+    req.stream = matches!(hook.kind, HookKind::Backup | HookKind::Migrate | HookKind::MigrateDown);
+    let label = m.spec.label.clone();
+    let mut streamed = false;
+    let mut show = |line: &str| {
+        streamed = true;
+        if !line.trim().is_empty() {
+            out.info(&format!("[{label}] {line}"));
+        }
+    };
+    let result = m.session().and_then(|s| s.hook_streaming(req, &mut show));
+    match result {
         Ok(r) if r.ok => {
-            show_output(out, &m.spec.label, &r.output);
+            if !streamed {
+                show_output(out, &m.spec.label, &r.output);
+            }
             Ok(r)
         }
         Ok(r) => {

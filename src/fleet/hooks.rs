@@ -166,6 +166,7 @@ impl Hook {
             retry_for_ms: self.retry.as_millis() as u64,
             undo: None,
             again: false,
+            stream: false,
         }
     }
 

@@ -108,6 +108,7 @@ pub fn confine(layout: &Layout, req: &HookRequest) -> Result<Option<HookRequest>
         retry_for_ms: retry_for.as_millis() as u64,
         undo: None,
         again: req.again,
+        stream: req.stream,
     }))
 }
 
@@ -160,6 +161,23 @@ pub const OUTPUT_TAIL: usize = 4096;
 /// When the release does not exist or the shell cannot be started (a hook
 /// that runs and fails is a `HookResult` with `ok: false`, not an error).
 pub fn run(layout: &Layout, req: &HookRequest) -> Result<HookResult> {
+    run_streaming(layout, req, None)
+}
+
+/// Where a hook's lines go while it runs (nowhere: `None`).
+pub type OnLine<'a> = Option<&'a mut (dyn FnMut(&str) + 'a)>;
+
+/// [`run`], handing each line of output to `on_line` as it comes.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_streaming(layout: &Layout, req: &HookRequest, on_line: OnLine<'_>) -> Result<HookResult> {
+    let mut noop = |_: &str| {};
+    let stream = on_line.is_some();
+    let on_line: &mut dyn FnMut(&str) = match on_line {
+        Some(f) => f,
+        None => &mut noop,
+    };
     crate::manifest::validate_name(&req.release)?;
     let dir = layout.release_dir(&req.release);
     if !dir.is_dir() {
@@ -182,7 +200,7 @@ pub fn run(layout: &Layout, req: &HookRequest) -> Result<HookResult> {
         } else {
             timeout
         };
-        let (exit_code, timed_out, output) = attempt(layout, req, &dir, this_timeout)?;
+        let (exit_code, timed_out, output) = attempt(layout, req, &dir, this_timeout, stream.then_some(&mut *on_line))?;
         let ok = exit_code == Some(0) && !timed_out;
         let done = ok || started.elapsed() + Duration::from_secs(1) >= retry_for;
         if done {
@@ -205,6 +223,7 @@ fn attempt(
     req: &HookRequest,
     dir: &std::path::Path,
     timeout: Duration,
+    on_line: Option<&mut dyn FnMut(&str)>,
 ) -> Result<(Option<i32>, bool, String)> {
     let mut env: Vec<(String, String)> = req
         .env
@@ -214,7 +233,7 @@ fn attempt(
         .collect();
     env.push(("SLIPWAY_RELEASE".into(), req.release.clone()));
     env.push(("SLIPWAY_ROOT".into(), layout.root.display().to_string()));
-    run_shell(&req.kind, &req.command, dir, &env, timeout)
+    run_shell_streaming(&req.kind, &req.command, dir, &env, timeout, on_line)
 }
 
 /// Run `sh -c command` in `dir` with `env` added, in a process group of its
@@ -231,6 +250,18 @@ pub fn run_shell(
     env: &[(String, String)],
     timeout: Duration,
 ) -> Result<(Option<i32>, bool, String)> {
+    run_shell_streaming(kind, command, dir, env, timeout, None)
+}
+
+/// [`run_shell`], handing each line of output to `on_line` while it runs.
+fn run_shell_streaming(
+    kind: &str,
+    command: &str,
+    dir: &std::path::Path,
+    env: &[(String, String)],
+    timeout: Duration,
+    mut on_line: Option<&mut dyn FnMut(&str)>,
+) -> Result<(Option<i32>, bool, String)> {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(command)
@@ -246,14 +277,32 @@ pub fn run_shell(
         source,
     })?;
     let buf = Arc::new(Mutex::new(Vec::new()));
+    let (lines_tx, lines_rx) = match on_line {
+        Some(_) => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
     let readers: Vec<_> = [
         child.stdout.take().map(|r| Box::new(r) as Box<dyn Read + Send>),
         child.stderr.take().map(|r| Box::new(r) as Box<dyn Read + Send>),
     ]
     .into_iter()
     .flatten()
-    .map(|r| crate::tail::keep_tail(r, buf.clone(), OUTPUT_TAIL))
+    .map(|r| match &lines_tx {
+        Some(tx) => crate::tail::keep_tail_and_lines(r, buf.clone(), OUTPUT_TAIL, tx.clone()),
+        None => crate::tail::keep_tail(r, buf.clone(), OUTPUT_TAIL),
+    })
     .collect();
+    drop(lines_tx);
+    let pass_lines = |on_line: &mut Option<&mut dyn FnMut(&str)>| {
+        if let (Some(rx), Some(f)) = (&lines_rx, on_line.as_deref_mut()) {
+            while let Ok(line) = rx.try_recv() {
+                f(&line);
+            }
+        }
+    };
     let deadline = Instant::now() + timeout;
     let mut timed_out = false;
     let status = loop {
@@ -267,7 +316,10 @@ pub fn run_shell(
                 let _ = child.kill();
                 break child.wait().ok();
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                pass_lines(&mut on_line);
+                std::thread::sleep(Duration::from_millis(20));
+            }
             Err(source) => {
                 return Err(Error::Hook {
                     kind: kind.to_string(),
@@ -288,6 +340,7 @@ pub fn run_shell(
             let _ = r.join();
         }
     }
+    pass_lines(&mut on_line);
     let mut output = buf
         .lock()
         .map(|b| String::from_utf8_lossy(&b).into_owned())

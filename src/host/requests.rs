@@ -338,7 +338,7 @@ pub fn hook<R: Read, W: Write>(s: &mut Session<R, W>, req: &HookRequest) -> Resu
         "pause" => pause(s, req, &own)?,
         "resume" => resume(s, &own)?,
         "migrate" | "migrate_down" => migrate(s, &own)?,
-        _ => hooks::run(&s.layout, &own)?,
+        _ => run_streamed(s, &own)?,
     };
     if req.kind == "health" && result.attempts > 0 {
         s.health.insert(req.release.clone(), result.ok);
@@ -384,6 +384,22 @@ fn resume<R: Read, W: Write>(s: &mut Session<R, W>, own: &HookRequest) -> Result
     Ok(r)
 }
 
+/// Run `own`, sending its lines as they come when the client asked for it.
+/// A client gone meanwhile does not stop the hook: it runs to its end.
+fn run_streamed<R: Read, W: Write>(s: &mut Session<R, W>, own: &HookRequest) -> Result<HookResult> {
+    if !own.stream {
+        return hooks::run(&s.layout, own);
+    }
+    let Session { ch, layout, .. } = s;
+    let mut send = |line: &str| {
+        let msg = Message::HookOutput { line: line.to_string() };
+        if ch.send(&msg).is_ok() {
+            let _ = ch.flush();
+        }
+    };
+    hooks::run_streaming(layout, own, Some(&mut send))
+}
+
 /// `migrate` / `migrate_down`: once per release unless asked again,
 /// recorded before it runs and with its result after. It runs to its end
 /// even when the client goes away meanwhile.
@@ -406,7 +422,7 @@ fn migrate<R: Read, W: Write>(s: &mut Session<R, W>, own: &HookRequest) -> Resul
     }
     let started = super::intake::started(own);
     super::intake::record(&s.layout, &started)?;
-    let r = hooks::run(&s.layout, own)?;
+    let r = run_streamed(s, own)?;
     super::intake::record(&s.layout, &super::intake::ended(&started, &r))?;
     Ok(r)
 }

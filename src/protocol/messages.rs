@@ -121,6 +121,9 @@ pub enum Message {
     Hook(Box<HookRequest>),
     /// Host → client: how the hook ended.
     HookResult(Box<HookResult>),
+    /// Host → client: a line a hook printed, while it runs (when the
+    /// request asked for `stream`); `hook_result` follows.
+    HookOutput { line: String },
     /// Request: the facts `slipway host check` judges (owner, mode, free
     /// space, `current`). Answer: `check_report`.
     Check,
@@ -167,6 +170,7 @@ impl Message {
             Message::Verified { .. } => "verified",
             Message::Hook(_) => "hook",
             Message::HookResult(_) => "hook_result",
+            Message::HookOutput { .. } => "hook_output",
             Message::Check => "check",
             Message::CheckReport(_) => "check_report",
             Message::Service(_) => "service",
@@ -347,6 +351,10 @@ pub struct HookRequest {
     /// succeeded here (`--migrate-again`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub again: bool,
+    /// Send each line of output as a `hook_output` message while the hook
+    /// runs (a host older than this field sends only the result).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
 }
 
 /// `hook_result`.

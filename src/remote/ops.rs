@@ -178,10 +178,26 @@ impl HostSession {
     /// # Errors
     /// When the hook cannot be started (a failing hook is `ok: false`).
     pub fn hook(&mut self, req: HookRequest) -> Result<HookResult> {
+        self.hook_streaming(req, &mut |_| {})
+    }
+
+    /// Run a hook on the host, handing each line it prints to `on_line` as
+    /// it comes when the request asks for `stream`.
+    ///
+    /// # Errors
+    /// As [`HostSession::hook`].
+    pub fn hook_streaming(&mut self, req: HookRequest, on_line: &mut dyn FnMut(&str)) -> Result<HookResult> {
         let phase = format!("the {} hook", req.kind);
-        match self.request(Message::Hook(Box::new(req)), &phase)? {
-            Message::HookResult(r) => Ok(*r),
-            other => Err(self.unexpected(&other, "hook_result")),
+        let mut answer = self.request(Message::Hook(Box::new(req)), &phase)?;
+        loop {
+            match answer {
+                Message::HookResult(r) => return Ok(*r),
+                Message::HookOutput { line } => {
+                    on_line(&line);
+                    answer = self.ch.recv().map_err(|e| self.fail(e, &phase))?;
+                }
+                other => return Err(self.unexpected(&other, "hook_result")),
+            }
         }
     }
 

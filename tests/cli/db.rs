@@ -402,3 +402,52 @@ fn a_failing_resume_fails_the_command_naming_the_host_and_the_host_resumes_when_
     assert!(st[1]["paused_since"].is_null(), "{st}");
     db.assert_resumed();
 }
+
+#[test]
+fn the_migrations_output_reaches_the_operator_while_it_runs() {
+    let (s, db) = scene(&[("v1", "1"), ("v2", "2")], "");
+    s.slipway().args(["deploy", "v1", "-t", TARGET]).ok();
+    let d = db.dir.display().to_string();
+    let toml = std::fs::read_to_string(s.env.path("slipway.toml")).unwrap();
+    s.env.write(
+        "slipway.toml",
+        toml.replace(
+            "migrate = \"",
+            &format!("migrate = \"echo step one of the migration; while [ ! -e {d}/go ]; do sleep 0.05; done; "),
+        ),
+    );
+    let mut child = s
+        .slipway()
+        .args(["deploy", "v2", "-t", TARGET])
+        .cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // The line arrives while the migration still waits: it was streamed.
+    let want = format!("[{}] step one of the migration", s.label(0));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l == &want) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("the migration's output did not arrive while it ran: {seen:?}"),
+        }
+    }
+    assert!(!db.dir.join("go").exists());
+    std::fs::write(db.dir.join("go"), "").unwrap();
+    assert!(child.wait().unwrap().success());
+    // Shown once, not again when it ended.
+    let rest: Vec<String> = rx.iter().collect();
+    assert!(!rest.contains(&want), "{rest:?}");
+    assert_eq!(db.runs(), ["v2"]);
+}

@@ -197,6 +197,7 @@ fn hostile_hook(kind: &str, release: &str, command: &str) -> Message {
         retry_for_ms: 1_000_000_000_000_000,
         undo: Some(format!("{command} # undo")),
         again: true,
+        stream: true,
     }))
 }
 
