@@ -33,6 +33,7 @@ impl Db {
              pause = \"echo pause $SLIPWAY_HOST >> {d}/intake\"\n\
              resume = \"echo resume $SLIPWAY_HOST >> {d}/intake\"\n\
              migrate = \"test ! -e {d}/fail-migrate && echo $SLIPWAY_RELEASE >> {d}/runs && cp SCHEMA {d}/schema && echo migrated\"\n\
+             after_activate = \"true\"\n\
              {extra}"
         )
     }
@@ -304,9 +305,10 @@ fn hosts_that_leave_out_migrate_on_are_refused_when_a_migration_may_run() {
 }
 
 #[test]
-fn a_client_killed_at_backup_pause_or_resume_leaves_intake_on_and_the_next_deploy_completes() {
-    // Each step waits for a file, so the client can be killed inside it.
-    for step in ["backup", "pause", "resume"] {
+fn a_client_killed_at_backup_pause_switch_or_resume_leaves_intake_on_and_the_next_deploy_completes() {
+    // Each step waits for a file, so the client can be killed inside it
+    // (`after_activate` stands for the switch: it runs inside each host's turn).
+    for step in ["backup", "pause", "after_activate", "resume"] {
         let (s, db) = scene(&[("v1", "1"), ("v2", "2")], "");
         s.slipway().args(["deploy", "v1", "-t", TARGET]).ok();
         let d = db.dir.display().to_string();

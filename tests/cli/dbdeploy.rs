@@ -24,7 +24,9 @@ struct Shop {
 }
 
 impl Shop {
-    fn new(releases: &[(&str, u32, Mode, &[u32])], hooks: &str) -> Shop {
+    /// `releases`: name, schema, mode, schemas it also runs on, and how
+    /// long its migration holds before it commits.
+    fn new(releases: &[(&str, u32, Mode, &[u32], Option<Duration>)], hooks: &str) -> Shop {
         let scene = Scenario::new().ssh_hosts(2).start();
         let pg = Postgres::start(&scene.env.path("pg"));
         let mut nginx = Vec::new();
@@ -58,10 +60,19 @@ impl Shop {
             ),
         );
         let shop = Shop { scene, pg, nginx };
-        for (name, schema, mode, accepts) in releases {
+        for (name, schema, mode, accepts, sleep) in releases {
             dbapp::add_to(&shop.scene.repo, name, *schema, *mode);
             if !accepts.is_empty() {
                 dbapp::add_accepts(&shop.scene.repo, accepts);
+            }
+            match sleep {
+                Some(d) => {
+                    dbapp::add_migrate_sleep(&shop.scene.repo, *d);
+                }
+                None if shop.scene.repo.path.join("MIGRATE_SLEEP").exists() => {
+                    shop.scene.repo.remove("MIGRATE_SLEEP");
+                }
+                None => {}
             }
             shop.scene.repo.commit(&format!("release {name}")).tag(name);
             shop.scene
@@ -115,9 +126,9 @@ fn a_migration_deploy_with_writes_arriving_loses_no_write_and_rollback_knows_the
     let hooks = dbapp::HOOKS.replace("migrate_down = \"bin/migrate --down\"\n", "");
     let shop = Shop::new(
         &[
-            ("v1", 1, Mode::Ok, &[1, 2]),
-            ("v2", 2, Mode::Ok, &[]),
-            ("v3", 2, Mode::FailCheck, &[]),
+            ("v1", 1, Mode::Ok, &[1, 2], None),
+            ("v2", 2, Mode::Ok, &[], None),
+            ("v3", 2, Mode::FailCheck, &[], None),
         ],
         &hooks,
     );
@@ -204,4 +215,72 @@ fn a_migration_deploy_with_writes_arriving_loses_no_write_and_rollback_knows_the
         1,
         "nothing migrated again"
     );
+}
+
+#[test]
+fn a_client_killed_mid_migration_leaves_the_migration_done_once_intake_on_and_no_write_lost() {
+    if postgres::skip_if_missing("dbdeploy kill") || nginx::skip_if_missing("dbdeploy kill") {
+        return;
+    }
+    let shop = Shop::new(
+        &[
+            ("v1", 1, Mode::Ok, &[1, 2], None),
+            ("v2", 2, Mode::Ok, &[], Some(Duration::from_secs(3))),
+        ],
+        dbapp::HOOKS,
+    );
+    shop.slipway(&["deploy", "v1", "-t", TARGET]).ok();
+    let writers: Vec<Writer> = shop.nginx.iter().map(|n| Writer::start(&n.url("/write"))).collect();
+    for w in &writers {
+        w.wait_acked(20, 10);
+    }
+    // Kill the client while v2's migration holds its transaction.
+    let mut child = shop
+        .slipway(&["deploy", "v2", "-t", TARGET])
+        .cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::support::wait_for(30, "v2's migration to start", || {
+        dbapp::calls(shop.scene.root(0)).iter().any(|c| c.contains("migrate"))
+            && shop
+                .pg
+                .psql("select count(*) from pg_locks where locktype = 'advisory'")
+                != "0"
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The host finishes the migration, then resumes intake on its own.
+    crate::support::wait_for(30, "the migration to commit", || dbapp::db_schema(&shop.pg) == 2);
+    crate::support::wait_for(15, "intake to be resumed on every host", || {
+        (0..2).all(|i| !shop.scene.env.path(&format!("proxy{}/intake-paused", i + 1)).exists())
+    });
+    // The next deploy completes without migrating again.
+    shop.slipway(&["deploy", "v2", "-t", TARGET, "--wait", "60"]).ok();
+    for i in 0..2 {
+        assert_eq!(shop.scene.current(i).as_deref(), Some("v2"));
+    }
+    assert_eq!(
+        dbapp::migrations(&shop.pg).iter().filter(|m| m.version == 2).count(),
+        1,
+        "the migration ran once"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let reports: Vec<_> = writers.into_iter().map(Writer::stop).collect();
+    let stored = dbapp::item_ids(&shop.pg);
+    for report in reports {
+        // A host whose client is gone resumes intake at once, while the
+        // migration on migrate_on may still hold its locks: a write can
+        // then wait past the writer's 2 s timeout. That is the only failure
+        // allowed; none is a refusal or an error answer.
+        for f in &report.first_failures {
+            assert!(
+                f.contains("os error 11") || f.contains("timed out"),
+                "a write failed other than by waiting on the migration: {report}"
+            );
+        }
+        let lost: Vec<_> = report.acked_set().difference(&stored).cloned().collect();
+        assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    }
 }
