@@ -16,6 +16,10 @@ use crate::support::postgres::{self, Postgres};
 use crate::support::scenario::{Scenario, Scene, TARGET};
 use crate::support::{Outcome, free_port};
 
+/// A release of the shop: name, schema, mode, schemas it also runs on, and
+/// how long its migration holds before it commits.
+type Release<'a> = (&'a str, u32, Mode, &'a [u32], Option<Duration>);
+
 /// Two hosts with slots behind nginx, one database.
 struct Shop {
     scene: Scene,
@@ -24,9 +28,7 @@ struct Shop {
 }
 
 impl Shop {
-    /// `releases`: name, schema, mode, schemas it also runs on, and how
-    /// long its migration holds before it commits.
-    fn new(releases: &[(&str, u32, Mode, &[u32], Option<Duration>)], hooks: &str) -> Shop {
+    fn new(releases: &[Release<'_>], hooks: &str) -> Shop {
         let scene = Scenario::new().ssh_hosts(2).start();
         let pg = Postgres::start(&scene.env.path("pg"));
         let mut nginx = Vec::new();
