@@ -453,3 +453,19 @@ fn the_migrations_output_reaches_the_operator_while_it_runs() {
     assert!(!rest.contains(&want), "{rest:?}");
     assert_eq!(db.runs(), ["v2"]);
 }
+
+#[test]
+fn a_switch_that_fails_after_the_migration_says_the_database_stays_migrated_and_names_the_backup() {
+    let (s, db) = scene(
+        &[("v1", "1"), ("v2", "2")],
+        "health = \"test \\\"$SLIPWAY_RELEASE\\\" != v2\"\nhealth_timeout = \"1s\"\n",
+    );
+    s.slipway().args(["deploy", "v1", "-t", TARGET]).ok();
+    let f = s.slipway().args(["deploy", "v2", "-t", TARGET]).fails(3);
+    f.stderr_has("(health)")
+        .stderr_has("the database was migrated to schema 2 and stays there")
+        .stderr_has(&format!("the backup taken before it is {}/backup-v2", db.dir.display()));
+    assert_eq!(s.current(0).as_deref(), Some("v1"));
+    assert_eq!(db.read("schema"), "2\n");
+    db.assert_resumed();
+}
