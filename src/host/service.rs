@@ -472,7 +472,7 @@ fn check(
     layout: &Layout,
     spec: &ServiceSpec,
     slot: &str,
-    inst: &Instance,
+    inst: &mut Instance,
     mut child: Option<&mut std::process::Child>,
 ) -> std::result::Result<(), (String, String)> {
     let started = Instant::now();
@@ -484,10 +484,18 @@ fn check(
         if let Some(c) = child.as_deref_mut()
             && let Ok(Some(status)) = c.try_wait()
         {
-            return Err((
-                format!("the instance exited ({status}) before its check passed"),
-                last.1,
-            ));
+            // A start that hands the instance to a supervisor (`systemctl
+            // start`) ends well: from now on the supervisor runs it.
+            if status.success() && spec.stop.is_some() {
+                inst.pid = None;
+                inst.start_ticks = None;
+                child = None;
+            } else {
+                return Err((
+                    format!("the instance exited ({status}) before its check passed"),
+                    last.1,
+                ));
+            }
         }
         if inst.running() == Some(false) {
             return Err(("the instance exited before its check passed".into(), last.1));
@@ -598,20 +606,12 @@ fn start_checked(
         let _ = child.kill();
         return Err(fail(e.to_string(), String::new()));
     }
-    // A start command that hands the instance to a supervisor exits 0 at once.
-    std::thread::sleep(Duration::from_millis(50));
-    if let Ok(Some(status)) = child.try_wait()
-        && status.success()
-        && spec.stop.is_some()
-    {
-        inst.pid = None;
-        inst.start_ticks = None;
-        if let Err(e) = write_json(&instance_path(layout, slot), &inst) {
-            return Err(fail(e.to_string(), String::new()));
-        }
+    let checked = check(layout, spec, slot, &mut inst, Some(&mut child));
+    if inst.pid.is_none() {
+        // Handed to a supervisor while it was checked: record that.
+        let _ = write_json(&instance_path(layout, slot), &inst);
     }
-    let tracked = inst.pid.is_some();
-    match check(layout, spec, slot, &inst, tracked.then_some(&mut child)) {
+    match checked {
         Ok(()) => Ok(inst),
         Err((why, output)) => {
             let _ = stop(layout, spec, slot);
@@ -646,7 +646,8 @@ pub fn start(layout: &Layout, spec: &ServiceSpec, release: &str) -> Result<std::
         if inst.release != release || slot_release(layout, slot)?.as_deref() != Some(release) || !inst.up() {
             continue;
         }
-        if live_slot == Some(slot) || check(layout, spec, slot, &inst, None).is_ok() {
+        let mut inst = inst;
+        if live_slot == Some(slot) || check(layout, spec, slot, &mut inst, None).is_ok() {
             return Ok(Ok(inst.started_in(slot, true, None, live_slot)));
         }
     }
@@ -879,7 +880,7 @@ pub fn report(layout: &Layout, spec: Option<&ServiceSpec>, run_check: bool) -> R
                     check_timeout_ms: 0,
                     ..spec.clone()
                 };
-                Some(check(layout, &quick, slot, i, None).is_ok())
+                Some(check(layout, &quick, slot, &mut i.clone(), None).is_ok())
             }
             _ => None,
         };

@@ -757,3 +757,49 @@ fn a_check_answered_by_a_process_outside_the_new_instance_does_not_pass() {
         }
     }
 }
+
+#[test]
+fn a_start_that_hands_the_instance_to_a_supervisor_is_checked_and_stopped_through_stop() {
+    if nginx::skip_if_missing("service supervisor") {
+        return;
+    }
+    // Like `systemctl start shop@$SLIPWAY_SLOT`: the start command returns
+    // after a while, the instance lives on under another parent, and only
+    // `stop` can end it.
+    let start = "sleep 0.3; setsid -f sh -c 'echo $$ > \\\"$SLIPWAY_ROOT/shared/$SLIPWAY_SLOT.pid\\\"; exec bin/server' >/dev/null 2>&1";
+    let stop = "kill $(cat \\\"$SLIPWAY_ROOT/shared/$SLIPWAY_SLOT.pid\\\")";
+    let site = Site::new(
+        1,
+        &[("v1", Mode::Ok), ("v2", Mode::Ok)],
+        &format!("stop = \"{stop}\"\n"),
+        &[],
+    );
+    let toml_path = site.scene.env.path("slipway.toml");
+    let toml = std::fs::read_to_string(&toml_path).unwrap();
+    site.scene.env.write(
+        "slipway.toml",
+        toml.replace(
+            &format!("start = \"{}\"", webapp::START),
+            &format!("start = \"{start}\""),
+        ),
+    );
+    std::fs::create_dir_all(site.scene.root(0).join("shared")).unwrap();
+    site.slipway(&["deploy", "v1", "-t", TARGET]).ok();
+    site.slipway(&["deploy", "v2", "-t", TARGET]).ok();
+    crate::support::wait_for(5, "v2 behind nginx", || {
+        crate::support::load::get(site.nginx[0].addr(), "/").is_ok_and(|r| r.text().starts_with("v2 pid="))
+    });
+    let st = site.slipway(&["service", "status", "-t", TARGET, "--json"]).ok().json();
+    for s in st[0]["slots"].as_array().unwrap() {
+        assert!(s["running"].is_null(), "run by its supervisor: {st}");
+        assert_eq!(s["check"], true, "{st}");
+    }
+    // `stop` ends the supervised instance: slot a's server is gone.
+    site.slipway(&["service", "stop", "-t", TARGET, "--slot", "a"]).ok();
+    let slot_a = std::net::SocketAddr::from(([127, 0, 0, 1], site.ports[0][0]));
+    crate::support::wait_for(5, "slot a's server to stop", || {
+        crate::support::load::get(slot_a, "/").is_err()
+    });
+    site.slipway(&["service", "stop", "-t", TARGET, "--slot", "b", "--force"])
+        .ok();
+}
