@@ -293,7 +293,9 @@ pub fn rollback(
     via: Option<String>,
 ) -> Result<Record> {
     let name = rollback_target(layout, to)?;
-    switch(layout, &rollback_switch(name, expect, actor, reason, via))
+    let mut how = rollback_switch(name, expect, actor, reason, via);
+    how.mark_left_bad = moves_back(layout, &how.name, layout.current_name()?.as_deref())?;
+    switch(layout, &how)
 }
 
 /// What a rollback switches to (call with the lock held, before
@@ -316,8 +318,32 @@ pub fn rollback_target(layout: &Layout, to: Option<&str>) -> Result<String> {
     }
 }
 
+/// Does a rollback from `current` to `target` move back in the host's
+/// history (to a release first live before `current` was), rather than
+/// forward again (to one first live after it, or never live here)? Only a
+/// move back marks the release it leaves bad.
+///
+/// # Errors
+/// On I/O failure.
+pub fn moves_back(layout: &Layout, target: &str, current: Option<&str>) -> Result<bool> {
+    let Some(current) = current else { return Ok(false) };
+    let (records, _) = history::read(layout)?;
+    let first_live = |name: &str| {
+        records
+            .iter()
+            .find(|r| r.to == name && matches!(r.action.as_str(), "activate" | "rollback" | "revert"))
+            .map(|r| r.time.clone())
+    };
+    Ok(match (first_live(target), first_live(current)) {
+        (Some(t), Some(c)) => t < c,
+        (Some(_), None) => true,
+        (None, _) => false,
+    })
+}
+
 /// The switch of a rollback to `name`: recorded as `rollback`, and the
-/// release it leaves is marked bad.
+/// release it leaves is marked bad (the caller clears that when the
+/// rollback [`moves_back`] not).
 pub fn rollback_switch(
     name: String,
     expect: Option<String>,

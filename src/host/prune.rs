@@ -4,7 +4,8 @@
 //! Never removed: the current release, the rollback target, pinned releases,
 //! releases pushed after the current one was activated (waiting to go live),
 //! releases a service slot names (running, or set aside warm),
-//! and the `keep` most recently activated. Objects and `tmp/` are collected
+//! and the `keep` most recently activated that are not marked bad (bad
+//! releases go first: `keep` counts releases a rollback could go to). Objects and `tmp/` are collected
 //! only while no push holds the staging lock. `shared/` is never touched.
 
 use std::collections::{BTreeSet, HashSet};
@@ -36,7 +37,14 @@ pub fn plan(layout: &Layout, keep: usize, pinned: &[String]) -> Result<Vec<Strin
             recent.push(&r.to);
         }
     }
-    let mut keep_set: HashSet<String> = recent.iter().take(keep).map(|s| s.to_string()).collect();
+    // `keep` counts releases a rollback could go to: bad ones go first.
+    let mut good = Vec::new();
+    for name in &recent {
+        if !layout.release_meta(name)?.is_some_and(|m| m.bad) {
+            good.push(name.to_string());
+        }
+    }
+    let mut keep_set: HashSet<String> = good.into_iter().take(keep).collect();
     keep_set.extend(current.clone());
     keep_set.extend(prev);
     keep_set.extend(pinned.iter().cloned());

@@ -169,9 +169,13 @@ pub fn rollback<R: Read, W: Write>(s: &mut Session<R, W>, req: RollbackRequest) 
     let _held = ensure_lock(s, "rollback")?;
     let (slot, mut traffic) = traffic_mover(s, req.service)?;
     let name = activate::rollback_target(&s.layout, req.to.as_deref())?;
+    // Rolling forward again (to a release first live after the current one)
+    // marks nothing bad.
+    let back = activate::moves_back(&s.layout, &name, s.layout.current_name()?.as_deref())?;
     let how = Switch {
         slot,
         db: checked_facts(req.db)?,
+        mark_left_bad: back,
         ..activate::rollback_switch(name, req.expect, &req.actor, req.reason.map(bounded), s.via.clone())
     };
     let record = activate::switch_with(&s.layout, &how, &mut traffic)?;

@@ -135,6 +135,27 @@ fn rollback_walks_back_through_history_and_skips_bad_releases() {
 }
 
 #[test]
+fn rolling_forward_again_marks_nothing_bad_and_a_plain_rollback_still_goes_back() {
+    let (_d, l) = layout();
+    for (i, v) in ["v1", "v2", "v3"].iter().enumerate() {
+        release(&l, v, &format!("t{i}"));
+        activate(&l, v).unwrap();
+    }
+    // Back to v1 (v3 is marked bad), then forward again to v2.
+    activate::rollback(&l, Some("v1"), None, "a@b", None, None).unwrap();
+    assert!(l.release_meta("v3").unwrap().unwrap().bad);
+    activate::rollback(&l, Some("v2"), None, "a@b", None, None).unwrap();
+    assert!(
+        !l.release_meta("v1").unwrap().unwrap().bad,
+        "v1 was live before v2: rolling forward leaves it good"
+    );
+    // So a plain rollback can still go back to it.
+    let r = activate::rollback(&l, None, None, "a@b", None, None).unwrap();
+    assert_eq!(r.to, "v1");
+    assert!(l.release_meta("v2").unwrap().unwrap().bad, "moving back marks v2");
+}
+
+#[test]
 fn a_crash_between_rename_and_history_is_reconciled() {
     let (_d, l) = layout();
     release(&l, "v1", "t1");
@@ -264,6 +285,23 @@ fn the_lock_fails_fast_naming_the_holder() {
     drop(held);
     assert_eq!(lock::holder(&l).unwrap(), None);
     lock::acquire(&l, &me, Some(std::time::Duration::from_millis(10))).unwrap();
+}
+
+#[test]
+fn prune_counts_only_releases_a_rollback_could_go_to_toward_keep() {
+    let (_d, l) = layout();
+    for (i, v) in ["v1", "v2", "v3", "v4"].iter().enumerate() {
+        release(&l, v, &format!("2026-01-01T00:00:0{i}Z"));
+        activate(&l, v).unwrap();
+    }
+    activate::mark_bad(&l, "v3", "broken").unwrap();
+    // Current v4; v3 is bad: keep 2 means v4 and v2 (also the rollback
+    // target), and the bad v3 goes before the good v1 would.
+    assert_eq!(
+        prune::plan(&l, 2, &[]).unwrap(),
+        vec!["v1".to_string(), "v3".to_string()]
+    );
+    assert_eq!(prune::plan(&l, 3, &[]).unwrap(), vec!["v3".to_string()]);
 }
 
 #[test]
