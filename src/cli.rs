@@ -467,6 +467,9 @@ pub struct DeployArgs {
     /// Wait up to SECS for a host's lock instead of failing at once (exit 4)
     #[arg(long, value_name = "SECS")]
     pub wait: Option<u64>,
+    /// Deploy to the reachable hosts when some cannot be reached, and report the others
+    #[arg(long)]
+    pub skip_unreachable: bool,
     /// Switch to a release that expects another schema than the database is at, with no migration to bring it there
     #[arg(long)]
     pub allow_schema_rollback: bool,

@@ -36,8 +36,19 @@ pub fn run(args: &DeployArgs, ctx: &Context) -> Result<()> {
     super::note_external_links(ctx, &record.name, &manifest);
     let job = PushJob::new(&store, &record, &manifest, &target, false);
     let mut fleet = Fleet::new(ctx, &target, &args.target.hosts)?;
-    if let Err(e) = fleet.push(&job) {
+    if let Err(e) = fleet.push_skipping(&job, args.skip_unreachable) {
         print_reports(ctx, &fleet.reports());
+        let unreachable = fleet
+            .reports()
+            .iter()
+            .any(|r| r.phase == crate::fleet::Phase::Connect && r.result == crate::fleet::Outcome::Failed);
+        if unreachable && !args.skip_unreachable {
+            let msg = format!(
+                "{e}. To go on without the hosts that cannot be reached: `slipway deploy {} -t {} --skip-unreachable` (or name the others with --hosts)",
+                record.name, args.target.target
+            );
+            return Err(e.reworded(msg));
+        }
         return Err(e);
     }
     for (host, result) in fleet.push_results() {
@@ -56,7 +67,7 @@ pub fn run(args: &DeployArgs, ctx: &Context) -> Result<()> {
     };
     let opts = SwitchOptions {
         wait: args.wait.map(Duration::from_secs),
-        skip_unreachable: false,
+        skip_unreachable: args.skip_unreachable,
         batch: args.batch,
         prune_keep: Some(target.config.keep.unwrap_or(DEFAULT_KEEP)),
         command: super::command_line(),

@@ -42,7 +42,16 @@ impl Fleet<'_> {
     /// # Errors
     /// The first host's failure (every host's outcome is in the report).
     pub fn push(&mut self, job: &PushJob<'_>) -> Result<()> {
-        self.connect_all();
+        self.push_skipping(job, false)
+    }
+
+    /// [`Fleet::push`]; with `skip_unreachable`, hosts that cannot be
+    /// reached are left out with a warning (reported `unreachable`).
+    ///
+    /// # Errors
+    /// As [`Fleet::push`]; when skipping, also when no host can be reached.
+    pub fn push_skipping(&mut self, job: &PushJob<'_>, skip_unreachable: bool) -> Result<()> {
+        self.reach_all(skip_unreachable)?;
         self.offer_all(job);
         let streams = streams(&mut self.members, self.parallel);
         crate::parallel::map(streams, self.parallel, |stream| send_contents(job, stream));
@@ -68,7 +77,8 @@ impl Fleet<'_> {
     fn offer_all(&mut self, job: &PushJob<'_>) {
         let out = &self.ctx.out;
         each(&mut self.members, self.parallel, |m| {
-            if m.error.is_some() {
+            // Failed, or left out as unreachable.
+            if m.error.is_some() || m.session.is_none() {
                 return;
             }
             m.report.phase = Phase::Push;

@@ -170,7 +170,7 @@ impl Fleet<'_> {
     ///
     /// # Errors
     /// When skipping and no host at all could be reached.
-    fn reach_all(&mut self, skip_unreachable: bool) -> Result<()> {
+    pub(super) fn reach_all(&mut self, skip_unreachable: bool) -> Result<()> {
         self.connect_all();
         if !skip_unreachable {
             return Ok(());

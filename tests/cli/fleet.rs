@@ -856,3 +856,25 @@ fn fleet_rollback_failing_its_health_check_is_undone_and_marks_its_target_bad() 
         assert_eq!(r["result"], "ok", "{out}");
     }
 }
+
+#[test]
+fn fleet_deploy_skip_unreachable_deploys_the_reachable_hosts_and_says_how_when_not_asked() {
+    let mut s = crate::support::Scenario::new().tags(["v1"]).ssh_hosts(2).start();
+    s.stop_host(1);
+    let f = s.slipway().args(["deploy", "v1", "-t", "prod"]).run();
+    assert_ne!(f.out.status.code(), Some(0), "{f}");
+    assert!(
+        f.stderr().contains("--skip-unreachable"),
+        "a failed push says how to go on: {f}"
+    );
+    assert_eq!(s.current(0), None, "nothing was activated");
+    let o = s
+        .slipway()
+        .args(["deploy", "v1", "-t", "prod", "--skip-unreachable", "--json"])
+        .ok();
+    let report = o.json();
+    assert_eq!(report[0]["result"], "ok", "{o}");
+    assert_eq!(report[1]["result"], "unreachable", "{o}");
+    assert_eq!(s.current(0).as_deref(), Some("v1"));
+    assert!(o.stderr().contains(&format!("skipping {}", s.label(1))), "{o}");
+}
