@@ -140,8 +140,13 @@ pub enum Error {
         offered: String,
     },
     /// Neither a release name nor a bundle id prefix in the local store.
-    #[error("no release or bundle `{rel}` in the store `{store}`; `slipway list` shows what is there")]
-    NotInStore { rel: String, store: PathBuf },
+    #[error("no release or bundle `{rel}` in the store `{store}`{}; `slipway list` shows what is there", closest.as_deref().map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default())]
+    NotInStore {
+        rel: String,
+        store: PathBuf,
+        /// The stored release name closest to `rel`, when one is close.
+        closest: Option<String>,
+    },
     /// A release is bound in the local store but its bundle is gone.
     #[error("the bundle of `{release}` ({id}) is missing from the store `{store}`; build or import it again")]
     BundleMissing {
@@ -371,7 +376,7 @@ impl Error {
     /// The process exit status for this error.
     pub fn exit(&self) -> Exit {
         match self {
-            Error::Usage(_) | Error::Restricted(_) => Exit::Usage,
+            Error::Usage(_) | Error::Restricted(_) | Error::NotInStore { .. } => Exit::Usage,
             Error::Integrity(_) => Exit::Integrity,
             Error::Locked(_) => Exit::Locked,
             Error::ExpectMismatch(_) => Exit::ExpectMismatch,

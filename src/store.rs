@@ -293,9 +293,19 @@ impl Store {
                 }
             }
         }
+        // A typo of a stored name gets a suggestion (`v1.4.2` for `v1.42`).
+        let closest = self
+            .records()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| (strsim::damerau_levenshtein(rel, &r.name), r.name))
+            .filter(|(d, name)| *d <= 2.max(name.len() / 4))
+            .min()
+            .map(|(_, name)| name);
         Err(Error::NotInStore {
             rel: rel.to_string(),
             store: self.root.clone(),
+            closest,
         })
     }
 

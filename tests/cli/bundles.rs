@@ -182,7 +182,7 @@ fn build_refuses_bad_tags_names_and_failing_commands() {
     out.stderr_has("build command `echo failing; exit 3` failed with exit status 3");
     env.slipway()
         .args(["inspect", "v2"])
-        .fails(1)
+        .fails(2)
         .stderr_has("no release or bundle `v2`");
 
     repo.write("slipway.toml", "[build]\ncomand = \"make\"\n")
@@ -449,7 +449,7 @@ fn global_flags_go_before_or_after_and_list_gc_work() {
     std::fs::remove_file(env.store.join("names/r2.json")).unwrap();
     let gc = env.slipway().args(["gc", "--json"]).ok().json();
     assert_eq!(gc["bundles"].as_array().unwrap().len(), 1);
-    env.slipway().args(["inspect", json["id"].as_str().unwrap()]).fails(1);
+    env.slipway().args(["inspect", json["id"].as_str().unwrap()]).fails(2);
 }
 
 /// Files and bytes under `dir`.
@@ -542,7 +542,7 @@ fn a_killed_build_leaves_the_store_as_it_was() {
             before,
             "a build killed at {point} changed the store outside tmp/"
         );
-        env.slipway().args(["inspect", "big"]).fails(1);
+        env.slipway().args(["inspect", "big"]).fails(2);
         env.slipway().args(["verify", "small"]).ok();
     }
     env.slipway().args(["build", "--dir", "big", "--name", "big"]).ok();

@@ -226,9 +226,10 @@ fn bad_targets_and_releases_are_usage_errors() {
         .stderr_has("config file `missing.toml` does not exist");
     env.slipway()
         .args(["push", "nope", "-t", "./host"])
-        .fails(1)
+        .fails(2)
         .one_line_error()
-        .stderr_has("no release or bundle `nope`");
+        .stderr_has("no release or bundle `nope`")
+        .stderr_has("; `slipway list` shows what is there");
     env.write(
         "slipway.toml",
         format!("[targets.prod]\nhosts = [\"{}\"]\n", env.path("h1").display()),

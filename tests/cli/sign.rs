@@ -244,8 +244,9 @@ fn build_sign_prints_only_the_id_and_stores_the_signature() {
         .stderr_has("key `nope` does not exist");
     slipway(&env)
         .args(["inspect", "v3"])
-        .fails(1)
-        .stderr_has("no release or bundle `v3`");
+        .fails(2)
+        .stderr_has("no release or bundle `v3`")
+        .stderr_has("(did you mean `v1`?)");
 }
 
 #[test]
@@ -267,7 +268,7 @@ fn without_key_the_default_key_is_used_and_without_any_it_is_a_usage_error() {
         .stderr_has("`alice smith` is not a valid principal");
     slipway(&env)
         .args(["sign", "nope"])
-        .fails(1)
+        .fails(2)
         .stderr_has("no release or bundle `nope`");
     assert!(signatures(&env, "v1").is_empty());
 
