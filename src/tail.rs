@@ -8,32 +8,27 @@ use std::thread::JoinHandle;
 
 /// Read `from` to its end on a thread of its own, appending to `into` and
 /// keeping only its last `limit` bytes.
-pub fn keep_tail(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>, limit: usize) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n) = from.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            if let Ok(mut b) = into.lock() {
-                b.extend_from_slice(&chunk[..n]);
-                let len = b.len();
-                if len > limit {
-                    b.drain(..len - limit);
-                }
-            }
-        }
-    })
+pub fn keep_tail(from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>, limit: usize) -> JoinHandle<()> {
+    spawn_reader(from, into, limit, None)
 }
 
 /// [`keep_tail`], also sending each complete line (lossily decoded, at most
 /// 4 KiB of it) to `lines` as it arrives, for output streamed while the
 /// child runs.
 pub fn keep_tail_and_lines(
-    mut from: impl Read + Send + 'static,
+    from: impl Read + Send + 'static,
     into: Arc<Mutex<Vec<u8>>>,
     limit: usize,
     lines: std::sync::mpsc::Sender<String>,
+) -> JoinHandle<()> {
+    spawn_reader(from, into, limit, Some(lines))
+}
+
+fn spawn_reader(
+    mut from: impl Read + Send + 'static,
+    into: Arc<Mutex<Vec<u8>>>,
+    limit: usize,
+    lines: Option<std::sync::mpsc::Sender<String>>,
 ) -> JoinHandle<()> {
     std::thread::spawn(move || {
         let mut chunk = [0u8; 4096];
@@ -49,20 +44,21 @@ pub fn keep_tail_and_lines(
                     b.drain(..len - limit);
                 }
             }
+            let Some(lines) = &lines else { continue };
             pending.extend_from_slice(&chunk[..n]);
             while let Some(i) = pending.iter().position(|c| *c == b'\n') {
                 let line: Vec<u8> = pending.drain(..=i).collect();
-                let text =
-                    String::from_utf8_lossy(&line[..line.len() - 1].iter().take(4096).copied().collect::<Vec<_>>())
-                        .into_owned();
-                let _ = lines.send(text);
+                let text = &line[..(line.len() - 1).min(4096)];
+                let _ = lines.send(String::from_utf8_lossy(text).into_owned());
             }
             if pending.len() > 4096 {
                 let _ = lines.send(String::from_utf8_lossy(&pending).into_owned());
                 pending.clear();
             }
         }
-        if !pending.is_empty() {
+        if let Some(lines) = &lines
+            && !pending.is_empty()
+        {
             let _ = lines.send(String::from_utf8_lossy(&pending).into_owned());
         }
     })

@@ -71,6 +71,17 @@ fn scene(schemas: &[(&str, &str)], extra: &str) -> (Scene, Db) {
     (s, db)
 }
 
+/// `slipway deploy REL` started and left running (to be killed), its output discarded.
+fn deploy_in_background(s: &Scene, rel: &str) -> std::process::Child {
+    s.slipway()
+        .args(["deploy", rel, "-t", TARGET])
+        .cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 fn history(s: &Scene) -> Vec<serde_json::Value> {
     let o = s.slipway().args(["history", "-t", TARGET, "--json"]).ok();
     o.json().as_array().unwrap().clone()
@@ -239,14 +250,7 @@ fn a_client_killed_with_intake_paused_has_it_resumed_by_the_host_within_seconds(
             &format!("migrate = \"touch {d}/migrating; while [ ! -e {d}/go ]; do sleep 0.05; done; "),
         ),
     );
-    let mut child = s
-        .slipway()
-        .args(["deploy", "v2", "-t", TARGET])
-        .cmd
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = deploy_in_background(&s, "v2");
     crate::support::wait_for(30, "the migration to start", || db.dir.join("migrating").exists());
     child.kill().unwrap();
     child.wait().unwrap();
@@ -318,14 +322,7 @@ fn a_client_killed_at_backup_pause_switch_or_resume_leaves_intake_on_and_the_nex
             &format!("{step} = \"touch {d}/in-{step}; while [ ! -e {d}/go ]; do sleep 0.05; done; "),
         );
         s.env.write("slipway.toml", &waiting);
-        let mut child = s
-            .slipway()
-            .args(["deploy", "v2", "-t", TARGET])
-            .cmd
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = deploy_in_background(&s, "v2");
         crate::support::wait_for(30, &format!("{step} to start"), || {
             db.dir.join(format!("in-{step}")).exists()
         });
