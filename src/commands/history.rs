@@ -34,6 +34,8 @@ struct Row {
     backup: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     paused_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    marked_bad: Option<String>,
 }
 
 /// Records per host when neither `--limit` nor `--all` is given: years of
@@ -75,6 +77,7 @@ pub fn run(args: &HistoryArgs, ctx: &Context) -> Result<()> {
                     db_schema: r.db_schema,
                     backup: r.backup,
                     paused_ms: r.paused_ms,
+                    marked_bad: r.marked_bad,
                 }));
             }
             // The first failure is the command's error line; the others are warnings.

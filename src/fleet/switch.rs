@@ -335,6 +335,15 @@ fn switch_one(m: &mut Member, how: &Switching, out: &Output) {
                 record.from.as_deref().unwrap_or("(none)"),
                 record.to
             ));
+            if how.rollback
+                && record.marked_bad.is_none()
+                && let Some(from) = record.from.as_deref().filter(|f| *f != record.to)
+            {
+                out.info(&format!(
+                    "{}: {from} is not marked bad: {} went live after it (rolling forward)",
+                    m.spec.label, record.to
+                ));
+            }
         }
         Err(e) => return m.fail(Phase::Activate, e),
     }

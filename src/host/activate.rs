@@ -174,6 +174,7 @@ pub fn switch_with(layout: &Layout, req: &Switch, traffic: Traffic<'_>) -> Resul
         db_schema: req.db.db_schema.clone(),
         backup: req.db.backup.clone(),
         paused_ms: None,
+        marked_bad: current.clone().filter(|c| req.mark_left_bad && *c != req.name),
     };
     traffic(&req.name)?;
     let intent = Intent {
@@ -395,6 +396,7 @@ pub fn mark_healthy(layout: &Layout, name: &str, actor: &str, via: Option<String
         db_schema: None,
         backup: None,
         paused_ms: None,
+        marked_bad: None,
     };
     history::append(layout, &record)?;
     Ok(record)

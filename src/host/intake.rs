@@ -107,6 +107,7 @@ pub fn close(layout: &Layout, actor: &str, via: Option<String>, reason: Option<S
             db_schema: None,
             backup: None,
             paused_ms: Some(paused_ms),
+            marked_bad: None,
         };
         super::history::append(layout, &record)?;
     }

@@ -176,6 +176,7 @@ fn a_crash_between_rename_and_history_is_reconciled() {
         db_schema: None,
         backup: None,
         paused_ms: None,
+        marked_bad: None,
     };
     history::write_intent(
         &l,
@@ -230,6 +231,7 @@ fn a_crashed_rollback_is_finished_with_its_marks_once() {
             db_schema: None,
             backup: None,
             paused_ms: None,
+            marked_bad: None,
         },
         mark_left_bad: true,
     };

@@ -64,6 +64,9 @@ pub struct Record {
     /// `resume` records: how long intake was paused, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_ms: Option<u64>,
+    /// The release this switch marked bad (the one it left), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marked_bad: Option<String>,
 }
 
 /// One run of `migrate` or `migrate_down` on a host: a line of

@@ -502,3 +502,26 @@ fn activation_sweeps_leftover_links_and_refuses_a_release_whose_push_never_finis
     env.slipway().args(["activate", "v2", "-t", t]).ok();
     assert_eq!(current(&root), "v2");
 }
+
+#[test]
+fn rolling_forward_again_says_it_marks_nothing_and_a_plain_rollback_can_return() {
+    let s = crate::support::Scenario::new()
+        .tags(["v1", "v2", "v3"])
+        .local_hosts(1)
+        .start();
+    for v in ["v1", "v2", "v3"] {
+        s.slipway().args(["deploy", v, "-t", "prod"]).ok();
+    }
+    s.slipway().args(["rollback", "-t", "prod", "--to", "v1"]).ok();
+    let forward = s.slipway().args(["rollback", "-t", "prod", "--to", "v2"]).ok();
+    forward.stderr_has("v1 is not marked bad: v2 went live after it (rolling forward)");
+    let h = s
+        .slipway()
+        .args(["history", "-t", "prod", "--json", "-n", "2"])
+        .ok()
+        .json();
+    assert!(h[0]["marked_bad"].is_null(), "{h}");
+    assert_eq!(h[1]["marked_bad"], "v3", "{h}");
+    s.slipway().args(["rollback", "-t", "prod"]).ok();
+    assert_eq!(s.current(0).as_deref(), Some("v1"));
+}
