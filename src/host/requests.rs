@@ -364,8 +364,13 @@ fn pause<R: Read, W: Write>(s: &mut Session<R, W>, req: &HookRequest, own: &Hook
         Some(hooks::bounded(&s.layout, &asked)?).filter(|r| !r.command.trim().is_empty())
     };
     let Some(resume) = resume else {
+        let fix = if s.confined {
+            format!("add `resume` to `{}`", s.layout.meta_dir().join("hooks.toml").display())
+        } else {
+            "add `resume` to the target's `[hooks]`".to_string()
+        };
         return Err(Error::usage(format!(
-            "`pause` needs a `resume` that undoes it on `{}`; nothing was paused",
+            "`pause` needs a `resume` that undoes it on `{}`: {fix}; nothing was paused",
             s.layout.root.display()
         )));
     };
