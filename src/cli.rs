@@ -124,10 +124,40 @@ Examples:
     Import(ImportArgs),
     /// Remove bundles that no release name refers to, and temporary leftovers
     #[command(after_help = "\
+With `--remote NAME`, collects the remote store instead: releases no
+name binds, packs no bound release needs, and the claims of killed
+publishes. It never runs beside a publish (docs/remote-store.md).
+
 Examples:
   slipway gc --dry-run
-  slipway gc")]
+  slipway gc
+  slipway gc --remote artifacts --dry-run")]
     Gc(GcArgs),
+    /// Upload a release to a remote store (S3-compatible), only what it lacks
+    #[command(after_help = "\
+Uploads the contents the bucket does not have yet (shared between
+releases, as in the local store), then the manifest, provenance and
+signatures, and binds the name last. A name is bound once: publishing
+another id under it is refused (exit 1), also against a publisher
+racing this one. Publishing again adds signatures made since.
+Credentials come from the environment and ~/.aws as the AWS CLI reads
+them (docs/remote-store.md).
+
+Examples:
+  slipway publish v1.4.2 --to artifacts
+  slipway publish v1.4.2 --to artifacts --json")]
+    Publish(PublishArgs),
+    /// Get a release from a remote store into the local store, verified
+    #[command(after_help = "\
+Downloads what the local store lacks, checks every byte against the
+manifest and the manifest against the id (exit 5 on any mismatch),
+and keeps the signatures that verify; `inspect` then shows the same id
+and signers as where it was built. A killed fetch resumes.
+
+Examples:
+  slipway fetch v1.4.2 --from artifacts
+  slipway fetch sha256:3f1c --from artifacts --name v1.4.2")]
+    Fetch(FetchArgs),
     /// Sign a release with an SSH key (`ssh-keygen -Y sign`, namespace `slipway`)
     #[command(after_help = "\
 Signs a statement binding the release name to its bundle id and
@@ -637,6 +667,30 @@ pub struct GcArgs {
     /// Only list what would be removed
     #[arg(long)]
     pub dry_run: bool,
+    /// Collect this remote store (`[remotes.NAME]`) instead of the local store
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Release name (or id prefix of a named release) in the local store
+    pub release: String,
+    /// The remote store (`[remotes.NAME]` in slipway.toml)
+    #[arg(long, value_name = "NAME")]
+    pub to: String,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Release name, or id prefix, in the remote store
+    pub release: String,
+    /// The remote store (`[remotes.NAME]` in slipway.toml)
+    #[arg(long, value_name = "NAME")]
+    pub from: String,
+    /// Name to bind it to locally [default: its name in the remote]
+    #[arg(long)]
+    pub name: Option<String>,
 }
 
 /// `serve --key-name`: a short printable name.

@@ -19,6 +19,28 @@ pub struct ProjectConfig {
     pub build: BuildConfig,
     #[serde(default)]
     pub targets: BTreeMap<String, TargetConfig>,
+    /// `[remotes.NAME]`: S3-compatible buckets releases are published to
+    /// and fetched from (docs/remote-store.md).
+    #[serde(default)]
+    pub remotes: BTreeMap<String, RemoteConfig>,
+}
+
+/// `[remotes.NAME]`: where a remote store is. Credentials never go here:
+/// they come from the environment and the AWS shared files, as the AWS CLI
+/// reads them (docs/remote-store.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteConfig {
+    /// `s3://BUCKET` or `s3://BUCKET/PREFIX`.
+    pub url: String,
+    /// The S3 endpoint of a non-AWS store (`http://127.0.0.1:3900`);
+    /// default: `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, the profile's
+    /// `endpoint_url`, else AWS's own endpoint for the region.
+    pub endpoint: Option<String>,
+    /// Default: `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's `region`, else `us-east-1`.
+    pub region: Option<String>,
+    /// Path-style URLs (`endpoint/bucket/key`); default: on with a custom endpoint.
+    pub path_style: Option<bool>,
 }
 
 /// `[build]`: how a tag becomes a tree.

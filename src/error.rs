@@ -83,6 +83,14 @@ pub enum Error {
     /// (exit 1); the client replaces it with the host's own error when there is one.
     #[error("{0}")]
     Connection(String),
+    /// A remote store (S3 bucket) could not be reached or refused a
+    /// request (exit 1); the message names the remote, the key and why.
+    #[error("{0}")]
+    Remote(String),
+    /// A remote store already binds the name to another id, or a publish
+    /// of another id under it is in progress (exit 1).
+    #[error("{0}")]
+    RemoteRebound(String),
     /// A value could not be written as JSON (exit 1).
     #[error("{0}")]
     Encode(#[source] serde_json::Error),
@@ -417,6 +425,8 @@ impl Error {
             Error::UnknownRequest(_) => Error::UnknownRequest(message),
             Error::Restricted(_) => Error::Restricted(message),
             Error::Connection(_) => Error::Connection(message),
+            Error::Remote(_) => Error::Remote(message),
+            Error::RemoteRebound(_) => Error::RemoteRebound(message),
             Error::Host { source, .. } => source.reworded(message),
             _ => Error::Other(message),
         }
@@ -485,6 +495,8 @@ pub(crate) fn one_of_each_kind() -> Vec<Error> {
         Error::ExpectMismatch("m".into()),
         Error::UnknownRequest("m".into()),
         Error::Restricted("m".into()),
+        Error::Remote("m".into()),
+        Error::RemoteRebound("m".into()),
     ]
 }
 
@@ -503,6 +515,8 @@ mod tests {
         assert_eq!(Error::ExpectMismatch("x".into()).exit().code(), 6);
         assert_eq!(Error::UnknownRequest("x".into()).exit().code(), 1);
         assert_eq!(Error::Restricted("x".into()).exit().code(), 2);
+        assert_eq!(Error::Remote("x".into()).exit().code(), 1);
+        assert_eq!(Error::RemoteRebound("x".into()).exit().code(), 1);
         let io = Error::io("read", Path::new("/x"), io::Error::from_raw_os_error(2));
         assert_eq!(io.exit().code(), 1);
         assert_eq!(io.to_string(), "cannot read `/x`: no such file or directory");

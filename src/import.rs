@@ -70,12 +70,13 @@ impl Visitor for Repack<'_> {
 
 /// The sidecar's signatures that verify for `name` = `id` (signatures in a
 /// format this slipway does not know are kept as they are); each one dropped
-/// is named in `dropped`.
-fn checked_signatures(
+/// is named in `dropped`. `from` says where they came from (a sidecar's
+/// path, a remote).
+pub(crate) fn checked_signatures(
     sigs: &[Value],
     name: &str,
     id: &Digest,
-    sidecar: &Path,
+    from: &str,
     tmp_dir: &Path,
     dropped: &mut Vec<String>,
 ) -> Result<Vec<Value>> {
@@ -96,8 +97,7 @@ fn checked_signatures(
             },
         };
         dropped.push(format!(
-            "not importing a signature from `{}` for `{name}` {id}: {why}",
-            sidecar.display()
+            "not importing a signature from `{from}` for `{name}` {id}: {why}",
         ));
     }
     Ok(kept)
@@ -202,7 +202,14 @@ pub fn import(store: &Store, file_path: &Path, name: Option<&str>) -> Result<Imp
             record.provenance = serde_json::from_value(p.clone()).ok();
         }
         if let Some(sigs) = s.get("signatures").and_then(|v| v.as_array()) {
-            record.signatures = checked_signatures(sigs, &name, &id, &sidecar_path, &tmp_dir, &mut dropped)?;
+            record.signatures = checked_signatures(
+                sigs,
+                &name,
+                &id,
+                &sidecar_path.display().to_string(),
+                &tmp_dir,
+                &mut dropped,
+            )?;
         }
     }
     store.add_bundle(packed)?;

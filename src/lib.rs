@@ -21,6 +21,7 @@
 //! whom, the path of a release through the modules, the invariants each
 //! layer keeps, and how to add a request to the protocol.
 
+pub mod bucket;
 pub mod build;
 pub mod bundle;
 pub mod cli;
@@ -136,6 +137,8 @@ pub fn run(command: &Command, ctx: &Context) -> Result<()> {
         Command::Export(a) => commands::export::run(a, ctx),
         Command::Import(a) => commands::import::run(a, ctx),
         Command::Gc(a) => commands::gc::run(a, ctx),
+        Command::Publish(a) => commands::publish::run(a, ctx),
+        Command::Fetch(a) => commands::fetch::run(a, ctx),
         Command::Sign(a) => commands::sign::run(a, ctx),
         Command::Push(a) => commands::push::run(a, ctx),
         Command::Activate(a) => commands::activate::run(a, ctx),

@@ -5,6 +5,7 @@ pub mod build;
 pub mod completions;
 pub mod deploy;
 pub mod export;
+pub mod fetch;
 pub mod gate;
 pub mod gc;
 pub mod history;
@@ -16,6 +17,7 @@ pub mod list;
 pub mod man;
 pub mod provenance;
 pub mod prune;
+pub mod publish;
 pub mod push;
 pub mod rollback;
 pub mod serve;
@@ -41,6 +43,21 @@ pub fn load_target(ctx: &crate::Context, target: &str) -> crate::error::Result<c
     }
     let project = crate::config::load_project(&ctx.config_path)?;
     crate::remote::resolve_target(target, project.as_ref(), &ctx.config_path.display().to_string())
+}
+
+/// Open remote `name` of `--config` (or `./slipway.toml`).
+///
+/// # Errors
+/// Usage error when an explicit `--config` is missing or the remote is not configured.
+pub fn load_remote(ctx: &crate::Context, name: &str) -> crate::error::Result<crate::bucket::Remote> {
+    if ctx.config_explicit && crate::fs::symlink_metadata_optional(&ctx.config_path)?.is_none() {
+        return Err(crate::error::Error::usage(format!(
+            "config file `{}` does not exist",
+            ctx.config_path.display()
+        )));
+    }
+    let project = crate::config::load_project(&ctx.config_path)?;
+    crate::bucket::open(project.as_ref(), name, &ctx.config_path.display().to_string())
 }
 
 /// REL as a named release whose bundle is in the store, for `verb` (push, deploy).
