@@ -425,6 +425,9 @@ pub struct PushArgs {
     /// Only these hosts of the target (as written in slipway.toml), comma-separated
     #[arg(long, value_name = "HOST,...", value_delimiter = ',')]
     pub hosts: Vec<String>,
+    /// Hosts download the release from this remote store (`[remotes.NAME]`) instead of over SSH [default: the target's `from`]
+    #[arg(long, value_name = "REMOTE")]
+    pub from: Option<String>,
 }
 
 /// `-t TARGET` and `--hosts`.
@@ -482,6 +485,9 @@ pub struct DeployArgs {
     pub rel: String,
     #[command(flatten)]
     pub target: TargetArgs,
+    /// Hosts download the release from this remote store (`[remotes.NAME]`) instead of over SSH [default: the target's `from`]
+    #[arg(long, value_name = "REMOTE")]
+    pub from: Option<String>,
     /// Activate N hosts at a time, with health checks between batches (rolling)
     #[arg(long, value_name = "N")]
     pub batch: Option<usize>,

@@ -41,6 +41,9 @@ pub struct RemoteConfig {
     pub region: Option<String>,
     /// Path-style URLs (`endpoint/bucket/key`); default: on with a custom endpoint.
     pub path_style: Option<bool>,
+    /// How long the URLs presigned for hosts stay valid (`1h`); they must
+    /// outlast the slowest host's download.
+    pub url_lifetime: Option<String>,
 }
 
 /// `[build]`: how a tag becomes a tree.
@@ -78,6 +81,9 @@ pub struct TargetConfig {
     /// The host that runs `backup`, `migrate` and `migrate_down` (as
     /// written in `hosts`); default: the first host.
     pub migrate_on: Option<String>,
+    /// Hosts pull releases from this remote store (`[remotes.NAME]`)
+    /// instead of receiving them over SSH; `--from` overrides it.
+    pub from: Option<String>,
     #[serde(default)]
     pub hooks: HooksConfig,
     /// `[targets.NAME.service]`: run the release as a service in A/B slots

@@ -16,6 +16,7 @@ pub mod aws;
 pub mod fetch;
 pub mod format;
 pub mod gc;
+pub mod hosts;
 pub mod names;
 pub mod publish;
 pub mod pull;

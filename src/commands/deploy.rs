@@ -21,9 +21,11 @@ pub fn run(args: &DeployArgs, ctx: &Context) -> Result<()> {
     }
     let store = ctx.store()?;
     let _lock = store.lock_shared()?;
-    let record = super::named_release(&store, &args.rel, "deploy")?;
-    let id = record.id;
     let target = super::load_target(ctx, &args.target.target)?;
+    let staging = super::staging(ctx, &store, &args.rel, "deploy", &target, args.from.as_deref())?;
+    let record = &staging.record;
+    let manifest = &staging.manifest;
+    let id = record.id;
     let reason = super::gate::check(
         ctx,
         &target,
@@ -32,9 +34,9 @@ pub fn run(args: &DeployArgs, ctx: &Context) -> Result<()> {
         args.override_gate,
         args.reason.as_deref(),
     )?;
-    let manifest = store.manifest(&id)?;
-    super::note_external_links(ctx, &record.name, &manifest);
-    let job = PushJob::new(&store, &record, &manifest, &target, false);
+    super::note_external_links(ctx, &record.name, manifest);
+    let mut job = PushJob::new(&store, record, manifest, &target, false);
+    job.pull = staging.pull.clone();
     let mut fleet = Fleet::new(ctx, &target, &args.target.hosts)?;
     if let Err(e) = fleet.push_skipping(&job, args.skip_unreachable) {
         print_reports(ctx, &fleet.reports());

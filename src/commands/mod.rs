@@ -60,6 +60,55 @@ pub fn load_remote(ctx: &crate::Context, name: &str) -> crate::error::Result<cra
     crate::bucket::open(project.as_ref(), name, &ctx.config_path.display().to_string())
 }
 
+/// What `push` and `deploy` stage: a release of the local store, sent
+/// over SSH, or (with `--from`, or the target's `from`) one the hosts pull
+/// from a remote store.
+pub struct Staging {
+    pub record: crate::store::ReleaseRecord,
+    pub manifest: crate::manifest::Manifest,
+    pub pull: Option<crate::protocol::PullSource>,
+}
+
+/// Resolve REL for `verb` on `target`, pulling from `from` (else the
+/// target's `from`) when set.
+///
+/// # Errors
+/// As [`named_release`], or [`crate::bucket::hosts::pulled`] in pull mode.
+pub fn staging(
+    ctx: &crate::Context,
+    store: &crate::store::Store,
+    rel: &str,
+    verb: &str,
+    target: &crate::remote::Target,
+    from: Option<&str>,
+) -> crate::error::Result<Staging> {
+    let Some(remote_name) = from.or(target.config.from.as_deref()) else {
+        let record = named_release(store, rel, verb)?;
+        let manifest = store.manifest(&record.id)?;
+        return Ok(Staging {
+            record,
+            manifest,
+            pull: None,
+        });
+    };
+    let project = crate::config::load_project(&ctx.config_path)?;
+    let remote = crate::bucket::open(project.as_ref(), remote_name, &ctx.config_path.display().to_string())?;
+    let lifetime = match project
+        .as_ref()
+        .and_then(|p| p.remotes.get(remote_name))
+        .and_then(|r| r.url_lifetime.as_deref())
+    {
+        Some(v) => crate::config::parse_duration(v, &format!("remotes.{remote_name}.url_lifetime"))?,
+        None => crate::bucket::hosts::DEFAULT_LIFETIME,
+    };
+    let pulled = crate::bucket::hosts::pulled(store, &remote, rel, lifetime)?;
+    Ok(Staging {
+        record: pulled.record,
+        manifest: pulled.manifest,
+        pull: Some(pulled.source),
+    })
+}
+
 /// REL as a named release whose bundle is in the store, for `verb` (push, deploy).
 ///
 /// # Errors

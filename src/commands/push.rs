@@ -40,12 +40,13 @@ struct PushRow<'a> {
 pub fn run(args: &PushArgs, ctx: &Context) -> Result<()> {
     let store = ctx.store()?;
     let _lock = store.lock_shared()?;
-    let record = super::named_release(&store, &args.rel, "push")?;
-    let id = record.id;
     let target = super::load_target(ctx, &args.target)?;
-    let manifest = store.manifest(&id)?;
-    super::note_external_links(ctx, &record.name, &manifest);
-    let job = PushJob::new(&store, &record, &manifest, &target, false);
+    let staging = super::staging(ctx, &store, &args.rel, "push", &target, args.from.as_deref())?;
+    let (record, manifest) = (&staging.record, &staging.manifest);
+    let id = record.id;
+    super::note_external_links(ctx, &record.name, manifest);
+    let mut job = PushJob::new(&store, record, manifest, &target, false);
+    job.pull = staging.pull.clone();
 
     let mut fleet = Fleet::new(ctx, &target, &args.hosts)?;
     let pushed = fleet.push(&job);

@@ -16,6 +16,7 @@ pub mod lock;
 pub mod objects;
 pub mod procs;
 pub mod prune;
+pub mod pull;
 pub mod requests;
 pub mod serve;
 pub mod service;

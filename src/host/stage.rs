@@ -77,6 +77,7 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     validate_name(&offer.name)?;
     validate_actor(&offer.pushed_by)?;
     let layout = session.layout.clone();
+    let confined = session.confined;
     let ch = &mut session.ch;
     let name_owned = offer.name.clone();
     let name = name_owned.as_str();
@@ -98,11 +99,21 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     }
     let _leftovers = Leftovers::clear(&layout, name)?;
 
-    let bases = base_candidates(&layout)?;
-    ch.send(&Message::SendManifest {
-        bases: bases.keys().copied().collect(),
-    })?;
-    let (manifest, manifest_size) = receive_manifest(ch, &layout, &bases, &offer)?;
+    let agent = crate::bucket::s3::agent();
+    let (manifest, manifest_size) = match &offer.source {
+        // Pull mode: the manifest comes from the bucket, not the client.
+        Some(src) => {
+            super::pull::check_source(&layout, src, &offer.id, confined)?;
+            super::pull::manifest(&agent, src, &offer.id, name)?
+        }
+        None => {
+            let bases = base_candidates(&layout)?;
+            ch.send(&Message::SendManifest {
+                bases: bases.keys().copied().collect(),
+            })?;
+            receive_manifest(ch, &layout, &bases, &offer)?
+        }
+    };
     super::shared::check(&manifest, &offer.shared, &offer.shared_files)?;
     super::links::check(&layout, name, &manifest)?;
     if offer.repair {
@@ -121,7 +132,8 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     let copy = offer.link_mode == LinkMode::Copy;
     // The directories first: the missing files are written straight into them.
     let tree = Tree::new(&layout, name, &manifest, copy)?;
-    let (objects_written, bytes_written, early) = receive_contents(ch, &layout, &offer, &manifest, &tree, plan.wanted)?;
+    let (objects_written, bytes_written, early) =
+        receive_contents(ch, &agent, &layout, &offer, &manifest, &tree, plan.wanted)?;
     super::fault::point("after-objects");
 
     tree.finish(&layout, &manifest, &offer, &early)?;
@@ -207,6 +219,7 @@ fn admit(layout: &Layout, offer: &PushOffer) -> Result<Admitted> {
 /// stopped, or content the client said it sent but never did.
 fn receive_contents<R: Read, W: Write>(
     ch: &mut crate::protocol::Channel<R, W>,
+    agent: &ureq::Agent,
     layout: &Layout,
     offer: &PushOffer,
     manifest: &Manifest,
@@ -228,6 +241,13 @@ fn receive_contents<R: Read, W: Write>(
             feed: &mut feed,
         };
         let received = (|| -> Result<()> {
+            if let Some(src) = &offer.source {
+                pull_into(agent, src, manifest, &offer.name, &mut incoming)?;
+                return match ch.recv()? {
+                    Message::Done => incoming.feed.finish(),
+                    other => Err(unexpected(&other, "`done`")),
+                };
+            }
             loop {
                 match ch.recv()? {
                     Message::Bundle { .. } => receive_bundle(ch, offer, &mut incoming)?,
@@ -264,6 +284,35 @@ fn receive_contents<R: Read, W: Write>(
         )));
     }
     Ok((objects_written, bytes_written, early?))
+}
+
+/// Pull mode: download what is still wanted from the remote store and hand
+/// each checked object to the writer, as a push's batch would.
+fn pull_into(
+    agent: &ureq::Agent,
+    src: &crate::protocol::PullSource,
+    manifest: &Manifest,
+    name: &str,
+    incoming: &mut Incoming<'_>,
+) -> Result<()> {
+    let mut keys: HashMap<Digest, Vec<ObjectKey>> = HashMap::new();
+    let mut sizes: HashMap<Digest, u64> = HashMap::new();
+    for (key, &i) in incoming.wanted.iter() {
+        keys.entry(key.digest).or_default().push(*key);
+        sizes.insert(key.digest, manifest.entries[i as usize].size);
+    }
+    let mut deliver = |digest: Digest, content: Vec<u8>| -> Result<()> {
+        for key in keys.get(&digest).map(Vec::as_slice).unwrap_or_default() {
+            let Some(&i) = incoming.wanted.get(key) else { continue };
+            let entry = &manifest.entries[i as usize];
+            // Checked against its sha256 on arrival (bucket::pull).
+            if incoming.take(entry, &mut content.as_slice(), false)?.is_some() {
+                incoming.feed.accept()?;
+            }
+        }
+        Ok(())
+    };
+    super::pull::contents(agent, src, manifest, name, &sizes, &mut deliver)
 }
 
 /// Bind the name (write `.slipway/releases/<name>.json`), then make the

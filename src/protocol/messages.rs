@@ -218,6 +218,25 @@ pub struct PushOffer {
     /// its objects, receive the bad ones and swap in a rebuilt tree.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub repair: bool,
+    /// Pull mode: the host downloads the manifest and the contents it
+    /// lacks from a remote store, instead of receiving them on this
+    /// connection (docs/remote-store.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<PullSource>,
+}
+
+/// Where a host pulls a release from: URLs presigned by the client for
+/// exactly the objects of this release (the host holds no credentials).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PullSource {
+    /// The remote's name in the operator's `slipway.toml` (for messages).
+    pub remote: String,
+    /// `releases/<id>/manifest.zst`.
+    pub manifest: String,
+    /// `releases/<id>/index.zst`.
+    pub index: String,
+    /// `packs/<p>.pack` of every pack the index names, in its order.
+    pub packs: Vec<String>,
 }
 
 /// `activate`: switch `current` to `release` (a name or id prefix on the host).

@@ -435,6 +435,7 @@ fn offer_with_signatures(name: &str, n: usize) -> Message {
         shared: vec![],
         shared_files: vec![],
         repair: false,
+        source: None,
     }))
 }
 

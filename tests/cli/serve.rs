@@ -65,6 +65,7 @@ impl Raw {
             shared: vec![],
             shared_files: vec![],
             repair: false,
+            source: None,
         })))?;
         match self.ch.recv()? {
             Message::SendManifest { .. } => {}
@@ -247,6 +248,7 @@ fn serve_refuses_manifests_that_leave_the_root() {
             shared: vec![],
             shared_files: vec![],
             repair: false,
+            source: None,
         })))
         .unwrap();
     raw.ch.recv().unwrap();

@@ -38,6 +38,9 @@ pub struct PushJob<'a> {
     pub shared_files: &'a [String],
     /// Repair a damaged release that is already on the host (`verify --repair`).
     pub repair: bool,
+    /// Pull mode: each host downloads the release from a remote store
+    /// (`--from`), and this connection carries control messages only.
+    pub pull: Option<crate::protocol::PullSource>,
     /// The manifest as sent, by the base it was compressed against:
     /// compressed once for all the hosts that offer the same base.
     sent_manifests: Mutex<HashMap<Option<Digest>, Arc<Vec<u8>>>>,
@@ -69,6 +72,7 @@ impl<'a> PushJob<'a> {
             shared: &target.config.shared,
             shared_files: &target.config.shared_files,
             repair,
+            pull: None,
             sent_manifests: Mutex::default(),
             canonical: OnceLock::new(),
             object_bytes: OnceLock::new(),

@@ -106,9 +106,10 @@ fn offer_on(ch: &mut HostChannel, job: &PushJob<'_>, link_mode: LinkMode, bar: &
         shared: job.shared.to_vec(),
         shared_files: job.shared_files.to_vec(),
         repair: job.repair,
+        source: job.pull.clone(),
     })))?;
-    let bases = match ch.recv()? {
-        Message::Staged(s) if s.already => {
+    let need = match (ch.recv()?, job.pull.is_some()) {
+        (Message::Staged(s), _) if s.already => {
             return Ok(Offered::Already(PushOutcome {
                 already: true,
                 files: s.files,
@@ -117,14 +118,17 @@ fn offer_on(ch: &mut HostChannel, job: &PushJob<'_>, link_mode: LinkMode, bar: &
                 objects_reused: s.objects_reused,
             }));
         }
-        Message::SendManifest { bases } => bases,
-        other => return Err(unexpected(&other, "`send_manifest`")),
-    };
-    send_manifest(ch, job, &bases)?;
-
-    let need = match ch.recv()? {
-        Message::Need(n) => n,
-        other => return Err(unexpected(&other, "`need`")),
+        (Message::SendManifest { bases }, false) => {
+            send_manifest(ch, job, &bases)?;
+            match ch.recv()? {
+                Message::Need(n) => n,
+                other => return Err(unexpected(&other, "`need`")),
+            }
+        }
+        // Pull mode: the host read the manifest from the bucket itself.
+        (Message::Need(n), true) => n,
+        (other, false) => return Err(unexpected(&other, "`send_manifest`")),
+        (other, true) => return Err(unexpected(&other, "`need`")),
     };
     let entries = &job.manifest.entries;
     if need.objects > entries.len() as u64 {
@@ -146,7 +150,8 @@ fn offer_on(ch: &mut HostChannel, job: &PushJob<'_>, link_mode: LinkMode, bar: &
         }
     }
     let total = job.object_bytes();
-    let how = if indices.is_empty() {
+    let how = if indices.is_empty() || job.pull.is_some() {
+        // Nothing to send: or the host pulls what it lacks itself.
         Contents::Nothing
     } else if u128::from(needed_bytes) * 100 >= u128::from(total) * u128::from(BUNDLE_PERCENT) {
         Contents::Bundle

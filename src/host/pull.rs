@@ -1,0 +1,280 @@
+//! Pull mode: a host downloads a release from a remote store instead of
+//! receiving it on the SSH connection — one of the two places content can
+//! come from in [`super::stage`] (the other is the push stream). The
+//! staging path after it is the same: same tree, same hardlinks, same
+//! durability, same signature checks.
+//!
+//! ```text
+//! offer.source (URLs presigned by the client) ─▶ allowed? (.slipway/remotes.toml when confined)
+//!   ─▶ manifest.zst (its sha256 must be the offered id) ─▶ index.zst
+//!   ─▶ what the host lacks (as a push) ─▶ range GETs, 4 at a time (bucket::pull),
+//!      each object checked against its sha256 ─▶ a channel ─▶ the same Feed a push writes to
+//! ```
+//!
+//! Invariants: the host never contacts a URL a confined client chose
+//! unless the host's owner allowed its prefix; every URL names exactly the
+//! object it must (the id's manifest and index, the index's packs); no byte
+//! reaches the tree before its sha256 matched the manifest.
+
+use std::collections::HashMap;
+
+use super::layout::Layout;
+use crate::bucket::format::{self, ReleaseIndex};
+use crate::bucket::pull::{self, Want};
+use crate::bucket::s3::{self, MAX_SMALL};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
+use crate::protocol::PullSource;
+
+/// The most packs one pull may name (each is one URL on the connection).
+pub const MAX_PACKS: usize = 100_000;
+/// The longest URL accepted.
+const MAX_URL: usize = 8 * 1024;
+/// Range requests in flight per host.
+pub const PARALLEL: usize = 4;
+
+/// `.slipway/remotes.toml`: the URL prefixes a confined `serve` may pull from.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Allowed {
+    #[serde(default)]
+    allow: Vec<String>,
+}
+
+pub fn remotes_path(layout: &Layout) -> std::path::PathBuf {
+    layout.meta_dir().join("remotes.toml")
+}
+
+/// Check every URL of `src` before any is used: http(s), bounded, naming
+/// the object it must, and (when `confined`) under a prefix the host's
+/// `.slipway/remotes.toml` allows.
+///
+/// # Errors
+/// [`Error::Restricted`] (exit 2) for a URL the host may not use; usage
+/// error for a malformed one.
+pub fn check_source(layout: &Layout, src: &PullSource, id: &Digest, confined: bool) -> Result<()> {
+    if src.packs.len() > MAX_PACKS {
+        return Err(Error::usage(format!(
+            "a pull naming {} packs is more than the {MAX_PACKS} a host accepts",
+            src.packs.len()
+        )));
+    }
+    let allowed = if confined {
+        let path = remotes_path(layout);
+        let list: Allowed = match crate::fs::read_optional(&path)? {
+            Some(bytes) => crate::config::parse_toml(&String::from_utf8_lossy(&bytes), &path.display().to_string())?,
+            None => Allowed::default(),
+        };
+        if list.allow.is_empty() {
+            return Err(Error::Restricted(format!(
+                "this host pulls from no remote store for a restricted key: its owner lists the URLs it may pull from in `{}` (`allow = [\"https://…/bucket/prefix/\"]`, docs/remote-store.md)",
+                path.display()
+            )));
+        }
+        Some((list.allow, path))
+    } else {
+        None
+    };
+    let hex = id.hex();
+    let check = |url: &str, tail: &str| -> Result<()> {
+        if url.len() > MAX_URL {
+            return Err(Error::usage(format!("a pull URL of {} bytes is too long", url.len())));
+        }
+        let parsed: url::Url = url
+            .parse()
+            .map_err(|e| Error::usage(format!("pull URL `{}` is not a URL: {e}", crate::error::one_line(url))))?;
+        if !matches!(parsed.scheme(), "http" | "https") || !parsed.path().ends_with(tail) {
+            return Err(Error::Restricted(format!(
+                "pull URL `{}` does not name `{tail}` over http(s)",
+                strip_query(url)
+            )));
+        }
+        if let Some((list, path)) = &allowed {
+            let plain = strip_query(url);
+            if !list.iter().any(|p| plain.starts_with(p.as_str())) {
+                return Err(Error::Restricted(format!(
+                    "this host may not pull from `{plain}`: `{}` allows only {}",
+                    path.display(),
+                    list.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    };
+    check(&src.manifest, &format!("/releases/{hex}/manifest.zst"))?;
+    check(&src.index, &format!("/releases/{hex}/index.zst"))?;
+    for p in &src.packs {
+        check(p, ".pack")?;
+    }
+    Ok(())
+}
+
+/// A URL without its query (the signature), for messages.
+fn strip_query(url: &str) -> &str {
+    url.split_once('?').map_or(url, |(a, _)| a)
+}
+
+fn get_all(agent: &ureq::Agent, url: &str, limit: u64, what: &str) -> Result<Vec<u8>> {
+    let parsed: url::Url = url
+        .parse()
+        .map_err(|e| Error::usage(format!("pull URL is not a URL: {e}")))?;
+    let mut resp = agent
+        .get(parsed.as_str())
+        .call()
+        .map_err(|e| Error::Remote(format!("{what}: cannot download `{}`: {e}", strip_query(url))))?;
+    let status = resp.status().as_u16();
+    if status != 200 {
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024)
+            .read_to_string()
+            .unwrap_or_default();
+        let expired = body.contains("expired") || body.contains("Expired");
+        return Err(Error::Remote(format!(
+            "{what}: `{}` answered {status}{}",
+            strip_query(url),
+            if expired {
+                " (the URL expired: run the command again for fresh ones, or raise the remote's `url_lifetime`)"
+            } else if status == 403 {
+                " (access denied: the URL expired, or the operator's credentials were revoked)"
+            } else if status == 404 {
+                " (missing from the bucket)"
+            } else {
+                ""
+            }
+        )));
+    }
+    let mut out = Vec::new();
+    use std::io::Read;
+    resp.body_mut()
+        .as_reader()
+        .take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::Remote(format!("{what}: the download of `{}` broke off: {e}", strip_query(url))))?;
+    if out.len() as u64 > limit {
+        return Err(Error::integrity(format!(
+            "{what}: `{}` is larger than {limit} bytes",
+            strip_query(url)
+        )));
+    }
+    Ok(out)
+}
+
+/// The manifest of the offered release, from the bucket, checked against `id`.
+///
+/// # Errors
+/// A failed download; integrity error when it does not hash to `id`.
+pub fn manifest(agent: &ureq::Agent, src: &PullSource, id: &Digest, name: &str) -> Result<(Manifest, u64)> {
+    let what = format!("remote `{}`: the manifest of `{name}`", src.remote);
+    let bytes = get_all(agent, &src.manifest, MAX_SMALL, &what)?;
+    let raw = format::decompress(&bytes, MAX_MANIFEST_BYTES, &what)?;
+    let got = Digest::of(&raw);
+    if got != *id {
+        return Err(Error::integrity(format!(
+            "{what} hashes to {got}, not to the offered id {id}: the bucket's copy is damaged or was tampered with"
+        )));
+    }
+    let m = Manifest::parse(&raw).map_err(|e| Error::integrity(format!("{what}: {e}")))?;
+    Ok((m, raw.len() as u64))
+}
+
+/// Download what the host lacks (`wanted`: content → the entries that need
+/// it) and hand each checked object to `deliver`, on this thread.
+///
+/// # Errors
+/// A failed download, an object that does not match, `deliver`'s error.
+pub fn contents(
+    agent: &ureq::Agent,
+    src: &PullSource,
+    manifest: &Manifest,
+    name: &str,
+    wanted: &HashMap<Digest, u64>,
+    deliver: &mut dyn FnMut(Digest, Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let what = format!("remote `{}`: the index of `{name}`", src.remote);
+    let bytes = get_all(agent, &src.index, MAX_SMALL, &what)?;
+    let index: ReleaseIndex = format::decode(&bytes, MAX_SMALL, &what)?;
+    let all = format::contents(manifest);
+    format::check_index(&index, all.len(), &what)?;
+    if index.packs.len() != src.packs.len() {
+        return Err(Error::usage(format!(
+            "{what} names {} packs, but the client sent {} URLs",
+            index.packs.len(),
+            src.packs.len()
+        )));
+    }
+    for (i, p) in index.packs.iter().enumerate() {
+        if !strip_query(&src.packs[i]).ends_with(&format!("/packs/{p}.pack")) {
+            return Err(Error::Restricted(format!(
+                "pull URL `{}` is not pack {p} of the index",
+                strip_query(&src.packs[i])
+            )));
+        }
+    }
+    let wants: Vec<Want> = all
+        .iter()
+        .zip(&index.objects)
+        .filter(|((d, _), _)| wanted.contains_key(d))
+        .map(|((d, size), loc)| Want {
+            digest: *d,
+            size: *size,
+            loc: *loc,
+        })
+        .collect();
+    let urls: Vec<url::Url> = src
+        .packs
+        .iter()
+        .map(|u| {
+            u.parse()
+                .map_err(|e| Error::usage(format!("pull URL is not a URL: {e}")))
+        })
+        .collect::<Result<_>>()?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(Digest, Vec<u8>)>(16);
+    std::thread::scope(|scope| {
+        let downloader = scope.spawn(move || {
+            let get = |pack: u32, start: u64, len: u64| -> Result<Vec<u8>> {
+                let url = &urls[pack as usize];
+                s3::get_range_url(agent, url, start, len).map_err(|why| {
+                    Error::Remote(format!(
+                        "remote `{}`: `{}` (bytes {start}..{}): {why}",
+                        src.remote,
+                        strip_query(url.as_str()),
+                        start + len
+                    ))
+                })
+            };
+            let send = |w: &Want, content: Vec<u8>| -> Result<()> {
+                tx.send((w.digest, content))
+                    .map_err(|_| Error::ThreadStopped("writing the pulled objects"))
+            };
+            let describe = |w: &Want| {
+                format!(
+                    "remote `{}`: content {} of `{name}` (in pack {} at {})",
+                    src.remote, w.digest, index.packs[w.loc.0 as usize], w.loc.1
+                )
+            };
+            pull::download(pull::ranges(wants), PARALLEL, &get, &send, &describe)
+        });
+        let mut delivered = Ok(());
+        for (d, content) in rx.iter() {
+            if let Err(e) = deliver(d, content) {
+                delivered = Err(e);
+                break;
+            }
+        }
+        // Dropping the receiver (by leaving the loop early) stops the downloader.
+        drop(rx);
+        let downloaded = downloader
+            .join()
+            .unwrap_or_else(|_| Err(Error::other("the download stopped unexpectedly")));
+        match (downloaded, delivered) {
+            (Err(Error::ThreadStopped(_)), Err(e)) | (Ok(()), Err(e)) | (Err(e), _) => Err(e),
+            (Ok(()), Ok(())) => Ok(()),
+        }
+    })
+}
