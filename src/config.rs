@@ -33,9 +33,10 @@ pub struct ProjectConfig {
 pub struct RemoteConfig {
     /// `s3://BUCKET` or `s3://BUCKET/PREFIX`.
     pub url: String,
-    /// The S3 endpoint of a non-AWS store (`http://127.0.0.1:3900`);
-    /// default: `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, the profile's
-    /// `endpoint_url`, else AWS's own endpoint for the region.
+    /// The S3 endpoint of a non-AWS store (`http://127.0.0.1:3900`).
+    /// `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` win over it, as over
+    /// the AWS CLI's config; without any, the profile's `endpoint_url`,
+    /// else AWS's own endpoint for the region.
     pub endpoint: Option<String>,
     /// Default: `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's `region`, else `us-east-1`.
     pub region: Option<String>,

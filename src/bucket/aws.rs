@@ -8,7 +8,7 @@
 //!                aws_access_key_id, aws_secret_access_key, aws_session_token,
 //!                or credential_process (its JSON answer)
 //! region       [remotes.X] region, AWS_REGION, AWS_DEFAULT_REGION, the profile's region, us-east-1
-//! endpoint     [remotes.X] endpoint, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the profile's endpoint_url
+//! endpoint     AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, [remotes.X] endpoint, the profile's endpoint_url
 //! ```
 //!
 //! Invariant: a secret is never printed, logged or written anywhere; errors
@@ -23,6 +23,9 @@ use crate::error::{Error, Result};
 pub struct Aws {
     pub credentials: Option<Keys>,
     pub region: Option<String>,
+    /// `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`: wins over `[remotes.X] endpoint`.
+    pub env_endpoint: Option<String>,
+    /// The profile's `endpoint_url`: loses to `[remotes.X] endpoint`.
     pub endpoint: Option<String>,
     /// Where the credentials came from (`environment`, `profile "ci" in ~/.aws/credentials`).
     pub source: String,
@@ -82,9 +85,8 @@ pub fn resolve(env: &dyn Fn(&str) -> Option<String>) -> Result<Aws> {
         region: env("AWS_REGION")
             .or_else(|| env("AWS_DEFAULT_REGION"))
             .or_else(|| from_profile("region")),
-        endpoint: env("AWS_ENDPOINT_URL_S3")
-            .or_else(|| env("AWS_ENDPOINT_URL"))
-            .or_else(|| from_profile("endpoint_url")),
+        env_endpoint: env("AWS_ENDPOINT_URL_S3").or_else(|| env("AWS_ENDPOINT_URL")),
+        endpoint: from_profile("endpoint_url"),
         ..Aws::default()
     };
     if let (Some(access_key), Some(secret_key)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
@@ -251,10 +253,8 @@ mod tests {
             ("AWS_ENDPOINT_URL", "http://e"),
         ]))
         .unwrap();
-        assert_eq!(
-            (aws.region.as_deref(), aws.endpoint.as_deref()),
-            (Some("r"), Some("http://e"))
-        );
+        assert_eq!(aws.region.as_deref(), Some("r"));
+        assert_eq!(aws.env_endpoint.as_deref(), Some("http://e"));
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub fn open(project: Option<&ProjectConfig>, name: &str, origin: &str) -> Result
 /// creates `<file>.<pid>` when it reaches `<point>` and waits (up to a
 /// minute) until `<file>` exists, so a test can line up two publishers at
 /// the same instant. Unset, it costs one environment lookup.
-pub(crate) fn fault_point(name: &str) {
+pub fn fault_point(name: &str) {
     let Ok(v) = std::env::var("SLIPWAY_REMOTE_PAUSE") else {
         return;
     };

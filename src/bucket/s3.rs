@@ -84,7 +84,13 @@ impl Remote {
             .clone()
             .or_else(|| aws.region.clone())
             .unwrap_or_else(|| "us-east-1".to_string());
-        let custom = cfg.endpoint.clone().or_else(|| aws.endpoint.clone());
+        // As the AWS CLI: the environment's endpoint wins over a config
+        // file's (slipway.toml's, then the profile's, which `aws` merged).
+        let custom = aws
+            .env_endpoint
+            .clone()
+            .or_else(|| cfg.endpoint.clone())
+            .or_else(|| aws.endpoint.clone());
         let endpoint = custom
             .clone()
             .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
@@ -457,6 +463,43 @@ mod tests {
         assert!(
             r.presign_get("k", SIGN_FOR)
                 .starts_with("http://127.0.0.1:3900/b/shop/k")
+        );
+    }
+
+    #[test]
+    fn the_environment_endpoint_wins_over_slipway_toml_as_over_the_aws_config() {
+        let cfg = RemoteConfig {
+            url: "s3://b".into(),
+            endpoint: Some("http://toml:1".into()),
+            ..RemoteConfig::default()
+        };
+        let mut aws = crate::bucket::aws::Aws {
+            endpoint: Some("http://profile:1".into()),
+            ..Default::default()
+        };
+        assert!(
+            Remote::open("r", &cfg, &aws)
+                .unwrap()
+                .describe
+                .ends_with("http://toml:1")
+        );
+        aws.env_endpoint = Some("http://env:1".into());
+        assert!(
+            Remote::open("r", &cfg, &aws)
+                .unwrap()
+                .describe
+                .ends_with("http://env:1")
+        );
+        let bare = RemoteConfig {
+            url: "s3://b".into(),
+            ..RemoteConfig::default()
+        };
+        aws.env_endpoint = None;
+        assert!(
+            Remote::open("r", &bare, &aws)
+                .unwrap()
+                .describe
+                .ends_with("http://profile:1")
         );
     }
 }

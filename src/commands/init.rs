@@ -61,6 +61,8 @@ root = "/srv/app"
 # require_healthy_on = "staging"
 # The host that runs backup, migrate and migrate_down (below) [default: the first host].
 # migrate_on = "app1.example.com"
+# Hosts pull releases from this remote store (below) instead of over SSH.
+# from = "artifacts"
 
 # Commands run on each host in the release directory, with SLIPWAY_RELEASE,
 # SLIPWAY_ID, SLIPWAY_PREVIOUS, SLIPWAY_ROOT and SLIPWAY_HOST set.
@@ -92,6 +94,16 @@ root = "/srv/app"
 # starts beside the live one, is checked on its own port, then takes the
 # traffic; the old one stays warm), add a [targets.production.service]
 # section: docs/ab-deploys.md shows it.
+
+# An S3-compatible bucket to publish releases to and pull them from
+# (docs/remote-store.md). Credentials come from the environment and ~/.aws,
+# as the AWS CLI reads them; never from this file.
+# [remotes.artifacts]
+# url = "s3://releases/app"
+# endpoint = "http://127.0.0.1:3900"
+# region = "garage"
+# path_style = true
+# url_lifetime = "1h"
 "#;
 
 /// # Errors
@@ -148,6 +160,8 @@ mod tests {
                 {
                     rest
                 }
+                // A commented-out table header (`# [remotes.artifacts]`).
+                Some(rest) if rest.starts_with('[') && rest.ends_with(']') && !rest.contains(' ') => rest,
                 _ => l,
             })
             .collect::<Vec<_>>()
@@ -165,6 +179,7 @@ mod tests {
         let t = &full.targets["production"];
         assert!(full.build.command.is_some() && full.build.output.is_some());
         assert!(t.keep.is_some() && t.require_healthy_on.is_some() && t.hooks.hook_timeout.is_some());
+        assert!(full.remotes["artifacts"].url_lifetime.is_some() && t.from.is_some());
     }
 
     #[test]

@@ -29,6 +29,9 @@ struct PushRow<'a> {
     bytes_needed: Option<u64>,
     bytes_sent: Option<u64>,
     objects_reused: Option<u64>,
+    /// Pull mode (`--from`): bytes the host downloaded from the remote
+    /// store (null without `--from`).
+    bytes_downloaded: Option<u64>,
     seconds: Option<f64>,
     /// `ok`, `failed`, or `not_started`.
     result: Outcome,
@@ -67,6 +70,7 @@ pub fn run(args: &PushArgs, ctx: &Context) -> Result<()> {
                     bytes_needed: Some(outcome.bytes_needed),
                     bytes_sent: Some(outcome.bytes_sent),
                     objects_reused: Some(outcome.objects_reused),
+                    bytes_downloaded: staging.pull.as_ref().map(|_| outcome.bytes_downloaded),
                     seconds: Some(seconds),
                     result: Outcome::Ok,
                     reason: None,
@@ -80,6 +84,7 @@ pub fn run(args: &PushArgs, ctx: &Context) -> Result<()> {
                 bytes_needed: None,
                 bytes_sent: None,
                 objects_reused: None,
+                bytes_downloaded: None,
                 seconds: None,
                 result: match row.result {
                     Outcome::NotStarted => Outcome::NotStarted,
@@ -100,6 +105,15 @@ pub fn run(args: &PushArgs, ctx: &Context) -> Result<()> {
 fn describe(name: &str, host: &str, o: &PushOutcome, seconds: f64) -> String {
     if o.already {
         return format!("{name} is already staged on {host}; nothing sent");
+    }
+    if o.bytes_downloaded > 0 {
+        return format!(
+            "staged {name} on {host}: {} files, {} needed, {} downloaded from the remote store, {} objects reused, {seconds:.1}s",
+            o.files,
+            human_bytes(o.bytes_needed),
+            human_bytes(o.bytes_downloaded),
+            o.objects_reused
+        );
     }
     format!(
         "staged {name} on {host}: {} files, {} needed, {} sent, {} objects reused, {seconds:.1}s",

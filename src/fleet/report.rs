@@ -220,6 +220,14 @@ pub fn describe_push(name: &str, o: &PushOutcome) -> String {
     if o.already {
         return format!("{name} already staged");
     }
+    if o.bytes_downloaded > 0 {
+        return format!(
+            "staged {name}: {} files, {} needed, {} downloaded from the remote store",
+            o.files,
+            human_bytes(o.bytes_needed),
+            human_bytes(o.bytes_downloaded)
+        );
+    }
     format!(
         "staged {name}: {} files, {} needed, {} sent",
         o.files,

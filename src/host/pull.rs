@@ -162,11 +162,12 @@ fn get_all(agent: &ureq::Agent, url: &str, limit: u64, what: &str) -> Result<Vec
     Ok(out)
 }
 
-/// The manifest of the offered release, from the bucket, checked against `id`.
+/// The manifest of the offered release, from the bucket, checked against
+/// `id`; with its size and the bytes downloaded.
 ///
 /// # Errors
 /// A failed download; integrity error when it does not hash to `id`.
-pub fn manifest(agent: &ureq::Agent, src: &PullSource, id: &Digest, name: &str) -> Result<(Manifest, u64)> {
+pub fn manifest(agent: &ureq::Agent, src: &PullSource, id: &Digest, name: &str) -> Result<(Manifest, u64, u64)> {
     let what = format!("remote `{}`: the manifest of `{name}`", src.remote);
     let bytes = get_all(agent, &src.manifest, MAX_SMALL, &what)?;
     let raw = format::decompress(&bytes, MAX_MANIFEST_BYTES, &what)?;
@@ -177,11 +178,12 @@ pub fn manifest(agent: &ureq::Agent, src: &PullSource, id: &Digest, name: &str) 
         )));
     }
     let m = Manifest::parse(&raw).map_err(|e| Error::integrity(format!("{what}: {e}")))?;
-    Ok((m, raw.len() as u64))
+    Ok((m, raw.len() as u64, bytes.len() as u64))
 }
 
 /// Download what the host lacks (`wanted`: content → the entries that need
-/// it) and hand each checked object to `deliver`, on this thread.
+/// it) and hand each checked object to `deliver`, on this thread; returns
+/// the bytes downloaded (the index and every range).
 ///
 /// # Errors
 /// A failed download, an object that does not match, `deliver`'s error.
@@ -192,10 +194,11 @@ pub fn contents(
     name: &str,
     wanted: &HashMap<Digest, u64>,
     deliver: &mut dyn FnMut(Digest, Vec<u8>) -> Result<()>,
-) -> Result<()> {
+) -> Result<u64> {
     if wanted.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
+    crate::bucket::fault_point("host-before-pull");
     let what = format!("remote `{}`: the index of `{name}`", src.remote);
     let bytes = get_all(agent, &src.index, MAX_SMALL, &what)?;
     let index: ReleaseIndex = format::decode(&bytes, MAX_SMALL, &what)?;
@@ -234,6 +237,8 @@ pub fn contents(
                 .map_err(|e| Error::usage(format!("pull URL is not a URL: {e}")))
         })
         .collect::<Result<_>>()?;
+    let ranges = pull::ranges(wants);
+    let downloaded = bytes.len() as u64 + ranges.iter().map(|r| r.len).sum::<u64>();
     let (tx, rx) = std::sync::mpsc::sync_channel::<(Digest, Vec<u8>)>(16);
     std::thread::scope(|scope| {
         let downloader = scope.spawn(move || {
@@ -258,7 +263,7 @@ pub fn contents(
                     src.remote, w.digest, index.packs[w.loc.0 as usize], w.loc.1
                 )
             };
-            pull::download(pull::ranges(wants), PARALLEL, &get, &send, &describe)
+            pull::download(ranges, PARALLEL, &get, &send, &describe)
         });
         let mut delivered = Ok(());
         for (d, content) in rx.iter() {
@@ -269,12 +274,12 @@ pub fn contents(
         }
         // Dropping the receiver (by leaving the loop early) stops the downloader.
         drop(rx);
-        let downloaded = downloader
+        let fetched = downloader
             .join()
             .unwrap_or_else(|_| Err(Error::other("the download stopped unexpectedly")));
-        match (downloaded, delivered) {
+        match (fetched, delivered) {
             (Err(Error::ThreadStopped(_)), Err(e)) | (Ok(()), Err(e)) | (Err(e), _) => Err(e),
-            (Ok(()), Ok(())) => Ok(()),
+            (Ok(()), Ok(())) => Ok(downloaded),
         }
     })
 }

@@ -100,11 +100,14 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     let _leftovers = Leftovers::clear(&layout, name)?;
 
     let agent = crate::bucket::s3::agent();
+    let mut downloaded_bytes = 0;
     let (manifest, manifest_size) = match &offer.source {
         // Pull mode: the manifest comes from the bucket, not the client.
         Some(src) => {
             super::pull::check_source(&layout, src, &offer.id, confined)?;
-            super::pull::manifest(&agent, src, &offer.id, name)?
+            let (m, size, downloaded) = super::pull::manifest(&agent, src, &offer.id, name)?;
+            downloaded_bytes = downloaded;
+            (m, size)
         }
         None => {
             let bases = base_candidates(&layout)?;
@@ -132,8 +135,9 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     let copy = offer.link_mode == LinkMode::Copy;
     // The directories first: the missing files are written straight into them.
     let tree = Tree::new(&layout, name, &manifest, copy)?;
-    let (objects_written, bytes_written, early) =
+    let (objects_written, bytes_written, early, downloaded) =
         receive_contents(ch, &agent, &layout, &offer, &manifest, &tree, plan.wanted)?;
+    downloaded_bytes += downloaded;
     super::fault::point("after-objects");
 
     tree.finish(&layout, &manifest, &offer, &early)?;
@@ -145,6 +149,7 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
         objects_reused: plan.reused,
         objects_written,
         bytes_written,
+        bytes_downloaded: downloaded_bytes,
     }))
 }
 
@@ -211,8 +216,9 @@ fn admit(layout: &Layout, offer: &PushOffer) -> Result<Admitted> {
 }
 
 /// Receive the missing contents (the staging pipeline of the module docs):
-/// returns the objects and bytes written, and the entries the tree thread
-/// left for later (their objects were among the missing).
+/// returns the objects and bytes written, the entries the tree thread left
+/// for later (their objects were among the missing), and in pull mode the
+/// bytes downloaded.
 ///
 /// # Errors
 /// A connection or verification error, the writer's own error when it
@@ -225,13 +231,14 @@ fn receive_contents<R: Read, W: Write>(
     manifest: &Manifest,
     tree: &Tree,
     mut wanted: HashMap<ObjectKey, u32>,
-) -> Result<(u64, u64, Vec<usize>)> {
+) -> Result<(u64, u64, Vec<usize>, u64)> {
     let sink = ObjectSink::new(layout, &offer.name, manifest.source_date_epoch, tree.copy)?;
     // While the missing contents arrive, a second thread links the files
     // already here into the tree, and a third writes the files this one
     // reads, decompresses and hashes.
     let missing: HashSet<ObjectKey> = wanted.keys().copied().collect();
     let stop = AtomicBool::new(false);
+    let mut downloaded = 0;
     let (received, written, early) = std::thread::scope(|scope| {
         let early = scope.spawn(|| tree.fill(layout, manifest, &missing, &stop));
         let (mut feed, writer) = objects::spawn(scope, sink);
@@ -242,7 +249,7 @@ fn receive_contents<R: Read, W: Write>(
         };
         let received = (|| -> Result<()> {
             if let Some(src) = &offer.source {
-                pull_into(agent, src, manifest, &offer.name, &mut incoming)?;
+                downloaded = pull_into(agent, src, manifest, &offer.name, &mut incoming)?;
                 return match ch.recv()? {
                     Message::Done => incoming.feed.finish(),
                     other => Err(unexpected(&other, "`done`")),
@@ -283,18 +290,19 @@ fn receive_contents<R: Read, W: Write>(
             "the client said it was done but never sent the content of `{path}`; nothing was staged"
         )));
     }
-    Ok((objects_written, bytes_written, early?))
+    Ok((objects_written, bytes_written, early?, downloaded))
 }
 
 /// Pull mode: download what is still wanted from the remote store and hand
-/// each checked object to the writer, as a push's batch would.
+/// each checked object to the writer, as a push's batch would; returns the
+/// bytes downloaded.
 fn pull_into(
     agent: &ureq::Agent,
     src: &crate::protocol::PullSource,
     manifest: &Manifest,
     name: &str,
     incoming: &mut Incoming<'_>,
-) -> Result<()> {
+) -> Result<u64> {
     let mut keys: HashMap<Digest, Vec<ObjectKey>> = HashMap::new();
     let mut sizes: HashMap<Digest, u64> = HashMap::new();
     for (key, &i) in incoming.wanted.iter() {
@@ -380,6 +388,7 @@ fn already_staged(layout: &Layout, offer: &PushOffer, existing: Option<&HostRele
                     objects_reused: meta.manifest.objects().len() as u64,
                     objects_written: 0,
                     bytes_written: 0,
+                    bytes_downloaded: 0,
                 }))
             }
             // Bound but its tree never appeared (killed before the rename): stage it again.

@@ -412,6 +412,15 @@ pub struct Staged {
     pub objects_reused: u64,
     pub objects_written: u64,
     pub bytes_written: u64,
+    /// Pull mode: bytes the host downloaded from the remote store
+    /// (manifest, index and object ranges, as sent by the store).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bytes_downloaded: u64,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Check the other side's `hello`; returns its slipway version.

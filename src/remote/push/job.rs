@@ -135,6 +135,8 @@ pub struct PushOutcome {
     /// Data bytes that crossed the connection.
     pub bytes_sent: u64,
     pub objects_reused: u64,
+    /// Pull mode: bytes the host downloaded from the remote store.
+    pub bytes_downloaded: u64,
 }
 
 /// What the host answered to an offer.

@@ -78,6 +78,7 @@ impl HostSession {
                 bytes_needed: needed.bytes,
                 bytes_sent: self.ch.data_bytes_sent() - needed.sent_before,
                 objects_reused: needed.reused,
+                bytes_downloaded: staged.bytes_downloaded,
             }),
             Err(e) => Err(self.fail(e, &format!("the push of `{}`", job.name))),
         }
@@ -116,6 +117,7 @@ fn offer_on(ch: &mut HostChannel, job: &PushJob<'_>, link_mode: LinkMode, bar: &
                 bytes_needed: 0,
                 bytes_sent: 0,
                 objects_reused: s.objects_reused,
+                bytes_downloaded: 0,
             }));
         }
         (Message::SendManifest { bases }, false) => {
@@ -127,6 +129,11 @@ fn offer_on(ch: &mut HostChannel, job: &PushJob<'_>, link_mode: LinkMode, bar: &
         }
         // Pull mode: the host read the manifest from the bucket itself.
         (Message::Need(n), true) => n,
+        (Message::SendManifest { .. }, true) => {
+            return Err(Error::UnknownRequest(
+                "this host's slipway cannot pull from a remote store (it asked for the manifest); upgrade it with `slipway host install`, or deploy without `--from`".to_string(),
+            ));
+        }
         (other, false) => return Err(unexpected(&other, "`send_manifest`")),
         (other, true) => return Err(unexpected(&other, "`need`")),
     };
