@@ -103,6 +103,14 @@ pub fn fetch(store: &Store, remote: &Remote, rel: &str, name: Option<&str>, out:
         }
     };
     validate_name(&name)?;
+    // A name bound here to another bundle: refuse before downloading it.
+    if let Some((bound, _)) = store.resolve(&name).ok().filter(|(d, r)| r.is_some() && *d != id) {
+        return Err(Error::StoreRebound {
+            release: name,
+            bound: bound.to_string(),
+            offered: id.to_string(),
+        });
+    }
     let mut done = Fetched {
         name: name.clone(),
         id,

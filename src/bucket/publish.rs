@@ -109,8 +109,11 @@ fn add_signatures(record: &ReleaseRecord, remote: &Remote) -> Result<u64> {
     Ok(added)
 }
 
-/// What the bucket has, from every pack's `.idx` whose pack is there.
-fn bucket_contents(remote: &Remote) -> Result<Have> {
+/// What the bucket has, from every pack's `.idx` whose pack is there. An
+/// `.idx` is read once per machine: packs never change, so it is kept in
+/// `<store>/tmp/remote-idx/` (a hint only, like the bucket's own copy:
+/// what a host receives is checked against the manifest).
+fn bucket_contents(remote: &Remote, cache: &std::path::Path) -> Result<Have> {
     let listed = remote.list("packs/")?;
     let packs: HashSet<&str> = listed
         .iter()
@@ -124,8 +127,17 @@ fn bucket_contents(remote: &Remote) -> Result<Have> {
         if !packs.contains(pack) || Digest::from_hex(pack).is_none() {
             continue;
         }
-        let Some(bytes) = remote.get(&l.key, MAX_SMALL)? else {
-            continue;
+        let cached = cache.join(format!("{pack}.idx"));
+        let bytes = match fs::read_optional(&cached)? {
+            Some(b) => b,
+            None => {
+                let Some(b) = remote.get(&l.key, MAX_SMALL)? else {
+                    continue;
+                };
+                // A cache: losing it costs a download, so no fsync.
+                let _ = std::fs::write(&cached, &b);
+                b
+            }
         };
         let what = format!("remote `{}`: `{}`", remote.name, l.key);
         let idx: PackIndex = format::decode(&bytes, MAX_SMALL, &what)?;
@@ -148,7 +160,9 @@ fn upload_release(
     let id = record.id;
     let manifest = store.manifest(&id)?;
     let contents = format::contents(&manifest);
-    let have = bucket_contents(remote)?;
+    let cache = store.tmp_dir().join("remote-idx");
+    fs::create_dir_all(&cache)?;
+    let have = bucket_contents(remote, &cache)?;
     let todo: HashSet<Digest> = contents
         .iter()
         .filter(|(d, _)| !have.contains_key(d))
