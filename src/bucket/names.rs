@@ -107,6 +107,7 @@ pub fn bind(remote: &Remote, name: &str, id: &Digest) -> Result<bool> {
         published_by: crate::config::actor(),
     };
     let bytes = serde_json::to_vec_pretty(&record).map_err(Error::Encode)?;
+    super::fault_point("before-claim");
     remote.put(&claim_key(name, id), &bytes)?;
     super::fault_point("after-claim");
     let st = state(remote, name)?;
