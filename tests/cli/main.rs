@@ -18,6 +18,7 @@ mod pg;
 mod proxy;
 mod push;
 mod releases;
+mod remote;
 mod security;
 mod serve;
 mod service;
