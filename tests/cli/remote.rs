@@ -21,8 +21,10 @@ const PREFIX: &str = "shop";
 
 /// A test's directory, its S3 store and `slipway.toml` naming it.
 struct World {
-    env: Env,
+    // Dropped first (fields drop in order): the server stops before its
+    // directory is removed.
     s3: Store,
+    env: Env,
 }
 
 impl World {
@@ -31,7 +33,7 @@ impl World {
         let s3 = engine.start(&env.path("s3"));
         s3.add_remote(&env.path("slipway.toml"), REMOTE, PREFIX);
         std::fs::create_dir_all(env.path("home")).unwrap();
-        World { env, s3 }
+        World { s3, env }
     }
 
     /// `slipway` on the default store, with the store's key in the

@@ -230,10 +230,11 @@ impl Store {
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.binary.display()));
         self.pid = child.id();
         self.child = Some(child);
-        // At end of file (the test process is gone): kill the group, remove the sockets.
+        // At end of file (the test process is gone): kill the group, remove
+        // the sockets. (`kill -KILL -- -PGID` is an error to dash.)
         let mut guardian = Command::new("sh")
             .arg("-c")
-            .arg("read _ || :; kill -KILL -- \"-$0\" 2>/dev/null; sleep 1; rm -f \"$@\"")
+            .arg("read _ || :; kill -s KILL -- \"-$0\" 2>/dev/null; sleep 1; rm -f \"$@\"")
             .arg(self.pid.to_string())
             .args(self.tmp_sockets())
             .process_group(0)
