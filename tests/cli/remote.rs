@@ -37,10 +37,21 @@ impl World {
     }
 
     /// `slipway` on the default store, with the store's key in the
-    /// environment, an empty HOME (no ~/.aws) and no ssh-agent.
+    /// environment, an empty HOME (no ~/.aws), no ssh-agent and no HTTP
+    /// proxy (slipway's HTTP client would use one for 127.0.0.1 too).
     fn slipway(&self) -> Cmd {
         let mut cmd = self.env.slipway().env("HOME", self.env.path("home"));
         cmd.cmd.env_remove("SSH_AUTH_SOCK");
+        for var in [
+            "http_proxy",
+            "HTTP_PROXY",
+            "https_proxy",
+            "HTTPS_PROXY",
+            "all_proxy",
+            "ALL_PROXY",
+        ] {
+            cmd.cmd.env_remove(var);
+        }
         for (k, v) in self.s3.credentials() {
             cmd = cmd.env(k, v);
         }

@@ -485,7 +485,8 @@ impl Store {
     /// A signed request: `(status, body)`; status 0 when curl failed.
     fn curl(&self, method: &str, path: &str, body: Option<&[u8]>) -> (u16, Vec<u8>) {
         let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "-g", "-X", method])
+        // -q first: no ~/.curlrc.
+        cmd.args(["-q", "-sS", "-g", "-X", method])
             .arg("--aws-sigv4")
             .arg(format!("aws:amz:{}:s3", self.region))
             .arg("--user")
