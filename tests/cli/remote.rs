@@ -636,6 +636,18 @@ fn remote_wrong_credentials_or_no_server_fail_in_one_line() {
         .stderr_has("check the credentials");
     w.nothing_stored("fresh", "v1");
 
+    // A remote slipway.toml does not have, a release the remote does not have.
+    w.slipway()
+        .args(["publish", "v1", "--to", "nowhere"])
+        .fails(2)
+        .one_line_error()
+        .stderr_has("no remote `nowhere`: `slipway.toml` has shelf");
+    w.fetch("fresh", "v9")
+        .fails(2)
+        .one_line_error()
+        .stderr_has(&format!("`v9` is not published in remote `{REMOTE}`"));
+    w.nothing_stored("fresh", "v9");
+
     // Nothing listening at the endpoint.
     let port = crate::support::free_port();
     let config = w.env.path("nowhere.toml");
