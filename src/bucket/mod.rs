@@ -52,7 +52,10 @@ pub fn open(project: Option<&ProjectConfig>, name: &str, origin: &str) -> Result
 /// `SLIPWAY_REMOTE_PAUSE=<point>:<file>` in the environment, the process
 /// creates `<file>.<pid>` when it reaches `<point>` and waits (up to a
 /// minute) until `<file>` exists, so a test can line up two publishers at
-/// the same instant. Unset, it costs one environment lookup.
+/// the same instant. Unset, it costs one environment lookup. The points:
+/// `before-claim` and `after-claim` (names.rs, around writing a claim),
+/// `after-object` (fetch.rs, after each content is written to its temp dir),
+/// `host-before-pull` (host/pull.rs, before a pulling host's first download).
 pub fn fault_point(name: &str) {
     let Ok(v) = std::env::var("SLIPWAY_REMOTE_PAUSE") else {
         return;

@@ -58,7 +58,10 @@ pub fn state(remote: &Remote, name: &str) -> Result<NameState> {
 /// # Errors
 /// Integrity error when two ids are bound (refusing to choose).
 pub fn bound(remote: &Remote, name: &str) -> Result<Option<Digest>> {
-    let st = state(remote, name)?;
+    one_bound(remote, name, &state(remote, name)?)
+}
+
+fn one_bound(remote: &Remote, name: &str, st: &NameState) -> Result<Option<Digest>> {
     match st.bound.as_slice() {
         [] => Ok(None),
         [one] => Ok(Some(*one)),
@@ -81,6 +84,31 @@ fn refused(remote: &Remote, name: &str, id: &Digest, other: &Digest, how: &str) 
     ))
 }
 
+fn claimed(remote: &Remote, name: &str, id: &Digest, other: &Digest) -> Error {
+    Error::RemoteRebound(format!(
+        "release `{name}` is being published as {other} to remote `{}` by someone else, or such a publish was killed; not publishing {id} under that name (`slipway gc --remote {}` removes the claims of publishes that are no longer running)",
+        remote.name, remote.name
+    ))
+}
+
+/// Before a publish uploads anything: the id `name` is bound to (`None`
+/// when unbound), refused when another id is bound or claims it (what
+/// [`bind`] would refuse once everything was uploaded).
+///
+/// # Errors
+/// [`Error::RemoteRebound`]; as [`bound`].
+pub fn check(remote: &Remote, name: &str, id: &Digest) -> Result<Option<Digest>> {
+    let st = state(remote, name)?;
+    let bound = one_bound(remote, name, &st)?;
+    if let Some(other) = bound.filter(|b| b != id) {
+        return Err(refused(remote, name, id, &other, "is already published as"));
+    }
+    if let Some(other) = st.claims.iter().find(|c| *c != id).filter(|_| bound.is_none()) {
+        return Err(claimed(remote, name, id, other));
+    }
+    Ok(bound)
+}
+
 /// Bind `name` to `id` in the remote (the protocol of the module docs).
 /// Returns `false` when it was bound to `id` already.
 ///
@@ -95,10 +123,7 @@ pub fn bind(remote: &Remote, name: &str, id: &Digest) -> Result<bool> {
         return Ok(false);
     }
     if let Some(other) = st.claims.iter().find(|c| *c != id) {
-        return Err(Error::RemoteRebound(format!(
-            "release `{name}` is being published as {other} to remote `{}` by someone else, or such a publish was killed; not publishing {id} under that name (`slipway gc --remote {}` removes the claims of publishes that are no longer running)",
-            remote.name, remote.name
-        )));
+        return Err(claimed(remote, name, id, other));
     }
     let record = NameRecord {
         name: name.to_string(),
@@ -107,6 +132,7 @@ pub fn bind(remote: &Remote, name: &str, id: &Digest) -> Result<bool> {
         published_by: crate::config::actor(),
     };
     let bytes = serde_json::to_vec_pretty(&record).map_err(Error::Encode)?;
+    super::fault_point("before-claim");
     remote.put(&claim_key(name, id), &bytes)?;
     super::fault_point("after-claim");
     let st = state(remote, name)?;

@@ -2,7 +2,7 @@
 //! a remote store, uploading only what the bucket does not have.
 //!
 //! ```text
-//! lock (publish) ─▶ name: bound elsewhere? refused before any upload
+//! lock (publish) ─▶ name: bound or claimed elsewhere? refused before any upload
 //!   ─▶ what the bucket has (packs/*.idx) ─▶ read the local bundle, verified:
 //!      each missing content, hashed again and compressed as its own zstd
 //!      frame, into packs of ~32 MiB ─▶ [2 uploaders] pack, then its .idx
@@ -52,7 +52,8 @@ type Have = HashMap<Digest, (String, u64, u64)>;
 /// Publish `record` (its bundle is in `store`) to `remote`.
 ///
 /// # Errors
-/// [`Error::RemoteRebound`] when the name is bound to another id there;
+/// [`Error::RemoteRebound`] when the name is bound to (or claimed by)
+/// another id there;
 /// [`Error::Locked`] while a gc runs; request failures; integrity errors
 /// from the local bundle.
 pub fn publish(store: &Store, record: &ReleaseRecord, remote: &Remote, out: &Output) -> Result<Published> {
@@ -70,13 +71,7 @@ pub fn publish(store: &Store, record: &ReleaseRecord, remote: &Remote, out: &Out
         packs_uploaded: 0,
         signatures_added: 0,
     };
-    let bound = names::bound(remote, name)?;
-    if let Some(other) = bound.filter(|b| *b != id) {
-        return Err(Error::RemoteRebound(format!(
-            "release `{name}` is already published as {other} in remote `{}`, not {id}; a name is never rebound: publish this build under another name",
-            remote.name
-        )));
-    }
+    let bound = names::check(remote, name, &id)?;
     if bound.is_none() && !remote.exists(&format::index_key(&id))? {
         upload_release(store, record, remote, out, &mut done)?;
     } else {

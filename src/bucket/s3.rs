@@ -381,7 +381,7 @@ pub fn get_range_url(
                     last = format!("the store answered {status}{said}");
                     continue;
                 }
-                return Err(format!("the store answered {status}{said}"));
+                return Err(format!("the store answered {status}{said}{}", url_hint(status, &text)));
             }
             Err(e) => last = describe_http(&e),
         }
@@ -402,8 +402,24 @@ fn read_limited(resp: &mut ureq::http::Response<ureq::Body>, limit: u64) -> std:
     Ok(out)
 }
 
-/// `: Code: Message` from an S3 error document, or nothing.
-fn s3_error(body: &str) -> String {
+/// What a refusal of a presigned URL most likely means, for a host's error
+/// (stores say "expired" in different words: Garage answers 400 "Date is
+/// too old", AWS 403 "Request has expired").
+pub fn url_hint(status: u16, body: &str) -> &'static str {
+    let b = body.to_ascii_lowercase();
+    if b.contains("expired") || b.contains("too old") {
+        "; the URL expired before this host used it: run the command again for fresh ones, or raise the remote's `url_lifetime`"
+    } else if status == 403 {
+        "; access denied: the URL expired, or the operator's credentials were revoked"
+    } else if status == 404 {
+        " (missing from the bucket)"
+    } else {
+        ""
+    }
+}
+
+/// ` (Code: Message)` from an S3 error document, or nothing.
+pub fn s3_error(body: &str) -> String {
     let tag = |name: &str| {
         let open = format!("<{name}>");
         let start = body.find(&open)? + open.len();

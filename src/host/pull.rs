@@ -131,19 +131,11 @@ fn get_all(agent: &ureq::Agent, url: &str, limit: u64, what: &str) -> Result<Vec
             .limit(64 * 1024)
             .read_to_string()
             .unwrap_or_default();
-        let expired = body.contains("expired") || body.contains("Expired");
         return Err(Error::Remote(format!(
-            "{what}: `{}` answered {status}{}",
+            "{what}: `{}` answered {status}{}{}",
             strip_query(url),
-            if expired {
-                " (the URL expired: run the command again for fresh ones, or raise the remote's `url_lifetime`)"
-            } else if status == 403 {
-                " (access denied: the URL expired, or the operator's credentials were revoked)"
-            } else if status == 404 {
-                " (missing from the bucket)"
-            } else {
-                ""
-            }
+            s3::s3_error(&body),
+            s3::url_hint(status, &body)
         )));
     }
     let mut out = Vec::new();

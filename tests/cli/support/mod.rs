@@ -16,11 +16,13 @@
 //! web service a release ships) and [`load`] (a client counting failures);
 //! for services with a database [`postgres`] (a throwaway PostgreSQL) and
 //! [`dbapp`] (the web service that writes to it, with its migrations,
-//! backup and intake switch).
+//! backup and intake switch); for remote stores [`s3`] (a throwaway
+//! Garage or SeaweedFS, and raw access to its objects).
 //!
 //! Invariant: the binary a test runs sees a clean environment (no store,
-//! ssh config, remote binary or `SOURCE_DATE_EPOCH` inherited from the
-//! caller), and each test's files live in temp directories of its own.
+//! ssh config, remote binary, AWS settings or `SOURCE_DATE_EPOCH`
+//! inherited from the caller), and each test's files live in temp
+//! directories of its own.
 
 #![allow(dead_code)]
 
@@ -31,6 +33,7 @@ pub mod faults;
 pub mod load;
 pub mod nginx;
 pub mod postgres;
+pub mod s3;
 pub mod scenario;
 pub mod sshd;
 pub mod webapp;
@@ -79,7 +82,11 @@ impl Env {
             .env("USER", "tester")
             .env_remove("SLIPWAY_SSH_CONFIG")
             .env_remove("SLIPWAY_REMOTE_BIN")
+            .env_remove("SLIPWAY_REMOTE_PAUSE")
             .env_remove("SOURCE_DATE_EPOCH");
+        for var in AWS_VARS {
+            cmd.env_remove(var);
+        }
         Cmd { cmd }
     }
 
@@ -120,6 +127,22 @@ impl Drop for Env {
         writable(self.dir.path());
     }
 }
+
+/// What slipway reads of the AWS CLI's settings (src/bucket/aws.rs): a
+/// developer's own never reach a test.
+pub const AWS_VARS: [&str; 11] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONFIG_FILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+];
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_slipway")
