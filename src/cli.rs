@@ -125,7 +125,7 @@ Examples:
     /// Remove bundles that no release name refers to, and temporary leftovers
     #[command(after_help = "\
 With `--remote NAME`, collects the remote store instead: releases no
-name binds, packs no bound release needs, and the claims of killed
+name binds, packs no bound release needs, and the claims and locks of killed
 publishes. It never runs beside a publish (docs/remote-store.md).
 
 Examples:

@@ -79,6 +79,12 @@ pub fn resolve(remote: &Remote, rel: &str) -> Result<(Digest, Option<String>)> {
             }
         }
     }
+    if validate_name(rel).is_err() {
+        return Err(Error::usage(format!(
+            "no release in remote `{}` ({}) has an id starting with `{rel}`",
+            remote.name, remote.describe
+        )));
+    }
     Err(Error::usage(format!(
         "`{rel}` is not published in remote `{}` ({}); `slipway publish {rel} --to {}` puts it there",
         remote.name, remote.describe, remote.name
@@ -258,7 +264,7 @@ fn download_bundle(
             "remote `{}`: content {} of `{name}` (in `{}` at {})",
             remote.name,
             w.digest,
-            format::pack_key(&index.packs[w.loc.0 as usize]),
+            remote.full(&format::pack_key(&index.packs[w.loc.0 as usize])),
             w.loc.1
         )
     };

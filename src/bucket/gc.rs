@@ -28,6 +28,8 @@ pub struct Collected {
     pub packs: usize,
     pub bytes: u64,
     pub claims: usize,
+    /// Locks left by killed publishes and gcs.
+    pub locks: usize,
     pub dry_run: bool,
 }
 
@@ -83,6 +85,10 @@ pub fn gc(remote: &Remote, dry_run: bool) -> Result<Collected> {
             doomed.push(item.key);
         }
     }
+    // Locks of killed processes (not renewed for LOCK_STALE): nobody holds them.
+    let stale = super::names::stale_locks(remote)?;
+    done.locks = stale.len();
+    doomed.extend(stale);
     for item in remote.list("packs/")? {
         let pack = item
             .key

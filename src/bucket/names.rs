@@ -175,6 +175,29 @@ fn lock_key(kind: &str) -> String {
     format!("locks/{kind}-{}-{}-{nanos}", millis_now(), std::process::id())
 }
 
+/// The keys of every lock (of any kind) not renewed for [`LOCK_STALE`].
+///
+/// # Errors
+/// A failed listing.
+pub fn stale_locks(remote: &Remote) -> Result<Vec<String>> {
+    let now = millis_now();
+    Ok(remote
+        .list("locks/")?
+        .into_iter()
+        .filter(|item| {
+            let stamp: u128 = item
+                .key
+                .rsplit('/')
+                .next()
+                .and_then(|k| k.split('-').nth(1))
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            Duration::from_millis(u64::try_from(now.saturating_sub(stamp)).unwrap_or(u64::MAX)) >= LOCK_STALE
+        })
+        .map(|item| item.key)
+        .collect())
+}
+
 /// The fresh locks of `kind` (other than `mine`), with their age.
 fn fresh(remote: &Remote, kind: &str, mine: &str) -> Result<Vec<Duration>> {
     let prefix = format!("locks/{kind}-");

@@ -123,7 +123,9 @@ impl Remote {
         })
     }
 
-    fn full(&self, key: &str) -> String {
+    /// The bucket's key for `key` (the remote's prefix in front), as
+    /// messages name it.
+    pub fn full(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
     }
 

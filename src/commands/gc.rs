@@ -41,11 +41,12 @@ fn remote(args: &GcArgs, name: &str, ctx: &Context) -> Result<()> {
         ctx.out.data(&format!("{verb} {id}"));
     }
     ctx.out.info(&format!(
-        "remote `{name}`: {verb} {} unnamed release(s), {} pack(s) ({}) and {} claim(s) of killed publishes",
+        "remote `{name}`: {verb} {} unnamed release(s), {} pack(s) ({}), {} claim(s) and {} lock(s) of killed processes",
         done.releases.len(),
         done.packs,
         super::human_bytes(done.bytes),
-        done.claims
+        done.claims,
+        done.locks
     ));
     Ok(())
 }

@@ -571,7 +571,7 @@ fn remote_damaged_or_missing_objects_are_refused_and_nothing_is_stored() {
     let out = w.fetch("fresh", "v1").fails(5);
     out.one_line_error()
         .stderr_has(&format!("remote `{REMOTE}`: content sha256:"))
-        .stderr_has(&format!("of `v1` (in `{pack}` at "))
+        .stderr_has(&format!("of `v1` (in `{}` at ", w.key(&pack)))
         .stderr_has("does not match its sha256");
     w.nothing_stored("fresh", "v1");
 
@@ -743,7 +743,8 @@ fn remote_gc_removes_a_killed_publish_its_claim_and_what_only_it_uploaded() {
     let expect = |dry_run: bool| {
         json!({
             "remote": REMOTE, "releases": [killed], "packs": 1,
-            "bytes": orphan_pack.iter().map(|(_, s)| s).sum::<u64>(), "claims": 1, "dry_run": dry_run,
+            "bytes": orphan_pack.iter().map(|(_, s)| s).sum::<u64>(), "claims": 1, "locks": 1,
+            "dry_run": dry_run,
         })
     };
     let out = w
@@ -755,10 +756,9 @@ fn remote_gc_removes_a_killed_publish_its_claim_and_what_only_it_uploaded() {
     assert_eq!(w.keys(""), listing, "a dry run removed something");
     let out = w.slipway().args(["gc", "--remote", REMOTE, "--json"]).ok().json();
     assert_eq!(out, expect(false));
-    let mut left = v1_keys.clone();
-    left.push(aged);
-    left.sort();
-    assert_eq!(w.keys(""), left);
+    // The killed publish's lock (aged past LOCK_STALE) goes too.
+    assert!(w.keys("").iter().all(|k| *k != aged));
+    assert_eq!(w.keys(""), v1_keys);
 
     // Now v2 can be published (the third id), and v1 is untouched.
     let out = w.publish("store-c", "v2").ok().json();
@@ -802,7 +802,7 @@ fn remote_gc_and_publish_wait_for_each_other() {
     let out = w.slipway().args(["gc", "--remote", REMOTE, "--json"]).ok().json();
     assert_eq!(
         out,
-        json!({"remote": REMOTE, "releases": [], "packs": 0, "bytes": 0, "claims": 0, "dry_run": false})
+        json!({"remote": REMOTE, "releases": [], "packs": 0, "bytes": 0, "claims": 0, "locks": 0, "dry_run": false})
     );
 
     // A gc running (its lock, fresh): a publish is refused before it uploads.
