@@ -106,6 +106,13 @@ root = "/srv/shop"
 health = "test -f index.html"
 "#;
 
+/// remote-store.md's remote, as the page shows it.
+const REMOTE_TOML: &str = r#"[remotes.artifacts]
+url = "s3://releases/shop"
+endpoint = "http://127.0.0.1:3900"
+region = "garage"
+"#;
+
 /// A whole file's run may take this long before it is killed.
 const FILE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -544,6 +551,8 @@ fn script(file: &str, plan: &Plan, expected_dir: &Path) -> String {
 struct World {
     // Stopped before the directory they serve goes.
     _hosts: Vec<Sshd>,
+    /// remote-store.md's bucket: a throwaway Garage.
+    s3: Option<crate::support::s3::Store>,
     env: Env,
     home: PathBuf,
     work: PathBuf,
@@ -560,12 +569,15 @@ enum Start {
     Shop,
     /// The shop with control.md's promotion gate.
     ShopGated,
+    /// The shop with a remote store (`[remotes.artifacts]`, a real Garage).
+    ShopRemote,
 }
 
 fn start_for(file: &str) -> Start {
     match file {
         "README.md" => Start::Fresh,
         "docs/control.md" => Start::ShopGated,
+        "docs/remote-store.md" => Start::ShopRemote,
         _ => Start::Shop,
     }
 }
@@ -648,8 +660,10 @@ impl World {
 
         let repo = env.repo("shop");
         let work = repo.path.clone();
+        let s3 = (start == Start::ShopRemote).then(|| crate::support::s3::Engine::Garage.start(&env.path("s3")));
         let world = World {
             _hosts: hosts,
+            s3,
             env,
             home,
             work,
@@ -662,6 +676,13 @@ impl World {
                 repo.write("index.html", "<h1>shop</h1>\n").commit("first page");
             }
             Start::Shop | Start::ShopGated => world.shop(&repo, start == Start::ShopGated),
+            Start::ShopRemote => {
+                world.shop(&repo, false);
+                // The docs' own remote, as written there; the environment's
+                // AWS_ENDPOINT_URL (the real Garage) wins over its endpoint.
+                let toml = format!("{SHOP_TOML}\n{REMOTE_TOML}");
+                write_file(&repo.path.join("slipway.toml"), toml.as_bytes());
+            }
         }
         world
     }
@@ -744,6 +765,15 @@ impl World {
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("DOC_TEST_CHECKOUT", checkout())
             .stdin(Stdio::null());
+        for var in crate::support::AWS_VARS {
+            c.env_remove(var);
+        }
+        if let Some(s3) = &self.s3 {
+            for (k, v) in s3.credentials() {
+                c.env(k, v);
+            }
+            c.env("AWS_ENDPOINT_URL", &s3.endpoint);
+        }
         for var in [
             "SLIPWAY_STORE",
             "SLIPWAY_REMOTE_BIN",
@@ -803,6 +833,11 @@ fn aim_id(repo: &Repo, v: &str, prefix: &str) {
 /// Run one file's plan in its world; `Err` is the failure report.
 pub fn run_file(file: &str, plan: &Plan) -> Result<Duration, String> {
     let t0 = Instant::now();
+    if start_for(file) == Start::ShopRemote
+        && crate::support::s3::skip_if_missing(crate::support::s3::Engine::Garage, &format!("the doc test of {file}"))
+    {
+        return Ok(t0.elapsed());
+    }
     let world = World::new(start_for(file));
     let expected = world.env.path("expected");
     let script_path = world.env.path("session.sh");
