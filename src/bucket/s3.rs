@@ -426,7 +426,13 @@ pub fn s3_error(body: &str) -> String {
         let open = format!("<{name}>");
         let start = body.find(&open)? + open.len();
         let end = body[start..].find(&format!("</{name}>"))? + start;
-        Some(crate::error::one_line(&body[start..end]))
+        let text = body[start..end]
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&");
+        Some(crate::error::one_line(&text).into_owned())
     };
     match (tag("Code"), tag("Message")) {
         (Some(c), Some(m)) => format!(" ({c}: {m})"),

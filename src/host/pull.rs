@@ -115,14 +115,34 @@ fn strip_query(url: &str) -> &str {
     url.split_once('?').map_or(url, |(a, _)| a)
 }
 
+/// GET a whole (small) object through a presigned URL, retrying what is
+/// worth retrying (no connection, 5xx, 429) as range requests do.
 fn get_all(agent: &ureq::Agent, url: &str, limit: u64, what: &str) -> Result<Vec<u8>> {
+    let mut last = None;
+    for attempt in 0..4 {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(200 << attempt));
+        }
+        match get_all_once(agent, url, limit, what) {
+            Ok(bytes) => return Ok(bytes),
+            Err((true, e)) => last = Some(e),
+            Err((false, e)) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::other("no attempt was made")))
+}
+
+/// One attempt of [`get_all`]; an error says whether it is worth retrying.
+fn get_all_once(agent: &ureq::Agent, url: &str, limit: u64, what: &str) -> std::result::Result<Vec<u8>, (bool, Error)> {
     let parsed: url::Url = url
         .parse()
-        .map_err(|e| Error::usage(format!("pull URL is not a URL: {e}")))?;
-    let mut resp = agent
-        .get(parsed.as_str())
-        .call()
-        .map_err(|e| Error::Remote(format!("{what}: cannot download `{}`: {e}", strip_query(url))))?;
+        .map_err(|e| (false, Error::usage(format!("pull URL is not a URL: {e}"))))?;
+    let mut resp = agent.get(parsed.as_str()).call().map_err(|e| {
+        (
+            true,
+            Error::Remote(format!("{what}: cannot download `{}`: {e}", strip_query(url))),
+        )
+    })?;
     let status = resp.status().as_u16();
     if status != 200 {
         let body = resp
@@ -131,12 +151,16 @@ fn get_all(agent: &ureq::Agent, url: &str, limit: u64, what: &str) -> Result<Vec
             .limit(64 * 1024)
             .read_to_string()
             .unwrap_or_default();
-        return Err(Error::Remote(format!(
-            "{what}: `{}` answered {status}{}{}",
-            strip_query(url),
-            s3::s3_error(&body),
-            s3::url_hint(status, &body)
-        )));
+        let retry = status >= 500 || status == 429;
+        return Err((
+            retry,
+            Error::Remote(format!(
+                "{what}: `{}` answered {status}{}{}",
+                strip_query(url),
+                s3::s3_error(&body),
+                s3::url_hint(status, &body)
+            )),
+        ));
     }
     let mut out = Vec::new();
     use std::io::Read;
@@ -144,12 +168,17 @@ fn get_all(agent: &ureq::Agent, url: &str, limit: u64, what: &str) -> Result<Vec
         .as_reader()
         .take(limit + 1)
         .read_to_end(&mut out)
-        .map_err(|e| Error::Remote(format!("{what}: the download of `{}` broke off: {e}", strip_query(url))))?;
+        .map_err(|e| {
+            (
+                true,
+                Error::Remote(format!("{what}: the download of `{}` broke off: {e}", strip_query(url))),
+            )
+        })?;
     if out.len() as u64 > limit {
-        return Err(Error::integrity(format!(
-            "{what}: `{}` is larger than {limit} bytes",
-            strip_query(url)
-        )));
+        return Err((
+            false,
+            Error::integrity(format!("{what}: `{}` is larger than {limit} bytes", strip_query(url))),
+        ));
     }
     Ok(out)
 }

@@ -325,3 +325,50 @@ fn pull_a_host_with_allowed_signers_takes_a_signed_release_and_refuses_an_unsign
     let meta = std::fs::read_to_string(root.join(".slipway/releases/v2.json")).unwrap();
     assert!(meta.contains("ci@example.com"), "{meta}");
 }
+
+#[test]
+fn pull_a_storage_node_killed_during_a_fleet_pull_changes_nothing() {
+    let test = "pull_a_storage_node_killed_during_a_fleet_pull_changes_nothing";
+    if s3::skip_if_missing(Engine::Garage, test) {
+        return;
+    }
+    let scene = Scenario::new().tags(["v1"]).local_hosts(3).start();
+    let mut cluster = s3::Cluster::garage(&scene.env.path("cluster"));
+    cluster.nodes[0].add_remote(&scene.env.path("slipway.toml"), REMOTE, PREFIX);
+    std::fs::create_dir_all(scene.env.path("home")).unwrap();
+    publish(&scene, &cluster.nodes[0], "v1");
+
+    // Every host stops at its first download; then node 2 (not the one
+    // serving S3) dies; then they go on.
+    let gate = scene.env.path("go");
+    let mut cmd = slipway(&scene, &cluster.nodes[0])
+        .args(["deploy", "v1", "-t", "prod", "--from", REMOTE])
+        .env("SLIPWAY_REMOTE_PAUSE", format!("host-before-pull:{}", gate.display()));
+    let child = cmd
+        .cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let paused = || {
+        std::fs::read_dir(scene.env.path(""))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("go."))
+            .count()
+    };
+    wait_for(60, "every host to reach its first download", || paused() == 3);
+    let killed = cluster.nodes[2].pid();
+    cluster.nodes[2].stop();
+    assert!(!crate::support::sshd::alive(killed));
+    std::fs::write(&gate, "").unwrap();
+    let out = Outcome {
+        desc: "deploy with a storage node dead".into(),
+        out: child.wait_with_output().unwrap(),
+    };
+    assert_eq!(out.out.status.code(), Some(0), "{out}");
+    for i in 0..3 {
+        assert_eq!(scene.current(i).as_deref(), Some("v1"));
+    }
+    slipway(&scene, &cluster.nodes[0]).args(["verify", "-t", "prod"]).ok();
+}

@@ -88,21 +88,7 @@ impl Engine {
                 self.name()
             )
         });
-        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        let dir = std::fs::canonicalize(dir).expect("canonicalize the store dir");
-        let mut store = Store {
-            engine: self,
-            binary,
-            dir,
-            endpoint: String::new(),
-            region: String::new(),
-            access_key: String::new(),
-            secret_key: String::new(),
-            ports: Vec::new(),
-            child: None,
-            pid: 0,
-            guardian: None,
-        };
+        let mut store = Store::shell(self, binary, dir);
         // A free port can be taken by someone else before the server binds it: retry.
         let mut last = String::new();
         for _ in 0..5 {
@@ -126,6 +112,54 @@ impl Engine {
             }
         }
         panic!("the test {} found no free ports: {last}", self.name());
+    }
+}
+
+/// Three Garage nodes that keep every object on all three
+/// (`replication_factor = 3`, reads and writes need two), the S3 API used
+/// through node 0: a cluster in which a storage node can die.
+pub struct Cluster {
+    pub nodes: Vec<Store>,
+}
+
+impl Cluster {
+    /// Start the three nodes under `dir`, connect them, lay them out, and
+    /// make the bucket and key through node 0.
+    pub fn garage(dir: &Path) -> Cluster {
+        let binary = Engine::Garage.find().expect("Garage (scripts/test.sh installs it)");
+        let secret = random_hex();
+        let mut nodes: Vec<Store> = (0..3)
+            .map(|i| {
+                let mut node = Store::shell(Engine::Garage, binary.clone(), &dir.join(format!("node{i}")));
+                node.garage_node(3, &secret)
+                    .unwrap_or_else(|e| panic!("garage node {i} did not start: {e}"));
+                node
+            })
+            .collect();
+        let ids: Vec<String> = nodes
+            .iter()
+            .map(|n| n.garage(&["node", "id", "-q"]).expect("node id").trim().to_string())
+            .collect();
+        let first = &nodes[0];
+        for id in &ids[1..] {
+            first.garage(&["node", "connect", id]).expect("connect the nodes");
+        }
+        for id in &ids {
+            let short: String = id.chars().take(16).collect();
+            first
+                .garage(&["layout", "assign", "-z", "dc1", "-c", "1G", &short])
+                .expect("assign");
+        }
+        first
+            .garage(&["layout", "apply", "--version", "1"])
+            .expect("apply the layout");
+        nodes[0].bucket_and_key().expect("the cluster's bucket");
+        let (access, secret_key) = (nodes[0].access_key.clone(), nodes[0].secret_key.clone());
+        for n in &mut nodes[1..] {
+            n.access_key.clone_from(&access);
+            n.secret_key.clone_from(&secret_key);
+        }
+        Cluster { nodes }
     }
 }
 
@@ -189,6 +223,25 @@ fn random_hex() -> String {
 }
 
 impl Store {
+    /// A store not started yet, in `dir` (created).
+    fn shell(engine: Engine, binary: PathBuf, dir: &Path) -> Store {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        let dir = std::fs::canonicalize(dir).expect("canonicalize the store dir");
+        Store {
+            engine,
+            binary,
+            dir,
+            endpoint: String::new(),
+            region: String::new(),
+            access_key: String::new(),
+            secret_key: String::new(),
+            ports: Vec::new(),
+            child: None,
+            pid: 0,
+            guardian: None,
+        }
+    }
+
     /// Its directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -274,6 +327,13 @@ impl Store {
     }
 
     fn start_garage(&mut self) -> Result<(), String> {
+        self.garage_node(1, &random_hex())?;
+        self.bucket_and_key()
+    }
+
+    /// Start one Garage node (of a cluster of `replication` nodes sharing
+    /// `secret`) and wait until it answers over RPC.
+    fn garage_node(&mut self, replication: u32, secret: &str) -> Result<(), String> {
         let (rpc, s3, admin) = (super::free_port(), super::free_port(), super::free_port());
         self.ports = vec![rpc, s3, admin];
         let d = &self.dir;
@@ -282,7 +342,7 @@ impl Store {
              metadata_dir = \"{meta}\"\n\
              data_dir = \"{data}\"\n\
              db_engine = \"lmdb\"\n\
-             replication_factor = 1\n\
+             replication_factor = {replication}\n\
              rpc_bind_addr = \"127.0.0.1:{rpc}\"\n\
              rpc_public_addr = \"127.0.0.1:{rpc}\"\n\
              rpc_secret = \"{secret}\"\n\
@@ -296,7 +356,6 @@ impl Store {
              api_bind_addr = \"127.0.0.1:{admin}\"\n",
             meta = d.join("meta").display(),
             data = d.join("data").display(),
-            secret = random_hex(),
         );
         // A retry starts from an empty node (its identity is in meta/).
         let _ = std::fs::remove_dir_all(d.join("meta"));
@@ -320,9 +379,17 @@ impl Store {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let node: String = self.garage(&["node", "id", "-q"])?.chars().take(16).collect();
-        self.garage(&["layout", "assign", "-z", "dc1", "-c", "1G", &node])?;
-        self.garage(&["layout", "apply", "--version", "1"])?;
+        if replication == 1 {
+            let node: String = self.garage(&["node", "id", "-q"])?.chars().take(16).collect();
+            self.garage(&["layout", "assign", "-z", "dc1", "-c", "1G", &node])?;
+            self.garage(&["layout", "apply", "--version", "1"])?;
+        }
+        Ok(())
+    }
+
+    /// Through this node: the bucket, a key that may use it, and wait
+    /// until it lists.
+    fn bucket_and_key(&mut self) -> Result<(), String> {
         self.garage(&["bucket", "create", BUCKET])?;
         let key = self.garage(&["key", "create", "slipway"])?;
         let field = |label: &str| {
