@@ -210,7 +210,7 @@ pub fn index(remote: &Remote, id: &Digest, contents: usize) -> Result<ReleaseInd
         ))
     })?;
     let what = format!("remote `{}`: `{key}`", remote.name);
-    let index: ReleaseIndex = format::decode(&bytes, MAX_SMALL, &what)?;
+    let index = ReleaseIndex::decode(&bytes, MAX_SMALL, &what)?;
     format::check_index(&index, contents, &what)?;
     Ok(index)
 }

@@ -65,7 +65,7 @@ pub fn gc(remote: &Remote, dry_run: bool) -> Result<Collected> {
                 remote.name
             ))
         })?;
-        let index: ReleaseIndex = format::decode(&bytes, MAX_SMALL, &format!("remote `{}`: `{key}`", remote.name))?;
+        let index = ReleaseIndex::decode(&bytes, MAX_SMALL, &format!("remote `{}`: `{key}`", remote.name))?;
         live_packs.extend(index.packs);
     }
     let mut doomed = Vec::new();

@@ -257,7 +257,7 @@ fn upload_release(
     let manifest_bytes = zstd::bulk::compress(&manifest.canonical_bytes(), 19)
         .map_err(|e| Error::other(format!("cannot compress the manifest: {e}")))?;
     remote.put(&format::manifest_key(&id), &manifest_bytes)?;
-    remote.put(&format::index_key(&id), &format::encode(&index)?)?;
+    remote.put(&format::index_key(&id), &index.encode()?)?;
     Ok(())
 }
 

@@ -43,6 +43,10 @@ pub const POINTS: &[(&str, &str)] = &[
         "push: one object received and verified, the others still arriving",
     ),
     (
+        "after-commit",
+        "push: a group of received objects is linked into objects/, the rest still arriving",
+    ),
+    (
         "after-objects",
         "push: every object is verified and in objects/, the release tree not yet built",
     ),

@@ -155,6 +155,7 @@ impl<'a> ObjectSink<'a> {
                 self.bytes_written += obj.size;
             }
         }
+        super::fault::point("after-commit");
         Ok(())
     }
 

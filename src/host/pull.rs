@@ -222,7 +222,7 @@ pub fn contents(
     crate::bucket::fault_point("host-before-pull");
     let what = format!("remote `{}`: the index of `{name}`", src.remote);
     let bytes = get_all(agent, &src.index, MAX_SMALL, &what)?;
-    let index: ReleaseIndex = format::decode(&bytes, MAX_SMALL, &what)?;
+    let index = ReleaseIndex::decode(&bytes, MAX_SMALL, &what)?;
     let all = format::contents(manifest);
     format::check_index(&index, all.len(), &what)?;
     if index.packs.len() != src.packs.len() {

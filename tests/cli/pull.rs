@@ -372,3 +372,69 @@ fn pull_a_storage_node_killed_during_a_fleet_pull_changes_nothing() {
     }
     slipway(&scene, &cluster.nodes[0]).args(["verify", "-t", "prod"]).ok();
 }
+
+#[test]
+fn pull_a_host_killed_midway_downloads_only_the_rest_next_time() {
+    let test = "pull_a_host_killed_midway_downloads_only_the_rest_next_time";
+    if s3::skip_if_missing(Engine::Garage, test) {
+        return;
+    }
+    let env = Env::new();
+    let s3 = Engine::Garage.start(&env.path("s3"));
+    let root = env.path("host");
+    env.write(
+        "slipway.toml",
+        format!("[targets.prod]\nhosts = [\"{}\"]\n", root.display()),
+    );
+    s3.add_remote(&env.path("slipway.toml"), REMOTE, PREFIX);
+    // More objects than one group a host links into objects/ at a time (2000).
+    for i in 0..2100 {
+        env.write(&format!("site/f{i:04}.txt"), format!("file {i}\n"));
+    }
+    env.slipway().args(["build", "--dir", "site", "--name", "v1"]).ok();
+    let creds = s3.credentials();
+    let with = |cmd: Cmd| creds.iter().fold(cmd, |c, (k, v)| c.env(k, v));
+    with(env.slipway()).args(["publish", "v1", "--to", REMOTE]).ok();
+
+    // The host dies (kill -9 as far as the disk can tell) right after its
+    // first group of pulled objects is durable in objects/.
+    with(env.slipway())
+        .args(["deploy", "v1", "-t", "prod", "--from", REMOTE])
+        .env("SLIPWAY_FAULT", "after-commit")
+        .fails(1);
+    assert!(!root.join("current").exists());
+    assert!(!root.join("releases/v1").exists());
+
+    // The next attempt downloads only what was not kept.
+    let rows = with(env.slipway())
+        .args(["push", "v1", "-t", "prod", "--from", REMOTE, "--json"])
+        .ok()
+        .json();
+    assert_eq!(rows[0]["objects_reused"], 2000, "{rows}");
+    let needed = rows[0]["bytes_needed"].as_u64().unwrap();
+    let downloaded = rows[0]["bytes_downloaded"].as_u64().unwrap();
+    with(env.slipway())
+        .args(["deploy", "v1", "-t", "prod", "--from", REMOTE])
+        .ok();
+    with(env.slipway()).args(["verify", "-t", "prod"]).ok();
+    // Against a fresh host that lacks everything.
+    let fresh = env.path("fresh");
+    let rows = with(env.slipway())
+        .args([
+            "push",
+            "v1",
+            "-t",
+            &fresh.display().to_string(),
+            "--from",
+            REMOTE,
+            "--json",
+        ])
+        .ok()
+        .json();
+    let whole = rows[0]["bytes_downloaded"].as_u64().unwrap();
+    let whole_needed = rows[0]["bytes_needed"].as_u64().unwrap();
+    // 100 of 2100 files were still missing; the manifest and the index
+    // (which every pull reads) weigh more than these tiny files.
+    assert!(needed * 10 < whole_needed, "resumed {needed} B of {whole_needed} B");
+    assert!(downloaded < whole, "resumed {downloaded} B, whole {whole} B");
+}
