@@ -329,6 +329,9 @@ fn switch_one(m: &mut Member, how: &Switching, out: &Output) {
         Ok(record) => {
             m.set_position(Position::Switched);
             m.report.current = Some(record.to.clone());
+            if let Some(w) = &record.warning {
+                out.warn(&format!("{}: {}", m.spec.label, crate::error::one_line(w)));
+            }
             out.info(&format!(
                 "{}: {} -> {}",
                 m.spec.label,

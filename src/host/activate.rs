@@ -175,6 +175,7 @@ pub fn switch_with(layout: &Layout, req: &Switch, traffic: Traffic<'_>) -> Resul
         backup: req.db.backup.clone(),
         paused_ms: None,
         marked_bad: current.clone().filter(|c| req.mark_left_bad && *c != req.name),
+        warning: None,
     };
     traffic(&req.name)?;
     let intent = Intent {
@@ -182,13 +183,44 @@ pub fn switch_with(layout: &Layout, req: &Switch, traffic: Traffic<'_>) -> Resul
         mark_left_bad: req.mark_left_bad,
     };
     history::write_intent(layout, &intent)?;
-    point_current(layout, &req.name)?;
+    if let Err(e) = point_current(layout, &req.name) {
+        // A failure after the rename itself (an fsync) leaves `current`
+        // switched: say what it is, never "nothing switched".
+        if layout.current_name().ok().flatten().as_deref() != Some(req.name.as_str()) {
+            return Err(e);
+        }
+        return Ok(switched_unrecorded(intent.record, &e));
+    }
     super::fault::point("before-history");
-    history::append(layout, &intent.record)?;
-    super::fault::point("after-history");
-    settle_marks(layout, &intent)?;
-    history::clear_intent(layout)?;
-    Ok(intent.record)
+    // From here on `current` is the new release, whatever fails: the host
+    // answers that it switched, and the intent left behind lets the next
+    // command that takes the lock finish the record ([`reconcile`]).
+    let recorded = super::fault::error_point("before-history")
+        .map_err(|e| Error::io("append to", &layout.history_path(), e))
+        .and_then(|()| history::append(layout, &intent.record))
+        .and_then(|()| {
+            super::fault::point("after-history");
+            settle_marks(layout, &intent)
+        })
+        .and_then(|()| history::clear_intent(layout));
+    match recorded {
+        Ok(()) => Ok(intent.record),
+        Err(e) => Ok(switched_unrecorded(intent.record, &e)),
+    }
+}
+
+/// The record of a switch that happened but could not be recorded.
+fn switched_unrecorded(mut record: Record, e: &Error) -> Record {
+    record.warning = Some(format!(
+        "switched to `{}`, but recording it failed ({e}); the next command that takes this host's lock records it{}",
+        record.to,
+        if e.is_no_space() {
+            " (free space first: `slipway prune` removes old releases)"
+        } else {
+            ""
+        }
+    ));
+    record
 }
 
 /// Finish what a crashed activation started (call under the lock): if an
@@ -397,6 +429,7 @@ pub fn mark_healthy(layout: &Layout, name: &str, actor: &str, via: Option<String
         backup: None,
         paused_ms: None,
         marked_bad: None,
+        warning: None,
     };
     history::append(layout, &record)?;
     Ok(record)

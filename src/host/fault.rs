@@ -100,6 +100,23 @@ pub fn set_root(root: &Path) {
     let _ = ROOT.set(root.to_path_buf());
 }
 
+/// With `SLIPWAY_FAULT=enospc:<point>` (or `enospc:<point>@<root>`): an
+/// I/O error "no space left on device" at that point instead of a stop,
+/// for the steps whose failure must be reported, not just survived.
+///
+/// # Errors
+/// The injected error, when asked for.
+pub fn error_point(name: &'static str) -> std::io::Result<()> {
+    debug_assert!(POINTS.iter().any(|(p, _)| *p == name), "unknown fault point {name}");
+    let Some((point, root)) = wanted() else {
+        return Ok(());
+    };
+    if point.strip_prefix("enospc:") != Some(name) || root.as_ref().is_some_and(|r| ROOT.get() != Some(r)) {
+        return Ok(());
+    }
+    Err(std::io::Error::from_raw_os_error(28))
+}
+
 /// Stop the process here if `SLIPWAY_FAULT` names this point (and this root).
 pub fn point(name: &'static str) {
     debug_assert!(POINTS.iter().any(|(p, _)| *p == name), "unknown fault point {name}");

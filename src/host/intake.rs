@@ -108,6 +108,7 @@ pub fn close(layout: &Layout, actor: &str, via: Option<String>, reason: Option<S
             backup: None,
             paused_ms: Some(paused_ms),
             marked_bad: None,
+            warning: None,
         };
         super::history::append(layout, &record)?;
     }

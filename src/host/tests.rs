@@ -177,6 +177,7 @@ fn a_crash_between_rename_and_history_is_reconciled() {
         backup: None,
         paused_ms: None,
         marked_bad: None,
+        warning: None,
     };
     history::write_intent(
         &l,
@@ -232,6 +233,7 @@ fn a_crashed_rollback_is_finished_with_its_marks_once() {
             backup: None,
             paused_ms: None,
             marked_bad: None,
+            warning: None,
         },
         mark_left_bad: true,
     };

@@ -67,6 +67,11 @@ pub struct Record {
     /// The release this switch marked bad (the one it left), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub marked_bad: Option<String>,
+    /// On the answer to a switch only, never in `history.jsonl`: the switch
+    /// happened (`current` is `to`) but recording it failed; the next
+    /// command that takes the host's lock records it from the intent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// One run of `migrate` or `migrate_down` on a host: a line of

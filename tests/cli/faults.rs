@@ -267,6 +267,47 @@ fn faults_a_fleet_host_lost_mid_activation_is_checked_again_and_switched_back() 
     }
 }
 
+#[test]
+fn faults_a_switch_that_cannot_be_recorded_is_reported_as_switched_and_recorded_next_time() {
+    let s = Scenario::new().local_hosts(2).start();
+    make_release(&s.env, "v1", 2, 1024, 1, 1);
+    make_release(&s.env, "v2", 2, 1024, 1, 2);
+    let (a, b) = (s.root(0), s.root(1));
+    s.slipway().args(["deploy", "v1", "-t", "prod"]).ok();
+    // b renames `current`, then cannot append its history record (its disk
+    // is full): it did switch, and must say so, not "nothing switched".
+    let out = s
+        .slipway()
+        .env("SLIPWAY_FAULT", format!("enospc:before-history@{}", b.display()))
+        .args(["deploy", "v2", "-t", "prod"])
+        .ok();
+    out.stderr_has(&format!(
+        "warning: {}: switched to `v2`, but recording it failed (cannot append to `{}`: no space left on device); \
+         the next command that takes this host's lock records it (free space first",
+        b.display(),
+        b.join(".slipway/history.jsonl").display()
+    ));
+    for root in [&a, &b] {
+        assert_eq!(current_name(root).as_deref(), Some("v2"), "{}: {out}", root.display());
+    }
+    let tos = |root: &Path| -> Vec<String> {
+        records(root)
+            .iter()
+            .map(|r| r["to"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The deploy's own next step under the lock (its prune) recorded it,
+    // once, from the intent.
+    assert_eq!(tos(&b), ["v1", "v2"]);
+    assert!(!b.join(".slipway/intent.json").exists());
+    s.slipway().args(["rollback", "-t", "prod"]).ok();
+    for root in [&a, &b] {
+        assert_eq!(current_name(root).as_deref(), Some("v1"));
+        assert_eq!(tos(root), ["v1", "v2", "v1"], "{}", root.display());
+        assert_intact(root);
+    }
+}
+
 // --------------------------------------------------------- torn history
 
 #[test]
