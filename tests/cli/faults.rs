@@ -298,7 +298,7 @@ fn faults_a_switch_that_cannot_be_recorded_is_reported_as_switched_and_recorded_
     };
     // The deploy's own next step under the lock (its prune) recorded it,
     // once, from the intent.
-    assert_eq!(tos(&b), ["v1", "v2"]);
+    assert_eq!(tos(b), ["v1", "v2"]);
     assert!(!b.join(".slipway/intent.json").exists());
     s.slipway().args(["rollback", "-t", "prod"]).ok();
     for root in [&a, &b] {
