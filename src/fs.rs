@@ -555,6 +555,31 @@ pub fn lock_exclusive(path: &Path) -> Result<FileLock> {
     Ok(FileLock(f))
 }
 
+/// Take an exclusive lock on `path` if nobody holds it (`None` when
+/// someone does), never waiting.
+///
+/// # Errors
+/// On I/O failure.
+pub fn try_lock_exclusive(path: &Path) -> Result<Option<FileLock>> {
+    let f = lock_file(path)?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(FileLock(f))),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("lock", path, e)),
+    }
+}
+
+impl FileLock {
+    /// Say who holds the lock, in the lock file itself (read by whoever
+    /// waits for it); best effort: the lock is what counts.
+    pub fn note_holder(&mut self, text: &str) {
+        use std::io::{Seek, Write};
+        let _ = self.0.set_len(0);
+        let _ = self.0.seek(std::io::SeekFrom::Start(0));
+        let _ = self.0.write_all(text.as_bytes());
+    }
+}
+
 /// The last `n` bytes of a file, or `None` when it does not exist.
 ///
 /// # Errors

@@ -83,7 +83,7 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     let name = name_owned.as_str();
     signatures::check_offered(name, &offer.signatures)?;
     let _staging = fs::lock_shared(&layout.stage_lock_path())?;
-    let _release = fs::lock_exclusive(&layout.name_lock_path(name))?;
+    let _release = name_lock(&layout, name, offer.command.as_deref())?;
 
     let admitted = admit(&layout, &offer)?;
     if let Some(staged) = admitted.already {
@@ -151,6 +151,46 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
         bytes_written,
         bytes_downloaded: downloaded_bytes,
     }))
+}
+
+/// How long a push waits for another push of the same release into this
+/// root (they take turns) before it gives up, saying who holds it.
+const NAME_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Take `tmp/<name>.lock`: two pushes of one release take turns. A push of
+/// the same command holding it means the target reaches this root twice
+/// (`/srv/a` and `/srv/./a`, two names of one machine): that would wait
+/// forever for content the client sends only once both answered, so it is
+/// refused at once; anyone else is waited for, up to [`NAME_LOCK_WAIT`].
+///
+/// # Errors
+/// Usage error (exit 2) for a root reached twice; [`Error::Locked`] after
+/// the wait; I/O errors.
+fn name_lock(layout: &Layout, name: &str, command: Option<&str>) -> Result<fs::FileLock> {
+    let path = layout.name_lock_path(name);
+    let deadline = std::time::Instant::now() + NAME_LOCK_WAIT;
+    loop {
+        if let Some(mut lock) = fs::try_lock_exclusive(&path)? {
+            lock.note_holder(command.unwrap_or_default());
+            return Ok(lock);
+        }
+        let holder = String::from_utf8_lossy(&fs::read_optional(&path)?.unwrap_or_default()).into_owned();
+        if command.is_some_and(|c| !c.is_empty() && c == holder) {
+            return Err(Error::usage(format!(
+                "`{}` is already staging `{name}` for this same command: the target reaches this one root through two of its entries (e.g. `/srv/a` and `/srv/./a`, or two names of one machine); remove one of them",
+                layout.root.display()
+            )));
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(Error::Locked(format!(
+                "another push of `{name}` into `{}` has held it for {} minutes ({}); try again when it has finished",
+                layout.root.display(),
+                NAME_LOCK_WAIT.as_secs() / 60,
+                crate::error::one_line(&holder)
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// What the host decided about an offer before any content arrives.

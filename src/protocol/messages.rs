@@ -223,6 +223,11 @@ pub struct PushOffer {
     /// connection (docs/remote-store.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<PullSource>,
+    /// The same for every host of one command (`push`, `deploy`): a host
+    /// that finds its release's staging lock held by the same command knows
+    /// the target reaches this root twice, and says so instead of waiting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
 }
 
 /// Where a host pulls a release from: URLs presigned by the client for

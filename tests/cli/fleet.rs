@@ -878,3 +878,35 @@ fn fleet_deploy_skip_unreachable_deploys_the_reachable_hosts_and_says_how_when_n
     assert_eq!(s.current(0).as_deref(), Some("v1"));
     assert!(o.stderr().contains(&format!("skipping {}", s.label(1))), "{o}");
 }
+
+#[test]
+fn fleet_a_target_that_reaches_one_root_twice_is_refused_instead_of_hanging() {
+    let env = Env::new();
+    let root = env.path("srv/a");
+    std::fs::create_dir_all(&root).unwrap();
+    let twice = format!("{}/../a", root.display());
+    env.write(
+        "slipway.toml",
+        format!("[targets.prod]\nhosts = [\"{}\", \"{twice}\"]\n", root.display()),
+    );
+    for i in 0..20 {
+        env.write(&format!("site/f{i}.bin"), noise(100_000, i));
+    }
+    env.slipway().args(["build", "--dir", "site", "--name", "v1"]).ok();
+    // Before: the second `serve` waited forever for the release's staging
+    // lock, and the client for its answer.
+    let mut cmd = env.slipway().args(["deploy", "v1", "-t", "prod"]);
+    let mut child = cmd.cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the deploy hangs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = Outcome {
+        desc: "deploy to one root twice".into(),
+        out: child.wait_with_output().unwrap(),
+    };
+    assert_eq!(out.out.status.code(), Some(2), "{out}");
+    out.stderr_has("for this same command: the target reaches this one root through two of its entries");
+    assert!(!root.join("current").exists(), "{out}");
+}

@@ -436,6 +436,7 @@ fn offer_with_signatures(name: &str, n: usize) -> Message {
         shared_files: vec![],
         repair: false,
         source: None,
+        command: None,
     }))
 }
 

@@ -66,6 +66,7 @@ impl Raw {
             shared_files: vec![],
             repair: false,
             source: None,
+            command: None,
         })))?;
         match self.ch.recv()? {
             Message::SendManifest { .. } => {}
@@ -249,6 +250,7 @@ fn serve_refuses_manifests_that_leave_the_root() {
             shared_files: vec![],
             repair: false,
             source: None,
+            command: None,
         })))
         .unwrap();
     raw.ch.recv().unwrap();

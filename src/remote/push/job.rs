@@ -41,6 +41,8 @@ pub struct PushJob<'a> {
     /// Pull mode: each host downloads the release from a remote store
     /// (`--from`), and this connection carries control messages only.
     pub pull: Option<crate::protocol::PullSource>,
+    /// Tells the hosts apart from a root reached twice (see `PushOffer::command`).
+    pub command: String,
     /// The manifest as sent, by the base it was compressed against:
     /// compressed once for all the hosts that offer the same base.
     sent_manifests: Mutex<HashMap<Option<Digest>, Arc<Vec<u8>>>>,
@@ -73,6 +75,7 @@ impl<'a> PushJob<'a> {
             shared_files: &target.config.shared_files,
             repair,
             pull: None,
+            command: command_token(),
             sent_manifests: Mutex::default(),
             canonical: OnceLock::new(),
             object_bytes: OnceLock::new(),
@@ -122,6 +125,16 @@ impl<'a> PushJob<'a> {
         cache.insert(key, bytes.clone());
         Ok((key, bytes))
     }
+}
+
+/// A token for one command, the same for all its hosts: the operator, the
+/// process and the time.
+fn command_token() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{}/{}/{nanos}", crate::config::actor(), std::process::id())
 }
 
 /// What one push did on one host.

@@ -108,6 +108,7 @@ fn offer_on(ch: &mut HostChannel, job: &PushJob<'_>, link_mode: LinkMode, bar: &
         shared_files: job.shared_files.to_vec(),
         repair: job.repair,
         source: job.pull.clone(),
+        command: Some(job.command.clone()),
     })))?;
     let need = match (ch.recv()?, job.pull.is_some()) {
         (Message::Staged(s), _) if s.already => {
