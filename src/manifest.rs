@@ -618,6 +618,47 @@ pub fn validate_name(name: &str) -> Result<()> {
 }
 
 /// A manifest of files `f000`, `f001`, … with these sizes (unit tests).
+/// Check a target's shared paths against a release's manifest: each a
+/// valid relative path, listed once, with no entry of the bundle there and
+/// its parent directory in the bundle.
+///
+/// # Errors
+/// When a path is malformed, the bundle has an entry there, or its parent
+/// directory is not in the bundle.
+pub fn check_shared(manifest: &Manifest, shared: &[String], shared_files: &[String]) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for p in shared.iter().chain(shared_files) {
+        validate_path(p).map_err(|_| {
+            Error::usage(format!(
+                "shared path `{}` must be a relative path inside the release (no `..`, not absolute)",
+                p.escape_debug()
+            ))
+        })?;
+        if !seen.insert(p.as_str()) {
+            return Err(Error::usage(format!("shared path `{p}` is listed twice")));
+        }
+        if let Some(e) = manifest.entries.iter().find(|e| e.path == *p) {
+            return Err(Error::SharedInBundle {
+                path: p.clone(),
+                kind: match e.kind {
+                    Kind::File => "file",
+                    Kind::Dir => "directory",
+                    Kind::Symlink => "symlink",
+                },
+            });
+        }
+        if let Some((parent, _)) = p.rsplit_once('/')
+            && !manifest.entries.iter().any(|e| e.path == parent && e.kind == Kind::Dir)
+        {
+            return Err(Error::SharedWithoutParent {
+                path: p.clone(),
+                parent: parent.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 pub(crate) fn sized_for_tests(sizes: &[u64]) -> Manifest {
     Manifest {

@@ -89,6 +89,7 @@ pub fn run(args: &BuildArgs, ctx: &Context) -> Result<()> {
         ctx.out
             .info(&format!("release `{name}` is already in the store with this id"));
     }
+    warn_shared_collisions(ctx, &name, &manifest);
     if let Some(key) = &key {
         let (sig, replaced) = super::sign::sign_release(&store, &name, id, key, args.principal.as_deref())
             .map_err(|e| e.reworded(format!("built `{name}` ({id}) but did not sign it: {e}")))?;
@@ -119,5 +120,21 @@ fn local_allow_links(ctx: &Context) -> Result<Vec<String>> {
             ctx.config_path.display()
         ))),
         None => Ok(Vec::new()),
+    }
+}
+
+/// Warn when a target of the working copy's `slipway.toml` shares a path
+/// this build has an entry at (a committed `log/.gitkeep` with `shared =
+/// ["log"]`): push and deploy to it would be refused.
+fn warn_shared_collisions(ctx: &Context, name: &str, manifest: &crate::manifest::Manifest) {
+    let Ok(Some(project)) = crate::config::load_project(&ctx.config_path) else {
+        return;
+    };
+    for (target, cfg) in &project.targets {
+        if let Err(e) = crate::manifest::check_shared(manifest, &cfg.shared, &cfg.shared_files) {
+            ctx.out.warn(&format!(
+                "release `{name}` cannot go to target `{target}` as it is: {e}"
+            ));
+        }
     }
 }

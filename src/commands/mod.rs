@@ -85,6 +85,7 @@ pub fn staging(
     let Some(remote_name) = from.or(target.config.from.as_deref()) else {
         let record = named_release(store, rel, verb)?;
         let manifest = store.manifest(&record.id)?;
+        shared_fits(target, &record.name, &manifest)?;
         return Ok(Staging {
             record,
             manifest,
@@ -102,10 +103,29 @@ pub fn staging(
         None => crate::bucket::hosts::DEFAULT_LIFETIME,
     };
     let pulled = crate::bucket::hosts::pulled(store, &remote, rel, lifetime)?;
+    shared_fits(target, &pulled.record.name, &pulled.manifest)?;
     Ok(Staging {
         record: pulled.record,
         manifest: pulled.manifest,
         pull: Some(pulled.source),
+    })
+}
+
+/// The target's `shared` and `shared_files` against the release, before
+/// any host is contacted (every host would refuse it the same way).
+///
+/// # Errors
+/// The refusal, naming the target, the release and both ways to fix it.
+fn shared_fits(
+    target: &crate::remote::Target,
+    name: &str,
+    manifest: &crate::manifest::Manifest,
+) -> crate::error::Result<()> {
+    crate::manifest::check_shared(manifest, &target.config.shared, &target.config.shared_files).map_err(|e| {
+        e.reworded(format!(
+            "release `{name}` cannot go to target `{}`: {e}; no host was contacted",
+            target.name
+        ))
     })
 }
 

@@ -12,45 +12,16 @@ use std::path::{Path, PathBuf};
 use super::layout::Layout;
 use crate::error::{Error, Result};
 use crate::fs;
-use crate::manifest::{Kind, Manifest, validate_path};
+use crate::manifest::Manifest;
 
-/// Check the shared paths against a release's manifest before staging.
+/// Check the shared paths against a release's manifest before staging
+/// (the client checks the same before contacting any host:
+/// [`crate::manifest::check_shared`]).
 ///
 /// # Errors
-/// When a path is malformed, the bundle has an entry there, or its parent
-/// directory is not in the bundle.
+/// As [`crate::manifest::check_shared`].
 pub fn check(manifest: &Manifest, shared: &[String], shared_files: &[String]) -> Result<()> {
-    let mut seen = std::collections::HashSet::new();
-    for p in shared.iter().chain(shared_files) {
-        validate_path(p).map_err(|_| {
-            Error::usage(format!(
-                "shared path `{}` must be a relative path inside the release (no `..`, not absolute)",
-                p.escape_debug()
-            ))
-        })?;
-        if !seen.insert(p.as_str()) {
-            return Err(Error::usage(format!("shared path `{p}` is listed twice")));
-        }
-        if let Some(e) = manifest.entries.iter().find(|e| e.path == *p) {
-            return Err(Error::SharedInBundle {
-                path: p.clone(),
-                kind: match e.kind {
-                    Kind::File => "file",
-                    Kind::Dir => "directory",
-                    Kind::Symlink => "symlink",
-                },
-            });
-        }
-        if let Some((parent, _)) = p.rsplit_once('/')
-            && !manifest.entries.iter().any(|e| e.path == parent && e.kind == Kind::Dir)
-        {
-            return Err(Error::SharedWithoutParent {
-                path: p.clone(),
-                parent: parent.to_string(),
-            });
-        }
-    }
-    Ok(())
+    crate::manifest::check_shared(manifest, shared, shared_files)
 }
 
 /// The relative link target from `releases/<name>/<path>` to `shared/<path>`.

@@ -309,6 +309,33 @@ fn shared_data_survives_activate_rollback_and_prune() {
 }
 
 #[test]
+fn a_release_with_an_entry_at_a_shared_path_is_refused_before_any_host_is_contacted_and_build_warns() {
+    let env = Env::new();
+    // A host that cannot be reached: a refusal that names the shared path
+    // (not the connection) came from the client alone.
+    env.write(
+        "slipway.toml",
+        "[targets.prod]\nhosts = [\"ssh://nobody@127.0.0.1:1/srv/app\"]\nshared = [\"log\"]\nconnect_timeout = \"2s\"\n",
+    );
+    env.write("site/index.html", "hi");
+    env.write("site/log/.gitkeep", "");
+    env.slipway()
+        .args(["build", "--dir", "site", "--name", "v1"])
+        .ok()
+        .stderr_has("warning: release `v1` cannot go to target `prod` as it is: the bundle has a directory at shared path `log`; remove it from the build output or from `shared`");
+    for verb in ["push", "deploy"] {
+        env.slipway()
+            .args([verb, "v1", "-t", "prod"])
+            .fails(1)
+            .one_line_error()
+            .stderr_has(
+                "error: release `v1` cannot go to target `prod`: the bundle has a directory at shared path `log`; \
+                 remove it from the build output or from `shared`; no host was contacted",
+            );
+    }
+}
+
+#[test]
 fn prune_keeps_current_previous_pinned_and_waiting_releases_and_dry_run_lists() {
     let s = Scenario::new()
         .tags(["v1", "v2", "v3", "v4", "v5", "v6"])
