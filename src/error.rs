@@ -262,6 +262,12 @@ pub enum Error {
     /// The release offered as a base disappeared (pruned) during the push.
     #[error("release `{release}` vanished during the push; push again")]
     BaseVanished { release: String },
+    /// A request other than a push (or a check) on a root that does not
+    /// exist yet: nothing was created.
+    /// (Its message is made by [`Error::root_missing`]; it crosses the wire
+    /// as its own kind, so a caller can treat "nothing here yet" as empty.)
+    #[error("{0}")]
+    RootMissing(String),
     /// The bundle puts something at a path the target shares.
     #[error("the bundle has a {kind} at shared path `{path}`; remove it from the build output or from `shared`")]
     SharedInBundle { path: String, kind: &'static str },
@@ -336,6 +342,20 @@ impl Error {
 
     pub fn other(msg: impl Into<String>) -> Error {
         Error::Other(msg.into())
+    }
+
+    /// A request other than a push (or a check) on a root that does not
+    /// exist yet: nothing was created.
+    pub fn root_missing(root: &Path, request: &str) -> Error {
+        Error::RootMissing(format!(
+            "`{}` is not a slipway root yet (it does not exist, or has no `.slipway/`): `{request}` has nothing to work on, and nothing was created; the first `slipway push` or `deploy` to it creates it (is the target's root spelled right?)",
+            root.display()
+        ))
+    }
+
+    /// True when the error is a host root that does not exist yet.
+    pub fn is_root_missing(&self) -> bool {
+        matches!(self.without_host(), Error::RootMissing(_))
     }
 
     pub fn usage(msg: impl Into<String>) -> Error {
@@ -427,6 +447,7 @@ impl Error {
             Error::Connection(_) => Error::Connection(message),
             Error::Remote(_) => Error::Remote(message),
             Error::RemoteRebound(_) => Error::RemoteRebound(message),
+            Error::RootMissing(_) => Error::RootMissing(message),
             Error::Host { source, .. } => source.reworded(message),
             _ => Error::Other(message),
         }
@@ -497,6 +518,7 @@ pub(crate) fn one_of_each_kind() -> Vec<Error> {
         Error::Restricted("m".into()),
         Error::Remote("m".into()),
         Error::RemoteRebound("m".into()),
+        Error::RootMissing("m".into()),
     ]
 }
 

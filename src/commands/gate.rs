@@ -54,6 +54,8 @@ pub fn check(
         match r {
             Ok(records) if records.iter().any(|r| r.action == "healthy" && r.id == id) => {}
             Ok(_) => missing.push(host),
+            // Nothing was ever pushed there: not healthy, but reachable.
+            Err(e) if e.is_root_missing() => missing.push(host),
             Err(e) => missing.push(format!("{host} (unreachable: {})", e.without_host())),
         }
     }

@@ -2,12 +2,13 @@
 //! `serve` and who owns the root, its mode, free space, and whether `current`
 //! is absent or a relative link to a complete release.
 //!
-//! Read-only: nothing here changes the host (`serve` itself creates the
-//! layout when missing, before any request). The host reports facts and the
+//! Read-only: nothing here changes the host; a root that does not exist
+//! yet is reported as such ([`check_missing`]), never created. The host reports facts and the
 //! problems only it can see; the client decides what to print and how to fix
 //! it, since only the client knows the target's name.
 
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
 use super::layout::Layout;
 use crate::error::Result;
@@ -78,6 +79,70 @@ pub fn check(layout: &Layout) -> Result<CheckReport> {
         problems,
         enforces_signatures,
         refused_by_signers,
+        exists: true,
+    })
+}
+
+/// The facts of a root that does not exist yet: where the first push
+/// will create it, and whether the deploy user may.
+///
+/// # Errors
+/// When no parent of the root can be examined.
+pub fn check_missing(root: &Path) -> Result<CheckReport> {
+    let uid = rustix::process::geteuid().as_raw();
+    let mut parent = root;
+    while fs::symlink_metadata_optional(parent)?.is_none() {
+        parent = parent.parent().unwrap_or(Path::new("/"));
+    }
+    let meta = fs::metadata(parent)?;
+    let (free_bytes, total_bytes) = fs::space(parent)?;
+    let uname = rustix::system::uname();
+    let user = crate::config::user_name(uid);
+    let mut problems = Vec::new();
+    if !meta.is_dir() {
+        problems.push(Finding {
+            problem: format!(
+                "`{}` is not a directory, so `{}` cannot be created",
+                parent.display(),
+                root.display()
+            ),
+            fix: format!("point the target's root elsewhere, or remove `{}`", parent.display()),
+        });
+    } else if rustix::fs::access(parent, rustix::fs::Access::WRITE_OK).is_err() {
+        problems.push(Finding {
+            problem: format!(
+                "`{}` does not exist yet, and the deploy user {} may not create it in `{}`",
+                root.display(),
+                who(uid, user.as_deref()),
+                parent.display()
+            ),
+            fix: format!(
+                "sudo mkdir -p {} && sudo chown {} {}",
+                root.display(),
+                user.clone().unwrap_or_else(|| uid.to_string()),
+                root.display()
+            ),
+        });
+    }
+    Ok(CheckReport {
+        version: VERSION.to_string(),
+        protocol: PROTOCOL,
+        os: uname.sysname().to_string_lossy().into_owned(),
+        arch: uname.machine().to_string_lossy().into_owned(),
+        root: root.display().to_string(),
+        uid,
+        user,
+        owner_uid: meta.uid(),
+        owner: crate::config::user_name(meta.uid()),
+        mode: meta.mode() & 0o7777,
+        free_bytes,
+        total_bytes,
+        current_ok: true,
+        current: CurrentState::Absent,
+        problems,
+        enforces_signatures: false,
+        refused_by_signers: Vec::new(),
+        exists: false,
     })
 }
 

@@ -73,6 +73,28 @@ fn refuse_foreign(root: &Path) -> Result<()> {
 }
 
 impl Layout {
+    /// The layout of `root` if it is a slipway root already (it has
+    /// `.slipway/`: missing directories of the layout are made), else
+    /// `None`, creating nothing: only a push makes a new root
+    /// ([`Layout::create`]). An existing directory holding anything else is
+    /// refused as `create` would.
+    ///
+    /// # Errors
+    /// A relative root, a foreign directory, or I/O failure.
+    pub fn existing(root: &Path) -> Result<Option<Layout>> {
+        if !root.is_absolute() {
+            return Err(Error::usage(format!(
+                "root `{}` must be an absolute path",
+                root.display()
+            )));
+        }
+        refuse_foreign(root)?;
+        if fs::symlink_metadata_optional(&root.join(".slipway"))?.is_some_and(|m| m.is_dir()) {
+            return Layout::create(root).map(Some);
+        }
+        Ok(None)
+    }
+
     /// Create the root and layout when missing, and canonicalise the root.
     ///
     /// # Errors

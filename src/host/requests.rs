@@ -458,7 +458,12 @@ fn skipped<R: Read, W: Write>(s: &Session<R, W>, req: &HookRequest) -> HookResul
 /// # Errors
 /// When the root cannot be examined.
 pub fn check<R: Read, W: Write>(s: &Session<R, W>) -> Result<Message> {
-    Ok(Message::CheckReport(Box::new(check::check(&s.layout)?)))
+    let report = if s.created {
+        check::check(&s.layout)?
+    } else {
+        check::check_missing(&s.layout.root)?
+    };
+    Ok(Message::CheckReport(Box::new(report)))
 }
 
 /// `service`: start, abandon, settle, start or stop a slot, or report.

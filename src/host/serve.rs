@@ -234,14 +234,22 @@ pub fn serve<R: Read, W: Write>(root: &Path, opts: &Options, reader: R, writer: 
         Ok(v) => v,
         Err(e) => return fail(&mut ch, e),
     };
-    let layout = match Layout::create(root) {
-        Ok(l) => l,
+    // Only a push creates a root that does not exist yet.
+    let (layout, created) = match Layout::existing(root) {
+        Ok(Some(l)) => (l, true),
+        Ok(None) => (
+            Layout {
+                root: root.to_path_buf(),
+            },
+            false,
+        ),
         Err(e) => return fail(&mut ch, e),
     };
     super::fault::set_root(&layout.root);
     let mut session = Session {
         ch,
         layout,
+        created,
         append_only: opts.append_only,
         client_version,
         lock: None,
@@ -266,6 +274,24 @@ pub fn serve<R: Read, W: Write>(root: &Path, opts: &Options, reader: R, writer: 
 /// Answer `session`'s requests until the client closes it or one fails.
 fn requests_of<R: Read, W: Write>(session: &mut Session<R, W>) -> Result<()> {
     while let Some(request) = session.ch.recv_optional()? {
+        if !session.created {
+            match &request {
+                Message::Push(_) => match Layout::create(&session.layout.root) {
+                    Ok(l) => {
+                        super::fault::set_root(&l.root);
+                        session.layout = l;
+                        session.created = true;
+                    }
+                    Err(e) => return fail(&mut session.ch, e),
+                },
+                // A check reports the root missing; nothing else has anything to work on.
+                Message::Check => {}
+                other => {
+                    let e = Error::root_missing(&session.layout.root, other.name());
+                    return fail(&mut session.ch, e);
+                }
+            }
+        }
         let reply = match request {
             Message::Push(offer) => stage::push(session, *offer),
             Message::Lock { holder, wait_ms } => requests::take_lock(session, holder, wait_ms),

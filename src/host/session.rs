@@ -2,8 +2,9 @@
 //! and what the session may do and holds. Every request handler
 //! (`stage`, `requests`) gets one; `serve` makes it after the greeting.
 //!
-//! Invariants: a session serves exactly one root (the layout, created
-//! before the first request); it holds the host lock only between `lock` and
+//! Invariants: a session serves exactly one root; only a push creates it
+//! when it does not exist yet (`created`), and every other request on a
+//! root that does not exist changes nothing and says so; it holds the host lock only between `lock` and
 //! `unlock` (or its end: dropping the session releases it); a confined
 //! session stays confined.
 
@@ -17,7 +18,11 @@ use crate::protocol::Channel;
 /// What every request handler gets.
 pub struct Session<R, W: Write> {
     pub ch: Channel<R, W>,
+    /// The root's layout; while `created` is false, only its paths (the
+    /// root does not exist yet, or has no `.slipway/`).
     pub layout: Layout,
+    /// The root is a slipway root (it existed, or a push of this session made it).
+    pub created: bool,
     /// `--append-only`: refuse prune and any deletion of releases or objects.
     pub append_only: bool,
     /// The client's slipway version, from its `hello`.

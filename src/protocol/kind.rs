@@ -33,6 +33,8 @@ pub enum ErrorKind {
     /// A forced command refused the command, root or flag the client asked
     /// for (exit 2).
     Restricted,
+    /// The host's root does not exist yet: nothing was created (exit 1).
+    RootMissing,
     /// Anything without a kind of its own (exit 1); also what a kind from a
     /// newer slipway reads as (last: serde requires it of `other`).
     #[serde(other)]
@@ -50,6 +52,7 @@ impl ErrorKind {
             Error::HealthRolledBack(_) => ErrorKind::Health,
             Error::UnknownRequest(_) => ErrorKind::UnknownRequest,
             Error::Restricted(_) => ErrorKind::Restricted,
+            Error::RootMissing(_) => ErrorKind::RootMissing,
             _ => ErrorKind::Error,
         }
     }
@@ -65,6 +68,7 @@ impl ErrorKind {
             ErrorKind::Health => Error::HealthRolledBack(message),
             ErrorKind::UnknownRequest => Error::UnknownRequest(message),
             ErrorKind::Restricted => Error::Restricted(message),
+            ErrorKind::RootMissing => Error::RootMissing(message),
         }
     }
 
@@ -106,6 +110,7 @@ mod tests {
             (ErrorKind::Health, "health"),
             (ErrorKind::UnknownRequest, "unknown_request"),
             (ErrorKind::Restricted, "restricted"),
+            (ErrorKind::RootMissing, "root_missing"),
         ];
         for (kind, name) in names {
             assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{name}\""));

@@ -307,6 +307,16 @@ pub struct CheckReport {
     /// activate or roll back to, each with why.
     #[serde(default)]
     pub refused_by_signers: Vec<Finding>,
+    /// False when the root does not exist yet (the first push creates it):
+    /// `owner_uid`, `mode` and the space are then those of its nearest
+    /// existing parent, `root` is as given. A host older than this field
+    /// created the root before answering: read as `true`.
+    #[serde(default = "yes")]
+    pub exists: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One problem the host noticed, and what to do about it.

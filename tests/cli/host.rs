@@ -56,7 +56,9 @@ fn host_check_passes_a_ready_host_and_gives_a_fix_for_each_problem() {
             .args(["host", "check", "-t", "prod"])
     };
 
-    // A fresh host: serve creates the root, everything is fine.
+    // A fresh host: the root does not exist yet, and the check says so
+    // without creating it (a mistyped root must not appear); so do the
+    // read-only commands, which fail instead of reporting an empty root.
     let out = check().ok();
     let text = out.stdout();
     assert_eq!(text.lines().next(), Some(host.alias()), "{out}");
@@ -65,6 +67,41 @@ fn host_check_passes_a_ready_host_and_gives_a_fix_for_each_problem() {
         check_line(&text, "slipway").0,
         format!("  ok       slipway  slipway {VERSION}, protocol 1, as this client")
     );
+    assert_eq!(
+        check_line(&text, "root").0,
+        format!(
+            "  ok       root     `{}` is not a slipway root yet: the first `slipway push` or `deploy` makes it one (is that the right path?)",
+            root.display()
+        )
+    );
+    assert!(!root.exists(), "host check created the root");
+    for verb in [&["status"][..], &["history"], &["verify"], &["provenance"]] {
+        env.slipway()
+            .via_ssh(host.ssh_config_path())
+            .args(verb)
+            .args(["-t", "prod"])
+            .fails(1)
+            .stderr_has(&format!("`{}` is not a slipway root yet", root.display()))
+            .stderr_has("nothing was created; the first `slipway push` or `deploy` to it creates it");
+        assert!(!root.exists(), "{verb:?} created the root");
+    }
+    // Made by hand (as an owner may): still not a root until the first push.
+    std::fs::create_dir_all(&root).unwrap();
+    let text = check().ok().stdout();
+    assert!(
+        check_line(&text, "root").0.contains("is not a slipway root yet"),
+        "{text}"
+    );
+    std::fs::remove_dir(&root).unwrap();
+    // The first push creates it.
+    env.write("site/index.html", "v1");
+    env.slipway().args(["build", "--dir", "site", "--name", "v1"]).ok();
+    env.slipway()
+        .via_ssh(host.ssh_config_path())
+        .args(["push", "v1", "-t", "prod"])
+        .ok();
+    let out = check().ok();
+    let text = out.stdout();
     let root = std::fs::canonicalize(&root).unwrap();
     let (line, fix) = check_line(&text, "root");
     assert!(

@@ -130,6 +130,9 @@ fn assert_nothing_staged(root: &Path, before: &[PathBuf]) {
 /// A fresh host root with its layout, and its listing.
 fn host(env: &Env) -> (PathBuf, Vec<PathBuf>) {
     let root = env.path("host");
+    // A root exists once a push made it: `.slipway/` is what marks one
+    // (the greeting then fills in the rest of the layout).
+    std::fs::create_dir_all(root.join(".slipway")).unwrap();
     Raw::greeted(&root).finish(true);
     let before = outside_tmp(&root);
     (root, before)

@@ -253,7 +253,18 @@ fn a_newcomers_mistakes_get_one_line_errors_that_say_what_to_do() {
         let out = env.slipway().args(&args).fails(code);
         assert_eq!(out.stderr(), format!("error: {msg}\n"), "{out}");
     }
+    // A root that does not exist (a typo?) is said to be one, and is not created.
     let empty = env.path("empty-host");
+    let out = env.slipway().args(["verify", "-t"]).arg(&empty).fails(1);
+    out.one_line_error().stderr_has(&format!(
+        "error: {0}: `{0}` is not a slipway root yet (it does not exist, or has no `.slipway/`): `verify` has nothing \
+         to work on, and nothing was created; the first `slipway push` or `deploy` to it creates it (is the target's \
+         root spelled right?)\n",
+        empty.display()
+    ));
+    assert!(!empty.exists());
+    // A root with nothing in it yet has nothing to verify.
+    std::fs::create_dir_all(empty.join(".slipway")).unwrap();
     let out = env.slipway().args(["verify", "-t"]).arg(&empty).ok();
     assert_eq!(
         out.stdout(),

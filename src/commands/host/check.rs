@@ -224,7 +224,17 @@ fn judge(spec: &HostSpec, r: &CheckReport, lines: &mut Lines) {
     let t = &spec.target;
     let root = &r.root;
     let deploy_user = who(r.uid, r.user.as_deref());
-    if r.owner_uid != r.uid {
+    if !r.exists {
+        // Nothing was created: where will the first push put it?
+        if r.problems.is_empty() {
+            lines.ok(
+                "root",
+                format!(
+                    "`{root}` is not a slipway root yet: the first `slipway push` or `deploy` makes it one (is that the right path?)"
+                ),
+            );
+        }
+    } else if r.owner_uid != r.uid {
         lines.problem(
             "root",
             format!(
