@@ -98,6 +98,23 @@ Examples:
   slipway inspect v1.4.2
   slipway inspect sha256:3f1c --json")]
     Inspect(RelArgs),
+    /// Show what changes between two releases, or between one and what each host runs
+    #[command(after_help = "\
+Reads the two manifests (never the bundles): paths added (A), removed
+(D), modified (M: contents, executable bit or symlink target) and
+changed kind (T: file, directory, symlink), in path order, then the
+totals. When both releases were built from commits of the repository
+in the working directory, the commits between them follow
+(`git log --oneline A..B`). With -t and one release: one diff per
+release the hosts run now, naming the hosts (a host that runs nothing
+gets everything added). Exit 0 whether or not anything differs.
+
+Examples:
+  slipway diff v1.4.1 v1.4.2
+  slipway diff v1.4.1 v1.4.2 --stat
+  slipway diff v1.4.1 v1.4.2 --name-status | grep '^D'
+  slipway diff v1.4.2 -t production")]
+    Diff(DiffArgs),
     /// Re-hash a stored bundle, or the release trees on a target's hosts (exit 5 on any mismatch)
     #[command(after_help = "\
 Examples:
@@ -631,6 +648,31 @@ pub struct BuildArgs {
 pub struct RelArgs {
     /// Release name or (a unique prefix of) a bundle id
     pub rel: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Release (name or id prefix) to compare from; with -t, the one to compare each host with
+    #[arg(value_name = "A")]
+    pub from: String,
+    /// Release (name or id prefix) to compare with
+    #[arg(value_name = "B", required_unless_present = "target", conflicts_with = "target")]
+    pub to: Option<String>,
+    /// Compare A with the release each host of TARGET runs now (read-only)
+    #[arg(short = 't', long, value_name = "TARGET")]
+    pub target: Option<String>,
+    /// Only these hosts of the target, comma-separated
+    #[arg(long, value_name = "HOST,...", value_delimiter = ',', requires = "target")]
+    pub hosts: Vec<String>,
+    /// Only the header and the totals
+    #[arg(long, conflicts_with_all = ["name_only", "name_status"])]
+    pub stat: bool,
+    /// Only the paths that differ, one per line
+    #[arg(long, conflicts_with_all = ["name_status", "target"])]
+    pub name_only: bool,
+    /// Only a letter (A, D, M, T), a tab and the path per line, as git's
+    #[arg(long, conflicts_with = "target")]
+    pub name_status: bool,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,8 @@
 //! ```
 //!
 //! - [`cli`] parses, [`config`] resolves, [`commands`] orchestrate one verb each;
-//! - [`manifest`] and [`digest`] define ids and the rules every tree keeps;
+//! - [`manifest`] and [`digest`] define ids and the rules every tree keeps,
+//!   [`diff`] the difference between two manifests;
 //!   [`signature`] signs and checks releases with `ssh-keygen` (sshsig);
 //! - [`bundle`] packs and unpacks archives, [`store`] keeps them locally;
 //! - [`protocol`] is the framed wire format; [`remote`] is its client end
@@ -27,6 +28,7 @@ pub mod bundle;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod diff;
 pub mod digest;
 pub mod error;
 pub mod fleet;
@@ -133,6 +135,7 @@ pub fn run(command: &Command, ctx: &Context) -> Result<()> {
         Command::Build(a) => commands::build::run(a, ctx),
         Command::List => commands::list::run(ctx),
         Command::Inspect(a) => commands::inspect::run(a, ctx),
+        Command::Diff(a) => commands::diff::run(a, ctx),
         Command::Verify(a) => commands::verify::run(a, ctx),
         Command::Export(a) => commands::export::run(a, ctx),
         Command::Import(a) => commands::import::run(a, ctx),

@@ -1,6 +1,7 @@
 //! Reading a tag from git: resolve it, read files at its commit, export its
 //! tree (never the working tree) with `git archive`, which honours
-//! `export-ignore` from the tag's own `.gitattributes`.
+//! `export-ignore` from the tag's own `.gitattributes`; and the commits
+//! between two releases' commits, for `slipway diff`.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -140,4 +141,69 @@ pub fn export_tree(repo: &Path, commit: &str, dest: &Path) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// One commit of [`commits_between`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    /// The full hash.
+    pub commit: String,
+    /// The hash as `git log --oneline` abbreviates it.
+    pub short: String,
+    pub subject: String,
+}
+
+/// The commits between two releases' commits, newest first: those of `to`
+/// that `from` lacks (`git log from..to`), and those of `from` that `to`
+/// lacks (`git log to..from`: what going from `from` to `to` takes back).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Between {
+    pub added: Vec<Commit>,
+    pub undone: Vec<Commit>,
+}
+
+/// [`Between`] `from` and `to` in the repository at `repo`, or `None` when
+/// it cannot be told: `repo` is not a git repository, git is missing, or
+/// either commit is not in it. Only full hashes are accepted (they come
+/// from provenance records, which may have been imported from anyone).
+pub fn commits_between(repo: &Path, from: &str, to: &str) -> Option<Between> {
+    let is_hash = |c: &str| matches!(c.len(), 40 | 64) && c.bytes().all(|b| b.is_ascii_hexdigit());
+    if !is_hash(from) || !is_hash(to) {
+        return None;
+    }
+    for c in [from, to] {
+        let present = git(repo, &["cat-file", "-e", &format!("{c}^{{commit}}")]).ok()?;
+        if !present.status.success() {
+            return None;
+        }
+    }
+    let range = format!("{from}...{to}");
+    let out = git(
+        repo,
+        &["log", "--left-right", "--format=%m%x1f%H%x1f%h%x1f%s", &range, "--"],
+    )
+    .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let mut between = Between::default();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut fields = line.splitn(4, '\x1f');
+        let (Some(side), Some(commit), Some(short), Some(subject)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let c = Commit {
+            commit: commit.to_string(),
+            short: short.to_string(),
+            subject: subject.to_string(),
+        };
+        match side {
+            ">" => between.added.push(c),
+            "<" => between.undone.push(c),
+            _ => {}
+        }
+    }
+    Some(between)
 }

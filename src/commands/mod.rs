@@ -4,6 +4,7 @@ pub mod activate;
 pub mod build;
 pub mod completions;
 pub mod deploy;
+pub mod diff;
 pub mod export;
 pub mod fetch;
 pub mod gate;

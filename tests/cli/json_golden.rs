@@ -432,6 +432,8 @@ fn json_output_of_every_command_matches_its_golden_file() {
     g.check("verify-target", &sl().args(["verify", "-t", "prod", "--json"]).ok());
     g.check("host-check", &sl().args(["host", "check", "-t", "prod", "--json"]).ok());
     g.check("provenance", &sl().args(["provenance", "-t", "prod", "--json"]).ok());
+    g.check("diff", &sl().args(["diff", "v1", "v2", "--json"]).ok());
+    g.check("diff-target", &sl().args(["diff", "v2", "-t", "prod", "--json"]).ok());
     g.check(
         "prune",
         &sl().args(["prune", "-t", "prod", "--keep", "0", "--json"]).ok(),

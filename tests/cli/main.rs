@@ -6,6 +6,7 @@ mod support;
 mod bundles;
 mod db;
 mod dbdeploy;
+mod diff;
 mod docs;
 mod faults;
 mod fleet;
