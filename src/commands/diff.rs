@@ -156,9 +156,14 @@ fn against_hosts(
     let mut fleet = Fleet::new(ctx, &target, &args.hosts)?;
     let mut groups: Vec<Group> = Vec::new();
     for (host, status) in fleet.query(|s| s.status()) {
+        // A root nothing was pushed to yet runs nothing.
+        let status = match status {
+            Err(e) if e.is_root_missing() => Ok(None),
+            other => other.map(Some),
+        };
         match status {
             Ok(st) => {
-                let current = st.current.map(|name| (name, st.current_id));
+                let current = st.and_then(|st| st.current.map(|name| (name, st.current_id)));
                 match groups.iter_mut().find(|g| g.error.is_none() && g.current == current) {
                     Some(g) => g.hosts.push(host),
                     None => groups.push(Group {
