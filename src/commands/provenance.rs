@@ -18,11 +18,34 @@ pub fn run(args: &ProvenanceArgs, ctx: &Context) -> Result<()> {
     {
         let mut gate_fleet = Fleet::new(ctx, &gate_target, &[])?;
         report.tested_on = provenance::tested_on(&mut gate_fleet, gate, report.id);
+        for other in &mut report.others {
+            other.tested_on = provenance::tested_on(&mut gate_fleet, gate, other.id);
+        }
     }
     if ctx.out.json {
         ctx.out.json_value(&report);
         return Ok(());
     }
+    print(ctx, &report);
+    if !report.others.is_empty() {
+        let names: Vec<&str> = std::iter::once(report.release.as_str())
+            .chain(report.others.iter().map(|o| o.release.as_str()))
+            .collect();
+        ctx.out.warn(&format!(
+            "the hosts of `{}` run different releases ({}): each is shown",
+            target.name,
+            names.join(", ")
+        ));
+    }
+    for other in &report.others {
+        ctx.out.data("");
+        print(ctx, other);
+    }
+    Ok(())
+}
+
+/// One release's report, as text.
+fn print(ctx: &Context, report: &provenance::Report) {
     let line = |k: &str, v: String| ctx.out.data(&format!("{k:<11}{v}"));
     line("release", report.release.clone());
     line("id", report.id.to_string());
@@ -44,14 +67,21 @@ pub fn run(args: &ProvenanceArgs, ctx: &Context) -> Result<()> {
             line("command", c.clone());
         }
     }
-    line(
-        "signed by",
-        report
-            .signed_by
-            .as_ref()
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| "not checked (no allowed_signers on the host)".into()),
-    );
+    // Each host's allowed_signers decides; when they disagree, say so per host.
+    let staged: Vec<&provenance::HostLive> = report.hosts.iter().filter(|h| h.has_release).collect();
+    let agree = staged.windows(2).all(|w| w[0].signed_by == w[1].signed_by);
+    let signer = |s: &Option<crate::protocol::Signer>| {
+        s.as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_else(|| "not checked (no allowed_signers on the host)".into())
+    };
+    if agree {
+        line("signed by", signer(&report.signed_by));
+    } else {
+        for h in &staged {
+            line("signed by", format!("{}: {}", h.host, signer(&h.signed_by)));
+        }
+    }
     if report.tested_on.is_empty() {
         line("tested on", "no promotion gate on this target".into());
     }
@@ -83,5 +113,4 @@ pub fn run(args: &ProvenanceArgs, ctx: &Context) -> Result<()> {
     for r in &report.reasons {
         line("note", r.clone());
     }
-    Ok(())
 }

@@ -22,6 +22,11 @@ pub struct HostLive {
     pub current_release: Option<String>,
     /// Every time it became current there (oldest first).
     pub activated_at: Vec<String>,
+    /// The release is staged on this host.
+    pub has_release: bool,
+    /// The signer this host's `allowed_signers` accepted for it (hosts may
+    /// differ, e.g. while a new `allowed_signers` rolls out).
+    pub signed_by: Option<Signer>,
 }
 
 /// One host of the gate target: when the release passed its health check there.
@@ -43,6 +48,9 @@ pub struct Report {
     pub hosts: Vec<HostLive>,
     /// History reasons recorded with its activations (gate overrides, rollbacks).
     pub reasons: Vec<String>,
+    /// Without REL on a mixed fleet: a report for each other release some
+    /// host runs, in host order (empty when every host runs the same).
+    pub others: Vec<Report>,
 }
 
 /// The provenance of `rel` (a name or id prefix; default what is current)
@@ -52,34 +60,57 @@ pub struct Report {
 /// When nothing is current (and no `rel`), the release is on no host, or a
 /// host is unreachable.
 pub fn gather(fleet: &mut Fleet, target: &str, rel: Option<&str>) -> Result<Report> {
-    let mut hosts: Vec<(String, HostStatus, Vec<Record>)> = Vec::new();
+    let mut hosts: Vec<(String, HostStatus)> = Vec::new();
     for (host, r) in fleet.query(|s| s.status()) {
-        hosts.push((host, r?, Vec::new()));
+        hosts.push((host, r?));
     }
-    let wanted = match rel {
-        Some(r) => r.to_string(),
-        None => hosts
-            .iter()
-            .find_map(|(_, st, _)| st.current.clone())
-            .ok_or_else(|| Error::NothingCurrent {
-                target: target.to_string(),
-            })?,
+    // Without REL: the release the first host runs, and (in `others`) each
+    // other release some host runs, so a mixed fleet is shown whole.
+    let wanted: Vec<String> = match rel {
+        Some(r) => vec![r.to_string()],
+        None => {
+            let mut names: Vec<String> = Vec::new();
+            for (_, st) in &hosts {
+                if let Some(c) = &st.current
+                    && !names.contains(c)
+                {
+                    names.push(c.clone());
+                }
+            }
+            if names.is_empty() {
+                return Err(Error::NothingCurrent {
+                    target: target.to_string(),
+                });
+            }
+            names
+        }
     };
-    let found = hosts.iter().find_map(|(_, st, _)| {
+    let mut reports = Vec::new();
+    for name in &wanted {
+        reports.push(one(fleet, target, &hosts, name)?);
+    }
+    let mut first = reports.remove(0);
+    first.others = reports;
+    Ok(first)
+}
+
+/// The report of release `wanted` on `hosts`.
+fn one(fleet: &mut Fleet, target: &str, hosts: &[(String, HostStatus)], wanted: &str) -> Result<Report> {
+    let found = hosts.iter().find_map(|(_, st)| {
         st.releases
             .iter()
-            .find(|r| r.name == wanted || (looks_like_id(&wanted) && r.id.matches_prefix(&wanted)))
+            .find(|r| r.name == wanted || (looks_like_id(wanted) && r.id.matches_prefix(wanted)))
             .cloned()
     });
     let Some(rel) = found else {
         return Err(Error::ReleaseOnNoHost {
-            release: wanted,
+            release: wanted.to_string(),
             target: target.to_string(),
         });
     };
-    // Only this bundle's records: the host filters, so a long log costs little.
-    for ((_, _, hist), (_, r)) in hosts.iter_mut().zip(fleet.query(|s| s.history_of(rel.id))) {
-        *hist = r?;
+    let mut hist: Vec<Vec<Record>> = Vec::new();
+    for (_, r) in fleet.query(|s| s.history_of(rel.id)) {
+        hist.push(r?);
     }
     let mut report = Report {
         release: rel.name.clone(),
@@ -89,8 +120,9 @@ pub fn gather(fleet: &mut Fleet, target: &str, rel: Option<&str>) -> Result<Repo
         tested_on: Vec::new(),
         hosts: Vec::new(),
         reasons: Vec::new(),
+        others: Vec::new(),
     };
-    for (host, st, hist) in &hosts {
+    for ((host, st), hist) in hosts.iter().zip(&hist) {
         let mine: Vec<&Record> = hist
             .iter()
             .rev()
@@ -101,18 +133,20 @@ pub fn gather(fleet: &mut Fleet, target: &str, rel: Option<&str>) -> Result<Repo
                 report.reasons.push(format!("{host} {}: {reason}", r.time));
             }
         }
+        // Each host's own `allowed_signers` decides who signed it there.
+        let here = st.releases.iter().find(|r| r.id == rel.id);
         report.hosts.push(HostLive {
             host: host.clone(),
             current: st.current_id == Some(rel.id),
             current_release: st.current.clone(),
             activated_at: mine.iter().map(|r| r.time.clone()).collect(),
+            has_release: here.is_some(),
+            signed_by: here.and_then(|r| r.signed_by.clone()),
         });
     }
     Ok(report)
 }
 
-/// When bundle `id` passed its health check on each host of the gate
-/// target `gate` (`None` where it never did, or the host could not be asked).
 pub fn tested_on(gate_fleet: &mut Fleet, gate: &str, id: Digest) -> Vec<Tested> {
     gate_fleet
         .query(|s| s.history_of(id))

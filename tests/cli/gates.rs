@@ -110,3 +110,72 @@ fn a_gated_target_accepts_only_ids_healthy_on_every_staging_host() {
     );
     assert!(text.contains("gate `staging` overridden"), "{text}");
 }
+
+#[test]
+fn provenance_of_a_mixed_fleet_shows_every_release_and_each_hosts_signer() {
+    let env = Env::new();
+    let key = env.path("keys/ci");
+    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "ci", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    // Two hosts that name the same key differently (an allowed_signers
+    // being rolled out): each host's own signer is what it recorded.
+    let hosts = [env.path("a"), env.path("b")];
+    for (root, principal) in hosts.iter().zip(["release-ci", "ops"]) {
+        write_file(
+            &root.join(".slipway/allowed_signers"),
+            format!("{principal} namespaces=\"slipway\" {}", public.trim()).as_bytes(),
+        );
+    }
+    env.write(
+        "slipway.toml",
+        format!(
+            "[targets.prod]\nhosts = [\"{}\", \"{}\"]\n",
+            hosts[0].display(),
+            hosts[1].display()
+        ),
+    );
+    for v in ["v1", "v2"] {
+        env.write("site/index.html", v);
+        env.slipway().args(["build", "--dir", "site", "--name", v]).ok();
+        env.slipway().args(["sign", v, "--key"]).arg(&key).ok();
+    }
+    env.slipway().args(["deploy", "v1", "-t", "prod"]).ok();
+    // One host first: b runs v2, a still v1.
+    let b = hosts[1].display().to_string();
+    env.slipway().args(["deploy", "v2", "-t", "prod", "--hosts", &b]).ok();
+
+    let p = env.slipway().args(["provenance", "-t", "prod", "--json"]).ok().json();
+    assert_eq!(p["release"], "v1", "{p}");
+    assert_eq!(p["others"].as_array().unwrap().len(), 1, "{p}");
+    assert_eq!(p["others"][0]["release"], "v2", "{p}");
+    let principals = |r: &serde_json::Value| -> Vec<serde_json::Value> {
+        r["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["signed_by"]["principal"].clone())
+            .collect()
+    };
+    assert_eq!(principals(&p), ["release-ci", "ops"], "{p}");
+    assert_eq!(p["others"][0]["hosts"][0]["has_release"], false, "{p}");
+    assert_eq!(principals(&p["others"][0])[1], "ops", "{p}");
+
+    let out = env.slipway().args(["provenance", "-t", "prod"]).ok();
+    let text = out.stdout();
+    assert!(
+        text.contains("release    v1\n") && text.contains("\nrelease    v2\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("signed by  {}: release-ci (", hosts[0].display()))
+            && text.contains(&format!("signed by  {b}: ops (")),
+        "{text}"
+    );
+    out.stderr_has("the hosts of `prod` run different releases (v1, v2): each is shown");
+}
