@@ -150,6 +150,19 @@ Examples:
   slipway gc
   slipway gc --remote artifacts --dry-run")]
     Gc(GcArgs),
+    /// Remove releases from the local store; their names stay bound to their ids
+    #[command(after_help = "\
+Removes each release's bundle from the local store (unless another
+release uses the same bundle). Its name stays reserved for its id, so
+it is never rebound to another bundle: building the same tag again,
+`import` or `fetch` of the same id brings it back; another build under
+that name is refused. Hosts are not touched (`slipway prune` cleans
+them).
+
+Examples:
+  slipway forget v1.0.0 v1.0.1 --dry-run
+  slipway forget v1.0.0")]
+    Forget(ForgetArgs),
     /// Upload a release to a remote store (S3-compatible), only what it lacks
     #[command(after_help = "\
 Uploads the contents the bucket does not have yet (shared between
@@ -718,6 +731,16 @@ pub struct GcArgs {
     /// Collect this remote store (`[remotes.NAME]`) instead of the local store
     #[arg(long, value_name = "NAME")]
     pub remote: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// Release names
+    #[arg(required = true)]
+    pub releases: Vec<String>,
+    /// Only say what would be removed
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

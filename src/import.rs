@@ -196,6 +196,7 @@ pub fn import(store: &Store, file_path: &Path, name: Option<&str>) -> Result<Imp
         id,
         provenance: None,
         signatures: Vec::new(),
+        forgotten: false,
     };
     if let Some(s) = &sidecar {
         if let Some(p) = s.get("provenance") {

@@ -140,6 +140,7 @@ pub fn run(command: &Command, ctx: &Context) -> Result<()> {
         Command::Export(a) => commands::export::run(a, ctx),
         Command::Import(a) => commands::import::run(a, ctx),
         Command::Gc(a) => commands::gc::run(a, ctx),
+        Command::Forget(a) => commands::forget::run(a, ctx),
         Command::Publish(a) => commands::publish::run(a, ctx),
         Command::Fetch(a) => commands::fetch::run(a, ctx),
         Command::Sign(a) => commands::sign::run(a, ctx),

@@ -36,6 +36,11 @@ pub struct ReleaseRecord {
     pub provenance: Option<Provenance>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signatures: Vec<serde_json::Value>,
+    /// `slipway forget`: the release is gone from the store, but its name
+    /// stays bound to its id (a tombstone), so it is never rebound to
+    /// another bundle; building or fetching the same id brings it back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forgotten: bool,
 }
 
 pub struct Store {
@@ -186,7 +191,12 @@ impl Store {
             return Ok(Bound::New);
         }
         let existing = self.record(&record.name)?;
-        if existing.id == record.id {
+        if existing.id == record.id && existing.forgotten {
+            // The same bundle again, after `forget`: the release is back.
+            let _records = self.lock_records()?;
+            fs::write_atomic(&path, &bytes)?;
+            Ok(Bound::New)
+        } else if existing.id == record.id {
             Ok(Bound::Existing)
         } else {
             Err(Error::StoreRebound {
@@ -223,6 +233,39 @@ impl Store {
         serde_json::from_slice(&bytes).map_err(|source| Error::Parse { path, source })
     }
 
+    /// Forget release `name`: its record becomes a tombstone (the name
+    /// stays bound to its id), and its bundle is removed unless another
+    /// release uses it. Returns whether the bundle was removed.
+    ///
+    /// # Errors
+    /// When the name is not a release here; on I/O failure.
+    pub fn forget(&self, name: &str, dry_run: bool) -> Result<bool> {
+        let _lock = self.lock_exclusive()?;
+        let mut record = {
+            let _records = self.lock_records()?;
+            let mut r = self.record(name)?;
+            if !dry_run {
+                r.forgotten = true;
+                let bytes = serde_json::to_vec_pretty(&r).map_err(Error::Encode)?;
+                fs::write_atomic(&self.name_path(name), &bytes)?;
+            }
+            r
+        };
+        record.forgotten = true;
+        let used = self
+            .records()?
+            .iter()
+            .any(|r| r.id == record.id && r.name != record.name);
+        if used || !self.has_bundle(&record.id) {
+            return Ok(false);
+        }
+        if !dry_run {
+            fs::remove_file(&self.bundle_path(&record.id))?;
+            fs::remove_file_optional(&self.manifest_path(&record.id))?;
+        }
+        Ok(true)
+    }
+
     /// All bound releases, sorted by name.
     ///
     /// # Errors
@@ -234,7 +277,10 @@ impl Store {
             if let Some(n) = name.strip_suffix(".json")
                 && validate_name(n).is_ok()
             {
-                out.push(self.record(n)?);
+                let r = self.record(n)?;
+                if !r.forgotten {
+                    out.push(r);
+                }
             }
         }
         Ok(out)
@@ -264,6 +310,12 @@ impl Store {
     pub fn resolve(&self, rel: &str) -> Result<(Digest, Option<ReleaseRecord>)> {
         if validate_name(rel).is_ok() && self.name_path(rel).is_file() {
             let r = self.record(rel)?;
+            if r.forgotten {
+                return Err(Error::usage(format!(
+                    "release `{rel}` was forgotten (`slipway forget`): its bundle is gone from this store; build the same tag, `import` or `fetch` it to bring {} back",
+                    r.id
+                )));
+            }
             return Ok((r.id, Some(r)));
         }
         let is_hex = !rel.is_empty() && rel.bytes().all(|c| c.is_ascii_hexdigit());

@@ -163,6 +163,7 @@ pub fn fetch(store: &Store, remote: &Remote, rel: &str, name: Option<&str>, out:
         id,
         provenance,
         signatures,
+        forgotten: false,
     };
     if store.bind(&record)? == Bound::Existing && !record.signatures.is_empty() {
         let _records = store.lock_records()?;

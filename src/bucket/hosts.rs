@@ -91,6 +91,7 @@ pub fn pulled(store: &Store, remote: &Remote, rel: &str, lifetime: Duration) -> 
             id,
             provenance,
             signatures,
+            forgotten: false,
         },
         manifest,
         source,

@@ -83,6 +83,7 @@ pub fn run(args: &BuildArgs, ctx: &Context) -> Result<()> {
         id,
         provenance: Some(provenance.clone()),
         signatures: Vec::new(),
+        forgotten: false,
     };
     let bound = store.bind(&record)?;
     if bound == Bound::Existing {

@@ -7,6 +7,7 @@ pub mod deploy;
 pub mod diff;
 pub mod export;
 pub mod fetch;
+pub mod forget;
 pub mod gate;
 pub mod gc;
 pub mod history;

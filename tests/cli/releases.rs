@@ -552,3 +552,72 @@ fn rolling_forward_again_says_it_marks_nothing_and_a_plain_rollback_can_return()
     s.slipway().args(["rollback", "-t", "prod"]).ok();
     assert_eq!(s.current(0).as_deref(), Some("v1"));
 }
+
+#[test]
+fn forget_removes_a_release_from_the_store_but_its_name_is_never_rebound() {
+    let env = Env::new();
+    let build = |name: &str, content: &str| {
+        env.write("site/index.html", content);
+        env.slipway().args(["build", "--dir", "site", "--name", name])
+    };
+    let v1 = build("v1", "one").ok().line();
+    build("v2", "two").ok();
+    build("same-as-v2", "two").ok();
+    let bundles = || {
+        std::fs::read_dir(env.path("store/bundles"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tar.zst"))
+            .count()
+    };
+    assert_eq!(bundles(), 2);
+
+    // A typo forgets nothing, not even the names before it.
+    env.slipway().args(["forget", "v1", "v3"]).fails(2);
+    let dry = env.slipway().args(["forget", "v1", "--dry-run", "--json"]).ok().json();
+    assert_eq!(dry[0]["bundle_removed"], true, "{dry}");
+    assert_eq!(bundles(), 2);
+
+    let out = env.slipway().args(["forget", "v1", "v2"]).ok();
+    assert_eq!(
+        out.stdout().lines().collect::<Vec<_>>(),
+        [
+            format!("forgot v1 ({v1})"),
+            format!(
+                "forgot v2 ({}) (its bundle stays: another release uses it)",
+                env.slipway().args(["inspect", "same-as-v2", "--json"]).ok().json()["id"]
+                    .as_str()
+                    .unwrap()
+            ),
+        ]
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+    );
+    assert_eq!(bundles(), 1);
+    let names: Vec<String> = env
+        .slipway()
+        .args(["list", "--json"])
+        .ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["same-as-v2"]);
+    env.slipway()
+        .args(["inspect", "v1"])
+        .fails(2)
+        .stderr_has("release `v1` was forgotten (`slipway forget`)");
+
+    // The name stays bound to its id: another bundle under it is refused…
+    build("v1", "something else")
+        .fails(1)
+        .stderr_has(&format!("release `v1` is already bound to {v1} in this store"));
+    // …and the same bundle brings it back.
+    assert_eq!(build("v1", "one").ok().line(), v1);
+    env.slipway().args(["verify", "v1"]).ok();
+    // (The refused build left its bundle unnamed: gc removes it.)
+    env.slipway().arg("gc").ok();
+    assert_eq!(bundles(), 2);
+}
