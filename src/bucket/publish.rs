@@ -72,7 +72,7 @@ pub fn publish(store: &Store, record: &ReleaseRecord, remote: &Remote, out: &Out
         signatures_added: 0,
     };
     let bound = names::check(remote, name, &id)?;
-    if bound.is_none() && !remote.exists(&format::index_key(&id))? {
+    if bound.is_none() && !complete_there(store, remote, &id)? {
         upload_release(store, record, remote, out, &mut done)?;
     } else {
         done.objects_reused = format::contents(&store.manifest(&id)?).len() as u64;
@@ -86,6 +86,21 @@ pub fn publish(store: &Store, record: &ReleaseRecord, remote: &Remote, out: &Out
         done.new = names::bind(remote, name, &id)?;
     }
     Ok(done)
+}
+
+/// An unbound release whose index, manifest and every pack are in the
+/// bucket already (a publish that stopped before binding its name) needs
+/// no upload; one that a killed `gc` left half removed does.
+fn complete_there(store: &Store, remote: &Remote, id: &Digest) -> Result<bool> {
+    if !remote.exists(&format::index_key(id))? || !remote.exists(&format::manifest_key(id))? {
+        return Ok(false);
+    }
+    let contents = format::contents(&store.manifest(id)?).len();
+    let Ok(index) = super::fetch::index(remote, id, contents) else {
+        return Ok(false);
+    };
+    let packs: HashSet<String> = remote.list("packs/")?.into_iter().map(|l| l.key).collect();
+    Ok(index.packs.iter().all(|p| packs.contains(&format::pack_key(p))))
 }
 
 /// Signatures of `record` not yet in the bucket, one object each.

@@ -895,3 +895,45 @@ fn remote_a_killed_fetch_resumes_where_it_stopped() {
     w.slipway_in("fresh").args(["verify", "v1"]).ok();
     assert!(!partial.exists());
 }
+
+#[test]
+fn remote_a_publish_killed_before_binding_is_finished_and_a_lost_pack_uploaded_again() {
+    let test = "remote_a_publish_killed_before_binding_is_finished_and_a_lost_pack_uploaded_again";
+    if s3::skip_if_missing(Engine::Garage, test) {
+        return;
+    }
+    let w = World::start(Engine::Garage);
+    let id = w.build("store", "site", "v1", 20, 1);
+    // Killed after everything was uploaded, before the name was bound.
+    let go = w.env.path("go");
+    let mut run = Running::spawn(paused(w.publish("store", "v1"), "before-claim", &go));
+    wait_paused(&mut run, &go);
+    run.kill();
+    let packs = w.packs();
+    assert_eq!(packs.len(), 1);
+    // Its pack lost since (say, a gc killed half way): a publish must not
+    // bind the name to a release the bucket cannot serve.
+    w.s3.delete(&w.key(&packs[0].0));
+    let out = w.publish("store", "v1").ok().json();
+    assert_eq!(
+        (&out["new"], &out["objects_uploaded"]),
+        (&json!(true), &json!(20)),
+        "{out}"
+    );
+    let out = w.fetch("fresh", "v1").ok().json();
+    assert_eq!(out["id"], id.as_str());
+    w.slipway_in("fresh").args(["verify", "v1"]).ok();
+    // Killed the same way with the bucket intact: finished without uploading.
+    let v2 = w.build("store", "site2", "v2", 5, 2);
+    let go2 = w.env.path("go2");
+    let mut run = Running::spawn(paused(w.publish("store", "v2"), "before-claim", &go2));
+    wait_paused(&mut run, &go2);
+    run.kill();
+    let out = w.publish("store", "v2").ok().json();
+    assert_eq!(
+        (&out["new"], &out["objects_uploaded"]),
+        (&json!(true), &json!(0)),
+        "{out}"
+    );
+    assert_eq!(w.fetch("fresh", "v2").ok().json()["id"], v2.as_str());
+}
