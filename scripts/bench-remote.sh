@@ -22,8 +22,9 @@
 # directory, removed at the end with the sshd, the Garage node and its data.
 # The "hosts" are ssh aliases of one throwaway sshd on 127.0.0.1 with
 # distinct roots: the operator, every host and Garage share this machine's
-# cores. Run as root (mkfs.ext4, a loop device), the wall-time runs put the
-# hosts' roots on a fresh ext4 file system made for every deploy.
+# cores. Run as root (mkfs.ext4, a loop device), the hosts' roots are on a
+# fresh ext4 file system made for every deploy measured (--no-fresh-fs: in
+# a directory under $BENCH_TMP, emptied instead).
 #
 # Needs Garage (/opt/garage/bin/garage, or $GARAGE), the aws CLI (installed
 # with `python3 -m pip install awscli` when missing), ssh, sshd, python3.
@@ -91,7 +92,7 @@ garage_pid=
 cleanup() {
   if [ -n "$sshd_pid" ]; then kill "$sshd_pid" 2>/dev/null || true; fi
   if [ -n "$garage_pid" ]; then kill "$garage_pid" 2>/dev/null || true; wait "$garage_pid" 2>/dev/null || true; fi
-  if mountpoint -q "$work/wall" 2>/dev/null; then umount "$work/wall" || true; fi
+  if mountpoint -q "$work/roots" 2>/dev/null; then umount "$work/roots" || true; fi
   chmod -R u+w "$work" 2>/dev/null || true
   rm -rf "$work"
 }
@@ -201,6 +202,31 @@ remove_tree() { chmod -R u+w "$1" 2>/dev/null || true; rm -rf "$1"; }
 note "$(machine_line); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
+# --- the hosts' roots: a fresh file system for every deploy measured ---------------------
+# (or an emptied directory): on a long-lived file system, removing the last
+# measurement's trees takes minutes and what was deleted before changes how
+# fast the next one writes.
+roots="$work/roots"
+mkdir -p "$roots"
+if [ "$fresh_fs" = 1 ]; then
+  mount_fresh_ext4 "$work/roots.img" "$roots" 16G >/dev/null 2>&1 || true
+  mountpoint -q "$roots" || { note "cannot mount a fresh file system here; the hosts' roots go under $work"; fresh_fs=0; }
+fi
+if [ "$fresh_fs" = 1 ]; then
+  fs_line="the hosts' roots on a fresh ext4 (16 GiB loop device) made for every deploy"
+else
+  fs_line="the hosts' roots in $(df --output=fstype "$work" | tail -n 1) under $work, emptied for every deploy"
+fi
+reset_roots() {
+  if [ "$fresh_fs" = 1 ]; then
+    mount_fresh_ext4 "$work/roots.img" "$roots" 16G
+  else
+    remove_tree "$roots"
+    mkdir -p "$roots"
+  fi
+  sync
+}
+
 # --- 4. publish vs aws s3 sync ------------------------------------------------------
 declare -a t_pub1 t_sync1 t_pub2 t_sync2 up1 up2
 write_config "$work/none" 1
@@ -214,7 +240,7 @@ for r in $(seq 1 "$runs"); do
   }
   run_sync1() {
     sync
-    timed "$work/m" "${aws_s3[@]}" sync --quiet --no-progress "$work/v1/" "s3://releases/sync-$r/"
+    timed "$work/m" "${aws_s3[@]}" sync --quiet --no-progress --no-follow-symlinks "$work/v1/" "s3://releases/sync-$r/"
     read -r secs _ _ <"$work/m"; t_sync1+=("$secs")
   }
   run_pub2() {
@@ -225,7 +251,7 @@ for r in $(seq 1 "$runs"); do
   }
   run_sync2() {
     sync
-    timed "$work/m" "${aws_s3[@]}" sync --quiet --no-progress "$work/v2/" "s3://releases/sync-$r/"
+    timed "$work/m" "${aws_s3[@]}" sync --quiet --no-progress --no-follow-symlinks "$work/v2/" "s3://releases/sync-$r/"
     read -r secs _ _ <"$work/m"; t_sync2+=("$secs")
   }
   if [ $((r % 2)) = 1 ]; then run_pub1; run_sync1; run_pub2; run_sync2
@@ -251,14 +277,14 @@ counted() {
     compgen -G "$work/count/*.open" >/dev/null || break
     sleep 0.1
   done
-  cat "$work/count"/*.done 2>/dev/null | awk '{u += $2; d += $3; c++} END {printf "%d %d %d\n", u, d, c}' >"$out"
+  cat "$work/count"/*.done 2>/dev/null | awk '{u += $2; d += $3; c++} END {printf "%.0f %.0f %d\n", u, d, c}' >"$out"
 }
 declare -A eg
 for n in $host_counts; do
   for mode in push pull; do
     note "egress: $n host(s), $mode mode"
-    base="$work/egress-$mode-$n"
-    write_config "$base" "$n"
+    reset_roots
+    write_config "$roots" "$n"
     from=(); [ "$mode" = pull ] && from=(--from r1)
     counted "$work/c" sw deploy v1 -t t "${from[@]}" --json >"$work/d1.json"
     read -r u d c <"$work/c"; eg[$mode,$n,1]="$u $d $c"
@@ -266,14 +292,13 @@ for n in $host_counts; do
     counted "$work/c" sw deploy v2 -t t "${from[@]}" --json >"$work/d2.json"
     read -r u d c <"$work/c"; eg[$mode,$n,2]="$u $d $c"
     eg[$mode,$n,2,sent]=$(jq_py 'sum(h.get("bytes_sent") or 0 for h in d)' "$work/d2.json")
-    remove_tree "$base"
   done
 done
 
 # --- 2. what each host downloads in pull mode ---------------------------------------
 note "host downloads: push --from --json, 2 hosts"
-base="$work/downloads"
-write_config "$base" 2
+reset_roots
+write_config "$roots" 2
 counted "$work/c" sw push v1 -t t --from r1 --json >"$work/pp1.json"
 read -r pu1 _ _ <"$work/c"
 counted "$work/c" sw push v2 -t t --from r1 --json >"$work/pp2.json"
@@ -282,29 +307,9 @@ dl1=$(jq_py '" ".join(str(h["bytes_downloaded"]) for h in d)' "$work/pp1.json")
 dl2=$(jq_py '" ".join(str(h["bytes_downloaded"]) for h in d)' "$work/pp2.json")
 need1=$(jq_py 'd[0]["bytes_needed"]' "$work/pp1.json")
 need2=$(jq_py 'd[0]["bytes_needed"]' "$work/pp2.json")
-remove_tree "$base"
 
 # --- 3. wall time: first deploy to N hosts, pull vs push --------------------------------
-mkdir -p "$work/wall"
-if [ "$fresh_fs" = 1 ]; then
-  mount_fresh_ext4 "$work/wall.img" "$work/wall" 8G >/dev/null 2>&1 || true
-  mountpoint -q "$work/wall" || { note "cannot mount a fresh file system here; the hosts' roots go under $work"; fresh_fs=0; }
-fi
-if [ "$fresh_fs" = 1 ]; then
-  fs_line="the hosts' roots on a fresh ext4 (8 GiB loop device) made for every deploy"
-else
-  fs_line="the hosts' roots in $(df --output=fstype "$work" | tail -n 1) under $work, emptied for every deploy"
-fi
-reset_wall() {
-  if [ "$fresh_fs" = 1 ]; then
-    mount_fresh_ext4 "$work/wall.img" "$work/wall" 8G
-  else
-    remove_tree "$work/wall"
-    mkdir -p "$work/wall"
-  fi
-  sync
-}
-write_config "$work/wall" "$wall_hosts"
+write_config "$roots" "$wall_hosts"
 export SLIPWAY_SSH_CONFIG="$work/ssh/config"
 declare -a w_push w_pull b_push b_pull g_push g_pull
 for r in $(seq 1 "$runs"); do
@@ -312,7 +317,7 @@ for r in $(seq 1 "$runs"); do
   run_wall() {
     local mode=$1 from=() b0 b1 c0 c1 secs
     [ "$mode" = pull ] && from=(--from r1)
-    reset_wall
+    reset_roots
     b0=$(busy_seconds); c0=$(garage_cpu)
     timed "$work/m" "$slipway" -q --config "$work/slipway.toml" deploy v1 -t t "${from[@]}" >/dev/null
     b1=$(busy_seconds); c1=$(garage_cpu)
@@ -335,7 +340,7 @@ per_host() { awk -v b="$1" -v n="$2" 'BEGIN {printf "%.0f", b / n}'; }
 cat <<EOF
 ### Remote store: $tree_files files, $(mib_of "$tree_bytes") MiB (bundle $(mib_of "$bundle_bytes") MiB, packs in the bucket $(mib_of "$packs1") MiB), seed $seed, $runs runs
 
-Machine: $(machine_line); Garage $("$garage" --version 2>/dev/null | awk '{print $2}' | head -n 1) (one node, lmdb, data on the same disk) and the operator and every host on the same cores. Load average before/after: $load_before / $load_after.
+Machine: $(machine_line); $fs_line; Garage $("$garage" --version 2>/dev/null | awk '{print $2}' | head -n 1) (one node, lmdb, data on the same disk) and the operator and every host on the same cores. Load average before/after: $load_before / $load_after.
 
 #### Operator egress per host (bytes on the SSH connections, operator → hosts)
 
@@ -373,7 +378,7 @@ Connections counted at $last_n hosts: push $pc_last, pull $lc_last (one per host
 
 Without the manifest and the index, the next release's ranges are $(( ${dl2%% *} - man2 - idx2 )) B = $(ratio "$(( ${dl2%% *} - man2 - idx2 ))" "$packs2")× the new pack. Operator egress of these pushes (no activation): $(per_host "$pu1" 2) B and $(per_host "$pu2" 2) B per host.
 
-#### First deploy to $wall_hosts hosts: wall time, pull vs push ($fs_line)
+#### First deploy to $wall_hosts hosts: wall time, pull vs push
 
 | mode | median wall | runs (s) | CPU busy, whole machine (median) | of which Garage |
 | --- | ---: | --- | ---: | ---: |
@@ -389,5 +394,5 @@ Pull / push: **$(ratio "$(median "${w_pull[@]}")" "$(median "${w_push[@]}")")×*
 | first: the whole tree | \`publish v1\` **$(median "${t_pub1[@]}") s** ($(join "${t_pub1[@]}")), $packs1 B in $(jq_py 'd["packs_uploaded"]' "$work/pub1-1.json") packs | **$(median "${t_sync1[@]}") s** ($(join "${t_sync1[@]}")), $tree_bytes B in $sync1_objects objects | **$(ratio "$(median "${t_pub1[@]}")" "$(median "${t_sync1[@]}")")×** |
 | next: ${#changed[@]} changed files | \`publish v2\` **$(median "${t_pub2[@]}") s** ($(join "${t_pub2[@]}")), $packs2 B | **$(median "${t_sync2[@]}") s** ($(join "${t_sync2[@]}")) | **$(ratio "$(median "${t_pub2[@]}")" "$(median "${t_sync2[@]}")")×** |
 
-Compression: the bucket's packs are $(ratio "$packs1" "$tree_bytes")× the tree ($(ratio "$bundle_bytes" "$tree_bytes")× for the bundle). \`aws s3 sync\` uploads the files as they are (one PUT each) and checks nothing on the way back; \`publish\` verifies every object against the manifest, compresses each as its own frame, and binds the name last.
+Compression: the bucket's packs are $(ratio "$packs1" "$tree_bytes")× the tree ($(ratio "$bundle_bytes" "$tree_bytes")× for the bundle). \`aws s3 sync --no-follow-symlinks\` uploads the files as they are (one PUT each; the tree's two symlinks are not followed, so both upload the same $tree_files files) and checks nothing on the way back; \`publish\` verifies every object against the manifest, compresses each as its own frame, and binds the name last.
 EOF
