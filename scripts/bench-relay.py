@@ -28,7 +28,13 @@ def main():
     counts = [0, 0]
     reported = []
 
+    hangups = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE)
+
     def report(*_):
+        # ssh hangs up on the relay as the connection ends: a signal that
+        # arrived after the flag was set would exit before the line is
+        # written, so they are blocked first.
+        signal.pthread_sigmask(signal.SIG_BLOCK, hangups)
         if not reported:
             reported.append(True)
             with open(tag + ".done.tmp", "w") as f:
@@ -37,7 +43,7 @@ def main():
             os.remove(tag + ".open")
         os._exit(0)
 
-    for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
+    for sig in hangups:
         signal.signal(sig, report)
     sock = socket.create_connection((host, port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
