@@ -111,3 +111,87 @@ machine_line() {
   fs=$(df --output=source,fstype "${work:-.}" | awk 'NR == 2 {print $1 " (" $2 ")"}')
   printf '%s cores (nproc), %s, %s' "$(nproc)" "${cpu:-unknown CPU}" "$fs"
 }
+
+# A free TCP port on 127.0.0.1.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# ssh_aliases CONFIG N PORT DIR [LINE...]: write an ssh config with N aliases
+# bench-1 … bench-N of the sshd on 127.0.0.1:PORT whose keys are in DIR
+# (see start_sshd), each with the extra LINEs (e.g. a ProxyCommand).
+ssh_aliases() {
+  local config=$1 n=$2 port=$3 dir=$4 i line
+  shift 4
+  : >"$config"
+  for i in $(seq 1 "$n"); do
+    cat >>"$config" <<EOC
+Host bench-$i
+  HostName 127.0.0.1
+  Port $port
+  User $(id -un)
+  IdentityFile $dir/client
+  IdentitiesOnly yes
+  UserKnownHostsFile $dir/known_hosts
+  StrictHostKeyChecking yes
+  BatchMode yes
+EOC
+    for line in "$@"; do printf '  %s\n' "$line" >>"$config"; done
+  done
+}
+
+# start_sshd DIR N: a throwaway sshd on 127.0.0.1 (its own host key, client
+# key and known_hosts, all in DIR), and DIR/config with N aliases
+# bench-1 … bench-N of it (ssh_aliases). Sets sshd_pid (the caller's cleanup
+# kills it) and sshd_port, and returns once it answers.
+start_sshd() {
+  local dir=$1 n=$2
+  mkdir -p "$dir" /run/sshd
+  ssh-keygen -q -t ed25519 -N '' -f "$dir/host" >/dev/null
+  ssh-keygen -q -t ed25519 -N '' -f "$dir/client" >/dev/null
+  cp "$dir/client.pub" "$dir/authorized_keys"
+  sshd_port=$(free_port)
+  cat >"$dir/sshd_config" <<EOC
+Port $sshd_port
+ListenAddress 127.0.0.1
+HostKey $dir/host
+AuthorizedKeysFile $dir/authorized_keys
+PidFile $dir/sshd.pid
+UsePAM no
+StrictModes no
+PasswordAuthentication no
+PermitRootLogin yes
+SetEnv SHLVL=1
+MaxSessions 100
+MaxStartups 100
+EOC
+  /usr/sbin/sshd -D -f "$dir/sshd_config" -E "$dir/sshd.log" &
+  # shellcheck disable=SC2034 # the caller's cleanup kills it
+  sshd_pid=$!
+  printf '[127.0.0.1]:%s %s\n' "$sshd_port" "$(cut -d' ' -f1-2 "$dir/host.pub")" >"$dir/known_hosts"
+  ssh_aliases "$dir/config" "$n" "$sshd_port" "$dir"
+  local _
+  for _ in $(seq 1 50); do
+    ssh -F "$dir/config" bench-1 true 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "the throwaway sshd did not answer; see $dir/sshd.log" >&2
+  exit 1
+}
+
+# fresh_fs_usable: whether mount_fresh_ext4 can work here (root, mkfs.ext4, losetup).
+fresh_fs_usable() {
+  [ "$(id -u)" = 0 ] && command -v mkfs.ext4 >/dev/null 2>&1 && command -v losetup >/dev/null 2>&1
+}
+
+# mount_fresh_ext4 IMG DIR SIZE: a fresh ext4 file system of SIZE (inode
+# tables written now, so no lazy initialisation runs in the background) in
+# the file IMG, mounted on DIR (whatever was mounted there first is unmounted).
+mount_fresh_ext4() {
+  local img=$1 dir=$2 size=$3
+  mountpoint -q "$dir" && umount "$dir"
+  rm -f "$img"
+  truncate -s "$size" "$img"
+  mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0,nodiscard "$img"
+  mount -o loop "$img" "$dir"
+}

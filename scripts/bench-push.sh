@@ -63,7 +63,7 @@ fi
 slipway=$(slipway_bin)
 
 if [ "$fresh_fs" != 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v mkfs.ext4 >/dev/null 2>&1 && command -v losetup >/dev/null 2>&1; then
+  if fresh_fs_usable; then
     fresh_fs=1
   elif [ "$fresh_fs" = 1 ]; then
     echo "bench-push: --fresh-fs needs root, mkfs.ext4 and losetup" >&2
@@ -85,46 +85,7 @@ trap cleanup EXIT
 
 # --- a throwaway sshd on loopback -------------------------------------------
 note "starting a throwaway sshd"
-mkdir -p "$work/ssh" /run/sshd
-ssh-keygen -q -t ed25519 -N '' -f "$work/ssh/host" >/dev/null
-ssh-keygen -q -t ed25519 -N '' -f "$work/ssh/client" >/dev/null
-cp "$work/ssh/client.pub" "$work/ssh/authorized_keys"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >"$work/ssh/sshd_config" <<EOF
-Port $port
-ListenAddress 127.0.0.1
-HostKey $work/ssh/host
-AuthorizedKeysFile $work/ssh/authorized_keys
-PidFile $work/ssh/sshd.pid
-UsePAM no
-StrictModes no
-PasswordAuthentication no
-PermitRootLogin yes
-SetEnv SHLVL=1
-MaxSessions 100
-MaxStartups 100
-EOF
-/usr/sbin/sshd -D -f "$work/ssh/sshd_config" -E "$work/ssh/sshd.log" &
-sshd_pid=$!
-printf '[127.0.0.1]:%s %s\n' "$port" "$(cut -d' ' -f1-2 "$work/ssh/host.pub")" >"$work/ssh/known_hosts"
-: >"$work/ssh/config"
-for i in $(seq 1 "$hosts"); do
-  cat >>"$work/ssh/config" <<EOF
-Host bench-$i
-  HostName 127.0.0.1
-  Port $port
-  User $(id -un)
-  IdentityFile $work/ssh/client
-  IdentitiesOnly yes
-  UserKnownHostsFile $work/ssh/known_hosts
-  StrictHostKeyChecking yes
-  BatchMode yes
-EOF
-done
-for _ in $(seq 1 50); do
-  ssh -F "$work/ssh/config" bench-1 true 2>/dev/null && break
-  sleep 0.1
-done
+start_sshd "$work/ssh" "$hosts"
 export SLIPWAY_SSH_CONFIG="$work/ssh/config" SLIPWAY_REMOTE_BIN="$slipway"
 ssh_cmd=(ssh -F "$work/ssh/config")
 
@@ -156,11 +117,7 @@ mkdir -p "$remote"
 # no lazy initialisation runs in the background), or an emptied directory.
 reset_remote() {
   if [ "$fresh_fs" = 1 ]; then
-    mountpoint -q "$remote" && umount "$remote"
-    rm -f "$work/remote.img"
-    truncate -s 8G "$work/remote.img"
-    mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0,nodiscard "$work/remote.img"
-    mount -o loop "$work/remote.img" "$remote"
+    mount_fresh_ext4 "$work/remote.img" "$remote" 8G
   else
     chmod -R u+w "$remote" 2>/dev/null || true
     rm -rf "${remote:?}"/*

@@ -70,46 +70,7 @@ trap cleanup EXIT
 
 hosts=8
 note "starting a throwaway sshd"
-mkdir -p "$work/ssh" /run/sshd
-ssh-keygen -q -t ed25519 -N '' -f "$work/ssh/host" >/dev/null
-ssh-keygen -q -t ed25519 -N '' -f "$work/ssh/client" >/dev/null
-cp "$work/ssh/client.pub" "$work/ssh/authorized_keys"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-port=$(free_port)
-cat >"$work/ssh/sshd_config" <<EOF
-Port $port
-ListenAddress 127.0.0.1
-HostKey $work/ssh/host
-AuthorizedKeysFile $work/ssh/authorized_keys
-PidFile $work/ssh/sshd.pid
-UsePAM no
-StrictModes no
-PasswordAuthentication no
-PermitRootLogin yes
-MaxSessions 100
-MaxStartups 100
-EOF
-/usr/sbin/sshd -D -f "$work/ssh/sshd_config" -E "$work/ssh/sshd.log" &
-sshd_pid=$!
-printf '[127.0.0.1]:%s %s\n' "$port" "$(cut -d' ' -f1-2 "$work/ssh/host.pub")" >"$work/ssh/known_hosts"
-: >"$work/ssh/config"
-for i in $(seq 1 "$hosts"); do
-  cat >>"$work/ssh/config" <<EOF
-Host bench-$i
-  HostName 127.0.0.1
-  Port $port
-  User $(id -un)
-  IdentityFile $work/ssh/client
-  IdentitiesOnly yes
-  UserKnownHostsFile $work/ssh/known_hosts
-  StrictHostKeyChecking yes
-  BatchMode yes
-EOF
-done
-for _ in $(seq 1 50); do
-  ssh -F "$work/ssh/config" bench-1 true 2>/dev/null && break
-  sleep 0.1
-done
+start_sshd "$work/ssh" "$hosts"
 export SLIPWAY_SSH_CONFIG="$work/ssh/config" SLIPWAY_REMOTE_BIN="$slipway" SLIPWAY_STORE="$work/store"
 
 note "a tiny web service, two releases"
