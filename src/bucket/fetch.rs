@@ -175,18 +175,23 @@ pub fn fetch(store: &Store, remote: &Remote, rel: &str, name: Option<&str>, out:
     Ok(done)
 }
 
+/// A metadata object of release `id` that must be there.
+fn required(remote: &Remote, key: &str, id: &Digest) -> Result<Vec<u8>> {
+    remote.get(key, MAX_SMALL)?.ok_or_else(|| {
+        Error::Remote(format!(
+            "remote `{}` has no `{key}`: {id} was never completely published there",
+            remote.name
+        ))
+    })
+}
+
 /// The manifest of `id` from the remote, checked against the id.
 ///
 /// # Errors
 /// A missing manifest (an unfinished publish), or one that does not hash to the id.
 pub fn manifest(remote: &Remote, id: &Digest) -> Result<Manifest> {
     let key = format::manifest_key(id);
-    let bytes = remote.get(&key, MAX_SMALL)?.ok_or_else(|| {
-        Error::Remote(format!(
-            "remote `{}` has no `{key}`: {id} was never completely published there",
-            remote.name
-        ))
-    })?;
+    let bytes = required(remote, &key, id)?;
     let what = format!("remote `{}`: `{key}`", remote.name);
     let raw = format::decompress(&bytes, MAX_MANIFEST_BYTES, &what)?;
     let got = Digest::of(&raw);
@@ -204,12 +209,7 @@ pub fn manifest(remote: &Remote, id: &Digest) -> Result<Manifest> {
 /// A missing or malformed index.
 pub fn index(remote: &Remote, id: &Digest, contents: usize) -> Result<ReleaseIndex> {
     let key = format::index_key(id);
-    let bytes = remote.get(&key, MAX_SMALL)?.ok_or_else(|| {
-        Error::Remote(format!(
-            "remote `{}` has no `{key}`: {id} was never completely published there",
-            remote.name
-        ))
-    })?;
+    let bytes = required(remote, &key, id)?;
     let what = format!("remote `{}`: `{key}`", remote.name);
     let index = ReleaseIndex::decode(&bytes, MAX_SMALL, &what)?;
     format::check_index(&index, contents, &what)?;

@@ -46,6 +46,20 @@ fn packs(s3: &Store) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// A Garage, and target `prod` of one local-path host (its root returned)
+/// with `extra` target keys, and the remote.
+fn one_local_host(extra: &str) -> (Env, Store, std::path::PathBuf) {
+    let env = Env::new();
+    let s3 = Engine::Garage.start(&env.path("s3"));
+    let root = env.path("host");
+    env.write(
+        "slipway.toml",
+        format!("[targets.prod]\nhosts = [\"{}\"]\n{extra}", root.display()),
+    );
+    s3.add_remote(&env.path("slipway.toml"), REMOTE, PREFIX);
+    (env, s3, root)
+}
+
 fn round_trip(engine: Engine, test: &str) {
     if s3::skip_if_missing(engine, test) {
         return;
@@ -180,17 +194,7 @@ fn pull_urls_that_expired_before_the_host_used_them_fail_clearly() {
     if s3::skip_if_missing(Engine::Garage, test) {
         return;
     }
-    let env = Env::new();
-    let s3 = Engine::Garage.start(&env.path("s3"));
-    let root = env.path("host");
-    env.write(
-        "slipway.toml",
-        format!(
-            "[targets.prod]\nhosts = [\"{}\"]\nfrom = \"{REMOTE}\"\n",
-            root.display()
-        ),
-    );
-    s3.add_remote(&env.path("slipway.toml"), REMOTE, PREFIX);
+    let (env, s3, root) = one_local_host(&format!("from = \"{REMOTE}\"\n"));
     let toml = std::fs::read_to_string(env.path("slipway.toml")).unwrap();
     std::fs::write(env.path("slipway.toml"), format!("{toml}url_lifetime = \"1s\"\n")).unwrap();
     env.write("site/index.html", "v1");
@@ -379,14 +383,7 @@ fn pull_a_host_killed_midway_downloads_only_the_rest_next_time() {
     if s3::skip_if_missing(Engine::Garage, test) {
         return;
     }
-    let env = Env::new();
-    let s3 = Engine::Garage.start(&env.path("s3"));
-    let root = env.path("host");
-    env.write(
-        "slipway.toml",
-        format!("[targets.prod]\nhosts = [\"{}\"]\n", root.display()),
-    );
-    s3.add_remote(&env.path("slipway.toml"), REMOTE, PREFIX);
+    let (env, s3, root) = one_local_host("");
     // More objects than one group a host links into objects/ at a time (2000).
     for i in 0..2100 {
         env.write(&format!("site/f{i:04}.txt"), format!("file {i}\n"));
