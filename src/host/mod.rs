@@ -23,6 +23,7 @@ pub mod service;
 pub mod session;
 pub mod shared;
 pub mod signatures;
+pub mod sources;
 pub mod stage;
 pub mod status;
 pub mod verify;

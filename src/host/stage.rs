@@ -16,7 +16,7 @@
 //!
 //! ```text
 //!  [1 reader]  this thread: reads frames, decompresses, checks each sha256 as it
-//!      │        arrives (bundle::unpack or a batch), hands bytes on
+//!      │        arrives (a bundle or a batch, or a pull: [`super::sources`]), hands bytes on
 //!      │  Feed: at most PIECES_IN_FLIGHT pieces of PIECE bytes (16 MiB), spare
 //!      ▼        buffers returned on a second queue of the same size (objects.rs)
 //!  [2 writer]  objects::spawn: writes each missing object as its file in
@@ -48,23 +48,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::Deserialize;
 
 use super::layout::{HostRelease, Layout};
-use super::objects::{self, Feed, ObjectSink};
+use super::objects::{self, ObjectSink};
 use super::session::{Session, validate_actor};
 use super::signatures;
-use crate::bundle::unpack::{Visitor, read_bundle};
+use super::sources::{Incoming, MAX_WINDOW_LOG, pull_into, receive_batch, receive_bundle};
 use crate::config::LinkMode;
-use crate::digest::{Digest, Hasher};
+use crate::digest::Digest;
 use crate::error::{Error, Result, describe_io};
 use crate::fs;
-use crate::manifest::{Entry, Kind, MAX_MANIFEST_BYTES, Manifest, ObjectKey, validate_name};
+use crate::manifest::{Kind, MAX_MANIFEST_BYTES, Manifest, ObjectKey, validate_name};
 use crate::output::human_bytes;
 use crate::protocol::{Channel, Message, Need, PushOffer, Staged, encode_indices};
 use crate::signature;
 
 /// How many manifests of earlier releases the host offers as compression bases.
 const MAX_BASES: usize = 4;
-/// Largest zstd window a client may make the host allocate (128 MiB).
-const MAX_WINDOW_LOG: u32 = 27;
 
 /// Handle a `push` request: the whole exchange, ending with `staged`.
 ///
@@ -331,36 +329,6 @@ fn receive_contents<R: Read, W: Write>(
         )));
     }
     Ok((objects_written, bytes_written, early?, downloaded))
-}
-
-/// Pull mode: download what is still wanted from the remote store and hand
-/// each checked object to the writer, as a push's batch would; returns the
-/// bytes downloaded.
-fn pull_into(
-    agent: &ureq::Agent,
-    src: &crate::protocol::PullSource,
-    manifest: &Manifest,
-    name: &str,
-    incoming: &mut Incoming<'_>,
-) -> Result<u64> {
-    let mut keys: HashMap<Digest, Vec<ObjectKey>> = HashMap::new();
-    let mut sizes: HashMap<Digest, u64> = HashMap::new();
-    for (key, &i) in incoming.wanted.iter() {
-        keys.entry(key.digest).or_default().push(*key);
-        sizes.insert(key.digest, manifest.entries[i as usize].size);
-    }
-    let mut deliver = |digest: Digest, content: Vec<u8>| -> Result<()> {
-        for key in keys.get(&digest).map(Vec::as_slice).unwrap_or_default() {
-            let Some(&i) = incoming.wanted.get(key) else { continue };
-            let entry = &manifest.entries[i as usize];
-            // Checked against its sha256 on arrival (bucket::pull).
-            if incoming.take(entry, &mut content.as_slice(), false)?.is_some() {
-                incoming.feed.accept()?;
-            }
-        }
-        Ok(())
-    };
-    super::pull::contents(agent, src, manifest, name, &sizes, &mut deliver)
 }
 
 /// Bind the name (write `.slipway/releases/<name>.json`), then make the
@@ -665,177 +633,6 @@ fn check_space(
             needs: human_bytes(needed),
             free: human_bytes(available),
         });
-    }
-    Ok(())
-}
-
-/// Where the missing objects go: the files of the tree being built.
-struct Incoming<'a> {
-    /// `tmp/<name>.partial`.
-    tree: &'a Path,
-    /// Missing objects still to receive, with the entry to write each at.
-    wanted: &'a mut HashMap<ObjectKey, u32>,
-    feed: &'a mut Feed,
-}
-
-impl Incoming<'_> {
-    /// Send the content of `entry` to the writer when its object is still
-    /// wanted; returns whether it was (so the caller owes a verdict).
-    fn take(&mut self, entry: &Entry, content: &mut dyn Read, hash: bool) -> Result<Option<Option<Digest>>> {
-        let Some(key) = entry.object() else { return Ok(None) };
-        if self.wanted.remove(&key).is_none() {
-            return Ok(None);
-        }
-        let path = self.tree.join(&entry.path);
-        self.feed
-            .write(key, entry.size, path, content, &entry.path, hash)
-            .map(Some)
-    }
-}
-
-/// Keeps the objects it wants from a verbatim bundle; each is verified by
-/// [`read_bundle`] before the next entry arrives (its documented contract),
-/// so it is accepted then, or after `read_bundle` returns `Ok`.
-struct BundleKeeper<'s, 'a> {
-    id: Digest,
-    incoming: &'s mut Incoming<'a>,
-    /// An object was sent and awaits its verdict.
-    pending: bool,
-}
-
-impl Visitor for BundleKeeper<'_, '_> {
-    fn manifest(&mut self, _manifest: &Manifest, id: Digest) -> Result<()> {
-        if id != self.id {
-            return Err(Error::integrity(format!(
-                "the bundle sent by the client holds {id}, not the offered {}",
-                self.id
-            )));
-        }
-        Ok(())
-    }
-
-    /// Objects the host has (or already took from this bundle) are skipped unhashed.
-    fn wants_content(&mut self, entry: &Entry) -> bool {
-        entry
-            .object()
-            .is_some_and(|key| self.incoming.wanted.contains_key(&key))
-    }
-
-    fn entry(&mut self, entry: &Entry, content: Option<&mut dyn Read>) -> Result<()> {
-        if std::mem::take(&mut self.pending) {
-            self.incoming.feed.accept()?;
-        }
-        if let Some(content) = content {
-            self.pending = self.incoming.take(entry, content, false)?.is_some();
-        }
-        Ok(())
-    }
-}
-
-fn receive_bundle<R: Read, W: Write>(
-    ch: &mut Channel<R, W>,
-    offer: &PushOffer,
-    incoming: &mut Incoming<'_>,
-) -> Result<()> {
-    let mut reader = ch.data_reader();
-    let mut keeper = BundleKeeper {
-        id: offer.id,
-        incoming,
-        pending: false,
-    };
-    let origin = format!("sent for `{}`", offer.name);
-    let res = read_bundle(&mut reader, &origin, &mut keeper);
-    if let Some(e) = reader.take_error() {
-        return Err(e);
-    }
-    res?;
-    if keeper.pending {
-        keeper.incoming.feed.accept()?;
-    }
-    reader.finish()
-}
-
-fn receive_batch<R: Read, W: Write>(
-    ch: &mut Channel<R, W>,
-    manifest: &Manifest,
-    entries: &[u32],
-    incoming: &mut Incoming<'_>,
-) -> Result<()> {
-    let mut prev: Option<u32> = None;
-    for &i in entries {
-        let ok = prev.is_none_or(|p| p < i) && manifest.entries.get(i as usize).is_some_and(|e| e.kind == Kind::File);
-        if !ok {
-            return Err(Error::integrity(format!(
-                "the client sent a batch naming entry {i}, which is not a file of the manifest in order"
-            )));
-        }
-        prev = Some(i);
-    }
-    let mut reader = ch.data_reader();
-    let res = (|| -> Result<()> {
-        let mut dec = zstd::stream::read::Decoder::with_buffer(BufReader::new(&mut reader))
-            .map_err(|e| Error::integrity(format!("cannot decode a batch: {}", describe_io(&e))))?;
-        dec.window_log_max(MAX_WINDOW_LOG)
-            .map_err(|e| Error::other(describe_io(&e)))?;
-        for &i in entries {
-            let e = &manifest.entries[i as usize];
-            let Some(key) = e.object() else { continue };
-            match incoming.take(e, &mut dec, true)? {
-                Some(digest) if digest == Some(key.digest) => incoming.feed.accept()?,
-                Some(digest) => {
-                    let got = digest.map(|d| d.to_string()).unwrap_or_default();
-                    return Err(Error::integrity(format!(
-                        "the content sent for `{}` does not match its sha256 (manifest {}, received {got}); nothing was staged",
-                        e.path, key.digest
-                    )));
-                }
-                None => discard_verified(&mut dec, e)?,
-            }
-        }
-        let mut probe = [0u8; 1];
-        match dec.read(&mut probe) {
-            Ok(0) => Ok(()),
-            Ok(_) => Err(Error::integrity(
-                "a batch from the client holds more bytes than its entries",
-            )),
-            Err(e) => Err(Error::integrity(format!(
-                "a batch from the client is corrupt: {}",
-                describe_io(&e)
-            ))),
-        }
-    })();
-    if let Some(e) = reader.take_error() {
-        return Err(e);
-    }
-    res?;
-    reader.finish()
-}
-
-/// Read and check an object the host does not need (already there or sent twice).
-fn discard_verified(content: &mut dyn Read, e: &Entry) -> Result<()> {
-    let mut hasher = Hasher::new();
-    let mut left = e.size;
-    let mut buf = vec![0u8; 64 * 1024];
-    while left > 0 {
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = content.read(&mut buf[..want]).map_err(|err| {
-            Error::integrity(format!(
-                "cannot read the content of `{}`: {}",
-                e.path,
-                describe_io(&err)
-            ))
-        })?;
-        if n == 0 {
-            return Err(Error::integrity(format!("the content of `{}` is truncated", e.path)));
-        }
-        hasher.update(&buf[..n]);
-        left -= n as u64;
-    }
-    if Some(hasher.finish()) != e.sha256 {
-        return Err(Error::integrity(format!(
-            "the content sent for `{}` does not match its sha256; nothing was staged",
-            e.path
-        )));
     }
     Ok(())
 }
