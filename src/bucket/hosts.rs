@@ -6,6 +6,7 @@
 //! is bound to in the remote; when the local store knows the name too, it
 //! must be bound to the same id there, or nothing is offered.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use super::format;
@@ -13,7 +14,7 @@ use super::s3::Remote;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
-use crate::protocol::PullSource;
+use crate::protocol::{Location, PullSource};
 use crate::store::{ReleaseRecord, Store};
 
 /// How long presigned URLs stay valid by default: they must outlast the
@@ -25,6 +26,10 @@ pub struct Pulled {
     pub record: ReleaseRecord,
     pub manifest: Manifest,
     pub source: PullSource,
+    /// Where each content is (the pack by its number in `source.packs`),
+    /// from the release's index: the client sends a host the locations of
+    /// the few objects it lacks instead of the whole index.
+    pub locations: HashMap<Digest, Location>,
 }
 
 /// Resolve REL for hosts to pull from `remote`.
@@ -66,7 +71,22 @@ pub fn pulled(store: &Store, remote: &Remote, rel: &str, lifetime: Duration) -> 
     } else {
         super::fetch::manifest(remote, &id)?
     };
-    let index = super::fetch::index(remote, &id, format::contents(&manifest).len())?;
+    let contents = format::contents(&manifest);
+    let index = super::fetch::index(remote, &id, contents.len())?;
+    let locations = contents
+        .iter()
+        .zip(&index.objects)
+        .map(|((d, _), l)| {
+            (
+                *d,
+                Location {
+                    pack: l.0,
+                    offset: l.1,
+                    len: l.2,
+                },
+            )
+        })
+        .collect();
     let mut signatures = local.as_ref().map(|r| r.signatures.clone()).unwrap_or_default();
     crate::signature::merge(&mut signatures, remote_signatures(remote, &id)?);
     let provenance = match local.as_ref().and_then(|r| r.provenance.clone()) {
@@ -84,6 +104,7 @@ pub fn pulled(store: &Store, remote: &Remote, rel: &str, lifetime: Duration) -> 
             .iter()
             .map(|p| remote.presign_get(&format::pack_key(p), lifetime))
             .collect(),
+        assist: true,
     };
     Ok(Pulled {
         record: ReleaseRecord {
@@ -95,6 +116,7 @@ pub fn pulled(store: &Store, remote: &Remote, rel: &str, lifetime: Duration) -> 
         },
         manifest,
         source,
+        locations,
     })
 }
 

@@ -22,7 +22,8 @@ pub fn run(args: &DeployArgs, ctx: &Context) -> Result<()> {
     let store = ctx.store()?;
     let _lock = store.lock_shared()?;
     let target = super::load_target(ctx, &args.target.target)?;
-    let staging = super::staging(ctx, &store, &args.rel, "deploy", &target, args.from.as_deref())?;
+    let mut staging = super::staging(ctx, &store, &args.rel, "deploy", &target, args.from.as_deref())?;
+    let assist = staging.assist.take();
     let record = &staging.record;
     let manifest = &staging.manifest;
     let id = record.id;
@@ -37,6 +38,7 @@ pub fn run(args: &DeployArgs, ctx: &Context) -> Result<()> {
     super::note_external_links(ctx, &record.name, manifest);
     let mut job = PushJob::new(&store, record, manifest, &target, false);
     job.pull = staging.pull.clone();
+    job.assist = assist;
     let mut fleet = Fleet::new(ctx, &target, &args.target.hosts)?;
     if let Err(e) = fleet.push_skipping(&job, args.skip_unreachable) {
         print_reports(ctx, &fleet.reports());

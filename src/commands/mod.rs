@@ -69,6 +69,8 @@ pub struct Staging {
     pub record: crate::store::ReleaseRecord,
     pub manifest: crate::manifest::Manifest,
     pub pull: Option<crate::protocol::PullSource>,
+    /// Pull mode: what the client tells hosts to spare them downloads.
+    pub assist: Option<crate::remote::push::PullAssist<'static>>,
 }
 
 /// Resolve REL for `verb` on `target`, pulling from `from` (else the
@@ -92,6 +94,7 @@ pub fn staging(
             record,
             manifest,
             pull: None,
+            assist: None,
         });
     };
     let project = crate::config::load_project(&ctx.config_path)?;
@@ -106,10 +109,22 @@ pub fn staging(
     };
     let pulled = crate::bucket::hosts::pulled(store, &remote, rel, lifetime)?;
     shared_fits(target, &pulled.record.name, &pulled.manifest)?;
+    // A host that has an earlier release gets the manifest as a delta
+    // against it: from the local store's copy of that release, else from
+    // the remote's (checked against its id).
+    let base = move |id: &crate::digest::Digest| {
+        crate::bucket::fetch::manifest(&remote, id)
+            .ok()
+            .map(|m| m.canonical_bytes())
+    };
     Ok(Staging {
         record: pulled.record,
         manifest: pulled.manifest,
         pull: Some(pulled.source),
+        assist: Some(crate::remote::push::PullAssist {
+            locations: pulled.locations,
+            base: Box::new(base),
+        }),
     })
 }
 

@@ -44,12 +44,14 @@ pub fn run(args: &PushArgs, ctx: &Context) -> Result<()> {
     let store = ctx.store()?;
     let _lock = store.lock_shared()?;
     let target = super::load_target(ctx, &args.target)?;
-    let staging = super::staging(ctx, &store, &args.rel, "push", &target, args.from.as_deref())?;
+    let mut staging = super::staging(ctx, &store, &args.rel, "push", &target, args.from.as_deref())?;
+    let assist = staging.assist.take();
     let (record, manifest) = (&staging.record, &staging.manifest);
     let id = record.id;
     super::note_external_links(ctx, &record.name, manifest);
     let mut job = PushJob::new(&store, record, manifest, &target, false);
     job.pull = staging.pull.clone();
+    job.assist = assist;
 
     let mut fleet = Fleet::new(ctx, &target, &args.hosts)?;
     let pushed = fleet.push(&job);

@@ -16,7 +16,7 @@ use crate::bundle::unpack::{Visitor, read_bundle};
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result, describe_io};
 use crate::manifest::{Entry, Kind, Manifest, ObjectKey};
-use crate::protocol::{Channel, PushOffer};
+use crate::protocol::{Channel, Location, Message, PullSource, PushOffer, decode_locations};
 
 /// Largest zstd window a client may make the host allocate (128 MiB).
 pub(super) const MAX_WINDOW_LOG: u32 = 27;
@@ -192,12 +192,55 @@ fn discard_verified(content: &mut dyn Read, e: &Entry) -> Result<()> {
     Ok(())
 }
 
+/// Pull mode: where the contents come from (URLs presigned by the
+/// client), and, when the host asked for them, the location of each
+/// missing object: `(entry index, location)`, in the need's order.
+pub(super) struct Pulling<'a> {
+    pub(super) agent: &'a ureq::Agent,
+    pub(super) src: &'a PullSource,
+    pub(super) located: Option<Vec<(u32, Location)>>,
+}
+
+/// Pull mode: the client's `locations` for the `missing` entries the host
+/// listed in its need, one each, in that order.
+///
+/// # Errors
+/// A connection error, or an answer that is not `locations` for exactly
+/// that many objects.
+pub(super) fn receive_locations<R: Read, W: Write>(
+    ch: &mut Channel<R, W>,
+    missing: &[u32],
+) -> Result<Vec<(u32, Location)>> {
+    let n = missing.len() as u64;
+    match ch.recv()? {
+        Message::Locations { objects } if objects == n => {}
+        Message::Locations { objects } => {
+            return Err(Error::integrity(format!(
+                "the client sent the locations of {objects} objects for the {n} this host lacks"
+            )));
+        }
+        other => {
+            return Err(Error::UnexpectedAnswer {
+                got: other.name(),
+                wanted: "`locations`".to_string(),
+            });
+        }
+    }
+    let locations = decode_locations(&ch.recv_blob(n * 20, "the locations of the missing objects")?)?;
+    if locations.len() != missing.len() {
+        return Err(Error::integrity(format!(
+            "the client sent {} object locations for the {n} this host lacks",
+            locations.len()
+        )));
+    }
+    Ok(missing.iter().copied().zip(locations).collect())
+}
+
 /// Pull mode: download what is still wanted from the remote store and hand
 /// each checked object to the writer, as a push's batch would; returns the
 /// bytes downloaded.
 pub(super) fn pull_into(
-    agent: &ureq::Agent,
-    src: &crate::protocol::PullSource,
+    pulling: &Pulling<'_>,
     manifest: &Manifest,
     name: &str,
     incoming: &mut Incoming<'_>,
@@ -219,5 +262,13 @@ pub(super) fn pull_into(
         }
         Ok(())
     };
-    super::pull::contents(agent, src, manifest, name, &sizes, &mut deliver)
+    super::pull::contents(
+        pulling.agent,
+        pulling.src,
+        manifest,
+        name,
+        &sizes,
+        pulling.located.as_deref(),
+        &mut deliver,
+    )
 }

@@ -51,14 +51,14 @@ use super::layout::{HostRelease, Layout};
 use super::objects::{self, ObjectSink};
 use super::session::{Session, validate_actor};
 use super::signatures;
-use super::sources::{Incoming, MAX_WINDOW_LOG, pull_into, receive_batch, receive_bundle};
+use super::sources::{Incoming, MAX_WINDOW_LOG, Pulling, pull_into, receive_batch, receive_bundle, receive_locations};
 use crate::config::LinkMode;
 use crate::digest::Digest;
 use crate::error::{Error, Result, describe_io};
 use crate::fs;
 use crate::manifest::{Kind, MAX_MANIFEST_BYTES, Manifest, ObjectKey, validate_name};
 use crate::output::human_bytes;
-use crate::protocol::{Channel, Message, Need, PushOffer, Staged, encode_indices};
+use crate::protocol::{Channel, MAX_LOCATIONS, Message, Need, PushOffer, Staged, encode_indices};
 use crate::signature;
 
 /// How many manifests of earlier releases the host offers as compression bases.
@@ -103,14 +103,41 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
         // Pull mode: the manifest comes from the bucket, not the client.
         Some(src) => {
             super::pull::check_source(&layout, src, &offer.id, confined)?;
-            let (m, size, downloaded) = super::pull::manifest(&agent, src, &offer.id, name)?;
-            downloaded_bytes = downloaded;
-            (m, size)
+            // A client that assists sends the manifest compressed against
+            // one this host has, when that is small (a few kilobytes for a
+            // release that changed a few files).
+            let bases = if src.assist {
+                base_candidates(&layout)?
+            } else {
+                HashMap::new()
+            };
+            let sent = if bases.is_empty() {
+                None
+            } else {
+                ch.send(&Message::SendManifest {
+                    bases: bases.keys().copied().collect(),
+                    pull: true,
+                })?;
+                match ch.recv()? {
+                    Message::Manifest { size, base } => Some(read_manifest(ch, &layout, &bases, &offer, size, base)?),
+                    Message::PullManifest => None,
+                    other => return Err(unexpected(&other, "`manifest` or `pull_manifest`")),
+                }
+            };
+            match sent {
+                Some(m) => m,
+                None => {
+                    let (m, size, downloaded) = super::pull::manifest(&agent, src, &offer.id, name)?;
+                    downloaded_bytes = downloaded;
+                    (m, size)
+                }
+            }
         }
         None => {
             let bases = base_candidates(&layout)?;
             ch.send(&Message::SendManifest {
                 bases: bases.keys().copied().collect(),
+                pull: false,
             })?;
             receive_manifest(ch, &layout, &bases, &offer)?
         }
@@ -123,18 +150,36 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
 
     let plan = Plan::new(&layout, &manifest)?;
     check_space(&layout, name, &plan, &manifest, manifest_size, offer.link_mode)?;
+    // A few missing objects: their locations from the client cost less
+    // than the release's whole index from the bucket.
+    let locations = offer.source.as_ref().is_some_and(|s| s.assist)
+        && !plan.missing.is_empty()
+        && plan.missing.len() as u64 <= MAX_LOCATIONS;
     ch.send(&Message::Need(Need {
         objects: plan.missing.len() as u64,
         bytes: plan.bytes_needed,
         reused: plan.reused,
+        locations,
     }))?;
     ch.send_blob(&encode_indices(&plan.missing))?;
+    let pulling = match &offer.source {
+        Some(src) => Some(Pulling {
+            agent: &agent,
+            src,
+            located: if locations {
+                Some(receive_locations(ch, &plan.missing)?)
+            } else {
+                None
+            },
+        }),
+        None => None,
+    };
 
     let copy = offer.link_mode == LinkMode::Copy;
     // The directories first: the missing files are written straight into them.
     let tree = Tree::new(&layout, name, &manifest, copy)?;
     let (objects_written, bytes_written, early, downloaded) =
-        receive_contents(ch, &agent, &layout, &offer, &manifest, &tree, plan.wanted)?;
+        receive_contents(ch, &layout, &offer, &manifest, &tree, plan.wanted, pulling)?;
     downloaded_bytes += downloaded;
     super::fault::point("after-objects");
 
@@ -263,12 +308,12 @@ fn admit(layout: &Layout, offer: &PushOffer) -> Result<Admitted> {
 /// stopped, or content the client said it sent but never did.
 fn receive_contents<R: Read, W: Write>(
     ch: &mut crate::protocol::Channel<R, W>,
-    agent: &ureq::Agent,
     layout: &Layout,
     offer: &PushOffer,
     manifest: &Manifest,
     tree: &Tree,
     mut wanted: HashMap<ObjectKey, u32>,
+    pulling: Option<Pulling<'_>>,
 ) -> Result<(u64, u64, Vec<usize>, u64)> {
     let sink = ObjectSink::new(layout, &offer.name, manifest.source_date_epoch, tree.copy)?;
     // While the missing contents arrive, a second thread links the files
@@ -286,8 +331,8 @@ fn receive_contents<R: Read, W: Write>(
             feed: &mut feed,
         };
         let received = (|| -> Result<()> {
-            if let Some(src) = &offer.source {
-                downloaded = pull_into(agent, src, manifest, &offer.name, &mut incoming)?;
+            if let Some(pulling) = &pulling {
+                downloaded = pull_into(pulling, manifest, &offer.name, &mut incoming)?;
                 return match ch.recv()? {
                     Message::Done => incoming.feed.finish(),
                     other => Err(unexpected(&other, "`done`")),
@@ -491,11 +536,23 @@ fn receive_manifest<R: Read, W: Write>(
     bases: &HashMap<Digest, String>,
     offer: &PushOffer,
 ) -> Result<(Manifest, u64)> {
-    let name = &offer.name;
     let (size, base) = match ch.recv()? {
         Message::Manifest { size, base } => (size, base),
         other => return Err(unexpected(&other, "`manifest`")),
     };
+    read_manifest(ch, layout, bases, offer, size, base)
+}
+
+/// The manifest data after `manifest { size, base }`, checked against the offered id.
+fn read_manifest<R: Read, W: Write>(
+    ch: &mut Channel<R, W>,
+    layout: &Layout,
+    bases: &HashMap<Digest, String>,
+    offer: &PushOffer,
+    size: u64,
+    base: Option<Digest>,
+) -> Result<(Manifest, u64)> {
+    let name = &offer.name;
     if size > MAX_MANIFEST_BYTES {
         return Err(Error::integrity(format!(
             "the manifest of `{name}` is {size} bytes, more than the limit of {MAX_MANIFEST_BYTES}"

@@ -37,7 +37,13 @@ pub enum Message {
     Push(Box<PushOffer>),
     /// Host → client: the release is not staged yet; send its manifest,
     /// optionally compressed against one of these manifests the host has.
-    SendManifest { bases: Vec<Digest> },
+    /// `pull`: in pull mode with `assist` (a host that knows `source`); the
+    /// client may answer `pull_manifest` instead.
+    SendManifest {
+        bases: Vec<Digest>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pull: bool,
+    },
     /// Client → host: the canonical manifest follows as one zstd frame of
     /// `size` bytes (uncompressed), with `base`'s manifest as reference prefix.
     Manifest {
@@ -45,6 +51,10 @@ pub enum Message {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         base: Option<Digest>,
     },
+    /// Client → host, pull mode with `assist` (instead of `manifest`): no
+    /// base the host offered would make the manifest small; read it from
+    /// the remote store.
+    PullManifest,
     /// Host → client: what is missing; the manifest entry indices of one file
     /// per missing object follow as data (u32 big-endian each).
     Need(Need),
@@ -53,6 +63,11 @@ pub enum Message {
     /// Client → host: one zstd frame follows as data, holding the contents of
     /// these manifest entries (ascending) back to back.
     Batch { entries: Vec<u32> },
+    /// Client → host, pull mode, when `need` asked for them: where each
+    /// missing object is in the remote store, in the order of the need's
+    /// list (see [`encode_locations`]), so the host downloads only them and
+    /// not the release's whole index.
+    Locations { objects: u64 },
     /// Client → host: every content has been sent.
     Done,
     /// Host → client: the release is complete at `releases/<name>`.
@@ -145,9 +160,11 @@ impl Message {
             Message::Push(_) => "push",
             Message::SendManifest { .. } => "send_manifest",
             Message::Manifest { .. } => "manifest",
+            Message::PullManifest => "pull_manifest",
             Message::Need(_) => "need",
             Message::Bundle { .. } => "bundle",
             Message::Batch { .. } => "batch",
+            Message::Locations { .. } => "locations",
             Message::Done => "done",
             Message::Staged(_) => "staged",
             Message::Lock { .. } => "lock",
@@ -242,6 +259,13 @@ pub struct PullSource {
     pub index: String,
     /// `packs/<p>.pack` of every pack the index names, in its order.
     pub packs: Vec<String>,
+    /// The client can help a host that has an earlier release: it sends
+    /// the manifest compressed against one the host has (`send_manifest`
+    /// is answered with `manifest` or `pull_manifest`), and the locations
+    /// of a few missing objects (`need.locations`), so that a small change
+    /// costs the host a small download (docs/protocol.md, "Pull mode").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub assist: bool,
 }
 
 /// `activate`: switch `current` to `release` (a name or id prefix on the host).
@@ -406,6 +430,11 @@ pub struct Need {
     pub bytes: u64,
     /// Objects of the release the host already has.
     pub reused: u64,
+    /// Pull mode with `assist`: the host asks the client where the missing
+    /// objects are (`locations` follows the list) instead of downloading
+    /// the release's whole index.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub locations: bool,
 }
 
 /// `staged`: the release is on the host.
@@ -500,9 +529,76 @@ pub fn decode_indices(bytes: &[u8]) -> Result<Vec<u32>> {
         .collect())
 }
 
+/// A host asks for the locations of at most this many missing objects
+/// (20 bytes each on the connection); beyond it, it reads the release's
+/// index from the remote store, which is then small beside the contents.
+pub const MAX_LOCATIONS: u64 = 1024;
+
+/// Where a missing object is in the remote store: a pack (its number in
+/// the pull's `packs`), the offset of its zstd frame, the frame's length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    pub pack: u32,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// The data of `locations`: 20 bytes per object (pack u32, offset u64,
+/// length u64, big-endian).
+pub fn encode_locations(locations: &[Location]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(locations.len() * 20);
+    for l in locations {
+        out.extend_from_slice(&l.pack.to_be_bytes());
+        out.extend_from_slice(&l.offset.to_be_bytes());
+        out.extend_from_slice(&l.len.to_be_bytes());
+    }
+    out
+}
+
+/// Decode the data of `locations`.
+///
+/// # Errors
+/// When the length is not a multiple of 20.
+pub fn decode_locations(bytes: &[u8]) -> Result<Vec<Location>> {
+    if !bytes.len().is_multiple_of(20) {
+        return Err(Error::other("the list of object locations is malformed"));
+    }
+    Ok(bytes
+        .chunks_exact(20)
+        .map(|c| {
+            let u64_at = |i: usize| u64::from_be_bytes(c[i..i + 8].try_into().unwrap_or([0; 8]));
+            Location {
+                pack: u32::from_be_bytes([c[0], c[1], c[2], c[3]]),
+                offset: u64_at(4),
+                len: u64_at(12),
+            }
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn locations_read_back_as_written() {
+        let l = vec![
+            Location {
+                pack: 0,
+                offset: 0,
+                len: 9,
+            },
+            Location {
+                pack: u32::MAX,
+                offset: u64::MAX - 1,
+                len: 1 << 40,
+            },
+        ];
+        let bytes = encode_locations(&l);
+        assert_eq!(bytes.len(), 40);
+        assert_eq!(decode_locations(&bytes).unwrap(), l);
+        assert!(decode_locations(&bytes[..39]).is_err());
+    }
 
     #[test]
     fn a_version_mismatch_names_both_versions_and_what_to_upgrade() {

@@ -33,8 +33,9 @@ pub use channel::{Channel, DataReader, DataWriter, refusal};
 pub use codec::{DATA_CHUNK, DataHeader, FRAME_HEADER, FrameReader, FrameType, FrameWriter, MAX_FRAME, Peer};
 pub use kind::ErrorKind;
 pub use messages::{
-    ActivateRequest, DbFacts, HookRequest, HookResult, Message, Need, PullSource, PushOffer, RollbackRequest,
-    ServiceOp, ServiceRequest, ServiceSwitch, Staged, check_hello, check_hello_for, decode_indices, encode_indices,
+    ActivateRequest, DbFacts, HookRequest, HookResult, Location, MAX_LOCATIONS, Message, Need, PullSource, PushOffer,
+    RollbackRequest, ServiceOp, ServiceRequest, ServiceSwitch, Staged, check_hello, check_hello_for, decode_indices,
+    decode_locations, encode_indices, encode_locations,
 };
 pub use types::{
     CheckReport, CurrentState, Drift, Finding, HostStatus, LockInfo, Migration, PruneReport, Record, ReleaseStatus,

@@ -46,6 +46,27 @@ fn packs(s3: &Store) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// The sizes of the remote's release manifests (`manifest.zst`).
+fn manifest_sizes(s3: &Store) -> Vec<u64> {
+    s3.list(&format!("{PREFIX}/releases/"))
+        .into_iter()
+        .filter(|(k, _)| k.ends_with("/manifest.zst"))
+        .map(|(_, size)| size)
+        .collect()
+}
+
+/// The size of the remote's only release index (`index.zst`).
+fn index_size(s3: &Store) -> u64 {
+    let sizes: Vec<u64> = s3
+        .list(&format!("{PREFIX}/releases/"))
+        .into_iter()
+        .filter(|(k, _)| k.ends_with("/index.zst"))
+        .map(|(_, size)| size)
+        .collect();
+    assert_eq!(sizes.len(), 1, "{sizes:?}");
+    sizes[0]
+}
+
 /// A Garage, and target `prod` of one local-path host (its root returned)
 /// with `extra` target keys, and the remote.
 fn one_local_host(extra: &str) -> (Env, Store, std::path::PathBuf) {
@@ -67,20 +88,36 @@ fn round_trip(engine: Engine, test: &str) {
     let (scene, s3) = scene(engine, 2);
     std::fs::create_dir_all(scene.env.path("home")).unwrap();
     publish(&scene, &s3, "v1");
+    let v1_packs: Vec<String> = packs(&s3).into_iter().map(|(k, _)| k).collect();
+    let v1_manifest = manifest_sizes(&s3);
+    assert_eq!(v1_manifest.len(), 1);
     publish(&scene, &s3, "v2");
+    let new_pack: u64 = packs(&s3)
+        .into_iter()
+        .filter(|(k, _)| !v1_packs.contains(k))
+        .map(|(_, b)| b.len() as u64)
+        .sum();
 
-    // First deploy: each host downloads the whole release from the bucket;
-    // the operator's connection carries no content.
+    // First deploy: each host downloads the whole release from the bucket,
+    // the manifest and exactly the packs, and the client tells it where
+    // each of its two objects is (no index); the operator's connection
+    // carries no content.
+    let v1_bytes: u64 = packs(&s3)
+        .into_iter()
+        .filter(|(k, _)| v1_packs.contains(k))
+        .map(|(_, b)| b.len() as u64)
+        .sum();
     let rows = slipway(&scene, &s3)
         .args(["push", "v1", "-t", "prod", "--from", REMOTE, "--json"])
         .ok()
         .json();
     for row in rows.as_array().unwrap() {
         assert_eq!(row["result"], "ok", "{row}");
-        assert_eq!(row["bytes_sent"], 0, "{row}");
         let needed = row["bytes_needed"].as_u64().unwrap();
-        let downloaded = row["bytes_downloaded"].as_u64().unwrap();
-        assert!(needed > 0 && downloaded > 0, "{row}");
+        assert!(needed > 0, "{row}");
+        assert_eq!(row["bytes_downloaded"], v1_manifest[0] + v1_bytes, "{row}");
+        // Two locations of 20 bytes, in one DATA frame and an END.
+        assert!(row["bytes_sent"].as_u64().unwrap() < 100, "{row}");
     }
     slipway(&scene, &s3)
         .args(["deploy", "v1", "-t", "prod", "--from", REMOTE])
@@ -91,17 +128,20 @@ fn round_trip(engine: Engine, test: &str) {
         (Some("v1"), Some("v1"))
     );
 
-    // The next release: only index.html changed, and that is about all a
-    // host downloads (plus the manifest and the index).
+    // The next release: only index.html changed (the one object of v2's
+    // pack), and that is all a host downloads. The client sends the
+    // manifest as a delta against v1's and the object's location, even
+    // from an empty local store (v1's manifest comes from the bucket).
     let rows = slipway(&scene, &s3)
+        .env("SLIPWAY_STORE", scene.env.path("empty-store"))
         .args(["push", "v2", "-t", "prod", "--from", REMOTE, "--json"])
         .ok()
         .json();
     for row in rows.as_array().unwrap() {
         assert_eq!(row["objects_reused"], 1, "app.js is reused: {row}");
-        assert_eq!(row["bytes_sent"], 0, "{row}");
-        let downloaded = row["bytes_downloaded"].as_u64().unwrap();
-        assert!(downloaded > 0 && downloaded < 4096, "{row}");
+        assert_eq!(row["bytes_downloaded"], new_pack, "{row}");
+        let sent = row["bytes_sent"].as_u64().unwrap();
+        assert!(sent > 0 && sent < 1024, "a delta and a location: {row}");
     }
     slipway(&scene, &s3)
         .args(["deploy", "v2", "-t", "prod", "--from", REMOTE])
@@ -430,8 +470,14 @@ fn pull_a_host_killed_midway_downloads_only_the_rest_next_time() {
         .json();
     let whole = rows[0]["bytes_downloaded"].as_u64().unwrap();
     let whole_needed = rows[0]["bytes_needed"].as_u64().unwrap();
-    // 100 of 2100 files were still missing; the manifest and the index
-    // (which every pull reads) weigh more than these tiny files.
+    // 100 of 2100 files were still missing: the client told the host where
+    // they are; the fresh host lacks more than a client sends locations
+    // for (1024), so it read the release's index, the manifest and every pack.
     assert!(needed * 10 < whole_needed, "resumed {needed} B of {whole_needed} B");
-    assert!(downloaded < whole, "resumed {downloaded} B, whole {whole} B");
+    let packed: u64 = packs(&s3).iter().map(|(_, b)| b.len() as u64).sum();
+    assert_eq!(whole, manifest_sizes(&s3)[0] + index_size(&s3) + packed, "{rows}");
+    assert!(
+        downloaded < manifest_sizes(&s3)[0] + packed / 10,
+        "resumed {downloaded} B, whole {whole} B"
+    );
 }

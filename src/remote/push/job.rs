@@ -41,8 +41,14 @@ pub struct PushJob<'a> {
     /// Pull mode: each host downloads the release from a remote store
     /// (`--from`), and this connection carries control messages only.
     pub pull: Option<crate::protocol::PullSource>,
+    /// Pull mode: what the client knows that spares each host a download
+    /// (`PullSource::assist`).
+    pub assist: Option<PullAssist<'a>>,
     /// Tells the hosts apart from a root reached twice (see `PushOffer::command`).
     pub command: String,
+    /// Bases looked for and not found (neither in the local store nor,
+    /// in pull mode, in the remote store): not looked for again.
+    missing_bases: Mutex<std::collections::HashSet<Digest>>,
     /// The manifest as sent, by the base it was compressed against:
     /// compressed once for all the hosts that offer the same base.
     sent_manifests: Mutex<HashMap<Option<Digest>, Arc<Vec<u8>>>>,
@@ -75,7 +81,9 @@ impl<'a> PushJob<'a> {
             shared_files: &target.config.shared_files,
             repair,
             pull: None,
+            assist: None,
             command: command_token(),
+            missing_bases: Mutex::default(),
             sent_manifests: Mutex::default(),
             canonical: OnceLock::new(),
             object_bytes: OnceLock::new(),
@@ -108,12 +116,7 @@ impl<'a> PushJob<'a> {
         {
             return Ok(hit);
         }
-        let base = bases.iter().find_map(|id| {
-            if !self.store.has_bundle(id) {
-                return None;
-            }
-            self.store.manifest(id).ok().map(|m| (*id, m.canonical_bytes()))
-        });
+        let base = bases.iter().find_map(|id| self.base_manifest(id).map(|b| (*id, b)));
         let key = base.as_ref().map(|(id, _)| *id);
         if let Some(bytes) = cache.get(&key) {
             return Ok((key, bytes.clone()));
@@ -126,6 +129,42 @@ impl<'a> PushJob<'a> {
         Ok((key, bytes))
     }
 }
+
+impl PushJob<'_> {
+    /// The canonical manifest of `id` from the local store, else (pull
+    /// mode) from the remote store; `None` when neither has it.
+    fn base_manifest(&self, id: &Digest) -> Option<Vec<u8>> {
+        let mut missing = self.missing_bases.lock().ok()?;
+        if missing.contains(id) {
+            return None;
+        }
+        let found = if self.store.has_bundle(id) {
+            self.store.manifest(id).ok().map(|m| m.canonical_bytes())
+        } else {
+            None
+        };
+        let found = found.or_else(|| self.assist.as_ref().and_then(|a| (a.base)(id)));
+        if found.is_none() {
+            missing.insert(*id);
+        }
+        found
+    }
+}
+
+/// Pull mode: what the client knows that spares each host a download
+/// (docs/protocol.md, "Pull mode").
+pub struct PullAssist<'a> {
+    /// Where each content of the release is in the remote store (the pack
+    /// is its number in the pull's `packs`).
+    pub locations: HashMap<Digest, crate::protocol::Location>,
+    /// The canonical manifest of an earlier release the local store lacks,
+    /// from the remote store and checked against its id: the base a host
+    /// offers for the manifest's delta.
+    pub base: Box<BaseSource<'a>>,
+}
+
+/// Gives the canonical manifest of a release by id, when it can.
+pub type BaseSource<'a> = dyn Fn(&Digest) -> Option<Vec<u8>> + Send + Sync + 'a;
 
 /// A token for one command, the same for all its hosts: the operator, the
 /// process and the time.

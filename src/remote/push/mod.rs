@@ -28,8 +28,8 @@ pub mod offer;
 
 pub use batches::{BATCH_BYTES, BATCH_OBJECTS, Batch, BatchEncoder, Piece, plan_batches, send_batches};
 pub use bundle::send_bundle_to_all;
-pub use job::{Contents, Needed, Offered, PushJob, PushOutcome, compress_manifest};
-pub use offer::BUNDLE_PERCENT;
+pub use job::{Contents, Needed, Offered, PullAssist, PushJob, PushOutcome, compress_manifest};
+pub use offer::{BUNDLE_PERCENT, MAX_PULL_MANIFEST};
 
 use indicatif::ProgressBar;
 

@@ -15,7 +15,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::fs;
 use crate::manifest::Kind;
-use crate::protocol::{Message, PushOffer, decode_indices};
+use crate::protocol::{MAX_LOCATIONS, Message, PushOffer, decode_indices, encode_locations};
 use crate::remote::session::{HostChannel, HostSession};
 
 /// Send the stored bundle verbatim when the host lacks at least this share
@@ -121,7 +121,7 @@ fn offer_on(ch: &mut HostChannel, job: &PushJob<'_>, link_mode: LinkMode, bar: &
                 bytes_downloaded: 0,
             }));
         }
-        (Message::SendManifest { bases }, false) => {
+        (Message::SendManifest { bases, .. }, false) => {
             send_manifest(ch, job, &bases)?;
             match ch.recv()? {
                 Message::Need(n) => n,
@@ -130,6 +130,14 @@ fn offer_on(ch: &mut HostChannel, job: &PushJob<'_>, link_mode: LinkMode, bar: &
         }
         // Pull mode: the host read the manifest from the bucket itself.
         (Message::Need(n), true) => n,
+        // Pull mode, assisted: the host has earlier releases.
+        (Message::SendManifest { bases, pull: true }, true) if job.assist.is_some() => {
+            send_pull_manifest(ch, job, &bases)?;
+            match ch.recv()? {
+                Message::Need(n) => n,
+                other => return Err(unexpected(&other, "`need`")),
+            }
+        }
         (Message::SendManifest { .. }, true) => {
             return Err(Error::UnknownRequest(
                 "this host's slipway cannot pull from a remote store (it asked for the manifest); upgrade it with `slipway host install`, or deploy without `--from`".to_string(),
@@ -156,6 +164,9 @@ fn offer_on(ch: &mut HostChannel, job: &PushJob<'_>, link_mode: LinkMode, bar: &
                 )));
             }
         }
+    }
+    if need.locations {
+        send_locations(ch, job, &indices)?;
     }
     let total = job.object_bytes();
     let how = if indices.is_empty() || job.pull.is_some() {
@@ -185,4 +196,57 @@ fn send_manifest(ch: &mut HostChannel, job: &PushJob<'_>, bases: &[Digest]) -> R
     ch.send(&Message::Manifest { size, base })?;
     ch.send_data(&compressed)?;
     ch.send_end()
+}
+
+/// The largest manifest delta sent in pull mode: past it the host reads
+/// the manifest from the remote store (a change that large brings
+/// contents many times its manifest's size anyway).
+pub const MAX_PULL_MANIFEST: usize = 48 * 1024;
+
+/// Pull mode: send the manifest compressed against one the host offered
+/// when the local or the remote store has that one too and the result is
+/// small; else tell the host to read it from the remote store.
+fn send_pull_manifest(ch: &mut HostChannel, job: &PushJob<'_>, bases: &[Digest]) -> Result<()> {
+    match job.manifest_for(bases)? {
+        (Some(base), compressed) if compressed.len() <= MAX_PULL_MANIFEST => {
+            ch.send(&Message::Manifest {
+                size: job.canonical().len() as u64,
+                base: Some(base),
+            })?;
+            ch.send_data(&compressed)?;
+            ch.send_end()
+        }
+        _ => ch.send(&Message::PullManifest),
+    }
+}
+
+/// Pull mode: where each object the host lacks is (one per entry of its
+/// list, in order), from the release's index the client read.
+fn send_locations(ch: &mut HostChannel, job: &PushJob<'_>, indices: &[u32]) -> Result<()> {
+    let Some(assist) = job.pull.as_ref().and(job.assist.as_ref()) else {
+        return Err(Error::other(
+            "the host asked where the missing objects are, but this is not an assisted pull",
+        ));
+    };
+    if indices.len() as u64 > MAX_LOCATIONS {
+        return Err(Error::other(format!(
+            "the host asked where {} objects are, more than the {MAX_LOCATIONS} a client sends",
+            indices.len()
+        )));
+    }
+    let mut locations = Vec::with_capacity(indices.len());
+    for &i in indices {
+        let entry = &job.manifest.entries[i as usize];
+        let Some(l) = entry.sha256.and_then(|d| assist.locations.get(&d)) else {
+            return Err(Error::other(format!(
+                "the release's index in the remote store has no location for `{}`",
+                entry.path
+            )));
+        };
+        locations.push(*l);
+    }
+    ch.send(&Message::Locations {
+        objects: locations.len() as u64,
+    })?;
+    ch.send_blob(&encode_locations(&locations))
 }
