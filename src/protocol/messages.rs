@@ -64,7 +64,14 @@ pub enum Message {
         holder: LockInfo,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         wait_ms: Option<u64>,
+        /// Send `lock_waiting` before waiting for another holder (a host
+        /// older than this field sends none).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        notify: bool,
     },
+    /// Host → client, before `locked`, when `lock` asked to `notify` and has
+    /// to wait: who holds the lock now.
+    LockWaiting { holder: LockInfo },
     /// Host → client: the lock is held by this session.
     Locked,
     /// Request: release the lock. Answer: `unlocked`.
@@ -151,6 +158,7 @@ impl Message {
             Message::Done => "done",
             Message::Staged(_) => "staged",
             Message::Lock { .. } => "lock",
+            Message::LockWaiting { .. } => "lock_waiting",
             Message::Locked => "locked",
             Message::Unlock => "unlock",
             Message::Unlocked => "unlocked",

@@ -111,13 +111,37 @@ pub struct LockInfo {
     pub since: String,
 }
 
+/// Who, what and since when, for a person: `alice@laptop, running `slipway
+/// deploy v2 -t production` since 2026-01-01T10:00:00Z (12 min ago; host pid
+/// 4242)`. The operator and their machine come first; the pid is the host's
+/// `serve` (the holder's own process is on the operator's machine), so it
+/// comes last, for an administrator on that host.
 impl fmt::Display for LockInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} (pid {}, `{}`, since {})",
-            self.actor, self.pid, self.command, self.since
-        )
+        write!(f, "{}, running `{}` since {}", self.actor, self.command, self.since)?;
+        let age = chrono::DateTime::parse_from_rfc3339(&self.since)
+            .ok()
+            .and_then(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).to_std().ok())
+            .map(|d| format!("{} ago", ago(d)));
+        let pid = (self.pid != 0).then(|| format!("host pid {}", self.pid));
+        let notes: Vec<String> = age.into_iter().chain(pid).collect();
+        if !notes.is_empty() {
+            write!(f, " ({})", notes.join("; "))?;
+        }
+        Ok(())
+    }
+}
+
+/// A duration the way a person says it: `40 s`, `12 min`, `3 h 5 min`, `2 days`.
+fn ago(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86400 if s % 3600 >= 60 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        3600..86400 => format!("{} h", s / 3600),
+        86400..172800 => "1 day".to_string(),
+        _ => format!("{} days", s / 86400),
     }
 }
 
