@@ -429,6 +429,12 @@ pub struct Staged {
     /// (manifest, index and object ranges, as sent by the store).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub bytes_downloaded: u64,
+    /// Signatures the host recorded that it did not have (a new key's, or
+    /// a newer one by a key it had): all of them on a first push, the new
+    /// ones when a staged release is pushed again after `slipway sign`.
+    /// `None` from a host older than this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signatures_added: Option<u64>,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
