@@ -383,3 +383,50 @@ pub fn who(uid: u32, name: Option<&str>) -> String {
         None => format!("uid {uid}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{LockInfo, ago};
+
+    #[test]
+    fn a_lock_holder_reads_who_what_since_when_and_the_host_pid_last() {
+        let mut holder = LockInfo {
+            actor: "alice@laptop".into(),
+            command: "slipway deploy v2 -t production".into(),
+            pid: 4242,
+            since: (chrono::Utc::now() - chrono::Duration::seconds(125))
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        };
+        let text = holder.to_string();
+        assert!(
+            text.starts_with("alice@laptop, running `slipway deploy v2 -t production` since "),
+            "{text}"
+        );
+        assert!(text.ends_with(" (2 min ago; host pid 4242)"), "{text}");
+        // A holder whose details could not be read: no age, no pid.
+        holder.since = "unknown".into();
+        holder.pid = 0;
+        assert_eq!(
+            holder.to_string(),
+            "alice@laptop, running `slipway deploy v2 -t production` since unknown"
+        );
+    }
+
+    #[test]
+    fn ages_read_the_way_a_person_says_them() {
+        let s = Duration::from_secs;
+        assert_eq!(ago(s(0)), "0 s");
+        assert_eq!(ago(s(59)), "59 s");
+        assert_eq!(ago(s(60)), "1 min");
+        assert_eq!(ago(s(3599)), "59 min");
+        assert_eq!(ago(s(3600)), "1 h");
+        assert_eq!(ago(s(3659)), "1 h");
+        assert_eq!(ago(s(3660)), "1 h 1 min");
+        assert_eq!(ago(s(86399)), "23 h 59 min");
+        assert_eq!(ago(s(86400)), "1 day");
+        assert_eq!(ago(s(172_799)), "1 day");
+        assert_eq!(ago(s(172_800)), "2 days");
+    }
+}
