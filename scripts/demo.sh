@@ -19,6 +19,11 @@
 #   SLIPWAY_BIN=/path/to/slipway scripts/demo.sh   # tour that binary, build nothing
 #                                 # (the doc test, tests/cli/docs.rs, runs it so)
 #
+# Every `$ ` line it prints is a command as a reader would type it: plain
+# `slipway`, found on PATH, with the store in $SLIPWAY_STORE and the
+# target in ./slipway.toml, after the `export` and `cd` lines it printed
+# before (tests/cli/setup.rs runs some of them again, pasted).
+#
 # Each step is a function called from `main` at the bottom; later steps
 # (push, deploy, rollback) add their own functions there.
 set -euo pipefail
@@ -31,16 +36,22 @@ section() {
   step=$((step + 1))
   printf '\n%s== %d. %s%s\n' "$bold" "$step" "$*" "$plain"
 }
-# Show a command, then run it.
+# Show a command, quoted so that it can be pasted into a shell as it is.
+show() {
+  local line
+  printf -v line '%q ' "$@"
+  printf '$ %s\n' "${line% }"
+}
+# Show a command, then run it (in this shell: `run cd DIR` changes directory).
 run() {
-  printf '$ %s\n' "$*"
+  show "$@"
   "$@"
 }
 # capture VAR CMD...: like `run`, keeping the command's output in VAR too.
 capture() {
   local -n into=$1 # bash >= 4.3
   shift
-  printf '$ %s\n' "$*"
+  show "$@"
   into=$("$@")
   printf '%s\n' "$into"
 }
@@ -61,9 +72,6 @@ repo="$work/app"
 # Set by the steps below.
 bin='' v1_id='' v2_id='' again='' imported='' export_file=''
 
-# `slipway` against the demo's store, `$store` (never the user's own).
-slipway() { "$bin" --store "$store" "$@"; }
-
 build_slipway() {
   if [ -n "${SLIPWAY_BIN:-}" ]; then
     section "Use slipway at $SLIPWAY_BIN"
@@ -73,7 +81,25 @@ build_slipway() {
     run cargo build --release --locked
     bin="${CARGO_TARGET_DIR:-$here/target}/release/slipway"
   fi
-  run "$bin" --version
+  # `slipway` on PATH is this binary (a link when it has another name),
+  # and the demo's store is `$store`, never the user's own.
+  local dir
+  dir=$(cd "$(dirname "$bin")" && pwd)
+  if [ "$(basename "$bin")" != slipway ]; then
+    mkdir -p "$work/bin"
+    ln -s "$dir/$(basename "$bin")" "$work/bin/slipway"
+    dir="$work/bin"
+  fi
+  export PATH="$dir:$PATH" SLIPWAY_STORE="$store"
+  echo "# the commands below run as printed in a shell set up like this one"
+  if [ "${DEMO_KEEP:-0}" = 1 ]; then
+    echo "# (DEMO_KEEP=1: the directory stays after the demo, to try them in):"
+  else
+    echo "# (the directory is removed at the end; DEMO_KEEP=1 keeps it to try them in):"
+  fi
+  # shellcheck disable=SC2016 # `$PATH` is printed for the reader's shell to expand
+  printf '$ export PATH=%q:"$PATH" SLIPWAY_STORE=%q\n' "$dir" "$store"
+  run slipway --version
 }
 
 # Commits in the sample repository get fixed dates and authors, so the
@@ -126,7 +152,7 @@ EOF
 
 build_bundles() {
   section "Build both tags into bundles (store: $store)"
-  cd "$repo"
+  run cd "$repo"
   echo "# slipway build prints exactly the id on stdout; the build's own output goes to stderr"
   capture v1_id slipway build v1
   capture v2_id slipway build v2
@@ -135,7 +161,8 @@ build_bundles() {
   capture again slipway build v1
   [ "$again" = "$v1_id" ] || { echo "demo: rebuilding v1 gave another id" >&2; exit 1; }
   git -C "$repo" checkout -q -- site/index.html
-  cd "$here"
+  echo "# from here on, the demo works in its directory, where the target's slipway.toml will be"
+  run cd "$work"
 }
 
 list_inspect_verify() {
@@ -164,11 +191,10 @@ export_bundle() {
 
 import_bundle() {
   section "Import it into a second store: the same id"
-  local store=$other_store # seen by `slipway` while this step runs
-  echo "# slipway now uses a second, empty store: $store"
-  capture imported slipway import "$export_file"
-  run slipway list
-  run slipway verify v1
+  echo "# --store names a second, empty store for these commands (it wins over \$SLIPWAY_STORE)"
+  capture imported slipway --store "$other_store" import "$export_file"
+  run slipway --store "$other_store" list
+  run slipway --store "$other_store" verify v1
   if [ "$imported" = "$v1_id" ]; then
     echo "same id in both stores: $imported"
   else
@@ -196,19 +222,16 @@ health_timeout = "3s"
 TOML
 }
 
-# `slipway` with the demo's target configuration.
-tslipway() { slipway --config "$work/slipway.toml" "$@"; }
-
 deploy_release() {
   section "Deploy v1, then v2, to three hosts"
   write_target 'test -f index.html'
-  run cat "$work/slipway.toml"
-  run tslipway deploy v1 -t production
+  run cat slipway.toml
+  run slipway deploy v1 -t production
   echo "# the application writes uploads through current/; they live in shared/"
   echo "a photo" >"$hosts_dir/app1/current/uploads/photo.txt"
-  run tslipway deploy v2 -t production
+  run slipway deploy v2 -t production
   run ls -l "$hosts_dir/app1" "$hosts_dir/app1/releases"
-  run tslipway status -t production
+  run slipway status -t production
 }
 
 failing_deploy() {
@@ -218,9 +241,9 @@ failing_deploy() {
   git_fixed 2024-03-01T12:00:00Z tag -a v3 -m "release v3"
   (cd "$repo" && slipway build v3 >/dev/null)
   write_target "test \"\$SLIPWAY_HOST\" != \"$hosts_dir/app2\""
-  printf '$ %s\n' "slipway deploy v3 -t production"
+  show slipway deploy v3 -t production
   local rc=0
-  tslipway deploy v3 -t production || rc=$?
+  slipway deploy v3 -t production || rc=$?
   echo "# exit status $rc (3: the health check failed, every host was switched back)"
   [ "$rc" = 3 ] || { echo "demo: expected exit 3" >&2; exit 1; }
   run readlink "$hosts_dir/app1/current" "$hosts_dir/app2/current" "$hosts_dir/app3/current"
@@ -229,12 +252,12 @@ failing_deploy() {
 roll_back() {
   section "Roll back, look at the history, verify, prune"
   write_target 'test -f index.html'
-  run tslipway rollback -t production
+  run slipway rollback -t production
   run readlink "$hosts_dir/app1/current"
   run cat "$hosts_dir/app1/current/uploads/photo.txt"
-  run tslipway history -t production --hosts "$hosts_dir/app1"
-  run tslipway verify -t production
-  run tslipway prune -t production --dry-run
+  run slipway history -t production --hosts "$hosts_dir/app1"
+  run slipway verify -t production
+  run slipway prune -t production --dry-run
 }
 
 main() {

@@ -40,8 +40,10 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Flags accepted before or after the subcommand.
+/// Flags accepted before or after the subcommand, listed under their own
+/// heading on every help page so a command's own flags stand apart.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Local store [default: $XDG_DATA_HOME/slipway] [env: SLIPWAY_STORE]
     // `$SLIPWAY_STORE` is read in `lib.rs` (not by clap), so that an empty

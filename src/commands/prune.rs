@@ -33,7 +33,7 @@ pub fn run(args: &PruneArgs, ctx: &Context) -> Result<()> {
     let dry_run = args.dry_run;
     let mut fleet = Fleet::new(ctx, &target, &args.target.hosts)?;
     let results = fleet.query(|s| {
-        s.lock(&me, wait)?;
+        s.lock_or_wait(&me, wait, &ctx.out)?;
         s.prune(keep, &pinned, dry_run)
     });
     let mut rows = Vec::new();

@@ -32,6 +32,9 @@ struct PushRow<'a> {
     /// Pull mode (`--from`): bytes the host downloaded from the remote
     /// store (null without `--from`).
     bytes_downloaded: Option<u64>,
+    /// Signatures the host recorded that it did not have (null when the
+    /// host failed or is too old to say).
+    signatures_added: Option<u64>,
     seconds: Option<f64>,
     /// `ok`, `failed`, or `not_started`.
     result: Outcome,
@@ -73,6 +76,7 @@ pub fn run(args: &PushArgs, ctx: &Context) -> Result<()> {
                     bytes_sent: Some(outcome.bytes_sent),
                     objects_reused: Some(outcome.objects_reused),
                     bytes_downloaded: staging.pull.as_ref().map(|_| outcome.bytes_downloaded),
+                    signatures_added: outcome.signatures_added,
                     seconds: Some(seconds),
                     result: Outcome::Ok,
                     reason: None,
@@ -87,6 +91,7 @@ pub fn run(args: &PushArgs, ctx: &Context) -> Result<()> {
                 bytes_sent: None,
                 objects_reused: None,
                 bytes_downloaded: None,
+                signatures_added: None,
                 seconds: None,
                 result: match row.result {
                     Outcome::NotStarted => Outcome::NotStarted,
@@ -106,7 +111,13 @@ pub fn run(args: &PushArgs, ctx: &Context) -> Result<()> {
 
 fn describe(name: &str, host: &str, o: &PushOutcome, seconds: f64) -> String {
     if o.already {
-        return format!("{name} is already staged on {host}; nothing sent");
+        return match o.signatures_added {
+            Some(n) if n > 0 => format!(
+                "{name} is already staged on {host}; added {n} signature{}, no content sent",
+                if n == 1 { "" } else { "s" }
+            ),
+            _ => format!("{name} is already staged on {host}; nothing sent"),
+        };
     }
     if o.bytes_downloaded > 0 {
         return format!(

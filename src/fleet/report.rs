@@ -218,7 +218,13 @@ pub(super) fn lines_joined(s: &str) -> String {
 /// A one-line summary of a push.
 pub fn describe_push(name: &str, o: &PushOutcome) -> String {
     if o.already {
-        return format!("{name} already staged");
+        return match o.signatures_added {
+            Some(n) if n > 0 => format!(
+                "{name} already staged; added {n} signature{}",
+                if n == 1 { "" } else { "s" }
+            ),
+            _ => format!("{name} already staged"),
+        };
     }
     if o.bytes_downloaded > 0 {
         return format!(

@@ -201,7 +201,7 @@ impl Fleet<'_> {
             }
             m.report.phase = Phase::Lock;
             let r = m.session().and_then(|s| {
-                s.lock(me, wait)?;
+                s.lock_or_wait(me, wait, out)?;
                 s.status()
             });
             match r {

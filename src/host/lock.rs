@@ -29,9 +29,24 @@ pub struct HostLock {
 /// # Errors
 /// `Error::Locked` when another operator holds it; I/O errors.
 pub fn acquire(layout: &Layout, me: &LockInfo, wait: Option<Duration>) -> Result<HostLock> {
+    acquire_telling(layout, me, wait, &mut |_| {})
+}
+
+/// [`acquire`], calling `waiting` once with the holder's details when it
+/// has to wait for another operator (only with `wait`).
+///
+/// # Errors
+/// As [`acquire`].
+pub fn acquire_telling(
+    layout: &Layout,
+    me: &LockInfo,
+    wait: Option<Duration>,
+    waiting: &mut dyn FnMut(&LockInfo),
+) -> Result<HostLock> {
     let path = layout.lock_path();
     let file = fs::lock_file(&path)?;
     let deadline = wait.map(|w| Instant::now() + w);
+    let mut told = false;
     loop {
         match file.try_lock() {
             Ok(()) => break,
@@ -39,6 +54,10 @@ pub fn acquire(layout: &Layout, me: &LockInfo, wait: Option<Duration>) -> Result
                 if let Some(d) = deadline
                     && Instant::now() < d
                 {
+                    if !told {
+                        told = true;
+                        waiting(&read_info(layout).unwrap_or_else(unknown_holder));
+                    }
                     std::thread::sleep(Duration::from_millis(50));
                     continue;
                 }
@@ -76,12 +95,17 @@ pub fn holder(layout: &Layout) -> Result<Option<LockInfo>> {
     let file = fs::lock_file(&path)?;
     match file.try_lock_shared() {
         Ok(()) => Ok(None),
-        Err(TryLockError::WouldBlock) => Ok(Some(read_info(layout).unwrap_or(LockInfo {
-            actor: "unknown".into(),
-            command: "unknown".into(),
-            pid: 0,
-            since: "unknown".into(),
-        }))),
+        Err(TryLockError::WouldBlock) => Ok(Some(read_info(layout).unwrap_or_else(unknown_holder))),
         Err(TryLockError::Error(e)) => Err(Error::io("lock", &path, e)),
+    }
+}
+
+/// A holder whose `lock.info` cannot be read.
+fn unknown_holder() -> LockInfo {
+    LockInfo {
+        actor: "unknown".into(),
+        command: "unknown".into(),
+        pid: 0,
+        since: "unknown".into(),
     }
 }

@@ -37,11 +37,17 @@ fn bounded(text: String) -> String {
     format!("{}…", &text[..end])
 }
 
-/// `lock`.
+/// `lock`; with `notify`, a `lock_waiting` naming the holder goes to the
+/// client before waiting for another operator.
 ///
 /// # Errors
 /// `Locked` (exit 4) naming the holder.
-pub fn take_lock<R: Read, W: Write>(s: &mut Session<R, W>, holder: LockInfo, wait_ms: Option<u64>) -> Result<Message> {
+pub fn take_lock<R: Read, W: Write>(
+    s: &mut Session<R, W>,
+    holder: LockInfo,
+    wait_ms: Option<u64>,
+    notify: bool,
+) -> Result<Message> {
     validate_actor(&holder.actor)?;
     if s.lock.is_none() {
         let me = LockInfo {
@@ -49,7 +55,17 @@ pub fn take_lock<R: Read, W: Write>(s: &mut Session<R, W>, holder: LockInfo, wai
             command: bounded(holder.command),
             ..holder
         };
-        s.lock = Some(lock::acquire(&s.layout, &me, wait_ms.map(Duration::from_millis))?);
+        let Session { ch, layout, .. } = s;
+        let mut tell = |holder: &LockInfo| {
+            if notify {
+                let msg = Message::LockWaiting { holder: holder.clone() };
+                if ch.send(&msg).is_ok() {
+                    let _ = ch.flush();
+                }
+            }
+        };
+        let held = lock::acquire_telling(layout, &me, wait_ms.map(Duration::from_millis), &mut tell)?;
+        s.lock = Some(held);
         // A window a killed `serve` left open: intake must not stay off.
         let _ = super::intake::resume_left_open(
             &s.layout,
@@ -66,13 +82,14 @@ pub fn release_lock<R: Read, W: Write>(s: &mut Session<R, W>) -> Message {
     Message::Unlocked
 }
 
-/// Hold the lock for one request when the session does not hold it already.
-fn ensure_lock<R: Read, W: Write>(s: &Session<R, W>, what: &str) -> Result<Option<HostLock>> {
+/// Hold the lock for one request when the session does not hold it already,
+/// as `actor` when the request names one.
+fn ensure_lock<R: Read, W: Write>(s: &Session<R, W>, what: &str, actor: Option<&str>) -> Result<Option<HostLock>> {
     if s.lock.is_some() {
         return Ok(None);
     }
     let me = LockInfo {
-        actor: "unknown".into(),
+        actor: actor.unwrap_or("unknown").into(),
         command: format!("slipway {what}"),
         pid: std::process::id(),
         since: crate::provenance::now_rfc3339(),
@@ -92,7 +109,7 @@ pub fn activate<R: Read, W: Write>(s: &mut Session<R, W>, req: ActivateRequest) 
             req.action.escape_debug()
         )));
     }
-    let _held = ensure_lock(s, "activate")?;
+    let _held = ensure_lock(s, "activate", Some(&req.actor))?;
     let name = activate::resolve_release(&s.layout, &req.release)?;
     let (slot, mut traffic) = traffic_mover(s, req.service)?;
     let record = activate::switch_with(
@@ -166,7 +183,7 @@ fn traffic_mover<R: Read, W: Write>(s: &Session<R, W>, sw: Option<ServiceSwitch>
 /// As [`activate::rollback`].
 pub fn rollback<R: Read, W: Write>(s: &mut Session<R, W>, req: RollbackRequest) -> Result<Message> {
     validate_actor(&req.actor)?;
-    let _held = ensure_lock(s, "rollback")?;
+    let _held = ensure_lock(s, "rollback", Some(&req.actor))?;
     let (slot, mut traffic) = traffic_mover(s, req.service)?;
     let name = activate::rollback_target(&s.layout, req.to.as_deref())?;
     // Rolling forward again (to a release first live after the current one)
@@ -216,7 +233,7 @@ pub fn mark_healthy<R: Read, W: Write>(s: &mut Session<R, W>, name: &str, actor:
             });
         }
     }
-    let _held = ensure_lock(s, "mark-healthy")?;
+    let _held = ensure_lock(s, "mark-healthy", Some(actor))?;
     let record = activate::mark_healthy(&s.layout, name, actor, s.via.clone())?;
     Ok(Message::Switched(Box::new(record)))
 }
@@ -227,7 +244,7 @@ pub fn mark_healthy<R: Read, W: Write>(s: &mut Session<R, W>, name: &str, actor:
 /// When the release is unknown.
 pub fn mark_bad<R: Read, W: Write>(s: &mut Session<R, W>, name: &str, reason: &str) -> Result<Message> {
     crate::manifest::validate_name(name)?;
-    let _held = ensure_lock(s, "mark-bad")?;
+    let _held = ensure_lock(s, "mark-bad", None)?;
     activate::mark_bad(&s.layout, name, &bounded(reason.to_string()))?;
     Ok(Message::Marked)
 }
@@ -290,7 +307,7 @@ pub fn prune<R: Read, W: Write>(
             root: s.layout.root.clone(),
         });
     }
-    let _held = ensure_lock(s, "prune")?;
+    let _held = ensure_lock(s, "prune", None)?;
     let report = prune::prune(&s.layout, keep, pinned, dry_run, s.append_only)?;
     Ok(Message::Pruned(Box::new(report)))
 }
@@ -484,7 +501,7 @@ pub fn service<R: Read, W: Write>(s: &mut Session<R, W>, req: ServiceRequest) ->
         return Ok(Message::ServiceReport(Box::new(report)));
     }
     let spec = service::spec_for(&s.layout, s.confined, req.spec)?;
-    let _held = ensure_lock(s, "service")?;
+    let _held = ensure_lock(s, "service", None)?;
     let layout = &s.layout;
     let (mut started, mut failure, mut note) = (None, None, None);
     match req.op {

@@ -294,7 +294,11 @@ fn requests_of<R: Read, W: Write>(session: &mut Session<R, W>) -> Result<()> {
         }
         let reply = match request {
             Message::Push(offer) => stage::push(session, *offer),
-            Message::Lock { holder, wait_ms } => requests::take_lock(session, holder, wait_ms),
+            Message::Lock {
+                holder,
+                wait_ms,
+                notify,
+            } => requests::take_lock(session, holder, wait_ms, notify),
             Message::Unlock => Ok(requests::release_lock(session)),
             Message::Activate(req) => requests::activate(session, *req),
             Message::Rollback(req) => requests::rollback(session, *req),

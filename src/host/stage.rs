@@ -84,10 +84,11 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     let _release = name_lock(&layout, name, offer.command.as_deref())?;
 
     let admitted = admit(&layout, &offer)?;
-    if let Some(staged) = admitted.already {
+    if let Some(mut staged) = admitted.already {
+        staged.signatures_added = Some(admitted.added);
         // Signed after it was pushed: record the new signatures (and signer).
         if let Some(mut meta) = admitted.existing
-            && (admitted.added || meta.signed_by != admitted.signed_by)
+            && (admitted.added > 0 || meta.signed_by != admitted.signed_by)
         {
             meta.signatures = admitted.signatures;
             meta.signed_by = admitted.signed_by;
@@ -185,6 +186,7 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
 
     tree.finish(&layout, &manifest, &offer, &early)?;
     let files = manifest.file_count() as u64;
+    let signatures_added = Some(admitted.added);
     bind(&layout, offer, manifest, admitted.signatures, admitted.signed_by)?;
     Ok(Message::Staged(Staged {
         already: false,
@@ -193,6 +195,7 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
         objects_written,
         bytes_written,
         bytes_downloaded: downloaded_bytes,
+        signatures_added,
     }))
 }
 
@@ -244,8 +247,8 @@ struct Admitted {
     already: Option<Staged>,
     /// The host's signatures and the offered ones, one per key.
     signatures: Vec<serde_json::Value>,
-    /// The offer added or replaced a signature.
-    added: bool,
+    /// How many signatures the offer added or replaced (one per key).
+    added: u64,
     /// The signer `allowed_signers` accepts (`None`: nothing enforced).
     signed_by: Option<crate::protocol::Signer>,
 }
@@ -279,8 +282,12 @@ fn admit(layout: &Layout, offer: &PushOffer) -> Result<Admitted> {
     } else {
         already_staged(layout, offer, existing.as_ref())?
     };
-    let mut signatures = existing.as_ref().map(|m| m.signatures.clone()).unwrap_or_default();
-    let added = signature::merge(&mut signatures, offer.signatures.iter().cloned());
+    let had = existing.as_ref().map(|m| m.signatures.clone()).unwrap_or_default();
+    let mut signatures = had.clone();
+    signature::merge(&mut signatures, offer.signatures.iter().cloned());
+    // What the merge kept that the host did not have: a new key's signature,
+    // or a newer one replacing a key's (at most MAX_SIGNATURES of each).
+    let added = signatures.iter().filter(|s| !had.contains(s)).count() as u64;
     if signatures.len() > signatures::MAX_SIGNATURES {
         return Err(Error::integrity(format!(
             "release `{name}` refused: with the push's signatures it would carry {}, more than the {} a host keeps",
@@ -442,6 +449,7 @@ fn already_staged(layout: &Layout, offer: &PushOffer, existing: Option<&HostRele
                     objects_written: 0,
                     bytes_written: 0,
                     bytes_downloaded: 0,
+                    signatures_added: None,
                 }))
             }
             // Bound but its tree never appeared (killed before the rename): stage it again.

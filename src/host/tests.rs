@@ -282,7 +282,8 @@ fn the_lock_fails_fast_naming_the_holder() {
     let err = lock::acquire(&l, &me, None).err().unwrap();
     assert_eq!(err.exit(), Exit::Locked);
     assert!(
-        err.to_string().contains("alice@laptop (pid 42, `slipway activate v2`"),
+        err.to_string()
+            .contains("alice@laptop, running `slipway activate v2` since 2026-01-01T00:00:00Z ("),
         "{err}"
     );
     assert_eq!(lock::holder(&l).unwrap(), Some(me.clone()));

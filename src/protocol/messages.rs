@@ -79,7 +79,14 @@ pub enum Message {
         holder: LockInfo,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         wait_ms: Option<u64>,
+        /// Send `lock_waiting` before waiting for another holder (a host
+        /// older than this field sends none).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        notify: bool,
     },
+    /// Host → client, before `locked`, when `lock` asked to `notify` and has
+    /// to wait: who holds the lock now.
+    LockWaiting { holder: LockInfo },
     /// Host → client: the lock is held by this session.
     Locked,
     /// Request: release the lock. Answer: `unlocked`.
@@ -168,6 +175,7 @@ impl Message {
             Message::Done => "done",
             Message::Staged(_) => "staged",
             Message::Lock { .. } => "lock",
+            Message::LockWaiting { .. } => "lock_waiting",
             Message::Locked => "locked",
             Message::Unlock => "unlock",
             Message::Unlocked => "unlocked",
@@ -450,6 +458,12 @@ pub struct Staged {
     /// (manifest, index and object ranges, as sent by the store).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub bytes_downloaded: u64,
+    /// Signatures the host recorded that it did not have (a new key's, or
+    /// a newer one by a key it had): all of them on a first push, the new
+    /// ones when a staged release is pushed again after `slipway sign`.
+    /// `None` from a host older than this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signatures_added: Option<u64>,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference

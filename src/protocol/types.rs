@@ -111,13 +111,37 @@ pub struct LockInfo {
     pub since: String,
 }
 
+/// Who, what and since when, for a person: `alice@laptop, running `slipway
+/// deploy v2 -t production` since 2026-01-01T10:00:00Z (12 min ago; host pid
+/// 4242)`. The operator and their machine come first; the pid is the host's
+/// `serve` (the holder's own process is on the operator's machine), so it
+/// comes last, for an administrator on that host.
 impl fmt::Display for LockInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} (pid {}, `{}`, since {})",
-            self.actor, self.pid, self.command, self.since
-        )
+        write!(f, "{}, running `{}` since {}", self.actor, self.command, self.since)?;
+        let age = chrono::DateTime::parse_from_rfc3339(&self.since)
+            .ok()
+            .and_then(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).to_std().ok())
+            .map(|d| format!("{} ago", ago(d)));
+        let pid = (self.pid != 0).then(|| format!("host pid {}", self.pid));
+        let notes: Vec<String> = age.into_iter().chain(pid).collect();
+        if !notes.is_empty() {
+            write!(f, " ({})", notes.join("; "))?;
+        }
+        Ok(())
+    }
+}
+
+/// A duration the way a person says it: `40 s`, `12 min`, `3 h 5 min`, `2 days`.
+fn ago(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86400 if s % 3600 >= 60 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        3600..86400 => format!("{} h", s / 3600),
+        86400..172800 => "1 day".to_string(),
+        _ => format!("{} days", s / 86400),
     }
 }
 
@@ -357,5 +381,52 @@ pub fn who(uid: u32, name: Option<&str>) -> String {
     match name {
         Some(n) => format!("`{n}` (uid {uid})"),
         None => format!("uid {uid}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{LockInfo, ago};
+
+    #[test]
+    fn a_lock_holder_reads_who_what_since_when_and_the_host_pid_last() {
+        let mut holder = LockInfo {
+            actor: "alice@laptop".into(),
+            command: "slipway deploy v2 -t production".into(),
+            pid: 4242,
+            since: (chrono::Utc::now() - chrono::Duration::seconds(125))
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        };
+        let text = holder.to_string();
+        assert!(
+            text.starts_with("alice@laptop, running `slipway deploy v2 -t production` since "),
+            "{text}"
+        );
+        assert!(text.ends_with(" (2 min ago; host pid 4242)"), "{text}");
+        // A holder whose details could not be read: no age, no pid.
+        holder.since = "unknown".into();
+        holder.pid = 0;
+        assert_eq!(
+            holder.to_string(),
+            "alice@laptop, running `slipway deploy v2 -t production` since unknown"
+        );
+    }
+
+    #[test]
+    fn ages_read_the_way_a_person_says_them() {
+        let s = Duration::from_secs;
+        assert_eq!(ago(s(0)), "0 s");
+        assert_eq!(ago(s(59)), "59 s");
+        assert_eq!(ago(s(60)), "1 min");
+        assert_eq!(ago(s(3599)), "59 min");
+        assert_eq!(ago(s(3600)), "1 h");
+        assert_eq!(ago(s(3659)), "1 h");
+        assert_eq!(ago(s(3660)), "1 h 1 min");
+        assert_eq!(ago(s(86399)), "23 h 59 min");
+        assert_eq!(ago(s(86400)), "1 day");
+        assert_eq!(ago(s(172_799)), "1 day");
+        assert_eq!(ago(s(172_800)), "2 days");
     }
 }

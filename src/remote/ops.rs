@@ -29,13 +29,63 @@ impl HostSession {
     /// # Errors
     /// `Locked` (exit 4) naming the holder.
     pub fn lock(&mut self, holder: &LockInfo, wait: Option<std::time::Duration>) -> Result<()> {
+        self.lock_telling(holder, wait, None)
+    }
+
+    /// [`HostSession::lock`], telling the operator on stderr (`out.info`)
+    /// who holds the lock when the host has to wait for them (a host older
+    /// than `lock_waiting` says nothing).
+    ///
+    /// # Errors
+    /// As [`HostSession::lock`].
+    pub fn lock_or_wait(
+        &mut self,
+        holder: &LockInfo,
+        wait: Option<std::time::Duration>,
+        out: &crate::output::Output,
+    ) -> Result<()> {
+        let Some(w) = wait else {
+            return self.lock(holder, None);
+        };
+        let label = self.label().to_string();
+        let mut note = |h: &LockInfo| {
+            out.info(&format!(
+                "{label}: waiting up to {} s for the lock, held by {h}",
+                w.as_secs()
+            ));
+        };
+        self.lock_telling(holder, wait, Some(&mut note))
+    }
+
+    /// [`HostSession::lock`]; when the host has to wait for another
+    /// operator, it says who that is and `waiting` hears it (a host older
+    /// than `lock_waiting` says nothing).
+    ///
+    /// # Errors
+    /// As [`HostSession::lock`].
+    pub fn lock_telling(
+        &mut self,
+        holder: &LockInfo,
+        wait: Option<std::time::Duration>,
+        mut waiting: Option<&mut dyn FnMut(&LockInfo)>,
+    ) -> Result<()> {
         let msg = Message::Lock {
             holder: holder.clone(),
             wait_ms: wait.map(|w| w.as_millis() as u64),
+            notify: waiting.is_some(),
         };
-        match self.request(msg, "locking")? {
-            Message::Locked => Ok(()),
-            other => Err(self.unexpected(&other, "locked")),
+        let mut answer = self.request(msg, "locking")?;
+        loop {
+            match answer {
+                Message::Locked => return Ok(()),
+                Message::LockWaiting { holder } => {
+                    if let Some(w) = waiting.as_mut() {
+                        w(&holder);
+                    }
+                    answer = self.ch.recv().map_err(|e| self.fail(e, "locking"))?;
+                }
+                other => return Err(self.unexpected(&other, "locked")),
+            }
         }
     }
 

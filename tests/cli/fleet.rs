@@ -571,10 +571,11 @@ fn fleet_activate_fails_fast_on_a_held_lock_naming_the_holder_or_waits_for_it() 
     let out = f.slipway().args(["activate", "v1", "-t", "prod", "-q"]).fails(4);
     out.one_line_error()
         .stderr_has(&format!(
-            "error: activation: locking failed on 1 of 3 host(s) ({}): `{}` is locked by alice@laptop (pid 1, `slipway activate v9`, since 2026-01-01T00:00:00Z); retry when it is done, or pass `--wait SECS`; nothing changed",
+            "error: activation: locking failed on 1 of 3 host(s) ({}): `{}` is locked by alice@laptop, running `slipway activate v9` since 2026-01-01T00:00:00Z (",
             f.labels[1],
             f.canonical_root(1).display()
-        ));
+        ))
+        .stderr_has(" days ago; host pid 1); retry when it is done, or pass `--wait SECS`; nothing changed");
     f.assert_all_on("v2");
     // A deploy pushes everywhere (a push may run beside a lock holder), then stops.
     let out = f.slipway().args(["deploy", "v3", "-t", "prod", "--json"]).fails(4);

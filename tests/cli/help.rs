@@ -176,3 +176,28 @@ fn the_diff_shows_what_changed_with_context() {
     let d = diff("a\nb\nc\nd\ne\nf\ng\n", "a\nb\nc\nD\ne\nf\ng\n");
     assert_eq!(d, "  b\n  c\n- d\n+ D\n  e\n  f");
 }
+
+/// A command's own flags come first under `Options:`; the flags every
+/// command accepts are listed apart, under `Global options:`, on every page.
+#[test]
+fn global_flags_are_listed_apart_from_a_commands_own() {
+    let global = ["--store <DIR>", "--config <FILE>", "--json", "--quiet", "--verbose"];
+    for page in pages() {
+        let text = help(&page, "--help");
+        let name = format!("slipway {}", page.join(" "));
+        let (own, rest) = text
+            .split_once("\nGlobal options:\n")
+            .unwrap_or_else(|| panic!("`{name} --help` has no `Global options:` heading:\n{text}"));
+        let globals = rest.split("\n\n").next().unwrap_or_default();
+        for flag in global {
+            assert!(
+                globals.contains(flag),
+                "`{name} --help` lists `{flag}` outside `Global options:`:\n{text}"
+            );
+            assert!(
+                !own.contains(flag),
+                "`{name} --help` lists `{flag}` among the command's own options:\n{text}"
+            );
+        }
+    }
+}

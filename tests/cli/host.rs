@@ -498,3 +498,68 @@ fn host_install_to_a_local_path_target_copies_locally() {
         .one_line_error()
         .stderr_has("`--path bin/slipway` is neither absolute nor under `~/`");
 }
+
+/// `host check` says how much free space it expects, not only how much
+/// there is: 256 MiB or 2% of the file system, whichever is more — in the
+/// text, and as the `space` check's `needs_bytes` in `--json`. A root on a
+/// file system with less free is a problem that says both.
+#[test]
+fn host_check_says_how_much_free_space_it_expects() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.path("srv")).unwrap();
+    let root = env.path("srv/app");
+    let t = root.to_str().unwrap();
+    let out = env.slipway().args(["host", "check", "-t", t]).ok();
+    let (line, fix) = check_line(&out.stdout(), "space");
+    assert!(
+        line.starts_with("  ok       space    ")
+            && line.contains(" free of ")
+            && line.contains("%); expects at least ")
+            && line.ends_with(" free (256.0 MiB or 2% of the file system, whichever is more)"),
+        "{out}"
+    );
+    assert!(fix.is_none(), "{out}");
+    let json = env.slipway().args(["host", "check", "-t", t, "--json"]).ok().json();
+    let total = json[0]["report"]["total_bytes"].as_u64().unwrap();
+    let space = json[0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "space")
+        .unwrap()
+        .clone();
+    assert_eq!(space["status"], "ok", "{json}");
+    assert_eq!(
+        space["needs_bytes"].as_u64(),
+        Some((256u64 << 20).max(total * 2 / 100)),
+        "{json}"
+    );
+
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("\n!!!!!!!! SKIPPED the small file system: mounting a tmpfs needs root !!!!!!!!\n");
+        return;
+    }
+    let small = env.path("small");
+    let _fs = crate::support::faults::Tmpfs::mount(&small, "64m");
+    let root = small.join("app");
+    let t = root.to_str().unwrap();
+    let out = env.slipway().args(["host", "check", "-t", t]).fails(1);
+    let (line, fix) = check_line(&out.stdout(), "space");
+    assert_eq!(
+        line,
+        format!(
+            "  PROBLEM  space    only 64.0 MiB free of 64.0 MiB (100%) on the file system of `{}`; expects at least 256.0 MiB free (256.0 MiB or 2% of the file system, whichever is more)",
+            root.display()
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        fix.as_deref(),
+        Some(format!("free space there, or remove old releases: `slipway prune -t {t}`").as_str())
+    );
+    let json = env.slipway().args(["host", "check", "-t", t, "--json"]).fails(1).json();
+    let space = &json[0]["checks"][3];
+    assert_eq!(space["check"], "space", "{json}");
+    assert_eq!(space["status"], "problem", "{json}");
+    assert_eq!(space["needs_bytes"], 256u64 << 20, "{json}");
+}

@@ -6,7 +6,7 @@
 //! **The normalisation rule** (one rule, applied to every output before it
 //! is compared; keys keep their printed order):
 //! - the value of every key listed in [`VOLATILE`] (times, durations, free
-//!   space, process ids, who runs the test, a signature made with a key
+//!   space and what is expected free, process ids, who runs the test, a signature made with a key
 //!   generated for the run) becomes `"<number>"`, `"<string>"`, … by its
 //!   JSON type, `null` staying `null`;
 //! - inside every other string, the test's temporary directory becomes
@@ -44,6 +44,7 @@ const VOLATILE: &[&str] = &[
     "seconds",
     "free_bytes",
     "total_bytes",
+    "needs_bytes",
     "pid",
     "uid",
     "owner_uid",

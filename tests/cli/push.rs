@@ -587,3 +587,69 @@ fn an_incremental_push_decodes_only_the_frames_it_needs_and_checks_what_it_sends
         .one_line_error();
     assert!(!env.path("host2/releases/v2").exists());
 }
+
+/// An ed25519 key made by `ssh-keygen` at `env`'s `keys/<name>`.
+fn keygen(env: &Env, name: &str) -> PathBuf {
+    let path = env.path(&format!("keys/{name}"));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&path)
+        .stdin(std::process::Stdio::null())
+        .status()
+        .expect("ssh-keygen (install openssh-client; scripts/test.sh does it)");
+    assert!(st.success());
+    path
+}
+
+/// Pushing a staged release again after `slipway sign` sends no content
+/// but records the signatures: the line says how many it added (`--json`:
+/// `signatures_added`, `deploy` too), and only a re-push that adds nothing
+/// says "nothing sent".
+#[test]
+fn re_pushing_a_staged_release_after_signing_says_how_many_signatures_it_added() {
+    let env = Env::new();
+    site_v1(&env);
+    let root = env.path("host");
+    let t = root.to_str().unwrap();
+    let home = env.path("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let slipway = || {
+        let mut cmd = env.slipway().env("HOME", &home);
+        cmd.cmd.env_remove("SSH_AUTH_SOCK");
+        cmd
+    };
+    let sign = |key: &str| {
+        slipway().args(["sign", "v1", "--key"]).arg(keygen(&env, key)).ok();
+    };
+    let first = host_json(&slipway().args(["push", "v1", "-t", t, "--json"]).ok());
+    assert_eq!(first["signatures_added"], 0, "{first}");
+
+    sign("alice");
+    sign("bob");
+    let out = slipway().args(["push", "v1", "-t", t]).ok();
+    assert_eq!(
+        out.line(),
+        format!("v1 is already staged on {t}; added 2 signatures, no content sent")
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join(".slipway/releases/v1.json")).unwrap()).unwrap();
+    assert_eq!(meta["signatures"].as_array().map(Vec::len), Some(2), "{meta}");
+
+    sign("carol");
+    let again = host_json(&slipway().args(["push", "v1", "-t", t, "--json"]).ok());
+    assert_eq!(again["signatures_added"], 1, "{again}");
+    assert_eq!(again["bytes_sent"], 0, "{again}");
+    assert_eq!(again["result"], "ok", "{again}");
+
+    let out = slipway().args(["push", "v1", "-t", t]).ok();
+    assert_eq!(out.line(), format!("v1 is already staged on {t}; nothing sent"));
+    let none = host_json(&slipway().args(["push", "v1", "-t", t, "--json"]).ok());
+    assert_eq!(none["signatures_added"], 0, "{none}");
+
+    sign("dave");
+    slipway()
+        .args(["deploy", "v1", "-t", t])
+        .ok()
+        .stderr_has(&format!("{t}: v1 already staged; added 1 signature\n"));
+}

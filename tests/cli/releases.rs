@@ -165,7 +165,7 @@ fn a_held_lock_fails_fast_naming_the_holder_or_is_waited_for() {
     let release = env.path("release-lock");
     let mut holder = hold_lock(&root, &release);
     let out = env.slipway().args(["activate", "v2", "-t", t]).fails(4);
-    out.stderr_has("locked by alice@laptop (pid 1, `slipway activate v9`");
+    out.stderr_has("locked by alice@laptop, running `slipway activate v9` since 2026-01-01T00:00:00Z (");
     assert_eq!(current(&root), "v1", "nothing changed");
     let st = status(&env, t);
     assert_eq!(st["lock"]["actor"], "alice@laptop");
@@ -204,6 +204,79 @@ fn a_held_lock_fails_fast_naming_the_holder_or_is_waited_for() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(current(&root), "v2");
+}
+
+/// A lock held by a real operator is reported as that operator sees it:
+/// their `user@machine` (sent by their client), the command they ran and
+/// since when, with the host's pid last; a command told to `--wait` says
+/// whom it is waiting for before it waits.
+#[test]
+fn a_held_lock_names_the_operator_their_machine_command_and_since_when() {
+    let env = Env::new();
+    releases(&env, 2);
+    let root = env.path("host");
+    let t = root.to_str().unwrap();
+    env.slipway().args(["push", "v1", "-t", t]).ok();
+    env.slipway().args(["push", "v2", "-t", t]).ok();
+    env.slipway().args(["activate", "v1", "-t", t]).ok();
+    // The holder: an activation whose before_activate waits for `release`.
+    let release = env.path("release-lock");
+    env.write(
+        "slipway.toml",
+        format!(
+            "[targets.prod]\nhosts = [\"{t}\"]\n[targets.prod.hooks]\nbefore_activate = 'while [ ! -e \"{}\" ]; do sleep 0.05; done'\n",
+            release.display()
+        ),
+    );
+    let mut holder = env
+        .slipway()
+        .args(["activate", "v2", "-t", "prod"])
+        .cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(30, "the activation to hold the lock", || {
+        status(&env, t)["lock"].is_object()
+    });
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let operator = format!("tester@{}", machine.trim());
+    let held_by = format!("{operator}, running `slipway activate v2 -t prod` since ");
+
+    let out = env.slipway().args(["rollback", "--to", "v1", "-t", t]).fails(4);
+    out.stderr_has(&format!("is locked by {held_by}"))
+        .stderr_has(" s ago; host pid ")
+        .stderr_has("retry when it is done, or pass `--wait SECS`");
+    let st = status(&env, t);
+    assert_eq!(st["lock"]["actor"], operator.as_str(), "{st}");
+    assert_eq!(st["lock"]["command"], "slipway activate v2 -t prod", "{st}");
+    let text = env.slipway().args(["status", "-t", t]).ok().stdout();
+    assert!(text.contains(&format!("lock      held by {held_by}")), "{text}");
+
+    // --wait says whom it waits for, then goes ahead once the lock is free.
+    let log = env.path("waiting.stderr");
+    let waiting = env
+        .slipway()
+        .args(["rollback", "--to", "v1", "-t", t, "--wait", "60"])
+        .cmd
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let note = format!("{t}: waiting up to 60 s for the lock, held by {held_by}");
+    wait_for(30, "the waiting rollback to say whom it waits for", || {
+        std::fs::read_to_string(&log).is_ok_and(|s| s.contains(&note))
+    });
+    assert_eq!(current(&root), "v1", "nothing switched while the holder waits");
+    std::fs::write(&release, "").unwrap();
+    assert!(holder.wait().unwrap().success(), "the holder finishes");
+    let done = waiting.wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "rollback --wait: {}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert_eq!(current(&root), "v1");
 }
 
 #[test]

@@ -271,3 +271,91 @@ fn a_newcomers_mistakes_get_one_line_errors_that_say_what_to_do() {
         format!("{}: ok (no releases to verify)\n", empty.display())
     );
 }
+
+/// `scripts/demo.sh` prints commands a reader can paste: every `$ ` line
+/// names a real program or a shell builtin (never one of the script's own
+/// functions), and the read-only ones at the end, pasted into a fresh shell
+/// after the `export` and the last `cd` it printed before them, print what
+/// the demo showed.
+#[test]
+fn the_demo_prints_commands_a_reader_can_paste() {
+    let env = Env::new();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let demo = std::process::Command::new(crate::support::docs::checkout().join("scripts/demo.sh"))
+        .env_clear()
+        .env("PATH", &path)
+        .env("HOME", env.path(""))
+        .env("USER", "tester")
+        .env("TMPDIR", env.path(""))
+        .env("SLIPWAY_BIN", crate::support::bin())
+        .env("DEMO_KEEP", "1")
+        .output()
+        .expect("run scripts/demo.sh");
+    let stdout = String::from_utf8_lossy(&demo.stdout).into_owned();
+    assert!(
+        demo.status.success(),
+        "demo.sh failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    let commands: Vec<(usize, &str)> = lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| l.strip_prefix("$ ").map(|c| (i, c)))
+        .collect();
+    let export = commands
+        .iter()
+        .find(|(_, c)| c.starts_with("export PATH="))
+        .unwrap_or_else(|| panic!("the demo prints no `export PATH=…` line to set a shell up:\n{stdout}"))
+        .1;
+    // A fresh shell, set up as printed: what is each command's program?
+    let shell = |script: &str| {
+        let out = std::process::Command::new("bash")
+            .args(["--norc", "--noprofile", "-c", script])
+            .env_clear()
+            .env("PATH", &path)
+            .env("HOME", env.path(""))
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run bash");
+        assert!(
+            out.status.success(),
+            "{script}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for (_, c) in &commands {
+        let program = c.split_whitespace().next().unwrap_or_default();
+        let kind = shell(&format!("{export}\ntype -t {program} || echo missing"));
+        assert!(
+            kind.trim() == "file" || kind.trim() == "builtin",
+            "the demo prints `$ {c}`, but `{program}` is {} in a reader's shell",
+            kind.trim()
+        );
+    }
+    // Paste the last read-only commands and compare what they print.
+    for wanted in ["slipway history ", "slipway verify -t ", "slipway prune -t "] {
+        let &(i, c) = commands
+            .iter()
+            .rev()
+            .find(|(_, c)| c.starts_with(wanted))
+            .unwrap_or_else(|| panic!("the demo no longer prints `{wanted}…`:\n{stdout}"));
+        let cd = commands
+            .iter()
+            .rev()
+            .find(|(j, c)| *j < i && c.starts_with("cd "))
+            .map_or("", |(_, c)| *c);
+        let shown: Vec<&str> = lines[i + 1..]
+            .iter()
+            .take_while(|l| !l.starts_with("$ ") && !l.is_empty())
+            .copied()
+            .collect();
+        let pasted = shell(&format!("{export}\n{cd}\n{c}"));
+        assert_eq!(
+            pasted.lines().collect::<Vec<_>>(),
+            shown,
+            "`$ {c}` pasted after `$ {export}` and `$ {cd}`"
+        );
+    }
+}

@@ -23,6 +23,14 @@ const MIN_FREE_BYTES: u64 = 256 * 1024 * 1024;
 /// Free space below this percentage of the file system is a problem.
 const MIN_FREE_PERCENT: u64 = 2;
 
+/// The free space `host check` expects on a root's file system of `total`
+/// bytes: 256 MiB or 2% of it, whichever is more (docs/operations.md). A
+/// floor, not what a given release needs: `push` works that out from the
+/// content the host lacks, and refuses up front when it does not fit.
+fn expected_free(total: u64) -> u64 {
+    MIN_FREE_BYTES.max(total.saturating_mul(MIN_FREE_PERCENT) / 100)
+}
+
 /// How a check came out (`--json`: lowercase).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -41,6 +49,9 @@ struct Line {
     detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     fix: Option<String>,
+    /// (`space` only) the free space expected, in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    needs_bytes: Option<u64>,
 }
 
 /// One element of `host check --json`.
@@ -64,6 +75,7 @@ impl Lines {
             status,
             detail,
             fix,
+            needs_bytes: None,
         });
     }
     fn ok(&mut self, check: &'static str, detail: String) {
@@ -268,14 +280,23 @@ fn judge(spec: &HostSpec, r: &CheckReport, lines: &mut Lines) {
     let free = crate::output::human_bytes(r.free_bytes);
     let total = crate::output::human_bytes(r.total_bytes);
     let percent = r.free_bytes.saturating_mul(100).checked_div(r.total_bytes).unwrap_or(0);
-    if r.free_bytes < MIN_FREE_BYTES || percent < MIN_FREE_PERCENT {
+    let needs = expected_free(r.total_bytes);
+    let expects = format!(
+        "expects at least {} free ({} or {MIN_FREE_PERCENT}% of the file system, whichever is more)",
+        crate::output::human_bytes(needs),
+        crate::output::human_bytes(MIN_FREE_BYTES)
+    );
+    if r.free_bytes < needs {
         lines.problem(
             "space",
-            format!("only {free} free of {total} ({percent}%) on the file system of `{root}`"),
+            format!("only {free} free of {total} ({percent}%) on the file system of `{root}`; {expects}"),
             format!("free space there, or remove old releases: `slipway prune -t {t}`"),
         );
     } else {
-        lines.ok("space", format!("{free} free of {total} ({percent}%)"));
+        lines.ok("space", format!("{free} free of {total} ({percent}%); {expects}"));
+    }
+    if let Some(line) = lines.0.last_mut() {
+        line.needs_bytes = Some(needs);
     }
 
     let current = format!("{root}/current");

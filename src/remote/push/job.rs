@@ -189,6 +189,9 @@ pub struct PushOutcome {
     pub objects_reused: u64,
     /// Pull mode: bytes the host downloaded from the remote store.
     pub bytes_downloaded: u64,
+    /// Signatures the host recorded that it did not have (`None`: a host
+    /// too old to say).
+    pub signatures_added: Option<u64>,
 }
 
 /// What the host answered to an offer.

@@ -79,6 +79,7 @@ impl HostSession {
                 bytes_sent: self.ch.data_bytes_sent() - needed.sent_before,
                 objects_reused: needed.reused,
                 bytes_downloaded: staged.bytes_downloaded,
+                signatures_added: staged.signatures_added,
             }),
             Err(e) => Err(self.fail(e, &format!("the push of `{}`", job.name))),
         }
@@ -119,6 +120,7 @@ fn offer_on(ch: &mut HostChannel, job: &PushJob<'_>, link_mode: LinkMode, bar: &
                 bytes_sent: 0,
                 objects_reused: s.objects_reused,
                 bytes_downloaded: 0,
+                signatures_added: s.signatures_added,
             }));
         }
         (Message::SendManifest { bases, .. }, false) => {
