@@ -25,6 +25,8 @@ pub enum Exit {
     Integrity = 5,
     ExpectMismatch = 6,
     SchemaMismatch = 7,
+    /// Stopped by SIGINT or SIGTERM (128 + SIGINT, as shells report it).
+    Interrupted = 130,
 }
 
 impl Exit {
@@ -47,6 +49,10 @@ pub enum Error {
     /// The command line or configuration is wrong (exit 2).
     #[error("{0}")]
     Usage(String),
+    /// The operator stopped the command (Ctrl-C, SIGTERM; exit 130): the
+    /// message says what state it left.
+    #[error("{0}")]
+    Interrupted(String),
     /// A digest, manifest or archive does not match what it claims (exit 5).
     #[error("{0}")]
     Integrity(String),
@@ -410,6 +416,7 @@ impl Error {
             Error::ExpectMismatch(_) => Exit::ExpectMismatch,
             Error::HealthRolledBack(_) => Exit::HealthRolledBack,
             Error::SchemaMismatch(_) => Exit::SchemaMismatch,
+            Error::Interrupted(_) => Exit::Interrupted,
             Error::Host { source, .. } => source.exit(),
             // Every other variant (`Other`, `Io`, `UnknownRequest`, …) is a plain error.
             _ => Exit::Error,
@@ -426,6 +433,7 @@ impl Error {
             Exit::HealthRolledBack => Error::HealthRolledBack(message),
             Exit::Usage => Error::Usage(message),
             Exit::SchemaMismatch => Error::SchemaMismatch(message),
+            Exit::Interrupted => Error::Interrupted(message),
             Exit::Success | Exit::Error => Error::Other(message),
         }
     }

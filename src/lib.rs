@@ -35,6 +35,7 @@ pub mod fleet;
 pub mod fs;
 pub mod host;
 pub mod import;
+pub mod interrupt;
 pub mod manifest;
 pub mod output;
 pub mod parallel;
@@ -85,6 +86,10 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     let out = Output::new(cli.global.json, cli.global.quiet, cli.global.verbose);
+    // A host's `serve` keeps the default: it notices its client going away.
+    if !matches!(cli.command, Command::Serve(_)) {
+        interrupt::install();
+    }
     match resolve(&cli, out.clone()).and_then(|ctx| run(&cli.command, &ctx)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -144,6 +144,10 @@ impl<'a> Fleet<'a> {
     /// Exit 4, 5 or 6 when a failed host's error has that code (or the one
     /// failed host's own code), 1 otherwise.
     pub(super) fn first_error(&mut self, step: Step) -> Result<()> {
+        // Before anything switched, an interrupted switch stops here.
+        if step != Step::Push && crate::interrupt::interrupted() {
+            return Err(Error::other("stopped before any host switched: nothing changed"));
+        }
         let failed: Vec<&Member> = self.members.iter().filter(|m| m.error.is_some()).collect();
         let Some((exit, first)) = quoted_failure(&failed) else {
             return Ok(());

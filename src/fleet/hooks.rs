@@ -184,6 +184,9 @@ impl Hook {
                 "{kind} hook `{cmd}` failed with exit status {c} after {} attempt(s)",
                 r.attempts
             ),
+            None if crate::interrupt::interrupted() => {
+                format!("{kind} hook `{cmd}` was stopped on the operator's interrupt")
+            }
             None => format!("{kind} hook `{cmd}` was killed by a signal"),
         }
     }

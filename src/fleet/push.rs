@@ -51,6 +51,7 @@ impl Fleet<'_> {
     /// # Errors
     /// As [`Fleet::push`]; when skipping, also when no host can be reached.
     pub fn push_skipping(&mut self, job: &PushJob<'_>, skip_unreachable: bool) -> Result<()> {
+        let _phase = crate::interrupt::push(&self.target.name);
         self.reach_all(skip_unreachable)?;
         self.offer_all(job);
         let streams = streams(&mut self.members, self.parallel);

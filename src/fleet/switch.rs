@@ -97,11 +97,25 @@ impl Fleet<'_> {
     /// health check (or a service's check) failed and the hosts were
     /// switched back, 7 when the release expects another schema than the
     /// database is at and nothing brings it there, 1 otherwise.
+    ///
+    /// Interrupted (Ctrl-C, SIGTERM; exit 130): the switch ends as a
+    /// failed check would, and the error says how it ended.
     pub fn switch(&mut self, goal: &Goal, opts: &SwitchOptions) -> Result<()> {
+        let phase = crate::interrupt::switch(&self.target.name);
         let result = self.switch_inner(goal, opts);
         // Locks go with the sessions: close them all, whatever happened.
         self.drop_sessions();
-        result
+        drop(phase);
+        if !crate::interrupt::interrupted() {
+            return result;
+        }
+        Err(Error::Interrupted(match result {
+            Err(e) => format!("interrupted: {}", e.without_host()),
+            Ok(()) => format!(
+                "interrupted after the switch had finished: every host of `{}` is on the release it was switched to",
+                self.target.name
+            ),
+        }))
     }
 
     fn switch_inner(&mut self, goal: &Goal, opts: &SwitchOptions) -> Result<()> {

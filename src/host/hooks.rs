@@ -3,7 +3,11 @@
 //! group, and retries for health checks.
 //!
 //! Invariant: a hook never outlives its timeout, and its output is bounded
-//! (only the last [`OUTPUT_TAIL`] bytes are kept).
+//! (only the last [`OUTPUT_TAIL`] bytes are kept). A check ([`CUT_SHORT`])
+//! does not outlive its client either: when the client goes away or sends
+//! `cancel`, it is stopped within a poll (20 ms) and reported as failed;
+//! every other hook (a backup, a migration, `resume`, a proxy reload) runs
+//! to its end and records its result.
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -14,6 +18,33 @@ use std::time::{Duration, Instant};
 use super::layout::Layout;
 use crate::error::{Error, Result};
 use crate::protocol::{HookRequest, HookResult};
+
+/// The hooks and commands stopped when the client goes away or cancels:
+/// the checks, which only decide whether a switch goes ahead or stands.
+pub const CUT_SHORT: [&str; 4] = ["health", "before_activate", "after_activate", "check"];
+
+/// The connection from the client (a copy of `serve`'s stdin), when this
+/// process serves one.
+static CLIENT: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+
+/// From now on, [`client_left`] watches `input` (`serve`'s stdin).
+pub fn watch_client(input: std::fs::File) {
+    let _ = CLIENT.set(input);
+}
+
+/// Whether the client said something while a hook runs, or closed the
+/// connection: either way (`cancel`, or gone) the check is stopped. The
+/// client never sends a request before the answer to the last one.
+pub fn client_left() -> bool {
+    use std::os::fd::AsFd;
+
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let Some(input) = CLIENT.get() else { return false };
+    let fd = input.as_fd();
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let now = Timespec { tv_sec: 0, tv_nsec: 0 };
+    matches!(rustix::event::poll(&mut fds, Some(&now)), Ok(n) if n > 0)
+}
 
 /// The variables a trusted client may set for a hook; everything else it
 /// sends is ignored, and the host's own `SLIPWAY_RELEASE` and `SLIPWAY_ROOT`
@@ -202,7 +233,8 @@ pub fn run_streaming(layout: &Layout, req: &HookRequest, on_line: OnLine<'_>) ->
         };
         let (exit_code, timed_out, output) = attempt(layout, req, &dir, this_timeout, stream.then_some(&mut *on_line))?;
         let ok = exit_code == Some(0) && !timed_out;
-        let done = ok || started.elapsed() + Duration::from_secs(1) >= retry_for;
+        let cut = !ok && CUT_SHORT.contains(&req.kind.as_str()) && client_left();
+        let done = ok || cut || started.elapsed() + Duration::from_secs(1) >= retry_for;
         if done {
             return Ok(HookResult {
                 ok,
@@ -214,7 +246,11 @@ pub fn run_streaming(layout: &Layout, req: &HookRequest, on_line: OnLine<'_>) ->
                 paused_ms: None,
             });
         }
-        std::thread::sleep(Duration::from_secs(1));
+        // A second between attempts, unless the client leaves meanwhile.
+        let pause = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < pause && !(CUT_SHORT.contains(&req.kind.as_str()) && client_left()) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -305,11 +341,14 @@ fn run_shell_streaming(
     };
     let deadline = Instant::now() + timeout;
     let mut timed_out = false;
+    let mut cut = false;
+    let cut_short = CUT_SHORT.contains(&kind);
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() >= deadline => {
-                timed_out = true;
+            Ok(None) if Instant::now() >= deadline || (cut_short && client_left()) => {
+                timed_out = Instant::now() >= deadline;
+                cut = !timed_out;
                 if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
                     let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
                 }
@@ -347,6 +386,9 @@ fn run_shell_streaming(
         .unwrap_or_default();
     if timed_out {
         output.push_str(&format!("\n[slipway: killed after {:.1} s]", timeout.as_secs_f64()));
+    }
+    if cut {
+        output.push_str("\n[slipway: stopped: the operator interrupted the command, or its connection closed]");
     }
     Ok((status.and_then(|s| s.code()), timed_out, output))
 }

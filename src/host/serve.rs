@@ -42,6 +42,10 @@ pub fn serve_stdio(root: &Path, append_only: bool, trust_client: bool, key_name:
             .map_err(|e| Error::other(format!("cannot use {what}: {}", crate::error::describe_io(&e))))
     };
     let input = dup(std::io::stdin().as_fd().try_clone_to_owned(), "stdin")?;
+    // Checks stop when the client goes away (or cancels) while they run.
+    if let Ok(watch) = input.try_clone() {
+        super::hooks::watch_client(watch);
+    }
     let output = dup(std::io::stdout().as_fd().try_clone_to_owned(), "stdout")?;
     // sshd sets SSH_ORIGINAL_COMMAND when it runs a forced command for an
     // exec or subsystem request, but not for a shell request (`ssh -T host`):
@@ -274,6 +278,10 @@ pub fn serve<R: Read, W: Write>(root: &Path, opts: &Options, reader: R, writer: 
 /// Answer `session`'s requests until the client closes it or one fails.
 fn requests_of<R: Read, W: Write>(session: &mut Session<R, W>) -> Result<()> {
     while let Some(request) = session.ch.recv_optional()? {
+        // A `cancel` that came after the check it was meant for ended.
+        if matches!(request, Message::Cancel) {
+            continue;
+        }
         if !session.created {
             match &request {
                 Message::Push(_) => match Layout::create(&session.layout.root) {

@@ -366,6 +366,12 @@ fn check(
     let dir = layout.release_dir(&inst.release);
     let mut last = (String::from("the check never ran"), String::new());
     loop {
+        if super::hooks::client_left() {
+            return Err((
+                "the client went away (or was interrupted) before the check passed".into(),
+                last.1,
+            ));
+        }
         if let Some(c) = child.as_deref_mut()
             && let Ok(Some(status)) = c.try_wait()
         {

@@ -27,6 +27,11 @@ pub struct Channel<R, W: Write> {
 }
 
 impl<R: Read, W: Write> Channel<R, W> {
+    /// The stream messages are read from (to wait on it).
+    pub fn reader(&self) -> &R {
+        self.reader.get_ref()
+    }
+
     /// A channel to `peer` over `reader`/`writer`.
     pub fn new(reader: R, writer: W, peer: Peer) -> Channel<R, W> {
         Channel {

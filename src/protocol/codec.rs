@@ -92,6 +92,11 @@ impl<R: Read> FrameReader<R> {
         }
     }
 
+    /// The stream this reads from.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
     /// The next frame's type; its payload is [`FrameReader::payload`].
     /// `None` at a clean end of the stream (between frames).
     ///

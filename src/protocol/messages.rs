@@ -70,6 +70,11 @@ pub enum Message {
     Locations { objects: u64 },
     /// Client → host: every content has been sent.
     Done,
+    /// Client → host, while a `health` or `before_activate` hook runs: the
+    /// operator interrupted the command; the host stops the hook and
+    /// answers its `hook_result` (failed) at once. No answer of its own;
+    /// a host that is not running such a hook ignores it.
+    Cancel,
     /// Host → client: the release is complete at `releases/<name>`.
     Staged(Staged),
 
@@ -173,6 +178,7 @@ impl Message {
             Message::Batch { .. } => "batch",
             Message::Locations { .. } => "locations",
             Message::Done => "done",
+            Message::Cancel => "cancel",
             Message::Staged(_) => "staged",
             Message::Lock { .. } => "lock",
             Message::LockWaiting { .. } => "lock_waiting",

@@ -2,6 +2,7 @@
 //! very binary. Same protocol, same host code, no SSH.
 
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -66,6 +67,10 @@ pub fn connect(root: &Path) -> Result<Connection> {
         // Our own child: it may run the hooks we send.
         .arg("--trust-client")
         .env_remove("SSH_ORIGINAL_COMMAND")
+        // Its own process group: a Ctrl-C on the operator's terminal goes
+        // to this client alone, which ends the session in order
+        // (crate::interrupt); the host notices the client going otherwise.
+        .process_group(0)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

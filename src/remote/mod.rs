@@ -306,9 +306,15 @@ pub trait Outbound: Write + Send + AsFd {}
 
 impl<T: Write + Send + AsFd> Outbound for T {}
 
+/// The stream from a host's `serve`: a pipe, which the client can wait on
+/// (and notice an interrupt meanwhile, see [`crate::interrupt`]).
+pub trait Inbound: Read + Send + AsFd {}
+
+impl<T: Read + Send + AsFd> Inbound for T {}
+
 /// A byte stream to and from one host's `serve`.
 pub struct Connection {
-    pub reader: Box<dyn Read + Send>,
+    pub reader: Box<dyn Inbound>,
     pub writer: Box<dyn Outbound>,
     pub process: Box<dyn RemoteProcess>,
 }

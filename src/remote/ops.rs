@@ -238,17 +238,58 @@ impl HostSession {
     /// As [`HostSession::hook`].
     pub fn hook_streaming(&mut self, req: HookRequest, on_line: &mut dyn FnMut(&str)) -> Result<HookResult> {
         let phase = format!("the {} hook", req.kind);
-        let mut answer = self.request(Message::Hook(Box::new(req)), &phase)?;
+        // Checks that decide whether a switch goes ahead or stands end early
+        // when the operator interrupts; the others run to their end.
+        let cancellable = matches!(req.kind.as_str(), "health" | "before_activate");
+        let mut cancelled = false;
+        let sent = self.ch.send(&Message::Hook(Box::new(req)));
+        sent.map_err(|e| self.fail(e, &phase))?;
         loop {
-            match answer {
+            let answer = if cancellable {
+                self.recv_or_cancel(&mut cancelled)
+            } else {
+                self.ch.recv()
+            };
+            match answer.map_err(|e| self.fail(e, &phase))? {
                 Message::HookResult(r) => return Ok(*r),
-                Message::HookOutput { line } => {
-                    on_line(&line);
-                    answer = self.ch.recv().map_err(|e| self.fail(e, &phase))?;
-                }
+                Message::HookOutput { line } => on_line(&line),
                 other => return Err(self.unexpected(&other, "hook_result")),
             }
         }
+    }
+
+    /// The next message; while waiting for it, tell the host `cancel` once
+    /// when the operator interrupts the command.
+    fn recv_or_cancel(&mut self, cancelled: &mut bool) -> Result<Message> {
+        use std::os::fd::AsFd;
+
+        use rustix::event::{PollFd, PollFlags, Timespec};
+        let tick = Timespec {
+            tv_sec: 0,
+            tv_nsec: 100_000_000,
+        };
+        // The request must be on its way before the answer is waited for.
+        self.ch.flush()?;
+        loop {
+            if !self.ch.reader().buffer().is_empty() {
+                break;
+            }
+            if !*cancelled && crate::interrupt::interrupted() {
+                self.ch.send(&Message::Cancel)?;
+                self.ch.flush()?;
+                *cancelled = true;
+            }
+            let fd = self.ch.reader().get_ref().as_fd();
+            let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+            match rustix::event::poll(&mut fds, Some(&tick)) {
+                Ok(0) => {}
+                // Readable, closed or failed: the read says which.
+                Ok(_) => break,
+                Err(e) if e == rustix::io::Errno::INTR => {}
+                Err(_) => break,
+            }
+        }
+        self.ch.recv()
     }
 
     /// The facts `slipway host check` judges.
@@ -269,7 +310,16 @@ impl HostSession {
     /// or a broken connection. A new instance failing its check is a report
     /// with a `failure`.
     pub fn service(&mut self, req: ServiceRequest) -> Result<ServiceReport> {
-        match self.request(Message::Service(Box::new(req)), "the service request")? {
+        // A deploy's start (the new instance and its check, without
+        // traffic) ends early when the operator interrupts.
+        let answer = if matches!(req.op, crate::protocol::ServiceOp::Start { .. }) {
+            let sent = self.ch.send(&Message::Service(Box::new(req)));
+            sent.and_then(|()| self.recv_or_cancel(&mut false))
+                .map_err(|e| self.fail(e, "the service request"))?
+        } else {
+            self.request(Message::Service(Box::new(req)), "the service request")?
+        };
+        match answer {
             Message::ServiceReport(r) => Ok(*r),
             other => Err(self.unexpected(&other, "service_report")),
         }

@@ -7,14 +7,14 @@
 //! the host's own `error` message (or the last line of its stderr) replaces
 //! the transport's complaint.
 
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 
 use super::{HostSpec, RemoteProcess};
 use crate::error::{Error, Result};
 use crate::protocol::{Channel, Message, Peer, check_hello_for};
 
 /// The channel type of a client session (both transports are boxed streams).
-pub type HostChannel = Channel<Box<dyn Read + Send>, Box<dyn super::Outbound>>;
+pub type HostChannel = Channel<BufReader<Box<dyn super::Inbound>>, Box<dyn super::Outbound>>;
 
 /// A connection to one host's `slipway serve`, past the `hello`.
 pub struct HostSession {
@@ -42,7 +42,7 @@ impl HostSession {
     /// # Errors
     /// As [`HostSession::open`], except reaching the host.
     pub fn greet(spec: &HostSpec, conn: super::Connection) -> Result<HostSession> {
-        let reader: Box<dyn Read + Send> = Box::new(BufReader::with_capacity(256 * 1024, conn.reader));
+        let reader = BufReader::with_capacity(256 * 1024, conn.reader);
         let mut session = HostSession {
             label: spec.label.clone(),
             ch: Channel::new(reader, conn.writer, Peer::Host),

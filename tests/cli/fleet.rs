@@ -911,3 +911,155 @@ fn fleet_a_target_that_reaches_one_root_twice_is_refused_instead_of_hanging() {
     out.stderr_has("for this same command: the target reaches this one root through two of its entries");
     assert!(!root.join("current").exists(), "{out}");
 }
+
+/// A deploy of v2 to the fleet (on v1) whose health check fails on every
+/// host and retries for a minute, started in the background; returns once
+/// every host is switched and its check is retrying. Each attempt appends
+/// a line to `attempts.<n>` in the test directory.
+fn deploy_into_a_failing_health_check(f: &Fleet) -> std::process::Child {
+    f.build("v1");
+    f.build("v2");
+    f.deploy("v1");
+    let attempts = f.env.path("attempts");
+    f.configure(&format!(
+        "[targets.prod.hooks]\n\
+         health = 'echo x >> \"{}.$(basename \"$SLIPWAY_ROOT\")\"; test \"$SLIPWAY_RELEASE\" != v2'\n\
+         health_timeout = \"60s\"\n",
+        attempts.display()
+    ));
+    let mut cmd = f.slipway().args(["deploy", "v2", "-t", "prod", "--json"]);
+    let child = cmd
+        .cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run slipway");
+    wait_for(30, "every host's health check to retry", || {
+        (1..=3).all(|i| {
+            std::fs::read_to_string(f.env.path(&format!("attempts.host{i}"))).is_ok_and(|s| s.lines().count() >= 2)
+        })
+    });
+    child
+}
+
+/// The attempts each host's health check made so far.
+fn health_attempts(f: &Fleet) -> Vec<usize> {
+    (1..=3)
+        .map(|i| {
+            std::fs::read_to_string(f.env.path(&format!("attempts.host{i}")))
+                .map(|s| s.lines().count())
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+#[test]
+fn fleet_ctrl_c_during_a_failing_health_check_switches_every_host_back_at_once() {
+    let f = Fleet::start("");
+    let child = deploy_into_a_failing_health_check(&f);
+    f.assert_all_on("v2");
+    let pid = child.id().to_string();
+    let interrupted = Instant::now();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    let took = interrupted.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Well before the check's minute: the hosts stopped their checks, and
+    // the client switched every host back as a failed check does.
+    assert!(took < Duration::from_secs(20), "took {took:?}: {stderr}");
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("slipway: interrupted: ending the switch"), "{stderr}");
+    assert!(stderr.contains("error: interrupted: "), "{stderr}");
+    f.assert_all_on("v1");
+    let status = f.status();
+    for i in 0..3 {
+        assert!(bad(&status[i], "v2"), "{status:#}");
+        assert_eq!(
+            f.history(i).last().map(String::as_str),
+            Some("revert v2->v1"),
+            "{stderr}"
+        );
+    }
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report.as_array().map(Vec::len), Some(3), "{report:#}");
+    // No check runs on any host any more, and no host holds its lock.
+    let attempts = health_attempts(&f);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(health_attempts(&f), attempts);
+    f.slipway().args(["activate", "v1", "-t", "prod"]).ok();
+}
+
+#[test]
+fn fleet_a_client_killed_during_a_health_check_frees_every_host_at_once() {
+    let f = Fleet::start("");
+    let mut child = deploy_into_a_failing_health_check(&f);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = Instant::now();
+    // Each host's `serve` sees its client gone, stops the check and ends
+    // the session: the lock is free for the way back at once, not after
+    // the check's minute.
+    let out = f.slipway().args(["rollback", "-t", "prod"]).ok();
+    assert!(
+        killed.elapsed() < Duration::from_secs(20),
+        "{:?}: {out}",
+        killed.elapsed()
+    );
+    f.assert_all_on("v1");
+    let attempts = health_attempts(&f);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(health_attempts(&f), attempts, "a check still runs");
+}
+
+#[test]
+fn fleet_ctrl_c_during_the_push_stops_at_once_and_says_nothing_was_activated() {
+    // One host answers at once; the other is a server that never speaks
+    // SSH, so the push waits there (up to its 30 s connect timeout).
+    let env = Env::new();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let config = env.write("ssh_config", "Host *\n  BatchMode yes\n  StrictHostKeyChecking no\n");
+    let root = env.path("host");
+    env.write(
+        "slipway.toml",
+        format!(
+            "[targets.prod]\nhosts = [\"{}\", \"ssh://127.0.0.1:{port}/srv/app\"]\nconnect_timeout = \"30s\"\n",
+            root.display()
+        ),
+    );
+    env.write("site/index.html", "v1\n");
+    env.slipway().args(["build", "--dir", "site", "--name", "v1"]).ok();
+    let mut cmd = env.slipway().via_ssh(&config).args(["deploy", "v1", "-t", "prod"]);
+    let child = cmd
+        .cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run slipway");
+    std::thread::sleep(Duration::from_millis(1500));
+    let interrupted = Instant::now();
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(interrupted.elapsed() < Duration::from_secs(5), "{stderr}");
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted during the push: nothing was activated"),
+        "{stderr}"
+    );
+    assert!(!root.join("current").exists());
+    drop(silent);
+}
