@@ -99,6 +99,9 @@ impl Fleet<'_> {
     /// database is at and nothing brings it there, 1 otherwise.
     pub fn switch(&mut self, goal: &Goal, opts: &SwitchOptions) -> Result<()> {
         let result = self.switch_inner(goal, opts);
+        if result.is_err() {
+            self.read_current();
+        }
         // Locks go with the sessions: close them all, whatever happened.
         self.drop_sessions();
         result
