@@ -60,19 +60,42 @@ const SNAPSHOTS: &[(&str, &str)] = &[
 ];
 
 /// Sections the golden scenario does not run (each needs a world of its
-/// own: an S3 server, a service, an sshd to install into), and the test
-/// that runs the command with `--json` instead.
+/// own: an S3 server, a service, an sshd to install into), and where the
+/// output is held to docs/json.md instead ([`assert_documented`]).
 const ELSEWHERE: &[(&str, &str)] = &[
     (
         "slipway service status|start|stop|restart -t TARGET --json",
-        "service.rs",
+        "service.rs: every `service status` its tests read",
     ),
-    ("slipway host install -t TARGET --json", "host.rs"),
-    ("slipway publish REL --to REMOTE --json", "remote.rs"),
-    ("slipway fetch REL --from REMOTE --json", "remote.rs"),
-    ("slipway gc --remote REMOTE --json", "remote.rs"),
-    ("slipway man --dir DIR --json", "an array of file names: no keys"),
+    ("slipway host install -t TARGET --json", "host.rs: `host install` again"),
+    ("slipway publish REL --to REMOTE --json", "remote.rs: round_trip"),
+    ("slipway fetch REL --from REMOTE --json", "remote.rs: round_trip"),
+    (
+        "slipway gc --remote REMOTE --json",
+        "remote.rs: remote_gc_removes_a_killed_publish_its_claim_and_what_only_it_uploaded",
+    ),
+    (
+        "slipway man --dir DIR --json",
+        "an array of file names: no keys to check",
+    ),
 ];
+
+/// Assert that `value`, the `--json` output of a command the golden
+/// scenario does not run (one of [`ELSEWHERE`]), matches the key table of
+/// its `section` in docs/json.md; the tests that run it call this on the
+/// output they read.
+pub fn assert_documented(section: &str, value: &Value) {
+    assert!(
+        ELSEWHERE.iter().any(|(s, _)| *s == section),
+        "`{section}` is not one of json_doc's ELSEWHERE"
+    );
+    let found = problems("this output", section, value, &read_doc());
+    assert!(
+        found.is_empty(),
+        "docs/json.md and the `--json` output disagree:\n{}\n{value:#}",
+        found.join("\n")
+    );
+}
 
 /// One JSON type a table may name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
