@@ -15,7 +15,8 @@
 //! string), or several joined with `or` (`string or null`); `optional`
 //! before it means the key is absent when it does not apply. Every other
 //! key is printed in every object it belongs to, except in the object of a
-//! host that cannot be reached, `{"host": …, "error": …}`.
+//! host that cannot be reached, `{"host": …, "error": …}`. Keys are printed
+//! in the order of their rows (checked on the snapshots, which keep it).
 //!
 //! The snapshots hold placeholders for values that vary between runs
 //! (`"<number>"`, `"<time>"`, …: see `json_golden`); each counts as a value
@@ -26,6 +27,8 @@ use std::fmt;
 use std::path::Path;
 
 use serde_json::Value;
+
+use crate::json_golden::Json;
 
 /// Which section of docs/json.md (the first code span of its heading)
 /// documents each snapshot of `tests/snapshots/json/`.
@@ -185,6 +188,9 @@ struct Key {
     types: Vec<Type>,
     optional: bool,
     line: usize,
+    /// Where it is in the table (its row, then its place in the row): the
+    /// order it is printed in, among the keys of its object.
+    order: (usize, usize),
 }
 
 /// The key table of one section: `outer[].key` → its row.
@@ -248,11 +254,12 @@ fn parse_doc(text: &str) -> Result<BTreeMap<String, Section>, Vec<String>> {
             errors.push(format!("line {n}: no key in `{keys}`"));
         }
         let table = sections.entry(section.clone()).or_default();
-        for name in names {
+        for (i, name) in names.into_iter().enumerate() {
             let key = Key {
                 types: types.clone(),
                 optional,
                 line: n,
+                order: (n, i),
             };
             if let Some(before) = table.keys.insert(name.to_string(), key) {
                 errors.push(format!(
@@ -348,6 +355,44 @@ impl Section {
         }
     }
 
+    /// Check that the keys of `v` (found at `path`), as printed, come in the
+    /// order of the table (the snapshots keep it; `serde_json::Value` does not).
+    fn check_order(&self, path: &str, v: &Json, p: &mut Problems) {
+        match v {
+            Json::Object(entries) => {
+                let mut last: Option<((usize, usize), &str)> = None;
+                for (k, inner) in entries {
+                    let full = join(path, k);
+                    let Some(key) = self.keys.get(&full) else { continue };
+                    if let Some((before, prev)) = last
+                        && key.order < before
+                    {
+                        p.push(format_args!(
+                            "`{full}` is printed after `{prev}`, but docs/json.md (line {}) lists it before",
+                            key.line
+                        ));
+                    }
+                    last = Some((key.order, k));
+                    match inner {
+                        Json::Object(_) if self.documents_inside(&full) => self.check_order(&full, inner, p),
+                        Json::Array(items) if self.documents_inside(&format!("{full}[]")) => {
+                            for item in items {
+                                self.check_order(&format!("{full}[]"), item, p);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Json::Array(items) if path.is_empty() => {
+                for item in items {
+                    self.check_order("", item, p);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Check a whole output: an object, or an array of objects (one per host).
     fn check(&self, v: &Value, p: &mut Problems) {
         match v {
@@ -401,6 +446,16 @@ fn json_doc_documents_every_key_of_every_command_with_its_type() {
         let text = std::fs::read_to_string(dir.join(format!("{file}.json"))).unwrap();
         let value: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}.json: {e}"));
         errors.extend(problems(file, section, &value, &doc));
+        let printed: Json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}.json: {e}"));
+        if let Some(table) = doc.get(*section) {
+            let mut p = Problems {
+                snapshot: file,
+                section,
+                list: Vec::new(),
+            };
+            table.check_order("", &printed, &mut p);
+            errors.extend(p.list);
+        }
     }
     for (snapshot, _) in SNAPSHOTS {
         if !files.iter().any(|f| f == snapshot) {
@@ -430,10 +485,11 @@ fn json_doc_documents_every_key_of_every_command_with_its_type() {
     );
 }
 
-/// The checker itself: an undocumented key, a missing one, a wrong type and
-/// a time that is a number are each caught; an optional key may be absent.
+/// The checker itself: an undocumented key, a missing one, a wrong type, a
+/// time that is a number and keys out of order are each caught; an optional
+/// key may be absent.
 #[test]
-fn json_doc_check_catches_an_undocumented_key_a_missing_key_and_a_wrong_type() {
+fn json_doc_check_catches_an_undocumented_key_a_missing_key_a_wrong_type_and_the_wrong_order() {
     let doc = parse_doc(
         "# x\n## `slipway demo --json`\n\n| key | type | meaning |\n| --- | --- | --- |\n\
          | `host` | string | the host |\n| `at` | time | when |\n| `n`, `m` | number or null | counts |\n\
@@ -456,4 +512,16 @@ fn json_doc_check_catches_an_undocumented_key_a_missing_key_and_a_wrong_type() {
         assert!(found.contains(want), "missing `{want}` in:\n{found}");
     }
     assert!(!found.contains("`note`"), "{found}");
+    // Keys out of the table's order.
+    let printed: Json = serde_json::from_str(r#"{"at": "<time>", "host": "a"}"#).unwrap();
+    let mut p = Problems {
+        snapshot: "demo",
+        section: "slipway demo --json",
+        list: Vec::new(),
+    };
+    doc["slipway demo --json"].check_order("", &printed, &mut p);
+    assert_eq!(
+        p.list,
+        ["demo (`slipway demo --json`): `host` is printed after `at`, but docs/json.md (line 6) lists it before"]
+    );
 }

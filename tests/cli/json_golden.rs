@@ -56,7 +56,7 @@ const VOLATILE: &[&str] = &[
 
 /// A JSON value that keeps its keys in the order they were printed (key
 /// order is part of the contract, and `serde_json::Value` sorts them).
-enum Json {
+pub(crate) enum Json {
     Null,
     Bool(bool),
     Number(serde_json::Number),
