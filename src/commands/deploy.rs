@@ -41,6 +41,8 @@ pub fn run(args: &DeployArgs, ctx: &Context) -> Result<()> {
     job.assist = assist;
     let mut fleet = Fleet::new(ctx, &target, &args.target.hosts)?;
     if let Err(e) = fleet.push_skipping(&job, args.skip_unreachable) {
+        // Nothing switched: each host is still on what it ran before.
+        fleet.read_current();
         print_reports(ctx, &fleet.reports());
         let unreachable = fleet
             .reports()

@@ -36,6 +36,9 @@ struct Row {
     paused_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     marked_bad: Option<String>,
+    /// `paused_ms` in seconds, as every other duration of `--json`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paused_seconds: Option<f64>,
 }
 
 /// Records per host when neither `--limit` nor `--all` is given: years of
@@ -78,6 +81,7 @@ pub fn run(args: &HistoryArgs, ctx: &Context) -> Result<()> {
                     backup: r.backup,
                     paused_ms: r.paused_ms,
                     marked_bad: r.marked_bad,
+                    paused_seconds: r.paused_ms.map(|ms| ms as f64 / 1000.0),
                 }));
             }
             // The first failure is the command's error line; the others are warnings.

@@ -124,6 +124,31 @@ impl<'a> Fleet<'a> {
         }
     }
 
+    /// After a step failed: read what each host that was reached is on, so
+    /// that the report's `current` (and `previous`: nothing switched there)
+    /// says it, whatever failed (docs/json.md). A host whose state was read
+    /// under its lock keeps it; a host that failed a step is asked over a new
+    /// connection (its own may be broken, or mid-way through a push); a host
+    /// never reached, or that cannot be asked, keeps null.
+    pub fn read_current(&mut self) {
+        each(&mut self.members, self.parallel, |m| {
+            if m.status.is_some() || m.report.current.is_some() || m.session.is_none() {
+                return;
+            }
+            if m.error.is_some() {
+                drop(m.session.take());
+                match HostSession::open(&m.spec) {
+                    Ok(s) => m.session = Some(s),
+                    Err(_) => return,
+                }
+            }
+            if let Some(Ok(st)) = m.session.as_mut().map(HostSession::status) {
+                m.report.previous.clone_from(&st.current);
+                m.report.current = st.current;
+            }
+        });
+    }
+
     /// Connect to every host not yet connected (or failed).
     pub(super) fn connect_all(&mut self) {
         each(&mut self.members, self.parallel, |m| {

@@ -103,6 +103,9 @@ impl Fleet<'_> {
     pub fn switch(&mut self, goal: &Goal, opts: &SwitchOptions) -> Result<()> {
         let phase = crate::interrupt::switch(&self.target.name);
         let result = self.switch_inner(goal, opts);
+        if result.is_err() {
+            self.read_current();
+        }
         // Locks go with the sessions: close them all, whatever happened.
         self.drop_sessions();
         drop(phase);

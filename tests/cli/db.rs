@@ -120,6 +120,12 @@ fn a_migration_runs_once_on_migrate_on_between_pause_and_the_switch_and_intake_i
             .find(|r| r["host"] == host && r["action"] == "resume")
             .unwrap_or_else(|| panic!("{h:?}"));
         assert!(resume["paused_ms"].as_u64().is_some(), "{resume}");
+        // Durations are seconds in --json (docs/json.md); `paused_ms` stays for scripts.
+        assert_eq!(
+            resume["paused_seconds"].as_f64(),
+            resume["paused_ms"].as_f64().map(|ms| ms / 1000.0),
+            "{resume}"
+        );
     }
     // v3 expects the same schema: no migration, no pause.
     s.slipway().args(["deploy", "v3", "-t", TARGET]).ok();

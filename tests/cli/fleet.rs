@@ -1063,3 +1063,51 @@ fn fleet_ctrl_c_during_the_push_stops_at_once_and_says_nothing_was_activated() {
     assert!(!root.join("current").exists());
     drop(silent);
 }
+
+/// `current` in a fleet command's `--json` is what each host is on when the
+/// command ends, whatever failed (docs/json.md): a push that fails on one
+/// host (its `serve` dies once the objects are in), a host that cannot be
+/// reached at all, leave the others on the release they ran, and the report
+/// says so instead of `null`; only the host nobody could ask stays `null`.
+#[test]
+fn fleet_deploy_whose_push_fails_reports_the_release_each_host_is_still_on() {
+    let mut f = Fleet::start("");
+    f.build_all(&["v1", "v2"]);
+    f.deploy("v1");
+    let fired = f.env.path("after-objects.fired");
+    let out = f
+        .slipway()
+        .env(
+            "SLIPWAY_REMOTE_BIN",
+            format!(
+                "env SLIPWAY_FAULT=after-objects@{} SLIPWAY_FAULT_ONCE={} {}",
+                f.canonical_root(1).display(),
+                fired.display(),
+                crate::support::bin()
+            ),
+        )
+        .args(["deploy", "v2", "-t", "prod", "--json"])
+        .fails(1);
+    out.stderr_has("fault injected at `after-objects`");
+    let report = out.json();
+    for label in &f.labels {
+        assert_eq!(row(&report, label)["current"], "v1", "{label}: {out}");
+        assert_eq!(row(&report, label)["previous"], "v1", "{label}: {out}");
+    }
+    assert_eq!(row(&report, &f.labels[1])["phase"], "push", "{out}");
+    assert_eq!(row(&report, &f.labels[1])["result"], "failed", "{out}");
+    f.assert_all_on("v1");
+
+    f.hosts[2].stop();
+    for cmd in ["deploy", "activate"] {
+        let out = f.slipway().args([cmd, "v2", "-t", "prod", "--json"]).fails(1);
+        let report = out.json();
+        for label in &f.labels[..2] {
+            assert_eq!(row(&report, label)["current"], "v1", "{cmd}: {label}: {out}");
+        }
+        assert!(row(&report, &f.labels[2])["current"].is_null(), "{cmd}: {out}");
+        assert_eq!(row(&report, &f.labels[2])["result"], "failed", "{cmd}: {out}");
+    }
+    assert_eq!(f.link(0), "releases/v1");
+    assert_eq!(f.link(1), "releases/v1");
+}

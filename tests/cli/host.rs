@@ -351,6 +351,7 @@ fn host_install_copies_this_binary_verified_and_push_then_runs_it() {
     assert_eq!(json[0]["host"], a);
     assert_eq!(json[0]["result"], "unchanged");
     assert_eq!(json[0]["version"], format!("slipway {VERSION}"));
+    crate::json_doc::assert_documented("slipway host install -t TARGET --json", &json);
 
     // The installed copy serves pushes and passes every check.
     env.write("site/index.html", "v1");

@@ -8,7 +8,7 @@
 //! - the value of every key listed in [`VOLATILE`] (times, durations, free
 //!   space and what is expected free, process ids, who runs the test, a signature made with a key
 //!   generated for the run) becomes `"<number>"`, `"<string>"`, … by its
-//!   JSON type, `null` staying `null`;
+//!   JSON type (`"<time>"` for an RFC 3339 UTC time), `null` staying `null`;
 //! - inside every other string, the test's temporary directory becomes
 //!   `<TMP>`, this machine's host name `<HOSTNAME>`, an RFC 3339 UTC time
 //!   `<time>`, a human size or percentage (`73.4 GiB`, `29%`) `<amount>`,
@@ -56,7 +56,7 @@ const VOLATILE: &[&str] = &[
 
 /// A JSON value that keeps its keys in the order they were printed (key
 /// order is part of the contract, and `serde_json::Value` sorts them).
-enum Json {
+pub(crate) enum Json {
     Null,
     Bool(bool),
     Number(serde_json::Number),
@@ -251,6 +251,7 @@ impl Rule {
                     let placeholder = match val {
                         Json::Null => continue,
                         Json::Number(_) => "<number>",
+                        Json::String(t) if timestamp_len(t.as_bytes()) == Some(t.len()) => "<time>",
                         Json::String(_) => "<string>",
                         Json::Array(_) => "<array>",
                         Json::Bool(_) => "<bool>",
@@ -355,8 +356,8 @@ fn json_output_of_every_command_matches_its_golden_file() {
             .arg(env.path("ops.toml"))
     };
     sl().args(["build", "v1"]).ok();
-    sl().args(["build", "v2"]).ok();
     let mut g = Golden::new(&env);
+    g.check("build", &sl().args(["build", "v2", "--json"]).ok());
 
     g.check("list", &sl().args(["list", "--json"]).ok());
     g.check("inspect", &sl().args(["inspect", "v1", "--json"]).ok());
@@ -383,6 +384,16 @@ fn json_output_of_every_command_matches_its_golden_file() {
         .unwrap();
     assert!(keygen.success());
     g.check("sign", &sl().args(["sign", "v1", "--key"]).arg(&key).arg("--json").ok());
+    g.check("forget", &sl().args(["forget", "v2", "--dry-run", "--json"]).ok());
+    g.check("gc", &sl().args(["gc", "--json"]).ok());
+    std::fs::create_dir_all(env.path("fresh")).unwrap();
+    g.check(
+        "init",
+        &env.slipway()
+            .current_dir(env.path("fresh"))
+            .args(["init", "--json"])
+            .ok(),
+    );
 
     g.check("push", &sl().args(["push", "v1", "-t", "prod", "--json"]).ok());
     g.check("activate", &sl().args(["activate", "v1", "-t", "prod", "--json"]).ok());
@@ -424,6 +435,15 @@ fn json_output_of_every_command_matches_its_golden_file() {
             .args(["push", "v2", "-t", "broken", "--json"])
             .fails(1),
     );
+    g.check(
+        "status-unreachable",
+        &env.slipway()
+            .current_dir(&repo.path)
+            .arg("--config")
+            .arg(env.path("broken.toml"))
+            .args(["status", "-t", "broken", "--json"])
+            .fails(1),
+    );
     g.check("status", &sl().args(["status", "-t", "prod", "--json"]).ok());
     // One host: a target's records interleave by time, which varies.
     g.check(
@@ -438,6 +458,18 @@ fn json_output_of_every_command_matches_its_golden_file() {
     g.check(
         "prune",
         &sl().args(["prune", "-t", "prod", "--keep", "0", "--json"]).ok(),
+    );
+    // A push that fails on one host (its `serve` stops once the objects are
+    // in): nothing is activated, and each host reports the release it is on.
+    g.check(
+        "deploy-push-failed",
+        &sl()
+            .env(
+                "SLIPWAY_FAULT",
+                format!("after-objects@{}", std::fs::canonicalize(&hosts[0]).unwrap().display()),
+            )
+            .args(["deploy", "v2", "-t", "prod", "--json"])
+            .fails(1),
     );
     g.finish();
 }

@@ -14,6 +14,7 @@ mod gates;
 mod help;
 mod host;
 mod hostile;
+mod json_doc;
 mod json_golden;
 mod pg;
 mod proxy;

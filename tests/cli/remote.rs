@@ -255,6 +255,7 @@ fn round_trip(engine: Engine, test: &str) {
     w.slipway().args(["sign", "v1", "--key"]).arg(&alice).ok();
 
     let out = w.publish("store", "v1").ok().json();
+    crate::json_doc::assert_documented("slipway publish REL --to REMOTE --json", &out);
     let packs = w.packs();
     assert_eq!(packs.len(), 1, "{packs:?}");
     assert_eq!(
@@ -286,6 +287,7 @@ fn round_trip(engine: Engine, test: &str) {
 
     // A fresh store gets the same release: id, contents, provenance, signer.
     let out = w.fetch("fresh", "v1").ok().json();
+    crate::json_doc::assert_documented("slipway fetch REL --from REMOTE --json", &out);
     assert_eq!(
         out,
         json!({
@@ -752,6 +754,7 @@ fn remote_gc_removes_a_killed_publish_its_claim_and_what_only_it_uploaded() {
         .args(["gc", "--remote", REMOTE, "--dry-run", "--json"])
         .ok()
         .json();
+    crate::json_doc::assert_documented("slipway gc --remote REMOTE --json", &out);
     assert_eq!(out, expect(true));
     assert_eq!(w.keys(""), listing, "a dry run removed something");
     let out = w.slipway().args(["gc", "--remote", REMOTE, "--json"]).ok().json();

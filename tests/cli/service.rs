@@ -96,6 +96,7 @@ impl Site {
     fn slots(&self, i: usize) -> Vec<(String, Option<String>, Option<u64>, bool)> {
         let out = self.slipway(&["service", "status", "-t", TARGET, "--json"]).run();
         let json: serde_json::Value = serde_json::from_slice(&out.out.stdout).expect("json");
+        crate::json_doc::assert_documented("slipway service status|start|stop|restart -t TARGET --json", &json);
         json[i]["slots"]
             .as_array()
             .expect("slots")
