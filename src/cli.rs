@@ -312,7 +312,8 @@ Examples:
     /// The host side: speak slipway's protocol on stdin/stdout for one root
     #[command(after_help = "\
 Started by the client over SSH (or as a child process for a local
-path); creates the root and its layout when missing and never touches
+path); a push creates the root and its layout when missing (every other
+request on a missing root fails, changing nothing), and it never touches
 anything outside it. Confined unless --trust-client is given: it runs
 only the hooks of the host's own <root>/.slipway/hooks.toml, with the
 host's timeouts, never a command sent by the client. Suitable for a

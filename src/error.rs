@@ -254,13 +254,14 @@ pub enum Error {
     AppearedWhileStaging { path: PathBuf, release: String },
     /// The host lacks the room a release needs (sizes already human-readable).
     #[error(
-        "no space for release `{release}` in `{root}`: it needs {needs} but {free} are free; free some space (e.g. `slipway prune`) and push again"
+        "no space for release `{release}` in `{root}`: {detail}, then push again"
     )]
     NoSpace {
         release: String,
         root: PathBuf,
-        needs: String,
-        free: String,
+        /// What it needs, what is free, and what to do
+        /// ([`crate::host::space::advice`]).
+        detail: String,
     },
     /// The client compressed a manifest against a base the host did not offer.
     #[error("the client compressed the manifest of `{release}` against {base}, which this host did not offer")]
@@ -464,7 +465,10 @@ impl Error {
     /// True when the error is a full disk, wherever it came from.
     pub fn is_no_space(&self) -> bool {
         match self {
-            Error::Io { source, .. } => source.raw_os_error() == Some(28),
+            // tempfile wraps the OS error with its path: the kind remains.
+            Error::Io { source, .. } => {
+                source.raw_os_error() == Some(28) || source.kind() == io::ErrorKind::StorageFull
+            }
             Error::Host { source, .. } => source.is_no_space(),
             _ => false,
         }
@@ -491,7 +495,7 @@ pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
 
 /// `io::Error` text in slipway's style: lowercase, without "(os error N)".
 pub fn describe_io(e: &io::Error) -> String {
-    if e.raw_os_error() == Some(28) {
+    if e.raw_os_error() == Some(28) || e.kind() == io::ErrorKind::StorageFull {
         return "no space left on device".to_string();
     }
     let text = e.to_string();

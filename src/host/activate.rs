@@ -182,8 +182,11 @@ pub fn switch_with(layout: &Layout, req: &Switch, traffic: Traffic<'_>) -> Resul
         record,
         mark_left_bad: req.mark_left_bad,
     };
-    history::write_intent(layout, &intent)?;
-    if let Err(e) = point_current(layout, &req.name) {
+    // On a full disk the way back still works: the reserve is given up
+    // for the few blocks the intent, the link and the record need.
+    let mut reserve_used = false;
+    with_room(layout, &mut reserve_used, || history::write_intent(layout, &intent))?;
+    if let Err(e) = with_room(layout, &mut reserve_used, || point_current(layout, &req.name)) {
         // A failure after the rename itself (an fsync) leaves `current`
         // switched: say what it is, never "nothing switched".
         if layout.current_name().ok().flatten().as_deref() != Some(req.name.as_str()) {
@@ -197,15 +200,36 @@ pub fn switch_with(layout: &Layout, req: &Switch, traffic: Traffic<'_>) -> Resul
     // command that takes the lock finish the record ([`reconcile`]).
     let recorded = super::fault::error_point("before-history")
         .map_err(|e| Error::io("append to", &layout.history_path(), e))
-        .and_then(|()| history::append(layout, &intent.record))
+        .and_then(|()| with_room(layout, &mut reserve_used, || history::append(layout, &intent.record)))
         .and_then(|()| {
             super::fault::point("after-history");
             settle_marks(layout, &intent)
         })
         .and_then(|()| history::clear_intent(layout));
     match recorded {
+        Ok(()) if reserve_used => {
+            let mut record = intent.record;
+            record.warning = Some(format!(
+                "`{}` is full: this switch used the space slipway keeps for the way back ({}); free space before the next one (`slipway prune --keep N` removes old releases)",
+                layout.root.display(),
+                crate::output::human_bytes(super::layout::RESERVE_BYTES)
+            ));
+            Ok(record)
+        }
         Ok(()) => Ok(intent.record),
         Err(e) => Ok(switched_unrecorded(intent.record, &e)),
+    }
+}
+
+/// Run `op`; when it fails for want of space, give up the host's reserve
+/// (once) and run it again.
+fn with_room(layout: &Layout, used: &mut bool, mut op: impl FnMut() -> Result<()>) -> Result<()> {
+    match op() {
+        Err(e) if e.is_no_space() && !*used && layout.release_reserve() => {
+            *used = true;
+            op()
+        }
+        other => other,
     }
 }
 

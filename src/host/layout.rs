@@ -28,6 +28,10 @@ use crate::manifest::{Manifest, ObjectKey};
 use crate::protocol::Signer;
 use crate::provenance::Provenance;
 
+/// The space a host keeps for the way back (`.slipway/reserve`): an
+/// activation's intent, its symlink and its history line need a few blocks.
+pub const RESERVE_BYTES: u64 = 1 << 20;
+
 /// Paths of one host root. `root` is canonical (no symlinks, absolute).
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -122,6 +126,7 @@ impl Layout {
         }
         // Lock files are part of the layout: created once, never replaced or deleted.
         drop(fs::lock_file(&l.stage_lock_path())?);
+        l.ensure_reserve();
         Ok(l)
     }
 
@@ -165,6 +170,27 @@ impl Layout {
     }
     pub fn lock_info_path(&self) -> PathBuf {
         self.meta_dir().join("lock.info")
+    }
+    /// Space kept for the way back on a full disk ([`Layout::ensure_reserve`]).
+    pub fn reserve_path(&self) -> PathBuf {
+        self.meta_dir().join("reserve")
+    }
+
+    /// Keep [`RESERVE_BYTES`] of the file system for a switch on a full
+    /// disk, when there is room for it (best effort: a push then checks
+    /// the space it needs itself).
+    pub fn ensure_reserve(&self) {
+        let path = self.reserve_path();
+        if fs::metadata(&path).is_ok_and(|m| m.len() == RESERVE_BYTES) {
+            return;
+        }
+        let _ = fs::write_atomic(&path, &vec![0u8; RESERVE_BYTES as usize]);
+    }
+
+    /// Give the reserve up (a switch found the disk full); true when there
+    /// was one to give.
+    pub fn release_reserve(&self) -> bool {
+        std::fs::remove_file(self.reserve_path()).is_ok()
     }
     pub fn stage_lock_path(&self) -> PathBuf {
         self.meta_dir().join("stage.lock")

@@ -77,8 +77,32 @@ pub fn acquire_telling(
         }
     }
     let bytes = serde_json::to_vec(me).map_err(Error::Encode)?;
-    fs::write_atomic(&layout.lock_info_path(), &bytes)?;
+    write_info(layout, &bytes)?;
     Ok(HostLock { _file: file })
+}
+
+/// Write `lock.info`, atomically. On a full disk the lock (an `flock`,
+/// which needs no space) must still be taken, so that the way back and
+/// read-only commands work: the info is then written over the old one in
+/// place (its block is already allocated), or, failing that, removed, so
+/// that others see an unknown holder rather than a wrong one.
+fn write_info(layout: &Layout, bytes: &[u8]) -> Result<()> {
+    let path = layout.lock_info_path();
+    match fs::write_atomic(&path, bytes) {
+        Err(e) if e.is_no_space() => {}
+        other => return other,
+    }
+    let in_place = (|| -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path)?;
+        f.write_all(bytes)?;
+        f.set_len(bytes.len() as u64)?;
+        f.sync_data()
+    })();
+    if in_place.is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
+    Ok(())
 }
 
 fn read_info(layout: &Layout) -> Option<LockInfo> {

@@ -24,6 +24,7 @@ pub mod session;
 pub mod shared;
 pub mod signatures;
 pub mod sources;
+pub mod space;
 pub mod stage;
 pub mod status;
 pub mod verify;

@@ -309,6 +309,10 @@ pub fn prune<R: Read, W: Write>(
     }
     let _held = ensure_lock(s, "prune", None)?;
     let report = prune::prune(&s.layout, keep, pinned, dry_run, s.append_only)?;
+    if !dry_run {
+        // What a switch on a full disk gave up, back now that there may be room.
+        s.layout.ensure_reserve();
+    }
     Ok(Message::Pruned(Box::new(report)))
 }
 

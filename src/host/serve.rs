@@ -327,6 +327,12 @@ fn requests_of<R: Read, W: Write>(session: &mut Session<R, W>) -> Result<()> {
         };
         match reply {
             Ok(msg) => session.ch.send(&msg)?,
+            Err(e) if e.is_no_space() => {
+                // A full disk: say what uses it and what would make room.
+                let advice = super::space::advice(&session.layout, 0);
+                let msg = format!("{e}; `{}` is full: {advice}", session.layout.root.display());
+                return fail(&mut session.ch, e.reworded(msg));
+            }
             Err(e) => return fail(&mut session.ch, e),
         }
     }

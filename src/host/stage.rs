@@ -695,8 +695,12 @@ fn check_space(
         return Err(Error::NoSpace {
             release: name.to_string(),
             root: layout.root.clone(),
-            needs: human_bytes(needed),
-            free: human_bytes(available),
+            detail: format!(
+                "it needs {} but {} are free; {}",
+                human_bytes(needed),
+                human_bytes(available),
+                super::space::advice(layout, needed)
+            ),
         });
     }
     Ok(())

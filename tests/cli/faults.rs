@@ -465,6 +465,59 @@ fn faults_disk_full_is_one_line_naming_the_host_keeps_every_release_and_cleans_u
     drop(disk);
 }
 
+#[test]
+fn faults_a_full_disk_still_rolls_back_and_answers_read_only_commands() {
+    if !rustix::process::geteuid().is_root() {
+        let msg = "faults_a_full_disk needs root to mount a tmpfs (run the suite as root, as CI does)";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{msg}");
+        }
+        eprintln!("\n!!!!!!!! SKIPPED: {msg} !!!!!!!!\n");
+        return;
+    }
+    let env = Env::new();
+    make_release(&env, "v1", 2, 1 << 20, 0, 1);
+    make_release(&env, "v2", 2, 1 << 20, 0, 2);
+    make_release(&env, "v3", 1, 100_000, 0, 3);
+    let mnt = env.path("mnt");
+    let disk = Tmpfs::mount(&mnt, "20m");
+    let root = mnt.join("host");
+    let t = root.to_str().unwrap();
+    env.slipway().args(["deploy", "v1", "-t", t]).ok();
+    env.slipway().args(["deploy", "v2", "-t", t]).ok();
+    // Someone else's data takes every last block.
+    fill(&mnt.join("filler"));
+
+    // Reading changes nothing, so it works.
+    env.slipway().args(["status", "-t", t]).ok();
+    env.slipway().args(["history", "-t", t]).ok();
+    env.slipway().args(["prune", "--dry-run", "--keep", "1", "-t", t]).ok();
+    // The way back works, and is recorded.
+    let out = env.slipway().args(["rollback", "-t", t]).ok();
+    assert_eq!(current_name(&root).as_deref(), Some("v1"), "{out}");
+    out.stderr_has("used the space slipway keeps for the way back");
+    assert!(!root.join(".slipway/reserve").exists());
+    let hist = env.slipway().args(["history", "--json", "-t", t]).ok().json();
+    assert_eq!(hist[0]["action"], "rollback", "{hist:#}");
+    assert_eq!(hist[0]["to"], "v1", "{hist:#}");
+    // What needs room fails in one line that says what to do, and doing
+    // it makes the room.
+    let out = env.slipway().args(["push", "v3", "-t", t]).fails(1);
+    let err = out.one_line_error().stderr();
+    let (_, rest) = err
+        .split_once("`slipway prune --keep ")
+        .unwrap_or_else(|| panic!("no prune advice: {err}"));
+    let keep = rest.split('`').next().unwrap();
+    assert!(rest.contains(" frees "), "{err}");
+    assert_intact(&root);
+    env.slipway().args(["prune", "--keep", keep, "-t", t]).ok();
+    env.slipway().args(["push", "v3", "-t", t]).ok();
+    // The reserve is back for the next time.
+    assert_eq!(std::fs::metadata(root.join(".slipway/reserve")).unwrap().len(), 1 << 20);
+    assert_intact(&root);
+    drop(disk);
+}
+
 // ------------------------------------------------- kills over a real sshd
 
 #[test]
