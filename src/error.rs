@@ -253,9 +253,7 @@ pub enum Error {
     #[error("`{path}` appeared while `{release}` was being staged; move it away and push again")]
     AppearedWhileStaging { path: PathBuf, release: String },
     /// The host lacks the room a release needs (sizes already human-readable).
-    #[error(
-        "no space for release `{release}` in `{root}`: {detail}, then push again"
-    )]
+    #[error("no space for release `{release}` in `{root}`: {detail}, then push again")]
     NoSpace {
         release: String,
         root: PathBuf,
