@@ -162,7 +162,10 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
         reused: plan.reused,
         locations,
     }))?;
-    ch.send_blob(&encode_indices(&plan.missing))?;
+    // An assisted pull's client needs the list only to locate the objects
+    // (4 bytes per missing file: 80 KB for 20,000 files, from every host).
+    let listed = offer.source.as_ref().is_none_or(|s| !s.assist || locations);
+    ch.send_blob(&encode_indices(if listed { &plan.missing } else { &[] }))?;
     let pulling = match &offer.source {
         Some(src) => Some(Pulling {
             agent: &agent,
