@@ -379,14 +379,23 @@ fn faults_a_torn_history_line_is_reported_and_never_blocks_activation_or_rollbac
 
 // ------------------------------------------------------------- disk full
 
+/// Whether this run may mount a tmpfs (root); under CI it must, elsewhere
+/// `test` is skipped, loudly.
+fn can_mount(test: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    let msg = format!("{test} needs root to mount a tmpfs (run the suite as root, as CI does)");
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{msg}");
+    }
+    eprintln!("\n!!!!!!!! SKIPPED: {msg} !!!!!!!!\n");
+    false
+}
+
 #[test]
 fn faults_disk_full_is_one_line_naming_the_host_keeps_every_release_and_cleans_up() {
-    if !rustix::process::geteuid().is_root() {
-        let msg = "faults_disk_full needs root to mount a tmpfs (run the suite as root, as CI does)";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{msg}");
-        }
-        eprintln!("\n!!!!!!!! SKIPPED: {msg} !!!!!!!!\n");
+    if !can_mount("faults_disk_full") {
         return;
     }
     let env = Env::new();
@@ -467,12 +476,7 @@ fn faults_disk_full_is_one_line_naming_the_host_keeps_every_release_and_cleans_u
 
 #[test]
 fn faults_a_full_disk_still_rolls_back_and_answers_read_only_commands() {
-    if !rustix::process::geteuid().is_root() {
-        let msg = "faults_a_full_disk needs root to mount a tmpfs (run the suite as root, as CI does)";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{msg}");
-        }
-        eprintln!("\n!!!!!!!! SKIPPED: {msg} !!!!!!!!\n");
+    if !can_mount("faults_a_full_disk") {
         return;
     }
     let env = Env::new();

@@ -942,6 +942,20 @@ fn deploy_into_a_failing_health_check(f: &Fleet) -> std::process::Child {
     child
 }
 
+/// Send `child` SIGINT (as Ctrl-C does) and wait for it: its output, and
+/// how long it took to end.
+fn interrupt(child: std::process::Child) -> (std::process::Output, Duration) {
+    let pid = child.id().to_string();
+    let interrupted = Instant::now();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    (out, interrupted.elapsed())
+}
+
 /// The attempts each host's health check made so far.
 fn health_attempts(f: &Fleet) -> Vec<usize> {
     (1..=3)
@@ -958,17 +972,7 @@ fn fleet_ctrl_c_during_a_failing_health_check_switches_every_host_back_at_once()
     let f = Fleet::start("");
     let child = deploy_into_a_failing_health_check(&f);
     f.assert_all_on("v2");
-    let pid = child.id().to_string();
-    let interrupted = Instant::now();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let out = child.wait_with_output().unwrap();
-    let took = interrupted.elapsed();
+    let (out, took) = interrupt(child);
     let stderr = String::from_utf8_lossy(&out.stderr);
     // Well before the check's minute: the hosts stopped their checks, and
     // the client switched every host back as a failed check does.
@@ -1043,18 +1047,9 @@ fn fleet_ctrl_c_during_the_push_stops_at_once_and_says_nothing_was_activated() {
         .spawn()
         .expect("run slipway");
     std::thread::sleep(Duration::from_millis(1500));
-    let interrupted = Instant::now();
-    let pid = child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let out = child.wait_with_output().unwrap();
+    let (out, took) = interrupt(child);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(interrupted.elapsed() < Duration::from_secs(5), "{stderr}");
+    assert!(took < Duration::from_secs(5), "{stderr}");
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(
         stderr.contains("interrupted during the push: nothing was activated"),
