@@ -1,5 +1,6 @@
-//! Ctrl-C (SIGINT) and SIGTERM in the client: what a stopped command leaves
-//! behind must be something the operator is told about.
+//! Ctrl-C (SIGINT), SIGTERM and SIGHUP (the operator's terminal closed) in
+//! the client: what a stopped command leaves behind must be something the
+//! operator is told about.
 //!
 //! ```text
 //! outside a push or switch ──▶ exit 130 at once (nothing is half-done there)
@@ -21,8 +22,8 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
-/// The exit code of a command stopped by SIGINT or SIGTERM (128 + SIGINT),
-/// as shells report one.
+/// The exit code of a command stopped by SIGINT, SIGTERM or SIGHUP
+/// (128 + SIGINT, as shells report a Ctrl-C).
 pub const EXIT_INTERRUPTED: u8 = 130;
 
 const IDLE: u8 = 0;
@@ -75,6 +76,12 @@ fn enter(phase: u8, target: &str) -> Phase {
     Phase(PHASE.swap(phase, Ordering::SeqCst))
 }
 
+/// One line on stderr; a terminal that is gone (SIGHUP) is no reason to stop.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 fn handle() {
     let n = COUNT.fetch_add(1, Ordering::SeqCst) + 1;
     let target = TARGET.lock().map(|t| t.clone()).unwrap_or_default();
@@ -82,24 +89,24 @@ fn handle() {
     match (PHASE.load(Ordering::SeqCst), n) {
         (SWITCH, 1) => {
             INTERRUPTED.store(true, Ordering::SeqCst);
-            eprintln!(
-                "slipway: interrupted: ending the switch as a failed check would (cancelling the hosts' checks, switching back the hosts that moved); press Ctrl-C again to stop at once"
+            say(
+                "slipway: interrupted: ending the switch as a failed check would (cancelling the hosts' checks, switching back the hosts that moved); press Ctrl-C again to stop at once",
             );
         }
         (SWITCH, _) => {
-            eprintln!(
+            say(&format!(
                 "slipway: stopped at once during a switch: the hosts may be on different releases and may still hold their lock for a few seconds; {status} shows where each one is, and re-running the command or `slipway rollback -t {target}` settles them"
-            );
+            ));
             std::process::exit(i32::from(EXIT_INTERRUPTED));
         }
         (PUSH, _) => {
-            eprintln!(
-                "slipway: interrupted during the push: nothing was activated; each host keeps the objects it received, and the next push sends only the rest"
+            say(
+                "slipway: interrupted during the push: nothing was activated; each host keeps the objects it received, and the next push sends only the rest",
             );
             std::process::exit(i32::from(EXIT_INTERRUPTED));
         }
         _ => {
-            eprintln!("slipway: interrupted");
+            say("slipway: interrupted");
             std::process::exit(i32::from(EXIT_INTERRUPTED));
         }
     }
