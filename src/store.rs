@@ -57,6 +57,16 @@ pub enum Bound {
 /// A held store lock (released on drop, or by the kernel if we die).
 pub struct StoreLock(#[allow(dead_code)] File);
 
+/// Of `names`, the one closest to `rel` when it is close enough to be a
+/// typo of it (`v1.4.2` for `v1.42`): for "did you mean".
+pub fn closest<'a>(rel: &str, names: impl Iterator<Item = &'a str>) -> Option<String> {
+    names
+        .map(|name| (strsim::damerau_levenshtein(rel, name), name))
+        .filter(|(d, name)| *d <= 2.max(name.len() / 4))
+        .min()
+        .map(|(_, name)| name.to_string())
+}
+
 impl Store {
     /// Open (creating when missing) the store at `root`.
     ///
@@ -346,14 +356,8 @@ impl Store {
             }
         }
         // A typo of a stored name gets a suggestion (`v1.4.2` for `v1.42`).
-        let closest = self
-            .records()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|r| (strsim::damerau_levenshtein(rel, &r.name), r.name))
-            .filter(|(d, name)| *d <= 2.max(name.len() / 4))
-            .min()
-            .map(|(_, name)| name);
+        let records = self.records().unwrap_or_default();
+        let closest = closest(rel, records.iter().map(|r| r.name.as_str()));
         Err(Error::NotInStore {
             rel: rel.to_string(),
             store: self.root.clone(),

@@ -82,10 +82,17 @@ impl Fleet<'_> {
     /// to. A host that cannot do its part fails on its own (in the report).
     pub(super) fn plan(&mut self, goal: &Goal) -> Result<()> {
         let target = self.target.name.as_str();
+        // A release the local store knows was not pushed; one it does not
+        // know may be a typo of a release the host has.
+        let named = match goal {
+            Goal::Activate { release, .. } => Some(release.as_str()),
+            Goal::Rollback { to, .. } => to.as_deref(),
+        };
+        let typo = named.is_some_and(|rel| self.ctx.store().is_ok_and(|s| s.resolve(rel).is_err()));
         for m in self.members.iter_mut().filter(|m| m.session.is_some()) {
             match goal {
-                Goal::Activate { release, again, .. } => plan_activate(m, release, *again, target),
-                Goal::Rollback { to, .. } => plan_rollback(m, to.as_deref(), target),
+                Goal::Activate { release, again, .. } => plan_activate(m, release, *again, target, typo),
+                Goal::Rollback { to, .. } => plan_rollback(m, to.as_deref(), target, typo),
             }
         }
         if let Goal::Rollback { to: None, .. } = goal {
@@ -147,9 +154,20 @@ impl Fleet<'_> {
     }
 }
 
+/// ` (did you mean `v1.4.2`?)` when `rel` may be a typo (the local store
+/// does not know it either) of a release the host has.
+fn did_you_mean(st: &HostStatus, rel: &str, typo: bool) -> String {
+    if !typo {
+        return String::new();
+    }
+    crate::store::closest(rel, st.releases.iter().map(|r| r.name.as_str()))
+        .map(|c| format!(" (did you mean `{c}`?)"))
+        .unwrap_or_default()
+}
+
 /// Activate `release` on a host: it must be there and complete; a host
 /// already on it has nothing to do unless `again`.
-fn plan_activate(m: &mut Member, release: &str, again: bool, target: &str) {
+fn plan_activate(m: &mut Member, release: &str, again: bool, target: &str, typo: bool) {
     let Some(st) = &m.status else { return };
     let why = match find(st, release) {
         Some(r) if !r.complete => format!("release `{}` is still being staged here; push it again", r.name),
@@ -162,16 +180,17 @@ fn plan_activate(m: &mut Member, release: &str, again: bool, target: &str) {
             m.plan = Some(Planned::new(r.name.clone()));
             return;
         }
-        None => {
-            format!("release `{release}` is not on this host; push it first with `slipway push {release} -t {target}`")
-        }
+        None => format!(
+            "release `{release}` is not on this host{}; push it first with `slipway push {release} -t {target}`",
+            did_you_mean(st, release, typo)
+        ),
     };
     let e = Error::other(why).on_host(&m.spec.label);
     m.fail(Phase::Activate, e);
 }
 
 /// Roll a host back to `to`, or to its previous good release.
-fn plan_rollback(m: &mut Member, to: Option<&str>, target: &str) {
+fn plan_rollback(m: &mut Member, to: Option<&str>, target: &str, typo: bool) {
     let Some(st) = &m.status else { return };
     let name = match to {
         Some(rel) => find(st, rel).map(|r| r.name.clone()),
@@ -183,7 +202,10 @@ fn plan_rollback(m: &mut Member, to: Option<&str>, target: &str) {
     }
     let why = match to {
         Some(rel) => {
-            format!("release `{rel}` is not on this host; `slipway status -t {target}` lists the releases there")
+            format!(
+                "release `{rel}` is not on this host{}; `slipway status -t {target}` lists the releases there",
+                did_you_mean(st, rel, typo)
+            )
         }
         None => format!(
             "nothing to roll back to: no earlier good release in its history (current: {}); name one with `--to REL`",

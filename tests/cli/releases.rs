@@ -58,6 +58,11 @@ fn activate_rollback_history_and_status_with_every_exit_code() {
         .args(["activate", "v4", "-t", t])
         .fails(1)
         .stderr_has("release `v4` is not on this host; push it first");
+    // a typo (in no store) of a release the host has: the close name is suggested
+    env.slipway()
+        .args(["activate", "vv2", "-t", t])
+        .fails(1)
+        .stderr_has("release `vv2` is not on this host (did you mean `v2`?)");
     // nothing to roll back to yet
     env.slipway()
         .args(["rollback", "-t", t])

@@ -241,7 +241,9 @@ fn a_newcomers_mistakes_get_one_line_errors_that_say_what_to_do() {
         (
             vec!["rollback", "-t", h, "--to", "v9"],
             1,
-            format!("{h}: release `v9` is not on this host; `slipway status -t {h}` lists the releases there"),
+            format!(
+                "{h}: release `v9` is not on this host (did you mean `v1`?); `slipway status -t {h}` lists the releases there"
+            ),
         ),
         (
             vec!["provenance", "-t", h],
