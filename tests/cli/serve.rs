@@ -9,7 +9,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use slipway::digest::Digest;
 use slipway::error::Error;
 use slipway::manifest::{Entry, Manifest};
-use slipway::protocol::{Channel, MAX_FRAME, Message, Peer, PushOffer, decode_indices};
+use slipway::protocol::{ActivateRequest, Channel, MAX_FRAME, Message, Peer, PushOffer, decode_indices};
 use slipway::remote::push::compress_manifest;
 
 use crate::support::{Env, bin};
@@ -50,6 +50,12 @@ impl Raw {
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(out.status.success(), success, "serve: {stderr}");
         stderr
+    }
+
+    /// Send one request and return the host's answer, or its error.
+    fn request(&mut self, msg: &Message) -> Result<Message, Error> {
+        self.ch.send(msg)?;
+        self.ch.recv()
     }
 
     /// Offer `manifest` as release `name`, send it, and return the host's
@@ -342,4 +348,132 @@ fn serve_refuses_bad_frames_and_other_protocols() {
         )
     );
     raw.finish(false);
+}
+
+/// Build a release of a tree whose index.html says `text`, push it to
+/// `root` with the slipway client (staged, not activated), and return its id.
+fn staged(env: &Env, root: &Path, name: &str, text: &str) -> String {
+    env.write("site/index.html", text);
+    let id = env
+        .slipway()
+        .args(["build", "--dir", "site", "--name", name])
+        .ok()
+        .line();
+    env.slipway().args(["push", name, "-t"]).arg(root).ok();
+    id.trim_start_matches("sha256:").to_string()
+}
+
+/// What a client that is not slipway can send: `activate` of REL exactly
+/// as given, which the slipway client would have resolved (and refused)
+/// itself first. Returns the host's answer: the record, or its error.
+fn activate_raw(root: &Path, rel: &str) -> Result<slipway::protocol::Record, Error> {
+    let mut raw = Raw::greeted(root);
+    let answer = raw.request(&Message::Activate(Box::new(ActivateRequest {
+        release: rel.into(),
+        expect: None,
+        actor: "mallory@evil".into(),
+        action: "activate".into(),
+        reason: None,
+        mark_left_bad: false,
+        service: None,
+        db: Default::default(),
+    })));
+    raw.finish(answer.is_ok());
+    answer.map(|m| match m {
+        Message::Switched(record) => *record,
+        other => panic!("unexpected {other:?}"),
+    })
+}
+
+fn current(root: &Path) -> String {
+    std::fs::read_link(root.join("current"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn serve_resolves_rel_itself_a_name_or_a_unique_id_prefix_and_refuses_the_rest() {
+    let env = Env::new();
+    let root = env.path("host");
+    // `v1` and `twin` are the same bundle (same tree) under two names.
+    let v1 = staged(&env, &root, "v1", "<h1>one</h1>\n");
+    assert_eq!(staged(&env, &root, "twin", "<h1>one</h1>\n"), v1);
+    let v2 = staged(&env, &root, "v2", "<h1>two</h1>\n");
+    assert_ne!(v1[..12], v2[..12]);
+    activate_raw(&root, "v1").unwrap();
+    assert_eq!(current(&root), "releases/v1");
+
+    // A bare hex prefix of an id: the host resolves it itself.
+    assert_eq!(activate_raw(&root, &v2[..12]).unwrap().to, "v2");
+    assert_eq!(current(&root), "releases/v2");
+    // A prefix of the id v1 and twin share, bare or with `sha256:` in
+    // either case: ambiguous, and nothing moves.
+    for rel in [v1[..8].to_string(), format!("sha256:{}", v1[..10].to_ascii_uppercase())] {
+        let e = activate_raw(&root, &rel).unwrap_err();
+        assert_eq!(e.exit().code(), 2, "{rel}: {e}");
+        assert!(
+            e.to_string().starts_with(&format!("`{rel}` is ambiguous on `"))
+                && e.to_string()
+                    .ends_with("it matches twin, v1; give a release name or more digits of the id"),
+            "{rel}: {e}"
+        );
+        assert_eq!(current(&root), "releases/v2", "{rel} moved current");
+    }
+
+    // A hex prefix of no id here: not on this host (it could be a name).
+    let digit = ['0', '1', '2']
+        .into_iter()
+        .find(|&c| !v1.starts_with(c) && !v2.starts_with(c))
+        .unwrap();
+    let nothing = digit.to_string().repeat(12);
+    let e = activate_raw(&root, &nothing).unwrap_err();
+    assert!(
+        e.to_string().starts_with(&format!("release `{nothing}` is not on `")),
+        "{e}"
+    );
+
+    // Not a release name, whatever file it reaches: `../releases/v1` would
+    // read v1's metadata and tree through `.slipway/releases/../releases/`.
+    for rel in ["../releases/v1", "sha256:xyz", ""] {
+        let e = activate_raw(&root, rel).unwrap_err();
+        assert_eq!(e.exit().code(), 2, "{rel:?}: {e}");
+        assert_eq!(
+            e.to_string(),
+            format!("`{rel}` is neither a release name nor a bundle id"),
+            "{rel:?}"
+        );
+    }
+    assert_eq!(current(&root), "releases/v2");
+}
+
+#[test]
+fn serve_refuses_to_activate_a_release_whose_push_never_finished() {
+    let env = Env::new();
+    let root = env.path("host");
+    staged(&env, &root, "v1", "<h1>one</h1>\n");
+    staged(&env, &root, "v2", "<h1>two</h1>\n");
+    activate_raw(&root, "v1").unwrap();
+
+    // v2 as a push killed before its end leaves it: its metadata without
+    // `pushed_at` (its tree there), or its tree not there (`pushed_at` set).
+    let meta = root.join(".slipway/releases/v2.json");
+    let original = std::fs::read(&meta).unwrap();
+    let mut unfinished: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    assert!(unfinished.as_object_mut().unwrap().remove("pushed_at").is_some());
+    std::fs::write(&meta, serde_json::to_vec(&unfinished).unwrap()).unwrap();
+    let refused = || {
+        let e = activate_raw(&root, "v2").unwrap_err();
+        assert!(e.to_string().starts_with("release `v2` is not on `"), "{e}");
+        assert_eq!(current(&root), "releases/v1", "nothing changed");
+    };
+    refused();
+    std::fs::write(&meta, &original).unwrap();
+    let tree = root.join("releases/v2");
+    let aside = root.join("v2-aside");
+    std::fs::rename(&tree, &aside).unwrap();
+    refused();
+    std::fs::rename(&aside, &tree).unwrap();
+    assert_eq!(activate_raw(&root, "v2").unwrap().to, "v2");
+    assert_eq!(current(&root), "releases/v2");
 }
