@@ -52,6 +52,13 @@ impl Raw {
         stderr
     }
 
+    /// End the session whatever state it is in (a push left half done).
+    fn abandon(mut self) {
+        self.ch.close_write();
+        drop(self.ch);
+        let _ = self.child.wait_with_output();
+    }
+
     /// Send one request and return the host's answer, or its error.
     fn request(&mut self, msg: &Message) -> Result<Message, Error> {
         self.ch.send(msg)?;
@@ -277,6 +284,136 @@ fn serve_refuses_manifests_that_leave_the_root() {
 
     assert_nothing_staged(&root, &before);
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+}
+
+/// `entry` changed by `edit`.
+fn with(mut entry: Entry, edit: impl FnOnce(&mut Entry)) -> Entry {
+    edit(&mut entry);
+    entry
+}
+
+#[test]
+fn serve_refuses_malformed_entries_and_links_out_of_the_tree_and_accepts_the_rest() {
+    let env = Env::new();
+    let (root, before) = host(&env);
+    let dir = || Entry::dir("d".into());
+    let f = || file("f", b"x");
+    let link = || Entry::symlink("l".into(), "f".into());
+    let digest = Some(Digest::of(b"x"));
+    let dir_fields = "directory entry has file fields";
+    let file_fields = "file entry must have mode 0644 or 0755 and a sha256";
+    let link_fields = "symlink entry is malformed";
+    // One wrong field at a time.
+    let cases: Vec<(Entry, &str)> = vec![
+        (with(dir(), |e| e.mode = 0o700), dir_fields),
+        (with(dir(), |e| e.size = 1), dir_fields),
+        (with(dir(), |e| e.sha256 = digest), dir_fields),
+        (with(dir(), |e| e.target = Some("f".into())), dir_fields),
+        (with(dir(), |e| e.external = true), dir_fields),
+        (with(f(), |e| e.mode = 0o600), file_fields),
+        (with(f(), |e| e.mode = 0o777), file_fields),
+        (with(f(), |e| e.mode = 0o4755), file_fields),
+        (with(f(), |e| e.sha256 = None), file_fields),
+        (with(f(), |e| e.target = Some("f".into())), file_fields),
+        (with(f(), |e| e.external = true), file_fields),
+        (with(link(), |e| e.mode = 0o755), link_fields),
+        (with(link(), |e| e.size = 1), link_fields),
+        (with(link(), |e| e.sha256 = digest), link_fields),
+        (with(link(), |e| e.target = Some(String::new())), link_fields),
+        (with(link(), |e| e.target = Some("f\0".into())), link_fields),
+        (with(link(), |e| e.target = None), "symlink without a target"),
+        (
+            with(link(), |e| e.target = Some("t".repeat(4001))),
+            "symlink target is too long",
+        ),
+        // Back out of a name the tree does not have, and once more: outside.
+        (
+            with(link(), |e| e.target = Some("missing/../..".into())),
+            "symlink target `missing/../..` leaves the release tree, which only links listed in `[build] allow_links` may",
+        ),
+    ];
+    let mut cases: Vec<(Vec<Entry>, String)> = cases
+        .into_iter()
+        .map(|(entry, why)| (vec![entry.clone()], format!("bad entry `{}`: {why}", entry.path)))
+        .collect();
+    // A link through a link that leaves the tree leaves it too.
+    cases.push((
+        vec![Entry::symlink("a".into(), "b/f".into()), Entry::symlink("b".into(), "..".into())],
+        "bad entry `a`: symlink target `b/f` leaves the release tree, which only links listed in `[build] allow_links` may"
+            .into(),
+    ));
+    // Through 41 links in one target (each `s0` one link back to `d`): one
+    // more than a walk may follow.
+    cases.push((
+        through_links(41),
+        format!(
+            "bad entry `p`: symlink target `{}` loops or goes through more than 40 links",
+            through_links(41)[2].target.as_deref().unwrap()
+        ),
+    ));
+    for (entries, why) in cases {
+        let m = manifest(entries.clone());
+        let mut raw = Raw::greeted(&root);
+        let e = raw.offer("evil", &m).unwrap_err();
+        assert_eq!(e.exit().code(), 5, "{entries:?}: {e}");
+        assert_eq!(
+            e.to_string(),
+            format!("release `evil` ({}): {why}", Digest::of(&m)),
+            "{entries:?}"
+        );
+        raw.finish(false);
+    }
+    // Entries that are not a list: the parser says what it expected.
+    let mut raw = Raw::greeted(&root);
+    let e = raw
+        .offer("evil", b"{\"version\":1,\"source_date_epoch\":0,\"entries\":5}\n")
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("manifest is not valid: invalid type: integer `5`, expected a list of at most 1000000 entries"),
+        "{e}"
+    );
+    raw.finish(false);
+    assert_nothing_staged(&root, &before);
+
+    // What each kind may have is accepted, and links that stay in the tree
+    // (some through a name it does not have, with nothing below it) next to
+    // one that leaves it where the host allows it: the host asks for the content.
+    std::fs::write(root.join(".slipway/allowed_links"), "x -> /srv/elsewhere\n").unwrap();
+    let m = manifest(vec![
+        dir(),
+        Entry::symlink("d/l".into(), "missing/../../f".into()),
+        f(),
+        with(file("g", b"y"), |e| e.mode = 0o755),
+        Entry::symlink("l".into(), "t".repeat(4000)),
+        with(Entry::symlink("x".into(), "/srv/elsewhere".into()), |e| {
+            e.external = true
+        }),
+        // Below a name the tree does not have, `x` is not the link `x`.
+        Entry::symlink("y".into(), "missing/x/f".into()),
+        Entry::symlink("z".into(), "missing/a/../../f".into()),
+    ]);
+    let mut raw = Raw::greeted(&root);
+    assert_eq!(raw.offer("fine", &m).unwrap(), vec![2, 3]);
+    raw.abandon();
+    // Through exactly 40 links: as many as a walk may follow.
+    let mut raw = Raw::greeted(&root);
+    assert_eq!(
+        raw.offer("fine", &manifest(through_links(40))).unwrap(),
+        Vec::<u32>::new()
+    );
+    raw.abandon();
+}
+
+/// `p -> s0/s0/…/f` with `n` times `s0`, where `s0 -> d` and `d/s0 -> .`:
+/// following it goes through `n` links, always back to `d`.
+fn through_links(n: usize) -> Vec<Entry> {
+    vec![
+        Entry::dir("d".into()),
+        Entry::symlink("d/s0".into(), ".".into()),
+        Entry::symlink("p".into(), format!("{}f", "s0/".repeat(n))),
+        Entry::symlink("s0".into(), "d".into()),
+    ]
 }
 
 #[test]
