@@ -12,6 +12,7 @@ use slipway::manifest::{Entry, Manifest};
 use slipway::protocol::{ActivateRequest, Channel, MAX_FRAME, Message, Peer, PushOffer, decode_indices};
 use slipway::remote::push::compress_manifest;
 
+use crate::support::archive::rle;
 use crate::support::{Env, bin};
 
 /// A `slipway serve` child driven frame by frame.
@@ -68,9 +69,16 @@ impl Raw {
     /// Offer `manifest` as release `name`, send it, and return the host's
     /// answer: the missing entry indices, or its error.
     fn offer(&mut self, name: &str, manifest: &[u8]) -> Result<Vec<u32>, Error> {
+        let compressed = compress_manifest(manifest, None)?;
+        self.offer_compressed(name, Digest::of(manifest), manifest.len() as u64, &compressed)
+    }
+
+    /// [`Raw::offer`] of a manifest of `size` bytes hashing to `id`, sent
+    /// as the zstd frame `compressed`.
+    fn offer_compressed(&mut self, name: &str, id: Digest, size: u64, compressed: &[u8]) -> Result<Vec<u32>, Error> {
         self.ch.send(&Message::Push(Box::new(PushOffer {
             name: name.into(),
-            id: Digest::of(manifest),
+            id,
             provenance: None,
             signatures: Vec::new(),
             link_mode: Default::default(),
@@ -85,11 +93,8 @@ impl Raw {
             Message::SendManifest { .. } => {}
             other => panic!("unexpected {other:?}"),
         }
-        self.ch.send(&Message::Manifest {
-            size: manifest.len() as u64,
-            base: None,
-        })?;
-        self.ch.send_blob(&compress_manifest(manifest, None)?)?;
+        self.ch.send(&Message::Manifest { size, base: None })?;
+        self.ch.send_blob(compressed)?;
         let Message::Need(need) = self.ch.recv()? else {
             panic!("expected need")
         };
@@ -326,6 +331,7 @@ fn serve_refuses_malformed_entries_and_links_out_of_the_tree_and_accepts_the_res
             with(link(), |e| e.target = Some("t".repeat(4001))),
             "symlink target is too long",
         ),
+        (file(&"p".repeat(4001), b"x"), "path is too long"),
         // Back out of a name the tree does not have, and once more: outside.
         (
             with(link(), |e| e.target = Some("missing/../..".into())),
@@ -386,6 +392,7 @@ fn serve_refuses_malformed_entries_and_links_out_of_the_tree_and_accepts_the_res
         f(),
         with(file("g", b"y"), |e| e.mode = 0o755),
         Entry::symlink("l".into(), "t".repeat(4000)),
+        file(&"p".repeat(4000), b"x"),
         with(Entry::symlink("x".into(), "/srv/elsewhere".into()), |e| {
             e.external = true
         }),
@@ -414,6 +421,31 @@ fn through_links(n: usize) -> Vec<Entry> {
         Entry::symlink("p".into(), format!("{}f", "s0/".repeat(n))),
         Entry::symlink("s0".into(), "d".into()),
     ]
+}
+
+#[test]
+fn serve_reads_a_manifest_of_exactly_the_size_limit_to_its_end() {
+    let env = Env::new();
+    let (root, before) = host(&env);
+    // 256 MiB of spaces: not refused for its size, parsed to the last byte
+    // (where the parser still waits for a value).
+    let size = slipway::manifest::MAX_MANIFEST_BYTES;
+    let mut h = slipway::digest::Hasher::new();
+    let chunk = vec![b' '; 1 << 20];
+    for _ in 0..size >> 20 {
+        h.update(&chunk);
+    }
+    let id = h.finish();
+    let mut raw = Raw::greeted(&root);
+    let e = raw
+        .offer_compressed("evil", id, size, &rle(b' ', size, 17))
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("release `evil` ({id}): manifest is not valid: EOF while parsing a value at line 1 column {size}")
+    );
+    raw.finish(false);
+    assert_nothing_staged(&root, &before);
 }
 
 #[test]
