@@ -69,13 +69,36 @@ impl Raw {
     /// Offer `manifest` as release `name`, send it, and return the host's
     /// answer: the missing entry indices, or its error.
     fn offer(&mut self, name: &str, manifest: &[u8]) -> Result<Vec<u32>, Error> {
+        self.offer_shared(name, manifest, vec![], vec![])
+    }
+
+    /// [`Raw::offer`] of a release whose target shares these paths.
+    fn offer_shared(
+        &mut self,
+        name: &str,
+        manifest: &[u8],
+        shared: Vec<String>,
+        shared_files: Vec<String>,
+    ) -> Result<Vec<u32>, Error> {
         let compressed = compress_manifest(manifest, None)?;
-        self.offer_compressed(name, Digest::of(manifest), manifest.len() as u64, &compressed)
+        let id = Digest::of(manifest);
+        self.offer_with(name, id, manifest.len() as u64, &compressed, (shared, shared_files))
     }
 
     /// [`Raw::offer`] of a manifest of `size` bytes hashing to `id`, sent
     /// as the zstd frame `compressed`.
     fn offer_compressed(&mut self, name: &str, id: Digest, size: u64, compressed: &[u8]) -> Result<Vec<u32>, Error> {
+        self.offer_with(name, id, size, compressed, (vec![], vec![]))
+    }
+
+    fn offer_with(
+        &mut self,
+        name: &str,
+        id: Digest,
+        size: u64,
+        compressed: &[u8],
+        (shared, shared_files): (Vec<String>, Vec<String>),
+    ) -> Result<Vec<u32>, Error> {
         self.ch.send(&Message::Push(Box::new(PushOffer {
             name: name.into(),
             id,
@@ -83,8 +106,8 @@ impl Raw {
             signatures: Vec::new(),
             link_mode: Default::default(),
             pushed_by: "mallory@evil".into(),
-            shared: vec![],
-            shared_files: vec![],
+            shared,
+            shared_files,
             repair: false,
             source: None,
             command: None,
@@ -446,6 +469,73 @@ fn serve_reads_a_manifest_of_exactly_the_size_limit_to_its_end() {
     );
     raw.finish(false);
     assert_nothing_staged(&root, &before);
+}
+
+#[test]
+fn serve_checks_the_shared_paths_a_client_sends_against_the_manifest() {
+    let env = Env::new();
+    let (root, before) = host(&env);
+    // The slipway client checks the same before it contacts a host; these
+    // come from a client that does not.
+    let m = manifest(vec![
+        Entry::dir("app".into()),
+        file("app/index.html", b"hi"),
+        Entry::dir("log".into()),
+    ]);
+    let paths = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let cases: [(Vec<String>, Vec<String>, u8, &str); 6] = [
+        (
+            paths(&["../x"]),
+            vec![],
+            2,
+            "shared path `../x` must be a relative path inside the release (no `..`, not absolute)",
+        ),
+        (
+            vec![],
+            paths(&["/etc/passwd"]),
+            2,
+            "shared path `/etc/passwd` must be a relative path inside the release (no `..`, not absolute)",
+        ),
+        (
+            paths(&["data"]),
+            paths(&["data"]),
+            2,
+            "shared path `data` is listed twice",
+        ),
+        (
+            paths(&["log"]),
+            vec![],
+            1,
+            "the bundle has a directory at shared path `log`; remove it from the build output or from `shared`",
+        ),
+        (
+            vec![],
+            paths(&["app/index.html"]),
+            1,
+            "the bundle has a file at shared path `app/index.html`; remove it from the build output or from `shared`",
+        ),
+        (
+            paths(&["cache/x"]),
+            vec![],
+            1,
+            "shared path `cache/x` needs the directory `cache` in the bundle",
+        ),
+    ];
+    for (shared, shared_files, code, why) in cases {
+        let mut raw = Raw::greeted(&root);
+        let e = raw.offer_shared("evil", &m, shared, shared_files).unwrap_err();
+        assert_eq!((e.exit().code(), e.to_string().as_str()), (code, why));
+        raw.finish(false);
+    }
+    assert_nothing_staged(&root, &before);
+    // Paths the bundle leaves free, under its directories: accepted.
+    let mut raw = Raw::greeted(&root);
+    assert_eq!(
+        raw.offer_shared("fine", &m, paths(&["data", "app/uploads"]), paths(&["app/.env"]))
+            .unwrap(),
+        vec![1]
+    );
+    raw.abandon();
 }
 
 #[test]
