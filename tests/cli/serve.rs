@@ -180,6 +180,49 @@ fn host(env: &Env) -> (PathBuf, Vec<PathBuf>) {
 }
 
 #[test]
+fn serve_answers_staged_with_what_it_wrote_and_what_it_reused() {
+    let env = Env::new();
+    let (root, _) = host(&env);
+    // `a.txt` twice (one object), `b.txt` once: two objects written, 10 bytes.
+    let m = manifest(vec![
+        file("a.txt", b"hello"),
+        file("b.txt", b"world"),
+        file("c.txt", b"hello"),
+    ]);
+    let mut raw = Raw::greeted(&root);
+    assert_eq!(raw.offer("r1", &m).unwrap(), vec![0, 1]);
+    raw.ch.send(&Message::Batch { entries: vec![0, 1] }).unwrap();
+    raw.ch
+        .send_blob(&zstd::bulk::compress(b"helloworld", 3).unwrap())
+        .unwrap();
+    raw.ch.send(&Message::Done).unwrap();
+    let staged = |files, objects_reused, objects_written, bytes_written| {
+        Message::Staged(slipway::protocol::Staged {
+            already: false,
+            files,
+            objects_reused,
+            objects_written,
+            bytes_written,
+            bytes_downloaded: 0,
+        })
+    };
+    assert_eq!(raw.ch.recv().unwrap(), staged(3, 0, 2, 10));
+    // The same contents and one more: the host asks only for the new one.
+    let m = manifest(vec![
+        file("a.txt", b"hello"),
+        file("b.txt", b"world"),
+        file("d.txt", b"!"),
+    ]);
+    assert_eq!(raw.offer("r2", &m).unwrap(), vec![2]);
+    raw.ch.send(&Message::Batch { entries: vec![2] }).unwrap();
+    raw.ch.send_blob(&zstd::bulk::compress(b"!", 3).unwrap()).unwrap();
+    raw.ch.send(&Message::Done).unwrap();
+    assert_eq!(raw.ch.recv().unwrap(), staged(3, 2, 1, 1));
+    raw.finish(true);
+    assert_eq!(std::fs::read_to_string(root.join("releases/r2/d.txt")).unwrap(), "!");
+}
+
+#[test]
 fn serve_refuses_wrong_object_bytes_with_exit_5_and_binds_nothing() {
     let env = Env::new();
     let (root, before) = host(&env);
