@@ -598,6 +598,16 @@ fn hostile_gigantic_declared_size_with_a_tiny_archive() {
         "declares a manifest of 314572800 bytes, more than the limit of 268435456",
         20,
     );
+    // One of exactly the limit is read to its end (it is only spaces, so
+    // the parser asks for more at the last byte), not refused for its size.
+    m[1] = Member::raw(b".slipway/manifest.json", EntryType::Regular).spaces(256 * MIB);
+    w.refused_fast(
+        "manifest-256mib-of-spaces",
+        &archive(&m),
+        5,
+        "manifest is not valid: EOF while parsing a value at line 1 column 268435456",
+        60,
+    );
 }
 
 #[test]

@@ -444,6 +444,80 @@ fn prune_keeps_current_previous_pinned_and_waiting_releases_and_dry_run_lists() 
     assert_eq!(current(root), "v4");
 }
 
+/// The files under `objects/`.
+fn objects(root: &Path) -> usize {
+    std::fs::read_dir(root.join(".slipway/objects"))
+        .unwrap()
+        .map(|fan| std::fs::read_dir(fan.unwrap().path()).unwrap().count())
+        .sum()
+}
+
+/// A release pushed but never activated goes once another release went
+/// live after it, and with it the objects no remaining release uses; a dry
+/// run reports the same and removes nothing.
+#[test]
+fn prune_removes_a_release_passed_over_and_the_objects_only_it_used_and_dry_run_counts_them() {
+    let env = Env::new();
+    let root = env.path("host");
+    // Copies: every object has one link, so only the manifests of the
+    // releases that remain say which objects are used.
+    env.write(
+        "slipway.toml",
+        format!(
+            "[targets.copy]\nhosts = [\"{}\"]\nlink_mode = \"copy\"\n",
+            root.display()
+        ),
+    );
+    env.write("site/app.js", "console.log('in every release')\n");
+    let only_side = ["<h1>side</h1>\n", "only in side\n"];
+    for (name, index) in [("v1", "<h1>v1</h1>\n"), ("side", only_side[0]), ("v2", "<h1>v2</h1>\n")] {
+        env.write("site/index.html", index);
+        if name == "side" {
+            env.write("site/side.txt", only_side[1]);
+        } else {
+            let _ = std::fs::remove_file(env.path("site/side.txt"));
+        }
+        env.slipway().args(["build", "--dir", "site", "--name", name]).ok();
+    }
+    let sl = |args: &[&str]| env.slipway().args(args).args(["-t", "copy"]).ok();
+    sl(&["push", "v1"]);
+    sl(&["activate", "v1"]);
+    sl(&["push", "side"]); // never activated: v2 went live after it
+    // `pushed_at` has whole seconds: one of the second v2 goes live in
+    // counts as pushed after it (waiting), so v2 goes live in a later one.
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let pushed = now();
+    wait_for(5, "the next second", || now() > pushed);
+    sl(&["push", "v2"]);
+    sl(&["activate", "v2"]);
+    assert_eq!(objects(&root), 5);
+
+    let bytes: usize = only_side.iter().map(|s| s.len()).sum();
+    let expected = |dry_run: bool| {
+        serde_json::json!({
+            "host": root.display().to_string(), "dry_run": dry_run, "releases": ["side"],
+            "objects": 2, "object_bytes": bytes, "tmp_entries": 0, "notes": [],
+        })
+    };
+    let dry = sl(&["prune", "--keep", "0", "--dry-run", "--json"]).json();
+    assert_eq!(dry[0], expected(true));
+    assert_eq!(objects(&root), 5, "a dry run removes no object");
+    assert!(root.join("releases/side").is_dir(), "a dry run removes no release");
+
+    let done = sl(&["prune", "--keep", "0", "--json"]).json();
+    assert_eq!(done[0], expected(false));
+    assert_eq!(objects(&root), 3);
+    assert!(!root.join("releases/side").exists());
+    sl(&["verify"]);
+    sl(&["rollback"]);
+    assert_eq!(current(&root), "v1");
+}
+
 /// The lock file a finished push leaves (`tmp/<name>.lock`) is not a
 /// staging leftover worth reporting; a killed push's `.partial` is.
 #[test]

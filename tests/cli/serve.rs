@@ -9,9 +9,10 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use slipway::digest::Digest;
 use slipway::error::Error;
 use slipway::manifest::{Entry, Manifest};
-use slipway::protocol::{Channel, MAX_FRAME, Message, Peer, PushOffer, decode_indices};
+use slipway::protocol::{ActivateRequest, Channel, MAX_FRAME, Message, Peer, PushOffer, decode_indices};
 use slipway::remote::push::compress_manifest;
 
+use crate::support::archive::rle;
 use crate::support::{Env, bin};
 
 /// A `slipway serve` child driven frame by frame.
@@ -52,18 +53,61 @@ impl Raw {
         stderr
     }
 
+    /// End the session whatever state it is in (a push left half done).
+    fn abandon(mut self) {
+        self.ch.close_write();
+        drop(self.ch);
+        let _ = self.child.wait_with_output();
+    }
+
+    /// Send one request and return the host's answer, or its error.
+    fn request(&mut self, msg: &Message) -> Result<Message, Error> {
+        self.ch.send(msg)?;
+        self.ch.recv()
+    }
+
     /// Offer `manifest` as release `name`, send it, and return the host's
     /// answer: the missing entry indices, or its error.
     fn offer(&mut self, name: &str, manifest: &[u8]) -> Result<Vec<u32>, Error> {
+        self.offer_shared(name, manifest, vec![], vec![])
+    }
+
+    /// [`Raw::offer`] of a release whose target shares these paths.
+    fn offer_shared(
+        &mut self,
+        name: &str,
+        manifest: &[u8],
+        shared: Vec<String>,
+        shared_files: Vec<String>,
+    ) -> Result<Vec<u32>, Error> {
+        let compressed = compress_manifest(manifest, None)?;
+        let id = Digest::of(manifest);
+        self.offer_with(name, id, manifest.len() as u64, &compressed, (shared, shared_files))
+    }
+
+    /// [`Raw::offer`] of a manifest of `size` bytes hashing to `id`, sent
+    /// as the zstd frame `compressed`.
+    fn offer_compressed(&mut self, name: &str, id: Digest, size: u64, compressed: &[u8]) -> Result<Vec<u32>, Error> {
+        self.offer_with(name, id, size, compressed, (vec![], vec![]))
+    }
+
+    fn offer_with(
+        &mut self,
+        name: &str,
+        id: Digest,
+        size: u64,
+        compressed: &[u8],
+        (shared, shared_files): (Vec<String>, Vec<String>),
+    ) -> Result<Vec<u32>, Error> {
         self.ch.send(&Message::Push(Box::new(PushOffer {
             name: name.into(),
-            id: Digest::of(manifest),
+            id,
             provenance: None,
             signatures: Vec::new(),
             link_mode: Default::default(),
             pushed_by: "mallory@evil".into(),
-            shared: vec![],
-            shared_files: vec![],
+            shared,
+            shared_files,
             repair: false,
             source: None,
             command: None,
@@ -72,11 +116,8 @@ impl Raw {
             Message::SendManifest { .. } => {}
             other => panic!("unexpected {other:?}"),
         }
-        self.ch.send(&Message::Manifest {
-            size: manifest.len() as u64,
-            base: None,
-        })?;
-        self.ch.send_blob(&compress_manifest(manifest, None)?)?;
+        self.ch.send(&Message::Manifest { size, base: None })?;
+        self.ch.send_blob(compressed)?;
         let Message::Need(need) = self.ch.recv()? else {
             panic!("expected need")
         };
@@ -136,6 +177,49 @@ fn host(env: &Env) -> (PathBuf, Vec<PathBuf>) {
     Raw::greeted(&root).finish(true);
     let before = outside_tmp(&root);
     (root, before)
+}
+
+#[test]
+fn serve_answers_staged_with_what_it_wrote_and_what_it_reused() {
+    let env = Env::new();
+    let (root, _) = host(&env);
+    // `a.txt` twice (one object), `b.txt` once: two objects written, 10 bytes.
+    let m = manifest(vec![
+        file("a.txt", b"hello"),
+        file("b.txt", b"world"),
+        file("c.txt", b"hello"),
+    ]);
+    let mut raw = Raw::greeted(&root);
+    assert_eq!(raw.offer("r1", &m).unwrap(), vec![0, 1]);
+    raw.ch.send(&Message::Batch { entries: vec![0, 1] }).unwrap();
+    raw.ch
+        .send_blob(&zstd::bulk::compress(b"helloworld", 3).unwrap())
+        .unwrap();
+    raw.ch.send(&Message::Done).unwrap();
+    let staged = |files, objects_reused, objects_written, bytes_written| {
+        Message::Staged(slipway::protocol::Staged {
+            already: false,
+            files,
+            objects_reused,
+            objects_written,
+            bytes_written,
+            bytes_downloaded: 0,
+        })
+    };
+    assert_eq!(raw.ch.recv().unwrap(), staged(3, 0, 2, 10));
+    // The same contents and one more: the host asks only for the new one.
+    let m = manifest(vec![
+        file("a.txt", b"hello"),
+        file("b.txt", b"world"),
+        file("d.txt", b"!"),
+    ]);
+    assert_eq!(raw.offer("r2", &m).unwrap(), vec![2]);
+    raw.ch.send(&Message::Batch { entries: vec![2] }).unwrap();
+    raw.ch.send_blob(&zstd::bulk::compress(b"!", 3).unwrap()).unwrap();
+    raw.ch.send(&Message::Done).unwrap();
+    assert_eq!(raw.ch.recv().unwrap(), staged(3, 2, 1, 1));
+    raw.finish(true);
+    assert_eq!(std::fs::read_to_string(root.join("releases/r2/d.txt")).unwrap(), "!");
 }
 
 #[test]
@@ -273,6 +357,230 @@ fn serve_refuses_manifests_that_leave_the_root() {
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
 }
 
+/// `entry` changed by `edit`.
+fn with(mut entry: Entry, edit: impl FnOnce(&mut Entry)) -> Entry {
+    edit(&mut entry);
+    entry
+}
+
+#[test]
+fn serve_refuses_malformed_entries_and_links_out_of_the_tree_and_accepts_the_rest() {
+    let env = Env::new();
+    let (root, before) = host(&env);
+    let dir = || Entry::dir("d".into());
+    let f = || file("f", b"x");
+    let link = || Entry::symlink("l".into(), "f".into());
+    let digest = Some(Digest::of(b"x"));
+    let dir_fields = "directory entry has file fields";
+    let file_fields = "file entry must have mode 0644 or 0755 and a sha256";
+    let link_fields = "symlink entry is malformed";
+    // One wrong field at a time.
+    let cases: Vec<(Entry, &str)> = vec![
+        (with(dir(), |e| e.mode = 0o700), dir_fields),
+        (with(dir(), |e| e.size = 1), dir_fields),
+        (with(dir(), |e| e.sha256 = digest), dir_fields),
+        (with(dir(), |e| e.target = Some("f".into())), dir_fields),
+        (with(dir(), |e| e.external = true), dir_fields),
+        (with(f(), |e| e.mode = 0o600), file_fields),
+        (with(f(), |e| e.mode = 0o777), file_fields),
+        (with(f(), |e| e.mode = 0o4755), file_fields),
+        (with(f(), |e| e.sha256 = None), file_fields),
+        (with(f(), |e| e.target = Some("f".into())), file_fields),
+        (with(f(), |e| e.external = true), file_fields),
+        (with(link(), |e| e.mode = 0o755), link_fields),
+        (with(link(), |e| e.size = 1), link_fields),
+        (with(link(), |e| e.sha256 = digest), link_fields),
+        (with(link(), |e| e.target = Some(String::new())), link_fields),
+        (with(link(), |e| e.target = Some("f\0".into())), link_fields),
+        (with(link(), |e| e.target = None), "symlink without a target"),
+        (
+            with(link(), |e| e.target = Some("t".repeat(4001))),
+            "symlink target is too long",
+        ),
+        (file(&"p".repeat(4001), b"x"), "path is too long"),
+        // Back out of a name the tree does not have, and once more: outside.
+        (
+            with(link(), |e| e.target = Some("missing/../..".into())),
+            "symlink target `missing/../..` leaves the release tree, which only links listed in `[build] allow_links` may",
+        ),
+    ];
+    let mut cases: Vec<(Vec<Entry>, String)> = cases
+        .into_iter()
+        .map(|(entry, why)| (vec![entry.clone()], format!("bad entry `{}`: {why}", entry.path)))
+        .collect();
+    // A link through a link that leaves the tree leaves it too.
+    cases.push((
+        vec![Entry::symlink("a".into(), "b/f".into()), Entry::symlink("b".into(), "..".into())],
+        "bad entry `a`: symlink target `b/f` leaves the release tree, which only links listed in `[build] allow_links` may"
+            .into(),
+    ));
+    // Through 41 links in one target (each `s0` one link back to `d`): one
+    // more than a walk may follow.
+    cases.push((
+        through_links(41),
+        format!(
+            "bad entry `p`: symlink target `{}` loops or goes through more than 40 links",
+            through_links(41)[2].target.as_deref().unwrap()
+        ),
+    ));
+    for (entries, why) in cases {
+        let m = manifest(entries.clone());
+        let mut raw = Raw::greeted(&root);
+        let e = raw.offer("evil", &m).unwrap_err();
+        assert_eq!(e.exit().code(), 5, "{entries:?}: {e}");
+        assert_eq!(
+            e.to_string(),
+            format!("release `evil` ({}): {why}", Digest::of(&m)),
+            "{entries:?}"
+        );
+        raw.finish(false);
+    }
+    // Entries that are not a list: the parser says what it expected.
+    let mut raw = Raw::greeted(&root);
+    let e = raw
+        .offer("evil", b"{\"version\":1,\"source_date_epoch\":0,\"entries\":5}\n")
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("manifest is not valid: invalid type: integer `5`, expected a list of at most 1000000 entries"),
+        "{e}"
+    );
+    raw.finish(false);
+    assert_nothing_staged(&root, &before);
+
+    // What each kind may have is accepted, and links that stay in the tree
+    // (some through a name it does not have, with nothing below it) next to
+    // one that leaves it where the host allows it: the host asks for the content.
+    std::fs::write(root.join(".slipway/allowed_links"), "x -> /srv/elsewhere\n").unwrap();
+    let m = manifest(vec![
+        dir(),
+        Entry::symlink("d/l".into(), "missing/../../f".into()),
+        f(),
+        with(file("g", b"y"), |e| e.mode = 0o755),
+        Entry::symlink("l".into(), "t".repeat(4000)),
+        file(&"p".repeat(4000), b"x"),
+        with(Entry::symlink("x".into(), "/srv/elsewhere".into()), |e| {
+            e.external = true
+        }),
+        // Below a name the tree does not have, `x` is not the link `x`.
+        Entry::symlink("y".into(), "missing/x/f".into()),
+        Entry::symlink("z".into(), "missing/a/../../f".into()),
+    ]);
+    let mut raw = Raw::greeted(&root);
+    assert_eq!(raw.offer("fine", &m).unwrap(), vec![2, 3]);
+    raw.abandon();
+    // Through exactly 40 links: as many as a walk may follow.
+    let mut raw = Raw::greeted(&root);
+    assert_eq!(
+        raw.offer("fine", &manifest(through_links(40))).unwrap(),
+        Vec::<u32>::new()
+    );
+    raw.abandon();
+}
+
+/// `p -> s0/s0/…/f` with `n` times `s0`, where `s0 -> d` and `d/s0 -> .`:
+/// following it goes through `n` links, always back to `d`.
+fn through_links(n: usize) -> Vec<Entry> {
+    vec![
+        Entry::dir("d".into()),
+        Entry::symlink("d/s0".into(), ".".into()),
+        Entry::symlink("p".into(), format!("{}f", "s0/".repeat(n))),
+        Entry::symlink("s0".into(), "d".into()),
+    ]
+}
+
+#[test]
+fn serve_reads_a_manifest_of_exactly_the_size_limit_to_its_end() {
+    let env = Env::new();
+    let (root, before) = host(&env);
+    // 256 MiB of spaces: not refused for its size, parsed to the last byte
+    // (where the parser still waits for a value).
+    let size = slipway::manifest::MAX_MANIFEST_BYTES;
+    let mut h = slipway::digest::Hasher::new();
+    let chunk = vec![b' '; 1 << 20];
+    for _ in 0..size >> 20 {
+        h.update(&chunk);
+    }
+    let id = h.finish();
+    let mut raw = Raw::greeted(&root);
+    let e = raw
+        .offer_compressed("evil", id, size, &rle(b' ', size, 17))
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("release `evil` ({id}): manifest is not valid: EOF while parsing a value at line 1 column {size}")
+    );
+    raw.finish(false);
+    assert_nothing_staged(&root, &before);
+}
+
+#[test]
+fn serve_checks_the_shared_paths_a_client_sends_against_the_manifest() {
+    let env = Env::new();
+    let (root, before) = host(&env);
+    // The slipway client checks the same before it contacts a host; these
+    // come from a client that does not.
+    let m = manifest(vec![
+        Entry::dir("app".into()),
+        file("app/index.html", b"hi"),
+        Entry::dir("log".into()),
+    ]);
+    let paths = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let cases: [(Vec<String>, Vec<String>, u8, &str); 6] = [
+        (
+            paths(&["../x"]),
+            vec![],
+            2,
+            "shared path `../x` must be a relative path inside the release (no `..`, not absolute)",
+        ),
+        (
+            vec![],
+            paths(&["/etc/passwd"]),
+            2,
+            "shared path `/etc/passwd` must be a relative path inside the release (no `..`, not absolute)",
+        ),
+        (
+            paths(&["data"]),
+            paths(&["data"]),
+            2,
+            "shared path `data` is listed twice",
+        ),
+        (
+            paths(&["log"]),
+            vec![],
+            1,
+            "the bundle has a directory at shared path `log`; remove it from the build output or from `shared`",
+        ),
+        (
+            vec![],
+            paths(&["app/index.html"]),
+            1,
+            "the bundle has a file at shared path `app/index.html`; remove it from the build output or from `shared`",
+        ),
+        (
+            paths(&["cache/x"]),
+            vec![],
+            1,
+            "shared path `cache/x` needs the directory `cache` in the bundle",
+        ),
+    ];
+    for (shared, shared_files, code, why) in cases {
+        let mut raw = Raw::greeted(&root);
+        let e = raw.offer_shared("evil", &m, shared, shared_files).unwrap_err();
+        assert_eq!((e.exit().code(), e.to_string().as_str()), (code, why));
+        raw.finish(false);
+    }
+    assert_nothing_staged(&root, &before);
+    // Paths the bundle leaves free, under its directories: accepted.
+    let mut raw = Raw::greeted(&root);
+    assert_eq!(
+        raw.offer_shared("fine", &m, paths(&["data", "app/uploads"]), paths(&["app/.env"]))
+            .unwrap(),
+        vec![1]
+    );
+    raw.abandon();
+}
+
 #[test]
 fn serve_refuses_names_that_are_not_release_names() {
     let env = Env::new();
@@ -342,4 +650,132 @@ fn serve_refuses_bad_frames_and_other_protocols() {
         )
     );
     raw.finish(false);
+}
+
+/// Build a release of a tree whose index.html says `text`, push it to
+/// `root` with the slipway client (staged, not activated), and return its id.
+fn staged(env: &Env, root: &Path, name: &str, text: &str) -> String {
+    env.write("site/index.html", text);
+    let id = env
+        .slipway()
+        .args(["build", "--dir", "site", "--name", name])
+        .ok()
+        .line();
+    env.slipway().args(["push", name, "-t"]).arg(root).ok();
+    id.trim_start_matches("sha256:").to_string()
+}
+
+/// What a client that is not slipway can send: `activate` of REL exactly
+/// as given, which the slipway client would have resolved (and refused)
+/// itself first. Returns the host's answer: the record, or its error.
+fn activate_raw(root: &Path, rel: &str) -> Result<slipway::protocol::Record, Error> {
+    let mut raw = Raw::greeted(root);
+    let answer = raw.request(&Message::Activate(Box::new(ActivateRequest {
+        release: rel.into(),
+        expect: None,
+        actor: "mallory@evil".into(),
+        action: "activate".into(),
+        reason: None,
+        mark_left_bad: false,
+        service: None,
+        db: Default::default(),
+    })));
+    raw.finish(answer.is_ok());
+    answer.map(|m| match m {
+        Message::Switched(record) => *record,
+        other => panic!("unexpected {other:?}"),
+    })
+}
+
+fn current(root: &Path) -> String {
+    std::fs::read_link(root.join("current"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn serve_resolves_rel_itself_a_name_or_a_unique_id_prefix_and_refuses_the_rest() {
+    let env = Env::new();
+    let root = env.path("host");
+    // `v1` and `twin` are the same bundle (same tree) under two names.
+    let v1 = staged(&env, &root, "v1", "<h1>one</h1>\n");
+    assert_eq!(staged(&env, &root, "twin", "<h1>one</h1>\n"), v1);
+    let v2 = staged(&env, &root, "v2", "<h1>two</h1>\n");
+    assert_ne!(v1[..12], v2[..12]);
+    activate_raw(&root, "v1").unwrap();
+    assert_eq!(current(&root), "releases/v1");
+
+    // A bare hex prefix of an id: the host resolves it itself.
+    assert_eq!(activate_raw(&root, &v2[..12]).unwrap().to, "v2");
+    assert_eq!(current(&root), "releases/v2");
+    // A prefix of the id v1 and twin share, bare or with `sha256:` in
+    // either case: ambiguous, and nothing moves.
+    for rel in [v1[..8].to_string(), format!("sha256:{}", v1[..10].to_ascii_uppercase())] {
+        let e = activate_raw(&root, &rel).unwrap_err();
+        assert_eq!(e.exit().code(), 2, "{rel}: {e}");
+        assert!(
+            e.to_string().starts_with(&format!("`{rel}` is ambiguous on `"))
+                && e.to_string()
+                    .ends_with("it matches twin, v1; give a release name or more digits of the id"),
+            "{rel}: {e}"
+        );
+        assert_eq!(current(&root), "releases/v2", "{rel} moved current");
+    }
+
+    // A hex prefix of no id here: not on this host (it could be a name).
+    let digit = ['0', '1', '2']
+        .into_iter()
+        .find(|&c| !v1.starts_with(c) && !v2.starts_with(c))
+        .unwrap();
+    let nothing = digit.to_string().repeat(12);
+    let e = activate_raw(&root, &nothing).unwrap_err();
+    assert!(
+        e.to_string().starts_with(&format!("release `{nothing}` is not on `")),
+        "{e}"
+    );
+
+    // Not a release name, whatever file it reaches: `../releases/v1` would
+    // read v1's metadata and tree through `.slipway/releases/../releases/`.
+    for rel in ["../releases/v1", "sha256:xyz", ""] {
+        let e = activate_raw(&root, rel).unwrap_err();
+        assert_eq!(e.exit().code(), 2, "{rel:?}: {e}");
+        assert_eq!(
+            e.to_string(),
+            format!("`{rel}` is neither a release name nor a bundle id"),
+            "{rel:?}"
+        );
+    }
+    assert_eq!(current(&root), "releases/v2");
+}
+
+#[test]
+fn serve_refuses_to_activate_a_release_whose_push_never_finished() {
+    let env = Env::new();
+    let root = env.path("host");
+    staged(&env, &root, "v1", "<h1>one</h1>\n");
+    staged(&env, &root, "v2", "<h1>two</h1>\n");
+    activate_raw(&root, "v1").unwrap();
+
+    // v2 as a push killed before its end leaves it: its metadata without
+    // `pushed_at` (its tree there), or its tree not there (`pushed_at` set).
+    let meta = root.join(".slipway/releases/v2.json");
+    let original = std::fs::read(&meta).unwrap();
+    let mut unfinished: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    assert!(unfinished.as_object_mut().unwrap().remove("pushed_at").is_some());
+    std::fs::write(&meta, serde_json::to_vec(&unfinished).unwrap()).unwrap();
+    let refused = || {
+        let e = activate_raw(&root, "v2").unwrap_err();
+        assert!(e.to_string().starts_with("release `v2` is not on `"), "{e}");
+        assert_eq!(current(&root), "releases/v1", "nothing changed");
+    };
+    refused();
+    std::fs::write(&meta, &original).unwrap();
+    let tree = root.join("releases/v2");
+    let aside = root.join("v2-aside");
+    std::fs::rename(&tree, &aside).unwrap();
+    refused();
+    std::fs::rename(&aside, &tree).unwrap();
+    assert_eq!(activate_raw(&root, "v2").unwrap().to, "v2");
+    assert_eq!(current(&root), "releases/v2");
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::support::{Cmd, Env, Outcome};
 
-/// An ed25519 key made by `ssh-keygen`.
+/// A key made by `ssh-keygen` (ed25519 unless made with [`Key::rsa_4096`]).
 struct Key {
     path: PathBuf,
     public: String,
@@ -19,10 +19,20 @@ struct Key {
 
 impl Key {
     fn new(env: &Env, file: &str, comment: &str) -> Key {
+        Key::of_type(env, file, comment, &["-t", "ed25519"])
+    }
+
+    /// The largest key in common use: its signatures are the largest a host sees.
+    fn rsa_4096(env: &Env, file: &str, comment: &str) -> Key {
+        Key::of_type(env, file, comment, &["-t", "rsa", "-b", "4096"])
+    }
+
+    fn of_type(env: &Env, file: &str, comment: &str, kind: &[&str]) -> Key {
         let path = env.path(file);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let st = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+            .args(kind)
+            .args(["-q", "-N", "", "-C", comment, "-f"])
             .arg(&path)
             .stdin(Stdio::null())
             .status()
@@ -755,5 +765,109 @@ fn releases_staged_before_enforcement_cannot_be_activated_or_rolled_back_to() {
     slipway(&env).args(["sign", "v1", "--key"]).arg(&alice.path).ok();
     push(&env, "v1", &root).ok();
     slipway(&env).args(["rollback", "--to", "v1", "-t"]).arg(&root).ok();
+    assert_eq!(current(&root), Path::new("releases/v1"));
+}
+
+/// A signature object slipway cannot check (it is kept, and refused as
+/// unsupported) that is exactly `bytes` long as compact JSON, the size a
+/// host measures.
+fn filler(i: usize, bytes: usize) -> Value {
+    let mut v = serde_json::json!({"format": "x509", "n": i, "blob": ""});
+    let empty = serde_json::to_vec(&v).unwrap().len();
+    v["blob"] = Value::String("A".repeat(bytes - empty));
+    assert_eq!(serde_json::to_vec(&v).unwrap().len(), bytes);
+    v
+}
+
+/// Make the store's record of `name` carry `fillers` and then its own
+/// (real) signatures, last, so a host looks through all the others first.
+fn pad_signatures(env: &Env, name: &str, fillers: impl IntoIterator<Item = Value>) {
+    edit_record(env, name, |r| {
+        let own = r["signatures"].as_array().cloned().unwrap_or_default();
+        r["signatures"] = Value::Array(fillers.into_iter().chain(own).collect());
+    });
+}
+
+#[test]
+fn a_host_keeps_and_checks_exactly_32_signatures_and_refuses_more() {
+    let env = Env::new();
+    let alice = Key::new(&env, "keys/alice", "alice@example.com");
+    let root = strict_host(&env, "host", &[("alice@example.com", &alice)]);
+    for name in ["v1", "v2"] {
+        build(&env, name);
+        slipway(&env).args(["sign", name, "--key"]).arg(&alice.path).ok();
+    }
+    // 31 signatures the host cannot use, then alice's: 32, the limit, all
+    // looked at, at staging and again at activation.
+    pad_signatures(&env, "v1", (1..32).map(|i| filler(i, 100)));
+    assert_eq!(signatures(&env, "v1").len(), 32);
+    push(&env, "v1", &root).ok();
+    let meta = host_meta(&root, "v1");
+    assert_eq!(meta["signatures"].as_array().map(Vec::len), Some(32));
+    assert_eq!(meta["signed_by"]["principal"], "alice@example.com");
+    slipway(&env).args(["activate", "v1", "-t"]).arg(&root).ok();
+    assert_eq!(current(&root), Path::new("releases/v1"));
+
+    // 33 offered: refused before anything is looked at.
+    pad_signatures(&env, "v2", (1..33).map(|i| filler(i, 100)));
+    let out = push(&env, "v2", &root).fails(5);
+    out.one_line_error().stderr_has(&format!(
+        "{}: release `v2` refused: the push offers 33 signatures, more than the 32 a host keeps",
+        root.display()
+    ));
+    assert!(!root.join(".slipway/releases/v2.json").exists());
+    assert!(!root.join("releases/v2").exists());
+
+    // One more for v1 on top of the 32 the host keeps: refused too, and
+    // the host's 32 stay as they were.
+    edit_record(&env, "v1", |r| r["signatures"] = Value::Array(vec![filler(99, 100)]));
+    let out = push(&env, "v1", &root).fails(5);
+    out.one_line_error().stderr_has(
+        "release `v1` refused: with the push's signatures it would carry 33, more than the 32 a host keeps",
+    );
+    assert_eq!(host_meta(&root, "v1"), meta);
+}
+
+#[test]
+fn a_signature_of_exactly_16_kib_is_accepted_and_one_byte_more_refused() {
+    let env = Env::new();
+    let alice = Key::new(&env, "keys/alice", "alice@example.com");
+    let root = strict_host(&env, "host", &[("alice@example.com", &alice)]);
+    for name in ["v1", "v2"] {
+        build(&env, name);
+        slipway(&env).args(["sign", name, "--key"]).arg(&alice.path).ok();
+    }
+    pad_signatures(&env, "v1", [filler(1, 16 * 1024)]);
+    push(&env, "v1", &root).ok();
+    let meta = host_meta(&root, "v1");
+    assert_eq!(meta["signatures"].as_array().map(Vec::len), Some(2));
+    assert_eq!(meta["signed_by"]["principal"], "alice@example.com");
+
+    pad_signatures(&env, "v2", [filler(1, 16 * 1024 + 1)]);
+    let out = push(&env, "v2", &root).fails(5);
+    out.one_line_error().stderr_has(&format!(
+        "{}: release `v2` refused: signature 1 of the push is 16385 bytes, more than the 16384 a host accepts",
+        root.display()
+    ));
+    assert!(!root.join(".slipway/releases/v2.json").exists());
+}
+
+#[test]
+fn an_rsa_4096_signature_is_accepted_and_activated() {
+    let env = Env::new();
+    let carol = Key::rsa_4096(&env, "keys/carol", "carol@example.com");
+    build(&env, "v1");
+    slipway(&env).args(["sign", "v1", "--key"]).arg(&carol.path).ok();
+    let sig = &signatures(&env, "v1")[0];
+    // Far larger than an ed25519 signature (about 600 bytes): a limit of a
+    // kilobyte or two would refuse it.
+    let size = serde_json::to_vec(sig).unwrap().len();
+    assert!(size > 2048, "an RSA-4096 signature object of {size} bytes");
+    let root = strict_host(&env, "host", &[("carol@example.com", &carol)]);
+    push(&env, "v1", &root).ok();
+    let meta = host_meta(&root, "v1");
+    assert_eq!(meta["signed_by"]["principal"], "carol@example.com");
+    assert_eq!(meta["signed_by"]["key_fingerprint"], carol.fingerprint.as_str());
+    slipway(&env).args(["activate", "v1", "-t"]).arg(&root).ok();
     assert_eq!(current(&root), Path::new("releases/v1"));
 }

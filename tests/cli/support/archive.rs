@@ -46,6 +46,11 @@ fn block_header(last: bool, kind: u32, size: usize) -> [u8; 3] {
 
 /// `n` zeros as one frame of RLE blocks (4 bytes per 128 KiB).
 pub fn rle_zeros(n: u64, window_log: u8) -> Vec<u8> {
+    rle(0, n, window_log)
+}
+
+/// `n` times `byte` as one frame of RLE blocks.
+pub fn rle(byte: u8, n: u64, window_log: u8) -> Vec<u8> {
     let mut f = frame_header(window_log);
     let max = 128 * 1024u64;
     let mut left = n;
@@ -56,7 +61,7 @@ pub fn rle_zeros(n: u64, window_log: u8) -> Vec<u8> {
         let b = left.min(max);
         left -= b;
         f.extend(block_header(left == 0, 1, b as usize));
-        f.push(0);
+        f.push(byte);
     }
     f
 }
@@ -83,6 +88,8 @@ pub enum Body {
     Bytes(Vec<u8>),
     /// That many zeros, as an RLE frame.
     Zeros(u64),
+    /// That many spaces (JSON whitespace), as an RLE frame.
+    Spaces(u64),
 }
 
 /// One tar member exactly as it will be written: the header's fields are
@@ -135,6 +142,12 @@ impl Member {
     }
     pub fn zeros(mut self, n: u64) -> Member {
         self.body = Body::Zeros(n);
+        self
+    }
+    /// Body and header size both `n` spaces.
+    pub fn spaces(mut self, n: u64) -> Member {
+        self.size = n;
+        self.body = Body::Spaces(n);
         self
     }
 
@@ -213,6 +226,11 @@ impl Zst {
                 self.tar(&vec![0u8; (512 - b.len() % 512) % 512]);
             }
             Body::Zeros(n) => self.zeros(n.div_ceil(512) * 512, 17),
+            Body::Spaces(n) => {
+                self.flush();
+                self.out.extend(rle(b' ', *n, 17));
+                self.tar(&vec![0u8; ((512 - n % 512) % 512) as usize]);
+            }
         }
     }
     pub fn finish(mut self) -> Vec<u8> {
