@@ -204,6 +204,7 @@ fn serve_answers_staged_with_what_it_wrote_and_what_it_reused() {
             objects_written,
             bytes_written,
             bytes_downloaded: 0,
+            signatures_added: Some(0),
         })
     };
     assert_eq!(raw.ch.recv().unwrap(), staged(3, 0, 2, 10));
