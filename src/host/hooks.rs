@@ -233,26 +233,32 @@ pub fn run_streaming(layout: &Layout, req: &HookRequest, on_line: OnLine<'_>) ->
         };
         let (exit_code, timed_out, output) = attempt(layout, req, &dir, this_timeout, stream.then_some(&mut *on_line))?;
         let ok = exit_code == Some(0) && !timed_out;
-        let cut = !ok && CUT_SHORT.contains(&req.kind.as_str()) && client_left();
-        let done = ok || cut || started.elapsed() + Duration::from_secs(1) >= retry_for;
-        if done {
+        let cut_short = CUT_SHORT.contains(&req.kind.as_str());
+        let done = ok || (cut_short && client_left()) || started.elapsed() + Duration::from_secs(1) >= retry_for;
+        // A second between attempts, unless the client leaves meanwhile:
+        // then this attempt's result is the answer, and no other starts.
+        let mut left = false;
+        let pause = Instant::now() + Duration::from_secs(1);
+        while !done && !left && Instant::now() < pause {
+            std::thread::sleep(Duration::from_millis(20));
+            left = cut_short && client_left();
+        }
+        if done || left {
             return Ok(HookResult {
                 ok,
                 exit_code,
                 timed_out,
                 attempts,
                 seconds: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
-                output,
+                output: if left { format!("{output}\n{STOPPED}") } else { output },
                 paused_ms: None,
             });
         }
-        // A second between attempts, unless the client leaves meanwhile.
-        let pause = Instant::now() + Duration::from_secs(1);
-        while Instant::now() < pause && !(CUT_SHORT.contains(&req.kind.as_str()) && client_left()) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 }
+
+/// The last line of a check's output when it was stopped for its client.
+const STOPPED: &str = "[slipway: stopped: the operator interrupted the command, or its connection closed]";
 
 fn attempt(
     layout: &Layout,
@@ -388,7 +394,8 @@ fn run_shell_streaming(
         output.push_str(&format!("\n[slipway: killed after {:.1} s]", timeout.as_secs_f64()));
     }
     if cut {
-        output.push_str("\n[slipway: stopped: the operator interrupted the command, or its connection closed]");
+        output.push('\n');
+        output.push_str(STOPPED);
     }
     Ok((status.and_then(|s| s.code()), timed_out, output))
 }
