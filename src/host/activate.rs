@@ -210,7 +210,7 @@ pub fn switch_with(layout: &Layout, req: &Switch, traffic: Traffic<'_>) -> Resul
         Ok(()) if reserve_used => {
             let mut record = intent.record;
             record.warning = Some(format!(
-                "`{}` is full: this switch used the space slipway keeps for the way back ({}); free space before the next one (`slipway prune --keep N` removes old releases)",
+                "`{}` is full: this switch used the space slipway keeps for the way back ({}); free space before the next one (`slipway prune --keep N -t TARGET` removes old releases)",
                 layout.root.display(),
                 crate::output::human_bytes(super::layout::RESERVE_BYTES)
             ));

@@ -16,8 +16,8 @@ use crate::output::human_bytes;
 /// room, or, when pruning cannot, what slipway's own data takes. Never
 /// fails: an advice that cannot be worked out is a general one.
 pub fn advice(layout: &Layout, needed: u64) -> String {
-    let general =
-        "free space on it (`slipway prune --keep N` removes old releases; `--dry-run` shows what)".to_string();
+    let general = "free space on it (`slipway prune --keep N -t TARGET` removes old releases; `--dry-run` shows what)"
+        .to_string();
     let Ok((available, _)) = fs::available_bytes(&layout.objects_dir()) else {
         return general;
     };
@@ -41,7 +41,7 @@ pub fn advice(layout: &Layout, needed: u64) -> String {
     let used = objects_bytes(layout);
     match best {
         Some((keep, removed, freed)) if available.saturating_add(freed) >= needed.max(1) => format!(
-            "`slipway prune --keep {keep}` frees {} (removes {}); slipway's objects take {} of it",
+            "`slipway prune --keep {keep} -t TARGET` frees {} (removes {}); slipway's objects take {} of it",
             human_bytes(freed),
             removed.join(", "),
             human_bytes(used)
