@@ -927,19 +927,22 @@ fn deploy_into_a_failing_health_check(f: &Fleet) -> std::process::Child {
          health_timeout = \"60s\"\n",
         attempts.display()
     ));
-    let mut cmd = f.slipway().args(["deploy", "v2", "-t", "prod", "--json"]);
-    let child = cmd
-        .cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run slipway");
+    let child = spawn_piped(f.slipway().args(["deploy", "v2", "-t", "prod", "--json"]));
     wait_for(30, "every host's health check to retry", || {
         (1..=3).all(|i| {
             std::fs::read_to_string(f.env.path(&format!("attempts.host{i}"))).is_ok_and(|s| s.lines().count() >= 2)
         })
     });
     child
+}
+
+/// Start `cmd` in the background, its output captured.
+fn spawn_piped(mut cmd: Cmd) -> std::process::Child {
+    cmd.cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run slipway")
 }
 
 /// Send `child` SIGINT (as Ctrl-C does) and wait for it: its output, and
@@ -1039,13 +1042,7 @@ fn fleet_ctrl_c_during_the_push_stops_at_once_and_says_nothing_was_activated() {
     );
     env.write("site/index.html", "v1\n");
     env.slipway().args(["build", "--dir", "site", "--name", "v1"]).ok();
-    let mut cmd = env.slipway().via_ssh(&config).args(["deploy", "v1", "-t", "prod"]);
-    let child = cmd
-        .cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run slipway");
+    let child = spawn_piped(env.slipway().via_ssh(&config).args(["deploy", "v1", "-t", "prod"]));
     std::thread::sleep(Duration::from_millis(1500));
     let (out, took) = interrupt(child);
     let stderr = String::from_utf8_lossy(&out.stderr);
