@@ -14,6 +14,12 @@
 #   scripts/bench-build.sh --files 5000 --mib 100 --seed 7
 #   BENCH_TMP=/mnt/fast scripts/bench-build.sh   # where the tree and stores go
 #   SLIPWAY_BIN=/tmp/old/slipway scripts/bench-build.sh   # measure another binary
+#   scripts/bench-build.sh -n 7 --load 2    # under a fixed background load
+#
+# --load N runs N CPU-bound processes beside every timed command (from the
+# first run to the last; `stress-ng --cpu N` when it is installed, else N
+# busy shell loops), each bounded by `timeout`, so that "a machine whose
+# cores other builds also want" is the same for everyone who runs it.
 #
 # The page cache is warmed (the tree is read once) before any timing, so
 # every command reads from memory; each slipway run gets a fresh store. The
@@ -31,6 +37,7 @@ files=20000
 mib=300
 seed=1
 build=1
+load=0
 while [ $# -gt 0 ]; do
   case "$1" in
     -n|--runs) runs=$2; shift 2 ;;
@@ -38,6 +45,7 @@ while [ $# -gt 0 ]; do
     --mib) mib=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --no-build) build=0; shift ;;
+    --load) load=$2; shift 2 ;;
     -h|--help) awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; exit 0 ;;
     *) echo "bench-build: unknown argument \`$1\`; see --help" >&2; exit 2 ;;
   esac
@@ -54,7 +62,29 @@ fi
 slipway=$(slipway_bin)
 
 work=$(make_work_dir)
-trap 'rm -rf "$work"' EXIT
+load_pids=()
+stop_load() {
+  for p in "${load_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  load_pids=()
+}
+trap 'stop_load; rm -rf "$work"' EXIT
+# start_load: N CPU-bound processes, each ended by `timeout` at the latest.
+start_load() {
+  [ "$load" -gt 0 ] || return 0
+  if command -v stress-ng >/dev/null 2>&1; then
+    load_what="\`stress-ng --cpu $load\`"
+    timeout 3600 stress-ng --quiet --cpu "$load" >/dev/null 2>&1 &
+    load_pids+=("$!")
+  else
+    load_what="$load busy shell loops (\`while :; do :; done\`)"
+    for _ in $(seq 1 "$load"); do
+      timeout 3600 bash -c 'while :; do :; done' &
+      load_pids+=("$!")
+    done
+  fi
+  sleep 1
+}
+load_what=none
 
 note "generating the tree: $files files, $mib MiB, seed $seed"
 python3 "$here/scripts/gen-tree.py" "$work/tree" --seed "$seed" --files "$files" --mib "$mib"
@@ -66,6 +96,7 @@ tar -cf - -C "$work" tree >/dev/null
 
 declare -a t_slip t_tar t_sha rss_slip rss_tar c_slip c_tar c_sha
 ids=()
+start_load
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 run_slipway() {
   local store="$work/store-$1" secs kib cpu
@@ -104,6 +135,7 @@ for i in $(seq 1 "$runs"); do
   run_sha
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+stop_load
 
 if [ "$(printf '%s\n' "${ids[@]}" | sort -u | wc -l)" != 1 ]; then
   echo "bench-build: slipway gave different ids for the same tree: ${ids[*]}" >&2
@@ -123,7 +155,7 @@ verdict=$(awk -v r="$ratio" 'BEGIN {print (r <= 1.2) ? "meets" : "misses"}')
 cat <<EOF
 ### Build: $tree_files files, $(mib_of "$tree_bytes") MiB, seed $seed, $runs runs each
 
-Machine: $(machine_line). Load average before/after: $load_before / $load_after.
+Machine: $(machine_line). Background load: $load_what. Load average before/after: $load_before / $load_after.
 zstd workers: ${SLIPWAY_ZSTD_WORKERS:-default}. Bundle id: \`${ids[0]}\`.
 
 | command | median wall | fastest | runs (s) | CPU user+sys (median) | peak RSS (median) | output |

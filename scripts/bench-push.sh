@@ -4,7 +4,13 @@
 #
 #   first push:   slipway push v1  vs  tar -cf - | zstd -T0 -3 | ssh host 'zstd -d | tar -xf -'
 #   next release (10 changed files):
-#                 slipway push v2  vs  rsync -a --link-dest=PREV (over the same ssh)
+#                 slipway push v2  vs  rsync -a --link-dest=PREV (over the same ssh),
+#                 both also net of one `ssh host true` timed in the same round
+#   next release beside a busy neighbour: slipway push v2 right after another
+#                 process wrote --dirty-mib MiB (400) it has not synced to the
+#                 hosts' file system, against the same push without it; and
+#                 how much of the neighbour's data is still dirty after the
+#                 push (`Dirty:` in /proc/meminfo before and after)
 #   fleet:        slipway push to 8 hosts (a deploy's first phase)  vs  8 sequential pushes;
 #                 the pusher's own CPU time for 8 hosts vs 1 (first push and next release);
 #                 activation of 8 staged hosts
@@ -23,6 +29,7 @@
 #   scripts/bench-push.sh                      # ~20k files / ~300 MiB, 3 runs
 #   scripts/bench-push.sh -n 1 --files 5000 --mib 60     # quick
 #   scripts/bench-push.sh --no-fleet
+#   scripts/bench-push.sh --no-fleet --no-fresh-fs    # hosts' roots on this machine's own file system
 set -euo pipefail
 cd "$(dirname "$0")/.."
 here=$PWD
@@ -35,6 +42,7 @@ build=1
 fleet=1
 hosts=8
 fresh_fs=auto
+dirty_mib=400
 while [ $# -gt 0 ]; do
   case "$1" in
     -n|--runs) runs=$2; shift 2 ;;
@@ -42,6 +50,7 @@ while [ $# -gt 0 ]; do
     --mib) mib=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --hosts) hosts=$2; shift 2 ;;
+    --dirty-mib) dirty_mib=$2; shift 2 ;;
     --no-build) build=0; shift ;;
     --no-fleet) fleet=0; shift ;;
     --fresh-fs) fresh_fs=1; shift ;;
@@ -110,7 +119,8 @@ note "warming the page cache"
 tar -cf - -C "$work" v1 v2 >/dev/null
 cat "$store"/bundles/*.tar.zst >/dev/null
 
-declare -a t_first t_pipe t_inc t_rsync sent_inc
+declare -a t_first t_pipe t_inc t_rsync sent_inc t_ssh t_dirty dirty_before dirty_after
+dirty_kib() { awk '/^Dirty:/ {print $2}' /proc/meminfo; }
 remote="$work/remote"
 mkdir -p "$remote"
 # Empty the hosts' file system: a fresh ext4 (inode tables written now, so
@@ -139,8 +149,9 @@ fi
 for i in $(seq 1 "$runs"); do
   note "run $i/$runs: first push"
   reset_remote
-  # Each measurement starts with nothing left to write back: slipway's
-  # syncfs would otherwise also flush what the previous command left dirty.
+  # Each measurement starts with nothing left to write back: a syncfs
+  # (what slipway used before it fsynced exactly what it wrote) would
+  # otherwise also flush what the previous command left dirty.
   run_first() {
     sync
     timed "$work/m" "$slipway" -q --store "$store" push v1 -t "ssh://bench-1$remote/slip" --json >"$work/p1.json"
@@ -154,6 +165,8 @@ for i in $(seq 1 "$runs"); do
     read -r secs _ _ <"$work/m"; t_pipe+=("$secs")
   }
   if [ $((i % 2)) = 1 ]; then run_first; run_pipe; else run_pipe; run_first; fi
+  # A second host root with v1, for the push beside a busy neighbour.
+  "$slipway" -q --store "$store" push v1 -t "ssh://bench-1$remote/slip2" >/dev/null
 
   note "run $i/$runs: next release with ${#changed[@]} changed files"
   run_inc() {
@@ -168,7 +181,23 @@ for i in $(seq 1 "$runs"); do
     read -r secs _ _ <"$work/m"; t_rsync+=("$secs")
     rm -rf "$remote/pipe/v2"
   }
-  if [ $((i % 2)) = 1 ]; then run_inc; run_rsync; else run_rsync; run_inc; fi
+  run_ssh() {
+    sync
+    timed "$work/m" "${ssh_cmd[@]}" bench-1 true
+    read -r secs _ _ <"$work/m"; t_ssh+=("$secs")
+  }
+  # Another process's unsynced writes on the hosts' file system (a
+  # database, a log shipper), made right before the push.
+  run_dirty() {
+    sync
+    head -c "${dirty_mib}M" /dev/zero >"$remote/neighbour"
+    dirty_before+=("$(dirty_kib)")
+    timed "$work/m" "$slipway" -q --store "$store" push v2 -t "ssh://bench-1$remote/slip2" >/dev/null
+    read -r secs _ _ <"$work/m"; t_dirty+=("$secs")
+    dirty_after+=("$(dirty_kib)")
+    rm -f "$remote/neighbour"
+  }
+  if [ $((i % 2)) = 1 ]; then run_inc; run_rsync; run_ssh; run_dirty; else run_dirty; run_ssh; run_rsync; run_inc; fi
 done
 
 m_first=$(median "${t_first[@]}"); m_pipe=$(median "${t_pipe[@]}")
@@ -177,6 +206,15 @@ r_first=$(awk -v a="$m_first" -v b="$m_pipe" 'BEGIN {printf "%.2f", a / b}')
 r_inc=$(awk -v a="$m_inc" -v b="$m_rsync" 'BEGIN {printf "%.2f", a / b}')
 s_inc=$(median "${sent_inc[@]}")
 r_bytes=$(awk -v a="$s_inc" -v b="$changed_zstd" 'BEGIN {printf "%.2f", a / b}')
+m_ssh=$(median "${t_ssh[@]}"); m_dirty=$(median "${t_dirty[@]}")
+n_inc=$(awk -v a="$m_inc" -v s="$m_ssh" 'BEGIN {printf "%.2f", a - s}')
+n_rsync=$(awk -v a="$m_rsync" -v s="$m_ssh" 'BEGIN {printf "%.2f", a - s}')
+r_net=$(awk -v a="$m_inc" -v b="$m_rsync" -v s="$m_ssh" 'BEGIN {printf "%.2f", (a - s) / (b - s)}')
+r_dirty=$(awk -v a="$m_dirty" -v b="$m_inc" 'BEGIN {printf "%.2f", a / b}')
+kept=()
+for k in "${!dirty_before[@]}"; do
+  kept+=("$(awk -v a="${dirty_after[$k]}" -v b="${dirty_before[$k]}" 'BEGIN {printf "%.0f%%", 100 * a / b}')")
+done
 
 cat <<EOF
 ### Push over loopback sshd: $(find "$work/v1" -type f | wc -l) files, $(mib_of "$tree_bytes") MiB (bundle $(mib_of "$bundle_bytes") MiB), seed $seed, $runs runs
@@ -187,10 +225,14 @@ Machine: $(machine_line); $fs_line.
 | --- | ---: | ---: | ---: | --- |
 | first push | \`push v1\` **${m_first} s** ($(join "${t_first[@]}")) | \`tar \| zstd -T0 -3 \| ssh 'zstd -d \| tar -x'\` **${m_pipe} s** ($(join "${t_pipe[@]}")) | **${r_first}×** | ≤ 1.1× |
 | next release, ${#changed[@]} files changed | \`push v2\` **${m_inc} s** ($(join "${t_inc[@]}")) | \`rsync -a --link-dest=PREV\` **${m_rsync} s** ($(join "${t_rsync[@]}")) | **${r_inc}×** | ≤ 0.5× |
+| the same, net of one \`ssh host true\` (**${m_ssh} s**: $(join "${t_ssh[@]}")) | ${n_inc} s | ${n_rsync} s | **${r_net}×** | ≤ 0.5× |
 | bytes sent for that push | ${s_inc} B | zstd -3 of the changed files: ${changed_zstd} B (raw ${changed_bytes} B) | **${r_bytes}×** | ≤ 1.1× |
+| next release beside a neighbour's ${dirty_mib} MiB of unsynced writes | \`push v2\` **${m_dirty} s** ($(join "${t_dirty[@]}")) | the same push without them: **${m_inc} s** | **${r_dirty}×** | ≤ 1.1× |
+| the neighbour's data still dirty after that push | \`Dirty:\` $(for k in "${!dirty_before[@]}"; do printf '%s → %s kB; ' "${dirty_before[$k]}" "${dirty_after[$k]}"; done) | | **$(join "${kept[@]}")** kept | ≥ 50 % |
 
-slipway also verifies every byte on the host and makes the release durable
-(syncfs) before it appears; the pipelines do neither.
+slipway also verifies every byte on the host and makes what it wrote
+durable (each new file and directory fsynced) before the release appears;
+the pipelines do neither.
 EOF
 
 [ "$fleet" = 1 ] || exit 0

@@ -1,6 +1,6 @@
 //! File-system helpers that name the path in every error and own durability:
 //! write-to-temp + fsync + rename + fsync of the directory, fsynced appends,
-//! `syncfs(2)`, and removal of read-only trees.
+//! many files fsynced at once, and removal of read-only trees.
 //!
 //! Nothing else in slipway calls `std::fs` for a persistent write.
 
@@ -224,11 +224,66 @@ pub fn fsync_dir(path: &Path) -> Result<()> {
     dir.sync_all().map_err(|e| Error::io("fsync", path, e))
 }
 
-/// Flush every dirty page of the file system holding `path` (one call instead
-/// of thousands of per-file fsyncs, as OSTree does).
-pub fn syncfs(path: &Path) -> Result<()> {
-    let dir = File::open(path).map_err(|e| Error::io("open", path, e))?;
-    rustix::fs::syncfs(&dir).map_err(|e| Error::io("sync the file system of", path, e.into()))
+/// Start writing `file`'s dirty pages back now, without waiting, so that a
+/// later fsync of it finds them written (or on their way) instead of
+/// starting all of them at once. `POSIX_FADV_DONTNEED` does exactly that on
+/// Linux (`sync_file_range(SYNC_FILE_RANGE_WRITE)` would too, but has no
+/// safe binding): pages still dirty or under writeback stay cached. Only
+/// a hint: a failure is ignored, the fsync that follows is what counts.
+pub fn start_writeback(file: &File) {
+    let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
+}
+
+/// At most this many fsyncs in flight at once in [`sync_paths`]. Each fsync
+/// of a file whose metadata is already committed ends with a cache flush
+/// of the device, and the block layer merges the flushes that wait while
+/// one is in flight: 20,000 files fsynced one after another cost 20,000
+/// flushes (15 s on a loop device here), 64 at a time cost a few hundred
+/// (a first push of 20k files: 16 threads 1.9–2.8 s, 64 threads 1.8 s,
+/// one `syncfs` 1.4 s). The threads only wait.
+const SYNC_THREADS: usize = 64;
+
+/// fsync each of `paths` (files or directories: their contents, metadata
+/// and, for a directory, its entries), several at once. Durability exactly
+/// for what was written, where `syncfs(2)` would also flush every other
+/// writer's dirty data on the file system (a database's, a log shipper's)
+/// and make the push wait behind it.
+///
+/// # Errors
+/// The first path that cannot be opened or synced.
+pub fn sync_paths(paths: &[PathBuf]) -> Result<()> {
+    let sync = |path: &PathBuf| -> Result<()> {
+        File::open(path)
+            .map_err(|e| Error::io("open", path, e))?
+            .sync_all()
+            .map_err(|e| Error::io("fsync", path, e))
+    };
+    let threads = paths.len().div_ceil(4).min(SYNC_THREADS);
+    if threads <= 1 {
+        return paths.iter().try_for_each(sync);
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || -> Result<()> {
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(path) = paths.get(i) else { return Ok(()) };
+            if let Err(e) = sync(path) {
+                // The others stop at their next path.
+                next.store(paths.len(), std::sync::atomic::Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+    };
+    std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        let mine = work();
+        helpers.into_iter().fold(mine, |acc, h| {
+            let theirs = h
+                .join()
+                .unwrap_or_else(|_| Err(Error::other("an fsync thread failed unexpectedly")));
+            acc.and(theirs)
+        })
+    })
 }
 
 fn parent_of(path: &Path) -> &Path {

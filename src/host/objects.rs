@@ -12,10 +12,17 @@
 //! link (a rename into `objects/` and a link back into the tree would be
 //! two more).
 //!
+//! Durability costs what the push wrote, nothing more: when a group is
+//! committed, the writeback of each of its files is started
+//! ([`fs::start_writeback`]), then they are fsynced ([`fs::sync_paths`],
+//! many at once), and after the last group the `objects/` directories it
+//! linked into. Nothing
+//! flushes the whole file system (`syncfs(2)` would also write back every
+//! other process's dirty data there, and wait for it).
+//!
 //! Invariant: a file appears under `objects/` only after its bytes were
-//! verified against the sha256 it is named by and made durable (one
-//! `syncfs(2)` per group, before the links), and it never replaces an
-//! existing object. So `objects/` holds only complete, correct objects
+//! verified against the sha256 it is named by and made durable (fsynced,
+//! before the links), and it never replaces an existing object. So `objects/` holds only complete, correct objects
 //! whenever the process dies, and a re-run push finds every group that was
 //! linked and sends only the rest. Objects are read-only (0444, or 0555 when
 //! executable; created so) and carry the manifest's `source_date_epoch` as
@@ -110,9 +117,9 @@ impl<'a> ObjectSink<'a> {
         Ok(path)
     }
 
-    /// Make the verified objects durable (`syncfs`), then link each into
-    /// `objects/` (or rename its copy there) unless an equal object is
-    /// already there.
+    /// Make the verified objects durable (each file fsynced, and each copy),
+    /// then link each into `objects/` (or rename its copy there) unless an
+    /// equal object is already there.
     ///
     /// # Errors
     /// I/O errors.
@@ -128,7 +135,20 @@ impl<'a> ObjectSink<'a> {
         } else {
             Vec::new()
         };
-        fs::syncfs(&self.dir)?;
+        let written: Vec<PathBuf> = pending
+            .iter()
+            .map(|obj| obj.path.clone())
+            .chain(copies.iter().cloned())
+            .collect();
+        // Start every file's writeback first, so that the fsyncs find their
+        // data written or on its way (here rather than as each file is
+        // closed: that kept the writing thread from writing).
+        for path in &written {
+            if let Ok(file) = File::open(path) {
+                fs::start_writeback(&file);
+            }
+        }
+        fs::sync_paths(&written)?;
         for (i, obj) in pending.iter().enumerate() {
             let dst = self.layout.object_path(&obj.key);
             let prefix = obj.key.rel_path()[..2].to_string();
@@ -157,6 +177,18 @@ impl<'a> ObjectSink<'a> {
         }
         super::fault::point("after-commit");
         Ok(())
+    }
+
+    /// Make the links of this push in `objects/` durable: the directories
+    /// it linked into, and `objects/` itself (which may have gained some).
+    fn sync_dirs(&self) -> Result<()> {
+        if self.prefixes.is_empty() {
+            return Ok(());
+        }
+        let objects = self.layout.objects_dir();
+        let mut dirs: Vec<PathBuf> = self.prefixes.iter().map(|p| objects.join(p)).collect();
+        dirs.push(objects);
+        fs::sync_paths(&dirs)
     }
 
     /// Rename the copy `from` to the object `to`, unless it is already there.
@@ -212,6 +244,7 @@ fn write_objects(sink: ObjectSink<'_>, rx: &Receiver<Job>, spare: &SyncSender<Ve
             for group in to_commit {
                 sink.commit(&group)?;
             }
+            sink.sync_dirs()?;
             Ok((sink.objects_written, sink.bytes_written))
         });
         let written = write_files(mtime, rx, spare, &groups);

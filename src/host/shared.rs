@@ -115,10 +115,14 @@ fn prepare(layout: &Layout, path: &str, is_dir: bool) -> Result<()> {
                     Mode::from_raw_mode(0o640),
                 )
                 .map_err(|e| Error::io("create", &here, e.into()))?;
+                // Durable before the release that links to it appears.
+                rustix::fs::fsync(&dir).map_err(|e| Error::io("fsync", here.parent().unwrap_or(&base), e.into()))?;
             }
             Err(Errno::NOENT) => {
                 match mkdirat(&dir, *name, Mode::from_raw_mode(0o755)) {
-                    Ok(()) | Err(Errno::EXIST) => {}
+                    Ok(()) => rustix::fs::fsync(&dir)
+                        .map_err(|e| Error::io("fsync", here.parent().unwrap_or(&base), e.into()))?,
+                    Err(Errno::EXIST) => {}
                     Err(e) => return Err(Error::io("create directory", &here, e.into())),
                 }
                 if !last {

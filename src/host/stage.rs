@@ -4,9 +4,9 @@
 //! push offer ─▶ name checks, locks, signatures (allowed_signers) ─▶ send_manifest ─▶ manifest (parsed, id checked)
 //!   ─▶ need (objects missing from objects/) ─▶ tmp/<name>.partial and its dirs
 //!   ─▶ bundle | batch… (each missing object written as its file in the tree,
-//!      verified, linked into objects/ by groups after a syncfs; meanwhile the
+//!      verified, linked into objects/ by groups once fsynced; meanwhile the
 //!      other files are linked from objects/, symlinks made) ─▶ done
-//!   ─▶ second files of received objects, dirs 0555 ─▶ syncfs
+//!   ─▶ second files of received objects, dirs 0555 ─▶ fsync of the tree's dirs (and copies)
 //!   ─▶ .slipway/releases/<name>.json ─▶ rename to releases/<name> ─▶ fsync releases/
 //! ```
 //!
@@ -23,7 +23,7 @@
 //!      │        tmp/<name>.partial/<path>, with its mode and mtime
 //!      │  groups: a queue of one group of COMMIT_OBJECTS objects or COMMIT_BYTES
 //!      ▼
-//!  [3 committer] syncfs, then hard-links the group's files into objects/
+//!  [3 committer] fsyncs the group's files, then hard-links them into objects/
 //!
 //!  [4 tree]    Tree::fill: meanwhile links every file whose object the host
 //!              already had, and makes the symlinks (reads nothing from 1–3)
@@ -731,7 +731,11 @@ fn drop_damaged_objects(layout: &Layout, manifest: &Manifest) -> Result<()> {
 }
 
 /// `tmp/<name>.partial` being built from objects: directories, hardlinks
-/// (or copies), symlinks; then its directories made read-only and `syncfs`.
+/// (or copies), symlinks; then its directories made read-only and, with
+/// every copy it made, fsynced (the files a push wrote itself were fsynced
+/// before they were linked into `objects/`; the hardlinks and symlinks are
+/// entries of the directories). Exactly what the push created is made
+/// durable, nothing else on the file system.
 ///
 /// Built in two steps so that most of it is done while the missing
 /// contents are still arriving: [`Tree::start`] makes everything but the
@@ -746,6 +750,9 @@ struct Tree {
     partial: std::path::PathBuf,
     copy: bool,
     dirs: Vec<std::path::PathBuf>,
+    /// Files copied into the tree (`link_mode = "copy"`, or a link that
+    /// could not be made): new data, fsynced by [`Tree::finish`].
+    copies: std::sync::Mutex<Vec<std::path::PathBuf>>,
 }
 
 impl Tree {
@@ -759,7 +766,12 @@ impl Tree {
             fs::create_dir(&path, 0o755)?;
             dirs.push(path);
         }
-        Ok(Tree { partial, copy, dirs })
+        Ok(Tree {
+            partial,
+            copy,
+            dirs,
+            copies: std::sync::Mutex::default(),
+        })
     }
 
     /// The symlinks, and the files whose object is here already; returns
@@ -782,9 +794,7 @@ impl Tree {
                 Kind::Dir => {}
                 Kind::File => match e.object() {
                     Some(key) if missing.contains(&key) => deferred.push(i),
-                    Some(key) => {
-                        fs::link_or_copy(&layout.object_path(&key), &path, self.copy)?;
-                    }
+                    Some(key) => self.place(&layout.object_path(&key), path)?,
                     None => return Err(Error::integrity(format!("file `{}` has no sha256", e.path))),
                 },
                 Kind::Symlink => {
@@ -798,7 +808,7 @@ impl Tree {
 
     /// The `deferred` files not written by the push itself (those whose
     /// object also appears at an earlier path), the shared paths,
-    /// read-only directories, `syncfs`.
+    /// read-only directories, and all of it made durable.
     fn finish(&self, layout: &Layout, manifest: &Manifest, offer: &PushOffer, deferred: &[usize]) -> Result<()> {
         let mut first = HashSet::new();
         for &i in deferred {
@@ -810,13 +820,28 @@ impl Tree {
             if first.insert(key) {
                 continue;
             }
-            fs::link_or_copy(&layout.object_path(&key), &self.partial.join(&e.path), self.copy)?;
+            self.place(&layout.object_path(&key), self.partial.join(&e.path))?;
         }
         super::shared::link_into(layout, &self.partial, &offer.shared, &offer.shared_files)?;
         for dir in self.dirs.iter().rev() {
             fs::set_mode(dir, 0o555)?;
         }
-        fs::syncfs(&self.partial)
+        let mut durable = std::mem::take(&mut *self.copies.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        durable.extend(self.dirs.iter().cloned());
+        durable.push(self.partial.clone());
+        fs::sync_paths(&durable)
+    }
+
+    /// Link the object `src` at `path` in the tree (or copy it there, and
+    /// remember the copy for [`Tree::finish`]).
+    fn place(&self, src: &Path, path: std::path::PathBuf) -> Result<()> {
+        if fs::link_or_copy(src, &path, self.copy)? == fs::Placed::Copied {
+            self.copies
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(path);
+        }
+        Ok(())
     }
 }
 
