@@ -147,6 +147,8 @@ pub(crate) struct Frames {
     /// Spare buffers.
     inputs: Vec<Vec<u8>>,
     outputs: Vec<Vec<u8>>,
+    /// Time spent waiting for a compressor with every one busy (`build -v`).
+    pub(crate) waited: std::time::Duration,
     /// Compressed size of each frame written, in order.
     sizes: Vec<u32>,
 }
@@ -241,6 +243,7 @@ impl Frames {
             written: 0,
             limit: limit as u64,
             ready: BTreeMap::new(),
+            waited: std::time::Duration::ZERO,
             inputs: Vec::new(),
             outputs: Vec::new(),
             sizes: Vec::new(),
@@ -260,9 +263,11 @@ impl Frames {
     /// Hand the current chunk to the compressors, first waiting for (and
     /// writing) the oldest when `limit` chunks are in flight.
     fn submit(&mut self) -> io::Result<()> {
+        let started = std::time::Instant::now();
         while self.submitted - self.written >= self.limit {
             self.wait_one()?;
         }
+        self.waited += started.elapsed();
         let next = self.inputs.pop().unwrap_or_else(|| Vec::with_capacity(self.chunk_size));
         let input = std::mem::replace(&mut self.chunk, next);
         let job = Job {

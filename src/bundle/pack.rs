@@ -59,6 +59,8 @@ pub struct Packed {
     pub manifest: Manifest,
     pub file: tempfile::NamedTempFile,
     pub compressed_size: u64,
+    /// Where the time went, step by step, for `build -v`.
+    pub stages: Vec<(&'static str, std::time::Duration)>,
 }
 
 fn header(kind: EntryType, mode: u32, size: u64, mtime: i64) -> Header {
@@ -233,7 +235,14 @@ impl BundleWriter {
         } = self;
         let frames = body.into_inner().map_err(write_err(&body_file))?;
         let chunk_size = frames.chunk_size() as u32;
+        let mut stages = vec![("waiting for a free compressor", frames.waited)];
+        let mut clock = std::time::Instant::now();
+        let mut lap = |stages: &mut Vec<_>, what| {
+            stages.push((what, clock.elapsed()));
+            clock = std::time::Instant::now();
+        };
         let (mut body, sizes) = frames.finish().map_err(write_err(&body_file))?;
+        lap(&mut stages, "the last frames");
 
         let manifest = Manifest {
             version: MANIFEST_VERSION,
@@ -270,14 +279,18 @@ impl BundleWriter {
         let index = Index::new(prefix.len() as u64, chunk_size, manifest.entries.len() as u32, frames);
         body.write_all(&index.encode()).map_err(write_err(&body_file))?;
         let body = body.into_file();
+        lap(&mut stages, "the manifest");
         let out = prepend(body, body_file, &prefix, &tmp_dir, true)?;
+        lap(&mut stages, "putting it in front");
         let out_path = out.path().to_path_buf();
         out.as_file().sync_all().map_err(|e| Error::io("fsync", &out_path, e))?;
+        lap(&mut stages, "fsync of the bundle");
         let compressed_size = fs::metadata(&out_path)?.len();
         Ok(Packed {
             manifest,
             file: out,
             compressed_size,
+            stages,
         })
     }
 }
@@ -329,11 +342,14 @@ pub fn pack_dir(
     allow_links: &[String],
     progress: &ProgressBar,
 ) -> Result<Packed> {
+    let started = std::time::Instant::now();
     let scanned = scan_dir(root)?;
     prevalidate(&scanned, source_date_epoch, allow_links)?;
+    let listed = started.elapsed();
     progress.set_length(scanned.iter().map(|s| s.size).sum());
     let mut w = BundleWriter::new(tmp_dir, source_date_epoch)?;
-    std::thread::scope(|scope| {
+    let started = std::time::Instant::now();
+    let reader_waited = std::thread::scope(|scope| {
         let files = scanned
             .iter()
             .filter(|s| s.kind == Kind::File)
@@ -363,11 +379,21 @@ pub fn pack_dir(
                 }
             }
         }
-        Ok::<(), Error>(())
+        Ok::<_, Error>(ahead.waited)
         // `ahead` is dropped here, before the scope joins the reader, which
         // then stops at its next send if it had not finished.
     })?;
-    w.finish()
+    let packing = started.elapsed();
+    let mut packed = w.finish()?;
+    packed.stages.splice(
+        0..0,
+        [
+            ("listing the tree", listed),
+            ("reading, hashing and compressing", packing),
+            ("waiting for the reader", reader_waited),
+        ],
+    );
+    Ok(packed)
 }
 
 #[cfg(test)]

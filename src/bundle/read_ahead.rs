@@ -62,6 +62,8 @@ pub enum Piece<'a> {
 
 /// The consumer's side.
 pub struct ReadAhead {
+    /// Time the consumer spent waiting for the reader (`build -v`).
+    pub waited: std::time::Duration,
     full: Receiver<Result<Batch>>,
     empty: Sender<Batch>,
     current: Option<Batch>,
@@ -76,6 +78,7 @@ pub fn start<'scope, 'env>(scope: &'scope std::thread::Scope<'scope, 'env>, file
     let (empty, empty_rx) = channel();
     scope.spawn(move || reader(&files, &full_tx, &empty_rx));
     ReadAhead {
+        waited: std::time::Duration::ZERO,
         full,
         empty,
         current: None,
@@ -100,10 +103,10 @@ impl ReadAhead {
             if let Some(done) = self.current.take() {
                 let _ = self.empty.send(done);
             }
-            let batch = self
-                .full
-                .recv()
-                .map_err(|_| Error::other("the file reader stopped before the last file"))??;
+            let started = std::time::Instant::now();
+            let batch = self.full.recv();
+            self.waited += started.elapsed();
+            let batch = batch.map_err(|_| Error::other("the file reader stopped before the last file"))??;
             self.current = Some(batch);
             self.part = 0;
             self.offset = 0;

@@ -64,7 +64,7 @@ pub fn run(args: &BuildArgs, ctx: &Context) -> Result<()> {
     };
     let crate::build::Built {
         name,
-        packed,
+        mut packed,
         mut provenance,
     } = built;
     bar.finish_and_clear();
@@ -77,7 +77,19 @@ pub fn run(args: &BuildArgs, ctx: &Context) -> Result<()> {
 
     let compressed_size = packed.compressed_size;
     let manifest = packed.manifest.clone();
+    let mut stages = std::mem::take(&mut packed.stages);
+    let storing = Instant::now();
     let id = store.add_bundle(packed)?;
+    stages.push(("into the store", storing.elapsed()));
+    for (what, took) in &stages {
+        // The waits happened during the step before them.
+        let what = if what.starts_with("waiting") {
+            format!("  of which {what}")
+        } else {
+            (*what).to_string()
+        };
+        ctx.out.detail(&format!("build: {what}: {:.3} s", took.as_secs_f64()));
+    }
     let record = ReleaseRecord {
         name: name.clone(),
         id,

@@ -155,6 +155,48 @@ fn no_config_means_the_tag_tree_is_the_bundle_and_export_ignore_is_honoured() {
 }
 
 #[test]
+fn build_verbose_says_where_the_time_went_step_by_step_and_only_with_v() {
+    let env = Env::new();
+    let repo = sample(&env);
+    let out = env.slipway().args(["-v", "build", "v1"]).current_dir(&repo.path).ok();
+    let stderr = out.stderr();
+    let steps: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("build: "))
+        .map(|l| l.rsplit_once(": ").map(|(what, _)| what).unwrap_or(l))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "listing the tree",
+            "reading, hashing and compressing",
+            "  of which waiting for the reader",
+            "  of which waiting for a free compressor",
+            "the last frames",
+            "the manifest",
+            "putting it in front",
+            "fsync of the bundle",
+            "into the store",
+        ],
+        "{out}"
+    );
+    for line in stderr.lines().filter(|l| l.starts_with("build: ")) {
+        let secs = line.rsplit_once(": ").unwrap().1;
+        assert!(
+            secs.strip_suffix(" s").and_then(|n| n.parse::<f64>().ok()).is_some(),
+            "{line}"
+        );
+    }
+    let quiet = env
+        .slipway()
+        .env("SLIPWAY_STORE", env.path("store2"))
+        .args(["build", "v1"])
+        .current_dir(&repo.path)
+        .ok();
+    assert!(!quiet.stderr().contains("build: "), "{quiet}");
+}
+
+#[test]
 fn build_refuses_bad_tags_names_and_failing_commands() {
     let env = Env::new();
     let repo = sample(&env);
