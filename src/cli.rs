@@ -461,6 +461,8 @@ pub struct PushArgs {
     /// Hosts download the release from this remote store (`[remotes.NAME]`) instead of over SSH [default: the target's `from`]
     #[arg(long, value_name = "REMOTE")]
     pub from: Option<String>,
+    #[command(flatten)]
+    pub plan: PlanArgs,
 }
 
 /// `-t TARGET` and `--hosts`.
@@ -474,6 +476,17 @@ pub struct TargetArgs {
     /// Only these hosts (comma-separated, as written in slipway.toml)
     #[arg(long, value_name = "HOST,...", value_delimiter = ',')]
     pub hosts: Vec<String>,
+}
+
+/// `--plan` and `--expect-plan` of every command that changes hosts.
+#[derive(Debug, Args, Clone)]
+pub struct PlanArgs {
+    /// Show what the command would do on each host and change nothing; exit with the code the command would
+    #[arg(long, conflicts_with = "expect_plan")]
+    pub plan: bool,
+    /// Go on only if the plan is still ID (as `--plan` printed it); exit 6, changing nothing, otherwise
+    #[arg(long, value_name = "ID")]
+    pub expect_plan: Option<String>,
 }
 
 /// Options of every command that switches `current`.
@@ -510,6 +523,8 @@ pub struct ActivateArgs {
     pub reason: Option<String>,
     #[command(flatten)]
     pub switch: SwitchArgs,
+    #[command(flatten)]
+    pub plan: PlanArgs,
 }
 
 #[derive(Debug, Args)]
@@ -545,6 +560,8 @@ pub struct DeployArgs {
     /// Run the release's migration even though it already succeeded on this database
     #[arg(long)]
     pub migrate_again: bool,
+    #[command(flatten)]
+    pub plan: PlanArgs,
 }
 
 #[derive(Debug, Args)]
@@ -562,6 +579,8 @@ pub struct RollbackArgs {
     pub reason: Option<String>,
     #[command(flatten)]
     pub switch: SwitchArgs,
+    #[command(flatten)]
+    pub plan: PlanArgs,
 }
 
 #[derive(Debug, Args)]

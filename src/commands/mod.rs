@@ -17,6 +17,7 @@ pub mod init;
 pub mod inspect;
 pub mod list;
 pub mod man;
+pub mod plan;
 pub mod provenance;
 pub mod prune;
 pub mod publish;
@@ -196,7 +197,15 @@ pub fn switch_and_report(
     goal: &crate::fleet::Goal,
     args: &crate::cli::SwitchArgs,
 ) -> crate::error::Result<()> {
-    let opts = crate::fleet::SwitchOptions {
+    let result = fleet.switch(goal, &switch_options(args));
+    crate::fleet::print_reports(ctx, &fleet.reports());
+    result
+}
+
+/// The switch `activate` and `rollback` make: their `--wait` and
+/// `--skip-unreachable`, no batches, no prune.
+pub fn switch_options(args: &crate::cli::SwitchArgs) -> crate::fleet::SwitchOptions {
+    crate::fleet::SwitchOptions {
         wait: args.wait.map(std::time::Duration::from_secs),
         skip_unreachable: args.skip_unreachable,
         batch: None,
@@ -204,10 +213,7 @@ pub fn switch_and_report(
         command: command_line(),
         allow_schema_rollback: args.allow_schema_rollback,
         migrate_again: args.migrate_again,
-    };
-    let result = fleet.switch(goal, &opts);
-    crate::fleet::print_reports(ctx, &fleet.reports());
-    result
+    }
 }
 
 /// `slipway VERB ARGS…` as typed, for the lock holder's details.

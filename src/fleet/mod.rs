@@ -40,6 +40,7 @@ mod db;
 mod hooks;
 mod member;
 mod plan;
+mod preview;
 pub mod provenance;
 mod push;
 mod report;
@@ -49,6 +50,7 @@ mod switch;
 
 pub use connect::{DEFAULT_PARALLEL, Fleet, select_hosts};
 pub use plan::Goal;
+pub use preview::{DbForecast, Forecast, HostPlan, PlanStep, Signers, plan_id, steps_text};
 pub use report::{HostReport, Outcome, Phase, describe_push, print_reports};
 pub use service::{ServiceAction, ServiceOutcome};
 pub use switch::SwitchOptions;
