@@ -1,0 +1,243 @@
+//! `--plan` and `--expect-plan` through the real binary over three real
+//! sshd hosts: a plan shows what the command then does (compared with the
+//! command's own `--json`), changes nothing on any host (every file's
+//! path, size, mode and link target, and the history's bytes), exits with
+//! the code the command would, and `--expect-plan` refuses (exit 6,
+//! changing nothing) once a host moved since the plan was shown.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::scenario::Scene;
+use crate::support::{Outcome, Scenario};
+
+/// What a host's root is, as `find ROOT -printf '%p %s %m %l\n'` sorted
+/// says it, plus the bytes of its history: a plan must leave it as it was.
+fn tree(root: &Path) -> String {
+    if !root.exists() {
+        return "(no root)".to_string();
+    }
+    let out = Command::new("find")
+        .arg(root)
+        .args(["-printf", "%p %s %m %l\\n"])
+        .output()
+        .expect("find");
+    assert!(out.status.success());
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    // A directory's own size is the file system's business; every entry in it is listed.
+    for l in &mut lines {
+        if let Some(p) = l.split(' ').next()
+            && Path::new(p).is_dir()
+            && !Path::new(p).is_symlink()
+        {
+            *l = format!("{p} dir");
+        }
+    }
+    lines.sort();
+    let history = std::fs::read(root.join(".slipway/history.jsonl")).unwrap_or_default();
+    format!(
+        "{}\n--- history\n{}",
+        lines.join("\n"),
+        String::from_utf8_lossy(&history)
+    )
+}
+
+fn trees(s: &Scene) -> Vec<String> {
+    (0..3).map(|i| tree(s.root(i))).collect()
+}
+
+/// The plan's object for host `i`.
+fn host<'a>(plan: &'a Value, s: &Scene, i: usize) -> &'a Value {
+    plan["hosts"]
+        .as_array()
+        .and_then(|a| a.iter().find(|h| h["host"] == s.label(i)))
+        .unwrap_or_else(|| panic!("no host {} in {plan:#}", s.label(i)))
+}
+
+/// The row of host `i` in a command's `--json` array.
+fn row<'a>(report: &'a Value, s: &Scene, i: usize) -> &'a Value {
+    report
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["host"] == s.label(i)))
+        .unwrap_or_else(|| panic!("no row for {} in {report:#}", s.label(i)))
+}
+
+fn three_hosts(toml: &str) -> Scene {
+    Scenario::new().tags(["v1", "v2"]).ssh_hosts(3).toml(toml).start()
+}
+
+/// Run `args` with `--plan --json`, asserting it changed nothing on any host.
+fn plan(s: &Scene, args: &[&str]) -> (Outcome, Value) {
+    let before = trees(s);
+    let o = s.slipway().args(args).args(["--plan", "--json"]).run();
+    assert_eq!(trees(s), before, "the plan changed a host: {o}");
+    let v = o.json();
+    (o, v)
+}
+
+#[test]
+fn plan_shows_what_deploy_then_does_and_changes_nothing_on_any_host() {
+    let s = three_hosts("[targets.prod.hooks]\nbefore_activate = \"true\"\nhealth = \"test -f index.html\"\n");
+    // Two hosts on v1; the third never had a release (no root at all).
+    let two = format!("{},{}", s.label(0), s.label(1));
+    s.slipway().args(["deploy", "v1", "-t", "prod", "--hosts", &two]).ok();
+    assert!(!s.root(2).exists());
+
+    let (o, p) = plan(&s, &["deploy", "v2", "-t", "prod"]);
+    assert_eq!(o.out.status.code(), Some(0), "{o}");
+    assert!(!s.root(2).exists(), "a plan creates no root: {o}");
+    assert_eq!(p["command"], "deploy");
+    assert_eq!(p["release"], "v2");
+    assert_eq!(p["exit"], 0);
+    let id = p["plan"].as_str().unwrap();
+    assert!(id.len() == 12 && id.bytes().all(|c| c.is_ascii_hexdigit()), "{p:#}");
+    for i in 0..2 {
+        let h = host(&p, &s, i);
+        assert_eq!(h["current"], "v1", "{p:#}");
+        assert_eq!(h["next"], "v2", "{p:#}");
+        // Only index.html changed: app.js is there already.
+        assert_eq!(h["lacks_objects"], 1, "{p:#}");
+        assert_eq!(
+            h["steps"],
+            serde_json::json!(["push", "before_activate", "switch", "health", "prune"]),
+            "{p:#}"
+        );
+        assert_eq!(h["signers"], "not_enforced");
+    }
+    let fresh = host(&p, &s, 2);
+    assert_eq!(fresh["current"], Value::Null, "{p:#}");
+    assert_eq!(fresh["next"], "v2", "{p:#}");
+    assert_eq!(fresh["lacks_objects"], 2, "{p:#}");
+
+    // The same plan twice: the same id (nothing moved).
+    let (_, again) = plan(&s, &["deploy", "v2", "-t", "prod"]);
+    assert_eq!(again["plan"], p["plan"]);
+
+    // What a push sends is what the plan said each host lacks.
+    let pushed = s.slipway().args(["push", "v2", "-t", "prod", "--json"]).ok().json();
+    for i in 0..3 {
+        assert_eq!(
+            row(&pushed, &s, i)["bytes_needed"],
+            host(&p, &s, i)["lacks_bytes"],
+            "host {i}: {pushed:#} vs {p:#}"
+        );
+    }
+    // And the deploy goes from each host's `current` to its `next`.
+    let deployed = s.slipway().args(["deploy", "v2", "-t", "prod", "--json"]).ok().json();
+    for i in 0..3 {
+        let (r, h) = (row(&deployed, &s, i), host(&p, &s, i));
+        assert_eq!(r["previous"], h["current"], "host {i}: {deployed:#} vs {p:#}");
+        assert_eq!(r["current"], h["next"], "host {i}: {deployed:#} vs {p:#}");
+    }
+
+    // A rollback's plan: the release each host goes back to, then the rollback.
+    let (o, rb) = plan(&s, &["rollback", "-t", "prod", "--hosts", &two]);
+    assert_eq!(o.out.status.code(), Some(0), "{o}");
+    let rolled = s
+        .slipway()
+        .args(["rollback", "-t", "prod", "--hosts", &two, "--json"])
+        .ok()
+        .json();
+    for i in 0..2 {
+        let (r, h) = (row(&rolled, &s, i), host(&rb, &s, i));
+        assert_eq!(h["next"], "v1", "{rb:#}");
+        assert_eq!(h["steps"], serde_json::json!(["switch", "health"]), "{rb:#}");
+        assert_eq!(r["previous"], h["current"], "host {i}: {rolled:#} vs {rb:#}");
+        assert_eq!(r["current"], h["next"], "host {i}: {rolled:#} vs {rb:#}");
+    }
+}
+
+#[test]
+fn plan_of_a_release_allowed_signers_refuses_exits_as_the_command_would() {
+    let s = three_hosts("");
+    s.slipway().args(["deploy", "v1", "-t", "prod"]).ok();
+    // The second host now takes only signed releases; v2 is unsigned.
+    std::fs::write(
+        s.root(1).join(".slipway/allowed_signers"),
+        "alice@example.com namespaces=\"slipway\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ0wS8hBHhZ0pT3x3BiGrR+9wD6VwL3Tq1m9ZJX3T1cD\n",
+    )
+    .unwrap();
+    for cmd in [&["push", "v2", "-t", "prod"][..], &["deploy", "v2", "-t", "prod"][..]] {
+        let (o, p) = plan(&s, cmd);
+        assert_eq!(o.out.status.code(), Some(5), "{o}");
+        assert_eq!(p["exit"], 5, "{p:#}");
+        let h = host(&p, &s, 1);
+        assert_eq!(h["signers"], "refused", "{p:#}");
+        assert_eq!(h["exit"], 5, "{p:#}");
+        assert!(h["refused"].as_str().unwrap().contains("missing signature"), "{p:#}");
+        assert_eq!(host(&p, &s, 0)["signers"], "not_enforced", "{p:#}");
+        // The command itself: the same exit code.
+        let real = s.slipway().args(cmd).run();
+        assert_eq!(real.out.status.code(), o.out.status.code(), "{real}");
+    }
+    // Activating v1 (unsigned) is refused there as well, and said so first.
+    let (o, p) = plan(&s, &["activate", "v1", "-t", "prod"]);
+    let real = s.slipway().args(["activate", "v1", "-t", "prod"]).run();
+    assert_eq!(host(&p, &s, 1)["signers"], "refused", "{p:#}");
+    assert_eq!(real.out.status.code(), o.out.status.code(), "{o}\n{real}");
+    assert_eq!(o.out.status.code(), Some(5), "{o}");
+}
+
+#[test]
+fn plan_of_a_deploy_whose_gate_is_not_met_exits_as_the_deploy_would() {
+    let s = three_hosts("require_healthy_on = \"staging\"\n");
+    let staging = s.env.path("staging-host");
+    let toml = std::fs::read_to_string(s.env.path("slipway.toml")).unwrap();
+    s.env.write(
+        "slipway.toml",
+        format!(
+            "{toml}[targets.staging]\nhosts = [\"{}\"]\n[targets.staging.hooks]\nhealth = \"true\"\n",
+            staging.display()
+        ),
+    );
+    let (o, p) = plan(&s, &["deploy", "v1", "-t", "prod"]);
+    assert_eq!(p["gate"]["required"], "staging", "{p:#}");
+    assert_eq!(p["gate"]["met"], false, "{p:#}");
+    let real = s.slipway().args(["deploy", "v1", "-t", "prod"]).run();
+    assert_eq!(real.out.status.code(), Some(1), "{real}");
+    assert_eq!(o.out.status.code(), real.out.status.code(), "{o}");
+    assert_eq!(p["exit"], 1, "{p:#}");
+
+    // Healthy on staging: the gate is met, and the plan says the deploy would go through.
+    s.slipway().args(["deploy", "v1", "-t", "staging"]).ok();
+    let (o, p) = plan(&s, &["deploy", "v1", "-t", "prod"]);
+    assert_eq!(o.out.status.code(), Some(0), "{o}");
+    assert_eq!(p["gate"]["met"], true, "{p:#}");
+}
+
+#[test]
+fn expect_plan_refuses_once_a_host_moved_and_goes_through_when_nothing_did() {
+    let s = three_hosts("");
+    s.slipway().args(["deploy", "v1", "-t", "prod"]).ok();
+    s.slipway().args(["deploy", "v2", "-t", "prod"]).ok();
+    s.tag("v3");
+    let (_, p) = plan(&s, &["deploy", "v3", "-t", "prod"]);
+    let approved = p["plan"].as_str().unwrap().to_string();
+
+    // Another operator rolls one host back in between.
+    s.slipway().args(["rollback", "-t", "prod", "--hosts", s.label(1)]).ok();
+    let before = trees(&s);
+    let refused = s
+        .slipway()
+        .args(["deploy", "v3", "-t", "prod", "--expect-plan", &approved])
+        .fails(6);
+    refused.stderr_has(&format!("not {approved} (--expect-plan)"));
+    assert_eq!(trees(&s), before, "a refused --expect-plan changed a host: {refused}");
+
+    // The new plan says what moved; approved as it is, it runs.
+    let (_, p) = plan(&s, &["deploy", "v3", "-t", "prod"]);
+    assert_eq!(host(&p, &s, 1)["current"], "v1", "{p:#}");
+    let now = p["plan"].as_str().unwrap().to_string();
+    assert_ne!(now, approved);
+    s.slipway()
+        .args(["deploy", "v3", "-t", "prod", "--expect-plan", &now])
+        .ok();
+    for i in 0..3 {
+        assert_eq!(s.current(i).as_deref(), Some("v3"));
+    }
+}
