@@ -26,7 +26,8 @@
 //!
 //! One file a stage: `member` is one host and the state each stage leaves
 //! for the next; `push` stages a release everywhere; `plan` decides
-//! what each host switches to; `switch` runs steps 1–5 and `revert`
+//! what each host switches to; `preview` runs those stages read-only for
+//! `--plan`; `switch` runs steps 1–5 and `revert`
 //! step 6; `service` and `db` are the service-slot and database steps; `hooks` runs a hook on a host; `report` is what the command
 //! says per host; `provenance` gathers what `slipway provenance` shows;
 //! `connect` holds the [`Fleet`] itself (connecting,

@@ -142,6 +142,17 @@ impl Member {
     }
 }
 
+/// A host whose slipway does not know `plan_push` cannot be planned: say how to fix it.
+fn too_old(e: Error) -> Error {
+    if !matches!(e.without_host(), Error::UnknownRequest(_)) {
+        return e;
+    }
+    let msg = format!(
+        "{e}; this host's slipway is too old to say what a command would do (`plan_push`): upgrade it with `slipway host install -t TARGET`"
+    );
+    e.reworded(msg)
+}
+
 /// An empty state: a root that does not exist yet (a push creates it).
 fn no_root() -> HostStatus {
     HostStatus {
@@ -220,7 +231,7 @@ impl Fleet<'_> {
                         Some(p)
                     }
                     Err(e) => {
-                        m.refuse(Phase::Push, e);
+                        m.refuse(Phase::Push, too_old(e));
                         None
                     }
                 }
@@ -285,7 +296,7 @@ impl Fleet<'_> {
                         Some(p)
                     }
                     Err(e) => {
-                        m.refuse(verb.phase(), e);
+                        m.refuse(verb.phase(), too_old(e));
                         None
                     }
                 }
