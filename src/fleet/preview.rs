@@ -437,9 +437,10 @@ impl Fleet<'_> {
                     if service {
                         steps.push(PlanStep::Settle);
                     }
-                    if what.prune {
-                        steps.push(PlanStep::Prune);
-                    }
+                }
+                // A deploy that stood prunes every host, those it left alone too.
+                if what.prune && m.status.is_some() {
+                    steps.push(PlanStep::Prune);
                 }
                 let failed = m.error.as_ref();
                 let next = if failed.is_some() {
