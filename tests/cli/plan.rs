@@ -11,7 +11,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::support::scenario::Scene;
-use crate::support::{Outcome, Scenario};
+use crate::support::{Outcome, Scenario, hold_lock};
 
 /// What a host's root is, as `find ROOT -printf '%p %s %m %l\n'` sorted
 /// says it, plus the bytes of its history: a plan must leave it as it was.
@@ -135,6 +135,19 @@ fn plan_shows_what_deploy_then_does_and_changes_nothing_on_any_host() {
         assert_eq!(r["current"], h["next"], "host {i}: {deployed:#} vs {p:#}");
     }
 
+    // Deploying it again changes no host: nothing to send, only the prune.
+    let (_, same) = plan(&s, &["deploy", "v2", "-t", "prod"]);
+    for i in 0..3 {
+        let h = host(&same, &s, i);
+        assert_eq!(
+            (&h["current"], &h["next"]),
+            (&Value::from("v2"), &Value::from("v2")),
+            "{same:#}"
+        );
+        assert_eq!(h["lacks_bytes"], 0, "{same:#}");
+        assert_eq!(h["steps"], serde_json::json!(["prune"]), "{same:#}");
+    }
+
     // A rollback's plan: the release each host goes back to, then the rollback.
     let (o, rb) = plan(&s, &["rollback", "-t", "prod", "--hosts", &two]);
     assert_eq!(o.out.status.code(), Some(0), "{o}");
@@ -240,4 +253,116 @@ fn expect_plan_refuses_once_a_host_moved_and_goes_through_when_nothing_did() {
     for i in 0..3 {
         assert_eq!(s.current(i).as_deref(), Some("v3"));
     }
+}
+
+#[test]
+fn plan_with_a_host_lock_held_exits_4_as_the_deploy_would_and_leaves_the_lock_alone() {
+    let s = three_hosts("");
+    s.slipway().args(["deploy", "v1", "-t", "prod"]).ok();
+    let release = s.env.path("release-lock");
+    let holder = hold_lock(s.root(2), &release);
+    let (o, p) = plan(&s, &["deploy", "v2", "-t", "prod"]);
+    assert_eq!(o.out.status.code(), Some(4), "{o}");
+    let h = host(&p, &s, 2);
+    assert_eq!(h["exit"], 4, "{p:#}");
+    assert!(
+        h["refused"]
+            .as_str()
+            .unwrap()
+            .contains("alice@laptop, running `slipway activate v9`"),
+        "the plan names the holder: {p:#}"
+    );
+    assert_eq!(host(&p, &s, 0)["exit"], 0, "{p:#}");
+    // The deploy itself stops on that lock, with the same code.
+    let real = s.slipway().args(["deploy", "v2", "-t", "prod"]).run();
+    assert_eq!(real.out.status.code(), Some(4), "{real}");
+    std::fs::write(&release, "").unwrap();
+    drop(holder);
+}
+
+#[test]
+fn plan_names_the_hooks_and_database_steps_in_the_order_the_deploy_runs_them_and_a_schema_refusal() {
+    // Every hook appends its name to `<root>.log`; `schema` and `db_schema`
+    // only read (the database is a file beside the roots).
+    let log = |kind: &str| format!("{kind} = \"echo {kind} >> \\\"$SLIPWAY_ROOT.log\\\"\"\n");
+    let mut hooks = String::from("[targets.prod.hooks]\n");
+    for kind in ["before_activate", "health", "backup", "pause", "resume"] {
+        hooks.push_str(&log(kind));
+    }
+    hooks.push_str(
+        "migrate = \"echo migrate >> \\\"$SLIPWAY_ROOT.log\\\" && echo 2 > \\\"$SLIPWAY_ROOT/../db\\\"\"\n\
+         schema = \"case $SLIPWAY_RELEASE in v1) echo 1;; *) echo 2;; esac\"\n\
+         db_schema = \"cat \\\"$SLIPWAY_ROOT/../db\\\" 2>/dev/null || echo 1\"\n",
+    );
+    let s = three_hosts(&hooks);
+    s.slipway().args(["deploy", "v1", "-t", "prod"]).ok();
+    s.slipway().args(["push", "v2", "-t", "prod"]).ok();
+    let logs = || -> Vec<Vec<String>> {
+        (0..3)
+            .map(|i| {
+                let path = format!("{}.log", std::fs::canonicalize(s.root(i)).unwrap().display());
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                text.lines().map(str::to_string).collect()
+            })
+            .collect()
+    };
+    let before = logs();
+
+    let (o, p) = plan(&s, &["deploy", "v2", "-t", "prod"]);
+    assert_eq!(o.out.status.code(), Some(0), "{o}");
+    assert_eq!(logs(), before, "the plan ran a hook that is not read-only: {o}");
+    let db = &p["database"];
+    assert_eq!(db["on"], s.label(0), "{p:#}");
+    assert_eq!(db["runs"], "migrate", "{p:#}");
+    assert_eq!(
+        (&db["schema"], &db["db_schema"]),
+        (&Value::from("2"), &Value::from("1")),
+        "{p:#}"
+    );
+    let steps = |i: usize| -> Vec<String> {
+        host(&p, &s, i)["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        steps(0),
+        [
+            "before_activate",
+            "backup",
+            "pause",
+            "migrate",
+            "switch",
+            "health",
+            "resume",
+            "prune"
+        ],
+        "{p:#}"
+    );
+    assert_eq!(
+        steps(1),
+        ["before_activate", "pause", "switch", "health", "resume", "prune"],
+        "{p:#}"
+    );
+
+    // The deploy runs exactly those hooks, in that order, on each host.
+    s.slipway().args(["deploy", "v2", "-t", "prod"]).ok();
+    let after = logs();
+    for i in 0..3 {
+        let ran = &after[i][before[i].len()..];
+        let hooks: Vec<String> = steps(i)
+            .into_iter()
+            .filter(|s| !["push", "switch", "settle", "prune"].contains(&s.as_str()))
+            .collect();
+        assert_eq!(ran, hooks.as_slice(), "host {i}: ran {ran:?}, planned {:?}", steps(i));
+    }
+
+    // Back to v1 (schema 1) on a database now at 2, with no migrate_down:
+    // the plan says the rollback would be refused with exit 7, as it is.
+    let (o, p) = plan(&s, &["rollback", "-t", "prod"]);
+    assert_eq!(o.out.status.code(), Some(7), "{o}");
+    assert_eq!(p["exit"], 7, "{p:#}");
+    s.slipway().args(["rollback", "-t", "prod"]).fails(7);
 }
