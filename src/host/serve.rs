@@ -317,6 +317,7 @@ fn requests_of<R: Read, W: Write>(session: &mut Session<R, W>) -> Result<()> {
             Message::Status => requests::status(session),
             Message::History { limit, id } => requests::history(session, limit, id.as_ref()),
             Message::Prune { keep, pinned, dry_run } => requests::prune(session, keep, &pinned, dry_run),
+            Message::PlanPrune { keep, pinned } => requests::plan_prune(session, keep, &pinned),
             Message::Verify { release } => requests::verify(session, release.as_deref()),
             Message::Hook(req) => requests::hook(session, &req),
             Message::Check => requests::check(session),

@@ -144,6 +144,10 @@ pub enum Message {
     },
     /// Host → client: what prune removed (or would).
     Pruned(Box<PruneReport>),
+    /// Request (`prune --plan`): what `prune` would remove, read only: no
+    /// lock (not even the staging lock), nothing reconciled or removed.
+    /// Answer: `pruned` (with `dry_run`).
+    PlanPrune { keep: usize, pinned: Vec<String> },
     /// Request: re-hash release trees (`release`, or all). Answer: `verified`.
     Verify {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -206,6 +210,7 @@ impl Message {
             Message::HistoryReport { .. } => "history_report",
             Message::Prune { .. } => "prune",
             Message::Pruned(_) => "pruned",
+            Message::PlanPrune { .. } => "plan_prune",
             Message::Verify { .. } => "verify",
             Message::Verified { .. } => "verified",
             Message::Hook(_) => "hook",
