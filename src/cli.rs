@@ -622,6 +622,8 @@ pub struct PruneArgs {
     /// Wait up to SECS for a host's lock instead of failing at once (exit 4)
     #[arg(long, value_name = "SECS")]
     pub wait: Option<u64>,
+    #[command(flatten)]
+    pub plan: PlanArgs,
 }
 
 #[derive(Debug, Args)]

@@ -30,6 +30,7 @@ pub fn run(args: &ActivateArgs, ctx: &Context) -> Result<()> {
             goal: Some(goal(None)),
             opts: super::switch_options(&args.switch),
             prune: false,
+            prune_only: None,
         };
         let planned = Planned {
             command: "activate",

@@ -62,6 +62,7 @@ pub fn run(args: &DeployArgs, ctx: &Context) -> Result<()> {
         goal: Some(goal(None)),
         opts: opts.clone(),
         prune: true,
+        prune_only: None,
     };
     let planned = |gate_error| Planned {
         command: "deploy",

@@ -1,5 +1,5 @@
 //! `--plan` and `--expect-plan ID` of the commands that change hosts
-//! (`push`, `deploy`, `activate`, `rollback`): show what the command would
+//! (`push`, `deploy`, `activate`, `rollback`, `prune`): show what the command would
 //! do on each host, or check that it still would, before it does anything.
 //!
 //! The plan is found by [`crate::fleet::Fleet::forecast`] (read-only on
@@ -181,6 +181,19 @@ fn text(shown: &Shown<'_>, id: &str) -> String {
                     crate::fleet::Signers::Accepted => "accepted",
                     crate::fleet::Signers::Refused => "refused",
                 }
+            ));
+        }
+        if let Some(p) = &h.prunes {
+            let rels = if p.releases.is_empty() {
+                "no releases".to_string()
+            } else {
+                p.releases.join(", ")
+            };
+            parts.push(format!(
+                "would remove {rels}; {} object(s), {}; {} staging leftover(s)",
+                p.objects,
+                human_bytes(p.object_bytes),
+                p.tmp_entries
             ));
         }
         if !h.steps.is_empty() {

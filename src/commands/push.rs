@@ -64,6 +64,7 @@ pub fn run(args: &PushArgs, ctx: &Context) -> Result<()> {
             goal: None,
             opts: SwitchOptions::default(),
             prune: false,
+            prune_only: None,
         };
         let planned = Planned {
             command: "push",

@@ -23,6 +23,7 @@ pub fn run(args: &RollbackArgs, ctx: &Context) -> Result<()> {
             }),
             opts: super::switch_options(&args.switch),
             prune: false,
+            prune_only: None,
         };
         let planned = Planned {
             command: "rollback",

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::protocol::{HostStatus, PushPlan, ReleaseStatus};
+use crate::protocol::{HostStatus, LockInfo, PruneReport, PushPlan, ReleaseStatus};
 use crate::remote::push::PushJob;
 use crate::remote::session::HostSession;
 
@@ -35,6 +35,8 @@ pub struct Forecast<'j> {
     pub opts: SwitchOptions,
     /// `deploy` prunes after a switch that stood.
     pub prune: bool,
+    /// `prune`: its `keep` and pinned releases (nothing else is planned).
+    pub prune_only: Option<(usize, Vec<String>)>,
 }
 
 /// One step a command would take on a host, in the order it takes them
@@ -108,6 +110,8 @@ pub struct HostPlan {
     pub signers: Option<Signers>,
     /// Who signed the release, as the host's `allowed_signers` names them.
     pub signed_by: Option<String>,
+    /// (`prune`) what it would remove here.
+    pub prunes: Option<PruneReport>,
     /// The steps that would run here, in order.
     pub steps: Vec<PlanStep>,
     /// The exit code the command would fail with because of this host (0: none).
@@ -151,6 +155,15 @@ fn too_old(e: Error) -> Error {
         "{e}; this host's slipway is too old to say what a command would do (`plan_push`): upgrade it with `slipway host install -t TARGET`"
     );
     e.reworded(msg)
+}
+
+/// The refusal of a host whose lock `holder` holds, as a plan shows it:
+/// without "how long ago", so that the plan's id does not change with the clock.
+fn locked_by(holder: &LockInfo) -> Error {
+    Error::Locked(format!(
+        "the host is locked by {}, running `{}` since {}; retry when it is done, or pass `--wait SECS`",
+        holder.actor, holder.command, holder.since
+    ))
 }
 
 /// An empty state: a root that does not exist yet (a push creates it).
@@ -201,8 +214,18 @@ impl Fleet<'_> {
     pub fn forecast(&mut self, what: &Forecast<'_>) -> (Vec<HostPlan>, Option<DbForecast>, Result<()>) {
         let mut pushes: Vec<Option<PushPlan>> = Vec::new();
         let mut db = None;
-        let result = self.forecast_stages(what, &mut pushes, &mut db);
-        let plans = self.host_plans(what, &pushes, db.as_ref());
+        let mut prunes = Vec::new();
+        let result = match &what.prune_only {
+            Some((keep, pinned)) => self.forecast_prune(*keep, pinned, what.opts.wait.is_some(), &mut prunes),
+            None => self.forecast_stages(what, &mut pushes, &mut db),
+        };
+        let mut plans = self.host_plans(what, &pushes, db.as_ref());
+        for (plan, report) in plans.iter_mut().zip(prunes) {
+            if plan.exit == 0 && report.is_some() {
+                plan.steps = vec![PlanStep::Prune];
+            }
+            plan.prunes = report;
+        }
         self.drop_sessions();
         (plans, db, result)
     }
@@ -246,12 +269,7 @@ impl Fleet<'_> {
                 let Some(holder) = m.status.as_ref().and_then(|st| st.lock.clone()) else {
                     continue;
                 };
-                // Without "how long ago": the plan's id must not change with the clock.
-                let e = Error::Locked(format!(
-                    "the host is locked by {}, running `{}` since {}; retry when it is done, or pass `--wait SECS`",
-                    holder.actor, holder.command, holder.since
-                ))
-                .on_host(&m.spec.label);
+                let e = locked_by(&holder).on_host(&m.spec.label);
                 m.refuse(Phase::Lock, e);
             }
         }
@@ -306,6 +324,41 @@ impl Fleet<'_> {
         // The database: read the schemas where the release already is.
         *db = self.forecast_db(goal, &what.opts)?;
         Ok(())
+    }
+
+    /// `prune`: what each host would remove; as the command, a lock someone
+    /// holds stops it there (exit 4) unless waited for, and the first
+    /// failed host in the target's order gives the error.
+    fn forecast_prune(
+        &mut self,
+        keep: usize,
+        pinned: &[String],
+        wait: bool,
+        prunes: &mut Vec<Option<PruneReport>>,
+    ) -> Result<()> {
+        self.connect_all();
+        self.read_states();
+        *prunes = crate::parallel::map(self.members.iter_mut().collect(), self.parallel, |m| {
+            if m.error.is_some() {
+                return None;
+            }
+            if !wait && let Some(holder) = m.status.as_ref().and_then(|st| st.lock.clone()) {
+                m.refuse(Phase::Lock, locked_by(&holder).on_host(&m.spec.label));
+                return None;
+            }
+            match m.session().and_then(|s| s.plan_prune(keep, pinned)) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    m.refuse(Phase::Done, too_old(e));
+                    None
+                }
+            }
+        });
+        // The command's error: the first failed host's, in the target's order.
+        match self.members.iter().find_map(|m| m.error.as_ref()) {
+            Some(e) => Err(Error::with_exit(e.exit(), e.to_string())),
+            None => Ok(()),
+        }
     }
 
     /// Each reached host's state, read without its lock; a root that does
@@ -458,6 +511,7 @@ impl Fleet<'_> {
                     lacks_bytes: push.filter(|_| what.job.is_some()).map(|p| p.bytes),
                     signers: push.map(signers_of),
                     signed_by: push.and_then(|p| p.signed_by.as_ref()).map(ToString::to_string),
+                    prunes: None,
                     steps: if failed.is_some() { Vec::new() } else { steps },
                     exit: failed.map_or(0, |e| e.exit() as u8),
                     refused: m.report.reason.clone().filter(|_| failed.is_some()),

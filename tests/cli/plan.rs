@@ -366,3 +366,37 @@ fn plan_names_the_hooks_and_database_steps_in_the_order_the_deploy_runs_them_and
     assert_eq!(p["exit"], 7, "{p:#}");
     s.slipway().args(["rollback", "-t", "prod"]).fails(7);
 }
+
+#[test]
+fn prune_plan_lists_what_prune_then_removes_and_changes_nothing() {
+    let s = three_hosts("");
+    s.tag("v3");
+    for rel in ["v1", "v2", "v3"] {
+        s.slipway().args(["deploy", rel, "-t", "prod"]).ok();
+    }
+    let (o, p) = plan(&s, &["prune", "-t", "prod", "--keep", "0"]);
+    assert_eq!(o.out.status.code(), Some(0), "{o}");
+    assert_eq!(p["command"], "prune");
+    let pruned = s
+        .slipway()
+        .args(["prune", "-t", "prod", "--keep", "0", "--json"])
+        .ok()
+        .json();
+    for i in 0..3 {
+        let (h, r) = (host(&p, &s, i), row(&pruned, &s, i));
+        // v3 is current, v2 what a rollback goes back to: v1 goes.
+        assert_eq!(h["prunes"]["releases"], serde_json::json!(["v1"]), "{p:#}");
+        assert_eq!(h["prunes"]["releases"], r["releases"], "host {i}: {p:#} vs {pruned:#}");
+        assert_eq!(h["steps"], serde_json::json!(["prune"]), "{p:#}");
+        assert_eq!((&h["current"], &h["next"]), (&Value::from("v3"), &Value::from("v3")));
+    }
+    // A held lock: the plan exits 4, as prune does; nothing is touched.
+    let release = s.env.path("release-lock");
+    let holder = hold_lock(s.root(0), &release);
+    let (o, p) = plan(&s, &["prune", "-t", "prod"]);
+    assert_eq!(o.out.status.code(), Some(4), "{o}");
+    assert_eq!(host(&p, &s, 0)["exit"], 4, "{p:#}");
+    s.slipway().args(["prune", "-t", "prod"]).fails(4);
+    std::fs::write(&release, "").unwrap();
+    drop(holder);
+}
