@@ -24,6 +24,7 @@ pub fn run(args: &ActivateArgs, ctx: &Context) -> Result<()> {
         again: true,
         reason,
     };
+    let mut approved = None;
     if plan::wanted(&args.plan) {
         let what = Forecast {
             job: None,
@@ -47,13 +48,15 @@ pub fn run(args: &ActivateArgs, ctx: &Context) -> Result<()> {
                 };
                 return plan::show(ctx, &target, hosts, planned, &what);
             }
-            Some(wanted) if gate.is_ok() => plan::expect(ctx, &target, hosts, wanted, planned, &what)?,
+            Some(wanted) if gate.is_ok() => {
+                approved = Some(plan::expect(ctx, &target, hosts, wanted, planned, &what)?);
+            }
             Some(_) => {}
         }
     }
     let reason = gate?;
     let mut fleet = Fleet::new(ctx, &target, &args.target.hosts)?;
-    super::switch_and_report(ctx, &mut fleet, &goal(reason), &args.switch)
+    super::switch_and_report(ctx, &mut fleet, &goal(reason), &args.switch, approved)
 }
 
 /// The name and id behind REL, from the local store (a gate is checked by id).

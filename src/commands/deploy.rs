@@ -42,7 +42,7 @@ pub fn run(args: &DeployArgs, ctx: &Context) -> Result<()> {
     let mut job = PushJob::new(&store, record, manifest, &target, false);
     job.pull = staging.pull.clone();
     job.assist = assist;
-    let opts = SwitchOptions {
+    let mut opts = SwitchOptions {
         wait: args.wait.map(Duration::from_secs),
         skip_unreachable: args.skip_unreachable,
         batch: args.batch,
@@ -50,6 +50,7 @@ pub fn run(args: &DeployArgs, ctx: &Context) -> Result<()> {
         command: super::command_line(),
         allow_schema_rollback: args.allow_schema_rollback,
         migrate_again: args.migrate_again,
+        approved: None,
     };
     let goal = |reason: Option<String>| Goal::Activate {
         release: record.name.clone(),
@@ -86,7 +87,14 @@ pub fn run(args: &DeployArgs, ctx: &Context) -> Result<()> {
     if let Some(wanted) = &args.plan.expect_plan
         && gate.is_ok()
     {
-        plan::expect(ctx, &target, &args.target.hosts, wanted, planned(None), &what)?;
+        opts.approved = Some(plan::expect(
+            ctx,
+            &target,
+            &args.target.hosts,
+            wanted,
+            planned(None),
+            &what,
+        )?);
     }
     let reason = gate?;
     let mut fleet = Fleet::new(ctx, &target, &args.target.hosts)?;

@@ -186,8 +186,8 @@ pub fn note_external_links(ctx: &crate::Context, name: &str, manifest: &crate::m
 }
 
 /// Switch every host of `fleet` to `goal` as `activate` and `rollback` do
-/// (their `--wait` and `--skip-unreachable`, no batches, no prune), then
-/// print each host's report.
+/// (their `--wait` and `--skip-unreachable`, no batches, no prune; with
+/// `--expect-plan`, the hosts as `approved`), then print each host's report.
 ///
 /// # Errors
 /// As [`crate::fleet::Fleet::switch`].
@@ -196,8 +196,13 @@ pub fn switch_and_report(
     fleet: &mut crate::fleet::Fleet,
     goal: &crate::fleet::Goal,
     args: &crate::cli::SwitchArgs,
+    approved: Option<crate::fleet::Approved>,
 ) -> crate::error::Result<()> {
-    let result = fleet.switch(goal, &switch_options(args));
+    let opts = crate::fleet::SwitchOptions {
+        approved,
+        ..switch_options(args)
+    };
+    let result = fleet.switch(goal, &opts);
     crate::fleet::print_reports(ctx, &fleet.reports());
     result
 }
@@ -213,6 +218,7 @@ pub fn switch_options(args: &crate::cli::SwitchArgs) -> crate::fleet::SwitchOpti
         command: command_line(),
         allow_schema_rollback: args.allow_schema_rollback,
         migrate_again: args.migrate_again,
+        approved: None,
     }
 }
 

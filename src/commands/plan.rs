@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::Context;
 use crate::cli::PlanArgs;
 use crate::error::{Error, Result};
-use crate::fleet::{DbForecast, Fleet, Forecast, HostPlan, plan_id, steps_text};
+use crate::fleet::{Approved, DbForecast, Fleet, Forecast, HostPlan, plan_id, steps_text};
 use crate::output::human_bytes;
 use crate::remote::Target;
 
@@ -81,7 +81,7 @@ fn forecast(
     hosts: &[String],
     planned: Planned<'_>,
     what: &Forecast<'_>,
-) -> Result<(String, String, Result<()>)> {
+) -> Result<(String, String, Result<()>, Approved)> {
     let mut fleet = Fleet::new(ctx, target, hosts)?;
     let (hosts, database, result) = fleet.forecast(what);
     let result = match planned.gate_error {
@@ -98,6 +98,11 @@ fn forecast(
         hosts,
     };
     let id = plan_id(&shown);
+    let approved = shown
+        .hosts
+        .iter()
+        .map(|h| (h.host.clone(), h.current.clone()))
+        .collect();
     let printed = if ctx.out.json {
         serde_json::to_string_pretty(&PlanJson {
             plan: &id,
@@ -107,7 +112,7 @@ fn forecast(
     } else {
         text(&shown, &id)
     };
-    Ok((id, printed, result))
+    Ok((id, printed, result, approved))
 }
 
 /// `--plan`: print the plan and end as the command would (its exit code),
@@ -116,14 +121,16 @@ fn forecast(
 /// # Errors
 /// The error the command would end with; a target that cannot be used.
 pub fn show(ctx: &Context, target: &Target, hosts: &[String], planned: Planned<'_>, what: &Forecast<'_>) -> Result<()> {
-    let (_, printed, result) = forecast(ctx, target, hosts, planned, what)?;
+    let (_, printed, result, _) = forecast(ctx, target, hosts, planned, what)?;
     for line in printed.lines() {
         ctx.out.data(line);
     }
     result
 }
 
-/// `--expect-plan ID`: the plan found now must have that id.
+/// `--expect-plan ID`: the plan found now must have that id. Returns the
+/// release each host runs in it, which a switch checks again under the
+/// hosts' locks ([`crate::fleet::SwitchOptions::approved`]).
 ///
 /// # Errors
 /// Exit 6 when it does not (nothing was changed on any host).
@@ -134,11 +141,11 @@ pub fn expect(
     wanted: &str,
     planned: Planned<'_>,
     what: &Forecast<'_>,
-) -> Result<()> {
+) -> Result<Approved> {
     let command = planned.command.to_string();
-    let (id, _, _) = forecast(ctx, target, hosts, planned, what)?;
+    let (id, _, _, approved) = forecast(ctx, target, hosts, planned, what)?;
     if id.eq_ignore_ascii_case(wanted.trim()) {
-        return Ok(());
+        return Ok(approved);
     }
     Err(Error::ExpectMismatch(format!(
         "the plan of this {command} is now {id}, not {wanted} (--expect-plan): something changed on the hosts of `{}` since it was shown; nothing was changed. See what with `--plan`",

@@ -53,7 +53,12 @@ pub fn run(args: &PruneArgs, ctx: &Context) -> Result<()> {
         let hosts = &args.target.hosts;
         match &args.plan.expect_plan {
             None => return super::plan::show(ctx, &target, hosts, planned, &what),
-            Some(wanted) => super::plan::expect(ctx, &target, hosts, wanted, planned, &what)?,
+            // Checked before the locks: a switch in between is not seen
+            // (docs/operations.md says so); prune keeps the current release
+            // and its rollback target whatever they are then.
+            Some(wanted) => {
+                super::plan::expect(ctx, &target, hosts, wanted, planned, &what)?;
+            }
         }
     }
     let dry_run = args.dry_run;

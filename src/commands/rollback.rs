@@ -13,6 +13,7 @@ use super::plan::{self, Planned};
 /// Nothing to roll back to, hosts that disagree (without `--to`), a held lock (4).
 pub fn run(args: &RollbackArgs, ctx: &Context) -> Result<()> {
     let target = super::load_target(ctx, &args.target.target)?;
+    let mut approved = None;
     if plan::wanted(&args.plan) {
         let what = Forecast {
             job: None,
@@ -34,7 +35,7 @@ pub fn run(args: &RollbackArgs, ctx: &Context) -> Result<()> {
         let hosts = &args.target.hosts;
         match &args.plan.expect_plan {
             None => return plan::show(ctx, &target, hosts, planned, &what),
-            Some(wanted) => plan::expect(ctx, &target, hosts, wanted, planned, &what)?,
+            Some(wanted) => approved = Some(plan::expect(ctx, &target, hosts, wanted, planned, &what)?),
         }
     }
     let mut fleet = Fleet::new(ctx, &target, &args.target.hosts)?;
@@ -43,5 +44,5 @@ pub fn run(args: &RollbackArgs, ctx: &Context) -> Result<()> {
         expect: args.expect.clone(),
         reason: args.reason.clone(),
     };
-    super::switch_and_report(ctx, &mut fleet, &goal, &args.switch)
+    super::switch_and_report(ctx, &mut fleet, &goal, &args.switch, approved)
 }

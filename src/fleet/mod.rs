@@ -54,4 +54,4 @@ pub use plan::Goal;
 pub use preview::{DbForecast, Forecast, HostPlan, PlanStep, Signers, plan_id, steps_text};
 pub use report::{HostReport, Outcome, Phase, describe_push, print_reports};
 pub use service::{ServiceAction, ServiceOutcome};
-pub use switch::SwitchOptions;
+pub use switch::{Approved, SwitchOptions};

@@ -400,3 +400,52 @@ fn prune_plan_lists_what_prune_then_removes_and_changes_nothing() {
     std::fs::write(&release, "").unwrap();
     drop(holder);
 }
+
+#[test]
+fn expect_plan_is_checked_again_under_the_locks_and_refuses_a_host_switched_after_the_check() {
+    let s = three_hosts("");
+    s.slipway().args(["deploy", "v1", "-t", "prod"]).ok();
+    s.slipway().args(["deploy", "v2", "-t", "prod"]).ok();
+    s.tag("v3");
+    // Approved while nobody holds a lock (`--wait`: a held lock is waited for, not a refusal).
+    let (_, p) = plan(&s, &["deploy", "v3", "-t", "prod", "--wait", "30"]);
+    let approved = p["plan"].as_str().unwrap().to_string();
+
+    // Another operator holds the third host: the deploy checks the plan
+    // (unchanged), pushes, locks the first two hosts and waits there.
+    let release = s.env.path("release-lock");
+    let holder = hold_lock(s.root(2), &release);
+    let mut cmd = s
+        .slipway()
+        .args(["deploy", "v3", "-t", "prod", "--wait", "30", "--expect-plan", &approved])
+        .cmd;
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run slipway");
+    let first_lock = s.root(0).join(".slipway/lock");
+    crate::support::wait_for(30, "the deploy to lock the first host", || {
+        Command::new("flock")
+            .args(["-n", "-s"])
+            .arg(&first_lock)
+            .arg("true")
+            .status()
+            .is_ok_and(|st| !st.success())
+    });
+    // ... and while it waits, that operator switches the third host back
+    // to v1 (what a rollback leaves: `current` renamed over) and lets go.
+    let link = s.root(2).join("current.tmp");
+    std::os::unix::fs::symlink("releases/v1", &link).unwrap();
+    std::fs::rename(&link, s.root(2).join("current")).unwrap();
+    std::fs::write(&release, "").unwrap();
+    drop(holder);
+
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(stderr.contains("as in the approved plan (--expect-plan)"), "{stderr}");
+    assert_eq!(s.current(0).as_deref(), Some("v2"), "nothing switched: {stderr}");
+    assert_eq!(s.current(1).as_deref(), Some("v2"), "nothing switched: {stderr}");
+    assert_eq!(s.current(2).as_deref(), Some("v1"));
+}
