@@ -6,7 +6,8 @@
 //!
 //! 1. connect to every host (unreachable: stop, unless `--skip-unreachable`);
 //! 2. take every host's lock (one held by someone else: stop, exit 4);
-//! 3. read each host's state and decide what it switches to, and what the
+//! 3. read each host's state (with `--expect-plan`, still the approved
+//!    plan's) and decide what it switches to, and what the
 //!    switch does to the database (`db`: refused with exit 7 when nothing
 //!    brings the database to the release's schema);
 //! 4. run `before_activate` everywhere (deploy/activate only);
