@@ -83,9 +83,16 @@ fn forecast(
     what: &Forecast<'_>,
 ) -> Result<(String, String, Result<()>, Approved)> {
     let mut fleet = Fleet::new(ctx, target, hosts)?;
-    let (hosts, database, result) = fleet.forecast(what);
+    let (mut hosts, database, result) = fleet.forecast(what);
     let result = match planned.gate_error {
-        Some(e) => Err(e),
+        // The gate is checked before any host is contacted: nothing runs anywhere.
+        Some(e) => {
+            for h in &mut hosts {
+                h.steps.clear();
+                h.next.clone_from(&h.current);
+            }
+            Err(e)
+        }
         None => result,
     };
     let shown = Shown {

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::protocol::{HostStatus, LockInfo, PruneReport, PushPlan, ReleaseStatus};
+use crate::protocol::{ErrorKind, HostStatus, LockInfo, PruneReport, PushPlan, ReleaseStatus};
 use crate::remote::push::PushJob;
 use crate::remote::session::HostSession;
 
@@ -199,11 +199,14 @@ fn staged_release(name: &str, id: Digest) -> ReleaseStatus {
     }
 }
 
-fn signers_of(p: &PushPlan) -> Signers {
+/// What `allowed_signers` says, from a host's answer (`None`: the host
+/// refused the release for another reason before it looked).
+fn signers_of(p: &PushPlan) -> Option<Signers> {
     match (p.enforces_signatures, &p.refused, &p.signed_by) {
-        (false, _, _) => Signers::NotEnforced,
-        (true, None, Some(_)) => Signers::Accepted,
-        (true, _, _) => Signers::Refused,
+        (false, _, _) => Some(Signers::NotEnforced),
+        (true, None, Some(_)) => Some(Signers::Accepted),
+        (true, Some(r), _) if r.kind != ErrorKind::Integrity => None,
+        (true, _, _) => Some(Signers::Refused),
     }
 }
 
@@ -220,6 +223,16 @@ impl Fleet<'_> {
             None => self.forecast_stages(what, &mut pushes, &mut db),
         };
         let mut plans = self.host_plans(what, &pushes, db.as_ref());
+        // A switch refused anywhere switches nothing: only the push (which
+        // goes on where it can) still happens.
+        if result.is_err() && what.prune_only.is_none() {
+            for p in &mut plans {
+                p.steps.retain(|s| *s == PlanStep::Push);
+                if p.exit == 0 {
+                    p.next.clone_from(&p.current);
+                }
+            }
+        }
         for (plan, report) in plans.iter_mut().zip(prunes) {
             if plan.exit == 0 && report.is_some() {
                 plan.steps = vec![PlanStep::Prune];
@@ -509,7 +522,7 @@ impl Fleet<'_> {
                     next,
                     lacks_objects: push.filter(|_| what.job.is_some()).map(|p| p.objects),
                     lacks_bytes: push.filter(|_| what.job.is_some()).map(|p| p.bytes),
-                    signers: push.map(signers_of),
+                    signers: push.and_then(signers_of),
                     signed_by: push.and_then(|p| p.signed_by.as_ref()).map(ToString::to_string),
                     prunes: None,
                     steps: if failed.is_some() { Vec::new() } else { steps },

@@ -184,6 +184,11 @@ fn plan_of_a_release_allowed_signers_refuses_exits_as_the_command_would() {
         assert_eq!(h["exit"], 5, "{p:#}");
         assert!(h["refused"].as_str().unwrap().contains("missing signature"), "{p:#}");
         assert_eq!(host(&p, &s, 0)["signers"], "not_enforced", "{p:#}");
+        // The push goes on where it can (the real push of the first round
+        // staged it there for the second); nothing switches anywhere.
+        let pushed = if cmd[0] == "push" { vec!["push"] } else { vec![] };
+        assert_eq!(host(&p, &s, 0)["steps"], serde_json::json!(pushed), "{p:#}");
+        assert_eq!(host(&p, &s, 0)["next"], "v1", "{p:#}");
         // The command itself: the same exit code.
         let real = s.slipway().args(cmd).run();
         assert_eq!(real.out.status.code(), o.out.status.code(), "{real}");
@@ -211,6 +216,10 @@ fn plan_of_a_deploy_whose_gate_is_not_met_exits_as_the_deploy_would() {
     let (o, p) = plan(&s, &["deploy", "v1", "-t", "prod"]);
     assert_eq!(p["gate"]["required"], "staging", "{p:#}");
     assert_eq!(p["gate"]["met"], false, "{p:#}");
+    // Refused before any host is contacted: nothing would run anywhere.
+    for i in 0..3 {
+        assert_eq!(host(&p, &s, i)["steps"], serde_json::json!([]), "{p:#}");
+    }
     let real = s.slipway().args(["deploy", "v1", "-t", "prod"]).run();
     assert_eq!(real.out.status.code(), Some(1), "{real}");
     assert_eq!(o.out.status.code(), real.out.status.code(), "{o}");
