@@ -238,6 +238,12 @@ fn expect_plan_refuses_once_a_host_moved_and_goes_through_when_nothing_did() {
     s.slipway().args(["deploy", "v1", "-t", "prod"]).ok();
     s.slipway().args(["deploy", "v2", "-t", "prod"]).ok();
     s.tag("v3");
+    // `--expect` that no host meets: the plan exits 6 as the activation does.
+    let (o, _) = plan(&s, &["activate", "v1", "-t", "prod", "--expect", "v1"]);
+    assert_eq!(o.out.status.code(), Some(6), "{o}");
+    s.slipway()
+        .args(["activate", "v1", "-t", "prod", "--expect", "v1"])
+        .fails(6);
     let (_, p) = plan(&s, &["deploy", "v3", "-t", "prod"]);
     let approved = p["plan"].as_str().unwrap().to_string();
 
