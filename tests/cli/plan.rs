@@ -114,9 +114,26 @@ fn plan_shows_what_deploy_then_does_and_changes_nothing_on_any_host() {
     assert_eq!(fresh["next"], "v2", "{p:#}");
     assert_eq!(fresh["lacks_objects"], 2, "{p:#}");
 
-    // The same plan twice: the same id (nothing moved).
+    // The same plan twice: the same id (nothing moved), for another
+    // operator too, with a store of their own elsewhere.
     let (_, again) = plan(&s, &["deploy", "v2", "-t", "prod"]);
     assert_eq!(again["plan"], p["plan"]);
+    let other_store = s.env.path("bobs-store");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(s.env.path("store"))
+        .arg(&other_store)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let bob = s
+        .slipway()
+        .env("USER", "bob")
+        .env("SLIPWAY_STORE", &other_store)
+        .args(["deploy", "v2", "-t", "prod", "--plan", "--json"])
+        .ok()
+        .json();
+    assert_eq!(bob["plan"], p["plan"], "the id depends on who asks: {bob:#}");
 
     // What a push sends is what the plan said each host lacks.
     let pushed = s.slipway().args(["push", "v2", "-t", "prod", "--json"]).ok().json();
