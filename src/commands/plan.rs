@@ -179,6 +179,7 @@ fn text(shown: &Shown<'_>, id: &str) -> String {
         let mut parts = Vec::new();
         match (&h.refused, &h.next) {
             (Some(why), _) => parts.push(format!("refused (exit {}): {why}", h.exit)),
+            (None, _) if !h.reached => parts.push("not reached: left out (--skip-unreachable)".to_string()),
             (None, Some(next)) if h.current.as_ref() == Some(next) => parts.push(format!("stays on {now}")),
             (None, Some(next)) => parts.push(format!("{now} -> {next}")),
             (None, None) => parts.push(now.to_string()),

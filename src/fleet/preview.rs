@@ -98,6 +98,9 @@ pub enum Signers {
 #[derive(Debug, Clone, Serialize)]
 pub struct HostPlan {
     pub host: String,
+    /// The host answered (false: it could not be reached, and is left out
+    /// with `--skip-unreachable`, or fails the command).
+    pub reached: bool,
     /// The release current there now.
     pub current: Option<String>,
     /// The release current there after the command (`null`: it would not
@@ -518,6 +521,7 @@ impl Fleet<'_> {
                 };
                 HostPlan {
                     host: m.spec.label.clone(),
+                    reached: m.status.is_some(),
                     current,
                     next,
                     lacks_objects: push.filter(|_| what.job.is_some()).map(|p| p.objects),

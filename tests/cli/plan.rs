@@ -481,3 +481,35 @@ fn expect_plan_is_checked_again_under_the_locks_and_refuses_a_host_switched_afte
     assert_eq!(s.current(1).as_deref(), Some("v2"), "nothing switched: {stderr}");
     assert_eq!(s.current(2).as_deref(), Some("v1"));
 }
+
+#[test]
+fn plan_with_a_host_down_exits_as_the_deploy_would_and_leaves_it_out_when_told_to() {
+    let mut s = three_hosts("");
+    s.slipway().args(["deploy", "v1", "-t", "prod"]).ok();
+    s.stop_host(1);
+    let (o, p) = plan(&s, &["deploy", "v2", "-t", "prod"]);
+    let real = s.slipway().args(["deploy", "v2", "-t", "prod"]).run();
+    assert_eq!(o.out.status.code(), Some(1), "{o}");
+    assert_eq!(real.out.status.code(), o.out.status.code(), "{real}");
+    assert_eq!(host(&p, &s, 1)["reached"], false, "{p:#}");
+    assert_eq!(host(&p, &s, 1)["exit"], 1, "{p:#}");
+
+    let (o, p) = plan(&s, &["deploy", "v2", "-t", "prod", "--skip-unreachable"]);
+    assert_eq!(o.out.status.code(), Some(0), "{o}");
+    let down = host(&p, &s, 1);
+    assert_eq!(
+        (&down["reached"], &down["exit"]),
+        (&Value::from(false), &Value::from(0)),
+        "{p:#}"
+    );
+    assert_eq!(down["steps"], serde_json::json!([]), "{p:#}");
+    assert_eq!(host(&p, &s, 0)["next"], "v2", "{p:#}");
+    let text = s
+        .slipway()
+        .args(["deploy", "v2", "-t", "prod", "--skip-unreachable", "--plan"])
+        .ok();
+    assert!(
+        text.stdout().contains(&format!("{}: not reached", s.label(1))),
+        "{text}"
+    );
+}
