@@ -53,6 +53,8 @@ sessions = {
                              "pushed_by": "mallory@evil",
                              "signatures": [{"format": "sshsig", "key_fingerprint": "SHA256:%040d" % i,
                                              "signed_at": "2026-01-01T00:00:00Z"} for i in range(40)]},
+    "plan-push-hostile-name": {"type": "plan_push", "name": "../../etc", "id": zero, "link_mode": "hardlink",
+                               "pushed_by": "mallory@evil", "shared": ["../../.."]},
     "mark-healthy-forged": {"type": "mark_healthy", "name": "v1", "actor": "alice@laptop"},
     "history-by-id": {"type": "history", "limit": 5, "id": zero},
     "rollback-reason-escapes": {"type": "rollback", "actor": "a@b",

@@ -237,12 +237,15 @@ Phase 1 pushes to every host in parallel (nothing live changes; any
 failure stops here). Phase 2 takes every host's lock, runs
 before_activate, switches, runs after_activate and health; any failure
 switches every switched host back and marks the release bad there
-(exit 3 for a failed health check). Then prunes beyond `keep`.
+(exit 3 for a failed health check). Then prunes beyond `keep`. With
+--plan, it only says what it would do on each host (read-only) and exits
+as it would; --expect-plan ID runs only that plan.
 
 Examples:
   slipway deploy v1.4.2 -t production
   slipway deploy v1.4.2 -t production --hosts app1      # canary
-  slipway deploy v1.4.2 -t production --batch 2         # rolling")]
+  slipway deploy v1.4.2 -t production --batch 2         # rolling
+  slipway deploy v1.4.2 -t production --plan            # what it would do, changing nothing")]
     Deploy(DeployArgs),
     /// Return to the previous good release (or --to REL) on every host, in one rename each
     #[command(after_help = "\
@@ -252,7 +255,8 @@ back (v3 -> v2 -> v1). Data in shared/ is never touched.
 
 Examples:
   slipway rollback -t production
-  slipway rollback -t production --to v1.4.0")]
+  slipway rollback -t production --to v1.4.0
+  slipway rollback -t production --plan    # where each host would go, changing nothing")]
     Rollback(RollbackArgs),
     /// Show what each host runs, what it would roll back to, and its releases
     #[command(after_help = "\
@@ -284,7 +288,8 @@ activated (--keep, else the target's `keep`, else 5).
 
 Examples:
   slipway prune -t production --dry-run
-  slipway prune -t production --keep 3")]
+  slipway prune -t production --keep 3
+  slipway prune -t production --plan      # the same as --dry-run, without taking any lock")]
     Prune(PruneArgs),
     /// Check a target's hosts, or put this slipway on them
     #[command(
@@ -461,6 +466,8 @@ pub struct PushArgs {
     /// Hosts download the release from this remote store (`[remotes.NAME]`) instead of over SSH [default: the target's `from`]
     #[arg(long, value_name = "REMOTE")]
     pub from: Option<String>,
+    #[command(flatten)]
+    pub plan: PlanArgs,
 }
 
 /// `-t TARGET` and `--hosts`.
@@ -474,6 +481,17 @@ pub struct TargetArgs {
     /// Only these hosts (comma-separated, as written in slipway.toml)
     #[arg(long, value_name = "HOST,...", value_delimiter = ',')]
     pub hosts: Vec<String>,
+}
+
+/// `--plan` and `--expect-plan` of every command that changes hosts.
+#[derive(Debug, Args, Clone)]
+pub struct PlanArgs {
+    /// Show what the command would do on each host and change nothing; exit with the code the command would
+    #[arg(long, conflicts_with = "expect_plan")]
+    pub plan: bool,
+    /// Go on only if the plan is still ID (as `--plan` printed it); exit 6, changing nothing, otherwise
+    #[arg(long, value_name = "ID")]
+    pub expect_plan: Option<String>,
 }
 
 /// Options of every command that switches `current`.
@@ -510,6 +528,8 @@ pub struct ActivateArgs {
     pub reason: Option<String>,
     #[command(flatten)]
     pub switch: SwitchArgs,
+    #[command(flatten)]
+    pub plan: PlanArgs,
 }
 
 #[derive(Debug, Args)]
@@ -545,6 +565,8 @@ pub struct DeployArgs {
     /// Run the release's migration even though it already succeeded on this database
     #[arg(long)]
     pub migrate_again: bool,
+    #[command(flatten)]
+    pub plan: PlanArgs,
 }
 
 #[derive(Debug, Args)]
@@ -562,6 +584,8 @@ pub struct RollbackArgs {
     pub reason: Option<String>,
     #[command(flatten)]
     pub switch: SwitchArgs,
+    #[command(flatten)]
+    pub plan: PlanArgs,
 }
 
 #[derive(Debug, Args)]
@@ -603,6 +627,8 @@ pub struct PruneArgs {
     /// Wait up to SECS for a host's lock instead of failing at once (exit 4)
     #[arg(long, value_name = "SECS")]
     pub wait: Option<u64>,
+    #[command(flatten)]
+    pub plan: PlanArgs,
 }
 
 #[derive(Debug, Args)]

@@ -17,6 +17,7 @@ pub mod init;
 pub mod inspect;
 pub mod list;
 pub mod man;
+pub mod plan;
 pub mod provenance;
 pub mod prune;
 pub mod publish;
@@ -185,8 +186,8 @@ pub fn note_external_links(ctx: &crate::Context, name: &str, manifest: &crate::m
 }
 
 /// Switch every host of `fleet` to `goal` as `activate` and `rollback` do
-/// (their `--wait` and `--skip-unreachable`, no batches, no prune), then
-/// print each host's report.
+/// (their `--wait` and `--skip-unreachable`, no batches, no prune; with
+/// `--expect-plan`, the hosts as `approved`), then print each host's report.
 ///
 /// # Errors
 /// As [`crate::fleet::Fleet::switch`].
@@ -195,8 +196,21 @@ pub fn switch_and_report(
     fleet: &mut crate::fleet::Fleet,
     goal: &crate::fleet::Goal,
     args: &crate::cli::SwitchArgs,
+    approved: Option<crate::fleet::Approved>,
 ) -> crate::error::Result<()> {
     let opts = crate::fleet::SwitchOptions {
+        approved,
+        ..switch_options(args)
+    };
+    let result = fleet.switch(goal, &opts);
+    crate::fleet::print_reports(ctx, &fleet.reports());
+    result
+}
+
+/// The switch `activate` and `rollback` make: their `--wait` and
+/// `--skip-unreachable`, no batches, no prune.
+pub fn switch_options(args: &crate::cli::SwitchArgs) -> crate::fleet::SwitchOptions {
+    crate::fleet::SwitchOptions {
         wait: args.wait.map(std::time::Duration::from_secs),
         skip_unreachable: args.skip_unreachable,
         batch: None,
@@ -204,10 +218,8 @@ pub fn switch_and_report(
         command: command_line(),
         allow_schema_rollback: args.allow_schema_rollback,
         migrate_again: args.migrate_again,
-    };
-    let result = fleet.switch(goal, &opts);
-    crate::fleet::print_reports(ctx, &fleet.reports());
-    result
+        approved: None,
+    }
 }
 
 /// `slipway VERB ARGS…` as typed, for the lock holder's details.

@@ -1,4 +1,5 @@
 //! `slipway prune -t TARGET`: remove old releases and unreferenced content.
+//! With `--plan`, only what it would remove (`commands/plan.rs`).
 
 use std::time::Duration;
 
@@ -7,8 +8,10 @@ use serde::Serialize;
 use crate::Context;
 use crate::cli::PruneArgs;
 use crate::error::Result;
-use crate::fleet::Fleet;
+use crate::fleet::{Fleet, Forecast, SwitchOptions};
 use crate::protocol::{LockInfo, PruneReport};
+
+use super::plan::Planned;
 
 #[derive(Serialize)]
 struct Row {
@@ -30,6 +33,34 @@ pub fn run(args: &PruneArgs, ctx: &Context) -> Result<()> {
         since: crate::provenance::now_rfc3339(),
     };
     let wait = args.wait.map(Duration::from_secs);
+    if super::plan::wanted(&args.plan) {
+        let what = Forecast {
+            job: None,
+            goal: None,
+            opts: SwitchOptions {
+                wait,
+                ..SwitchOptions::default()
+            },
+            prune: false,
+            prune_only: Some((keep, pinned.clone())),
+        };
+        let planned = Planned {
+            command: "prune",
+            release: None,
+            gate: None,
+            gate_error: None,
+        };
+        let hosts = &args.target.hosts;
+        match &args.plan.expect_plan {
+            None => return super::plan::show(ctx, &target, hosts, planned, &what),
+            // Checked before the locks: a switch in between is not seen
+            // (docs/operations.md says so); prune keeps the current release
+            // and its rollback target whatever they are then.
+            Some(wanted) => {
+                super::plan::expect(ctx, &target, hosts, wanted, planned, &what)?;
+            }
+        }
+    }
     let dry_run = args.dry_run;
     let mut fleet = Fleet::new(ctx, &target, &args.target.hosts)?;
     let results = fleet.query(|s| {

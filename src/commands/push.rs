@@ -1,6 +1,7 @@
 //! `slipway push REL -t TARGET`: stage a release of the local store on every
 //! host of a target, in parallel (bounded by the target's `parallel`).
-//! Nothing live changes.
+//! Nothing live changes. With `--plan`, only what it would send
+//! (`commands/plan.rs`).
 //!
 //! Output: one line per host on stdout once every host succeeded, or with
 //! `--json` an array with one object per host (`docs/json.md`), printed
@@ -14,9 +15,11 @@ use crate::Context;
 use crate::cli::PushArgs;
 use crate::digest::Digest;
 use crate::error::Result;
-use crate::fleet::{Fleet, Outcome};
+use crate::fleet::{Fleet, Forecast, Outcome, SwitchOptions};
 use crate::output::human_bytes;
 use crate::remote::push::{PushJob, PushOutcome};
+
+use super::plan::Planned;
 
 /// One element of `push --json` (a stable schema: field order is key order).
 /// The figures are null where the push did not succeed.
@@ -55,6 +58,28 @@ pub fn run(args: &PushArgs, ctx: &Context) -> Result<()> {
     let mut job = PushJob::new(&store, record, manifest, &target, false);
     job.pull = staging.pull.clone();
     job.assist = assist;
+    if super::plan::wanted(&args.plan) {
+        let what = Forecast {
+            job: Some(&job),
+            goal: None,
+            opts: SwitchOptions::default(),
+            prune: false,
+            prune_only: None,
+        };
+        let planned = Planned {
+            command: "push",
+            release: Some(&record.name),
+            gate: None,
+            gate_error: None,
+        };
+        match &args.plan.expect_plan {
+            None => return super::plan::show(ctx, &target, &args.hosts, planned, &what),
+            // A push changes nothing live: the plan is not checked again later.
+            Some(wanted) => {
+                super::plan::expect(ctx, &target, &args.hosts, wanted, planned, &what)?;
+            }
+        }
+    }
 
     let mut fleet = Fleet::new(ctx, &target, &args.hosts)?;
     let pushed = fleet.push(&job);

@@ -43,6 +43,13 @@ pub(super) struct DbPlan {
     pub(super) migrated: bool,
 }
 
+impl DbPlan {
+    /// The member that runs the migration, and which one runs (`--plan`).
+    pub(super) fn summary(&self) -> (usize, Option<HookKind>) {
+        (self.on, self.run)
+    }
+}
+
 impl Fleet<'_> {
     /// Decide what the switch does to the database (read-only: runs the
     /// `schema` and `db_schema` hooks). `None` when the target has no

@@ -6,7 +6,8 @@
 //!
 //! 1. connect to every host (unreachable: stop, unless `--skip-unreachable`);
 //! 2. take every host's lock (one held by someone else: stop, exit 4);
-//! 3. read each host's state and decide what it switches to, and what the
+//! 3. read each host's state (with `--expect-plan`, still the approved
+//!    plan's) and decide what it switches to, and what the
 //!    switch does to the database (`db`: refused with exit 7 when nothing
 //!    brings the database to the release's schema);
 //! 4. run `before_activate` everywhere (deploy/activate only);
@@ -26,7 +27,8 @@
 //!
 //! One file a stage: `member` is one host and the state each stage leaves
 //! for the next; `push` stages a release everywhere; `plan` decides
-//! what each host switches to; `switch` runs steps 1–5 and `revert`
+//! what each host switches to; `preview` runs those stages read-only for
+//! `--plan`; `switch` runs steps 1–5 and `revert`
 //! step 6; `service` and `db` are the service-slot and database steps; `hooks` runs a hook on a host; `report` is what the command
 //! says per host; `provenance` gathers what `slipway provenance` shows;
 //! `connect` holds the [`Fleet`] itself (connecting,
@@ -40,6 +42,7 @@ mod db;
 mod hooks;
 mod member;
 mod plan;
+mod preview;
 pub mod provenance;
 mod push;
 mod report;
@@ -49,6 +52,7 @@ mod switch;
 
 pub use connect::{DEFAULT_PARALLEL, Fleet, select_hosts};
 pub use plan::Goal;
+pub use preview::{DbForecast, Forecast, HostPlan, PlanStep, Signers, plan_id, steps_text};
 pub use report::{HostReport, Outcome, Phase, describe_push, print_reports};
 pub use service::{ServiceAction, ServiceOutcome};
-pub use switch::SwitchOptions;
+pub use switch::{Approved, SwitchOptions};

@@ -38,7 +38,13 @@ pub struct SwitchOptions {
     pub allow_schema_rollback: bool,
     /// Run the migration even though it already succeeded here.
     pub migrate_again: bool,
+    /// `--expect-plan`: the release each host ran in the approved plan,
+    /// checked again under the hosts' locks (exit 6 where it moved since).
+    pub approved: Option<Approved>,
 }
+
+/// The release each host (by label) runs in an approved plan.
+pub type Approved = Vec<(String, Option<String>)>;
 
 /// Who holds a host's lock during a switch (the details others see).
 pub(super) fn lock_holder(command: &str) -> LockInfo {
@@ -133,7 +139,8 @@ impl Fleet<'_> {
         // 2. Lock every host.
         self.lock_all(&lock_holder(&opts.command), opts.wait);
         self.first_error(Step::Lock(verb))?;
-        // 3. Decide each host's goal.
+        // 3. Decide each host's goal (as approved with --expect-plan).
+        self.check_approved(goal, opts.approved.as_ref());
         self.plan(goal)?;
         self.first_error(Step::Plan(verb))?;
         // The database: what the release expects, and what runs (exit 7
@@ -233,6 +240,30 @@ impl Fleet<'_> {
                 Err(e) => m.fail(Phase::Lock, e),
             }
         });
+    }
+
+    /// `--expect-plan`: a host that runs another release than in the
+    /// approved plan, now that it is locked, stops the switch (exit 6):
+    /// the plan was checked before the locks (and a deploy's push) were
+    /// taken, and someone may have switched a host in between.
+    fn check_approved(&mut self, goal: &Goal, approved: Option<&Approved>) {
+        let Some(approved) = approved else { return };
+        let phase = goal.verb().phase();
+        for m in self.members.iter_mut().filter(|m| m.error.is_none()) {
+            let Some(st) = &m.status else { continue };
+            let Some((_, was)) = approved.iter().find(|(host, _)| *host == m.spec.label) else {
+                continue;
+            };
+            if st.current != *was {
+                let msg = format!(
+                    "the host is on `{}`, not `{}` as in the approved plan (--expect-plan): it was switched since the plan was checked",
+                    st.current.as_deref().unwrap_or("no release"),
+                    was.as_deref().unwrap_or("no release")
+                );
+                let e = Error::ExpectMismatch(msg).on_host(&m.spec.label);
+                m.fail(phase, e);
+            }
+        }
     }
 
     /// Switch the planned hosts, batch by batch; the first batch with a

@@ -102,6 +102,31 @@ pub fn prune(layout: &Layout, keep: usize, pinned: &[String], dry_run: bool, app
             .push("a push is in progress: unreferenced objects and staging leftovers were kept".into());
         return Ok(report);
     }
+    collect(layout, &mut report)?;
+    Ok(report)
+}
+
+/// What [`prune`] would remove (`prune --plan`), read-only: no lock, no
+/// reconciling of a crashed switch (the next locked operation does that),
+/// the staging lock not even tried (a push in progress keeps objects the
+/// real prune would then keep too).
+///
+/// # Errors
+/// On I/O failure.
+pub fn forecast(layout: &Layout, keep: usize, pinned: &[String]) -> Result<PruneReport> {
+    let mut report = PruneReport {
+        dry_run: true,
+        releases: plan(layout, keep, pinned)?,
+        ..PruneReport::default()
+    };
+    collect(layout, &mut report)?;
+    Ok(report)
+}
+
+/// The objects no release kept by `report` uses, and the staging
+/// leftovers: counted into `report`, and removed unless it is a dry run.
+fn collect(layout: &Layout, report: &mut PruneReport) -> Result<()> {
+    let dry_run = report.dry_run;
     let removed: BTreeSet<&String> = report.releases.iter().collect();
     let mut referenced: HashSet<ObjectKey> = HashSet::new();
     for name in layout.release_names()? {
@@ -159,7 +184,7 @@ pub fn prune(layout: &Layout, keep: usize, pinned: &[String], dry_run: bool, app
     if !dry_run {
         fs::fsync_dir(&layout.objects_dir())?;
     }
-    Ok(report)
+    Ok(())
 }
 
 /// True for `<name>.lock`, the lock file of the pushes of release `<name>`.

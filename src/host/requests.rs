@@ -316,6 +316,20 @@ pub fn prune<R: Read, W: Write>(
     Ok(Message::Pruned(Box::new(report)))
 }
 
+/// `plan_prune` (`prune --plan`): what `prune` would remove, without the
+/// host lock or the staging lock, and without finishing a crashed switch.
+///
+/// # Errors
+/// An `--append-only` host (as `prune`); I/O errors.
+pub fn plan_prune<R: Read, W: Write>(s: &Session<R, W>, keep: usize, pinned: &[String]) -> Result<Message> {
+    if s.append_only {
+        return Err(Error::AppendOnly {
+            root: s.layout.root.clone(),
+        });
+    }
+    Ok(Message::Pruned(Box::new(prune::forecast(&s.layout, keep, pinned)?)))
+}
+
 /// `verify`.
 ///
 /// # Errors

@@ -292,8 +292,9 @@ fn requests_of<R: Read, W: Write>(session: &mut Session<R, W>) -> Result<()> {
                     }
                     Err(e) => return fail(&mut session.ch, e),
                 },
-                // A check reports the root missing; nothing else has anything to work on.
-                Message::Check => {}
+                // A check reports the root missing, a plan finds it lacks
+                // everything; nothing else has anything to work on.
+                Message::Check | Message::PlanPush(_) => {}
                 other => {
                     let e = Error::root_missing(&session.layout.root, other.name());
                     return fail(&mut session.ch, e);
@@ -302,6 +303,7 @@ fn requests_of<R: Read, W: Write>(session: &mut Session<R, W>) -> Result<()> {
         }
         let reply = match request {
             Message::Push(offer) => stage::push(session, *offer),
+            Message::PlanPush(offer) => stage::plan_push(session, &offer),
             Message::Lock {
                 holder,
                 wait_ms,
@@ -315,6 +317,7 @@ fn requests_of<R: Read, W: Write>(session: &mut Session<R, W>) -> Result<()> {
             Message::Status => requests::status(session),
             Message::History { limit, id } => requests::history(session, limit, id.as_ref()),
             Message::Prune { keep, pinned, dry_run } => requests::prune(session, keep, &pinned, dry_run),
+            Message::PlanPrune { keep, pinned } => requests::plan_prune(session, keep, &pinned),
             Message::Verify { release } => requests::verify(session, release.as_deref()),
             Message::Hook(req) => requests::hook(session, &req),
             Message::Check => requests::check(session),

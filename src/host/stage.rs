@@ -58,7 +58,9 @@ use crate::error::{Error, Result, describe_io};
 use crate::fs;
 use crate::manifest::{Kind, MAX_MANIFEST_BYTES, Manifest, ObjectKey, validate_name};
 use crate::output::human_bytes;
-use crate::protocol::{Channel, MAX_LOCATIONS, Message, Need, PushOffer, Staged, encode_indices};
+use crate::protocol::{
+    Channel, ErrorKind, MAX_LOCATIONS, Message, Need, PushOffer, PushPlan, Refusal, Staged, encode_indices,
+};
 use crate::signature;
 
 /// How many manifests of earlier releases the host offers as compression bases.
@@ -83,7 +85,7 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     let _staging = fs::lock_shared(&layout.stage_lock_path())?;
     let _release = name_lock(&layout, name, offer.command.as_deref())?;
 
-    let admitted = admit(&layout, &offer)?;
+    let admitted = admit(&layout, &offer, true)?;
     if let Some(mut staged) = admitted.already {
         staged.signatures_added = Some(admitted.added);
         // Signed after it was pushed: record the new signatures (and signer).
@@ -202,6 +204,96 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     }))
 }
 
+/// Handle a `plan_push` request (`--plan`): what [`push`] would do with
+/// `offer` here — refuse it, find it already staged, or send which
+/// objects — found the way `push` finds it (the same name, signature,
+/// shared-path, link and space checks; the same manifest exchange), but
+/// read-only: no lock, no directory, no metadata, and a root that does not
+/// exist yet stays that way (it lacks everything). A refusal is the answer
+/// (`refused`), not an `error`, so the session goes on.
+///
+/// # Errors
+/// A manifest that does not match the offered id (integrity); I/O and
+/// connection errors.
+pub fn plan_push<R: Read, W: Write>(session: &mut Session<R, W>, offer: &PushOffer) -> Result<Message> {
+    let layout = session.layout.clone();
+    let exists = session.created;
+    let enforces_signatures = exists && fs::symlink_metadata_optional(&layout.allowed_signers_path())?.is_some();
+    let refused = |e: &Error| {
+        Message::PushPlan(Box::new(PushPlan {
+            enforces_signatures,
+            refused: Some(Refusal {
+                kind: ErrorKind::of(e),
+                message: e.to_string(),
+            }),
+            ..PushPlan::default()
+        }))
+    };
+    let checks = validate_name(&offer.name)
+        .and_then(|()| validate_actor(&offer.pushed_by))
+        .and_then(|()| signatures::check_offered(&offer.name, &offer.signatures));
+    if let Err(e) = checks {
+        return Ok(refused(&e));
+    }
+    let admitted = if exists {
+        match admit(&layout, offer, false) {
+            Ok(a) => Some(a),
+            Err(e) => return Ok(refused(&e)),
+        }
+    } else {
+        None
+    };
+    let signed_by = admitted.as_ref().and_then(|a| a.signed_by.clone());
+    if let Some(staged) = admitted.as_ref().and_then(|a| a.already) {
+        return Ok(Message::PushPlan(Box::new(PushPlan {
+            already: true,
+            reused: staged.objects_reused,
+            signed_by,
+            enforces_signatures,
+            ..PushPlan::default()
+        })));
+    }
+    let bases = if exists {
+        base_candidates(&layout)?
+    } else {
+        HashMap::new()
+    };
+    let ch = &mut session.ch;
+    ch.send(&Message::SendManifest {
+        bases: bases.keys().copied().collect(),
+        pull: false,
+    })?;
+    let (manifest, manifest_size) = receive_manifest(ch, &layout, &bases, offer)?;
+    let plan = Plan::new(&layout, &manifest)?;
+    let checks = super::shared::check(&manifest, &offer.shared, &offer.shared_files)
+        .and_then(|()| {
+            if exists {
+                super::links::check(&layout, &offer.name, &manifest)
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|()| {
+            if exists {
+                check_space(&layout, &offer.name, &plan, &manifest, manifest_size, offer.link_mode)
+            } else {
+                Ok(())
+            }
+        });
+    if let Err(e) = checks {
+        return Ok(refused(&e));
+    }
+    Ok(Message::PushPlan(Box::new(PushPlan {
+        already: false,
+        objects: plan.missing.len() as u64,
+        bytes: plan.bytes_needed,
+        reused: plan.reused,
+        signed_by,
+        enforces_signatures,
+        refused: None,
+    })))
+}
+
 /// How long a push waits for another push of the same release into this
 /// root (they take turns) before it gives up, saying who holds it.
 const NAME_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
@@ -260,7 +352,7 @@ struct Admitted {
 /// repair needs the same bundle, a bound name another bundle is refused,
 /// and the signatures (the host's and the offered ones, one per key, at
 /// most [`signatures::MAX_SIGNATURES`]) must satisfy `allowed_signers`.
-fn admit(layout: &Layout, offer: &PushOffer) -> Result<Admitted> {
+fn admit(layout: &Layout, offer: &PushOffer, heal: bool) -> Result<Admitted> {
     let name = offer.name.as_str();
     let existing = layout.release_meta(name)?;
     if offer.repair {
@@ -283,7 +375,7 @@ fn admit(layout: &Layout, offer: &PushOffer) -> Result<Admitted> {
     let already = if offer.repair {
         None
     } else {
-        already_staged(layout, offer, existing.as_ref())?
+        already_staged(layout, offer, existing.as_ref(), heal)?
     };
     let had = existing.as_ref().map(|m| m.signatures.clone()).unwrap_or_default();
     let mut signatures = had.clone();
@@ -433,7 +525,12 @@ fn unexpected(msg: &Message, wanted: &str) -> Error {
 
 /// The name binding: `Some` when the release is already complete here with
 /// the same id; an error when the name is bound to another id.
-fn already_staged(layout: &Layout, offer: &PushOffer, existing: Option<&HostRelease>) -> Result<Option<Staged>> {
+fn already_staged(
+    layout: &Layout,
+    offer: &PushOffer,
+    existing: Option<&HostRelease>,
+    heal: bool,
+) -> Result<Option<Staged>> {
     let name = &offer.name;
     let tree = fs::symlink_metadata_optional(&layout.release_dir(name))?;
     match existing {
@@ -444,7 +541,9 @@ fn already_staged(layout: &Layout, offer: &PushOffer, existing: Option<&HostRele
         }),
         Some(meta) => match tree {
             Some(t) if t.is_dir() => {
-                heal_mode(layout, name, &t)?;
+                if heal {
+                    heal_mode(layout, name, &t)?;
+                }
                 Ok(Some(Staged {
                     already: true,
                     files: meta.manifest.file_count() as u64,

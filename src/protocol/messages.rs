@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::Peer;
 use super::kind::ErrorKind;
-use super::types::{CheckReport, Drift, HostStatus, LockInfo, PruneReport, Record, ServiceReport};
+use super::types::{CheckReport, Drift, HostStatus, LockInfo, PruneReport, PushPlan, Record, ServiceReport};
 use super::version::{PROTOCOL, VERSION};
 use crate::config::{LinkMode, ServiceSpec};
 use crate::digest::Digest;
@@ -77,6 +77,13 @@ pub enum Message {
     Cancel,
     /// Host → client: the release is complete at `releases/<name>`.
     Staged(Staged),
+    /// Request (`--plan`): what a `push` of this offer would do here, read
+    /// only: nothing is created, locked or written. The host may first ask
+    /// `send_manifest` (answered with `manifest`, as in a push). Answer:
+    /// `push_plan`.
+    PlanPush(Box<PushOffer>),
+    /// Host → client: what that push would send, or why it would be refused.
+    PushPlan(Box<PushPlan>),
 
     /// Request: take the host's operator lock for this session (held until
     /// `unlock` or the end of the session). Answer: `locked`.
@@ -137,6 +144,10 @@ pub enum Message {
     },
     /// Host → client: what prune removed (or would).
     Pruned(Box<PruneReport>),
+    /// Request (`prune --plan`): what `prune` would remove, read only: no
+    /// lock (not even the staging lock), nothing reconciled or removed.
+    /// Answer: `pruned` (with `dry_run`).
+    PlanPrune { keep: usize, pinned: Vec<String> },
     /// Request: re-hash release trees (`release`, or all). Answer: `verified`.
     Verify {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -180,6 +191,8 @@ impl Message {
             Message::Done => "done",
             Message::Cancel => "cancel",
             Message::Staged(_) => "staged",
+            Message::PlanPush(_) => "plan_push",
+            Message::PushPlan(_) => "push_plan",
             Message::Lock { .. } => "lock",
             Message::LockWaiting { .. } => "lock_waiting",
             Message::Locked => "locked",
@@ -197,6 +210,7 @@ impl Message {
             Message::HistoryReport { .. } => "history_report",
             Message::Prune { .. } => "prune",
             Message::Pruned(_) => "pruned",
+            Message::PlanPrune { .. } => "plan_prune",
             Message::Verify { .. } => "verify",
             Message::Verified { .. } => "verified",
             Message::Hook(_) => "hook",

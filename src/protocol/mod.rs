@@ -38,7 +38,7 @@ pub use messages::{
     decode_locations, encode_indices, encode_locations,
 };
 pub use types::{
-    CheckReport, CurrentState, Drift, Finding, HostStatus, LockInfo, Migration, PruneReport, Record, ReleaseStatus,
-    ServiceReport, Signer, SlotStatus, StartFailure, Started, who,
+    CheckReport, CurrentState, Drift, Finding, HostStatus, LockInfo, Migration, PruneReport, PushPlan, Record, Refusal,
+    ReleaseStatus, ServiceReport, Signer, SlotStatus, StartFailure, Started, who,
 };
 pub use version::{PROTOCOL, VERSION};

@@ -430,3 +430,35 @@ mod tests {
         assert_eq!(ago(s(172_800)), "2 days");
     }
 }
+
+/// `push_plan`: what a push of an offer would do on a host (`plan_push`),
+/// found without changing anything there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushPlan {
+    /// The release is already complete here: a push would send nothing.
+    pub already: bool,
+    /// Objects (distinct contents) the host lacks, and their bytes: what a
+    /// push would send.
+    pub objects: u64,
+    pub bytes: u64,
+    /// Objects of the release the host already has.
+    pub reused: u64,
+    /// The signer the host's `allowed_signers` accepts (`None`: the host
+    /// enforces no signatures, or refuses the release).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<Signer>,
+    /// The host has an `allowed_signers`.
+    #[serde(default)]
+    pub enforces_signatures: bool,
+    /// Why the push (or an activation of the release) would be refused,
+    /// with the kind of the error it would fail with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refusal>,
+}
+
+/// A refusal a host predicts: the error (kind and one line) a request would fail with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub kind: super::kind::ErrorKind,
+    pub message: String,
+}

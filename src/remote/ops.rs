@@ -209,6 +209,21 @@ impl HostSession {
         }
     }
 
+    /// What `prune` would remove, read-only (`prune --plan`).
+    ///
+    /// # Errors
+    /// An `--append-only` host, a host too old to know `plan_prune`.
+    pub fn plan_prune(&mut self, keep: usize, pinned: &[String]) -> Result<PruneReport> {
+        let msg = Message::PlanPrune {
+            keep,
+            pinned: pinned.to_vec(),
+        };
+        match self.request(msg, "the plan of a prune")? {
+            Message::Pruned(r) => Ok(*r),
+            other => Err(self.unexpected(&other, "pruned")),
+        }
+    }
+
     /// Re-hash release trees on the host.
     ///
     /// # Errors

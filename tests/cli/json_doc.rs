@@ -47,6 +47,10 @@ const SNAPSHOTS: &[(&str, &str)] = &[
     ("push-one-host-failed", "slipway push REL -t TARGET --json"),
     ("activate", "slipway deploy|activate|rollback … --json"),
     ("deploy", "slipway deploy|activate|rollback … --json"),
+    (
+        "deploy-plan",
+        "slipway deploy|push|activate|rollback|prune … --plan --json",
+    ),
     ("rollback", "slipway deploy|activate|rollback … --json"),
     ("activate-expect-mismatch", "slipway deploy|activate|rollback … --json"),
     ("deploy-health-failed", "slipway deploy|activate|rollback … --json"),

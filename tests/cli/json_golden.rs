@@ -52,6 +52,8 @@ const VOLATILE: &[&str] = &[
     "owner",
     "signature",
     "via",
+    // A plan's id hashes host names, which hold the test's directory.
+    "plan",
 ];
 
 /// A JSON value that keeps its keys in the order they were printed (key
@@ -397,6 +399,10 @@ fn json_output_of_every_command_matches_its_golden_file() {
 
     g.check("push", &sl().args(["push", "v1", "-t", "prod", "--json"]).ok());
     g.check("activate", &sl().args(["activate", "v1", "-t", "prod", "--json"]).ok());
+    g.check(
+        "deploy-plan",
+        &sl().args(["deploy", "v2", "-t", "prod", "--plan", "--json"]).ok(),
+    );
     g.check("deploy", &sl().args(["deploy", "v2", "-t", "prod", "--json"]).ok());
     g.check("rollback", &sl().args(["rollback", "-t", "prod", "--json"]).ok());
     g.check(

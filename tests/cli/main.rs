@@ -17,6 +17,7 @@ mod hostile;
 mod json_doc;
 mod json_golden;
 mod pg;
+mod plan;
 mod proxy;
 mod pull;
 mod push;

@@ -205,6 +205,21 @@ fn a_service_deploy_checks_the_new_release_before_traffic_and_rolls_back_to_the_
     let load = Load::start(&site.nginx[0].url("/"));
     load.wait_for_release("v1", 10);
 
+    // The plan says so first, and starts nothing, moves no traffic.
+    let upstream = site.upstream(0);
+    let slots = site.slots(0);
+    let plan = site
+        .slipway(&["deploy", "v2", "-t", TARGET, "--plan", "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        plan["hosts"][0]["steps"],
+        serde_json::json!(["push", "start", "switch", "settle", "prune"]),
+        "{plan:#}"
+    );
+    assert_eq!(site.upstream(0), upstream);
+    assert_eq!(site.slots(0), slots, "the plan changed a slot");
+
     // v2 starts beside v1 in slot b, is checked there, then takes the traffic.
     let d = site.slipway(&["deploy", "v2", "-t", TARGET]).ok();
     assert_said(&d, &["started v2 in slot b", "its check passed"]);

@@ -15,7 +15,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::fs;
 use crate::manifest::Kind;
-use crate::protocol::{MAX_LOCATIONS, Message, PushOffer, decode_indices, encode_locations};
+use crate::protocol::{MAX_LOCATIONS, Message, PushOffer, PushPlan, decode_indices, encode_locations};
 use crate::remote::session::{HostChannel, HostSession};
 
 /// Send the stored bundle verbatim when the host lacks at least this share
@@ -86,6 +86,93 @@ impl HostSession {
     }
 }
 
+/// The `push` offer of `job`.
+fn offer_of(job: &PushJob<'_>, link_mode: LinkMode) -> PushOffer {
+    PushOffer {
+        name: job.name.to_string(),
+        id: job.id,
+        provenance: job.provenance.clone(),
+        signatures: job.signatures.clone(),
+        link_mode,
+        pushed_by: job.pushed_by.clone(),
+        shared: job.shared.to_vec(),
+        shared_files: job.shared_files.to_vec(),
+        repair: job.repair,
+        source: job.pull.clone(),
+        command: Some(job.command.clone()),
+    }
+}
+
+impl HostSession {
+    /// What a push of `job` would do here, without doing it (requests
+    /// `plan_push`, `manifest`; answers `send_manifest`, `push_plan`):
+    /// the host changes nothing. In pull mode the figures are what the host
+    /// would download instead of receive.
+    ///
+    /// # Errors
+    /// A host too old to know `plan_push` ([`Error::UnknownRequest`]), a
+    /// manifest the host rejects, a broken connection.
+    pub fn plan_push(&mut self, job: &PushJob<'_>, link_mode: LinkMode) -> Result<PushPlan> {
+        let mut offer = offer_of(job, link_mode);
+        // The host compares the client's manifest; where it would come from does not matter.
+        offer.source = None;
+        let r = plan_on(&mut self.ch, job, offer);
+        r.map_err(|e| self.fail(e, &format!("the plan of a push of `{}`", job.name)))
+    }
+}
+
+impl HostSession {
+    /// Would this host accept release `name` (bundle `id`), which it has
+    /// staged, now — its signatures against today's `allowed_signers` — as
+    /// an activation checks it? A `plan_push` of the release with nothing
+    /// new: the host answers from what it has, changing nothing.
+    ///
+    /// # Errors
+    /// As [`HostSession::plan_push`]; also when the host does not have the
+    /// release complete (it asks for the manifest).
+    pub fn plan_staged(&mut self, name: &str, id: Digest) -> Result<PushPlan> {
+        let offer = PushOffer {
+            name: name.to_string(),
+            id,
+            provenance: None,
+            signatures: Vec::new(),
+            link_mode: LinkMode::default(),
+            pushed_by: crate::config::actor(),
+            shared: Vec::new(),
+            shared_files: Vec::new(),
+            repair: false,
+            source: None,
+            command: None,
+        };
+        let r = self
+            .ch
+            .send(&Message::PlanPush(Box::new(offer)))
+            .and_then(|()| self.ch.recv());
+        match r {
+            Ok(Message::PushPlan(p)) => Ok(*p),
+            Ok(other) => Err(self.fail(unexpected(&other, "`push_plan`"), "the plan")),
+            Err(e) => Err(self.fail(e, "the plan")),
+        }
+    }
+}
+
+fn plan_on(ch: &mut HostChannel, job: &PushJob<'_>, offer: PushOffer) -> Result<PushPlan> {
+    ch.send(&Message::PlanPush(Box::new(offer)))?;
+    ch.flush()?;
+    let answer = match ch.recv()? {
+        Message::SendManifest { bases, .. } => {
+            send_manifest(ch, job, &bases)?;
+            ch.flush()?;
+            ch.recv()?
+        }
+        other => other,
+    };
+    match answer {
+        Message::PushPlan(p) => Ok(*p),
+        other => Err(unexpected(&other, "`push_plan`")),
+    }
+}
+
 fn unexpected(msg: &Message, wanted: &str) -> Error {
     Error::UnexpectedAnswer {
         got: msg.name(),
@@ -98,19 +185,7 @@ fn offer_on(ch: &mut HostChannel, job: &PushJob<'_>, link_mode: LinkMode, bar: &
     if let Ok(m) = fs::metadata(&job.store.bundle_path(&job.id)) {
         bar.set_length(m.len());
     }
-    ch.send(&Message::Push(Box::new(PushOffer {
-        name: job.name.to_string(),
-        id: job.id,
-        provenance: job.provenance.clone(),
-        signatures: job.signatures.clone(),
-        link_mode,
-        pushed_by: job.pushed_by.clone(),
-        shared: job.shared.to_vec(),
-        shared_files: job.shared_files.to_vec(),
-        repair: job.repair,
-        source: job.pull.clone(),
-        command: Some(job.command.clone()),
-    })))?;
+    ch.send(&Message::Push(Box::new(offer_of(job, link_mode))))?;
     let need = match (ch.recv()?, job.pull.is_some()) {
         (Message::Staged(s), _) if s.already => {
             return Ok(Offered::Already(PushOutcome {
