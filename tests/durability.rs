@@ -92,9 +92,11 @@ fn write_tree(dir: &Path, version: u8) {
 
 #[test]
 fn a_push_leaves_a_neighbours_unsynced_writes_on_the_host_file_system_dirty() {
+    // Under target/ rather than /tmp, which may be a RAM file system
+    // (whose pages are never counted as dirty).
     let tmp = tempfile::Builder::new()
         .prefix("slipway-durability-")
-        .tempdir()
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .unwrap();
     let store = tmp.path().join("store");
     let host: PathBuf = tmp.path().join("host");
