@@ -275,7 +275,11 @@ pub fn sync_paths(paths: &[PathBuf]) -> Result<()> {
         }
     };
     std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        // A thread that cannot be made (a user's process limit) is one
+        // fsync fewer in flight, not an error.
+        let helpers: Vec<_> = (1..threads)
+            .map_while(|_| std::thread::Builder::new().spawn_scoped(scope, work).ok())
+            .collect();
         let mine = work();
         helpers.into_iter().fold(mine, |acc, h| {
             let theirs = h
@@ -672,6 +676,29 @@ pub fn unique_suffix() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sync_paths_syncs_files_and_directories_and_names_the_first_it_cannot_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut paths: Vec<PathBuf> = (0..300)
+            .map(|i| {
+                let p = dir.path().join(i.to_string());
+                fs::write(&p, b"x").unwrap();
+                p
+            })
+            .collect();
+        paths.push(dir.path().to_path_buf());
+        sync_paths(&paths).unwrap();
+        sync_paths(&paths[..1]).unwrap();
+        sync_paths(&[]).unwrap();
+        // One missing path among many (and alone): an error naming it.
+        let missing = dir.path().join("missing");
+        paths.insert(150, missing.clone());
+        for set in [&paths[..], std::slice::from_ref(&missing)] {
+            let e = sync_paths(set).unwrap_err().to_string();
+            assert!(e.contains("missing") && e.contains("open"), "{e}");
+        }
+    }
 
     #[test]
     fn rename_noreplace_never_replaces() {
