@@ -16,14 +16,15 @@
 //! committed, the writeback of each of its files is started
 //! ([`fs::start_writeback`]), then they are fsynced ([`fs::sync_paths`],
 //! many at once), and after the last group the `objects/` directories it
-//! linked into. Nothing
-//! flushes the whole file system (`syncfs(2)` would also write back every
-//! other process's dirty data there, and wait for it).
+//! linked into. Nothing flushes the whole file system (`syncfs(2)` would
+//! also write back every other process's dirty data there, and wait for
+//! it).
 //!
 //! Invariant: a file appears under `objects/` only after its bytes were
 //! verified against the sha256 it is named by and made durable (fsynced,
-//! before the links), and it never replaces an existing object. So `objects/` holds only complete, correct objects
-//! whenever the process dies, and a re-run push finds every group that was
+//! before the links), and it never replaces an existing object. So
+//! `objects/` holds only complete, correct objects whenever the process
+//! dies, and a re-run push finds every group that was
 //! linked and sends only the rest. Objects are read-only (0444, or 0555 when
 //! executable; created so) and carry the manifest's `source_date_epoch` as
 //! mtime.
