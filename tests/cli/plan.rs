@@ -29,13 +29,15 @@ fn tree(root: &Path) -> String {
         .lines()
         .map(str::to_string)
         .collect();
-    // A directory's own size is the file system's business; every entry in it is listed.
+    // A directory's own size is the file system's business (every entry in
+    // it is listed); its mode is not.
     for l in &mut lines {
-        if let Some(p) = l.split(' ').next()
+        let fields: Vec<&str> = l.split(' ').collect();
+        if let [p, _size, mode, ..] = fields[..]
             && Path::new(p).is_dir()
             && !Path::new(p).is_symlink()
         {
-            *l = format!("{p} dir");
+            *l = format!("{p} dir {mode}");
         }
     }
     lines.sort();
