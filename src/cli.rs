@@ -386,21 +386,25 @@ Examples:
     /// Start the release a slot holds where its instance is not running, and check it
     #[command(after_help = "\
 Without --slot: every slot that holds a release. Nothing moves traffic.
+With --plan: each host's slots and what would be started, changing nothing.
 
 Examples:
   slipway service start -t production
-  slipway service start -t production --slot a")]
-    Start(ServiceArgs),
+  slipway service start -t production --slot a
+  slipway service start -t production --plan")]
+    Start(ServiceChangeArgs),
     /// Stop a slot's instance (the one with traffic only with --force)
     #[command(after_help = "\
 Examples:
-  slipway service stop -t production --slot b")]
-    Stop(ServiceArgs),
+  slipway service stop -t production --slot b
+  slipway service stop -t production --slot b --plan")]
+    Stop(ServiceChangeArgs),
     /// Stop a slot's instance and start it again, checked (the one with traffic only with --force)
     #[command(after_help = "\
 Examples:
-  slipway service restart -t production --slot b")]
-    Restart(ServiceArgs),
+  slipway service restart -t production --slot b
+  slipway service restart -t production --slot b --plan")]
+    Restart(ServiceChangeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -413,6 +417,15 @@ pub struct ServiceArgs {
     /// Stop or restart the slot that has the traffic (it is then unserved)
     #[arg(long)]
     pub force: bool,
+}
+
+/// `service start|stop|restart`: they change hosts, so they have a plan.
+#[derive(Debug, Args)]
+pub struct ServiceChangeArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    #[command(flatten)]
+    pub plan: PlanArgs,
 }
 
 #[derive(Debug, Args)]

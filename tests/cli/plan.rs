@@ -15,7 +15,7 @@ use crate::support::{Outcome, Scenario, hold_lock};
 
 /// What a host's root is, as `find ROOT -printf '%p %s %m %l\n'` sorted
 /// says it, plus the bytes of its history: a plan must leave it as it was.
-fn tree(root: &Path) -> String {
+pub(crate) fn tree(root: &Path) -> String {
     if !root.exists() {
         return "(no root)".to_string();
     }
