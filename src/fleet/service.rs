@@ -359,6 +359,13 @@ impl Fleet<'_> {
     }
 }
 
+/// The host's slots, read without its lock; `strict`: refused as a change
+/// would be when the host has no service definition it may use.
+fn status_of(m: &mut Member, strict: bool) -> crate::error::Result<ServiceReport> {
+    let req = m.service_request(ServiceOp::Status { check: false, strict });
+    m.session().and_then(|s| s.service(req))
+}
+
 /// One host's service plan; a refusal is the host's error (the steps
 /// before it, which the command takes, stay in the plan).
 fn forecast_on(m: &mut Member, action: &ServiceAction) -> Option<ServicePlan> {
@@ -374,12 +381,9 @@ fn forecast_on(m: &mut Member, action: &ServiceAction) -> Option<ServicePlan> {
         m.refuse(Phase::Done, e);
         return None;
     }
-    // The slots, and the host's definition checked as a change would check it.
-    let req = m.service_request(ServiceOp::Status {
-        check: false,
-        strict: true,
-    });
-    let report = match m.session().and_then(|s| s.service(req)) {
+    // The slots, as the command reads them first (a host without a
+    // definition it may use still reports them).
+    let report = match status_of(m, false) {
         Ok(r) => r,
         Err(e) => {
             m.refuse(Phase::Done, e);
@@ -405,10 +409,16 @@ fn forecast_on(m: &mut Member, action: &ServiceAction) -> Option<ServicePlan> {
         slots: report.slots.clone(),
         steps: Vec::new(),
     };
-    // Each change takes the host's lock: one someone holds refuses the first.
-    if !ops.is_empty()
-        && let Some(holder) = m.status.as_ref().and_then(|st| st.lock.clone())
-    {
+    if ops.is_empty() {
+        return Some(plan);
+    }
+    // Each change needs the host's definition, then its lock: the first
+    // change is refused without them.
+    if let Err(e) = status_of(m, true) {
+        m.refuse(Phase::Done, e);
+        return Some(plan);
+    }
+    if let Some(holder) = m.status.as_ref().and_then(|st| st.lock.clone()) {
         // As a deploy's plan says it, but `service` has no `--wait`.
         let e = Error::Locked(format!(
             "the host is locked by {}, running `{}` since {}; retry when it is done",
