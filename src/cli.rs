@@ -173,11 +173,13 @@ signatures, and binds the name last. A name is bound once: publishing
 another id under it is refused (exit 1), also against a publisher
 racing this one. Publishing again adds signatures made since.
 Credentials come from the environment and ~/.aws as the AWS CLI reads
-them (docs/remote-store.md).
+them (docs/remote-store.md). With --plan: what it would upload and bind,
+from reads of the bucket only.
 
 Examples:
   slipway publish v1.4.2 --to artifacts
-  slipway publish v1.4.2 --to artifacts --json")]
+  slipway publish v1.4.2 --to artifacts --json
+  slipway publish v1.4.2 --to artifacts --plan")]
     Publish(PublishArgs),
     /// Get a release from a remote store into the local store, verified
     #[command(after_help = "\
@@ -792,6 +794,8 @@ pub struct PublishArgs {
     /// The remote store (`[remotes.NAME]` in slipway.toml)
     #[arg(long, value_name = "NAME")]
     pub to: String,
+    #[command(flatten)]
+    pub plan: PlanArgs,
 }
 
 #[derive(Debug, Args)]

@@ -82,6 +82,10 @@ const ELSEWHERE: &[(&str, &str)] = &[
     ("slipway publish REL --to REMOTE --json", "remote.rs: round_trip"),
     ("slipway fetch REL --from REMOTE --json", "remote.rs: round_trip"),
     (
+        "slipway publish REL --to REMOTE --plan --json",
+        "remote.rs: every `publish --plan` (publish_plan)",
+    ),
+    (
         "slipway gc --remote REMOTE --json",
         "remote.rs: remote_gc_removes_a_killed_publish_its_claim_and_what_only_it_uploaded",
     ),
