@@ -1062,6 +1062,20 @@ fn remote_publish_plan_of_a_name_bound_elsewhere_exits_1_and_expect_plan_refuses
         .fails(6);
     refused.stderr_has(&format!("not {approved} (--expect-plan)"));
     assert_eq!(bucket(&w), listing, "a refused --expect-plan wrote to the bucket");
+    // A gc running (its lock fresh): the plan exits 4 as the publish does,
+    // and leaves the lock alone.
+    let gc_lock = w.key(&format!(
+        "locks/gc-{}-1-0",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    ));
+    w.s3.put(&gc_lock, b"someone");
+    let (o, p) = publish_plan(&w, "store", "v2");
+    assert_eq!((o.out.status.code(), &p["exit"]), (Some(4), &json!(4)), "{o}");
+    w.slipway().args(["publish", "v2", "--to", REMOTE]).fails(4);
+    w.s3.delete(&gc_lock);
     // The plan as it is now goes through.
     let (_, p) = publish_plan(&w, "store", "v2");
     let now = p["plan"].as_str().unwrap().to_string();
