@@ -173,11 +173,13 @@ signatures, and binds the name last. A name is bound once: publishing
 another id under it is refused (exit 1), also against a publisher
 racing this one. Publishing again adds signatures made since.
 Credentials come from the environment and ~/.aws as the AWS CLI reads
-them (docs/remote-store.md).
+them (docs/remote-store.md). With --plan: what it would upload and bind,
+from reads of the bucket only.
 
 Examples:
   slipway publish v1.4.2 --to artifacts
-  slipway publish v1.4.2 --to artifacts --json")]
+  slipway publish v1.4.2 --to artifacts --json
+  slipway publish v1.4.2 --to artifacts --plan")]
     Publish(PublishArgs),
     /// Get a release from a remote store into the local store, verified
     #[command(after_help = "\
@@ -386,21 +388,25 @@ Examples:
     /// Start the release a slot holds where its instance is not running, and check it
     #[command(after_help = "\
 Without --slot: every slot that holds a release. Nothing moves traffic.
+With --plan: each host's slots and what would be started, changing nothing.
 
 Examples:
   slipway service start -t production
-  slipway service start -t production --slot a")]
-    Start(ServiceArgs),
+  slipway service start -t production --slot a
+  slipway service start -t production --plan")]
+    Start(ServiceChangeArgs),
     /// Stop a slot's instance (the one with traffic only with --force)
     #[command(after_help = "\
 Examples:
-  slipway service stop -t production --slot b")]
-    Stop(ServiceArgs),
+  slipway service stop -t production --slot b
+  slipway service stop -t production --slot b --plan")]
+    Stop(ServiceChangeArgs),
     /// Stop a slot's instance and start it again, checked (the one with traffic only with --force)
     #[command(after_help = "\
 Examples:
-  slipway service restart -t production --slot b")]
-    Restart(ServiceArgs),
+  slipway service restart -t production --slot b
+  slipway service restart -t production --slot b --plan")]
+    Restart(ServiceChangeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -413,6 +419,15 @@ pub struct ServiceArgs {
     /// Stop or restart the slot that has the traffic (it is then unserved)
     #[arg(long)]
     pub force: bool,
+}
+
+/// `service start|stop|restart`: they change hosts, so they have a plan.
+#[derive(Debug, Args)]
+pub struct ServiceChangeArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    #[command(flatten)]
+    pub plan: PlanArgs,
 }
 
 #[derive(Debug, Args)]
@@ -779,6 +794,8 @@ pub struct PublishArgs {
     /// The remote store (`[remotes.NAME]` in slipway.toml)
     #[arg(long, value_name = "NAME")]
     pub to: String,
+    #[command(flatten)]
+    pub plan: PlanArgs,
 }
 
 #[derive(Debug, Args)]

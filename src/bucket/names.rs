@@ -223,6 +223,15 @@ fn fresh(remote: &Remote, kind: &str, mine: &str) -> Result<Vec<Duration>> {
     Ok(out)
 }
 
+/// Whether a lock of `kind` (`gc`, `publish`) is fresh in the remote:
+/// what [`RemoteLock::take`] would be refused for, found by a listing only.
+///
+/// # Errors
+/// A failed listing.
+pub fn held(remote: &Remote, kind: &str) -> Result<bool> {
+    Ok(!fresh(remote, kind, "")?.is_empty())
+}
+
 impl<'r> RemoteLock<'r> {
     /// Take a lock of `kind` (`publish` or `gc`), refused while a lock of
     /// `against` is fresh.

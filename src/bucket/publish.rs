@@ -46,6 +46,113 @@ pub struct Published {
     pub signatures_added: u64,
 }
 
+/// What a publish would do (`publish --plan`), found with listings and
+/// reads only (`docs/remote-store.md`, "See a publish before it happens").
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PublishPlan {
+    pub name: String,
+    pub id: Digest,
+    pub remote: String,
+    /// The id the name is bound to there now (null: unbound).
+    pub bound: Option<Digest>,
+    /// The publish would bind the name (it is unbound, and nothing refuses it).
+    pub binds: bool,
+    /// Contents of the release the bucket lacks: what would be packed and uploaded.
+    pub objects_missing: u64,
+    /// Their bytes, before compression.
+    pub bytes_missing: u64,
+    pub objects_reused: u64,
+    /// The other objects it would write, by key in the remote (manifest,
+    /// index, provenance, signatures), in the order it writes them; the
+    /// packs and the name's own objects are not listed.
+    pub writes: Vec<String>,
+    /// Signatures of the local store the bucket lacks.
+    pub signatures_added: u64,
+    /// The exit code the publish would end with (0: it would succeed).
+    pub exit: u8,
+    /// Why it would be refused.
+    pub refused: Option<String>,
+}
+
+/// What publishing `record` to `remote` would do, without the remote's
+/// lock and without writing anything to the bucket (a fresh `gc` lock is
+/// reported as the refusal it would be). Returns the plan and the error the
+/// publish would end with.
+///
+/// # Errors
+/// Request failures, and a local store that cannot be read (the plan itself
+/// cannot be made).
+pub fn plan(store: &Store, record: &ReleaseRecord, remote: &Remote) -> Result<(PublishPlan, Result<()>)> {
+    let id = record.id;
+    let contents = format::contents(&store.manifest(&id)?);
+    let mut plan = PublishPlan {
+        name: record.name.clone(),
+        id,
+        remote: remote.name.clone(),
+        bound: None,
+        binds: false,
+        objects_missing: 0,
+        bytes_missing: 0,
+        objects_reused: contents.len() as u64,
+        writes: Vec::new(),
+        signatures_added: 0,
+        exit: 0,
+        refused: None,
+    };
+    let refuse = |plan: &mut PublishPlan, e: Error| {
+        plan.exit = e.exit().code();
+        plan.refused = Some(e.to_string());
+        Err(e)
+    };
+    // As `RemoteLock::take` would refuse it, without the age (the plan's id
+    // does not change with the clock).
+    if names::held(remote, "gc")? {
+        let e = Error::Locked(format!(
+            "a gc of remote `{}` is running; try again when it has finished (a lock not renewed for {} minutes is ignored)",
+            remote.name,
+            names::LOCK_STALE.as_secs() / 60
+        ));
+        let result = refuse(&mut plan, e);
+        return Ok((plan, result));
+    }
+    let bound = match names::check(remote, &record.name, &id) {
+        Ok(b) => b,
+        // Refused (another id holds or claims the name, two ids are bound):
+        // the publish's own refusal.
+        Err(e) if matches!(e, Error::RemoteRebound(_) | Error::Integrity(_)) => {
+            let result = refuse(&mut plan, e);
+            return Ok((plan, result));
+        }
+        Err(e) => return Err(e),
+    };
+    plan.bound = bound;
+    if bound.is_none() && !complete_there(store, remote, &id)? {
+        // The `.idx` cache is read where it exists, never created by a plan.
+        let have = bucket_contents(remote, &store.tmp_dir().join("remote-idx"))?;
+        let missing: Vec<&(Digest, u64)> = contents.iter().filter(|(d, _)| !have.contains_key(d)).collect();
+        plan.objects_missing = missing.len() as u64;
+        plan.bytes_missing = missing.iter().map(|(_, s)| *s).sum();
+        plan.objects_reused = (contents.len() - missing.len()) as u64;
+        plan.writes.push(format::manifest_key(&id));
+        plan.writes.push(format::index_key(&id));
+    }
+    if record.provenance.is_some() && !remote.exists(&format::provenance_key(&id))? {
+        plan.writes.push(format::provenance_key(&id));
+    }
+    let prefix = format::signatures_prefix(&id);
+    let there: HashSet<String> = remote.list(&prefix)?.into_iter().map(|l| l.key).collect();
+    for sig in &record.signatures {
+        let bytes = serde_json::to_vec(sig).map_err(Error::Encode)?;
+        let key = format!("{prefix}{}.json", Digest::of(&bytes).hex());
+        if !there.contains(&key) {
+            plan.writes.push(key);
+            plan.signatures_added += 1;
+        }
+    }
+    plan.binds = bound.is_none();
+    Ok((plan, Ok(())))
+}
+
 /// Where each content the bucket has is: pack, offset, compressed length.
 type Have = HashMap<Digest, (String, u64, u64)>;
 

@@ -32,6 +32,7 @@ pub fn run(args: &ActivateArgs, ctx: &Context) -> Result<()> {
             opts: super::switch_options(&args.switch),
             prune: false,
             prune_only: None,
+            service: None,
         };
         let planned = Planned {
             command: "activate",

@@ -64,6 +64,7 @@ pub fn run(args: &DeployArgs, ctx: &Context) -> Result<()> {
         opts: opts.clone(),
         prune: true,
         prune_only: None,
+        service: None,
     };
     let planned = |gate_error| Planned {
         command: "deploy",

@@ -1,10 +1,11 @@
 //! `--plan` and `--expect-plan ID` of the commands that change hosts
-//! (`push`, `deploy`, `activate`, `rollback`, `prune`): show what the command would
+//! (`push`, `deploy`, `activate`, `rollback`, `prune`, `service
+//! start|stop|restart`): show what the command would
 //! do on each host, or check that it still would, before it does anything.
 //!
 //! The plan is found by [`crate::fleet::Fleet::forecast`] (read-only on
 //! every host); this file prints it (`docs/json.md`, "`slipway deploy|push|
-//! activate|rollback … --plan --json`") and hashes it into its id.
+//! activate|rollback|prune|service … --plan --json`") and hashes it into its id.
 //! Invariant: the id covers everything the plan shows and nothing that
 //! depends on the machine or the clock, so the same state of the same
 //! hosts gives the same id to every operator.
@@ -14,7 +15,7 @@ use serde::Serialize;
 use crate::Context;
 use crate::cli::PlanArgs;
 use crate::error::{Error, Result};
-use crate::fleet::{Approved, DbForecast, Fleet, Forecast, HostPlan, plan_id, steps_text};
+use crate::fleet::{Approved, DbForecast, Fleet, Forecast, HostPlan, ServicePlan, plan_id, steps_text};
 use crate::output::human_bytes;
 use crate::remote::Target;
 
@@ -160,6 +161,44 @@ pub fn expect(
     )))
 }
 
+/// A host's slots and the service steps, for the text output
+/// (`slots: a v1 running live, b v2 stopped; steps: start b (v2)`).
+fn service_text(sv: &ServicePlan) -> Vec<String> {
+    let slots: Vec<String> = sv
+        .slots
+        .iter()
+        .map(|s| {
+            let state = match s.running {
+                Some(true) => "running",
+                Some(false) => "stopped",
+                None => "managed",
+            };
+            let live = if s.live { " live" } else { "" };
+            format!("{} {} {state}{live}", s.slot, s.release.as_deref().unwrap_or("(empty)"))
+        })
+        .collect();
+    let steps: Vec<String> = sv
+        .steps
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {} ({})",
+                steps_text(&[s.step]),
+                s.slot,
+                s.release.as_deref().unwrap_or("-")
+            )
+        })
+        .collect();
+    vec![
+        format!("slots: {}", slots.join(", ")),
+        if steps.is_empty() {
+            "steps: none".to_string()
+        } else {
+            format!("steps: {}", steps.join(", "))
+        },
+    ]
+}
+
 /// Whether `args` asks for a plan (`--plan`) or checks one (`--expect-plan`).
 pub fn wanted(args: &PlanArgs) -> bool {
     args.plan || args.expect_plan.is_some()
@@ -211,8 +250,10 @@ fn text(shown: &Shown<'_>, id: &str) -> String {
                 p.tmp_entries
             ));
         }
-        if !h.steps.is_empty() {
-            parts.push(format!("steps: {}", steps_text(&h.steps)));
+        match &h.service {
+            Some(sv) => parts.extend(service_text(sv)),
+            None if !h.steps.is_empty() => parts.push(format!("steps: {}", steps_text(&h.steps))),
+            None => {}
         }
         lines.push(format!("  {}: {}", h.host, parts.join("; ")));
     }

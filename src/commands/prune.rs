@@ -43,6 +43,7 @@ pub fn run(args: &PruneArgs, ctx: &Context) -> Result<()> {
             },
             prune: false,
             prune_only: Some((keep, pinned.clone())),
+            service: None,
         };
         let planned = Planned {
             command: "prune",

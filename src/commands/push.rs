@@ -65,6 +65,7 @@ pub fn run(args: &PushArgs, ctx: &Context) -> Result<()> {
             opts: SwitchOptions::default(),
             prune: false,
             prune_only: None,
+            service: None,
         };
         let planned = Planned {
             command: "push",

@@ -25,6 +25,7 @@ pub fn run(args: &RollbackArgs, ctx: &Context) -> Result<()> {
             opts: super::switch_options(&args.switch),
             prune: false,
             prune_only: None,
+            service: None,
         };
         let planned = Planned {
             command: "rollback",

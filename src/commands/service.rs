@@ -1,12 +1,13 @@
 //! `slipway service status|start|stop|restart -t TARGET`: the service
 //! slots of a target's hosts (docs/ab-deploys.md), without SSHing in.
+//! `start`, `stop` and `restart` have a `--plan` (`commands/plan.rs`).
 
 use serde::Serialize;
 
 use crate::Context;
-use crate::cli::{ServiceArgs, ServiceCommand};
+use crate::cli::{PlanArgs, ServiceArgs, ServiceCommand};
 use crate::error::{Error, Result};
-use crate::fleet::{Fleet, ServiceAction};
+use crate::fleet::{Fleet, Forecast, ServiceAction, SwitchOptions};
 use crate::protocol::{ServiceReport, StartFailure};
 
 #[derive(Serialize)]
@@ -22,14 +23,30 @@ struct HostJson {
 
 /// # Errors
 /// Exit 2 for a target without `[service]` or a missing `--slot`; 3 when
-/// an instance failed its check; 1 when a host cannot be reached, or (for
-/// `status`) its live instance is not running or fails its check.
+/// an instance failed its check; 4 when a host's lock is held; 1 when a
+/// host cannot be reached, or (for `status`) its live instance is not
+/// running or fails its check; with `--expect-plan`, 6 when the plan moved.
 pub fn run(cmd: &ServiceCommand, ctx: &Context) -> Result<()> {
-    let (args, action) = match cmd {
-        ServiceCommand::Status(a) => (a, ServiceAction::Status),
-        ServiceCommand::Start(a) => (a, ServiceAction::Start(a.slot.clone())),
-        ServiceCommand::Stop(a) => (a, ServiceAction::Stop(slot(a, "stop")?, a.force)),
-        ServiceCommand::Restart(a) => (a, ServiceAction::Restart(slot(a, "restart")?, a.force)),
+    let (args, action, plan, verb) = match cmd {
+        ServiceCommand::Status(a) => (a, ServiceAction::Status, None, "status"),
+        ServiceCommand::Start(a) => (
+            &a.service,
+            ServiceAction::Start(a.service.slot.clone()),
+            Some(&a.plan),
+            "start",
+        ),
+        ServiceCommand::Stop(a) => (
+            &a.service,
+            ServiceAction::Stop(slot(&a.service, "stop")?, a.service.force),
+            Some(&a.plan),
+            "stop",
+        ),
+        ServiceCommand::Restart(a) => (
+            &a.service,
+            ServiceAction::Restart(slot(&a.service, "restart")?, a.service.force),
+            Some(&a.plan),
+            "restart",
+        ),
     };
     let mut target = super::load_target(ctx, &args.target.target)?;
     // A target without `[service]` (an ssh:// URL or a path, say) uses
@@ -37,6 +54,12 @@ pub fn run(cmd: &ServiceCommand, ctx: &Context) -> Result<()> {
     if target.hosts.iter().all(|h| h.service.is_none()) {
         for h in &mut target.hosts {
             h.service = crate::config::ServiceMode::HostDefined;
+        }
+    }
+    if let Some(plan) = plan.filter(|p| super::plan::wanted(p)) {
+        planned(ctx, &target, args, plan, &action, verb)?;
+        if plan.plan {
+            return Ok(());
         }
     }
     let mut fleet = Fleet::new(ctx, &target, &args.target.hosts)?;
@@ -80,6 +103,40 @@ pub fn run(cmd: &ServiceCommand, ctx: &Context) -> Result<()> {
         print_text(ctx, &rows);
     }
     first_error.map_or(Ok(()), Err)
+}
+
+/// `--plan` (print it, and end as the command would), or `--expect-plan`
+/// (go on only when the plan is still that one). The plan is checked
+/// before the command's first request: a change made in between is not
+/// seen (docs/ab-deploys.md says so).
+fn planned(
+    ctx: &Context,
+    target: &crate::remote::Target,
+    args: &ServiceArgs,
+    plan: &PlanArgs,
+    action: &ServiceAction,
+    verb: &str,
+) -> Result<()> {
+    let command = format!("service {verb}");
+    let planned = super::plan::Planned {
+        command: &command,
+        release: None,
+        gate: None,
+        gate_error: None,
+    };
+    let what = Forecast {
+        job: None,
+        goal: None,
+        opts: SwitchOptions::default(),
+        prune: false,
+        prune_only: None,
+        service: Some(action.clone()),
+    };
+    let hosts = &args.target.hosts;
+    match &plan.expect_plan {
+        None => super::plan::show(ctx, target, hosts, planned, &what),
+        Some(wanted) => super::plan::expect(ctx, target, hosts, wanted, planned, &what).map(drop),
+    }
 }
 
 fn slot(a: &ServiceArgs, verb: &str) -> Result<String> {

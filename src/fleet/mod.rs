@@ -52,7 +52,7 @@ mod switch;
 
 pub use connect::{DEFAULT_PARALLEL, Fleet, select_hosts};
 pub use plan::Goal;
-pub use preview::{DbForecast, Forecast, HostPlan, PlanStep, Signers, plan_id, steps_text};
+pub use preview::{DbForecast, Forecast, HostPlan, PlanStep, ServicePlan, Signers, SlotStep, plan_id, steps_text};
 pub use report::{HostReport, Outcome, Phase, describe_push, print_reports};
 pub use service::{ServiceAction, ServiceOutcome};
 pub use switch::{Approved, SwitchOptions};

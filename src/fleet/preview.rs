@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::protocol::{ErrorKind, HostStatus, LockInfo, PruneReport, PushPlan, ReleaseStatus};
+use crate::protocol::{ErrorKind, HostStatus, LockInfo, PruneReport, PushPlan, ReleaseStatus, SlotStatus};
 use crate::remote::push::PushJob;
 use crate::remote::session::HostSession;
 
@@ -24,6 +24,7 @@ use super::hooks::{Hook, HookKind};
 use super::member::Member;
 use super::plan::Goal;
 use super::report::{Phase, Step};
+use super::service::ServiceAction;
 use super::switch::SwitchOptions;
 
 /// What a plan is of: the push a command makes, the switch it makes, or both.
@@ -37,6 +38,8 @@ pub struct Forecast<'j> {
     pub prune: bool,
     /// `prune`: its `keep` and pinned releases (nothing else is planned).
     pub prune_only: Option<(usize, Vec<String>)>,
+    /// `service start|stop|restart` (nothing else is planned).
+    pub service: Option<ServiceAction>,
 }
 
 /// One step a command would take on a host, in the order it takes them
@@ -60,6 +63,8 @@ pub enum PlanStep {
     Resume,
     /// Drain and stop the old service instance (unless the host keeps it warm).
     Settle,
+    /// (`service stop|restart`) stop a slot's instance.
+    Stop,
     /// Remove releases beyond `keep`.
     Prune,
 }
@@ -79,6 +84,7 @@ impl PlanStep {
             PlanStep::Health => "health",
             PlanStep::Resume => "resume",
             PlanStep::Settle => "settle",
+            PlanStep::Stop => "stop",
             PlanStep::Prune => "prune",
         }
     }
@@ -121,6 +127,31 @@ pub struct HostPlan {
     pub exit: u8,
     /// Why the command would stop here.
     pub refused: Option<String>,
+    /// (`service start|stop|restart`) the slots now and what would be done
+    /// to them; absent from the plans of other commands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServicePlan>,
+}
+
+/// A host's service slots in a `service start|stop|restart` plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServicePlan {
+    /// The slot with the traffic now (it keeps it: these commands move no traffic).
+    pub live: Option<String>,
+    /// Each slot now, as `service status --json` shows it, without a check.
+    pub slots: Vec<SlotStatus>,
+    /// What the command would do, in order (`steps` of the host, with the slot each acts on).
+    pub steps: Vec<SlotStep>,
+}
+
+/// One step of a service plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlotStep {
+    /// `stop` or `start` (a start is checked: it passes its check or the command exits 3).
+    pub step: PlanStep,
+    pub slot: String,
+    /// The release whose instance it stops or starts.
+    pub release: Option<String>,
 }
 
 /// What the command does to the database (targets with database hooks).
@@ -142,7 +173,7 @@ pub struct DbForecast {
 
 impl Member {
     /// Fail the host in `phase` for the plan, unless it failed already.
-    fn refuse(&mut self, phase: Phase, e: Error) {
+    pub(super) fn refuse(&mut self, phase: Phase, e: Error) {
         if self.error.is_none() {
             self.fail(phase, e);
         }
@@ -218,6 +249,11 @@ impl Fleet<'_> {
     /// the command would end with (the first stage that fails, as the
     /// command runs them).
     pub fn forecast(&mut self, what: &Forecast<'_>) -> (Vec<HostPlan>, Option<DbForecast>, Result<()>) {
+        if let Some(action) = &what.service {
+            let (plans, result) = self.forecast_service(action);
+            self.drop_sessions();
+            return (plans, None, result);
+        }
         let mut pushes: Vec<Option<PushPlan>> = Vec::new();
         let mut db = None;
         let mut prunes = Vec::new();
@@ -379,7 +415,7 @@ impl Fleet<'_> {
 
     /// Each reached host's state, read without its lock; a root that does
     /// not exist yet has nothing (a push would create it).
-    fn read_states(&mut self) {
+    pub(super) fn read_states(&mut self) {
         super::connect::each(&mut self.members, self.parallel, |m| {
             if m.error.is_some() || m.session.is_none() {
                 return;
@@ -532,6 +568,7 @@ impl Fleet<'_> {
                     steps: if failed.is_some() { Vec::new() } else { steps },
                     exit: failed.map_or(0, |e| e.exit() as u8),
                     refused: m.report.reason.clone().filter(|_| failed.is_some()),
+                    service: None,
                 }
             })
             .collect()

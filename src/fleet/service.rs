@@ -22,6 +22,7 @@ use crate::protocol::LockInfo;
 /// `serve` may still hold it for a moment.
 const REOPEN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 use super::member::Member;
+use super::preview::{HostPlan, PlanStep, ServicePlan, SlotStep};
 use super::report::Phase;
 
 /// Where a host's release runs for this command.
@@ -258,10 +259,16 @@ fn service_on(m: &mut Member, action: &ServiceAction) -> crate::error::Result<Se
         .on_host(&m.spec.label));
     }
     let ops = match action {
-        ServiceAction::Status => vec![ServiceOp::Status { check: true }],
+        ServiceAction::Status => vec![ServiceOp::Status {
+            check: true,
+            strict: false,
+        }],
         ServiceAction::Start(Some(slot)) => vec![ServiceOp::StartSlot { slot: slot.clone() }],
         ServiceAction::Start(None) => {
-            let req = m.service_request(ServiceOp::Status { check: false });
+            let req = m.service_request(ServiceOp::Status {
+                check: false,
+                strict: false,
+            });
             let now = m.session()?.service(req)?;
             // The live slot first: it is the one serving.
             let mut slots: Vec<&SlotStatus> = now.slots.iter().filter(|s| s.release.is_some()).collect();
@@ -294,9 +301,174 @@ fn service_on(m: &mut Member, action: &ServiceAction) -> crate::error::Result<Se
     let last = match last {
         Some(r) => r,
         None => {
-            let req = m.service_request(ServiceOp::Status { check: false });
+            let req = m.service_request(ServiceOp::Status {
+                check: false,
+                strict: false,
+            });
             m.session()?.service(req)?
         }
     };
     Ok((last, failures))
+}
+
+impl Fleet<'_> {
+    /// `service start|stop|restart --plan`: each host's slots, read without
+    /// its lock, and what `action` would do to them in the order the
+    /// command does it; the error the command would end with (the first
+    /// failed host's, in the target's order, as the command reports it).
+    /// Nothing is started, stopped or written; a start is assumed to pass
+    /// its check (whether it does is known only by running it).
+    pub(super) fn forecast_service(&mut self, action: &ServiceAction) -> (Vec<HostPlan>, crate::error::Result<()>) {
+        self.connect_all();
+        self.read_states();
+        let services = crate::parallel::map(self.members.iter_mut().collect(), self.parallel, |m| {
+            forecast_on(m, action)
+        });
+        let plans = self
+            .members
+            .iter()
+            .zip(services)
+            .map(|(m, service)| {
+                let failed = m.error.as_ref();
+                let current = m.status.as_ref().and_then(|st| st.current.clone());
+                HostPlan {
+                    host: m.spec.label.clone(),
+                    reached: m.status.is_some(),
+                    next: current.clone(),
+                    current,
+                    lacks_objects: None,
+                    lacks_bytes: None,
+                    signers: None,
+                    signed_by: None,
+                    prunes: None,
+                    steps: service
+                        .as_ref()
+                        .map(|s| s.steps.iter().map(|s| s.step).collect())
+                        .unwrap_or_default(),
+                    exit: failed.map_or(0, |e| e.exit() as u8),
+                    refused: m.report.reason.clone().filter(|_| failed.is_some()),
+                    service,
+                }
+            })
+            .collect();
+        let result = match self.members.iter().find_map(|m| m.error.as_ref()) {
+            Some(e) => Err(Error::with_exit(e.exit(), e.to_string())),
+            None => Ok(()),
+        };
+        (plans, result)
+    }
+}
+
+/// The host's slots, read without its lock; `strict`: refused as a change
+/// would be when the host has no service definition it may use.
+fn status_of(m: &mut Member, strict: bool) -> crate::error::Result<ServiceReport> {
+    let req = m.service_request(ServiceOp::Status { check: false, strict });
+    m.session().and_then(|s| s.service(req))
+}
+
+/// One host's service plan; a refusal is the host's error (the steps
+/// before it, which the command takes, stay in the plan).
+fn forecast_on(m: &mut Member, action: &ServiceAction) -> Option<ServicePlan> {
+    if m.error.is_some() {
+        return None;
+    }
+    if !m.runs_service() {
+        let e = Error::usage(format!(
+            "target `{}` has no `[service]` section for this host",
+            m.spec.target
+        ))
+        .on_host(&m.spec.label);
+        m.refuse(Phase::Done, e);
+        return None;
+    }
+    // The slots, as the command reads them first (a host without a
+    // definition it may use still reports them).
+    let report = match status_of(m, false) {
+        Ok(r) => r,
+        Err(e) => {
+            m.refuse(Phase::Done, e);
+            return None;
+        }
+    };
+    let ops: Vec<(PlanStep, String, bool)> = match action {
+        ServiceAction::Status => Vec::new(),
+        ServiceAction::Start(Some(slot)) => vec![(PlanStep::Start, slot.clone(), false)],
+        ServiceAction::Start(None) => {
+            let mut slots: Vec<&SlotStatus> = report.slots.iter().filter(|s| s.release.is_some()).collect();
+            slots.sort_by_key(|s| !s.live);
+            slots.iter().map(|s| (PlanStep::Start, s.slot.clone(), false)).collect()
+        }
+        ServiceAction::Stop(slot, force) => vec![(PlanStep::Stop, slot.clone(), *force)],
+        ServiceAction::Restart(slot, force) => vec![
+            (PlanStep::Stop, slot.clone(), *force),
+            (PlanStep::Start, slot.clone(), false),
+        ],
+    };
+    let mut plan = ServicePlan {
+        live: report.live.clone(),
+        slots: report.slots.clone(),
+        steps: Vec::new(),
+    };
+    if ops.is_empty() {
+        return Some(plan);
+    }
+    // Each change needs the host's definition, then its lock: the first
+    // change is refused without them.
+    if let Err(e) = status_of(m, true) {
+        m.refuse(Phase::Done, e);
+        return Some(plan);
+    }
+    if let Some(holder) = m.status.as_ref().and_then(|st| st.lock.clone()) {
+        // As a deploy's plan says it, but `service` has no `--wait`.
+        let e = Error::Locked(format!(
+            "the host is locked by {}, running `{}` since {}; retry when it is done",
+            holder.actor, holder.command, holder.since
+        ));
+        m.refuse(Phase::Lock, e.on_host(&m.spec.label));
+        return Some(plan);
+    }
+    // Running, or run by a supervisor (slipway cannot tell): as the host counts it.
+    let mut up: Vec<(String, bool)> = report
+        .slots
+        .iter()
+        .map(|s| (s.slot.clone(), s.running != Some(false)))
+        .collect();
+    for (step, slot, force) in ops {
+        let release = report
+            .slots
+            .iter()
+            .find(|s| s.slot == slot)
+            .and_then(|s| s.release.clone());
+        let Some(is_up) = up.iter_mut().find(|(s, _)| *s == slot).map(|(_, u)| u) else {
+            continue;
+        };
+        match step {
+            PlanStep::Stop => {
+                if !force && report.live.as_deref() == Some(slot.as_str()) {
+                    let e = Error::usage(format!(
+                        "slot {slot} has the traffic: stopping it leaves the service unserved; pass --force to do it anyway"
+                    ))
+                    .on_host(&m.spec.label);
+                    m.refuse(Phase::Done, e);
+                    break;
+                }
+                if *is_up {
+                    plan.steps.push(SlotStep { step, slot, release });
+                    *is_up = false;
+                }
+            }
+            _ => {
+                if release.is_none() {
+                    let e = Error::usage(format!("slot {slot} holds no release")).on_host(&m.spec.label);
+                    m.refuse(Phase::Done, e);
+                    break;
+                }
+                if !*is_up {
+                    plan.steps.push(SlotStep { step, slot, release });
+                    *is_up = true;
+                }
+            }
+        }
+    }
+    Some(plan)
 }

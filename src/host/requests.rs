@@ -508,11 +508,11 @@ pub fn check<R: Read, W: Write>(s: &Session<R, W>) -> Result<Message> {
 /// bad, or on I/O failure. A new instance that fails its check is a
 /// report with a `failure`, not an error.
 pub fn service<R: Read, W: Write>(s: &mut Session<R, W>, req: ServiceRequest) -> Result<Message> {
-    if let ServiceOp::Status { check } = req.op {
+    if let ServiceOp::Status { check, strict } = req.op {
         // Without a check, a host with no definition still reports its slots.
         let spec = match service::spec_for(&s.layout, s.confined, req.spec) {
             Ok(spec) => Some(spec),
-            Err(e) if check => return Err(e),
+            Err(e) if check || strict => return Err(e),
             Err(_) => None,
         };
         let report = service::report(&s.layout, spec.as_ref(), check)?;

@@ -383,7 +383,14 @@ pub enum ServiceOp {
         force: bool,
     },
     /// Each slot's state; with `check`, run each instance's check once.
-    Status { check: bool },
+    /// With `strict`, fail as the other ops would when the host has no
+    /// service definition it may use (a `--plan`; a host older than this
+    /// field ignores it and reports the slots).
+    Status {
+        check: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        strict: bool,
+    },
 }
 
 /// `rollback`: to `to`, or to the previous good release from the history.

@@ -49,7 +49,7 @@ const SNAPSHOTS: &[(&str, &str)] = &[
     ("deploy", "slipway deploy|activate|rollback … --json"),
     (
         "deploy-plan",
-        "slipway deploy|push|activate|rollback|prune … --plan --json",
+        "slipway deploy|push|activate|rollback|prune|service … --plan --json",
     ),
     ("rollback", "slipway deploy|activate|rollback … --json"),
     ("activate-expect-mismatch", "slipway deploy|activate|rollback … --json"),
@@ -75,8 +75,16 @@ const ELSEWHERE: &[(&str, &str)] = &[
         "service.rs: every `service status` its tests read",
     ),
     ("slipway host install -t TARGET --json", "host.rs: `host install` again"),
+    (
+        "slipway deploy|push|activate|rollback|prune|service … --plan --json",
+        "service.rs: every `service … --plan` (the golden scenario runs `deploy --plan`)",
+    ),
     ("slipway publish REL --to REMOTE --json", "remote.rs: round_trip"),
     ("slipway fetch REL --from REMOTE --json", "remote.rs: round_trip"),
+    (
+        "slipway publish REL --to REMOTE --plan --json",
+        "remote.rs: every `publish --plan` (publish_plan)",
+    ),
     (
         "slipway gc --remote REMOTE --json",
         "remote.rs: remote_gc_removes_a_killed_publish_its_claim_and_what_only_it_uploaded",

@@ -15,7 +15,7 @@ use crate::support::{Outcome, Scenario, hold_lock};
 
 /// What a host's root is, as `find ROOT -printf '%p %s %m %l\n'` sorted
 /// says it, plus the bytes of its history: a plan must leave it as it was.
-fn tree(root: &Path) -> String {
+pub(crate) fn tree(root: &Path) -> String {
     if !root.exists() {
         return "(no root)".to_string();
     }
@@ -514,4 +514,27 @@ fn plan_with_a_host_down_exits_as_the_deploy_would_and_leaves_it_out_when_told_t
         text.stdout().contains(&format!("{}: not reached", s.label(1))),
         "{text}"
     );
+}
+
+#[test]
+fn service_plan_on_hosts_without_a_service_definition_is_refused_as_the_command_is() {
+    let s = three_hosts("");
+    s.slipway().args(["deploy", "v1", "-t", "prod"]).ok();
+    // No `[service]` and no host's own `.slipway/service.toml`: starting a
+    // slot is refused before anything starts, and so is its plan.
+    let (o, p) = plan(&s, &["service", "start", "-t", "prod", "--slot", "a"]);
+    assert_eq!(o.out.status.code(), Some(2), "{o}");
+    o.stderr_has("no service is defined for this host");
+    assert_eq!(p["command"], "service start");
+    assert_eq!(host(&p, &s, 0)["exit"], 2, "{p:#}");
+    s.slipway()
+        .args(["service", "start", "-t", "prod", "--slot", "a"])
+        .fails(2)
+        .stderr_has("no service is defined for this host");
+    // `service start` with no slot holding a release has nothing to do and
+    // succeeds without a definition; so does its plan.
+    let (o, p) = plan(&s, &["service", "start", "-t", "prod"]);
+    assert_eq!(o.out.status.code(), Some(0), "{o}");
+    assert_eq!(host(&p, &s, 0)["service"]["steps"], serde_json::json!([]), "{p:#}");
+    s.slipway().args(["service", "start", "-t", "prod"]).ok();
 }

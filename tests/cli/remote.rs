@@ -940,3 +940,147 @@ fn remote_a_publish_killed_before_binding_is_finished_and_a_lost_pack_uploaded_a
     );
     assert_eq!(w.fetch("fresh", "v2").ok().json()["id"], v2.as_str());
 }
+
+/// Every key of the bucket under the remote's prefix, with its size.
+fn bucket(w: &World) -> Vec<(String, u64)> {
+    let mut all = w.s3.list(&w.key(""));
+    all.sort();
+    all
+}
+
+/// `publish REL --plan --json` from `store`, asserting the bucket is as it was.
+fn publish_plan(w: &World, store: &str, rel: &str) -> (Outcome, serde_json::Value) {
+    let before = bucket(w);
+    let o = w
+        .slipway_in(store)
+        .args(["publish", rel, "--to", REMOTE, "--plan", "--json"])
+        .run();
+    assert_eq!(bucket(w), before, "the plan wrote to the bucket: {o}");
+    let v = o.json();
+    crate::json_doc::assert_documented("slipway publish REL --to REMOTE --plan --json", &v);
+    (o, v)
+}
+
+#[test]
+fn remote_publish_plan_lists_what_the_bucket_lacks_and_then_publish_does_that_writing_nothing() {
+    if s3::skip_if_missing(Engine::Garage, "remote_publish_plan") {
+        return;
+    }
+    let w = World::start(Engine::Garage);
+    let v1 = w.build("store", "site", "v1", 20, 1);
+    let (alice, _) = keygen(&w.env, "alice");
+    w.slipway().args(["sign", "v1", "--key"]).arg(&alice).ok();
+    let sizes: u64 = (0..20).map(|i| 1000 + (i * 37) % 2000).sum::<usize>() as u64;
+
+    // An empty bucket: every content is missing, the name would be bound.
+    let (o, p) = publish_plan(&w, "store", "v1");
+    assert_eq!(o.out.status.code(), Some(0), "{o}");
+    assert_eq!(
+        (
+            &p["id"],
+            &p["bound"],
+            &p["binds"],
+            &p["objects_missing"],
+            &p["bytes_missing"]
+        ),
+        (&json!(v1), &json!(null), &json!(true), &json!(20), &json!(sizes)),
+        "{p:#}"
+    );
+    assert_eq!((&p["signatures_added"], &p["exit"]), (&json!(1), &json!(0)), "{p:#}");
+    let text = w.slipway().args(["publish", "v1", "--to", REMOTE, "--plan"]).ok();
+    assert!(text.stdout().contains("20 missing"), "{text}");
+    assert!(text.stdout().contains("plan id: "), "{text}");
+    // The publish does what the plan said.
+    let done = w.publish("store", "v1").ok().json();
+    assert_eq!(
+        (&done["new"], &done["objects_uploaded"], &done["signatures_added"]),
+        (&json!(true), &json!(20), &json!(1)),
+        "{done}"
+    );
+    for key in p["writes"].as_array().unwrap() {
+        let key = key.as_str().unwrap();
+        assert!(!w.s3.keys(&w.key(key)).is_empty(), "{key} was not written");
+    }
+
+    // One file changed: one content missing, its bytes.
+    w.env.write("site/f07.bin", noise(1500, 777));
+    w.slipway().args(["build", "--dir", "site", "--name", "v2"]).ok();
+    let (_, p) = publish_plan(&w, "store", "v2");
+    assert_eq!(
+        (&p["objects_missing"], &p["bytes_missing"]),
+        (&json!(1), &json!(1500)),
+        "{p:#}"
+    );
+    assert_eq!(w.publish("store", "v2").ok().json()["objects_uploaded"], 1);
+
+    // Published already: nothing missing, nothing to bind.
+    let (_, p) = publish_plan(&w, "store", "v1");
+    assert_eq!(
+        (&p["bound"], &p["binds"], &p["objects_missing"], &p["writes"]),
+        (&json!(v1), &json!(false), &json!(0), &json!([])),
+        "{p:#}"
+    );
+}
+
+#[test]
+fn remote_publish_plan_of_a_name_bound_elsewhere_exits_1_and_expect_plan_refuses_a_moved_bucket() {
+    if s3::skip_if_missing(Engine::Garage, "remote_publish_plan_refused") {
+        return;
+    }
+    let w = World::start(Engine::Garage);
+    let a = w.build("store", "site", "v1", 5, 1);
+    w.publish("store", "v1").ok();
+    // Another build called v1: refused, as the publish is, naming the bound id.
+    let b = w.build("other", "site-b", "v1", 5, 2);
+    let (o, p) = publish_plan(&w, "other", "v1");
+    assert_eq!(o.out.status.code(), Some(1), "{o}");
+    assert_eq!(p["exit"], 1);
+    assert!(
+        p["refused"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("already published as {a}")),
+        "{p:#}"
+    );
+    let listing = bucket(&w);
+    w.publish("other", "v1").fails(1);
+    assert_eq!(bucket(&w), listing);
+    assert_ne!(a, b);
+
+    // A plan approved, then the bucket moves (v2 published by someone
+    // else first): --expect-plan refuses, writing nothing.
+    w.env.write("site/f01.bin", noise(1200, 99));
+    w.slipway().args(["build", "--dir", "site", "--name", "v2"]).ok();
+    let (_, p) = publish_plan(&w, "store", "v2");
+    let approved = p["plan"].as_str().unwrap().to_string();
+    assert_eq!(p["binds"], true);
+    w.slipway().args(["publish", "v2", "--to", REMOTE]).ok();
+    let listing = bucket(&w);
+    let refused = w
+        .slipway()
+        .args(["publish", "v2", "--to", REMOTE, "--expect-plan", &approved])
+        .fails(6);
+    refused.stderr_has(&format!("not {approved} (--expect-plan)"));
+    assert_eq!(bucket(&w), listing, "a refused --expect-plan wrote to the bucket");
+    // A gc running (its lock fresh): the plan exits 4 as the publish does,
+    // and leaves the lock alone.
+    let gc_lock = w.key(&format!(
+        "locks/gc-{}-1-0",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    ));
+    w.s3.put(&gc_lock, b"someone");
+    let (o, p) = publish_plan(&w, "store", "v2");
+    assert_eq!((o.out.status.code(), &p["exit"]), (Some(4), &json!(4)), "{o}");
+    w.slipway().args(["publish", "v2", "--to", REMOTE]).fails(4);
+    w.s3.delete(&gc_lock);
+    // The plan as it is now goes through.
+    let (_, p) = publish_plan(&w, "store", "v2");
+    let now = p["plan"].as_str().unwrap().to_string();
+    assert_ne!(now, approved);
+    w.slipway()
+        .args(["publish", "v2", "--to", REMOTE, "--expect-plan", &now])
+        .ok();
+}

@@ -6,6 +6,7 @@
 //! answers one, and the rollback to the warm instance starts nothing.
 
 use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::load::Load;
@@ -818,4 +819,226 @@ fn a_start_that_hands_the_instance_to_a_supervisor_is_checked_and_stopped_throug
     });
     site.slipway(&["service", "stop", "-t", TARGET, "--slot", "b", "--force"])
         .ok();
+}
+
+/// Every host's tree and history, its proxy's upstream file, and the
+/// instances running: a service plan must leave all of it as it was.
+fn site_state(site: &Site) -> (Vec<String>, Vec<String>, Vec<u32>, usize) {
+    let trees = (0..site.ports.len())
+        .map(|i| crate::plan::tree(site.scene.root(i)))
+        .collect();
+    let upstreams = (0..site.ports.len()).map(|i| site.upstream(i)).collect();
+    let mut pids = site.instance_pids();
+    pids.sort_unstable();
+    (trees, upstreams, pids, servers_running(site))
+}
+
+/// `slipway service ARGS --plan --json`, asserting it changed nothing.
+fn service_plan(site: &Site, args: &[&str]) -> (Outcome, serde_json::Value) {
+    let before = site_state(site);
+    let o = site
+        .slipway(&["service"])
+        .args(args)
+        .args(["-t", TARGET, "--plan", "--json"])
+        .run();
+    assert_eq!(site_state(site), before, "the plan changed a host: {o}");
+    let v = o.json();
+    crate::json_doc::assert_documented(
+        "slipway deploy|push|activate|rollback|prune|service … --plan --json",
+        &v,
+    );
+    (o, v)
+}
+
+/// The `[step, slot, release]` of host `i`'s service plan.
+fn planned_steps(plan: &serde_json::Value, i: usize) -> Vec<(String, String, String)> {
+    plan["hosts"][i]["service"]["steps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no service steps for host {i}: {plan:#}"))
+        .iter()
+        .map(|s| {
+            (
+                s["step"].as_str().unwrap().to_string(),
+                s["slot"].as_str().unwrap().to_string(),
+                s["release"].as_str().unwrap_or("-").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn steps(list: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
+    list.iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect()
+}
+
+#[test]
+fn service_plan_shows_what_restart_stop_and_start_then_do_and_changes_nothing() {
+    if nginx::skip_if_missing("service plan") {
+        return;
+    }
+    let site = Site::new(2, &[("v1", Mode::Ok), ("v2", Mode::Ok)], "", &[]);
+    site.slipway(&["deploy", "v1", "-t", TARGET]).ok();
+    site.slipway(&["deploy", "v2", "-t", TARGET]).ok();
+    let (warm, _) = site.slot_of(0, "v1");
+    let (live, _) = site.slot_of(0, "v2");
+
+    // Restart of the warm slot: stop it, then start it again, on every host.
+    let (o, p) = service_plan(&site, &["restart", "--slot", &warm]);
+    assert_eq!(o.out.status.code(), Some(0), "{o}");
+    assert_eq!(p["command"], "service restart");
+    assert_eq!(p["exit"], 0);
+    for i in 0..2 {
+        assert_eq!(
+            planned_steps(&p, i),
+            steps(&[("stop", &warm, "v1"), ("start", &warm, "v1")]),
+            "{p:#}"
+        );
+        assert_eq!(p["hosts"][i]["steps"], serde_json::json!(["stop", "start"]));
+        assert_eq!(p["hosts"][i]["service"]["live"], live.as_str());
+    }
+    let text = site
+        .slipway(&["service", "restart", "-t", TARGET, "--slot", &warm, "--plan"])
+        .ok();
+    assert_said(
+        &text,
+        &[
+            &format!("steps: stop {warm} (v1), start {warm} (v1)"),
+            "the command would succeed",
+            "plan id: ",
+        ],
+    );
+    // What the restart then does: a new v1 instance in that slot, the live one untouched.
+    let (_, old_pid) = site.slot_of(0, "v1");
+    let (_, live_pid) = site.slot_of(0, "v2");
+    site.slipway(&["service", "restart", "-t", TARGET, "--slot", &warm])
+        .ok();
+    let (slot, new_pid) = site.slot_of(0, "v1");
+    assert_eq!(slot, warm);
+    assert!(new_pid.is_some() && new_pid != old_pid, "{old_pid:?} -> {new_pid:?}");
+    assert_eq!(site.slot_of(0, "v2").1, live_pid);
+
+    // Stopping the live slot is refused: the plan exits 2 as the command does.
+    let (o, p) = service_plan(&site, &["stop", "--slot", &live]);
+    assert_eq!(o.out.status.code(), Some(2), "{o}");
+    assert_eq!(p["exit"], 2);
+    assert_eq!(p["hosts"][0]["exit"], 2);
+    assert!(
+        p["hosts"][0]["refused"].as_str().unwrap().contains("has the traffic"),
+        "{p:#}"
+    );
+    site.slipway(&["service", "stop", "-t", TARGET, "--slot", &live])
+        .fails(2)
+        .stderr_has("has the traffic");
+    // With --force it would stop the live instance: that is the plan, nothing more.
+    let (o, p) = service_plan(&site, &["stop", "--slot", &live, "--force"]);
+    assert_eq!(o.out.status.code(), Some(0), "{o}");
+    assert_eq!(planned_steps(&p, 1), steps(&[("stop", &live, "v2")]));
+
+    // Stop the warm slot on one host; the plan of `start` then starts just that one.
+    let (_, p) = service_plan(&site, &["stop", "--slot", &warm]);
+    assert_eq!(planned_steps(&p, 0), steps(&[("stop", &warm, "v1")]));
+    site.slipway(&[
+        "service",
+        "stop",
+        "-t",
+        TARGET,
+        "--slot",
+        &warm,
+        "--hosts",
+        site.scene.label(0),
+    ])
+    .ok();
+    assert_eq!(servers_running(&site), 3);
+    let (o, p) = service_plan(&site, &["start"]);
+    assert_eq!(o.out.status.code(), Some(0), "{o}");
+    assert_eq!(planned_steps(&p, 0), steps(&[("start", &warm, "v1")]), "{p:#}");
+    assert_eq!(planned_steps(&p, 1), steps(&[]), "{p:#}");
+    site.slipway(&["service", "start", "-t", TARGET]).ok();
+    assert_eq!(servers_running(&site), 4);
+    let (_, p) = service_plan(&site, &["start"]);
+    assert_eq!(planned_steps(&p, 0), steps(&[]), "{p:#}");
+}
+
+#[test]
+fn service_expect_plan_refuses_once_a_slot_changed_and_goes_through_when_nothing_did() {
+    if nginx::skip_if_missing("service expect-plan") {
+        return;
+    }
+    let site = Site::new(1, &[("v1", Mode::Ok), ("v2", Mode::Ok)], "", &[]);
+    site.slipway(&["deploy", "v1", "-t", TARGET]).ok();
+    site.slipway(&["deploy", "v2", "-t", TARGET]).ok();
+    let (warm, _) = site.slot_of(0, "v1");
+    let (_, p) = service_plan(&site, &["stop", "--slot", &warm]);
+    let approved = p["plan"].as_str().unwrap().to_string();
+    // Someone restarts the warm instance in between: its pid is not the one planned.
+    site.slipway(&["service", "restart", "-t", TARGET, "--slot", &warm])
+        .ok();
+    let before = site_state(&site);
+    let refused = site
+        .slipway(&[
+            "service",
+            "stop",
+            "-t",
+            TARGET,
+            "--slot",
+            &warm,
+            "--expect-plan",
+            &approved,
+        ])
+        .fails(6);
+    refused.stderr_has(&format!("not {approved} (--expect-plan)"));
+    assert_eq!(
+        site_state(&site),
+        before,
+        "a refused --expect-plan changed a host: {refused}"
+    );
+    // The plan as it is now goes through, and does what it said.
+    let (_, p) = service_plan(&site, &["stop", "--slot", &warm]);
+    let now = p["plan"].as_str().unwrap().to_string();
+    assert_ne!(now, approved);
+    site.slipway(&["service", "stop", "-t", TARGET, "--slot", &warm, "--expect-plan", &now])
+        .ok();
+    assert_eq!(servers_running(&site), 1);
+}
+
+#[test]
+fn service_plan_with_the_host_locked_or_no_release_in_the_slot_exits_as_the_command_would() {
+    if nginx::skip_if_missing("service plan refusals") {
+        return;
+    }
+    let site = Site::new(1, &[("v1", Mode::Ok)], "", &[]);
+    site.slipway(&["deploy", "v1", "-t", TARGET]).ok();
+    let (live, _) = site.slot_of(0, "v1");
+    let empty = if live == "a" { "b" } else { "a" };
+    // A slot that holds no release: restart stops nothing there and refuses the start (exit 2).
+    let (o, p) = service_plan(&site, &["restart", "--slot", empty]);
+    assert_eq!(o.out.status.code(), Some(2), "{o}");
+    assert!(
+        p["hosts"][0]["refused"].as_str().unwrap().contains("holds no release"),
+        "{p:#}"
+    );
+    site.slipway(&["service", "restart", "-t", TARGET, "--slot", empty])
+        .fails(2)
+        .stderr_has("holds no release");
+    // A held lock: the plan exits 4 as the command does, and leaves the lock alone.
+    let release = site.scene.env.path("release-lock");
+    let _holder = crate::support::hold_lock(site.scene.root(0), &release);
+    crate::support::wait_for(5, "the lock to be held", || {
+        Command::new("flock")
+            .args(["-n"])
+            .arg(site.scene.root(0).join(".slipway/lock"))
+            .arg("true")
+            .status()
+            .is_ok_and(|s| !s.success())
+    });
+    let (o, p) = service_plan(&site, &["restart", "--slot", &live, "--force"]);
+    assert_eq!(o.out.status.code(), Some(4), "{o}");
+    assert!(
+        p["hosts"][0]["refused"].as_str().unwrap().contains("alice@laptop"),
+        "{p:#}"
+    );
+    site.slipway(&["service", "restart", "-t", TARGET, "--slot", &live, "--force"])
+        .fails(4);
+    std::fs::write(&release, "").unwrap();
 }
