@@ -39,6 +39,7 @@ have git || missing+=(git)
 have zstd || missing+=(zstd)
 have tar || missing+=(tar)
 have rsync || missing+=(rsync)
+have strace || missing+=(strace)      # tests/durability.rs: what a push fsyncs
 have curl || missing+=(curl)          # the documented service checks (docs/ab-deploys.md)
 have setsid || missing+=(util-linux)  # service instances start in a session of their own
 # The proxy in front of service slots (tests/cli/support/nginx.rs).

@@ -146,3 +146,139 @@ fn a_push_leaves_a_neighbours_unsynced_writes_on_the_host_file_system_dirty() {
          ({theirs} KiB of the neighbour's before the push, {kept} KiB after; at least half must stay)"
     );
 }
+
+/// `strace` of `slipway … args`, following threads and the local host's
+/// `serve`: every fsync (with the path of its descriptor) and rename, in
+/// the order they were made.
+fn traced(store: &Path, log: &Path, args: &[&str], host: &Path) -> Vec<String> {
+    if Command::new("strace").arg("-V").output().is_err() {
+        skip_or_fail("strace is missing (scripts/test.sh installs it)");
+        return Vec::new();
+    }
+    let status = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-y",
+            "-s",
+            "4096",
+            "-e",
+            "trace=fsync,fdatasync,syncfs,sync,rename,renameat,renameat2",
+        ])
+        .arg("-o")
+        .arg(log)
+        .arg(env!("CARGO_BIN_EXE_slipway"))
+        .env("SLIPWAY_STORE", store)
+        .args(args)
+        .arg(host)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{args:?} under strace failed");
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The path strace printed for the descriptor of an fsync line
+/// (`fsync(7</a/b>) = 0`, or `fsync(7</a/b> <unfinished ...>` when another
+/// thread's call came in between).
+fn fsynced(line: &str) -> Option<&str> {
+    let rest = line.split_once("fsync(")?.1;
+    let path = rest.split_once('<')?.1;
+    path.split_once('>').map(|(p, _)| p)
+}
+
+#[test]
+fn a_push_fsyncs_each_file_it_wrote_and_each_directory_it_made_before_the_release_appears_and_nothing_else() {
+    let tmp = tempfile::Builder::new()
+        .prefix("slipway-durability-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let store = tmp.path().join("store");
+    let host = tmp.path().join("host");
+    for v in [1u8, 2] {
+        let src = tmp.path().join(format!("src{v}"));
+        write_tree(&src, v);
+        run(slipway(&store)
+            .args(["build", "--dir"])
+            .arg(&src)
+            .args(["--name", &format!("v{v}")]));
+    }
+    run(slipway(&store).args(["push", "v1", "-t"]).arg(&host));
+    let lines = traced(&store, &tmp.path().join("strace.log"), &["push", "v2", "-t"], &host);
+    if lines.is_empty() {
+        return;
+    }
+    let partial = host.join(".slipway/tmp/v2.partial");
+    let partial = partial.to_str().unwrap();
+    // The rename that makes the release appear.
+    let appear = lines
+        .iter()
+        .position(|l| l.contains("rename") && l.contains(partial) && l.contains("releases/v2"))
+        .unwrap_or_else(|| panic!("no rename of {partial} in:\n{}", lines.join("\n")));
+    let before: std::collections::HashSet<&str> = lines[..appear].iter().filter_map(|l| fsynced(l)).collect();
+    assert!(
+        !lines.iter().any(|l| l.contains("syncfs(") || l.contains(" sync(")),
+        "a push flushes the whole file system:\n{}",
+        lines.join("\n")
+    );
+
+    // Every directory of the new tree, and its top.
+    let mut missing = Vec::new();
+    let want_dir = |rel: &str| {
+        if rel.is_empty() {
+            partial.to_string()
+        } else {
+            format!("{partial}/{rel}")
+        }
+    };
+    for d in std::iter::once(String::new()).chain((0..8).map(|d| format!("d{d}"))) {
+        if !before.contains(want_dir(&d).as_str()) {
+            missing.push(want_dir(&d));
+        }
+    }
+    // Each file whose content this push wrote (f0 and f8 of each directory
+    // changed), and the objects/ directory it was linked into.
+    let objects = host.join(".slipway/objects");
+    for d in 0..8 {
+        for f in [0, 8] {
+            let file = format!("{partial}/d{d}/f{f}.txt");
+            if !before.contains(file.as_str()) {
+                missing.push(file);
+            }
+            let content = std::fs::read(host.join(format!("releases/v2/d{d}/f{f}.txt"))).unwrap();
+            let hex: String = sha2_hex(&content);
+            let dir = objects.join(&hex[..2]);
+            if !before.contains(dir.to_str().unwrap()) {
+                missing.push(dir.display().to_string());
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "not fsynced before the release appeared: {missing:#?}\n{}",
+        lines[..appear].join("\n")
+    );
+    // And what it did not write is not fsynced: the files it linked from objects/.
+    let unchanged = format!("{partial}/d0/f1.txt");
+    assert!(
+        !before.contains(unchanged.as_str()),
+        "{unchanged} was fsynced, but the push did not write it"
+    );
+}
+
+fn sha2_hex(bytes: &[u8]) -> String {
+    let out = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(bytes)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
