@@ -51,6 +51,28 @@ impl DbPlan {
 }
 
 impl Fleet<'_> {
+    /// The release a switch would move to and the label of the host that
+    /// runs the database steps (`migrate_on`, else the target's first), when
+    /// the target has database hooks and the switch moves some host.
+    pub(super) fn db_release_and_host(&self) -> Option<(String, String)> {
+        let h = &self.hooks;
+        if h.migrate.is_none() && h.schema.is_none() && h.db_schema.is_none() && h.migrate_down.is_none() {
+            return None;
+        }
+        let release = self
+            .members
+            .iter()
+            .find_map(|m| m.plan.as_ref().map(|p| p.to.clone()))?;
+        let on_label = self
+            .target
+            .config
+            .migrate_on
+            .clone()
+            .or_else(|| self.target.hosts.first().map(|h| h.label.clone()))
+            .unwrap_or_default();
+        Some((release, on_label))
+    }
+
     /// Decide what the switch does to the database (read-only: runs the
     /// `schema` and `db_schema` hooks). `None` when the target has no
     /// database hooks or no host switches.
@@ -61,20 +83,10 @@ impl Fleet<'_> {
     /// exit 2 when a migration is due and `--hosts` leaves out the
     /// `migrate_on` host; a failing `schema` / `db_schema` hook.
     pub(super) fn plan_db(&mut self, goal: &Goal, opts: &SwitchOptions) -> Result<Option<DbPlan>> {
-        let h = &self.hooks;
-        if h.migrate.is_none() && h.schema.is_none() && h.db_schema.is_none() && h.migrate_down.is_none() {
-            return Ok(None);
-        }
-        let Some(release) = self.members.iter().find_map(|m| m.plan.as_ref().map(|p| p.to.clone())) else {
+        let Some((release, on_label)) = self.db_release_and_host() else {
             return Ok(None);
         };
-        let on_label = self
-            .target
-            .config
-            .migrate_on
-            .clone()
-            .or_else(|| self.target.hosts.first().map(|h| h.label.clone()))
-            .unwrap_or_default();
+        let h = &self.hooks;
         let Some(on) = self.members.iter().position(|m| m.spec.label == on_label) else {
             if h.migrate.is_some() || h.migrate_down.is_some() {
                 return Err(Error::usage(format!(

@@ -439,20 +439,9 @@ impl Fleet<'_> {
     }
 
     fn forecast_db(&mut self, goal: &Goal, opts: &SwitchOptions) -> Result<Option<DbForecast>> {
-        let h = &self.hooks;
-        if h.migrate.is_none() && h.schema.is_none() && h.db_schema.is_none() && h.migrate_down.is_none() {
-            return Ok(None);
-        }
-        let Some(release) = self.members.iter().find_map(|m| m.plan.as_ref().map(|p| p.to.clone())) else {
+        let Some((release, on_label)) = self.db_release_and_host() else {
             return Ok(None);
         };
-        let on_label = self
-            .target
-            .config
-            .migrate_on
-            .clone()
-            .or_else(|| self.target.hosts.first().map(|h| h.label.clone()))
-            .unwrap_or_default();
         // Staged on the migrate_on host (not just planned to be): the schemas can be read.
         let known = self.members.iter().any(|m| {
             m.spec.label == on_label
