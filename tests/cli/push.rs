@@ -89,6 +89,15 @@ fn push_stages_a_tree_identical_to_the_bundle_read_only_and_without_going_live()
     let b = std::fs::metadata(release.join("assets/copy.bin")).unwrap();
     assert_eq!(a.ino(), b.ino());
 
+    // Nothing of the staging is left in tmp/ but the release's lock file.
+    let mut left: Vec<String> = std::fs::read_dir(root.join(".slipway/tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "v1.lock")
+        .collect();
+    left.sort();
+    assert!(left.is_empty(), "staging leftovers in .slipway/tmp: {left:?}");
+
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(root.join(".slipway/releases/v1.json")).unwrap()).unwrap();
     assert_eq!(meta["id"], id.as_str());
