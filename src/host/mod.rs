@@ -14,6 +14,7 @@ pub mod layout;
 pub mod links;
 pub mod lock;
 pub mod objects;
+pub mod plan_push;
 pub mod procs;
 pub mod prune;
 pub mod pull;

@@ -303,7 +303,7 @@ fn requests_of<R: Read, W: Write>(session: &mut Session<R, W>) -> Result<()> {
         }
         let reply = match request {
             Message::Push(offer) => stage::push(session, *offer),
-            Message::PlanPush(offer) => stage::plan_push(session, &offer),
+            Message::PlanPush(offer) => super::plan_push::plan_push(session, &offer),
             Message::Lock {
                 holder,
                 wait_ms,

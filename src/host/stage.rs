@@ -58,9 +58,7 @@ use crate::error::{Error, Result, describe_io};
 use crate::fs;
 use crate::manifest::{Kind, MAX_MANIFEST_BYTES, Manifest, ObjectKey, validate_name};
 use crate::output::human_bytes;
-use crate::protocol::{
-    Channel, ErrorKind, MAX_LOCATIONS, Message, Need, PushOffer, PushPlan, Refusal, Staged, encode_indices,
-};
+use crate::protocol::{Channel, MAX_LOCATIONS, Message, Need, PushOffer, Staged, encode_indices};
 use crate::signature;
 
 /// How many manifests of earlier releases the host offers as compression bases.
@@ -204,96 +202,6 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     }))
 }
 
-/// Handle a `plan_push` request (`--plan`): what [`push`] would do with
-/// `offer` here — refuse it, find it already staged, or send which
-/// objects — found the way `push` finds it (the same name, signature,
-/// shared-path, link and space checks; the same manifest exchange), but
-/// read-only: no lock, no directory, no metadata, and a root that does not
-/// exist yet stays that way (it lacks everything). A refusal is the answer
-/// (`refused`), not an `error`, so the session goes on.
-///
-/// # Errors
-/// A manifest that does not match the offered id (integrity); I/O and
-/// connection errors.
-pub fn plan_push<R: Read, W: Write>(session: &mut Session<R, W>, offer: &PushOffer) -> Result<Message> {
-    let layout = session.layout.clone();
-    let exists = session.created;
-    let enforces_signatures = exists && fs::symlink_metadata_optional(&layout.allowed_signers_path())?.is_some();
-    let refused = |e: &Error| {
-        Message::PushPlan(Box::new(PushPlan {
-            enforces_signatures,
-            refused: Some(Refusal {
-                kind: ErrorKind::of(e),
-                message: e.to_string(),
-            }),
-            ..PushPlan::default()
-        }))
-    };
-    let checks = validate_name(&offer.name)
-        .and_then(|()| validate_actor(&offer.pushed_by))
-        .and_then(|()| signatures::check_offered(&offer.name, &offer.signatures));
-    if let Err(e) = checks {
-        return Ok(refused(&e));
-    }
-    let admitted = if exists {
-        match admit(&layout, offer, false) {
-            Ok(a) => Some(a),
-            Err(e) => return Ok(refused(&e)),
-        }
-    } else {
-        None
-    };
-    let signed_by = admitted.as_ref().and_then(|a| a.signed_by.clone());
-    if let Some(staged) = admitted.as_ref().and_then(|a| a.already) {
-        return Ok(Message::PushPlan(Box::new(PushPlan {
-            already: true,
-            reused: staged.objects_reused,
-            signed_by,
-            enforces_signatures,
-            ..PushPlan::default()
-        })));
-    }
-    let bases = if exists {
-        base_candidates(&layout)?
-    } else {
-        HashMap::new()
-    };
-    let ch = &mut session.ch;
-    ch.send(&Message::SendManifest {
-        bases: bases.keys().copied().collect(),
-        pull: false,
-    })?;
-    let (manifest, manifest_size) = receive_manifest(ch, &layout, &bases, offer)?;
-    let plan = Plan::new(&layout, &manifest)?;
-    let checks = super::shared::check(&manifest, &offer.shared, &offer.shared_files)
-        .and_then(|()| {
-            if exists {
-                super::links::check(&layout, &offer.name, &manifest)
-            } else {
-                Ok(())
-            }
-        })
-        .and_then(|()| {
-            if exists {
-                check_space(&layout, &offer.name, &plan, &manifest, manifest_size, offer.link_mode)
-            } else {
-                Ok(())
-            }
-        });
-    if let Err(e) = checks {
-        return Ok(refused(&e));
-    }
-    Ok(Message::PushPlan(Box::new(PushPlan {
-        already: false,
-        objects: plan.missing.len() as u64,
-        bytes: plan.bytes_needed,
-        reused: plan.reused,
-        signed_by,
-        enforces_signatures,
-        refused: None,
-    })))
-}
-
 /// How long a push waits for another push of the same release into this
 /// root (they take turns) before it gives up, saying who holds it.
 const NAME_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
@@ -335,24 +243,24 @@ fn name_lock(layout: &Layout, name: &str, command: Option<&str>) -> Result<fs::F
 }
 
 /// What the host decided about an offer before any content arrives.
-struct Admitted {
+pub(super) struct Admitted {
     /// The release's record on this host, if the name is bound here.
     existing: Option<HostRelease>,
     /// `Some` when the release is already complete here (not for a repair).
-    already: Option<Staged>,
+    pub(super) already: Option<Staged>,
     /// The host's signatures and the offered ones, one per key.
     signatures: Vec<serde_json::Value>,
     /// How many signatures the offer added or replaced (one per key).
     added: u64,
     /// The signer `allowed_signers` accepts (`None`: nothing enforced).
-    signed_by: Option<crate::protocol::Signer>,
+    pub(super) signed_by: Option<crate::protocol::Signer>,
 }
 
 /// Check an offer against what the host has, before a byte of content: a
 /// repair needs the same bundle, a bound name another bundle is refused,
 /// and the signatures (the host's and the offered ones, one per key, at
 /// most [`signatures::MAX_SIGNATURES`]) must satisfy `allowed_signers`.
-fn admit(layout: &Layout, offer: &PushOffer, heal: bool) -> Result<Admitted> {
+pub(super) fn admit(layout: &Layout, offer: &PushOffer, heal: bool) -> Result<Admitted> {
     let name = offer.name.as_str();
     let existing = layout.release_meta(name)?;
     if offer.repair {
@@ -610,7 +518,7 @@ struct IdOnly {
 
 /// Manifests the client may compress against: the current release and the
 /// most recently pushed ones (by id, with the name that holds them).
-fn base_candidates(layout: &Layout) -> Result<HashMap<Digest, String>> {
+pub(super) fn base_candidates(layout: &Layout) -> Result<HashMap<Digest, String>> {
     let mut names = Vec::new();
     if let Ok(Some(current)) = layout.current_name() {
         names.push(current);
@@ -640,7 +548,7 @@ fn base_candidates(layout: &Layout) -> Result<HashMap<Digest, String>> {
     Ok(out)
 }
 
-fn receive_manifest<R: Read, W: Write>(
+pub(super) fn receive_manifest<R: Read, W: Write>(
     ch: &mut Channel<R, W>,
     layout: &Layout,
     bases: &HashMap<Digest, String>,
@@ -723,17 +631,17 @@ fn read_manifest<R: Read, W: Write>(
 }
 
 /// What the host lacks, from `objects/` alone.
-struct Plan {
+pub(super) struct Plan {
     /// Entry index of the first file of each missing object, ascending.
-    missing: Vec<u32>,
+    pub(super) missing: Vec<u32>,
     /// Missing objects still to receive, with that entry index.
     wanted: HashMap<ObjectKey, u32>,
-    bytes_needed: u64,
-    reused: u64,
+    pub(super) bytes_needed: u64,
+    pub(super) reused: u64,
 }
 
 impl Plan {
-    fn new(layout: &Layout, manifest: &Manifest) -> Result<Plan> {
+    pub(super) fn new(layout: &Layout, manifest: &Manifest) -> Result<Plan> {
         if u32::try_from(manifest.entries.len()).is_err() {
             return Err(Error::integrity(
                 "the manifest has more entries than the protocol can address",
@@ -764,7 +672,7 @@ impl Plan {
 }
 
 /// Refuse early, in one line, when the file system cannot hold the push.
-fn check_space(
+pub(super) fn check_space(
     layout: &Layout,
     name: &str,
     plan: &Plan,
