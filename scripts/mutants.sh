@@ -18,17 +18,22 @@ command -v cargo-mutants >/dev/null 2>&1 || {
   exit 1
 }
 
-# module -> "file(s)|test targets|test name filters": the CLI tests that
-# drive the module, plus its unit tests where it has some (`--lib`, which
-# costs one more compilation of the library per mutant).
+# module -> "file(s)|test targets|test name filters[|test tool]": the CLI
+# tests that drive the module, plus its unit tests where it has some
+# (`--lib`, which costs one more compilation of the library per mutant).
+# The tests run under cargo-nextest where it is installed: it stops at the
+# first failing test, so a caught mutant costs seconds instead of the whole
+# filtered suite. `objects` keeps `cargo test`, which runs one test binary
+# at a time: its durability test reads the kernel's count of dirty pages and
+# must not share the machine with another push.
 declare -A SCOPE=(
   [signatures]="src/host/signatures.rs|--test cli|sign:: security::a_push_offering security::host_check_lists"
   [activate]="src/host/activate.rs|--test cli|releases:: sign::releases_staged gates:: faults::faults_an_activation faults::faults_a_torn_history serve::serve_resolves serve::serve_refuses_to_activate"
   [lock]="src/host/lock.rs|--test cli|releases::a_held_lock releases::racing fleet::fleet_activate_fails_fast"
   [prune]="src/host/prune.rs|--test cli|releases:: security::an_append_only faults::faults_a_prune prune"
   [manifest]="src/manifest.rs|--lib --test cli|manifest:: bundles:: hostile:: serve:: push::push_stages_a_tree push::a_one_file_change security::links_out_of_the_release"
-  [objects]="src/host/objects.rs|--test cli --test durability|push:: serve:: releases::prune_removes_a_release a_push_leaves"
-  [stage]="src/host/stage.rs src/host/plan_push.rs|--test cli|push:: hostile:: sign:: serve:: releases::prune_removes_a_release plan::plan_shows_what_deploy plan::plan_of_a_release_allowed_signers"
+  [objects]="src/host/objects.rs|--test cli --test durability|push:: serve:: releases::prune_removes_a_release a_push_leaves|cargo"
+  [stage]="src/host/stage.rs src/host/plan_push.rs|--test cli|push:: hostile:: sign:: serve:: releases::prune_removes_a_release plan::plan_shows_what_deploy plan::plan_of_a_release_allowed_signers faults::faults_disk_full faults::faults_a_push_stopped releases::verify_repair"
 )
 ORDER=(activate signatures lock prune manifest objects stage)
 
@@ -38,10 +43,25 @@ modules=("$@")
 for m in "${modules[@]}"; do
   scope=${SCOPE[$m]:-}
   [ -n "$scope" ] || { echo "unknown module \`$m\` (one of: ${ORDER[*]})" >&2; exit 2; }
-  IFS='|' read -r files targets filters <<<"$scope"
-  args=()
+  IFS='|' read -r files targets filters tool <<<"$scope"
+  if [ -z "$tool" ]; then
+    tool=cargo
+    command -v cargo-nextest >/dev/null 2>&1 && tool=nextest
+  fi
+  args=(--test-tool "$tool")
+  # The test targets go to every cargo invocation, the build of each mutant
+  # too: building every test binary of the package (the library's unit
+  # tests are one more compilation of it) would double the time a mutant
+  # takes to build.
+  set -- $targets
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --test) args+=("--cargo-arg=--test=$2"); shift 2 ;;
+      *) args+=("--cargo-arg=$1"); shift ;;
+    esac
+  done
   for f in $files; do args+=(--file "$f"); done
-  echo "== $m: $files (tests: $filters)" >&2
+  echo "== $m: $files (tests: $filters; $tool)" >&2
   mkdir -p "target/mutants/$m"
   start=$(date +%s)
   # Exit 2 means "some mutants were missed": report it, go on to the next module.
@@ -49,8 +69,8 @@ for m in "${modules[@]}"; do
   # Each module starts with a whole build in a scratch copy (about 5 minutes
   # on 2 cores; copying target/ does not save it: cargo-mutants' own
   # RUSTFLAGS rebuild every dependency); each mutant after that is seconds.
-  cargo mutants "${args[@]}" --jobs "${JOBS:-1}" --baseline skip --timeout 300 \
+  cargo mutants "${args[@]}" --jobs "${JOBS:-1}" --baseline skip --timeout "${TIMEOUT:-300}" \
     --output "target/mutants/$m" \
-    -- $targets -- $filters || [ $? -eq 2 ]
+    -- -- $filters || [ $? -eq 2 ]
   echo "== $m: $(( $(date +%s) - start )) s" >&2
 done

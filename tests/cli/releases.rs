@@ -595,6 +595,89 @@ fn verify_reports_drift_with_exit_5() {
 }
 
 #[test]
+fn verify_repair_rebuilds_damaged_releases_from_the_store_and_keeps_their_records() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    releases(&env, 2);
+    let root = env.path("host");
+    let t = root.to_str().unwrap();
+    env.slipway().args(["deploy", "v1", "-t", t]).ok();
+    env.slipway().args(["deploy", "v2", "-t", t]).ok();
+    // v2 is marked bad by the rollback: a repair must not clear the mark.
+    env.slipway().args(["rollback", "-t", t]).ok();
+    assert_eq!(current(&root), "v1");
+    let meta = |name: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(root.join(format!(".slipway/releases/{name}.json"))).unwrap()).unwrap()
+    };
+    let kept = |m: &serde_json::Value| {
+        (
+            m["id"].clone(),
+            m["pushed_at"].clone(),
+            m["pushed_by"].clone(),
+            m["bad"].clone(),
+        )
+    };
+    let (meta1, meta2) = (meta("v1"), meta("v2"));
+    assert_eq!(meta2["bad"], true);
+    let history = std::fs::read(root.join(".slipway/history.jsonl")).unwrap();
+    let trees = (
+        crate::support::snapshot(&root.join("releases/v1")),
+        crate::support::snapshot(&root.join("releases/v2")),
+    );
+
+    // The live release's index.html edited in place (a hardlink: its object
+    // in `objects/` is damaged with it), a file removed from v2, one added.
+    let writable = |p: &Path| std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    writable(&root.join("releases/v1"));
+    writable(&root.join("releases/v1/index.html"));
+    std::fs::write(root.join("releases/v1/index.html"), "<h1>hacked</h1>\n").unwrap();
+    std::fs::write(root.join("releases/v1/extra.php"), "<?php").unwrap();
+    writable(&root.join("releases/v2/static"));
+    std::fs::remove_file(root.join("releases/v2/static/app.js")).unwrap();
+    env.slipway().args(["verify", "-t", t]).fails(5);
+
+    env.slipway()
+        .args(["verify", "-t", t, "--repair"])
+        .ok()
+        .stderr_has("rebuilt v1")
+        .stderr_has("rebuilt v2");
+    assert_eq!(
+        (
+            crate::support::snapshot(&root.join("releases/v1")),
+            crate::support::snapshot(&root.join("releases/v2")),
+        ),
+        trees,
+        "each tree is the release's again, content and modes"
+    );
+    for name in ["v1", "v2"] {
+        let mode = std::fs::metadata(root.join("releases").join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o555, "{name} is read-only again");
+    }
+    // The object behind index.html holds the release's bytes again.
+    let index = std::fs::metadata(root.join("releases/v1/index.html")).unwrap();
+    assert_eq!(
+        std::fs::read(root.join("releases/v1/index.html")).unwrap(),
+        b"<h1>v1</h1>\n"
+    );
+    assert!(index.permissions().mode() & 0o222 == 0, "a repaired file is read-only");
+    // A repair restores bytes; it is not a push, a switch or a verdict.
+    assert_eq!(current(&root), "v1");
+    assert_eq!(kept(&meta("v1")), kept(&meta1));
+    assert_eq!(kept(&meta("v2")), kept(&meta2));
+    assert_eq!(std::fs::read(root.join(".slipway/history.jsonl")).unwrap(), history);
+    let tmp: Vec<String> = std::fs::read_dir(root.join(".slipway/tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".lock"))
+        .collect();
+    assert!(tmp.is_empty(), "nothing left in tmp/ but lock files: {tmp:?}");
+    env.slipway().args(["verify", "-t", t]).ok();
+}
+
+#[test]
 fn a_killed_activate_leaves_current_at_the_old_or_the_new_release() {
     let env = Env::new();
     releases(&env, 2);

@@ -224,6 +224,73 @@ fn serve_answers_staged_with_what_it_wrote_and_what_it_reused() {
 }
 
 #[test]
+fn serve_repairs_only_the_bundle_it_has_under_that_name() {
+    let env = Env::new();
+    let (root, _) = host(&env);
+    let m = manifest(vec![file("a.txt", b"hello")]);
+    let mut raw = Raw::greeted(&root);
+    assert_eq!(raw.offer("r1", &m).unwrap(), vec![0]);
+    raw.ch.send(&Message::Batch { entries: vec![0] }).unwrap();
+    raw.ch.send_blob(&zstd::bulk::compress(b"hello", 3).unwrap()).unwrap();
+    raw.ch.send(&Message::Done).unwrap();
+    assert!(matches!(raw.ch.recv().unwrap(), Message::Staged(_)));
+    raw.finish(true);
+    let before = outside_tmp(&root);
+    let record = std::fs::read(root.join(".slipway/releases/r1.json")).unwrap();
+
+    let repair = |name: &str, id: Digest| {
+        let mut raw = Raw::greeted(&root);
+        let answer = raw.request(&Message::Push(Box::new(PushOffer {
+            name: name.into(),
+            id,
+            provenance: None,
+            signatures: Vec::new(),
+            link_mode: Default::default(),
+            pushed_by: "mallory@evil".into(),
+            shared: vec![],
+            shared_files: vec![],
+            repair: true,
+            source: None,
+            command: None,
+        })));
+        match answer {
+            Err(e) => {
+                raw.finish(false);
+                Err(e)
+            }
+            Ok(m) => {
+                raw.abandon();
+                Ok(m)
+            }
+        }
+    };
+    // Another bundle under the name: a repair must not rebind it.
+    let other = Digest::of(&manifest(vec![file("a.txt", b"other")]));
+    let e = repair("r1", other).unwrap_err();
+    assert!(
+        e.to_string().contains(&format!(
+            "cannot repair `r1`: this host has {}, not {other}",
+            Digest::of(&m)
+        )),
+        "{e}"
+    );
+    // A name the host does not have: a repair is not a first push.
+    let e = repair("r2", Digest::of(&m)).unwrap_err();
+    assert!(
+        e.to_string().contains("cannot repair `r2`: it is not on this host"),
+        "{e}"
+    );
+    assert_eq!(outside_tmp(&root), before);
+    assert_eq!(std::fs::read(root.join(".slipway/releases/r1.json")).unwrap(), record);
+    // The bundle it has: the host asks for the manifest, even though the
+    // release is complete here (a plain push would answer `staged` at once).
+    assert!(matches!(
+        repair("r1", Digest::of(&m)).unwrap(),
+        Message::SendManifest { .. }
+    ));
+}
+
+#[test]
 fn serve_refuses_wrong_object_bytes_with_exit_5_and_binds_nothing() {
     let env = Env::new();
     let (root, before) = host(&env);
