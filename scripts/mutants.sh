@@ -7,6 +7,7 @@
 #   scripts/mutants.sh                  # every module below, one after another
 #   scripts/mutants.sh lock activate    # only these
 #   JOBS=2 scripts/mutants.sh prune     # mutants built and tested in parallel
+#   scripts/mutants.sh stage -- --re check_space   # only one function's mutants
 #
 # Needs cargo-mutants (`cargo install --locked cargo-mutants`). Results go to
 # target/mutants/<module>/mutants.out/ (caught.txt, missed.txt, …).
@@ -33,11 +34,23 @@ declare -A SCOPE=(
   [prune]="src/host/prune.rs|--test cli|releases:: security::an_append_only faults::faults_a_prune prune"
   [manifest]="src/manifest.rs|--lib --test cli|manifest:: bundles:: hostile:: serve:: push::push_stages_a_tree push::a_one_file_change security::links_out_of_the_release"
   [objects]="src/host/objects.rs|--test cli --test durability|push:: serve:: releases::prune_removes_a_release a_push_leaves|cargo"
-  [stage]="src/host/stage.rs src/host/plan_push.rs|--test cli|push:: hostile:: sign:: serve:: releases::prune_removes_a_release plan::plan_shows_what_deploy plan::plan_of_a_release_allowed_signers faults::faults_disk_full faults::faults_a_push_stopped releases::verify_repair"
+  [stage]="src/host/stage.rs src/host/plan_push.rs|--lib --test cli|host::stage:: push:: hostile:: sign:: serve:: releases::prune_removes_a_release plan::plan_shows_what_deploy plan::plan_of_a_release_allowed_signers faults::faults_disk_full faults::faults_a_push_stopped releases::verify_repair"
 )
 ORDER=(activate signatures lock prune manifest objects stage)
 
-modules=("$@")
+# Anything after `--` goes to cargo-mutants itself, e.g. `scripts/mutants.sh
+# stage -- --re check_space` to run again only the mutants of one function.
+modules=()
+extra=()
+while [ $# -gt 0 ]; do
+  if [ "$1" = -- ]; then
+    shift
+    extra=("$@")
+    break
+  fi
+  modules+=("$1")
+  shift
+done
 [ ${#modules[@]} -gt 0 ] || modules=("${ORDER[@]}")
 
 for m in "${modules[@]}"; do
@@ -69,7 +82,7 @@ for m in "${modules[@]}"; do
   # Each module starts with a whole build in a scratch copy (about 5 minutes
   # on 2 cores; copying target/ does not save it: cargo-mutants' own
   # RUSTFLAGS rebuild every dependency); each mutant after that is seconds.
-  cargo mutants "${args[@]}" --jobs "${JOBS:-1}" --baseline skip --timeout "${TIMEOUT:-300}" \
+  cargo mutants "${args[@]}" "${extra[@]}" --jobs "${JOBS:-1}" --baseline skip --timeout "${TIMEOUT:-300}" \
     --output "target/mutants/$m" \
     -- -- $filters || [ $? -eq 2 ]
   echo "== $m: $(( $(date +%s) - start )) s" >&2
