@@ -304,7 +304,21 @@ fn a_host_with_allowed_signers_stages_a_signed_release_and_records_its_signer() 
     slipway(&env).args(["sign", "v1", "--key"]).arg(&alice.path).ok();
     // The principal comes from allowed_signers, not from the signature's hint.
     let root = strict_host(&env, "host", &[("alice@example.com", &alice)]);
+    // A plan names the signer the host accepts, before the push and once
+    // the release is staged there (the host then answers from its record).
+    let plan = || {
+        let p = push(&env, "v1", &root).args(["--plan", "--json"]).ok().json();
+        let h = p["hosts"][0].clone();
+        (h["signers"].clone(), h["signed_by"].clone())
+    };
+    let planned = plan();
+    assert_eq!(planned.0, "accepted");
+    assert!(
+        planned.1.as_str().is_some_and(|s| s.contains("alice@example.com")),
+        "{planned:?}"
+    );
     push(&env, "v1", &root).ok();
+    assert_eq!(plan(), planned, "the plan of a staged release");
     assert!(root.join("releases/v1/index.html").is_file());
     let meta = host_meta(&root, "v1");
     assert_eq!(meta["signed_by"]["principal"], "alice@example.com");
