@@ -177,8 +177,15 @@ fn a_one_file_change_sends_kilobytes_and_shares_unchanged_files_by_inode() {
         "<h1>v2</h1>\n"
     );
 
-    // Pushing again is a successful no-op.
+    // Pushing again is a successful no-op: nothing sent, nothing rewritten
+    // (the release's record is the same file, not a copy of it).
+    let record = || {
+        let m = std::fs::metadata(root.join(".slipway/releases/v2.json")).unwrap();
+        (m.ino(), m.modified().unwrap())
+    };
+    let before = record();
     let again = env.slipway().args(["push", "v2", "--json", "-t"]).arg(&root).ok();
+    assert_eq!(record(), before, "a push of a staged release rewrote its record");
     let again = host_json(&again);
     assert_eq!(again["bytes_sent"], 0);
     assert_eq!(again["bytes_needed"], 0);
