@@ -8,6 +8,7 @@
 #   scripts/mutants.sh lock activate    # only these
 #   JOBS=2 scripts/mutants.sh prune     # mutants built and tested in parallel
 #   scripts/mutants.sh stage -- --re check_space   # only one function's mutants
+#   OUT=again scripts/mutants.sh stage -- …        # results in target/mutants/stage-again/
 #
 # Needs cargo-mutants (`cargo install --locked cargo-mutants`). Results go to
 # target/mutants/<module>/mutants.out/ (caught.txt, missed.txt, …).
@@ -34,7 +35,7 @@ declare -A SCOPE=(
   [prune]="src/host/prune.rs|--test cli|releases:: security::an_append_only faults::faults_a_prune prune"
   [manifest]="src/manifest.rs|--lib --test cli|manifest:: bundles:: hostile:: serve:: push::push_stages_a_tree push::a_one_file_change security::links_out_of_the_release"
   [objects]="src/host/objects.rs|--test cli --test durability|push:: serve:: releases::prune_removes_a_release a_push_leaves|cargo"
-  [stage]="src/host/stage.rs src/host/plan_push.rs|--lib --test cli|host::stage:: push:: hostile:: sign:: serve:: releases::prune_removes_a_release plan::plan_shows_what_deploy plan::plan_of_a_release_allowed_signers faults::faults_disk_full faults::faults_a_push_stopped releases::verify_repair fleet::fleet_a_target_that_reaches_one_root_twice"
+  [stage]="src/host/stage.rs src/host/plan_push.rs|--lib --test cli|host::stage:: push:: hostile:: sign:: serve:: releases::prune_removes_a_release plan::plan_shows_what_deploy plan::plan_of_a_release_allowed_signers faults::faults_disk_full faults::faults_a_push_stopped releases::verify_repair fleet::fleet_a_target_that_reaches_one_root_twice pull::pull_deploy_over_ssh_sends_no_content_on_garage pull::pull_a_host_killed_midway"
 )
 ORDER=(activate signatures lock prune manifest objects stage)
 
@@ -75,7 +76,8 @@ for m in "${modules[@]}"; do
   done
   for f in $files; do args+=(--file "$f"); done
   echo "== $m: $files (tests: $filters; $tool)" >&2
-  mkdir -p "target/mutants/$m"
+  out="target/mutants/$m${OUT:+-$OUT}"
+  mkdir -p "$out"
   start=$(date +%s)
   # Exit 2 means "some mutants were missed": report it, go on to the next module.
   # shellcheck disable=SC2086
@@ -83,7 +85,7 @@ for m in "${modules[@]}"; do
   # on 2 cores; copying target/ does not save it: cargo-mutants' own
   # RUSTFLAGS rebuild every dependency); each mutant after that is seconds.
   cargo mutants "${args[@]}" "${extra[@]}" --jobs "${JOBS:-1}" --baseline skip --timeout "${TIMEOUT:-300}" \
-    --output "target/mutants/$m" \
+    --output "$out" \
     -- -- $filters || [ $? -eq 2 ]
   echo "== $m: $(( $(date +%s) - start )) s" >&2
 done
