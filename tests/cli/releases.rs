@@ -625,12 +625,16 @@ fn verify_repair_rebuilds_damaged_releases_from_the_store_and_keeps_their_record
         crate::support::snapshot(&root.join("releases/v2")),
     );
 
+    let ino = |p: &str| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(root.join(p)).unwrap());
+    let (damaged, intact) = (ino("releases/v1/index.html"), ino("releases/v1/static/app.js"));
+    let intact2 = ino("releases/v2/index.html");
     // The live release's index.html edited in place (a hardlink: its object
     // in `objects/` is damaged with it), a file removed from v2, one added.
     let writable = |p: &Path| std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
     writable(&root.join("releases/v1"));
     writable(&root.join("releases/v1/index.html"));
-    std::fs::write(root.join("releases/v1/index.html"), "<h1>hacked</h1>\n").unwrap();
+    // The same length: only the hash tells the damage.
+    std::fs::write(root.join("releases/v1/index.html"), "<h1>XX</h1>\n").unwrap();
     std::fs::write(root.join("releases/v1/extra.php"), "<?php").unwrap();
     writable(&root.join("releases/v2/static"));
     std::fs::remove_file(root.join("releases/v2/static/app.js")).unwrap();
@@ -641,6 +645,12 @@ fn verify_repair_rebuilds_damaged_releases_from_the_store_and_keeps_their_record
         .ok()
         .stderr_has("rebuilt v1")
         .stderr_has("rebuilt v2");
+    // Only the damaged content was written again; what was intact is the
+    // same file (in both trees: the removed app.js is linked back).
+    assert_ne!(ino("releases/v1/index.html"), damaged);
+    assert_eq!(ino("releases/v1/static/app.js"), intact);
+    assert_eq!(ino("releases/v2/static/app.js"), intact);
+    assert_eq!(ino("releases/v2/index.html"), intact2);
     assert_eq!(
         (
             crate::support::snapshot(&root.join("releases/v1")),
