@@ -9,6 +9,7 @@
 #   JOBS=2 scripts/mutants.sh prune     # mutants built and tested in parallel
 #   scripts/mutants.sh stage -- --re check_space   # only one function's mutants
 #   OUT=again scripts/mutants.sh stage -- …        # results in target/mutants/stage-again/
+#   TOGETHER=1 scripts/mutants.sh lock activate    # one run (one scratch build) for both
 #
 # Needs cargo-mutants (`cargo install --locked cargo-mutants`). Results go to
 # target/mutants/<module>/mutants.out/ (caught.txt, missed.txt, …).
@@ -53,6 +54,26 @@ while [ $# -gt 0 ]; do
   shift
 done
 [ ${#modules[@]} -gt 0 ] || modules=("${ORDER[@]}")
+
+# TOGETHER=1: the modules named make one run (one scratch build instead of
+# one each; a mutant is tested against the tests of every module named).
+if [ -n "${TOGETHER:-}" ] && [ ${#modules[@]} -gt 1 ]; then
+  all_files="" all_targets="" all_filters="" all_tool=""
+  for m in "${modules[@]}"; do
+    scope=${SCOPE[$m]:-}
+    [ -n "$scope" ] || { echo "unknown module \`$m\` (one of: ${ORDER[*]})" >&2; exit 2; }
+    IFS='|' read -r files targets filters tool <<<"$scope"
+    all_files+=" $files"
+    all_filters+=" $filters"
+    [ "$tool" = cargo ] && all_tool=cargo
+    for t in --lib --test\ cli --test\ durability; do
+      case " $targets " in *" $t "*) case " $all_targets " in *" $t "*) ;; *) all_targets+=" $t" ;; esac ;; esac
+    done
+  done
+  joined=$(IFS=+; echo "${modules[*]}")
+  SCOPE[$joined]="${all_files# }|${all_targets# }|${all_filters# }|$all_tool"
+  modules=("$joined")
+fi
 
 for m in "${modules[@]}"; do
   scope=${SCOPE[$m]:-}
