@@ -225,6 +225,54 @@ fn a_name_bound_to_another_id_on_the_host_is_refused() {
     assert_eq!(std::fs::read_to_string(root.join("releases/r/f")).unwrap(), "one");
 }
 
+/// What is at `releases/<name>` must be the tree the record describes: a
+/// directory nobody recorded, or a record whose tree was replaced by a
+/// symlink, is named and left alone, before a byte of content is sent.
+#[test]
+fn a_release_path_that_is_not_the_recorded_tree_is_refused_before_any_content() {
+    let env = Env::new();
+    site_v1(&env);
+    // A directory where the release would go, without a record.
+    let root = env.path("host");
+    std::fs::create_dir_all(root.join(".slipway")).unwrap();
+    std::fs::create_dir_all(root.join("releases/v1")).unwrap();
+    std::fs::write(root.join("releases/v1/mine.txt"), "someone's").unwrap();
+    env.slipway()
+        .args(["push", "v1", "-t"])
+        .arg(&root)
+        .fails(1)
+        .one_line_error()
+        .stderr_has(&format!(
+            "`{}` exists but `{}` does not; move the directory away and push again",
+            root.join("releases/v1").display(),
+            root.join(".slipway/releases/v1.json").display()
+        ));
+    let objects = std::fs::read_dir(root.join(".slipway/objects")).map_or(0, |d| d.count());
+    assert_eq!(objects, 0, "content was sent before the refusal");
+    assert_eq!(std::fs::read_dir(root.join("releases/v1")).unwrap().count(), 1);
+
+    // A recorded release whose tree is now a symlink to a directory.
+    let root = env.path("host2");
+    env.slipway().args(["push", "v1", "-t"]).arg(&root).ok();
+    let elsewhere = env.path("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::set_permissions(root.join("releases"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(root.join("releases/v1"), env.path("moved-v1")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, root.join("releases/v1")).unwrap();
+    let record = std::fs::read(root.join(".slipway/releases/v1.json")).unwrap();
+    env.slipway()
+        .args(["push", "v1", "-t"])
+        .arg(&root)
+        .fails(1)
+        .one_line_error()
+        .stderr_has(&format!(
+            "`{}` is not a directory; move it away and push again",
+            root.join("releases/v1").display()
+        ));
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    assert_eq!(std::fs::read(root.join(".slipway/releases/v1.json")).unwrap(), record);
+}
+
 #[test]
 fn bad_targets_and_releases_are_usage_errors() {
     let env = Env::new();
