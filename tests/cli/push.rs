@@ -178,10 +178,12 @@ fn a_one_file_change_sends_kilobytes_and_shares_unchanged_files_by_inode() {
     );
 
     // Pushing again is a successful no-op: nothing sent, nothing rewritten
-    // (the release's record is the same file, not a copy of it).
+    // (the release's record is the same file, not a copy of it) and not
+    // even a mode set again on its tree (a chmod changes the ctime).
     let record = || {
         let m = std::fs::metadata(root.join(".slipway/releases/v2.json")).unwrap();
-        (m.ino(), m.modified().unwrap())
+        let tree = std::fs::metadata(root.join("releases/v2")).unwrap();
+        (m.ino(), m.modified().unwrap(), tree.ctime(), tree.ctime_nsec())
     };
     let before = record();
     let again = env.slipway().args(["push", "v2", "--json", "-t"]).arg(&root).ok();

@@ -847,3 +847,58 @@ fn serve_refuses_to_activate_a_release_whose_push_never_finished() {
     assert_eq!(activate_raw(&root, "v2").unwrap().to, "v2");
     assert_eq!(current(&root), "releases/v2");
 }
+
+/// The manifests a host offers as compression bases: the current release
+/// and the most recently pushed others, four at most, only releases whose
+/// tree is there.
+#[test]
+fn serve_offers_the_current_and_the_latest_releases_as_manifest_bases() {
+    let env = Env::new();
+    let root = env.path("host");
+    let ids: Vec<(String, Digest)> = (1..=6)
+        .map(|i| {
+            let name = format!("r{i}");
+            let hex = staged(&env, &root, &name, &format!("<h1>{i}</h1>\n"));
+            (name, Digest::from_hex(&hex).unwrap())
+        })
+        .collect();
+    activate_raw(&root, "r1").unwrap();
+    // Pushed in this order, a day apart (the record's mtime says when).
+    for (i, (name, _)) in ids.iter().enumerate() {
+        let ok = Command::new("touch")
+            .args(["-m", "-d", &format!("2026-01-0{} 12:00", i + 1)])
+            .arg(root.join(format!(".slipway/releases/{name}.json")))
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    // r6's tree is gone (a push killed before its rename): not a base.
+    let releases = root.join("releases");
+    std::fs::set_permissions(&releases, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(releases.join("r6"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::remove_dir_all(releases.join("r6")).unwrap();
+
+    let mut raw = Raw::greeted(&root);
+    let answer = raw.request(&Message::Push(Box::new(PushOffer {
+        name: "r7".into(),
+        id: Digest::of(b"r7"),
+        provenance: None,
+        signatures: Vec::new(),
+        link_mode: Default::default(),
+        pushed_by: "tester@here".into(),
+        shared: vec![],
+        shared_files: vec![],
+        repair: false,
+        source: None,
+        command: None,
+    })));
+    raw.abandon();
+    let Ok(Message::SendManifest { mut bases, pull: false }) = answer else {
+        panic!("expected send_manifest: {answer:?}")
+    };
+    bases.sort();
+    // current (r1), then the latest whose tree is here: r5, r4, r3.
+    let mut want: Vec<Digest> = [0, 4, 3, 2].iter().map(|&i| ids[i].1).collect();
+    want.sort();
+    assert_eq!(bases, want);
+}
