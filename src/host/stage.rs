@@ -876,6 +876,11 @@ fn publish(layout: &Layout, name: &str, repair: bool) -> Result<()> {
         return fs::remove_tree(&partial);
     }
     if !fs::rename_noreplace(&partial, &dest)? {
+        // The record written by `bind` must not name a tree this push did
+        // not make: without it, the next push refuses that directory
+        // (`TreeWithoutMeta`) instead of calling it staged.
+        fs::remove_file_optional(&layout.release_meta_path(name))?;
+        fs::fsync_dir(&layout.release_meta_dir())?;
         return Err(Error::AppearedWhileStaging {
             path: dest,
             release: name.to_string(),

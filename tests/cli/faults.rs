@@ -393,6 +393,86 @@ fn can_mount(test: &str) -> bool {
     false
 }
 
+/// A directory that appears at `releases/<name>` while the release is
+/// being staged (someone's `mkdir`, another tool) is left as it is: the
+/// push fails naming it, and binds nothing to it, so the next push refuses
+/// that directory instead of calling it staged, and nothing activates it.
+#[test]
+fn faults_a_directory_that_appears_while_staging_is_left_alone_and_never_taken_for_the_release() {
+    let env = Env::new();
+    make_release(&env, "v1", 30, 1 << 20, 0, 1);
+    let root = env.path("host");
+    let t = root.to_str().unwrap();
+    let err = env.path("push.err");
+    let mut child = env
+        .slipway()
+        .args(["push", "v1", "-t", t])
+        .cmd
+        .stderr(File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    // Once the content is arriving (the name's checks are behind it), the
+    // client stops sending, and the directory appears.
+    let incoming = root.join(".slipway/tmp/v1.incoming");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !incoming.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "the push ended too soon");
+        assert!(Instant::now() < deadline, "the push never started writing");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    signal(child.id(), Signal::STOP);
+    let releases = root.join("releases");
+    let mode = std::fs::metadata(&releases).unwrap().permissions().mode();
+    std::fs::set_permissions(&releases, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir(releases.join("v1")).unwrap();
+    std::fs::write(releases.join("v1/mine.txt"), "not a release").unwrap();
+    std::fs::set_permissions(&releases, std::fs::Permissions::from_mode(mode)).unwrap();
+    signal(child.id(), Signal::CONT);
+    let status = wait_timeout(&mut child, Duration::from_secs(60)).expect("the push hangs");
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "`{}` appeared while `v1` was being staged; move it away and push again",
+            releases.join("v1").display()
+        )),
+        "{stderr}"
+    );
+    let left = |p: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(left(&releases.join("v1")), ["mine.txt"]);
+    assert_eq!(
+        std::fs::read_to_string(releases.join("v1/mine.txt")).unwrap(),
+        "not a release"
+    );
+    assert!(
+        !root.join(".slipway/releases/v1.json").exists(),
+        "v1 is bound to that directory"
+    );
+    assert!(leftovers(&root).is_empty(), "{:?}", leftovers(&root));
+
+    // The next push names the directory; nothing can activate it.
+    env.slipway()
+        .args(["push", "v1", "-t", t])
+        .fails(1)
+        .one_line_error()
+        .stderr_has("exists but");
+    env.slipway().args(["activate", "v1", "-t", t]).fails(1);
+    assert!(!root.join("current").exists());
+    // Moved away, the push goes through.
+    std::fs::set_permissions(&releases, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(releases.join("v1"), env.path("mine")).unwrap();
+    std::fs::set_permissions(&releases, std::fs::Permissions::from_mode(mode)).unwrap();
+    env.slipway().args(["deploy", "v1", "-t", t]).ok();
+    env.slipway().args(["verify", "-t", t]).ok();
+}
+
 #[test]
 fn faults_disk_full_is_one_line_naming_the_host_keeps_every_release_and_cleans_up() {
     if !can_mount("faults_disk_full") {
