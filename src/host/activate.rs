@@ -112,6 +112,7 @@ pub fn point_current(layout: &Layout, name: &str) -> Result<()> {
         return Err(e);
     }
     super::fault::point("after-rename");
+    super::fault::error_point("after-rename").map_err(|e| Error::io("fsync", &layout.root, e))?;
     fs::fsync_dir(&layout.root)
 }
 

@@ -300,10 +300,28 @@ fn faults_a_switch_that_cannot_be_recorded_is_reported_as_switched_and_recorded_
     // once, from the intent.
     assert_eq!(tos(b), ["v1", "v2"]);
     assert!(!b.join(".slipway/intent.json").exists());
-    s.slipway().args(["rollback", "-t", "prod"]).ok();
+    let out = s.slipway().args(["rollback", "-t", "prod"]).ok();
+    // A switch that had room says nothing about the disk.
+    assert!(!out.stderr().contains("warning"), "{out}");
     for root in [&a, &b] {
         assert_eq!(current_name(root).as_deref(), Some("v1"));
         assert_eq!(tos(root), ["v1", "v2", "v1"], "{}", root.display());
+        assert_intact(root);
+    }
+    // The rename done, its fsync failing: switched too, and said so.
+    let out = s
+        .slipway()
+        .env("SLIPWAY_FAULT", format!("enospc:after-rename@{}", b.display()))
+        .args(["deploy", "v2", "-t", "prod"])
+        .ok();
+    out.stderr_has(&format!(
+        "warning: {}: switched to `v2`, but recording it failed (cannot fsync `{}`: no space left on device)",
+        b.display(),
+        b.display()
+    ));
+    for root in [&a, &b] {
+        assert_eq!(current_name(root).as_deref(), Some("v2"), "{}: {out}", root.display());
+        assert_eq!(tos(root), ["v1", "v2", "v1", "v2"], "{}", root.display());
         assert_intact(root);
     }
 }
