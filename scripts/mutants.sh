@@ -32,7 +32,7 @@ command -v cargo-mutants >/dev/null 2>&1 || {
 declare -A SCOPE=(
   [signatures]="src/host/signatures.rs|--test cli|sign:: security::a_push_offering security::host_check_lists"
   [activate]="src/host/activate.rs|--test cli|releases:: sign::releases_staged gates:: faults::faults_an_activation faults::faults_a_torn_history faults::faults_a_switch_that_cannot faults::faults_a_full_disk_still serve::serve_resolves serve::serve_refuses_to_activate"
-  [lock]="src/host/lock.rs|--test cli|releases::a_held_lock releases::racing fleet::fleet_activate_fails_fast"
+  [lock]="src/host/lock.rs|--test cli|releases::a_held_lock releases::racing fleet::fleet_activate_fails_fast faults::faults_a_full_disk_still"
   [prune]="src/host/prune.rs|--test cli|releases:: security::an_append_only faults::faults_a_prune prune"
   [manifest]="src/manifest.rs|--lib --test cli|manifest:: bundles:: hostile:: serve:: push::push_stages_a_tree push::a_one_file_change security::links_out_of_the_release"
   [objects]="src/host/objects.rs|--test cli --test durability|push:: serve:: releases::prune_removes_a_release a_push_leaves|cargo"
