@@ -411,6 +411,32 @@ fn can_mount(test: &str) -> bool {
     false
 }
 
+/// Start `push REL` to `root` (stderr to `err`) and stop the client
+/// (SIGSTOP) as soon as the host writes the release's content; the caller
+/// sends SIGCONT.
+fn push_stopped_while_writing(env: &Env, rel: &str, root: &Path, err: &Path) -> std::process::Child {
+    let mut child = env
+        .slipway()
+        .args(["push", rel, "-t"])
+        .arg(root)
+        .cmd
+        .stderr(File::create(err).unwrap())
+        .spawn()
+        .unwrap();
+    let incoming = root.join(format!(".slipway/tmp/{rel}.incoming"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !incoming.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the push ended before it was stopped"
+        );
+        assert!(Instant::now() < deadline, "the push never started writing");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    signal(child.id(), Signal::STOP);
+    child
+}
+
 /// A directory that appears at `releases/<name>` while the release is
 /// being staged (someone's `mkdir`, another tool) is left as it is: the
 /// push fails naming it, and binds nothing to it, so the next push refuses
@@ -422,23 +448,9 @@ fn faults_a_directory_that_appears_while_staging_is_left_alone_and_never_taken_f
     let root = env.path("host");
     let t = root.to_str().unwrap();
     let err = env.path("push.err");
-    let mut child = env
-        .slipway()
-        .args(["push", "v1", "-t", t])
-        .cmd
-        .stderr(File::create(&err).unwrap())
-        .spawn()
-        .unwrap();
     // Once the content is arriving (the name's checks are behind it), the
     // client stops sending, and the directory appears.
-    let incoming = root.join(".slipway/tmp/v1.incoming");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !incoming.exists() {
-        assert!(child.try_wait().unwrap().is_none(), "the push ended too soon");
-        assert!(Instant::now() < deadline, "the push never started writing");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    signal(child.id(), Signal::STOP);
+    let mut child = push_stopped_while_writing(&env, "v1", &root, &err);
     let releases = root.join("releases");
     let mode = std::fs::metadata(&releases).unwrap().permissions().mode();
     std::fs::set_permissions(&releases, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -524,24 +536,7 @@ fn faults_disk_full_is_one_line_naming_the_host_keeps_every_release_and_cleans_u
     // Fits when the push starts, but the disk fills while it writes.
     disk.resize("48m");
     let err = env.path("push-v2.err");
-    let mut child = env
-        .slipway()
-        .args(["push", "v2", "-t", t])
-        .cmd
-        .stderr(File::create(&err).unwrap())
-        .spawn()
-        .unwrap();
-    let incoming = root.join(".slipway/tmp/v2.incoming");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !incoming.exists() {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the push ended before the disk could fill"
-        );
-        assert!(Instant::now() < deadline, "the push never started writing");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    signal(child.id(), Signal::STOP);
+    let mut child = push_stopped_while_writing(&env, "v2", &root, &err);
     let filler = mnt.join("filler");
     fill(&filler);
     signal(child.id(), Signal::CONT);

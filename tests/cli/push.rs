@@ -108,11 +108,7 @@ fn push_stages_a_tree_identical_to_the_bundle_read_only_and_without_going_live()
         std::fs::symlink_metadata(root.join("current")).is_err(),
         "push never activates"
     );
-    let tmp: Vec<_> = std::fs::read_dir(root.join(".slipway/tmp"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.ends_with(".lock"))
-        .collect();
+    let tmp = crate::support::faults::leftovers(&root);
     assert!(tmp.is_empty(), "staging leftovers: {tmp:?}");
     for (path, mode, is_dir) in modes(&root.join(".slipway/objects")) {
         if !is_dir {

@@ -678,11 +678,7 @@ fn verify_repair_rebuilds_damaged_releases_from_the_store_and_keeps_their_record
     assert_eq!(kept(&meta("v1")), kept(&meta1));
     assert_eq!(kept(&meta("v2")), kept(&meta2));
     assert_eq!(std::fs::read(root.join(".slipway/history.jsonl")).unwrap(), history);
-    let tmp: Vec<String> = std::fs::read_dir(root.join(".slipway/tmp"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.ends_with(".lock"))
-        .collect();
+    let tmp = crate::support::faults::leftovers(&root);
     assert!(tmp.is_empty(), "nothing left in tmp/ but lock files: {tmp:?}");
     env.slipway().args(["verify", "-t", t]).ok();
 }

@@ -160,11 +160,7 @@ fn outside_tmp(root: &Path) -> Vec<PathBuf> {
 
 fn assert_nothing_staged(root: &Path, before: &[PathBuf]) {
     assert_eq!(outside_tmp(root), before, "something was written outside .slipway/tmp");
-    let tmp: Vec<String> = std::fs::read_dir(root.join(".slipway/tmp"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.ends_with(".lock"))
-        .collect();
+    let tmp = crate::support::faults::leftovers(root);
     assert!(tmp.is_empty(), "staging leftovers: {tmp:?}");
 }
 

@@ -326,11 +326,7 @@ fn a_host_with_allowed_signers_stages_a_signed_release_and_records_its_signer() 
     assert_eq!(meta["signatures"].as_array().map(Vec::len), Some(1));
     assert_eq!(meta["signatures"][0]["principal"], "alice@laptop");
     // No scratch files are left in .slipway/tmp.
-    let tmp: Vec<String> = std::fs::read_dir(root.join(".slipway/tmp"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.ends_with(".lock"))
-        .collect();
+    let tmp = crate::support::faults::leftovers(&root);
     assert!(tmp.is_empty(), "{tmp:?}");
 }
 
