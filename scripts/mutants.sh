@@ -102,9 +102,10 @@ for m in "${modules[@]}"; do
   start=$(date +%s)
   # Exit 2 means "some mutants were missed": report it, go on to the next module.
   # shellcheck disable=SC2086
-  # Each module starts with a whole build in a scratch copy (about 5 minutes
-  # on 2 cores; copying target/ does not save it: cargo-mutants' own
-  # RUSTFLAGS rebuild every dependency); each mutant after that is seconds.
+  # Each run starts with a whole build in a scratch copy (3 to 4 minutes on
+  # 2 cores; copying target/ does not save it: cargo-mutants' own RUSTFLAGS
+  # rebuild every dependency); each mutant after that takes 5 to 10 s to
+  # build and up to its scope's test time (about 30 s for `stage`) to test.
   cargo mutants "${args[@]}" "${extra[@]}" --jobs "${JOBS:-1}" --baseline skip --timeout "${TIMEOUT:-300}" \
     --output "$out" \
     -- -- $filters || [ $? -eq 2 ]
