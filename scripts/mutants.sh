@@ -7,7 +7,7 @@
 #   scripts/mutants.sh                  # every module below, one after another
 #   scripts/mutants.sh lock activate    # only these
 #   JOBS=2 scripts/mutants.sh prune     # mutants built and tested in parallel
-#   scripts/mutants.sh stage -- --re check_space   # only one function's mutants
+#   scripts/mutants.sh stage -- --re space_needed  # only one function's mutants
 #   OUT=again scripts/mutants.sh stage -- …        # results in target/mutants/stage-again/
 #   TOGETHER=1 scripts/mutants.sh lock activate    # one run (one scratch build) for both
 #
@@ -36,12 +36,12 @@ declare -A SCOPE=(
   [prune]="src/host/prune.rs|--test cli|releases:: security::an_append_only faults::faults_a_prune prune"
   [manifest]="src/manifest.rs|--lib --test cli|manifest:: bundles:: hostile:: serve:: push::push_stages_a_tree push::a_one_file_change security::links_out_of_the_release"
   [objects]="src/host/objects.rs|--test cli --test durability|push:: serve:: releases::prune_removes_a_release a_push_leaves|cargo"
-  [stage]="src/host/stage.rs src/host/plan_push.rs|--lib --test cli --test durability|host::stage:: a_push_fsyncs push:: hostile:: sign:: serve:: releases::prune_removes_a_release plan::plan_shows_what_deploy plan::plan_of_a_release_allowed_signers faults::faults_disk_full faults::faults_a_push_stopped releases::verify_repair fleet::fleet_a_target_that_reaches_one_root_twice faults::faults_a_directory_that_appears pull::pull_deploy_over_ssh_sends_no_content_on_garage pull::pull_a_host_killed_midway"
+  [stage]="src/host/stage.rs src/host/plan_push.rs src/host/space.rs|--lib --test cli --test durability|host::space:: a_push_fsyncs push:: hostile:: sign:: serve:: releases::prune_removes_a_release plan::plan_shows_what_deploy plan::plan_of_a_release_allowed_signers faults::faults_disk_full faults::faults_a_push_stopped releases::verify_repair fleet::fleet_a_target_that_reaches_one_root_twice faults::faults_a_directory_that_appears pull::pull_deploy_over_ssh_sends_no_content_on_garage pull::pull_a_host_killed_midway"
 )
 ORDER=(activate signatures lock prune manifest objects stage)
 
 # Anything after `--` goes to cargo-mutants itself, e.g. `scripts/mutants.sh
-# stage -- --re check_space` to run again only the mutants of one function.
+# stage -- --re space_needed` to run again only the mutants of one function.
 modules=()
 extra=()
 while [ $# -gt 0 ]; do

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 
 use super::session::{Session, validate_actor};
 use super::signatures;
-use super::stage::{Plan, admit, base_candidates, check_space, receive_manifest};
+use super::stage::{Plan, admit, base_candidates, receive_manifest};
 use crate::error::{Error, Result};
 use crate::fs;
 use crate::manifest::validate_name;
@@ -85,7 +85,7 @@ pub fn plan_push<R: Read, W: Write>(session: &mut Session<R, W>, offer: &PushOff
         })
         .and_then(|()| {
             if exists {
-                check_space(&layout, &offer.name, &plan, &manifest, manifest_size, offer.link_mode)
+                super::space::check(&layout, &offer.name, &plan, &manifest, manifest_size, offer.link_mode)
             } else {
                 Ok(())
             }

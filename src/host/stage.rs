@@ -57,7 +57,6 @@ use crate::digest::Digest;
 use crate::error::{Error, Result, describe_io};
 use crate::fs;
 use crate::manifest::{Kind, MAX_MANIFEST_BYTES, Manifest, ObjectKey, validate_name};
-use crate::output::human_bytes;
 use crate::protocol::{Channel, MAX_LOCATIONS, Message, Need, PushOffer, Staged, encode_indices};
 use crate::signature;
 
@@ -150,7 +149,7 @@ pub fn push<R: Read, W: Write>(session: &mut Session<R, W>, offer: PushOffer) ->
     }
 
     let plan = Plan::new(&layout, &manifest)?;
-    check_space(&layout, name, &plan, &manifest, manifest_size, offer.link_mode)?;
+    super::space::check(&layout, name, &plan, &manifest, manifest_size, offer.link_mode)?;
     // A few missing objects: their locations from the client cost less
     // than the release's whole index from the bucket.
     let locations = offer.source.as_ref().is_some_and(|s| s.assist)
@@ -635,7 +634,7 @@ pub(super) struct Plan {
     /// Entry index of the first file of each missing object, ascending.
     pub(super) missing: Vec<u32>,
     /// Missing objects still to receive, with that entry index.
-    wanted: HashMap<ObjectKey, u32>,
+    pub(super) wanted: HashMap<ObjectKey, u32>,
     pub(super) bytes_needed: u64,
     pub(super) reused: u64,
 }
@@ -669,59 +668,6 @@ impl Plan {
         }
         Ok(plan)
     }
-}
-
-/// Refuse early, in one line, when the file system cannot hold the push.
-pub(super) fn check_space(
-    layout: &Layout,
-    name: &str,
-    plan: &Plan,
-    manifest: &Manifest,
-    manifest_size: u64,
-    mode: LinkMode,
-) -> Result<()> {
-    let (available, block) = fs::available_bytes(&layout.objects_dir())?;
-    let needed = space_needed(plan, manifest, manifest_size, mode, block);
-    if needed > available {
-        return Err(Error::NoSpace {
-            release: name.to_string(),
-            root: layout.root.clone(),
-            detail: format!(
-                "it needs {} but {} are free; {}",
-                human_bytes(needed),
-                human_bytes(available),
-                super::space::advice(layout, needed)
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// What a push takes on a file system of `block`-byte blocks: the missing
-/// contents rounded up to whole blocks (a thousand 100-byte files take a
-/// thousand blocks), a block (at least 4 KiB) per directory and one for the
-/// tree's top, twice the manifest (the metadata file holds it
-/// pretty-printed), and with `link_mode = "copy"` every file of the tree
-/// again.
-fn space_needed(plan: &Plan, manifest: &Manifest, manifest_size: u64, mode: LinkMode, block: u64) -> u64 {
-    let blocks = |size: u64| size.div_ceil(block).saturating_mul(block);
-    let dirs = manifest.entries.iter().filter(|e| e.kind == Kind::Dir).count() as u64 + 1;
-    let contents: u64 = plan
-        .wanted
-        .values()
-        .filter_map(|i| manifest.entries.get(*i as usize))
-        .map(|e| blocks(e.size))
-        .sum();
-    let mut needed = contents + dirs * block.max(4096) + 2 * manifest_size;
-    if mode == LinkMode::Copy {
-        needed += manifest
-            .entries
-            .iter()
-            .filter(|e| e.kind == Kind::File)
-            .map(|e| blocks(e.size))
-            .sum::<u64>();
-    }
-    needed
 }
 
 /// Re-hash every object of `manifest` and remove the ones whose content is
@@ -890,59 +836,4 @@ fn publish(layout: &Layout, name: &str, repair: bool) -> Result<()> {
     fs::set_mode(&dest, 0o555)?;
     fs::fsync_dir(&dest)?;
     fs::fsync_dir(&layout.releases_dir())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::manifest::Entry;
-
-    #[test]
-    fn space_needed_counts_whole_blocks_directories_the_manifest_and_copies() {
-        let f = |path: &str, size: u64, byte: u8| Entry::file(path.into(), false, size, Digest::of(&[byte]));
-        let manifest = Manifest {
-            version: 1,
-            source_date_epoch: 0,
-            entries: vec![
-                Entry::dir("d".into()),
-                Entry::dir("d/e".into()),
-                f("d/a", 1, 1),
-                f("d/b", 4096, 2),
-                f("d/e/c", 4097, 3),
-                f("here", 10_000, 4),
-                Entry::symlink("l".into(), "here".into()),
-            ],
-        };
-        // Entries 2, 3 and 4 missing; `here` (entry 5) is already in objects/.
-        let plan = Plan {
-            missing: vec![2, 3, 4],
-            wanted: [2u32, 3, 4]
-                .into_iter()
-                .map(|i| (manifest.entries[i as usize].object().unwrap(), i))
-                .collect(),
-            bytes_needed: 1 + 4096 + 4097,
-            reused: 1,
-        };
-        // Contents 1 + 1 + 2 blocks, 3 directories (with the top), the manifest twice.
-        let hardlinked = 4 * 4096 + 3 * 4096 + 2 * 700;
-        assert_eq!(
-            space_needed(&plan, &manifest, 700, LinkMode::Hardlink, 4096),
-            hardlinked
-        );
-        // Every file again, the one already here too (1 + 1 + 2 + 3 blocks).
-        assert_eq!(
-            space_needed(&plan, &manifest, 700, LinkMode::Copy, 4096),
-            hardlinked + 7 * 4096
-        );
-        // Blocks of 1 KiB: contents 1 + 4 + 5 KiB, directories still 4 KiB each.
-        assert_eq!(
-            space_needed(&plan, &manifest, 700, LinkMode::Hardlink, 1024),
-            10 * 1024 + 3 * 4096 + 1400
-        );
-        // Blocks of 64 KiB: a directory takes a whole block.
-        assert_eq!(
-            space_needed(&plan, &manifest, 0, LinkMode::Hardlink, 65536),
-            3 * 65536 + 3 * 65536
-        );
-    }
 }
