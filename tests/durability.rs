@@ -90,16 +90,18 @@ fn write_tree(dir: &Path, version: u8) {
     }
 }
 
-#[test]
-fn a_push_leaves_a_neighbours_unsynced_writes_on_the_host_file_system_dirty() {
-    // Under target/ rather than /tmp, which may be a RAM file system
-    // (whose pages are never counted as dirty).
+/// A scratch directory under target/ (not /tmp, which may be a RAM file
+/// system, whose pages are never counted as dirty) with a store holding v1
+/// and v2 of [`write_tree`] and a host root that has v1: the push of v2 is
+/// the one to watch. Returns the directory (removed when dropped), the
+/// store and the root.
+fn v1_pushed_v2_built() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let tmp = tempfile::Builder::new()
         .prefix("slipway-durability-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .unwrap();
     let store = tmp.path().join("store");
-    let host: PathBuf = tmp.path().join("host");
+    let host = tmp.path().join("host");
     for v in [1u8, 2] {
         let src = tmp.path().join(format!("src{v}"));
         write_tree(&src, v);
@@ -109,6 +111,12 @@ fn a_push_leaves_a_neighbours_unsynced_writes_on_the_host_file_system_dirty() {
             .args(["--name", &format!("v{v}")]));
     }
     run(slipway(&store).args(["push", "v1", "-t"]).arg(&host));
+    (tmp, store, host)
+}
+
+#[test]
+fn a_push_leaves_a_neighbours_unsynced_writes_on_the_host_file_system_dirty() {
+    let (tmp, store, host) = v1_pushed_v2_built();
 
     let kib = (background_threshold_kib() / 2).min(256 * 1024);
     if kib < 32 * 1024 {
@@ -192,21 +200,7 @@ fn fsynced(line: &str) -> Option<&str> {
 
 #[test]
 fn a_push_fsyncs_each_file_it_wrote_and_each_directory_it_made_before_the_release_appears_and_nothing_else() {
-    let tmp = tempfile::Builder::new()
-        .prefix("slipway-durability-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
-    let store = tmp.path().join("store");
-    let host = tmp.path().join("host");
-    for v in [1u8, 2] {
-        let src = tmp.path().join(format!("src{v}"));
-        write_tree(&src, v);
-        run(slipway(&store)
-            .args(["build", "--dir"])
-            .arg(&src)
-            .args(["--name", &format!("v{v}")]));
-    }
-    run(slipway(&store).args(["push", "v1", "-t"]).arg(&host));
+    let (tmp, store, host) = v1_pushed_v2_built();
     let lines = traced(&store, &tmp.path().join("strace.log"), &["push", "v2", "-t"], &host);
     if lines.is_empty() {
         return;

@@ -100,17 +100,9 @@ impl Raw {
         (shared, shared_files): (Vec<String>, Vec<String>),
     ) -> Result<Vec<u32>, Error> {
         self.ch.send(&Message::Push(Box::new(PushOffer {
-            name: name.into(),
-            id,
-            provenance: None,
-            signatures: Vec::new(),
-            link_mode: Default::default(),
-            pushed_by: "mallory@evil".into(),
             shared,
             shared_files,
-            repair: false,
-            source: None,
-            command: None,
+            ..offer_of(name, id)
         })))?;
         match self.ch.recv()? {
             Message::SendManifest { .. } => {}
@@ -122,6 +114,24 @@ impl Raw {
             panic!("expected need")
         };
         decode_indices(&self.ch.recv_blob(need.objects * 4, "need")?)
+    }
+}
+
+/// A push offer of release `name` with bundle id `id` from a client that
+/// is not slipway: no signatures, no shared paths, not a repair.
+fn offer_of(name: &str, id: Digest) -> PushOffer {
+    PushOffer {
+        name: name.into(),
+        id,
+        provenance: None,
+        signatures: Vec::new(),
+        link_mode: Default::default(),
+        pushed_by: "mallory@evil".into(),
+        shared: vec![],
+        shared_files: vec![],
+        repair: false,
+        source: None,
+        command: None,
     }
 }
 
@@ -237,17 +247,8 @@ fn serve_repairs_only_the_bundle_it_has_under_that_name() {
     let repair = |name: &str, id: Digest| {
         let mut raw = Raw::greeted(&root);
         let answer = raw.request(&Message::Push(Box::new(PushOffer {
-            name: name.into(),
-            id,
-            provenance: None,
-            signatures: Vec::new(),
-            link_mode: Default::default(),
-            pushed_by: "mallory@evil".into(),
-            shared: vec![],
-            shared_files: vec![],
             repair: true,
-            source: None,
-            command: None,
+            ..offer_of(name, id)
         })));
         match answer {
             Err(e) => {
@@ -390,19 +391,10 @@ fn serve_refuses_manifests_that_leave_the_root() {
     let mut raw = Raw::greeted(&root);
     let m = manifest(vec![file("a", b"a")]);
     raw.ch
-        .send(&Message::Push(Box::new(PushOffer {
-            name: "evil".into(),
-            id: Digest::of(b"something else"),
-            provenance: None,
-            signatures: Vec::new(),
-            link_mode: Default::default(),
-            pushed_by: "m@e".into(),
-            shared: vec![],
-            shared_files: vec![],
-            repair: false,
-            source: None,
-            command: None,
-        })))
+        .send(&Message::Push(Box::new(offer_of(
+            "evil",
+            Digest::of(b"something else"),
+        ))))
         .unwrap();
     raw.ch.recv().unwrap();
     raw.ch
@@ -875,19 +867,7 @@ fn serve_offers_the_current_and_the_latest_releases_as_manifest_bases() {
     std::fs::remove_dir_all(releases.join("r6")).unwrap();
 
     let mut raw = Raw::greeted(&root);
-    let answer = raw.request(&Message::Push(Box::new(PushOffer {
-        name: "r7".into(),
-        id: Digest::of(b"r7"),
-        provenance: None,
-        signatures: Vec::new(),
-        link_mode: Default::default(),
-        pushed_by: "tester@here".into(),
-        shared: vec![],
-        shared_files: vec![],
-        repair: false,
-        source: None,
-        command: None,
-    })));
+    let answer = raw.request(&Message::Push(Box::new(offer_of("r7", Digest::of(b"r7")))));
     raw.abandon();
     let Ok(Message::SendManifest { mut bases, pull: false }) = answer else {
         panic!("expected send_manifest: {answer:?}")
